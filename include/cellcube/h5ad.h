@@ -1,0 +1,145 @@
+// Reading AnnData (.h5ad) files: the matrices (X, raw/X, layers/NAME) streamed in
+// blocks, and the obs/var dataframes, in every layout anndata 0.6 through 0.11 and
+// other writers produce. See docs/READER.md for the layouts and decisions.
+//
+// Thread safety: HDF5 is not thread-safe, so every function here serialises on one
+// process-wide lock. Objects may be used from any thread, one thread at a time.
+// Errors: every fallible call returns Status / Result with one clear line.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cellcube/status.h"
+
+namespace cellcube::h5ad {
+
+enum class Encoding { kDense, kCsr, kCsc };
+const char* EncodingName(Encoding e);
+
+// A matrix found in the file, described from its metadata only.
+struct MatrixInfo {
+  std::string path;         // HDF5 path: "X", "raw/X", "raw.X" (anndata 0.6), "layers/NAME"
+  Encoding encoding = Encoding::kDense;
+  std::string dtype;        // of the values: "float32", "int64", "uint16", ...
+  std::string index_dtype;  // of indices/indptr for sparse matrices, else empty
+  int64_t n_rows = 0;
+  int64_t n_cols = 0;
+  int64_t stored = 0;           // stored values: nnz for sparse, n_rows * n_cols for dense
+  std::vector<int64_t> chunks;  // chunk shape of the values dataset; empty when contiguous
+  std::string filter;           // "none", "gzip(4)", "lzf", "shuffle+gzip(4)", ...
+};
+
+enum class ColumnKind {
+  kCategorical,
+  kString,
+  kInteger,
+  kFloat,
+  kBoolean,
+  kNullableInteger,
+  kNullableBoolean,
+};
+const char* ColumnKindName(ColumnKind k);
+
+// A dataframe column reduced to labels: each row holds a code into `labels`, or
+// kMissing. Numbers are labelled as Python prints them ("3", "0.5", "11.0"),
+// booleans "True"/"False". Categorical columns keep their category order
+// (including unused categories); others list labels in order of first appearance.
+struct Column {
+  static constexpr int32_t kMissing = -1;
+  std::string name;
+  ColumnKind kind = ColumnKind::kString;
+  bool ordered = false;
+  std::vector<std::string> labels;
+  std::vector<int32_t> codes;
+
+  int64_t CountMissing() const;
+  // Number of distinct labels that occur at least once (pandas' nunique()).
+  int64_t CountDistinctPresent() const;
+};
+
+// Describes a dataframe without reading its columns.
+struct DataFrameInfo {
+  std::string group;                      // "obs", "var", "raw/var", "raw.var"
+  std::string index_name;                 // name of the index column ("_index", "index", ...)
+  std::vector<std::string> column_names;  // in the file's column order, index excluded
+  int64_t n_rows = 0;
+};
+
+// One block of a matrix as compressed sparse vectors along the major axis: rows for
+// CSR and dense matrices, columns for CSC. Dense blocks drop exact zeros, which every
+// statistic cellcube computes ignores.
+struct SparseBlock {
+  int64_t major_begin = 0;       // first row (or column) of the block
+  int64_t major_count = 0;       // rows (or columns) in the block
+  std::vector<int64_t> offsets;  // major_count + 1 entries, offsets[0] == 0
+  std::vector<int32_t> minor;    // column (or row) of each value, checked in range
+  std::vector<double> values;    // converted to float64, NaN/inf passed through
+};
+
+struct StreamOptions {
+  // Target number of values per block; blocks always hold whole rows (columns).
+  int64_t target_values = int64_t{1} << 22;
+};
+
+// Streams one matrix in bounded memory. Validates the structure (indptr monotone,
+// indices in range) as it goes and fails with a clear error when it is broken.
+class MatrixStream {
+ public:
+  virtual ~MatrixStream() = default;
+  // True when blocks run over rows (CSR, dense), false for columns (CSC).
+  virtual bool by_rows() const = 0;
+  // Fills `block` with the next block; returns false when the matrix is exhausted.
+  virtual Result<bool> Next(SparseBlock* block) = 0;
+};
+
+class File {
+ public:
+  // Opens and validates the file's metadata: AnnData layout, obs/var lengths, matrix
+  // encodings and shapes, and that every filter can be decoded.
+  static Result<std::unique_ptr<File>> Open(const std::string& path);
+  ~File();
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  const std::string& path() const;
+  // "anndata >= 0.8", "anndata 0.7" or "anndata 0.6 (legacy)"; a guess from the layout.
+  const std::string& layout() const;
+  int64_t n_obs() const;
+  int64_t n_vars() const;
+  const std::vector<MatrixInfo>& matrices() const;  // X, raw, then layers in name order
+
+  // Resolves "auto" | "X" | "raw" | "layers/NAME" | an HDF5 path to a present matrix.
+  // auto = raw/X if present, else layers/counts, else X.
+  Result<MatrixInfo> ResolveMatrix(const std::string& spec) const;
+
+  Result<DataFrameInfo> ObsInfo() const;
+  // The var dataframe that describes `matrix`'s columns (raw/var for raw matrices).
+  Result<DataFrameInfo> VarInfo(const std::string& matrix_path = "X") const;
+
+  // Reads one column of obs (or of the var of `matrix_path`). An unknown name is a
+  // NotFound error that suggests near names.
+  Result<Column> ReadObsColumn(const std::string& name) const;
+  Result<Column> ReadVarColumn(const std::string& name, const std::string& matrix_path = "X") const;
+  // The index as strings.
+  Result<std::vector<std::string>> ReadObsIndex() const;
+  Result<std::vector<std::string>> ReadVarIndex(const std::string& matrix_path = "X") const;
+
+  Result<std::unique_ptr<MatrixStream>> StreamMatrix(const std::string& matrix_path,
+                                                     const StreamOptions& options = {}) const;
+
+  // Reads up to `max_values` stored values from the start of the matrix, as float64
+  // (for deciding the transform).
+  Result<std::vector<double>> SampleValues(const std::string& matrix_path, int64_t max_values) const;
+
+  struct Impl;
+
+ private:
+  explicit File(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cellcube::h5ad

@@ -1,0 +1,42 @@
+// A small command-line parser: `--flag`, `--opt VALUE`, `--opt=VALUE`, repeatable
+// options, and positionals, with one clear usage error for anything unknown.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "cellcube/status.h"
+
+namespace cellcube::cli {
+
+struct OptionSpec {
+  std::string name;      // without the dashes: "json"
+  bool takes_value;      // false for flags
+  bool repeatable = false;
+};
+
+class Args {
+ public:
+  // Parses `argv` (after the subcommand) against `specs`.
+  static Result<Args> Parse(const std::vector<std::string>& argv,
+                            const std::vector<OptionSpec>& specs);
+
+  bool Flag(const std::string& name) const { return values_.count(name) > 0; }
+  std::optional<std::string> Get(const std::string& name) const;
+  std::string GetOr(const std::string& name, const std::string& fallback) const;
+  std::vector<std::string> GetAll(const std::string& name) const;
+  // An integer option within [lo, hi], or `fallback` when absent.
+  Result<int64_t> GetInt(const std::string& name, int64_t fallback, int64_t lo, int64_t hi) const;
+  const std::vector<std::string>& positionals() const { return positionals_; }
+
+ private:
+  std::map<std::string, std::vector<std::string>> values_;
+  std::vector<std::string> positionals_;
+};
+
+// Splits "a,b,c" into items, dropping empty ones.
+std::vector<std::string> SplitList(const std::string& s);
+
+}  // namespace cellcube::cli

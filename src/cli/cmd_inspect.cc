@@ -1,0 +1,207 @@
+// `cellcube inspect FILE`: what an .h5ad file holds, read from its metadata.
+#include <sys/stat.h>
+
+#include <cmath>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cellcube/h5ad.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/table.h"
+#include "util/text.h"
+
+namespace cellcube::cli {
+
+const char* const kInspectHelp = R"(usage: cellcube inspect FILE.h5ad [--json] [--column NAME] [--check]
+
+Shows what an AnnData file holds: cells and genes; every matrix (X, raw/X, layers)
+with its encoding, value type, shape, stored values, chunking and compression; the
+obs and var columns with their kind and number of distinct values.
+
+  --json          print the description as JSON
+  --column NAME   list the values of obs column NAME with their cell counts
+  --check         also read every matrix in full, checking its structure and counting
+                  values that are not finite (NaN, inf)
+  -h, --help      show this help
+)";
+
+namespace {
+
+using nlohmann::json;
+using h5ad::Column;
+using h5ad::File;
+
+struct ColumnSummary {
+  std::string name;
+  std::string kind;
+  int64_t n_values = 0;
+  int64_t n_missing = 0;
+};
+
+Result<std::vector<ColumnSummary>> SummariseColumns(const File& file, bool obs) {
+  CC_ASSIGN_OR_RETURN(auto info, obs ? file.ObsInfo() : file.VarInfo());
+  std::vector<ColumnSummary> out;
+  for (const auto& name : info.column_names) {
+    CC_ASSIGN_OR_RETURN(Column col, obs ? file.ReadObsColumn(name) : file.ReadVarColumn(name));
+    out.push_back({name, h5ad::ColumnKindName(col.kind), col.CountDistinctPresent(),
+                   col.CountMissing()});
+  }
+  return out;
+}
+
+std::string ShapeText(const std::vector<int64_t>& dims) {
+  if (dims.empty()) return "-";
+  std::string out;
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? " x " : "") + std::to_string(dims[i]);
+  return out;
+}
+
+struct CheckResult {
+  int64_t values = 0;
+  int64_t non_finite = 0;
+};
+
+// Streams a whole matrix; the stream validates its structure block by block.
+Result<CheckResult> CheckMatrix(const File& file, const std::string& path) {
+  CC_ASSIGN_OR_RETURN(auto stream, file.StreamMatrix(path));
+  CheckResult r;
+  h5ad::SparseBlock block;
+  while (true) {
+    CC_ASSIGN_OR_RETURN(bool more, stream->Next(&block));
+    if (!more) break;
+    r.values += static_cast<int64_t>(block.values.size());
+    for (double v : block.values) r.non_finite += !std::isfinite(v);
+  }
+  return r;
+}
+
+json ColumnsJson(const std::vector<ColumnSummary>& cols) {
+  json out = json::array();
+  for (const auto& c : cols)
+    out.push_back({{"name", c.name}, {"kind", c.kind}, {"n_values", c.n_values},
+                   {"n_missing", c.n_missing}});
+  return out;
+}
+
+void PrintColumns(const char* title, const std::vector<ColumnSummary>& cols) {
+  std::cout << "\n" << title << " columns (" << cols.size() << ")\n";
+  if (cols.empty()) return;
+  TextTable t({"name", "kind", "values", "missing"});
+  for (const auto& c : cols)
+    t.AddRow({c.name, c.kind, std::to_string(c.n_values), std::to_string(c.n_missing)});
+  t.Print(std::cout, {2, 3});
+}
+
+Status PrintColumnValues(const File& file, const std::string& name, bool as_json) {
+  CC_ASSIGN_OR_RETURN(Column col, file.ReadObsColumn(name));
+  std::vector<int64_t> counts(col.labels.size(), 0);
+  for (int32_t c : col.codes)
+    if (c >= 0) ++counts[static_cast<size_t>(c)];
+  int64_t missing = col.CountMissing();
+  if (as_json) {
+    json values = json::array();
+    for (size_t i = 0; i < col.labels.size(); ++i)
+      values.push_back({{"value", col.labels[i]}, {"cells", counts[i]}});
+    std::cout << json{{"name", col.name},     {"kind", h5ad::ColumnKindName(col.kind)},
+                      {"values", values},     {"missing", missing},
+                      {"ordered", col.ordered}}
+                     .dump(2)
+              << "\n";
+    return Status::Ok();
+  }
+  std::cout << "obs column '" << col.name << "' (" << h5ad::ColumnKindName(col.kind)
+            << (col.ordered ? ", ordered" : "") << "): " << col.CountDistinctPresent()
+            << " distinct values\n";
+  TextTable t({"value", "cells"});
+  for (size_t i = 0; i < col.labels.size(); ++i)
+    t.AddRow({col.labels[i], WithThousands(counts[i])});
+  if (missing) t.AddRow({"NA (missing)", WithThousands(missing)});
+  t.Print(std::cout, {1});
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status RunInspect(const std::vector<std::string>& argv) {
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"json", false},
+                                                     {"column", true},
+                                                     {"check", false}}));
+  if (args.positionals().size() != 1)
+    return Status::Usage("inspect needs exactly one FILE.h5ad (see 'cellcube inspect --help')");
+  const std::string& path = args.positionals()[0];
+  CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
+  if (auto column = args.Get("column")) return PrintColumnValues(*file, *column, args.Flag("json"));
+
+  // Opening every stream validates each sparse matrix's indptr (cheap: one entry a row).
+  for (const auto& m : file->matrices()) {
+    CC_ASSIGN_OR_RETURN(auto stream, file->StreamMatrix(m.path));
+    (void)stream;
+  }
+  std::vector<std::pair<std::string, CheckResult>> checks;
+  if (args.Flag("check")) {
+    for (const auto& m : file->matrices()) {
+      CC_ASSIGN_OR_RETURN(CheckResult r, CheckMatrix(*file, m.path));
+      checks.emplace_back(m.path, r);
+    }
+  }
+  CC_ASSIGN_OR_RETURN(auto obs_cols, SummariseColumns(*file, true));
+  CC_ASSIGN_OR_RETURN(auto var_cols, SummariseColumns(*file, false));
+  CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
+  CC_ASSIGN_OR_RETURN(auto var_info, file->VarInfo());
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+
+  if (args.Flag("json")) {
+    json matrices = json::array();
+    for (const auto& m : file->matrices()) {
+      json jm = {{"path", m.path},
+                 {"encoding", h5ad::EncodingName(m.encoding)},
+                 {"dtype", m.dtype},
+                 {"shape", {m.n_rows, m.n_cols}},
+                 {"stored", m.stored},
+                 {"chunks", m.chunks.empty() ? json(nullptr) : json(m.chunks)},
+                 {"filter", m.filter},
+                 {"index_dtype", m.index_dtype.empty() ? json(nullptr) : json(m.index_dtype)}};
+      for (const auto& [p, r] : checks)
+        if (p == m.path) jm["check"] = {{"values", r.values}, {"non_finite", r.non_finite}};
+      matrices.push_back(jm);
+    }
+    json out = {{"path", path},
+                {"layout", file->layout()},
+                {"size_bytes", static_cast<int64_t>(st.st_size)},
+                {"n_obs", file->n_obs()},
+                {"n_vars", file->n_vars()},
+                {"obs_index", obs_info.index_name},
+                {"var_index", var_info.index_name},
+                {"matrices", matrices},
+                {"obs", ColumnsJson(obs_cols)},
+                {"var", ColumnsJson(var_cols)}};
+    std::cout << out.dump(2) << "\n";
+    return Status::Ok();
+  }
+
+  std::cout << path << "\n  " << file->layout() << ", " << FormatBytes(st.st_size) << "; "
+            << WithThousands(file->n_obs()) << " cells (obs) x " << WithThousands(file->n_vars())
+            << " genes (var)\n\nmatrices (" << file->matrices().size() << ")\n";
+  if (file->matrices().empty()) {
+    std::cout << "  none: this file stores no X, raw/X or layers\n";
+  } else {
+    TextTable t({"path", "encoding", "dtype", "shape", "stored", "chunks", "filter", "index"});
+    for (const auto& m : file->matrices())
+      t.AddRow({m.path, h5ad::EncodingName(m.encoding), m.dtype, ShapeText({m.n_rows, m.n_cols}),
+                WithThousands(m.stored), ShapeText(m.chunks), m.filter,
+                m.index_dtype.empty() ? "-" : m.index_dtype});
+    t.Print(std::cout, {4});
+  }
+  for (const auto& [p, r] : checks)
+    std::cout << "  checked " << p << ": " << WithThousands(r.values) << " values read, "
+              << (r.non_finite ? WithThousands(r.non_finite) + " not finite (NaN or inf)"
+                               : std::string("all finite"))
+              << "\n";
+  PrintColumns("obs", obs_cols);
+  PrintColumns("var", var_cols);
+  return Status::Ok();
+}
+
+}  // namespace cellcube::cli

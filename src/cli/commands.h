@@ -1,0 +1,24 @@
+// The subcommands of `cellcube`. Each parses its own arguments and returns a Status;
+// main() alone turns a Status into an error line and an exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cellcube/status.h"
+
+namespace cellcube::cli {
+
+struct Command {
+  const char* name;
+  const char* summary;
+  const char* help;  // full --help text
+  Status (*run)(const std::vector<std::string>& argv);
+};
+
+const std::vector<Command>& Commands();
+
+Status RunInspect(const std::vector<std::string>& argv);
+extern const char* const kInspectHelp;
+
+}  // namespace cellcube::cli

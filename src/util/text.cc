@@ -1,0 +1,127 @@
+#include "util/text.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+namespace cellcube {
+
+std::string FormatPythonFloat(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  // Shortest round-trip digits in scientific form, then laid out by Python's rule:
+  // positional when -4 <= exponent < 16, else scientific with a 2-digit exponent.
+  char buf[64];
+  auto res = std::to_chars(buf, buf + sizeof buf, v, std::chars_format::scientific);
+  std::string sci(buf, res.ptr);
+  bool negative = sci[0] == '-';
+  if (negative) sci.erase(0, 1);
+  size_t e_pos = sci.find('e');
+  int exponent = std::atoi(sci.c_str() + e_pos + 1);
+  std::string digits;
+  for (size_t i = 0; i < e_pos; ++i)
+    if (sci[i] != '.') digits += sci[i];
+  std::string out = negative ? "-" : "";
+  if (exponent >= -4 && exponent < 16) {
+    int point = exponent + 1;  // digits before the decimal point
+    if (point <= 0) {
+      out.append("0.").append(static_cast<size_t>(-point), '0').append(digits);
+    } else if (point >= static_cast<int>(digits.size())) {
+      out.append(digits).append(static_cast<size_t>(point) - digits.size(), '0').append(".0");
+    } else {
+      out.append(digits, 0, static_cast<size_t>(point)).append(".").append(digits, static_cast<size_t>(point));
+    }
+  } else {
+    out.append(digits, 0, 1);
+    if (digits.size() > 1) out.append(".").append(digits, 1);
+    char exp_buf[16];
+    std::snprintf(exp_buf, sizeof exp_buf, "e%c%02d", exponent < 0 ? '-' : '+', std::abs(exponent));
+    out += exp_buf;
+  }
+  return out;
+}
+
+std::string ToLower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+size_t EditDistance(std::string_view a_in, std::string_view b_in) {
+  std::string a = ToLower(a_in), b = ToLower(b_in);
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+    }
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::vector<std::string> NearNames(std::string_view name, const std::vector<std::string>& candidates,
+                                   size_t max) {
+  std::string lname = ToLower(name);
+  struct Scored {
+    size_t score;
+    const std::string* s;
+  };
+  std::vector<Scored> scored;
+  size_t limit = std::max<size_t>(2, name.size() / 3);
+  for (const auto& c : candidates) {
+    std::string lc = ToLower(c);
+    size_t d = EditDistance(lname, lc);
+    bool contains = !lname.empty() && (lc.find(lname) != std::string::npos ||
+                                       (lname.size() >= 3 && lname.find(lc) != std::string::npos));
+    if (d <= limit || contains) scored.push_back({contains ? std::min(d, limit) : d, &c});
+  }
+  std::stable_sort(scored.begin(), scored.end(),
+                   [](const Scored& x, const Scored& y) { return x.score < y.score; });
+  std::vector<std::string> out;
+  for (size_t i = 0; i < scored.size() && out.size() < max; ++i) out.push_back(*scored[i].s);
+  return out;
+}
+
+std::string QuoteList(const std::vector<std::string>& items, size_t max) {
+  std::string out;
+  for (size_t i = 0; i < items.size() && i < max; ++i) {
+    if (i) out += ", ";
+    out += "'" + items[i] + "'";
+  }
+  if (items.size() > max) out += ", ...";
+  return out;
+}
+
+std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates) {
+  auto near = NearNames(name, candidates);
+  if (!near.empty()) {
+    std::string out = " (did you mean ";
+    for (size_t i = 0; i < near.size(); ++i) {
+      if (i) out += i + 1 == near.size() ? " or " : ", ";
+      out += "'" + near[i] + "'";
+    }
+    return out + "?)";
+  }
+  if (candidates.empty()) return " (there are none)";
+  return " (available: " + QuoteList(candidates) + ")";
+}
+
+std::string FormatBytes(uint64_t bytes) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1000 && u < 4) {
+    v /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
+  return buf;
+}
+
+}  // namespace cellcube

@@ -1,0 +1,33 @@
+// Small text helpers shared by every part: number formatting, suggestions.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace cellcube {
+
+// Formats a double as Python's repr() does ("0.5", "11.0", "1e-05", "nan").
+std::string FormatPythonFloat(double v);
+
+// Levenshtein distance, case-insensitive.
+size_t EditDistance(std::string_view a, std::string_view b);
+
+// Up to `max` candidates nearest to `name` (by edit distance, then prefix/substring
+// match), nearest first; empty when nothing is reasonably close.
+std::vector<std::string> NearNames(std::string_view name, const std::vector<std::string>& candidates,
+                                   size_t max = 3);
+
+// " (did you mean 'a' or 'b'?)" or " (available: 'a', 'b', ...)" or "".
+std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates);
+
+// "'a', 'b', 'c'" with at most `max` items and ", ..." after.
+std::string QuoteList(const std::vector<std::string>& items, size_t max = 8);
+
+std::string ToLower(std::string_view s);
+
+// Human-readable byte count: "1.4 MB".
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace cellcube

@@ -1,0 +1,149 @@
+"""Shared helpers for the cellcube Python tests (paths, running binaries)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parents[1]  # tests/python/../..
+DATA_DIR = (REPO / ".." / "shared" / "data" / "h5ad").resolve()
+
+ERROR_PREFIX = "cellcube: error: "
+
+
+def real_files():
+    """Every .h5ad in the shared data dir (sorted); [] if there is none."""
+    if not DATA_DIR.is_dir():
+        return []
+    return sorted(DATA_DIR.glob("*.h5ad"))
+
+
+def _binary(env, name, fallback_env=None):
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    if fallback_env and os.environ.get(fallback_env):
+        return Path(os.environ[fallback_env]).parent / name
+    return REPO / "build" / name
+
+
+def cellcube_path() -> Path:
+    return _binary("CELLCUBE_BIN", "cellcube")
+
+
+def dump_path() -> Path:
+    return _binary("CELLCUBE_DUMP_BIN", "cellcube-dump", fallback_env="CELLCUBE_BIN")
+
+
+def require_binary(path: Path, what: str) -> Path:
+    if not path.is_file() or not os.access(path, os.X_OK):
+        pytest.fail(
+            f"{what} binary not found or not executable at {path}. Build the project "
+            f"(it is expected at <repo>/build/{path.name}) or point "
+            f"{'CELLCUBE_BIN' if path.name == 'cellcube' else 'CELLCUBE_DUMP_BIN'} at it.",
+            pytrace=False,
+        )
+    return path
+
+
+def run(args, timeout=180) -> subprocess.CompletedProcess:
+    args = [str(a) for a in args]
+    try:
+        return subprocess.run(
+            args,
+            capture_output=True,
+            encoding="utf-8",
+            errors="replace",
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"timed out after {timeout}s: {' '.join(args)}", pytrace=False)
+
+
+def describe(proc) -> str:
+    err = proc.stderr if len(proc.stderr) < 3000 else proc.stderr[:3000] + "...[truncated]"
+    out = proc.stdout if len(proc.stdout) < 1000 else proc.stdout[:1000] + "...[truncated]"
+    return f"$ {' '.join(proc.args)}\nexit code: {proc.returncode}\n--- stderr:\n{err}\n--- stdout:\n{out}"
+
+
+def _reject_constant(name):
+    raise ValueError(f"non-standard JSON constant {name!r} (NaN must be written as null)")
+
+
+def run_json(args, timeout=180):
+    """Run a command that must succeed and print one JSON document."""
+    proc = run(args, timeout=timeout)
+    assert proc.returncode == 0, "command failed\n" + describe(proc)
+    try:
+        return json.loads(proc.stdout, parse_constant=_reject_constant)
+    except ValueError as e:
+        pytest.fail(f"stdout is not valid JSON: {e}\n" + describe(proc), pytrace=False)
+
+
+def assert_error(proc, *, code=1, mentions=(), any_of=(), patterns=()):
+    """The error contract: exit code `code` (never a signal), stderr exactly
+    one line starting with 'cellcube: error: ', which contains every string in
+    `mentions` and at least one of `any_of` (case-insensitive), and matches
+    every regular expression in `patterns` (case-sensitive, searched in the
+    text after the prefix)."""
+    info = describe(proc)
+    assert proc.returncode >= 0, f"killed by signal {-proc.returncode}\n" + info
+    assert proc.returncode == code, f"expected exit code {code}\n" + info
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, f"stderr must be exactly one line, got {len(lines)}\n" + info
+    line = lines[0]
+    assert line.startswith(ERROR_PREFIX), f"stderr must start with {ERROR_PREFIX!r}\n" + info
+    low = line.lower()
+    for m in mentions:
+        assert str(m).lower() in low, f"error message should mention {m!r}\n" + info
+    if any_of:
+        assert any(str(m).lower() in low for m in any_of), (
+            f"error message should mention one of {list(any_of)!r}\n" + info
+        )
+    for pat in patterns:
+        assert re.search(pat, line[len(ERROR_PREFIX):]), f"error message should match /{pat}/\n" + info
+    return line
+
+
+# --------------------------------------------------------------------------
+# the two agreement checks shared by test_real_files and test_generated
+# --------------------------------------------------------------------------
+
+
+def check_inspect(cellcube, path):
+    """`cellcube inspect FILE --json` agrees with anndata/h5py."""
+    import reference
+
+    want = reference.expected_inspect(path)
+    got = run_json([cellcube, "inspect", path, "--json"])
+    problems = []
+    if not isinstance(got, dict):
+        pytest.fail(f"inspect --json printed {type(got).__name__}, not an object", pytrace=False)
+    gp = got.get("path")
+    if not isinstance(gp, str) or Path(gp).resolve() != Path(path).resolve():
+        problems.append(f"path: got {gp!r} want {str(path)!r}")
+    problems += reference.compare_inspect(got, want)
+    assert not problems, f"inspect --json of {Path(path).name} disagrees with anndata/h5py:\n  " + "\n  ".join(
+        problems
+    )
+    return got
+
+
+def check_dump(cellcube_dump, path, matrix):
+    """`cellcube-dump FILE [--matrix M]` agrees with the reference."""
+    import reference
+
+    want = reference.expected_dump(path, matrix)
+    args = [cellcube_dump, path] if matrix == "X" else [cellcube_dump, path, "--matrix", matrix]
+    got = run_json(args)
+    if not isinstance(got, dict):
+        pytest.fail(f"cellcube-dump printed {type(got).__name__}, not an object", pytrace=False)
+    problems = reference.compare_dump(got, want)
+    assert not problems, f"cellcube-dump of {Path(path).name} [{matrix}] disagrees with the reference:\n  " + "\n  ".join(
+        problems
+    )
