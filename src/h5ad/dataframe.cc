@@ -15,6 +15,7 @@ struct RawValues {
   std::vector<std::string> strings;
   std::vector<int64_t> ints;  // also booleans (0/1)
   std::vector<double> floats;
+  bool single_precision = false;  // float32 on disk: labelled with float32's shortest digits
   std::vector<uint8_t> missing;  // 1 = missing; empty = none missing
 
   size_t size() const {
@@ -33,7 +34,9 @@ struct RawValues {
       case Type::kStrings: return strings[i];
       case Type::kInts: return std::to_string(ints[i]);
       case Type::kBools: return ints[i] ? "True" : "False";
-      case Type::kFloats: return FormatPythonFloat(floats[i]);
+      case Type::kFloats:
+        return single_precision ? FormatPythonFloat32(static_cast<float>(floats[i]))
+                                : FormatPythonFloat(floats[i]);
     }
     return {};
   }
@@ -58,6 +61,7 @@ Result<RawValues> ReadValues(hid_t dataset) {
     }
     case TypeClass::kFloat: {
       out.type = RawValues::Type::kFloats;
+      out.single_precision = H5Tget_size(type.get()) <= 4;
       CC_ASSIGN_OR_RETURN(out.floats, ReadDoubleDataset(dataset));
       return out;
     }
@@ -81,6 +85,7 @@ Result<RawValues> ReadCompoundField(hid_t dataset, const std::string& field) {
     CC_ASSIGN_OR_RETURN(out.ints, ReadCompoundInt64(dataset, field));
   } else if (cls == TypeClass::kFloat) {
     out.type = RawValues::Type::kFloats;
+    out.single_precision = H5Tget_size(member.get()) <= 4;
     CC_ASSIGN_OR_RETURN(out.floats, ReadCompoundDoubles(dataset, field));
   } else {
     return Status::Unsupported("field of type " + TypeName(member.get()));

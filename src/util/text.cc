@@ -8,7 +8,9 @@
 
 namespace cellcube {
 
-std::string FormatPythonFloat(double v) {
+namespace {
+template <typename Float>
+std::string FormatShortestPython(Float v) {
   if (std::isnan(v)) return "nan";
   if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
   // Shortest round-trip digits in scientific form, then laid out by Python's rule:
@@ -42,6 +44,10 @@ std::string FormatPythonFloat(double v) {
   }
   return out;
 }
+}  // namespace
+
+std::string FormatPythonFloat(double v) { return FormatShortestPython(v); }
+std::string FormatPythonFloat32(float v) { return FormatShortestPython(v); }
 
 std::string ToLower(std::string_view s) {
   std::string out(s);

@@ -10,6 +10,8 @@ namespace cellcube {
 
 // Formats a double as Python's repr() does ("0.5", "11.0", "1e-05", "nan").
 std::string FormatPythonFloat(double v);
+// The same for a float32 value: its shortest digits as float32 ("0.1", as numpy prints).
+std::string FormatPythonFloat32(float v);
 
 // Levenshtein distance, case-insensitive.
 size_t EditDistance(std::string_view a, std::string_view b);
