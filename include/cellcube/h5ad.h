@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "cellcube/sparse_block.h"
 #include "cellcube/status.h"
 
 namespace cellcube::h5ad {
@@ -69,31 +70,35 @@ struct DataFrameInfo {
   int64_t n_rows = 0;
 };
 
-// One block of a matrix as compressed sparse vectors along the major axis: rows for
-// CSR and dense matrices, columns for CSC. Dense blocks drop exact zeros, which every
-// statistic cellcube computes ignores.
-struct SparseBlock {
-  int64_t major_begin = 0;       // first row (or column) of the block
-  int64_t major_count = 0;       // rows (or columns) in the block
-  std::vector<int64_t> offsets;  // major_count + 1 entries, offsets[0] == 0
-  std::vector<int32_t> minor;    // column (or row) of each value, checked in range
-  std::vector<double> values;    // converted to float64, NaN/inf passed through
-};
+using cellcube::SparseBlock;
 
 struct StreamOptions {
   // Target number of values per block; blocks always hold whole rows (columns).
   int64_t target_values = int64_t{1} << 22;
 };
 
-// Streams one matrix in bounded memory. Validates the structure (indptr monotone,
-// indices in range) as it goes and fails with a clear error when it is broken.
+// Reads one matrix in blocks of whole rows (columns for CSC), in bounded memory.
+// Validates the structure as it goes (indptr when opened, indices in each block) and
+// fails with a clear error when it is broken.
 class MatrixStream {
  public:
   virtual ~MatrixStream() = default;
   // True when blocks run over rows (CSR, dense), false for columns (CSC).
   virtual bool by_rows() const = 0;
-  // Fills `block` with the next block; returns false when the matrix is exhausted.
-  virtual Result<bool> Next(SparseBlock* block) = 0;
+  // How many blocks the matrix is cut into.
+  virtual int64_t num_blocks() const = 0;
+  // Reads block `index`. Thread-safe: threads may read different blocks at once
+  // (what goes through HDF5 serialises on its lock).
+  virtual Status ReadBlock(int64_t index, SparseBlock* block) const = 0;
+  // Sequential convenience: fills the next block, false when exhausted. Not thread-safe.
+  Result<bool> Next(SparseBlock* block) {
+    if (next_ >= num_blocks()) return false;
+    CC_RETURN_IF_ERROR(ReadBlock(next_++, block));
+    return true;
+  }
+
+ private:
+  int64_t next_ = 0;
 };
 
 class File {

@@ -99,48 +99,54 @@ Result<MatrixInfo> DescribeSparse(hid_t file, const std::string& path) {
   return info;
 }
 
-// Streams CSR (by rows) or CSC (by columns).
+// Reads CSR (by rows) or CSC (by columns) through HDF5.
 class SparseStream final : public MatrixStream {
  public:
   SparseStream(const MatrixInfo& info, Handle data, Handle indices, std::vector<int64_t> indptr,
                int64_t target)
-      : info_(info),
-        data_(std::move(data)),
-        indices_(std::move(indices)),
-        indptr_(std::move(indptr)),
-        target_(std::max<int64_t>(1, target)) {}
+      : info_(info), data_(std::move(data)), indices_(std::move(indices)), indptr_(std::move(indptr)) {
+    // Block boundaries: whole rows up to the target; a row longer than it is one block.
+    const auto n_major = static_cast<int64_t>(indptr_.size()) - 1;
+    target = std::max<int64_t>(1, target);
+    bounds_.push_back(0);
+    for (int64_t m = 0; m < n_major;) {
+      int64_t end = m + 1;
+      while (end < n_major && indptr_[end + 1] - indptr_[m] <= target) ++end;
+      bounds_.push_back(end);
+      m = end;
+    }
+  }
 
   bool by_rows() const override { return info_.encoding == Encoding::kCsr; }
+  int64_t num_blocks() const override { return static_cast<int64_t>(bounds_.size()) - 1; }
 
-  Result<bool> Next(SparseBlock* block) override {
-    const auto n_major = static_cast<int64_t>(indptr_.size()) - 1;
-    if (next_ >= n_major) return false;
-    int64_t begin = next_;
-    int64_t end = begin + 1;
-    // Whole rows up to the target; the first row always fits.
-    while (end < n_major && indptr_[end + 1] - indptr_[begin] <= target_) ++end;
+  Status ReadBlock(int64_t index, SparseBlock* block) const override {
+    if (index < 0 || index >= num_blocks()) return Status::Internal("block index out of range");
+    int64_t begin = bounds_[index], end = bounds_[index + 1];
     int64_t lo = indptr_[begin], hi = indptr_[end];
     block->major_begin = begin;
     block->major_count = end - begin;
     block->offsets.resize(static_cast<size_t>(end - begin + 1));
     for (int64_t m = begin; m <= end; ++m) block->offsets[m - begin] = indptr_[m] - lo;
     block->values.resize(static_cast<size_t>(hi - lo));
-    index_buf_.resize(static_cast<size_t>(hi - lo));
-    Hdf5Lock lock(Hdf5Mutex());
-    CC_RETURN_IF_ERROR(
-        ReadRange(data_.get(), H5T_NATIVE_DOUBLE, lo, hi - lo, block->values.data())
-            .WithContext(Where(info_.path) + " data"));
-    CC_RETURN_IF_ERROR(ReadRange(indices_.get(), H5T_NATIVE_INT64, lo, hi - lo, index_buf_.data())
-                           .WithContext(Where(info_.path) + " indices"));
+    std::vector<int64_t> index_buf(static_cast<size_t>(hi - lo));
+    {
+      Hdf5Lock lock(Hdf5Mutex());
+      CC_RETURN_IF_ERROR(
+          ReadRange(data_.get(), H5T_NATIVE_DOUBLE, lo, hi - lo, block->values.data())
+              .WithContext(Where(info_.path) + " data"));
+      CC_RETURN_IF_ERROR(
+          ReadRange(indices_.get(), H5T_NATIVE_INT64, lo, hi - lo, index_buf.data())
+              .WithContext(Where(info_.path) + " indices"));
+    }
     const int64_t n_minor = by_rows() ? info_.n_cols : info_.n_rows;
-    block->minor.resize(index_buf_.size());
-    for (size_t i = 0; i < index_buf_.size(); ++i) {
-      int64_t idx = index_buf_[i];
+    block->minor.resize(index_buf.size());
+    for (size_t i = 0; i < index_buf.size(); ++i) {
+      int64_t idx = index_buf[i];
       if (idx < 0 || idx >= n_minor) return OutOfRange(begin, block->offsets, i, idx, n_minor);
       block->minor[i] = static_cast<int32_t>(idx);
     }
-    next_ = end;
-    return true;
+    return Status::Ok();
   }
 
  private:
@@ -158,12 +164,10 @@ class SparseStream final : public MatrixStream {
   MatrixInfo info_;
   Handle data_, indices_;
   std::vector<int64_t> indptr_;
-  std::vector<int64_t> index_buf_;
-  int64_t target_;
-  int64_t next_ = 0;
+  std::vector<int64_t> bounds_;  // block i covers majors [bounds_[i], bounds_[i + 1])
 };
 
-// Streams a dense 2-D dataset by rows, dropping zeros.
+// Reads a dense 2-D dataset by rows, dropping zeros.
 class DenseStream final : public MatrixStream {
  public:
   DenseStream(const MatrixInfo& info, Handle data, int64_t target)
@@ -178,23 +182,27 @@ class DenseStream final : public MatrixStream {
   }
 
   bool by_rows() const override { return true; }
+  int64_t num_blocks() const override {
+    return (info_.n_rows + rows_per_block_ - 1) / rows_per_block_;
+  }
 
-  Result<bool> Next(SparseBlock* block) override {
-    if (next_ >= info_.n_rows) return false;
-    int64_t n = std::min(rows_per_block_, info_.n_rows - next_);
-    buf_.resize(static_cast<size_t>(n * info_.n_cols));
+  Status ReadBlock(int64_t index, SparseBlock* block) const override {
+    if (index < 0 || index >= num_blocks()) return Status::Internal("block index out of range");
+    int64_t first = index * rows_per_block_;
+    int64_t n = std::min(rows_per_block_, info_.n_rows - first);
+    std::vector<double> buf(static_cast<size_t>(n * info_.n_cols));
     {
       Hdf5Lock lock(Hdf5Mutex());
-      CC_RETURN_IF_ERROR(ReadRows(data_.get(), H5T_NATIVE_DOUBLE, next_, n, buf_.data())
+      CC_RETURN_IF_ERROR(ReadRows(data_.get(), H5T_NATIVE_DOUBLE, first, n, buf.data())
                              .WithContext(Where(info_.path)));
     }
-    block->major_begin = next_;
+    block->major_begin = first;
     block->major_count = n;
     block->offsets.assign(1, 0);
     block->minor.clear();
     block->values.clear();
     for (int64_t r = 0; r < n; ++r) {
-      const double* row = buf_.data() + r * info_.n_cols;
+      const double* row = buf.data() + r * info_.n_cols;
       for (int64_t c = 0; c < info_.n_cols; ++c) {
         if (row[c] != 0) {  // NaN compares unequal, so it is kept
           block->minor.push_back(static_cast<int32_t>(c));
@@ -203,16 +211,13 @@ class DenseStream final : public MatrixStream {
       }
       block->offsets.push_back(static_cast<int64_t>(block->values.size()));
     }
-    next_ += n;
-    return true;
+    return Status::Ok();
   }
 
  private:
   MatrixInfo info_;
   Handle data_;
-  std::vector<double> buf_;
   int64_t rows_per_block_ = 1;
-  int64_t next_ = 0;
 };
 
 Status ValidateIndptr(const MatrixInfo& info, const std::vector<int64_t>& indptr) {
