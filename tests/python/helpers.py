@@ -147,3 +147,19 @@ def check_dump(cellcube_dump, path, matrix):
     assert not problems, f"cellcube-dump of {Path(path).name} [{matrix}] disagrees with the reference:\n  " + "\n  ".join(
         problems
     )
+
+
+def column_listing_problems(stdout, labels):
+    """`inspect --column` output (human text; its layout is free) must show
+    every value present with its cell count on one line; missing values are
+    shown as NA.  Counts may be written plain (1632) or grouped (1,632)."""
+    from collections import Counter
+
+    lines = stdout.splitlines()
+    problems = []
+    for label, n in Counter(labels).items():
+        text = "NA" if label is None else label
+        count = re.compile(rf"(?<![\w.,])(?:{n}|{n:,})(?![\w.,])")
+        if not any(text in ln and count.search(ln.replace(text, " ", 1)) for ln in lines):
+            problems.append(f"no line shows value {text!r} with count {n}")
+    return problems

@@ -490,6 +490,10 @@ def compare_sums(name, got, want, abs_sum, rtol=1e-6, problems=None):
     return problems
 
 
+def _is_json_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def compare_exact(name, got, want, problems):
     got = list(got) if got is not None else None
     want = list(want)
@@ -511,11 +515,16 @@ def compare_dump(got: dict, want: dict) -> list:
     problems = []
     if got.get("matrix") != want["matrix"]:
         problems.append(f"matrix: got {got.get('matrix')!r} want {want['matrix']!r}")
+    if not all(_is_json_int(x) for x in got.get("shape", [])):
+        problems.append(f"shape: must be JSON integers, got {got.get('shape')!r}")
     if list(got.get("shape", [])) != want["shape"]:
         problems.append(f"shape: got {got.get('shape')!r} want {want['shape']!r}")
         return problems
     for key in ("row_nnz", "col_nnz"):
         compare_exact(key, got.get(key), [int(x) for x in want[key]], problems)
+        non_int = [x for x in got.get(key) or [] if not _is_json_int(x)]
+        if non_int:
+            problems.append(f"{key}: counts must be JSON integers, got e.g. {non_int[0]!r}")
     for key, absk in (
         ("row_sum", "row_abs"),
         ("row_sumsq", "row_sumsq"),
@@ -544,10 +553,17 @@ def compare_dump(got: dict, want: dict) -> list:
     return problems
 
 
+def _json_types(v):
+    """Type structure of a JSON value (so 3.0 is not accepted for 3)."""
+    if isinstance(v, list):
+        return [_json_types(x) for x in v]
+    return type(v).__name__
+
+
 def compare_inspect(got: dict, want: dict) -> list:
     problems = []
     for key in ("n_obs", "n_vars", "obs_index", "var_index"):
-        if got.get(key) != want[key]:
+        if got.get(key) != want[key] or type(got.get(key)) is not type(want[key]):
             problems.append(f"{key}: got {got.get(key)!r} want {want[key]!r}")
     gm = {m.get("path"): m for m in got.get("matrices", [])}
     wm = {m["path"]: m for m in want["matrices"]}
@@ -563,7 +579,7 @@ def compare_inspect(got: dict, want: dict) -> list:
             gv = g.get(key, "<absent>")
             if isinstance(gv, tuple):
                 gv = list(gv)
-            if gv != w[key]:
+            if gv != w[key] or _json_types(gv) != _json_types(w[key]):
                 problems.append(f"matrices[{p}].{key}: got {gv!r} want {w[key]!r}")
     for frame in ("obs", "var"):
         gcols = got.get(frame)
@@ -580,7 +596,7 @@ def compare_inspect(got: dict, want: dict) -> list:
             if g is None:
                 continue
             for key in ("kind", "n_values", "n_missing"):
-                if g.get(key) != w[key]:
+                if g.get(key) != w[key] or type(g.get(key)) is not type(w[key]):
                     problems.append(
                         f"{frame}[{w['name']!r}].{key}: got {g.get(key)!r} want {w[key]!r}"
                     )

@@ -54,3 +54,25 @@ def test_dump(cellcube_dump, path, matrix):
 def test_dump_without_x(cellcube_dump, path):
     proc = helpers.run([cellcube_dump, path])
     helpers.assert_error(proc, code=1, patterns=[r"\bX\b"])
+
+
+def _first_categorical_columns():
+    out = []
+    for p in FILES:
+        adata = reference.read_adata(p)
+        cats = [c for c in adata.obs.columns if reference.column_kind(adata.obs[c]) == "categorical"]
+        if cats:
+            out.append(pytest.param(p, cats[0], id=f"{p.name}::{cats[0]}"))
+    reference.read_adata.cache_clear()
+    return out
+
+
+@pytest.mark.parametrize("path,column", _first_categorical_columns())
+def test_inspect_column(cellcube, path, column):
+    """`inspect --column` lists every value present with its cell count
+    (missing values as NA)."""
+    labels = reference.column_labels(reference.read_adata(path).obs[column])
+    proc = helpers.run([cellcube, "inspect", path, "--column", column])
+    assert proc.returncode == 0, helpers.describe(proc)
+    problems = helpers.column_listing_problems(proc.stdout, labels)
+    assert not problems, "\n".join(problems) + "\n" + helpers.describe(proc)

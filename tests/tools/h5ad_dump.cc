@@ -46,8 +46,8 @@ Status Dump(const std::string& path, const std::string& matrix) {
   options.target_values = 1000;  // many small blocks: exercises block boundaries
   CC_ASSIGN_OR_RETURN(auto stream, file->StreamMatrix(info.path, options));
   auto rows = static_cast<size_t>(info.n_rows), cols = static_cast<size_t>(info.n_cols);
-  std::vector<double> row_sum(rows), row_sumsq(rows), row_nnz(rows), row_wsum(rows);
-  std::vector<double> col_sum(cols), col_nnz(cols);
+  std::vector<double> row_sum(rows), row_sumsq(rows), row_wsum(rows), col_sum(cols);
+  std::vector<int64_t> row_nnz(rows), col_nnz(cols);
   h5ad::SparseBlock block;
   while (true) {
     CC_ASSIGN_OR_RETURN(bool more, stream->Next(&block));
@@ -73,10 +73,10 @@ Status Dump(const std::string& path, const std::string& matrix) {
   out["shape"] = {info.n_rows, info.n_cols};
   out["row_sum"] = Numbers(row_sum);
   out["row_sumsq"] = Numbers(row_sumsq);
-  out["row_nnz"] = Numbers(row_nnz);
+  out["row_nnz"] = row_nnz;
   out["row_wsum"] = Numbers(row_wsum);
   out["col_sum"] = Numbers(col_sum);
-  out["col_nnz"] = Numbers(col_nnz);
+  out["col_nnz"] = col_nnz;
   CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
   CC_ASSIGN_OR_RETURN(
       out["obs"], Frame(obs_info, [&] { return file->ReadObsIndex(); },
