@@ -1,0 +1,76 @@
+#include "aggregate/accumulator.h"
+
+#include <cmath>
+
+namespace cellcube::aggregate {
+
+Accumulator::Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end)
+    : n_groups_(n_groups),
+      gene_begin_(gene_begin),
+      gene_end_(gene_end),
+      width_(static_cast<size_t>(gene_end - gene_begin)),
+      nnz_(static_cast<size_t>(n_groups) * width_, 0),
+      sum_(nnz_.size(), 0.0),
+      sumsq_(nnz_.size(), 0.0) {}
+
+std::optional<BadValue> Accumulator::Add(const SparseBlock& block, bool by_rows,
+                                         const CellContext& cells) {
+  const auto& group_of_cell = *cells.group_of_cell;
+  for (int64_t m = 0; m < block.major_count; ++m) {
+    const int64_t major = block.major_begin + m;
+    const int64_t lo = block.offsets[m], hi = block.offsets[m + 1];
+    if (by_rows) {
+      // One cell: its group and cp10k scale are fixed for the row.
+      double scale = 0;
+      if (cells.transform == Transform::kCp10kLog1p) {
+        double total = 0;
+        for (int64_t k = lo; k < hi; ++k) total += block.values[k];
+        scale = Cp10kScale(total);
+      }
+      const size_t row = static_cast<size_t>(group_of_cell[major]) * width_;
+      for (int64_t k = lo; k < hi; ++k) {
+        const int32_t gene = block.minor[k];
+        const double raw = block.values[k];
+        const double v = ApplyTransform(cells.transform, raw, scale);
+        if (!std::isfinite(v)) return BadValue{major, gene, raw, v};
+        if (gene < gene_begin_ || gene >= gene_end_) continue;
+        const size_t slot = row + static_cast<size_t>(gene - gene_begin_);
+        nnz_[slot] += v > 0;
+        sum_[slot] += v;
+        sumsq_[slot] += v * v;
+      }
+    } else {
+      const auto gene = static_cast<int32_t>(major);
+      const bool in_range = gene >= gene_begin_ && gene < gene_end_;
+      const size_t column = static_cast<size_t>(gene - gene_begin_);
+      for (int64_t k = lo; k < hi; ++k) {
+        const int32_t cell = block.minor[k];
+        const double raw = block.values[k];
+        const double scale = cells.cell_scale ? (*cells.cell_scale)[cell] : 0.0;
+        const double v = ApplyTransform(cells.transform, raw, scale);
+        if (!std::isfinite(v)) return BadValue{cell, gene, raw, v};
+        if (!in_range) continue;
+        const size_t slot = static_cast<size_t>(group_of_cell[cell]) * width_ + column;
+        nnz_[slot] += v > 0;
+        sum_[slot] += v;
+        sumsq_[slot] += v * v;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+void Accumulator::Merge(const Accumulator& other) {
+  for (size_t i = 0; i < nnz_.size(); ++i) {
+    nnz_[i] += other.nnz_[i];
+    sum_[i] += other.sum_[i];
+    sumsq_[i] += other.sumsq_[i];
+  }
+}
+
+void AddColumnBlockToRowTotals(const SparseBlock& block, std::vector<double>* totals) {
+  for (size_t k = 0; k < block.values.size(); ++k)
+    (*totals)[static_cast<size_t>(block.minor[k])] += block.values[k];
+}
+
+}  // namespace cellcube::aggregate

@@ -1,0 +1,126 @@
+// `cellcube info STORE`: what a store holds.
+#include <sys/stat.h>
+
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cellcube/store.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/table.h"
+#include "util/text.h"
+
+namespace cellcube::cli {
+
+const char* const kInfoHelp =
+    "usage: cellcube info STORE [--json]\n\n"
+    "Shows a store's datasets (cells, groups, genes, transform, source), its columns with\n"
+    "their values and cell counts, and its size on disk.\n\n"
+    "  --json   print as JSON\n";
+
+namespace {
+
+using nlohmann::json;
+
+std::string Join(const std::vector<std::string>& v) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + v[i];
+  return out;
+}
+
+// Cells per value of each column.
+std::vector<std::vector<int64_t>> CellsPerValue(const StoreData& s) {
+  std::vector<std::vector<int64_t>> out;
+  for (size_t c = 0; c < s.columns.size(); ++c) {
+    std::vector<int64_t> counts(s.labels[c].size() + 1, 0);  // last: NA
+    for (int64_t g = 0; g < s.n_groups(); ++g) {
+      int32_t code = s.codes[c][g];
+      counts[code < 0 ? counts.size() - 1 : static_cast<size_t>(code)] += s.n_cells[g];
+    }
+    out.push_back(std::move(counts));
+  }
+  return out;
+}
+
+}  // namespace
+
+Status RunInfo(const std::vector<std::string>& argv) {
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"json", false}}));
+  if (args.positionals().size() != 1) return Status::Usage("info needs exactly one STORE");
+  const std::string& path = args.positionals()[0];
+  CC_ASSIGN_OR_RETURN(StoreData s, LoadStore(path));
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+  const auto size = static_cast<int64_t>(st.st_size);
+  const double per_entry = s.n_entries() ? static_cast<double>(size) / s.n_entries() : 0;
+  auto counts = CellsPerValue(s);
+  int64_t cells = 0;
+  for (const auto& d : s.datasets) cells += d.n_cells;
+
+  if (args.Flag("json")) {
+    json datasets = json::array();
+    for (const auto& d : s.datasets)
+      datasets.push_back({{"name", d.name},
+                          {"source", d.source},
+                          {"source_size", d.source_size},
+                          {"source_mtime", d.source_mtime},
+                          {"n_cells", d.n_cells},
+                          {"n_groups", d.n_groups},
+                          {"n_genes", d.n_genes},
+                          {"matrix", d.matrix},
+                          {"transform", d.transform},
+                          {"cell_type_column", d.cell_type_column},
+                          {"groupby", d.groupby},
+                          {"gene_symbols_column", d.gene_symbols_column}});
+    json columns = json::array();
+    for (size_t c = 0; c < s.columns.size(); ++c) {
+      json values = json::array();
+      for (size_t l = 0; l < s.labels[c].size(); ++l)
+        values.push_back({{"value", s.labels[c][l]}, {"n_cells", counts[c][l]}});
+      if (counts[c].back()) values.push_back({{"value", "NA"}, {"n_cells", counts[c].back()}});
+      columns.push_back({{"name", s.columns[c]}, {"values", values}});
+    }
+    json out = {{"path", path},
+                {"format_version", kStoreFormatVersion},
+                {"size_bytes", size},
+                {"n_datasets", s.datasets.size()},
+                {"n_cells", cells},
+                {"n_groups", s.n_groups()},
+                {"n_genes", s.n_genes()},
+                {"n_entries", s.n_entries()},
+                {"bytes_per_entry", per_entry},
+                {"datasets", datasets},
+                {"columns", columns}};
+    std::cout << out.dump(2) << "\n";
+    return Status::Ok();
+  }
+  std::printf("%s: cellcube store (format %s), %s on disk\n", path.c_str(), kStoreFormatVersion,
+              FormatBytes(static_cast<uint64_t>(size)).c_str());
+  std::printf("  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
+              "%.1f bytes per entry\n\n",
+              s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
+              WithThousands(s.n_genes()).c_str(), WithThousands(s.n_entries()).c_str(), per_entry);
+  TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
+               "group-by", "source"});
+  for (const auto& d : s.datasets)
+    t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
+              d.transform, d.matrix, d.cell_type_column, d.groupby.empty() ? "-" : Join(d.groupby),
+              d.source});
+  t.Print(std::cout, {1, 2, 3});
+  std::cout << "\ncolumns\n";
+  for (size_t c = 0; c < s.columns.size(); ++c) {
+    std::string line = "  " + s.columns[c] + " (" + std::to_string(s.labels[c].size()) + "): ";
+    for (size_t l = 0; l < s.labels[c].size(); ++l) {
+      if (l == 12) {
+        line += ", ...";
+        break;
+      }
+      line += (l ? ", " : "") + s.labels[c][l] + " [" + WithThousands(counts[c][l]) + "]";
+    }
+    if (counts[c].back()) line += ", NA [" + WithThousands(counts[c].back()) + "]";
+    std::cout << line << "\n";
+  }
+  return Status::Ok();
+}
+
+}  // namespace cellcube::cli

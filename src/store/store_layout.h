@@ -1,0 +1,16 @@
+// Names of the store's parts inside the .h5ad (docs/FORMAT.md), shared by the writer
+// and the readers.
+#pragma once
+
+namespace cellcube::store_layout {
+
+inline constexpr const char* kFormatName = "cellcube store";
+inline constexpr const char* kNCellsColumn = "n_cells";
+inline constexpr const char* kSymbolColumn = "symbol";
+inline constexpr const char* kLayersGroup = "layers";
+inline constexpr const char* kLayerNnz = "nnz";
+inline constexpr const char* kLayerSum = "sum";
+inline constexpr const char* kLayerSumsq = "sumsq";
+inline constexpr const char* kUnsGroup = "uns/cellcube";
+
+}  // namespace cellcube::store_layout

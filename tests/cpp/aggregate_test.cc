@@ -1,0 +1,105 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "aggregate/accumulator.h"
+#include "aggregate/grouping.h"
+#include "aggregate/transform.h"
+
+namespace cellcube::aggregate {
+namespace {
+
+TEST(Transform, AutoPicksCp10kOnlyForNonNegativeIntegers) {
+  EXPECT_EQ(ChooseTransform({0, 1, 5, 300}), Transform::kCp10kLog1p);
+  EXPECT_EQ(ChooseTransform({0, 1.5}), Transform::kNone);
+  EXPECT_EQ(ChooseTransform({0, -1}), Transform::kNone);
+  EXPECT_EQ(ChooseTransform({0, std::nan("")}), Transform::kNone);
+  EXPECT_EQ(ChooseTransform({}), Transform::kCp10kLog1p);
+  EXPECT_FALSE(ParseTransform("sqrt").ok());
+  EXPECT_DOUBLE_EQ(ApplyTransform(Transform::kCp10kLog1p, 2, Cp10kScale(4)), std::log1p(5000.0));
+  EXPECT_EQ(Cp10kScale(0), 0.0);
+}
+
+TEST(Grouping, GroupsSortedByCodesWithMissingLast) {
+  std::vector<int32_t> type = {1, 0, 1, 0, 1};
+  std::vector<int32_t> stage = {-1, 2, 0, 2, -1};
+  auto g = GroupCells({&type, &stage}, {"cell_type", "stage"}, {2, 3}, 100);
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->n_groups(), 3);
+  EXPECT_EQ(g->group_codes[0], (std::vector<int32_t>{0, 1, 1}));
+  EXPECT_EQ(g->group_codes[1], (std::vector<int32_t>{2, 0, -1}));
+  EXPECT_EQ(g->n_cells, (std::vector<int64_t>{2, 1, 2}));
+  EXPECT_EQ(g->group_of_cell, (std::vector<int32_t>{2, 0, 1, 0, 2}));
+}
+
+TEST(Grouping, TooManyGroupsNamesTheWidestColumns) {
+  std::vector<int32_t> a = {0, 1, 2, 3};
+  std::vector<int32_t> b = {0, 0, 0, 0};
+  auto g = GroupCells({&a, &b}, {"donor", "sex"}, {4, 1}, 3);
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("donor (4 values)"), std::string::npos);
+  EXPECT_NE(g.status().message().find("--max-groups"), std::string::npos);
+}
+
+SparseBlock Rows(std::vector<int64_t> offsets, std::vector<int32_t> minor, std::vector<double> v,
+                 int64_t begin = 0) {
+  SparseBlock b;
+  b.major_begin = begin;
+  b.major_count = static_cast<int64_t>(offsets.size()) - 1;
+  b.offsets = std::move(offsets);
+  b.minor = std::move(minor);
+  b.values = std::move(v);
+  return b;
+}
+
+TEST(Accumulator, RowAndColumnBlocksGiveTheSameStatistics) {
+  // 3 cells x 2 genes: [[1, 0], [2, 3], [0, 4]]; cells 0 and 2 in group 0, cell 1 in 1.
+  std::vector<int32_t> group_of_cell = {0, 1, 0};
+  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr};
+  Accumulator by_rows(2, 0, 2);
+  ASSERT_FALSE(by_rows.Add(Rows({0, 1, 3, 4}, {0, 0, 1, 1}, {1, 2, 3, 4}), true, ctx));
+  Accumulator by_cols(2, 0, 2);
+  ASSERT_FALSE(by_cols.Add(Rows({0, 2, 4}, {0, 1, 1, 2}, {1, 2, 3, 4}), false, ctx));
+  for (int32_t g = 0; g < 2; ++g)
+    for (int32_t j = 0; j < 2; ++j) {
+      size_t s = by_rows.Slot(g, j);
+      EXPECT_EQ(by_rows.nnz()[s], by_cols.nnz()[s]);
+      EXPECT_DOUBLE_EQ(by_rows.sum()[s], by_cols.sum()[s]);
+      EXPECT_DOUBLE_EQ(by_rows.sumsq()[s], by_cols.sumsq()[s]);
+    }
+  EXPECT_DOUBLE_EQ(by_rows.sum()[by_rows.Slot(0, 1)], std::log1p(4.0));
+  EXPECT_EQ(by_rows.nnz()[by_rows.Slot(1, 0)], 1u);
+}
+
+TEST(Accumulator, Cp10kUsesTheWholeRowTotal) {
+  std::vector<int32_t> group_of_cell = {0};
+  CellContext ctx{&group_of_cell, Transform::kCp10kLog1p, nullptr};
+  // Only gene 1 is in range, but gene 0 still counts toward the cell's total.
+  Accumulator acc(1, 1, 2);
+  ASSERT_FALSE(acc.Add(Rows({0, 2}, {0, 1}, {3, 1}), true, ctx));
+  EXPECT_DOUBLE_EQ(acc.sum()[acc.Slot(0, 1)], std::log1p(1 * 1e4 / 4));
+}
+
+TEST(Accumulator, ReportsTheFirstNonFiniteValue) {
+  std::vector<int32_t> group_of_cell = {0, 0};
+  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr};
+  Accumulator acc(1, 0, 3);
+  auto bad = acc.Add(Rows({0, 1, 2}, {2, 1}, {1, -2}), true, ctx);
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->cell, 1);
+  EXPECT_EQ(bad->gene, 1);
+  EXPECT_TRUE(std::isnan(bad->transformed));
+}
+
+TEST(Accumulator, CountsOnlyPositiveValuesAsExpressing) {
+  std::vector<int32_t> group_of_cell = {0, 0};
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr};
+  Accumulator acc(1, 0, 1);
+  ASSERT_FALSE(acc.Add(Rows({0, 1, 2}, {0, 0}, {-1.5, 2}), true, ctx));
+  EXPECT_EQ(acc.nnz()[0], 1u);
+  EXPECT_DOUBLE_EQ(acc.sum()[0], 0.5);
+  EXPECT_DOUBLE_EQ(acc.sumsq()[0], 6.25);
+}
+
+}  // namespace
+}  // namespace cellcube::aggregate

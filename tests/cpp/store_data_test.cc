@@ -1,0 +1,110 @@
+#include <gtest/gtest.h>
+
+#include "cellcube/store.h"
+
+namespace cellcube {
+namespace {
+
+// A one-dataset store: groups = cell types, `genes` measured, entry value = gene index + 1.
+StoreData OneDataset(const std::string& name, const std::vector<std::string>& types,
+                     const std::vector<std::string>& genes, const std::string& extra_column = "") {
+  StoreData s;
+  s.columns = {"dataset", "cell_type"};
+  s.labels = {{name}, types};
+  s.codes = {std::vector<int32_t>(types.size(), 0), {}};
+  for (size_t t = 0; t < types.size(); ++t) s.codes[1].push_back(static_cast<int32_t>(t));
+  if (!extra_column.empty()) {
+    s.columns.push_back(extra_column);
+    s.labels.push_back({"x"});
+    s.codes.push_back(std::vector<int32_t>(types.size(), 0));
+  }
+  s.n_cells.assign(types.size(), 10);
+  s.gene_ids = genes;
+  s.gene_symbols.assign(genes.size(), "");
+  s.indptr = {0};
+  for (size_t g = 0; g < genes.size(); ++g) {
+    for (size_t t = 0; t < types.size(); ++t) {
+      s.group.push_back(static_cast<int32_t>(t));
+      s.nnz.push_back(static_cast<uint32_t>(g + 1));
+      s.sum.push_back(static_cast<float>(g + 1));
+      s.sumsq.push_back(static_cast<float>((g + 1) * (g + 1)));
+    }
+    s.indptr.push_back(static_cast<int64_t>(s.group.size()));
+  }
+  DatasetRecord r;
+  r.name = name;
+  r.n_cells = 10 * static_cast<int64_t>(types.size());
+  for (size_t g = 0; g < genes.size(); ++g) r.measured_genes.push_back(static_cast<int32_t>(g));
+  s.datasets.push_back(r);
+  return s;
+}
+
+TEST(StoreData, ConcatenateUnitesGenesAndColumns) {
+  StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
+  StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
+  ASSERT_TRUE(a.Validate().ok());
+  auto c = Concatenate({&a, &b});
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  ASSERT_TRUE(c->Validate().ok()) << c->Validate().message();
+  EXPECT_EQ(c->gene_ids, (std::vector<std::string>{"G1", "G2", "G3"}));
+  EXPECT_EQ(c->labels[1], (std::vector<std::string>{"T", "B", "NK"}));
+  EXPECT_EQ(c->columns.back(), "stage");
+  EXPECT_EQ(c->codes[2], (std::vector<int32_t>{-1, -1, 0, 0}));  // a lacks the column: NA
+  // G2: a's groups 0,1 then b's groups 2,3.
+  EXPECT_EQ(c->indptr[2] - c->indptr[1], 4);
+  EXPECT_EQ(c->datasets[1].measured_genes, (std::vector<int32_t>{1, 2}));
+}
+
+TEST(StoreData, ConcatenateRefusesOverlappingDatasets) {
+  StoreData a = OneDataset("a", {"T"}, {"G1"});
+  auto c = Concatenate({&a, &a});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'a'"), std::string::npos);
+}
+
+TEST(StoreData, RemoveUndoesConcatenate) {
+  StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
+  StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
+  auto c = Concatenate({&a, &b});
+  ASSERT_TRUE(c.ok());
+  auto back = RemoveDatasets(*c, {"b"});
+  ASSERT_TRUE(back.ok());
+  ASSERT_TRUE(back->Validate().ok());
+  EXPECT_EQ(back->columns, a.columns);
+  EXPECT_EQ(back->labels, a.labels);
+  EXPECT_EQ(back->codes, a.codes);
+  EXPECT_EQ(back->gene_ids, a.gene_ids);
+  EXPECT_EQ(back->indptr, a.indptr);
+  EXPECT_EQ(back->group, a.group);
+  EXPECT_EQ(back->sum, a.sum);
+  auto unknown = RemoveDatasets(*c, {"bb"});
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("did you mean 'b'"), std::string::npos);
+}
+
+TEST(StoreData, ValidateCatchesBrokenInvariants) {
+  StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
+  StoreData bad = a;
+  bad.group[1] = 7;
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = a;
+  bad.indptr[1] = 5;
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = a;
+  bad.datasets[0].measured_genes = {0};  // entries in G2, which it did not measure
+  EXPECT_FALSE(bad.Validate().ok());
+  bad = a;
+  bad.nnz[0] = 11;  // more expressing cells than cells
+  EXPECT_FALSE(bad.Validate().ok());
+}
+
+TEST(DatasetInput, NamesComeFromStemOrNameEquals) {
+  EXPECT_EQ(ParseDatasetInput("dir/lung_1.h5ad").name, "lung_1");
+  auto named = ParseDatasetInput("lung=dir/x.h5ad");
+  EXPECT_EQ(named.name, "lung");
+  EXPECT_EQ(named.path, "dir/x.h5ad");
+  EXPECT_EQ(ParseDatasetInput("dir/a=b.h5ad").name, "a=b");
+}
+
+}  // namespace
+}  // namespace cellcube
