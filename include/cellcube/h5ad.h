@@ -75,6 +75,9 @@ using cellcube::SparseBlock;
 struct StreamOptions {
   // Target number of values per block; blocks always hold whole rows (columns).
   int64_t target_values = int64_t{1} << 22;
+  // Read gzip-chunked or contiguous sparse parts straight from the file (pread +
+  // libdeflate) so several threads inflate at once; off = everything through HDF5.
+  bool direct_reads = true;
 };
 
 // Reads one matrix in blocks of whole rows (columns for CSC), in bounded memory.
@@ -139,6 +142,28 @@ class File {
   // Reads up to `max_values` stored values from the start of the matrix, as float64
   // (for deciding the transform).
   Result<std::vector<double>> SampleValues(const std::string& matrix_path, int64_t max_values) const;
+
+  // Generic access for files cellcube wrote itself (the store): any dataframe group,
+  // and whole 1-D datasets at a path.
+  Result<DataFrameInfo> DataFrameAt(const std::string& group) const;
+  Result<Column> ReadColumnAt(const DataFrameInfo& frame, const std::string& name) const;
+  Result<std::vector<std::string>> ReadIndexAt(const DataFrameInfo& frame) const;
+  Result<std::vector<double>> ReadDoubles(const std::string& dataset) const;
+  Result<std::vector<int64_t>> ReadIntegers(const std::string& dataset) const;
+  Result<std::vector<std::string>> ReadStrings(const std::string& dataset) const;
+  // A scalar or 1-element string dataset or a string attribute of the root ("/").
+  Result<std::string> ReadScalarString(const std::string& dataset) const;
+  bool Exists(const std::string& path) const;
+
+  // Where a dataset's bytes lie in the file, for reading it in place (mmap).
+  struct Extent {
+    bool in_place = false;  // contiguous, unfiltered, little-endian numbers
+    uint64_t offset = 0;    // file offset of the first byte (when in_place)
+    uint64_t bytes = 0;     // stored size
+    std::string dtype;      // "int32", "float32", ...
+    int64_t elements = 0;
+  };
+  Result<Extent> Locate(const std::string& dataset) const;
 
   struct Impl;
 

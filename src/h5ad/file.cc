@@ -52,7 +52,11 @@ int64_t Column::CountDistinctPresent() const {
 }
 
 struct File::Impl {
+  ~Impl() {
+    if (access.fd >= 0) ::close(access.fd);
+  }
   std::string path;
+  FileAccess access;
   std::string layout;
   Handle file;
   DataFrameInfo obs;
@@ -135,6 +139,9 @@ Result<std::unique_ptr<File>> File::Open(const std::string& path) {
     return Status::Corrupt(Quoted(path) + " is a damaged or truncated HDF5 file" +
                            (detail.empty() ? "" : " (HDF5: " + detail + ")"));
   }
+  impl->access.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (struct stat st {}; impl->access.fd >= 0 && ::fstat(impl->access.fd, &st) == 0)
+    impl->access.size = static_cast<uint64_t>(st.st_size);
   hid_t f = impl->file.get();
   if (GetNodeKind(f, "obs") == NodeKind::kMissing || GetNodeKind(f, "var") == NodeKind::kMissing) {
     Handle root(H5Gopen2(f, "/", H5P_DEFAULT));
@@ -235,7 +242,7 @@ Result<std::unique_ptr<MatrixStream>> File::StreamMatrix(const std::string& matr
                                                          const StreamOptions& options) const {
   CC_ASSIGN_OR_RETURN(MatrixInfo info, ResolveMatrix(matrix_path));
   Hdf5Lock lock(Hdf5Mutex());
-  return OpenMatrixStream(impl_->file.get(), info, options);
+  return OpenMatrixStream(impl_->file.get(), impl_->access, info, options);
 }
 
 Result<std::vector<double>> File::SampleValues(const std::string& matrix_path,
@@ -243,6 +250,75 @@ Result<std::vector<double>> File::SampleValues(const std::string& matrix_path,
   CC_ASSIGN_OR_RETURN(MatrixInfo info, ResolveMatrix(matrix_path));
   Hdf5Lock lock(Hdf5Mutex());
   return ReadFirstValues(impl_->file.get(), info, max_values);
+}
+
+Result<DataFrameInfo> File::DataFrameAt(const std::string& group) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  return ReadDataFrameInfo(impl_->file.get(), group);
+}
+
+Result<Column> File::ReadColumnAt(const DataFrameInfo& frame, const std::string& name) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  return ReadDataFrameColumn(impl_->file.get(), frame, name);
+}
+
+Result<std::vector<std::string>> File::ReadIndexAt(const DataFrameInfo& frame) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  return ReadDataFrameIndex(impl_->file.get(), frame);
+}
+
+Result<std::vector<double>> File::ReadDoubles(const std::string& dataset) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
+  return ReadDoubleDataset(ds.get());
+}
+
+Result<std::vector<int64_t>> File::ReadIntegers(const std::string& dataset) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
+  Handle type(H5Dget_type(ds.get()));
+  TypeClass cls = ClassifyType(type.get());
+  if (cls != TypeClass::kInteger && cls != TypeClass::kUnsigned && cls != TypeClass::kBool)
+    return Status::Corrupt("dataset '" + dataset + "' does not hold integers");
+  return ReadInt64Dataset(ds.get());
+}
+
+Result<std::vector<std::string>> File::ReadStrings(const std::string& dataset) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
+  return ReadStringDataset(ds.get());
+}
+
+Result<std::string> File::ReadScalarString(const std::string& dataset) const {
+  CC_ASSIGN_OR_RETURN(auto values, ReadStrings(dataset));
+  if (values.size() != 1)
+    return Status::Corrupt("dataset '" + dataset + "' is not a single string");
+  return values[0];
+}
+
+bool File::Exists(const std::string& path) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  return GetNodeKind(impl_->file.get(), path) != NodeKind::kMissing;
+}
+
+Result<File::Extent> File::Locate(const std::string& dataset) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
+  Extent e;
+  Handle type(H5Dget_type(ds.get()));
+  e.dtype = TypeName(type.get());
+  e.elements = DatasetSize(ds.get());
+  e.bytes = H5Dget_storage_size(ds.get());
+  Handle dcpl(H5Dget_create_plist(ds.get()));
+  TypeClass cls = ClassifyType(type.get());
+  bool numeric = cls == TypeClass::kInteger || cls == TypeClass::kUnsigned || cls == TypeClass::kFloat;
+  bool little = H5Tget_order(type.get()) == H5T_ORDER_LE || H5Tget_size(type.get()) == 1;
+  haddr_t addr = H5Dget_offset(ds.get());
+  e.in_place = numeric && little && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&
+               H5Pget_nfilters(dcpl.get()) == 0 && addr != HADDR_UNDEF &&
+               e.bytes == static_cast<uint64_t>(e.elements) * H5Tget_size(type.get());
+  if (e.in_place) e.offset = addr;
+  return e;
 }
 
 }  // namespace cellcube::h5ad

@@ -15,8 +15,15 @@ namespace cellcube::h5ad {
 // name what is wrong: unknown encoding, missing parts, undecodable filter.
 Result<MatrixInfo> DescribeMatrix(hid_t file, const std::string& path);
 
+// The file opened a second time for reads that bypass HDF5 (fd < 0: none).
+struct FileAccess {
+  int fd = -1;
+  uint64_t size = 0;
+};
+
 // Opens a stream; reads and validates indptr for sparse matrices.
-Result<std::unique_ptr<MatrixStream>> OpenMatrixStream(hid_t file, const MatrixInfo& info,
+Result<std::unique_ptr<MatrixStream>> OpenMatrixStream(hid_t file, const FileAccess& access,
+                                                       const MatrixInfo& info,
                                                        const StreamOptions& options);
 
 Result<std::vector<double>> ReadFirstValues(hid_t file, const MatrixInfo& info, int64_t max_values);
