@@ -100,6 +100,7 @@ struct BuildOptions {
   int64_t max_groups = 10000;
   int threads = 0;  // 0 = every core
   uint64_t memory_budget = uint64_t{1} << 30;  // for accumulators; more means gene passes
+  bool direct_reads = true;  // inflate gzip chunks outside HDF5 (see StreamOptions)
 };
 
 struct BuildProgress {

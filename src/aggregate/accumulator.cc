@@ -1,6 +1,8 @@
 #include "aggregate/accumulator.h"
 
+#include <algorithm>
 #include <cmath>
+#include <iterator>
 
 namespace cellcube::aggregate {
 
@@ -28,10 +30,22 @@ std::optional<BadValue> Accumulator::Add(const SparseBlock& block, bool by_rows,
         scale = Cp10kScale(total);
       }
       const size_t row = static_cast<size_t>(group_of_cell[major]) * width_;
+      // Counts are mostly small integers that repeat within a cell: transform each
+      // distinct one once (log1p dominates the cost of aggregating).
+      constexpr int kMemo = 64;
+      double memo[kMemo];
+      std::fill(std::begin(memo), std::end(memo), -1.0);
       for (int64_t k = lo; k < hi; ++k) {
         const int32_t gene = block.minor[k];
         const double raw = block.values[k];
-        const double v = ApplyTransform(cells.transform, raw, scale);
+        double v;
+        const int small = raw >= 0 && raw < kMemo ? static_cast<int>(raw) : -1;
+        if (small >= 0 && static_cast<double>(small) == raw) {
+          if (memo[small] < 0) memo[small] = ApplyTransform(cells.transform, raw, scale);
+          v = memo[small];
+        } else {
+          v = ApplyTransform(cells.transform, raw, scale);
+        }
         if (!std::isfinite(v)) return BadValue{major, gene, raw, v};
         if (gene < gene_begin_ || gene >= gene_end_) continue;
         const size_t slot = row + static_cast<size_t>(gene - gene_begin_);

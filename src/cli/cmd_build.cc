@@ -27,6 +27,8 @@ namespace cellcube::cli {
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"             \
   "  --threads N           worker threads (default: every core)\n"                              \
   "  --quiet               no progress bar or notes\n"                                           \
+  "  --memory-budget-mb N  memory for accumulators before genes are done in passes (1024)\n"   \
+  "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"        \
   "Datasets are named by file stem, or NAME=FILE.h5ad.\n"
 
 const char* const kBuildHelp =
@@ -45,7 +47,8 @@ namespace {
 const std::vector<OptionSpec> kBuildSpecs = {
     {"output", true}, {"o", true},         {"cell-type", true},    {"groupby", true},
     {"matrix", true}, {"transform", true}, {"gene-symbols", true}, {"max-groups", true},
-    {"threads", true}, {"quiet", false},   {"memory-budget-mb", true}};
+    {"threads", true}, {"quiet", false},   {"memory-budget-mb", true},
+    {"no-direct-reads", false}};
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
@@ -66,6 +69,7 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
   o.threads = static_cast<int>(threads);
   CC_ASSIGN_OR_RETURN(int64_t budget_mb, args.GetInt("memory-budget-mb", 1024, 1, 1 << 24));
   o.memory_budget = static_cast<uint64_t>(budget_mb) << 20;
+  o.direct_reads = !args.Flag("no-direct-reads");
   return o;
 }
 

@@ -137,7 +137,9 @@ class SparseStream final : public MatrixStream {
     block->offsets.resize(static_cast<size_t>(end - begin + 1));
     for (int64_t m = begin; m <= end; ++m) block->offsets[m - begin] = indptr_[m] - lo;
     block->values.resize(static_cast<size_t>(hi - lo));
-    std::vector<int64_t> index_buf(static_cast<size_t>(hi - lo));
+    // Reused across blocks: fresh multi-megabyte buffers cost page faults each time.
+    thread_local std::vector<int64_t> index_buf;
+    index_buf.resize(static_cast<size_t>(hi - lo));
     if (data_direct_ && indices_direct_) {
       // Straight from the file, inflated on this thread: no HDF5, no lock.
       CC_RETURN_IF_ERROR(data_direct_->Read(lo, hi - lo, block->values.data()));

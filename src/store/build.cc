@@ -258,7 +258,9 @@ Result<Aggregation> Aggregate(const DatasetPlan& plan, const std::vector<std::st
   out.grouping = std::move(grouping).value();
   const int32_t n_groups = out.grouping.n_groups();
   const auto n_genes = static_cast<int32_t>(plan.matrix.n_cols);
-  CC_ASSIGN_OR_RETURN(auto stream, plan.file->StreamMatrix(plan.matrix.path));
+  h5ad::StreamOptions stream_options;
+  stream_options.direct_reads = options.direct_reads;
+  CC_ASSIGN_OR_RETURN(auto stream, plan.file->StreamMatrix(plan.matrix.path, stream_options));
 
   aggregate::CellContext cells;
   cells.group_of_cell = &out.grouping.group_of_cell;

@@ -1,0 +1,257 @@
+#!/usr/bin/python3
+"""Build benchmarks (issue 3): cellcube build against the plain libhdf5 floor and a
+vectorised numpy/scipy implementation of the same aggregates, the store size for the
+seed discussion's shape against its one-group-per-leaf HDF5 file, and peak RSS while
+building a 1M-cell dataset. Every figure is measured in this run; results are printed
+as Markdown for docs/BENCHMARKS.md.
+
+usage: /usr/bin/python3 bench/build_bench.py [--quick] [--out FILE]
+"""
+import argparse
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import h5py
+import numpy as np
+import scipy.sparse as sp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLCUBE = os.environ.get("CELLCUBE_BIN", os.path.join(ROOT, "build", "cellcube"))
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
+
+
+def timed(fn, repeat=3):
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def peak_rss_mb(cmd):
+    """Runs cmd under /usr/bin/time -v; returns (seconds, peak RSS in MB)."""
+    t0 = time.perf_counter()
+    res = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
+    secs = time.perf_counter() - t0
+    if res.returncode != 0:
+        raise RuntimeError(res.stderr[-2000:])
+    for line in res.stderr.splitlines():
+        if "Maximum resident set size" in line:
+            return secs, int(line.split()[-1]) / 1024
+    raise RuntimeError("no RSS in /usr/bin/time output")
+
+
+def floor_h5py(path):
+    """Reads and decompresses the whole CSR matrix (data, indices, indptr) with libhdf5."""
+    with h5py.File(path, "r") as f:
+        g = f["X"]
+        for part in ("data", "indices", "indptr"):
+            g[part][...]
+
+
+def numpy_aggregate(path, group_cols):
+    """The same aggregates, vectorised with scipy: cp10k_log1p, then per group sums
+    through a sparse indicator matrix."""
+    import anndata
+
+    a = anndata.read_h5ad(path)
+    x = a.X.tocsr().astype(np.float64)
+    totals = np.asarray(x.sum(axis=1)).ravel()
+    scale = np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)
+    x = sp.diags(scale) @ x
+    x.data = np.log1p(x.data)
+    keys = a.obs[group_cols].astype(str).agg("|".join, axis=1)
+    codes, uniques = keys.factorize()
+    ind = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))),
+                        shape=(len(uniques), x.shape[0]))
+    s = ind @ x
+    sq = x.copy()
+    sq.data **= 2
+    ssq = ind @ sq
+    nz = x.copy()
+    nz.data = (nz.data > 0).astype(np.float64)
+    n = ind @ nz
+    return s, ssq, n
+
+
+def machine():
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.platform()}"
+
+
+def write_seed_shape(d, n_datasets=10, n_types=30, n_genes=400, cells_per_group=6, seed=0):
+    """Seed-shaped inputs: 10 datasets, 30 cell types, 3 metadata columns of 3 values,
+    400 genes; every joint combination of the columns occurs."""
+    import anndata
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    combos = [(t, a, b, c) for t in range(n_types) for a in range(3) for b in range(3) for c in range(3)]
+    n = len(combos) * cells_per_group
+    genes = [f"G{g:04d}" for g in range(n_genes)]
+    for i in range(n_datasets):
+        rows = np.repeat(np.arange(len(combos)), cells_per_group)
+        obs = pd.DataFrame({
+            "cell_type": pd.Categorical([f"type_{combos[r][0]:02d}" for r in rows]),
+            "stage": pd.Categorical([f"stage_{combos[r][1]}" for r in rows]),
+            "sex": pd.Categorical([f"sex_{combos[r][2]}" for r in rows]),
+            "condition": pd.Categorical([f"cond_{combos[r][3]}" for r in rows]),
+        }, index=[f"d{i}_c{j}" for j in range(n)])
+        counts = rng.poisson(3.0, size=(n, n_genes)).astype(np.float32)
+        ad = anndata.AnnData(X=sp.csr_matrix(counts), obs=obs,
+                             var=pd.DataFrame(index=genes), dtype=np.float32)
+        p = os.path.join(d, f"seed_{i:02d}.h5ad")
+        ad.write_h5ad(p, compression="gzip")
+        paths.append(p)
+    return paths
+
+
+def seed_writer_bytes_per_leaf(d, n_leaves_target=20000):
+    """The seed's one-group-per-leaf HDF5 layout (its write_dict_to_hdf5, re-implemented):
+    nested groups metadata/group/dataset/celltype/gene holding attributes per metric."""
+    path = os.path.join(d, "seed_layout.h5")
+    rng = np.random.default_rng(1)
+    n_metrics = 3
+    leaves = 0
+    t0 = time.perf_counter()
+    with h5py.File(path, "w") as f:
+        for m in range(3):
+            for v in range(3):
+                for ds in range(2):
+                    for ct in range(30):
+                        for g in range(60):
+                            grp = f.create_group(f"meta_{m}/group_{v}/ds_{ds}/ct_{ct}/gene_{g}")
+                            for k in range(n_metrics):
+                                grp.create_dataset(f"Agg_metric_{k+1}", data=rng.random())
+                            leaves += 1
+                            if leaves >= n_leaves_target:
+                                break
+                        if leaves >= n_leaves_target:
+                            break
+                    if leaves >= n_leaves_target:
+                        break
+                if leaves >= n_leaves_target:
+                    break
+            if leaves >= n_leaves_target:
+                break
+    secs = time.perf_counter() - t0
+    return os.path.getsize(path) / leaves, secs / leaves
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
+    ap.add_argument("--out", help="also write the Markdown here")
+    args = ap.parse_args()
+    if not os.access(CELLCUBE, os.X_OK):
+        sys.exit(f"build cellcube first ({CELLCUBE} missing)")
+    tmp = tempfile.mkdtemp(prefix="cellcube-bench-")
+    lines = []
+    try:
+        cells = 100_000 if args.quick else 500_000
+        genes = 2000
+        d = os.path.join(tmp, "one")
+        run([CELLCUBE, "synth", "-o", d, "--datasets", "1", "--cells", str(cells),
+             "--genes", str(genes), "--seed", "7", "--quiet"])
+        src = os.path.join(d, sorted(os.listdir(d))[0])
+        with h5py.File(src, "r") as f:
+            nnz = f["X/data"].shape[0]
+        store = os.path.join(tmp, "one.h5ad")
+        groupby = "tissue,disease,cancer_stage,sex,donor"
+        build = [CELLCUBE, "build", "-o", store, "--quiet", "--groupby", groupby, src]
+        t_floor = timed(lambda: floor_h5py(src))
+        t_build = timed(lambda: run(build))
+        t_build1 = timed(lambda: run(build + ["--threads", "1"]))
+        t_hdf5 = timed(lambda: run(build + ["--threads", "1", "--no-direct-reads"]), repeat=1)
+        t0 = time.perf_counter()
+        numpy_aggregate(src, ["cell_type"] + groupby.split(","))
+        t_numpy = time.perf_counter() - t0
+        lines += [
+            f"### Build speed ({cells:,} cells × {genes:,} genes, {nnz:,} stored values, gzip CSR)",
+            "",
+            "| what | seconds | ratio |",
+            "| --- | ---: | ---: |",
+            f"| floor: h5py/libhdf5 reads and inflates data, indices, indptr | {t_floor:.2f} | 1.00 |",
+            f"| `cellcube build`, 2 threads (direct chunk reads + libdeflate) | {t_build:.2f} | {t_build / t_floor:.2f} × floor |",
+            f"| `cellcube build --threads 1` | {t_build1:.2f} | {t_build1 / t_floor:.2f} × floor |",
+            f"| `cellcube build --threads 1`, reads through libhdf5 | {t_hdf5:.2f} | {t_hdf5 / t_floor:.2f} × floor |",
+            f"| vectorised numpy/scipy (anndata read + sparse indicator products) | {t_numpy:.2f} | cellcube is {t_numpy / t_build:.1f}× faster |",
+            "",
+        ]
+
+        # Store size for the seed's shape.
+        sd = os.path.join(tmp, "seed")
+        os.makedirs(sd)
+        paths = write_seed_shape(sd, cells_per_group=2 if args.quick else 6)
+        seed_store = os.path.join(tmp, "seed_store.h5ad")
+        run([CELLCUBE, "build", "-o", seed_store, "--quiet", "--groupby", "stage,sex,condition"] + paths)
+        info = run([CELLCUBE, "info", seed_store, "--json"]).stdout
+        import json
+
+        info = json.loads(info)
+        entries, size = info["n_entries"], info["size_bytes"]
+        seed_leaves = 10 * 30 * 3 * 3 * 400
+        per_leaf, secs_per_leaf = seed_writer_bytes_per_leaf(sd, 5000 if args.quick else 20000)
+        seed_size = per_leaf * seed_leaves
+        lines += [
+            "### Store size for the seed's shape (10 datasets, 30 cell types, 3 columns × 3 values, 400 genes)",
+            "",
+            f"| what | value |",
+            "| --- | ---: |",
+            f"| seed leaves (column, value, dataset, cell type, gene) | {seed_leaves:,} |",
+            f"| seed layout, measured on {5000 if args.quick else 20000:,} leaves: bytes per leaf | {per_leaf:,.0f} |",
+            f"| seed layout, whole file (extrapolated) | {seed_size / 1e6:,.0f} MB ({secs_per_leaf * seed_leaves:,.0f} s to write) |",
+            f"| cellcube store: (group, gene) entries, every joint combination | {entries:,} |",
+            f"| cellcube store: file size | {size / 1e6:,.1f} MB |",
+            f"| cellcube store: bytes per stored entry (all statistics, index, metadata) | {size / entries:.1f} |",
+            f"| seed file / cellcube store | {seed_size / size:.0f}× |",
+            "",
+        ]
+
+        # Peak RSS for a 1M-cell dataset.
+        big_cells = 200_000 if args.quick else 1_000_000
+        bd = os.path.join(tmp, "big")
+        run([CELLCUBE, "synth", "-o", bd, "--datasets", "1", "--cells", str(big_cells),
+             "--genes", str(genes), "--seed", "11", "--quiet"])
+        big = os.path.join(bd, sorted(os.listdir(bd))[0])
+        secs, rss = peak_rss_mb([CELLCUBE, "build", "-o", os.path.join(tmp, "big.h5ad"), "--quiet", big])
+        lines += [
+            f"### Peak memory building one {big_cells:,}-cell dataset ({genes:,} genes, default options)",
+            "",
+            f"| what | value |",
+            "| --- | ---: |",
+            f"| input file | {os.path.getsize(big) / 1e6:,.0f} MB |",
+            f"| build time | {secs:.1f} s |",
+            f"| peak RSS | {rss:,.0f} MB |",
+            "",
+        ]
+        out = "\n".join([f"Machine: {machine()}", ""] + lines)
+        print(out)
+        if args.out:
+            with open(args.out, "w") as f:
+                f.write(out + "\n")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
