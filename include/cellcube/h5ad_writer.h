@@ -73,6 +73,10 @@ class Writer {
   // A 1-D chunked dataset that grows with each Append (for streaming big matrices).
   Status CreateAppendable(const std::string& path, ElemType type, const Compression& compression);
   Status Append(const std::string& path, const void* data, int64_t count);
+  // Appended data goes to the file in whole chunks (the last, partial chunk at Close),
+  // compressed outside the HDF5 lock on up to `n` threads (default: the hardware
+  // threads, at most 8) and stored with H5Dwrite_chunk.
+  void SetCompressionThreads(int n);
 
   // anndata helpers.
   Status WriteColumn(const std::string& group, const ColumnData& column);

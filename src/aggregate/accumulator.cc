@@ -27,6 +27,12 @@ std::optional<BadValue> Accumulator::Add(const SparseBlock& block, bool by_rows,
       if (cells.transform == Transform::kCp10kLog1p) {
         double total = 0;
         for (int64_t k = lo; k < hi; ++k) total += block.values[k];
+        if (!std::isfinite(total)) {
+          // Name the value that broke the total, not the first one it would spoil.
+          for (int64_t k = lo; k < hi; ++k)
+            if (!std::isfinite(block.values[k]))
+              return BadValue{major, block.minor[k], block.values[k], block.values[k]};
+        }
         scale = Cp10kScale(total);
       }
       const size_t row = static_cast<size_t>(group_of_cell[major]) * width_;
@@ -82,9 +88,16 @@ void Accumulator::Merge(const Accumulator& other) {
   }
 }
 
-void AddColumnBlockToRowTotals(const SparseBlock& block, std::vector<double>* totals) {
-  for (size_t k = 0; k < block.values.size(); ++k)
-    (*totals)[static_cast<size_t>(block.minor[k])] += block.values[k];
+std::optional<BadValue> AddColumnBlockToRowTotals(const SparseBlock& block,
+                                                  std::vector<double>* totals) {
+  for (int64_t m = 0; m < block.major_count; ++m) {
+    for (int64_t k = block.offsets[m]; k < block.offsets[m + 1]; ++k) {
+      const double v = block.values[k];
+      if (!std::isfinite(v)) return BadValue{block.minor[k], block.major_begin + m, v, v};
+      (*totals)[static_cast<size_t>(block.minor[k])] += v;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace cellcube::aggregate

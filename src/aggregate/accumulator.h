@@ -64,7 +64,9 @@ class Accumulator {
   std::vector<double> sum_, sumsq_;
 };
 
-// Row totals (for cp10k) of the cells in a block of columns (CSC), added into `totals`.
-void AddColumnBlockToRowTotals(const SparseBlock& block, std::vector<double>* totals);
+// Row totals (for cp10k) of the cells in a block of columns (CSC), added into `totals`;
+// the first value that is not finite stops it and is returned.
+std::optional<BadValue> AddColumnBlockToRowTotals(const SparseBlock& block,
+                                                  std::vector<double>* totals);
 
 }  // namespace cellcube::aggregate

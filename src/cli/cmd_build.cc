@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <mutex>
 
 #include "cellcube/store.h"
 #include "cli/args.h"
@@ -82,13 +83,17 @@ Result<StoreData> BuildFromArgs(const Args& args, const std::vector<std::string>
   ProgressBar bar(quiet);
   BuildCallbacks cb;
   cb.progress = [&](const BuildProgress& p) { bar.Update(p.cells_done, p.cells_total, p.dataset); };
-  if (!quiet)
-    cb.note = [&](const std::string& line) {
-      bar.Finish();
-      std::cerr << line << "\n";
-    };
+  // Notes are shown once the build succeeded: a failed build prints its one error line.
+  std::vector<std::string> notes;
+  std::mutex notes_mu;
+  cb.note = [&](const std::string& line) {
+    std::lock_guard<std::mutex> lock(notes_mu);
+    notes.push_back(line);
+  };
   auto store = BuildStore(inputs, options, cb);
   bar.Finish();
+  if (store.ok() && !quiet)
+    for (const auto& line : notes) std::cerr << line << "\n";
   return store;
 }
 

@@ -20,5 +20,21 @@ const std::vector<Command>& Commands();
 
 Status RunInspect(const std::vector<std::string>& argv);
 extern const char* const kInspectHelp;
+Status RunSynth(const std::vector<std::string>& argv);
+extern const char* const kSynthHelp;
+Status RunBuild(const std::vector<std::string>& argv);
+extern const char* const kBuildHelp;
+Status RunAdd(const std::vector<std::string>& argv);
+extern const char* const kAddHelp;
+Status RunRemove(const std::vector<std::string>& argv);
+extern const char* const kRemoveHelp;
+Status RunMerge(const std::vector<std::string>& argv);
+extern const char* const kMergeHelp;
+Status RunInfo(const std::vector<std::string>& argv);
+extern const char* const kInfoHelp;
+Status RunServe(const std::vector<std::string>& argv);
+extern const char* const kServeHelp;
+Status RunQuery(const std::vector<std::string>& argv);
+extern const char* const kQueryHelp;
 
 }  // namespace cellcube::cli

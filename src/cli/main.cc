@@ -14,6 +14,15 @@ const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
       {"inspect", "describe an .h5ad file: matrices, obs and var columns", kInspectHelp,
        RunInspect},
+      {"build", "aggregate .h5ad files into a store", kBuildHelp, RunBuild},
+      {"add", "add datasets to a store", kAddHelp, RunAdd},
+      {"remove", "remove datasets from a store", kRemoveHelp, RunRemove},
+      {"merge", "combine stores with disjoint datasets", kMergeHelp, RunMerge},
+      {"info", "describe a store: datasets, columns, size", kInfoHelp, RunInfo},
+      {"serve", "serve a store: web page and JSON API", kServeHelp, RunServe},
+      {"query", "answer a dot-plot query: genes x splits, from a store", kQueryHelp, RunQuery},
+      {"synth", "write synthetic single-cell .h5ad files to try cellcube on", kSynthHelp,
+       RunSynth},
   };
   return kCommands;
 }

@@ -209,10 +209,10 @@ std::string DescribeBad(const DatasetPlan& plan, const aggregate::BadValue& bad,
          "; choose another --transform (e.g. none)";
 }
 
-// Runs `work(block_index, accumulator)` over every block on `threads` workers, each
-// with its own accumulator, and returns their sum.
+// Each cell's total over all genes, for cp10k of a matrix read by columns: one pass
+// over every block on `threads` workers, each with its own totals.
 Result<std::vector<double>> RowTotals(const DatasetPlan& plan, const h5ad::MatrixStream& stream,
-                                      int threads) {
+                                      const std::vector<std::string>& genes, int threads) {
   std::vector<std::vector<double>> partial(threads,
                                            std::vector<double>(plan.file->n_obs(), 0.0));
   std::atomic<int64_t> next{0};
@@ -230,7 +230,12 @@ Result<std::vector<double>> RowTotals(const DatasetPlan& plan, const h5ad::Matri
           if (!failed.exchange(true)) first_error = s;
           return;
         }
-        aggregate::AddColumnBlockToRowTotals(block, &partial[t]);
+        if (auto bad = aggregate::AddColumnBlockToRowTotals(block, &partial[t])) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          if (!failed.exchange(true))
+            first_error = Status::InvalidArgument(DescribeBad(plan, *bad, genes));
+          return;
+        }
       }
     });
   }
@@ -267,7 +272,7 @@ Result<Aggregation> Aggregate(const DatasetPlan& plan, const std::vector<std::st
   cells.transform = plan.transform;
   std::vector<double> scale;
   if (plan.transform == Transform::kCp10kLog1p && !stream->by_rows()) {
-    CC_ASSIGN_OR_RETURN(scale, RowTotals(plan, *stream, threads));
+    CC_ASSIGN_OR_RETURN(scale, RowTotals(plan, *stream, genes, threads));
     for (double& s : scale) s = aggregate::Cp10kScale(s);
     cells.cell_scale = &scale;
   }

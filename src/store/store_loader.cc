@@ -5,6 +5,7 @@
 #include "cellcube/h5ad.h"
 #include "cellcube/store.h"
 #include "store/store_layout.h"
+#include "store/store_loader.h"
 
 namespace cellcube {
 namespace {
@@ -122,6 +123,8 @@ Status LoadDatasets(const File& f, StoreData* s) {
   if (m_indptr.size() != n + 1 || m_indptr[0] != 0 ||
       m_indptr.back() != static_cast<int64_t>(m_genes.size()))
     return Status::Corrupt("store: measured genes do not match the datasets");
+  for (const auto* column : {&sizes, &mtimes, &cells, &genes, &groups})
+    if (column->size() != n) return Status::Corrupt("store: dataset columns of different lengths");
   for (size_t d = 0; d < n; ++d) {
     DatasetRecord r;
     r.name = names[d];
@@ -136,7 +139,8 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.cell_type_column = cell_type_cols[d];
     r.groupby = SplitComma(groupbys[d]);
     r.gene_symbols_column = symbol_cols[d];
-    if (m_indptr[d + 1] < m_indptr[d]) return Status::Corrupt("store: measured genes decrease");
+    if (m_indptr[d + 1] < m_indptr[d] || m_indptr[d + 1] > m_indptr.back())
+      return Status::Corrupt("store: measured genes decrease");
     for (int64_t k = m_indptr[d]; k < m_indptr[d + 1]; ++k) {
       if (m_genes[k] < 0 || m_genes[k] > INT32_MAX) return Status::Corrupt("store: bad gene");
       r.measured_genes.push_back(static_cast<int32_t>(m_genes[k]));
@@ -147,6 +151,15 @@ Status LoadDatasets(const File& f, StoreData* s) {
 }
 
 }  // namespace
+
+Status LoadStoreMetadata(const File& file, StoreData* s) {
+  CC_RETURN_IF_ERROR(CheckFormat(file));
+  auto in_context = [&](const Status& st) { return st.WithContext("store '" + file.path() + "'"); };
+  if (Status st = LoadGroups(file, s); !st.ok()) return in_context(st);
+  if (Status st = LoadGenes(file, s); !st.ok()) return in_context(st);
+  if (Status st = LoadDatasets(file, s); !st.ok()) return in_context(st);
+  return Status::Ok();
+}
 
 Result<StoreData> LoadStore(const std::string& path) {
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));

@@ -1,0 +1,145 @@
+// The query engine: answers "for these genes, over the cell groups these filters
+// select, split by these columns: n_cells, nnz, frac, sum, mean, mean_expr, var, std"
+// from a store (SPEC §2), by summing the additive statistics of the selected groups
+// per (split, gene) in float64 and deriving the metrics from the sums.
+//
+// Semantics (SPEC §2, §5; docs/QUERY.md):
+//   - genes: store gene ids or symbols, case-insensitively. A name equal to some gene
+//     id (ignoring case) means those ids; otherwise every gene whose symbol matches.
+//     A gene named twice (or by id and by symbol) is answered once, at its first place.
+//     An unknown name is a NotFound error suggesting near names.
+//   - datasets: empty = all; else only these (exact names).
+//   - where: per column, the groups whose value is one of the listed values (OR);
+//     different columns AND-ed. Values match the labels literally (they may contain ','
+//     or '='); "NA" matches a missing value. A column a dataset lacks is NA there.
+//   - by: 0 or more columns to split by (`dataset` and `cell_type` are columns like
+//     the others). Splits come in the order of the columns' label order (the store's
+//     category order), NA last, the first by-column varying slowest; within a split,
+//     genes in the order asked.
+//   - n_cells counts the cells of the selected groups whose dataset measured the gene;
+//     a (split, gene) with n_cells = 0 gives no row.
+//
+// Thread safety: a QueryEngine is immutable after creation; Run may be called from
+// any number of threads at once (each thread keeps its own scratch buffers).
+// Ownership: the engine holds a shared_ptr to its StoreReader; a QueryResult owns
+// copies of every string it holds, so it outlives the engine.
+// Errors: one line, NotFound for an unknown gene/column/value/dataset (with
+// suggestions), InvalidArgument for a malformed query (unknown metric, no genes, a
+// column split by twice).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cellcube/status.h"
+#include "cellcube/store_reader.h"
+
+namespace cellcube {
+
+enum class Metric : uint8_t { kNCells, kNnz, kFrac, kSum, kMean, kMeanExpr, kVar, kStd };
+
+const char* MetricName(Metric m);
+// Every metric, in SPEC §2's order.
+const std::vector<Metric>& AllMetrics();
+// n_cells, frac, mean.
+const std::vector<Metric>& DefaultMetrics();
+// n_cells and nnz are integers; the others float64.
+inline bool MetricIsInteger(Metric m) { return m == Metric::kNCells || m == Metric::kNnz; }
+// Parses metric names (exact, lower case); empty = DefaultMetrics(). An unknown or
+// repeated name is an InvalidArgument error.
+Result<std::vector<Metric>> ParseMetrics(const std::vector<std::string>& names);
+
+// The summed statistics of one (split, gene).
+struct Aggregate {
+  int64_t n_cells = 0;
+  int64_t nnz = 0;
+  double sum = 0;
+  double sumsq = 0;
+};
+
+// A metric of an aggregate per SPEC §2; NaN when missing (mean_expr with nnz = 0,
+// var/std with n_cells < 2, anything with n_cells = 0). A variance that rounding made
+// slightly negative is 0.
+double MetricValue(Metric m, const Aggregate& a);
+
+struct WhereClause {
+  std::string column;
+  std::vector<std::string> values;  // OR-ed
+};
+
+struct Query {
+  std::vector<std::string> genes;
+  std::vector<std::string> by;
+  std::vector<WhereClause> where;     // clauses on one column are merged (OR)
+  std::vector<std::string> datasets;  // empty = every dataset
+  std::vector<std::string> metrics;   // empty = DefaultMetrics()
+};
+
+struct QueryResult {
+  std::vector<std::string> by;         // the split columns, as asked
+  std::vector<Metric> metrics;         // as asked (or the default)
+  std::vector<std::string> genes;      // store gene ids of the genes answered, in order
+  std::vector<std::string> symbols;    // their symbols ("" when unknown)
+  int64_t n_splits = 0;
+  std::vector<std::string> split_labels;  // n_splits x by.size(), row-major; "NA" = missing
+
+  struct Row {
+    int32_t split = 0;  // into split_labels
+    int32_t gene = 0;   // into genes
+    Aggregate stats;
+  };
+  std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out
+
+  const std::string& Label(const Row& row, size_t by_column) const {
+    return split_labels[static_cast<size_t>(row.split) * by.size() + by_column];
+  }
+  // The output columns: the by-columns, "gene", then the metrics.
+  std::vector<std::string> ColumnNames() const;
+};
+
+// Output formats shared by the CLI, the server and the Python module.
+// CSV (RFC 4180 quoting, "\n" line ends): header = ColumnNames(); an empty field for
+// a missing value; integers plain, floats in their shortest round-trip form.
+std::string FormatCsv(const QueryResult& result);
+// JSON: an array with one object per row, keys = ColumnNames() in order, labels and
+// gene as strings, n_cells/nnz as integers, other metrics as numbers, null = missing.
+std::string FormatJson(const QueryResult& result);
+
+class QueryEngine {
+ public:
+  // Opens the store (StoreReader::Open) and indexes its names.
+  static Result<std::shared_ptr<const QueryEngine>> Open(const std::string& path);
+  static std::shared_ptr<const QueryEngine> Create(std::shared_ptr<const StoreReader> store);
+
+  const StoreReader& store() const { return *store_; }
+  const std::shared_ptr<const StoreReader>& store_ptr() const { return store_; }
+
+  Result<QueryResult> Run(const Query& query) const;
+
+  // Gene indices for names (ids or symbols, case-insensitive), deduplicated, in order.
+  Result<std::vector<int32_t>> ResolveGenes(const std::vector<std::string>& names) const;
+  // Index of a grouping column; NotFound with suggestions.
+  Result<int32_t> ColumnIndex(const std::string& name) const;
+  // The values a column takes in at least one group, in label order, then "NA" if some
+  // group lacks a value.
+  const std::vector<std::string>& ColumnValues(int32_t column) const {
+    return present_values_[static_cast<size_t>(column)];
+  }
+
+  struct Impl;
+
+ private:
+  explicit QueryEngine(std::shared_ptr<const StoreReader> store);
+
+  std::shared_ptr<const StoreReader> store_;
+  std::unordered_map<std::string, std::vector<int32_t>> by_id_;      // lower-case id
+  std::unordered_map<std::string, std::vector<int32_t>> by_symbol_;  // lower-case symbol
+  std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
+  std::vector<std::vector<std::string>> present_values_;
+  std::vector<std::string> gene_names_;  // ids and symbols, for suggestions
+};
+
+}  // namespace cellcube

@@ -1,0 +1,122 @@
+// Read-only access to a cellcube store (docs/FORMAT.md) for queries: the file is
+// memory-mapped and the three statistics layers with their shared indices/indptr are
+// read in place, at the file offsets the HDF5 library reports; the metadata (groups,
+// genes, datasets) is read once into memory.
+//
+// Validation: Open checks everything a query relies on before returning, so that a
+// truncated or damaged store is refused with one clear line instead of being read out
+// of bounds: every array's offset and length against the file size, dtypes, element
+// counts against the shapes, indptr monotone from 0 to the number of entries, entry
+// groups in range and strictly ascending within a gene, entries only in genes their
+// dataset measured, nnz at most the group's cells, finite sums, and the metadata's
+// sizes and codes. Arrays a tool re-saved compressed or chunked (h5py, anndata) are
+// not in place: they are read into memory instead, as are arrays whose offset is not
+// aligned to their element size.
+//
+// Ownership and thread safety: a StoreReader owns its mapping and is immutable after
+// Open; share it between threads through the shared_ptr (no HDF5 call happens after
+// Open). The mapping stays valid while the reader lives even if the file is renamed
+// over or deleted; cellcube replaces stores atomically (rename), never in place.
+// Errors: Open returns NotFound for a missing file, Corrupt for a damaged store,
+// Unsupported for a store format it does not know, IoError for a failed mmap.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cellcube/status.h"
+#include "cellcube/store.h"
+
+namespace cellcube {
+
+// The element type of a store array.
+enum class ArrayType { kInt32, kInt64, kUInt32, kFloat32, kFloat64 };
+const char* ArrayTypeName(ArrayType t);
+
+// A read-only 1-D array: in the mapped file or owned by the reader.
+struct ArrayView {
+  const void* data = nullptr;
+  ArrayType type = ArrayType::kInt32;
+  int64_t size = 0;
+  bool mapped = false;  // true when read in place from the mapped file
+
+  template <typename T>
+  const T* As() const {
+    return static_cast<const T*>(data);
+  }
+  // Element i as int64 (integer arrays only).
+  int64_t IntAt(int64_t i) const {
+    return type == ArrayType::kInt64 ? As<int64_t>()[i] : As<int32_t>()[i];
+  }
+};
+
+class StoreReader {
+ public:
+  static Result<std::shared_ptr<const StoreReader>> Open(const std::string& path);
+  ~StoreReader();
+  StoreReader(const StoreReader&) = delete;
+  StoreReader& operator=(const StoreReader&) = delete;
+
+  const std::string& path() const { return path_; }
+  uint64_t file_size() const { return file_size_; }
+  uint64_t file_inode() const { return file_inode_; }
+  int64_t file_mtime_ns() const { return file_mtime_ns_; }
+
+  // The metadata, as LoadStore reads it, without the entry arrays: `columns` (dataset,
+  // cell_type, then the group-by columns), `labels`, `codes` (-1 = NA), `n_cells`,
+  // `gene_ids`, `gene_symbols`, `datasets` (with their measured genes).
+  const StoreData& meta() const { return meta_; }
+  int64_t n_groups() const { return meta_.n_groups(); }
+  int64_t n_genes() const { return meta_.n_genes(); }
+  int64_t n_entries() const { return n_entries_; }
+  int64_t n_datasets() const { return static_cast<int64_t>(meta_.datasets.size()); }
+
+  // The entries, CSC by gene: gene g's entries are [indptr[g], indptr[g + 1]);
+  // `indices` (int32 or int64) holds each entry's group, `nnz` is uint32, `sum` and
+  // `sumsq` are float32 or float64 (both of one type).
+  const ArrayView& indptr() const { return indptr_; }
+  const ArrayView& indices() const { return indices_; }
+  const ArrayView& nnz() const { return nnz_; }
+  const ArrayView& sum() const { return sum_; }
+  const ArrayView& sumsq() const { return sumsq_; }
+
+  // Whether dataset d measured gene g.
+  bool Measured(int64_t dataset, int64_t gene) const {
+    const uint64_t bit = static_cast<uint64_t>(dataset * n_genes() + gene);
+    return (measured_bits_[bit >> 6] >> (bit & 63)) & 1;
+  }
+  // Per group, its dataset (the code of column 0).
+  const std::vector<int32_t>& group_dataset() const { return meta_.codes[0]; }
+  // When every dataset's groups are consecutive rows (as cellcube writes them), the
+  // groups of dataset d are [dataset_group_begin[d], dataset_group_end[d]); empty
+  // vectors otherwise.
+  const std::vector<int64_t>& dataset_group_begin() const { return dataset_begin_; }
+  const std::vector<int64_t>& dataset_group_end() const { return dataset_end_; }
+
+  // How many of the five arrays are read in place from the mapping (5 for a store as
+  // cellcube writes it).
+  int arrays_mapped() const;
+
+  struct Internals;
+
+ private:
+  StoreReader() = default;
+  friend struct Internals;
+
+  std::string path_;
+  uint64_t file_size_ = 0;
+  uint64_t file_inode_ = 0;
+  int64_t file_mtime_ns_ = 0;
+  void* map_ = nullptr;
+  size_t map_bytes_ = 0;
+  StoreData meta_;
+  int64_t n_entries_ = 0;
+  ArrayView indptr_, indices_, nnz_, sum_, sumsq_;
+  std::vector<std::vector<uint64_t>> owned_;  // arrays read into memory (8-byte aligned)
+  std::vector<uint64_t> measured_bits_;
+  std::vector<int64_t> dataset_begin_, dataset_end_;
+};
+
+}  // namespace cellcube

@@ -1,0 +1,157 @@
+"""cellcube: query a cellcube store from Python.
+
+    import cellcube
+    s = cellcube.open("atlas.h5ad")
+    df = s.query(["CD3E", "MS4A1"], by="cell_type",
+                 where={"disease": "normal"}, metrics=["n_cells", "frac", "mean"])
+
+``Store.query`` returns a pandas DataFrame with the columns of ``cellcube query
+--format csv``: the ``by`` columns in the order given (labels as str, ``"NA"`` for a
+missing value), ``gene`` (the store's gene id), then the metrics in the order given
+(``n_cells`` and ``nnz`` int64, the others float64; NaN where the CSV has an empty
+field). Rows are the splits in the by-columns' value order (NA last), genes in the
+order asked; a (split, gene) without cells of a dataset that measured the gene has
+no row. Metrics: n_cells, nnz, frac, sum, mean, mean_expr, var, std (SPEC §2).
+
+Errors raise ``FileNotFoundError`` (no store at the path) or ``ValueError`` (an
+unknown gene, column, value, dataset or metric, or a damaged store), with the same
+one-line message as the command line. A Store is read-only and may be shared
+between threads; queries release the GIL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+from . import _cellcube
+
+__all__ = ["open", "Store", "METRICS"]
+
+METRICS = list(_cellcube.METRICS)
+
+Names = Union[str, Iterable[str], None]
+
+
+def _names(value: Names, what: str) -> list:
+    """None -> [], a str -> [it], an iterable of str -> list."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    try:
+        items = list(value)
+    except TypeError:
+        raise ValueError(f"{what} must be a str or a list of str, not {type(value).__name__}") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{what} must be str, not {type(item).__name__} ({item!r})")
+    return items
+
+
+def _label(value) -> str:
+    """A where value as the store labels it: None/NaN -> "NA", True -> "True", 3 -> "3"."""
+    if value is None:
+        return "NA"
+    if isinstance(value, float) and math.isnan(value):
+        return "NA"
+    if isinstance(value, (bool, int, float, str)):
+        return str(value)
+    try:  # numpy scalars
+        return str(value.item())
+    except AttributeError:
+        raise ValueError(f"where values must be str (or bool/int/float), not {type(value).__name__}") from None
+
+
+def _where(where: Optional[Mapping]) -> list:
+    if where is None:
+        return []
+    if not isinstance(where, Mapping):
+        raise ValueError("where must be a dict {column: value or [values]}")
+    out = []
+    for column, values in where.items():
+        if not isinstance(column, str):
+            raise ValueError(f"where keys must be column names (str), not {column!r}")
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            values = [values]
+        labels = [_label(v) for v in values]
+        if not labels:
+            raise ValueError(f"no value given for column '{column}'")
+        out.append((column, labels))
+    return out
+
+
+class Store:
+    """A cellcube store opened for queries (see cellcube.open)."""
+
+    def __init__(self, native):
+        self._s = native
+
+    def __repr__(self):
+        return (f"<cellcube.Store {self._s.path!r}: {len(self.datasets)} datasets, "
+                f"{self._s.n_groups} groups, {len(self._s.gene_ids)} genes>")
+
+    @property
+    def path(self) -> str:
+        return self._s.path
+
+    @property
+    def datasets(self) -> list:
+        """The dataset names, in store order."""
+        return self._s.datasets
+
+    @property
+    def columns(self) -> list:
+        """The columns to split or filter by: dataset, cell_type, then the group-by columns."""
+        return self._s.columns
+
+    def values(self, column: str) -> list:
+        """The values `column` takes, in its order, then "NA" if some cells lack one."""
+        return self._s.values(column)
+
+    @property
+    def genes(self):
+        """A DataFrame of the store's genes: `gene` (id) and `symbol` ("" when unknown)."""
+        import pandas as pd
+
+        return pd.DataFrame({"gene": self._s.gene_ids, "symbol": self._s.gene_symbols})
+
+    def _args(self, genes, by, where, datasets, metrics):
+        gene_list = _names(genes, "genes")
+        if not gene_list:
+            raise ValueError("no genes asked for")
+        return (gene_list, _names(by, "by"), _where(where), _names(datasets, "datasets"),
+                _names(metrics, "metrics"))
+
+    def query(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
+              datasets: Names = None, metrics: Names = None):
+        """Metrics per (split, gene) over the selected cells, as a pandas DataFrame.
+
+        genes     gene ids or symbols (case-insensitive): a str or a list of str
+        by        column(s) to split by, e.g. "cell_type" or ["tissue", "cell_type"]
+        where     {column: value or [values]}: values of one column OR-ed, columns
+                  AND-ed; values matched literally; None or "NA" selects missing values
+        datasets  only these datasets (default: all)
+        metrics   any of METRICS (default: n_cells, frac, mean)
+        """
+        import pandas as pd
+
+        names, columns = self._s.query(*self._args(genes, by, where, datasets, metrics))
+        return pd.DataFrame({name: col for name, col in zip(names, columns)}, columns=names)
+
+    def query_csv(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
+                  datasets: Names = None, metrics: Names = None) -> str:
+        """The same query as CSV text, exactly as `cellcube query --format csv` prints it."""
+        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "csv")
+
+    def query_json(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
+                   datasets: Names = None, metrics: Names = None) -> str:
+        """The same query as JSON text, exactly as `cellcube query --format json` prints it."""
+        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "json")
+
+
+def open(path) -> Store:  # noqa: A001 - the documented name
+    """Opens a cellcube store (memory-mapped, validated) for queries."""
+    import os
+
+    return Store(_cellcube.open(os.fspath(path)))

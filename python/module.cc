@@ -1,0 +1,172 @@
+// cellcube._cellcube: the query engine for Python (pybind11). The package's
+// __init__.py wraps it into cellcube.open(path) -> Store with .query() returning a
+// pandas DataFrame; this layer returns plain columns (lists and numpy arrays).
+//
+// Errors: a missing store raises FileNotFoundError, every other error ValueError
+// (OSError for an I/O failure), with the same one-line message as the CLI.
+// Threads: queries release the GIL; a Store may be shared between threads.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cellcube/query.h"
+
+namespace py = pybind11;
+
+namespace cellcube {
+namespace {
+
+[[noreturn]] void Raise(const Status& s) {
+  PyObject* type = PyExc_ValueError;
+  if (s.code() == StatusCode::kIoError) type = PyExc_OSError;
+  PyErr_SetString(type, s.message().c_str());
+  throw py::error_already_set();
+}
+
+class PyStore {
+ public:
+  explicit PyStore(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(engine)) {}
+
+  static std::shared_ptr<PyStore> Open(const std::string& path) {
+    Result<std::shared_ptr<const QueryEngine>> engine = [&] {
+      py::gil_scoped_release release;
+      return QueryEngine::Open(path);
+    }();
+    if (!engine.ok()) {
+      const Status& s = engine.status();
+      if (s.code() == StatusCode::kNotFound) {
+        PyErr_SetString(PyExc_FileNotFoundError, s.message().c_str());
+        throw py::error_already_set();
+      }
+      Raise(s);
+    }
+    return std::make_shared<PyStore>(std::move(engine).value());
+  }
+
+  const std::string& path() const { return meta_store().path(); }
+  std::vector<std::string> datasets() const { return meta().labels[0]; }
+  std::vector<std::string> columns() const { return meta().columns; }
+  std::vector<std::string> gene_ids() const { return meta().gene_ids; }
+  std::vector<std::string> gene_symbols() const { return meta().gene_symbols; }
+  int64_t n_groups() const { return meta_store().n_groups(); }
+  int64_t n_entries() const { return meta_store().n_entries(); }
+
+  std::vector<std::string> values(const std::string& column) const {
+    auto c = engine_->ColumnIndex(column);
+    if (!c.ok()) Raise(c.status());
+    return engine_->ColumnValues(*c);
+  }
+
+  // Returns (column names, list of columns): labels and genes as lists of str,
+  // n_cells/nnz as int64 arrays, other metrics as float64 arrays (NaN = missing).
+  py::tuple query(const std::vector<std::string>& genes, const std::vector<std::string>& by,
+                  const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                  const std::vector<std::string>& datasets,
+                  const std::vector<std::string>& metrics) const {
+    Query q;
+    q.genes = genes;
+    q.by = by;
+    for (const auto& [column, values] : where) q.where.push_back({column, values});
+    q.datasets = datasets;
+    q.metrics = metrics;
+    Result<QueryResult> r = [&] {
+      py::gil_scoped_release release;
+      return engine_->Run(q);
+    }();
+    if (!r.ok()) Raise(r.status());
+    const QueryResult& res = *r;
+    const auto n = static_cast<py::ssize_t>(res.rows.size());
+    py::list names;
+    py::list columns;
+    for (const auto& name : res.ColumnNames()) names.append(name);
+    // Label columns share one str object per distinct label.
+    for (size_t c = 0; c < res.by.size(); ++c) {
+      std::vector<py::str> per_split;
+      for (int64_t s = 0; s < res.n_splits; ++s)
+        per_split.emplace_back(res.split_labels[static_cast<size_t>(s) * res.by.size() + c]);
+      py::list col(n);
+      for (py::ssize_t i = 0; i < n; ++i)
+        col[static_cast<size_t>(i)] = per_split[static_cast<size_t>(res.rows[i].split)];
+      columns.append(col);
+    }
+    {
+      std::vector<py::str> per_gene(res.genes.begin(), res.genes.end());
+      py::list col(n);
+      for (py::ssize_t i = 0; i < n; ++i)
+        col[static_cast<size_t>(i)] = per_gene[static_cast<size_t>(res.rows[i].gene)];
+      columns.append(col);
+    }
+    for (Metric m : res.metrics) {
+      if (MetricIsInteger(m)) {
+        py::array_t<int64_t> a(n);
+        auto* p = a.mutable_data();
+        for (py::ssize_t i = 0; i < n; ++i)
+          p[i] = m == Metric::kNCells ? res.rows[i].stats.n_cells : res.rows[i].stats.nnz;
+        columns.append(a);
+      } else {
+        py::array_t<double> a(n);
+        auto* p = a.mutable_data();
+        for (py::ssize_t i = 0; i < n; ++i) p[i] = MetricValue(m, res.rows[i].stats);
+        columns.append(a);
+      }
+    }
+    return py::make_tuple(names, columns);
+  }
+
+  // The same query rendered as CSV or JSON text (what the CLI prints).
+  std::string query_text(const std::vector<std::string>& genes, const std::vector<std::string>& by,
+                         const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                         const std::vector<std::string>& datasets,
+                         const std::vector<std::string>& metrics, const std::string& format) const {
+    if (format != "csv" && format != "json")
+      Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
+    Query q;
+    q.genes = genes;
+    q.by = by;
+    for (const auto& [column, values] : where) q.where.push_back({column, values});
+    q.datasets = datasets;
+    q.metrics = metrics;
+    Result<std::string> text = [&]() -> Result<std::string> {
+      py::gil_scoped_release release;
+      CC_ASSIGN_OR_RETURN(QueryResult r, engine_->Run(q));
+      return format == "csv" ? FormatCsv(r) : FormatJson(r);
+    }();
+    if (!text.ok()) Raise(text.status());
+    return std::move(text).value();
+  }
+
+ private:
+  const StoreReader& meta_store() const { return engine_->store(); }
+  const StoreData& meta() const { return engine_->store().meta(); }
+  std::shared_ptr<const QueryEngine> engine_;
+};
+
+}  // namespace
+}  // namespace cellcube
+
+PYBIND11_MODULE(_cellcube, m) {
+  using cellcube::PyStore;
+  m.doc() = "cellcube's query engine (use the cellcube package, not this module)";
+  py::class_<PyStore, std::shared_ptr<PyStore>>(m, "Store")
+      .def_property_readonly("path", &PyStore::path)
+      .def_property_readonly("datasets", &PyStore::datasets)
+      .def_property_readonly("columns", &PyStore::columns)
+      .def_property_readonly("gene_ids", &PyStore::gene_ids)
+      .def_property_readonly("gene_symbols", &PyStore::gene_symbols)
+      .def_property_readonly("n_groups", &PyStore::n_groups)
+      .def_property_readonly("n_entries", &PyStore::n_entries)
+      .def("values", &PyStore::values, py::arg("column"))
+      .def("query", &PyStore::query, py::arg("genes"), py::arg("by"), py::arg("where"),
+           py::arg("datasets"), py::arg("metrics"))
+      .def("query_text", &PyStore::query_text, py::arg("genes"), py::arg("by"), py::arg("where"),
+           py::arg("datasets"), py::arg("metrics"), py::arg("format"));
+  m.def("open", &PyStore::Open, py::arg("path"));
+  py::list metrics;
+  for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));
+  m.attr("METRICS") = metrics;
+}

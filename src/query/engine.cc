@@ -1,0 +1,476 @@
+// The query engine (include/cellcube/query.h): pure computation over the arrays a
+// StoreReader mapped. Per query: select groups (datasets, where), give each selected
+// group its split, then per gene scan only that gene's entries of the selected
+// datasets' groups, summing into per-split accumulators. Scratch buffers are kept per
+// thread, so a query allocates only its result.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "cellcube/query.h"
+#include "util/text.h"
+
+namespace cellcube {
+
+const char* MetricName(Metric m) {
+  switch (m) {
+    case Metric::kNCells: return "n_cells";
+    case Metric::kNnz: return "nnz";
+    case Metric::kFrac: return "frac";
+    case Metric::kSum: return "sum";
+    case Metric::kMean: return "mean";
+    case Metric::kMeanExpr: return "mean_expr";
+    case Metric::kVar: return "var";
+    case Metric::kStd: return "std";
+  }
+  return "?";
+}
+
+const std::vector<Metric>& AllMetrics() {
+  static const std::vector<Metric> kAll = {Metric::kNCells, Metric::kNnz,  Metric::kFrac,
+                                           Metric::kSum,    Metric::kMean, Metric::kMeanExpr,
+                                           Metric::kVar,    Metric::kStd};
+  return kAll;
+}
+
+const std::vector<Metric>& DefaultMetrics() {
+  static const std::vector<Metric> kDefault = {Metric::kNCells, Metric::kFrac, Metric::kMean};
+  return kDefault;
+}
+
+Result<std::vector<Metric>> ParseMetrics(const std::vector<std::string>& names) {
+  if (names.empty()) return DefaultMetrics();
+  std::vector<std::string> known;
+  for (Metric m : AllMetrics()) known.push_back(MetricName(m));
+  std::vector<Metric> out;
+  for (const auto& name : names) {
+    auto it = std::find(known.begin(), known.end(), name);
+    if (it == known.end())
+      return Status::InvalidArgument("unknown metric '" + name + "'" +
+                                     SuggestionSuffix(name, known));
+    Metric m = AllMetrics()[static_cast<size_t>(it - known.begin())];
+    if (std::find(out.begin(), out.end(), m) != out.end())
+      return Status::InvalidArgument("metric '" + name + "' asked for twice");
+    out.push_back(m);
+  }
+  return out;
+}
+
+double MetricValue(Metric m, const Aggregate& a) {
+  constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
+  if (a.n_cells <= 0) return kMissing;
+  const auto n = static_cast<double>(a.n_cells);
+  switch (m) {
+    case Metric::kNCells: return n;
+    case Metric::kNnz: return static_cast<double>(a.nnz);
+    case Metric::kFrac: return static_cast<double>(a.nnz) / n;
+    case Metric::kSum: return a.sum;
+    case Metric::kMean: return a.sum / n;
+    case Metric::kMeanExpr: return a.nnz > 0 ? a.sum / static_cast<double>(a.nnz) : kMissing;
+    case Metric::kVar:
+    case Metric::kStd: {
+      if (a.n_cells < 2) return kMissing;
+      double var = (a.sumsq - a.sum * (a.sum / n)) / (n - 1);
+      if (!(var > 0)) var = 0;  // rounding of the float32 sums can make it slightly negative
+      return m == Metric::kVar ? var : std::sqrt(var);
+    }
+  }
+  return kMissing;
+}
+
+std::vector<std::string> QueryResult::ColumnNames() const {
+  std::vector<std::string> out = by;
+  out.push_back("gene");
+  for (Metric m : metrics) out.push_back(MetricName(m));
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+
+QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
+  const StoreData& m = store_->meta();
+  for (size_t g = 0; g < m.gene_ids.size(); ++g) {
+    by_id_[ToLower(m.gene_ids[g])].push_back(static_cast<int32_t>(g));
+    gene_names_.push_back(m.gene_ids[g]);
+    if (!m.gene_symbols[g].empty()) {
+      auto& ids = by_symbol_[ToLower(m.gene_symbols[g])];
+      if (ids.empty()) gene_names_.push_back(m.gene_symbols[g]);
+      ids.push_back(static_cast<int32_t>(g));
+    }
+  }
+  for (size_t c = 0; c < m.columns.size(); ++c) {
+    auto& codes = label_code_.emplace_back();
+    for (size_t l = 0; l < m.labels[c].size(); ++l)
+      codes.emplace(m.labels[c][l], static_cast<int32_t>(l));
+    std::vector<bool> used(m.labels[c].size() + 1, false);
+    for (int32_t code : m.codes[c]) used[static_cast<size_t>(code + 1)] = true;
+    auto& present = present_values_.emplace_back();
+    for (size_t l = 0; l < m.labels[c].size(); ++l)
+      if (used[l + 1]) present.push_back(m.labels[c][l]);
+    if (used[0]) present.push_back("NA");
+  }
+}
+
+std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const StoreReader> store) {
+  return std::shared_ptr<const QueryEngine>(new QueryEngine(std::move(store)));
+}
+
+Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& path) {
+  CC_ASSIGN_OR_RETURN(auto store, StoreReader::Open(path));
+  return Create(std::move(store));
+}
+
+Result<std::vector<int32_t>> QueryEngine::ResolveGenes(const std::vector<std::string>& names) const {
+  std::vector<int32_t> out;
+  for (const auto& name : names) {
+    const std::string key = ToLower(name);
+    const std::vector<int32_t>* found = nullptr;
+    if (auto it = by_id_.find(key); it != by_id_.end()) {
+      found = &it->second;
+    } else if (auto is = by_symbol_.find(key); is != by_symbol_.end()) {
+      found = &is->second;
+    }
+    if (!found) {
+      auto near = NearNames(name, gene_names_);
+      std::string hint;
+      for (size_t i = 0; i < near.size(); ++i)
+        hint += (i ? (i + 1 == near.size() ? " or '" : ", '") : " (did you mean '") + near[i] + "'";
+      return Status::NotFound("unknown gene '" + name + "': no gene id or symbol matches" +
+                              (hint.empty() ? std::string(" (nothing close either)")
+                                            : hint + "?)"));
+    }
+    for (int32_t g : *found)
+      if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
+  }
+  return out;
+}
+
+Result<int32_t> QueryEngine::ColumnIndex(const std::string& name) const {
+  const auto& cols = store_->meta().columns;
+  for (size_t c = 0; c < cols.size(); ++c)
+    if (cols[c] == name) return static_cast<int32_t>(c);
+  return Status::NotFound("unknown column '" + name + "'" + SuggestionSuffix(name, cols));
+}
+
+// ---------------------------------------------------------------------------
+
+namespace {
+
+struct Acc {
+  double sum;
+  double sumsq;
+  uint64_t nnz;
+};
+
+// A range of groups whose entries are scanned.
+struct GroupRange {
+  int64_t begin;
+  int64_t end;
+};
+
+struct Scratch {
+  std::vector<uint8_t> dataset_selected;  // per dataset
+  std::vector<uint8_t> allowed;           // per where column: 1 + labels flags (0 = NA)
+  std::vector<int32_t> selected;          // groups
+  std::vector<uint64_t> keys;             // per selected group
+  std::vector<uint64_t> distinct;
+  std::vector<int32_t> dense;             // key -> split + 1 (0 = unseen)
+  std::vector<int32_t> split_of;          // per group in [base, base + size)
+  std::vector<GroupRange> runs;
+  std::vector<Acc> acc;                   // per split, + one for unselected groups
+  std::vector<int64_t> cells;             // per split
+  std::vector<int64_t> cells_by_dataset;  // per split x contributing dataset
+  std::vector<int32_t> contributing;      // datasets with a selected group
+  std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
+  std::vector<int32_t> unmeasured;        // per gene: contributing indices, flattened
+  std::vector<int64_t> unmeasured_begin;
+  std::vector<Aggregate> agg;             // per split x gene
+  std::vector<int32_t> representative;    // per split: one of its groups
+};
+
+constexpr uint64_t kDenseKeys = uint64_t{1} << 16;
+
+template <typename Index, typename Value>
+void ScanGene(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, int64_t base,
+              const int32_t* split_of, Acc* acc) {
+  const auto* idx = s.indices().As<Index>();
+  const auto* nnz = s.nnz().As<uint32_t>();
+  const auto* sum = s.sum().As<Value>();
+  const auto* sumsq = s.sumsq().As<Value>();
+  const int64_t gene_begin = s.indptr().IntAt(gene), gene_end = s.indptr().IntAt(gene + 1);
+  const int64_t n_groups = s.n_groups();
+  int64_t from = gene_begin;
+  for (const GroupRange& run : runs) {
+    int64_t lo = from, hi = gene_end;
+    if (run.begin > 0)
+      lo = std::lower_bound(idx + from, idx + gene_end, static_cast<Index>(run.begin)) - idx;
+    if (run.end < n_groups)
+      hi = std::lower_bound(idx + lo, idx + gene_end, static_cast<Index>(run.end)) - idx;
+    for (int64_t k = lo; k < hi; ++k) {
+      Acc& a = acc[split_of[static_cast<int64_t>(idx[k]) - base]];
+      a.nnz += nnz[k];
+      a.sum += static_cast<double>(sum[k]);
+      a.sumsq += static_cast<double>(sumsq[k]);
+    }
+    from = hi;
+  }
+}
+
+using ScanFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
+                        const int32_t*, Acc*);
+
+ScanFn PickScan(const StoreReader& s) {
+  const bool wide_index = s.indices().type == ArrayType::kInt64;
+  const bool wide_value = s.sum().type == ArrayType::kFloat64;
+  if (wide_index) return wide_value ? ScanGene<int64_t, double> : ScanGene<int64_t, float>;
+  return wide_value ? ScanGene<int32_t, double> : ScanGene<int32_t, float>;
+}
+
+// Replaces each key by its rank among the distinct keys; returns how many there are.
+uint64_t RankKeys(std::vector<uint64_t>& keys, std::vector<uint64_t>& distinct) {
+  distinct.assign(keys.begin(), keys.end());
+  std::sort(distinct.begin(), distinct.end());
+  distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+  for (auto& k : keys)
+    k = static_cast<uint64_t>(std::lower_bound(distinct.begin(), distinct.end(), k) -
+                              distinct.begin());
+  return distinct.size();
+}
+
+}  // namespace
+
+Result<QueryResult> QueryEngine::Run(const Query& q) const {
+  thread_local Scratch t;
+  const StoreReader& s = *store_;
+  const StoreData& m = s.meta();
+  QueryResult result;
+
+  CC_ASSIGN_OR_RETURN(result.metrics, ParseMetrics(q.metrics));
+  if (q.genes.empty()) return Status::InvalidArgument("no genes asked for");
+  CC_ASSIGN_OR_RETURN(std::vector<int32_t> genes, ResolveGenes(q.genes));
+
+  // Split columns.
+  std::vector<int32_t> by;
+  for (const auto& name : q.by) {
+    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(name));
+    if (std::find(by.begin(), by.end(), c) != by.end())
+      return Status::InvalidArgument("column '" + name + "' is split by twice");
+    bool clash = name == "gene";
+    for (Metric metric : result.metrics) clash |= name == MetricName(metric);
+    if (clash)
+      return Status::InvalidArgument("cannot split by column '" + name +
+                                     "': the output has a column of that name already");
+    by.push_back(c);
+  }
+  result.by = q.by;
+
+  // Datasets.
+  const auto n_datasets = static_cast<size_t>(s.n_datasets());
+  t.dataset_selected.assign(n_datasets, q.datasets.empty() ? 1 : 0);
+  for (const auto& name : q.datasets) {
+    auto it = label_code_[0].find(name);
+    if (it == label_code_[0].end())
+      return Status::NotFound("unknown dataset '" + name + "'" +
+                              SuggestionSuffix(name, m.labels[0]));
+    t.dataset_selected[static_cast<size_t>(it->second)] = 1;
+  }
+
+  // Where: one flag per (column, label), index 0 for NA.
+  std::vector<std::pair<int32_t, size_t>> filters;  // column, offset into t.allowed
+  t.allowed.clear();
+  for (const auto& clause : q.where) {
+    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(clause.column));
+    size_t offset = t.allowed.size();
+    bool seen = false;
+    for (const auto& f : filters)
+      if (f.first == c) offset = f.second, seen = true;
+    if (!seen) {
+      filters.emplace_back(c, offset);
+      t.allowed.resize(offset + m.labels[static_cast<size_t>(c)].size() + 1, 0);
+    }
+    if (clause.values.empty())
+      return Status::InvalidArgument("no value given for column '" + clause.column + "'");
+    for (const auto& value : clause.values) {
+      auto it = label_code_[static_cast<size_t>(c)].find(value);
+      if (value == "NA") {  // missing values (and a value literally called NA, if any)
+        t.allowed[offset] = 1;
+        if (it != label_code_[static_cast<size_t>(c)].end())
+          t.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+        continue;
+      }
+      if (it == label_code_[static_cast<size_t>(c)].end())
+        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
+                                SuggestionSuffix(value, present_values_[static_cast<size_t>(c)]));
+      t.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+    }
+  }
+
+  // Candidate group ranges: the selected datasets' (when groups are consecutive per
+  // dataset, as cellcube writes them), else every group.
+  t.runs.clear();
+  if (!s.dataset_group_begin().empty()) {
+    for (size_t d = 0; d < n_datasets; ++d)
+      if (t.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
+        t.runs.push_back({s.dataset_group_begin()[d], s.dataset_group_end()[d]});
+    std::sort(t.runs.begin(), t.runs.end(), [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
+  } else {
+    t.runs.push_back({0, s.n_groups()});
+  }
+
+  // Select groups, tightening each run to its first and last selected group, and give
+  // each selected group its split key (mixed radix over the by-columns' label positions,
+  // NA after the labels, re-ranked whenever the radix would overflow 64 bits).
+  const std::vector<int32_t>& group_dataset = s.group_dataset();
+  t.selected.clear();
+  size_t n_runs = 0;
+  for (const GroupRange& run : t.runs) {
+    int64_t first = -1, last = -1;
+    for (int64_t g = run.begin; g < run.end; ++g) {
+      if (!t.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])])
+        continue;
+      bool keep = true;
+      for (const auto& [c, offset] : filters)
+        keep &= t.allowed[offset + static_cast<size_t>(
+                                       m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] +
+                                       1)] != 0;
+      if (!keep) continue;
+      t.selected.push_back(static_cast<int32_t>(g));
+      if (first < 0) first = g;
+      last = g;
+    }
+    if (first >= 0) t.runs[n_runs++] = {first, last + 1};
+  }
+  t.runs.resize(n_runs);
+  if (t.selected.empty()) return result;
+  {  // merge touching runs
+    size_t out = 0;
+    for (size_t i = 1; i < t.runs.size(); ++i) {
+      if (t.runs[i].begin == t.runs[out].end) {
+        t.runs[out].end = t.runs[i].end;
+      } else {
+        t.runs[++out] = t.runs[i];
+      }
+    }
+    t.runs.resize(out + 1);
+  }
+
+  const size_t n_selected = t.selected.size();
+  t.keys.assign(n_selected, 0);
+  uint64_t key_space = 1;
+  for (int32_t c : by) {
+    const auto& codes = m.codes[static_cast<size_t>(c)];
+    const uint64_t radix = m.labels[static_cast<size_t>(c)].size() + 1;
+    if (key_space > std::numeric_limits<uint64_t>::max() / radix) key_space = RankKeys(t.keys, t.distinct);
+    for (size_t i = 0; i < n_selected; ++i) {
+      const int32_t code = codes[static_cast<size_t>(t.selected[i])];
+      t.keys[i] = t.keys[i] * radix + (code < 0 ? radix - 1 : static_cast<uint64_t>(code));
+    }
+    key_space *= radix;
+  }
+  // Keys -> dense split numbers in key order.
+  uint64_t n_splits = 0;
+  if (key_space <= kDenseKeys) {
+    if (t.dense.size() < key_space) t.dense.assign(kDenseKeys, 0);
+    t.distinct.clear();
+    for (uint64_t k : t.keys)
+      if (!t.dense[k]) {
+        t.dense[k] = 1;
+        t.distinct.push_back(k);
+      }
+    std::sort(t.distinct.begin(), t.distinct.end());
+    for (size_t i = 0; i < t.distinct.size(); ++i)
+      t.dense[t.distinct[i]] = static_cast<int32_t>(i + 1);
+    for (auto& k : t.keys) k = static_cast<uint64_t>(t.dense[k] - 1);
+    for (uint64_t k : t.distinct) t.dense[k] = 0;  // leave the table clean
+    n_splits = t.distinct.size();
+  } else {
+    n_splits = RankKeys(t.keys, t.distinct);
+  }
+  const auto dummy = static_cast<int32_t>(n_splits);  // the slot of unselected groups
+
+  // Per group: its split; per split: a representative group and its cells per dataset.
+  const int64_t base = t.runs.front().begin;
+  t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), dummy);
+  t.representative.assign(n_splits, -1);
+  t.cells.assign(n_splits, 0);
+  t.contributing.clear();
+  t.contributing_index.assign(n_datasets, -1);
+  for (size_t i = 0; i < n_selected; ++i) {
+    const int32_t g = t.selected[i];
+    const auto split = static_cast<int32_t>(t.keys[i]);
+    t.split_of[static_cast<size_t>(g - base)] = split;
+    if (t.representative[static_cast<size_t>(split)] < 0)
+      t.representative[static_cast<size_t>(split)] = g;
+    t.cells[static_cast<size_t>(split)] += m.n_cells[static_cast<size_t>(g)];
+    const int32_t d = group_dataset[static_cast<size_t>(g)];
+    if (t.contributing_index[static_cast<size_t>(d)] < 0) {
+      t.contributing_index[static_cast<size_t>(d)] = static_cast<int32_t>(t.contributing.size());
+      t.contributing.push_back(d);
+    }
+  }
+  // The contributing datasets that did not measure each gene; cells per (split,
+  // dataset) are needed only when there are some.
+  t.unmeasured.clear();
+  t.unmeasured_begin.assign(1, 0);
+  for (int32_t g : genes) {
+    for (size_t j = 0; j < t.contributing.size(); ++j)
+      if (!s.Measured(t.contributing[j], g)) t.unmeasured.push_back(static_cast<int32_t>(j));
+    t.unmeasured_begin.push_back(static_cast<int64_t>(t.unmeasured.size()));
+  }
+  const size_t n_contributing = t.contributing.size();
+  if (!t.unmeasured.empty()) {
+    t.cells_by_dataset.assign(n_splits * n_contributing, 0);
+    for (size_t i = 0; i < n_selected; ++i) {
+      const int32_t g = t.selected[i];
+      const auto j = static_cast<size_t>(
+          t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]);
+      t.cells_by_dataset[t.keys[i] * n_contributing + j] += m.n_cells[static_cast<size_t>(g)];
+    }
+  }
+
+  // Per gene: scan its entries into the per-split accumulators.
+  const ScanFn scan = PickScan(s);
+  const size_t n_genes = genes.size();
+  t.agg.assign(n_splits * n_genes, Aggregate{});
+  for (size_t gi = 0; gi < n_genes; ++gi) {
+    t.acc.assign(n_splits + 1, Acc{0, 0, 0});
+    scan(s, genes[gi], t.runs, base, t.split_of.data(), t.acc.data());
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      int64_t cells = t.cells[sp];
+      for (int64_t u = t.unmeasured_begin[gi]; u < t.unmeasured_begin[gi + 1]; ++u)
+        cells -= t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
+      Aggregate& a = t.agg[sp * n_genes + gi];
+      a.n_cells = cells;
+      a.nnz = static_cast<int64_t>(t.acc[sp].nnz);
+      a.sum = t.acc[sp].sum;
+      a.sumsq = t.acc[sp].sumsq;
+    }
+  }
+
+  // The result: genes, split labels, rows split-major.
+  for (int32_t g : genes) {
+    result.genes.push_back(m.gene_ids[static_cast<size_t>(g)]);
+    result.symbols.push_back(m.gene_symbols[static_cast<size_t>(g)]);
+  }
+  result.n_splits = static_cast<int64_t>(n_splits);
+  result.split_labels.reserve(n_splits * by.size());
+  static const std::string kNA = "NA";
+  for (size_t sp = 0; sp < n_splits; ++sp) {
+    const auto g = static_cast<size_t>(t.representative[sp]);
+    for (int32_t c : by) {
+      const int32_t code = m.codes[static_cast<size_t>(c)][g];
+      result.split_labels.push_back(
+          code < 0 ? kNA : m.labels[static_cast<size_t>(c)][static_cast<size_t>(code)]);
+    }
+  }
+  result.rows.reserve(n_splits * n_genes);
+  for (size_t sp = 0; sp < n_splits; ++sp)
+    for (size_t gi = 0; gi < n_genes; ++gi) {
+      const Aggregate& a = t.agg[sp * n_genes + gi];
+      if (a.n_cells > 0)
+        result.rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+    }
+  return result;
+}
+
+}  // namespace cellcube

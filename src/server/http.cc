@@ -1,0 +1,150 @@
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+namespace cellcube::server {
+
+struct HttpServer::Impl {
+  Handler handler;
+  MHD_Daemon* daemon = nullptr;
+  int port = 0;
+  std::atomic<int> open_connections{0};
+  std::atomic<int> active_requests{0};
+};
+
+namespace {
+
+MHD_Result CollectParam(void* cls, MHD_ValueKind, const char* key, const char* value) {
+  auto* params = static_cast<std::vector<std::pair<std::string, std::string>>*>(cls);
+  params->emplace_back(key ? key : "", value ? value : "");
+  return MHD_YES;
+}
+
+MHD_Result Queue(MHD_Connection* connection, const Response& r) {
+  MHD_Response* response =
+      r.static_body ? MHD_create_response_from_buffer(r.static_size,
+                                                      const_cast<unsigned char*>(r.static_body),
+                                                      MHD_RESPMEM_PERSISTENT)
+                    : MHD_create_response_from_buffer(r.body.size(),
+                                                      const_cast<char*>(r.body.data()),
+                                                      MHD_RESPMEM_MUST_COPY);
+  if (!response) return MHD_NO;
+  MHD_add_response_header(response, "Content-Type", r.content_type.c_str());
+  MHD_add_response_header(response, "X-Content-Type-Options", "nosniff");
+  for (const auto& [k, v] : r.headers) MHD_add_response_header(response, k.c_str(), v.c_str());
+  MHD_Result ret = MHD_queue_response(connection, static_cast<unsigned>(r.status), response);
+  MHD_destroy_response(response);
+  return ret;
+}
+
+Response Error(int status, const std::string& message) {
+  Response r;
+  r.status = status;
+  std::string escaped;
+  for (char c : message) {
+    if (c == '"' || c == '\\') escaped += '\\';
+    escaped += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
+  }
+  r.body = "{\"error\": \"" + escaped + "\"}";
+  return r;
+}
+
+MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, const char* method,
+                     const char*, const char*, size_t* upload_data_size, void** con_cls) {
+  auto* impl = static_cast<HttpServer::Impl*>(cls);
+  (void)con_cls;
+  // GET and HEAD carry no body: refuse one as soon as the headers announce it.
+  const char* length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Content-Length");
+  const char* chunked =
+      MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Transfer-Encoding");
+  if (*upload_data_size != 0 || chunked || (length && std::strcmp(length, "0") != 0)) {
+    *upload_data_size = 0;
+    return Queue(connection, Error(413, "requests carry no body"));
+  }
+  const std::string m = method ? method : "";
+  if (m != "GET" && m != "HEAD") {
+    Response r = Error(405, "only GET and HEAD are served");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return Queue(connection, r);
+  }
+  Request req;
+  req.method = m;
+  req.path = url ? url : "/";
+  MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, CollectParam, &req.params);
+  if (const char* inm = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "If-None-Match"))
+    req.header_if_none_match = inm;
+  impl->active_requests++;
+  Response r;
+  try {
+    r = impl->handler(req);
+  } catch (const std::exception& e) {
+    r = Error(500, std::string("internal error: ") + e.what());
+  }
+  impl->active_requests--;
+  return Queue(connection, r);
+}
+
+void OnConnection(void* cls, MHD_Connection*, void**, MHD_ConnectionNotificationCode code) {
+  auto* impl = static_cast<HttpServer::Impl*>(cls);
+  if (code == MHD_CONNECTION_NOTIFY_STARTED) impl->open_connections++;
+  if (code == MHD_CONNECTION_NOTIFY_CLOSED) impl->open_connections--;
+}
+
+}  // namespace
+
+HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HttpServer::~HttpServer() {
+  if (impl_->daemon) MHD_stop_daemon(impl_->daemon);
+}
+
+int HttpServer::port() const { return impl_->port; }
+
+Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options,
+                                                      Handler handler) {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(options.port));
+  const std::string host = options.host == "localhost" ? "127.0.0.1" : options.host;
+  if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1)
+    return Status::Usage("--host needs an IPv4 address such as 127.0.0.1 or 0.0.0.0, not '" +
+                         options.host + "'");
+  auto impl = std::make_unique<Impl>();
+  impl->handler = std::move(handler);
+  unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
+                                         : std::max(1u, std::thread::hardware_concurrency());
+  impl->daemon = MHD_start_daemon(
+      MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_TURBO, 0, nullptr,
+      nullptr, &OnRequest, impl.get(), MHD_OPTION_SOCK_ADDR, &addr, MHD_OPTION_THREAD_POOL_SIZE,
+      threads, MHD_OPTION_CONNECTION_TIMEOUT, options.idle_timeout_seconds,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, options.header_limit_bytes, MHD_OPTION_CONNECTION_LIMIT,
+      options.max_connections, MHD_OPTION_NOTIFY_CONNECTION, &OnConnection, impl.get(),
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+  if (!impl->daemon)
+    return Status::IoError("cannot listen on " + options.host + ":" +
+                           std::to_string(options.port) +
+                           " (is the port in use? choose another with --port)");
+  const MHD_DaemonInfo* info = MHD_get_daemon_info(impl->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  impl->port = info ? info->port : options.port;
+  return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
+}
+
+void HttpServer::Drain(int grace_ms) {
+  if (!impl_->daemon) return;
+  MHD_quiesce_daemon(impl_->daemon);  // stop accepting; keep serving open connections
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
+  while (impl_->active_requests > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  MHD_stop_daemon(impl_->daemon);
+  impl_->daemon = nullptr;
+}
+
+}  // namespace cellcube::server

@@ -1,0 +1,85 @@
+// The HTTP API client (docs/API.md). Every call takes an AbortSignal so a newer
+// request cancels a stale one; answers are cached by URL, so switching the plot type,
+// the colour or the order redraws without asking the server again.
+
+import { toQueryString } from "./state.js";
+
+export const ALL_METRICS = ["n_cells", "nnz", "frac", "mean", "mean_expr", "sum", "var", "std"];
+
+export class ApiError extends Error {
+  // kind: "network" (server unreachable), "http" (4xx/5xx with the server's message)
+  constructor(message, { kind = "http", status = 0 } = {}) {
+    super(message);
+    this.kind = kind;
+    this.status = status;
+  }
+}
+
+const cache = new Map();
+const CACHE_SIZE = 60;
+
+export function apiUrl(path, pairs = []) {
+  const qs = toQueryString(pairs.filter(([, v]) => v !== "" && v != null));
+  return qs ? `${path}?${qs}` : path;
+}
+
+async function request(url, signal, as = "json") {
+  let res;
+  try {
+    res = await fetch(url, { signal, headers: { accept: as === "json" ? "application/json" : "text/csv" } });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError("The cellcube server cannot be reached.", { kind: "network" });
+  }
+  if (!res.ok) {
+    let message = `The server answered ${res.status} ${res.statusText}.`;
+    try {
+      const body = await res.json();
+      if (body && body.error) message = body.error;
+    } catch {
+      /* not JSON: keep the status line */
+    }
+    throw new ApiError(message, { status: res.status });
+  }
+  return as === "json" ? res.json() : res.text();
+}
+
+export async function get(path, pairs, signal, { as = "json", cached = true } = {}) {
+  const url = apiUrl(path, pairs);
+  if (cached && cache.has(url)) {
+    const hit = cache.get(url);
+    cache.delete(url); // keep most recent last
+    cache.set(url, hit);
+    return hit;
+  }
+  const value = await request(url, signal, as);
+  if (cached) {
+    cache.set(url, value);
+    if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
+  }
+  return value;
+}
+
+// Parameters shared by /query and /counts.
+export function selectionPairs(state) {
+  const pairs = state.where.map(([c, v]) => ["where", `${c}:${v}`]);
+  if (state.datasets.length) pairs.push(["datasets", state.datasets.join(",")]);
+  return pairs;
+}
+
+export function queryPairs(state, genes, by, metrics = ALL_METRICS, format) {
+  const pairs = [["genes", genes.join(",")]];
+  if (by.length) pairs.push(["by", by.join(",")]);
+  pairs.push(...selectionPairs(state), ["metrics", metrics.join(",")]);
+  if (format) pairs.push(["format", format]);
+  return pairs;
+}
+
+// "unknown gene 'CD3X' (did you mean 'CD3E', 'CD3D'?)" -> {gene: "CD3X", suggestions: [...]}
+export function parseUnknownGene(message) {
+  const m = /unknown gene '([^']*)'/i.exec(message);
+  if (!m) return null;
+  const rest = message.slice(m.index + m[0].length);
+  const suggestions = [...rest.matchAll(/'([^']+)'/g)].map((x) => x[1]);
+  return { gene: m[1], suggestions };
+}

@@ -1,0 +1,114 @@
+// The left panel: the dataset picker and one filter per column, each value with its
+// cell count. Counts come from /api/v1/counts, which applies every other filter, so
+// a count says how many cells that choice would add to the current selection.
+// Nothing ticked in a section means no filter on that column.
+
+import { el, fmtCount, fmtInt } from "./format.js";
+import { whereValues } from "./state.js";
+
+const SHOW = 8;
+
+export const prettyColumn = (name) => name.replace(/_/g, " ");
+
+export class FilterPanel {
+  constructor(root, meta, { onFilter, onDatasets }) {
+    this.root = root;
+    this.meta = meta;
+    this.onFilter = onFilter;
+    this.onDatasets = onDatasets;
+    this.ui = new Map();
+    this.sections = new Map();
+    const columns = meta.columns.filter((c) => c.name !== "dataset");
+    this.order = ["dataset", ...columns.map((c) => c.name)];
+    root.replaceChildren(
+      el("div", { class: "side-head" }, el("span", {}, "Filters"), el("button", { class: "link", type: "button", id: "clear-filters", onclick: () => this.clearAll() }, "Clear all")),
+      ...this.order.map((name) => this.section(name)));
+  }
+
+  values(name) {
+    if (name === "dataset") return this.meta.datasets.map((d) => ({ value: d.name, n_cells: d.n_cells }));
+    return this.meta.columns.find((c) => c.name === name)?.values ?? [];
+  }
+
+  section(name) {
+    const values = this.values(name);
+    const ui = { open: values.length <= 40, all: false, q: "" };
+    this.ui.set(name, ui);
+    const summary = el("span", { class: "sec-summary" });
+    const clear = el("button", { class: "link sec-clear", type: "button", hidden: true, onclick: (e) => { e.stopPropagation(); this.emit(name, []); } }, "clear");
+    const head = el("button", { class: "sec-head", type: "button", "aria-expanded": String(ui.open), onclick: () => this.toggle(name) },
+      el("span", { class: "sec-caret" }, "▸"), el("span", { class: "sec-name" }, name === "dataset" ? "Datasets" : prettyColumn(name)), summary);
+    const search = values.length > 10
+      ? el("input", { class: "sec-search", type: "search", placeholder: `Find a ${prettyColumn(name)}…`, oninput: (e) => { ui.q = e.target.value.toLowerCase(); this.renderList(name); } })
+      : null;
+    const list = el("ul", { class: "sec-list" });
+    const more = el("button", { class: "link sec-more", type: "button", onclick: () => { ui.all = !ui.all; this.renderList(name); } });
+    const body = el("div", { class: "sec-body", hidden: !ui.open }, search, list, more);
+    const node = el("section", { class: `sec${ui.open ? " open" : ""}`, dataset: { column: name } }, el("div", { class: "sec-top" }, head, clear), body);
+    this.sections.set(name, { node, head, body, list, more, summary, clear });
+    return node;
+  }
+
+  toggle(name) {
+    const ui = this.ui.get(name), s = this.sections.get(name);
+    ui.open = !ui.open;
+    s.body.hidden = !ui.open;
+    s.node.classList.toggle("open", ui.open);
+    s.head.setAttribute("aria-expanded", String(ui.open));
+  }
+
+  selected(name) {
+    return name === "dataset" ? this.state.datasets : whereValues(this.state, name);
+  }
+
+  emit(name, values) {
+    if (name === "dataset") this.onDatasets(values);
+    else this.onFilter(name, values);
+  }
+
+  clearAll() {
+    this.onFilter(null, []);
+  }
+
+  update(state, counts) {
+    this.state = state;
+    this.counts = new Map();
+    for (const c of counts?.columns ?? this.meta.columns) this.counts.set(c.name, new Map(c.values.map((v) => [v.value, v.n_cells])));
+    for (const name of this.order) this.renderList(name);
+  }
+
+  renderList(name) {
+    const s = this.sections.get(name), ui = this.ui.get(name);
+    if (!this.state) return;
+    const sel = new Set(this.selected(name));
+    const counts = this.counts.get(name) ?? new Map();
+    const values = this.values(name).map((v) => ({ value: String(v.value), n: counts.has(String(v.value)) ? counts.get(String(v.value)) : counts.size ? 0 : v.n_cells }));
+    const max = Math.max(1, ...values.map((v) => v.n));
+    let shown = ui.q ? values.filter((v) => v.value.toLowerCase().includes(ui.q)) : values;
+    const hidden = !ui.q && !ui.all && shown.length > SHOW + 2;
+    if (hidden) shown = shown.filter((v, i) => i < SHOW || sel.has(v.value));
+    s.list.replaceChildren(...shown.map((v) => this.item(name, v, sel, max)));
+    if (ui.q && !shown.length) s.list.append(el("li", { class: "sec-none" }, "No value matches."));
+    s.more.hidden = ui.q || values.length <= SHOW + 2;
+    s.more.textContent = ui.all ? "Show fewer" : `Show all ${values.length}`;
+    s.summary.textContent = sel.size ? `${sel.size} of ${values.length}` : `${values.length}`;
+    s.summary.classList.toggle("active", sel.size > 0);
+    s.clear.hidden = sel.size === 0;
+  }
+
+  item(name, v, sel, max) {
+    const checked = sel.has(v.value);
+    const box = el("input", {
+      type: "checkbox", checked,
+      onchange: () => {
+        const now = this.selected(name);
+        this.emit(name, checked ? now.filter((x) => x !== v.value) : [...now, v.value]);
+      },
+    });
+    const label = v.value === "NA" ? el("span", { class: "val-name val-na", title: "missing value" }, "NA") : el("span", { class: "val-name", title: v.value }, v.value);
+    return el("li", { class: `val${checked ? " checked" : ""}${v.n === 0 ? " zero" : ""}`, dataset: { value: v.value } },
+      el("label", { title: `${v.value}: ${fmtInt(v.n)} cells` }, box, label,
+        el("span", { class: "val-count" }, fmtCount(v.n)),
+        el("span", { class: "val-bar", style: `width:${(100 * v.n) / max}%` })));
+  }
+}

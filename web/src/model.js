@@ -1,0 +1,162 @@
+// Turns a /query answer into what the plots draw: the groups (rows), the genes
+// (columns), one datum per (group, gene) with every metric, the colour value, the
+// error bars of the bar chart, and the orders of rows and genes.
+
+import { clusterOrder } from "./cluster.js";
+import { compareLabels } from "./format.js";
+
+const SEP = "\u0001";
+
+export function buildModel(answer, state, donor) {
+  const by = answer.columns.slice(0, answer.columns.indexOf("gene"));
+  const selected = state.datasets.length ? new Set(state.datasets) : null;
+  const genes = [];
+  const geneById = new Map();
+  for (const g of answer.genes) {
+    if (geneById.has(g.id)) continue;
+    const gene = {
+      id: g.id,
+      symbol: g.symbol || g.id,
+      query: g.query,
+      notMeasured: (g.not_measured_in || []).filter((d) => !selected || selected.has(d)),
+      index: genes.length,
+    };
+    genes.push(gene);
+    geneById.set(g.id, gene);
+  }
+
+  const rowMap = new Map();
+  const data = [];
+  for (const r of answer.rows) {
+    const values = by.map((c) => String(r[c] ?? "NA"));
+    const key = values.join(SEP);
+    let row = rowMap.get(key);
+    if (!row) {
+      row = { key, values, label: by.length ? values.join(" · ") : "all cells", block: values[0] ?? "", cells: new Map() };
+      rowMap.set(key, row);
+    }
+    const gene = geneById.get(r.gene);
+    if (!gene) continue;
+    const d = { ...r, row, gene, v: r.mean };
+    row.cells.set(gene.id, d);
+    data.push(d);
+  }
+  const rows = [...rowMap.values()];
+
+  // Scaled colour: min-max of the mean per gene over the plotted groups (scanpy's standard_scale="var").
+  for (const gene of genes) {
+    const ds = data.filter((d) => d.gene === gene);
+    const means = ds.map((d) => d.mean ?? 0);
+    const lo = Math.min(...means), hi = Math.max(...means);
+    gene.maxMean = hi;
+    for (const d of ds) {
+      d.scaled = hi > lo ? ((d.mean ?? 0) - lo) / (hi - lo) : 0;
+      d.v = state.color === "scaled" ? d.scaled : d.mean ?? 0;
+    }
+  }
+
+  for (const d of data) {
+    d.se = d.std != null && d.n_cells > 1 ? d.std / Math.sqrt(d.n_cells) : null;
+    d.seKind = "cells";
+  }
+  if (donor) attachDonors(data, rowMap, by, donor);
+
+  const model = { by, genes, rows, data, twoLevel: by.length === 2 };
+  model.rowOrder = orderRows(model, state.rows);
+  model.geneOrder = orderGenes(model, state.cols);
+  return model;
+}
+
+// Per-donor means of each (group, gene), from a query split additionally by the donor
+// column; the error bar is the standard error of those means: sd(donor means) / sqrt(k).
+function attachDonors(data, rowMap, by, { answer, column }) {
+  const perCell = new Map();
+  for (const r of answer.rows) {
+    if (r.mean == null || !r.n_cells) continue;
+    const key = by.map((c) => String(r[c] ?? "NA")).join(SEP) + SEP + r.gene;
+    if (!perCell.has(key)) perCell.set(key, []);
+    perCell.get(key).push({ donor: String(r[column] ?? "NA"), mean: r.mean, n_cells: r.n_cells });
+  }
+  for (const d of data) {
+    const donors = perCell.get(d.row.key + SEP + d.gene.id) || [];
+    const k = donors.length;
+    d.donors = donors;
+    d.seKind = "donors";
+    d.k = k;
+    if (k >= 2) {
+      const m = donors.reduce((s, x) => s + x.mean, 0) / k;
+      const sd = Math.sqrt(donors.reduce((s, x) => s + (x.mean - m) ** 2, 0) / (k - 1));
+      d.se = sd / Math.sqrt(k);
+    } else {
+      d.se = null;
+    }
+  }
+}
+
+function findGene(model, name) {
+  const n = name.toLowerCase();
+  return model.genes.find((g) => g.symbol.toLowerCase() === n || g.id.toLowerCase() === n || g.query.toLowerCase() === n);
+}
+
+// Pooled mean of a gene over some rows (sum of sums over sum of cells).
+function pooledMean(rows, gene) {
+  let s = 0, n = 0;
+  for (const r of rows) {
+    const d = r.cells.get(gene.id);
+    if (d && d.sum != null) { s += d.sum; n += d.n_cells; }
+  }
+  return n ? s / n : -Infinity;
+}
+
+function vectorOf(rows, genes) {
+  return genes.map((g) => {
+    let s = 0;
+    for (const r of rows) s += r.cells.get(g.id)?.v ?? 0;
+    return s / rows.length;
+  });
+}
+
+function orderItems(items, how, model, labelOf) {
+  const byName = (a, b) => compareLabels(labelOf(a), labelOf(b));
+  if (how === "cluster" && items.length > 2) {
+    const sorted = [...items].sort(byName);
+    const order = clusterOrder(sorted.map((it) => vectorOf(it.rows, model.genes)));
+    return order.map((i) => sorted[i]);
+  }
+  if (how.startsWith("expr:")) {
+    const gene = findGene(model, how.slice(5));
+    if (gene) {
+      const score = new Map(items.map((it) => [it, pooledMean(it.rows, gene)]));
+      return [...items].sort((a, b) => score.get(b) - score.get(a) || byName(a, b));
+    }
+  }
+  return [...items].sort(byName);
+}
+
+// Rows, kept together per value of the first split column when splitting by two.
+export function orderRows(model, how) {
+  if (!model.twoLevel) {
+    return orderItems(model.rows.map((r) => ({ row: r, rows: [r] })), how, model, (it) => it.row.label).map((it) => it.row);
+  }
+  const blocks = new Map();
+  for (const r of model.rows) {
+    if (!blocks.has(r.block)) blocks.set(r.block, { name: r.block, rows: [] });
+    blocks.get(r.block).rows.push(r);
+  }
+  const out = [];
+  for (const b of orderItems([...blocks.values()], how, model, (it) => it.name)) {
+    const inner = orderItems(b.rows.map((r) => ({ row: r, rows: [r] })), how, model, (it) => it.row.values[1]);
+    out.push(...inner.map((it) => it.row));
+  }
+  return out;
+}
+
+export function orderGenes(model, how) {
+  const genes = model.genes;
+  if (how === "name") return [...genes].sort((a, b) => compareLabels(a.symbol, b.symbol));
+  if (how === "cluster" && genes.length > 2) {
+    const vectors = genes.map((g) => model.rows.map((r) => r.cells.get(g.id)?.v ?? 0));
+    return clusterOrder(vectors).map((i) => genes[i]);
+  }
+  return genes;
+}

@@ -1,0 +1,287 @@
+// The three figures, drawn with Observable Plot as SVG: dot plot (one <circle> per
+// group × gene), heatmap and bar chart with error bars. Each returns the chart, its
+// legend (our own small SVG, so the exported figure is one self-contained file) and a
+// hit test that maps a pointer position to the datum under it, for the tooltip.
+
+import * as Plot from "@observablehq/plot";
+import { interpolateRgbBasis } from "d3";
+import { fmtNum } from "./format.js";
+
+export const FONT_FAMILY =
+  'Inter, "Segoe UI", -apple-system, BlinkMacSystemFont, Roboto, "Helvetica Neue", Lato, Arial, system-ui, sans-serif';
+const FONT = `12px ${FONT_FAMILY}`;
+const RAMP = interpolateRgbBasis(["#eef1f8", "#c3cdf0", "#8b98dc", "#5a5fb8", "#3a2e86", "#1f1147"]);
+const INK = "#1f2430";
+const MUTED = "#6b7280";
+const SVGNS = "http://www.w3.org/2000/svg";
+
+let ctx;
+export function textWidth(text, font = FONT) {
+  ctx ??= document.createElement("canvas").getContext("2d");
+  ctx.font = font;
+  return ctx.measureText(text).width;
+}
+
+function truncate(text, maxPx) {
+  if (textWidth(text) <= maxPx) return text;
+  let lo = 0, hi = text.length;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (textWidth(text.slice(0, mid) + "…") <= maxPx) lo = mid;
+    else hi = mid - 1;
+  }
+  return text.slice(0, lo) + "…";
+}
+
+function geneLabel(g) {
+  return g.notMeasured.length ? `${g.symbol} *` : g.symbol;
+}
+
+// Sizes shared by the dot plot and the heatmap.
+function gridLayout(model, { colW, rowH }) {
+  const rows = model.rowOrder, genes = model.geneOrder;
+  const labelMax = 330;
+  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.label, labelMax)]));
+  const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
+  const geneLabels = new Map(genes.map((g) => [g.id, truncate(geneLabel(g), 130)]));
+  const widest = Math.max(...[...geneLabels.values()].map((l) => textWidth(l)));
+  const rotate = widest > colW - 4;
+  const marginTop = rotate ? Math.ceil(widest) + 16 : 30;
+  return {
+    rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop,
+    width: marginLeft + genes.length * colW + 16,
+    height: marginTop + rows.length * rowH + 12,
+  };
+}
+
+// Alternating bands behind the rows of every other block (first split column) when splitting by two.
+function blockBands(model) {
+  if (!model.twoLevel) return [];
+  const out = [];
+  let block = null, odd = true;
+  for (const r of model.rowOrder) {
+    if (r.block !== block) { block = r.block; odd = !odd; }
+    if (odd) out.push(r);
+  }
+  return out;
+}
+
+function gridPlot(model, layout, marks) {
+  const { rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop, width, height } = layout;
+  return Plot.plot({
+    width, height, marginLeft, marginTop, marginRight: 16, marginBottom: 12,
+    style: { fontFamily: FONT_FAMILY, fontSize: "12px", color: INK, background: "white", overflow: "visible" },
+    x: {
+      domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0, tickSize: 0,
+      tickFormat: (id) => geneLabels.get(id), tickRotate: rotate ? -90 : 0,
+    },
+    y: { domain: rows.map((r) => r.key), label: null, padding: 0, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
+    r: { type: "identity" },
+    color: { type: "identity" },
+    marks: [
+      Plot.cell(blockBands(model), { y: "key", fill: "#f3f5fa" }),
+      Plot.gridX({ stroke: "#e6e8ee", strokeOpacity: 1 }),
+      Plot.gridY({ stroke: "#eef0f4", strokeOpacity: 1 }),
+      ...marks,
+    ],
+  });
+}
+
+function bandAt(scale, px) {
+  const bw = scale.bandwidth ?? 0;
+  const step = scale.step ?? bw;
+  const pad = (step - bw) / 2;
+  for (const v of scale.domain) {
+    const start = scale.apply(v);
+    if (px >= start - pad && px < start + bw + pad) return v;
+  }
+  return null;
+}
+
+function gridHitTest(chart, model) {
+  const sx = chart.scale("x"), sy = chart.scale("y");
+  return (px, py) => {
+    const id = bandAt(sx, px), key = bandAt(sy, py);
+    if (id == null || key == null) return null;
+    const row = model.rows.find((r) => r.key === key);
+    return row?.cells.get(id) ?? { row, gene: model.genes.find((g) => g.id === id), missing: true };
+  };
+}
+
+export function colorDomain(model, state) {
+  if (state.color === "scaled") return [0, 1];
+  const max = Math.max(0, ...model.data.map((d) => d.v));
+  return [0, max > 0 ? max : 1];
+}
+
+export function dotPlot(model, state, units) {
+  const dense = model.rowOrder.length > 40;
+  const colW = model.genes.length > 40 ? 24 : 30;
+  const rowH = dense ? 18 : 22;
+  const maxR = Math.min(colW, rowH) / 2 - 1;
+  const [, cmax] = colorDomain(model, state);
+  const layout = gridLayout(model, { colW, rowH });
+  const chart = gridPlot(model, layout, [
+    Plot.dot(model.data, {
+      x: (d) => d.gene.id,
+      y: (d) => d.row.key,
+      // Every returned (group, gene) gets a circle; 0% expressing is a speck, not nothing.
+      r: (d) => Math.max(1.1, maxR * Math.sqrt(d.frac ?? 0)),
+      fill: (d) => RAMP(d.v / cmax),
+      stroke: "#1f1147",
+      strokeOpacity: 0.28,
+      strokeWidth: 0.6,
+    }),
+  ]);
+  chart.classList.add("chart", "chart-dot");
+  const legend = makeLegend([sizeLegend(maxR), colorLegend(state, cmax, units)]);
+  return { chart, legend, hitTest: gridHitTest(chart, model) };
+}
+
+export function heatmap(model, state, units) {
+  const [, cmax] = colorDomain(model, state);
+  const layout = gridLayout(model, { colW: 34, rowH: model.rowOrder.length > 40 ? 18 : 22 });
+  const chart = gridPlot(model, layout, [
+    Plot.cell(model.data, {
+      x: (d) => d.gene.id, y: (d) => d.row.key, fill: (d) => RAMP(d.v / cmax), inset: 0.5,
+    }),
+  ]);
+  chart.classList.add("chart", "chart-heatmap");
+  const legend = makeLegend([colorLegend(state, cmax, units)]);
+  return { chart, legend, hitTest: gridHitTest(chart, model) };
+}
+
+export function barChart(model, state, units, availableWidth) {
+  const rows = model.rowOrder, genes = model.geneOrder;
+  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.label, 300)]));
+  const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
+  const facetW = Math.max(130, Math.min(240, (availableWidth - marginLeft - 30) / Math.max(1, genes.length)));
+  const rowH = rows.length > 40 ? 18 : 24;
+  const err = model.data.filter((d) => d.se != null && d.mean != null).map((d) => ({ ...d, lo: Math.max(0, d.mean - d.se), hi: d.mean + d.se }));
+  const donors = model.data.flatMap((d) => (d.donors || []).map((x) => ({ ...x, gene: d.gene, row: d.row })));
+  const xmax = Math.max(0.1, ...model.data.map((d) => d.mean ?? 0), ...err.map((d) => d.hi), ...donors.map((d) => d.mean));
+  const fx = (d) => d.gene.id, y = (d) => d.row.key;
+  const geneLabels = new Map(genes.map((g) => [g.id, truncate(geneLabel(g), facetW - 10)]));
+  const chart = Plot.plot({
+    width: marginLeft + facetW * genes.length + 20,
+    height: 40 + rows.length * rowH + 40,
+    marginLeft, marginTop: 40, marginBottom: 40, marginRight: 20,
+    style: { fontFamily: FONT_FAMILY, fontSize: "12px", color: INK, background: "white", overflow: "visible" },
+    fx: { domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0.14, tickFormat: (id) => geneLabels.get(id) },
+    y: { domain: rows.map((r) => r.key), label: null, padding: 0.18, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
+    x: { domain: [0, xmax * 1.04], label: `mean ${units} →`, ticks: 3, grid: true, nice: false },
+    marks: [
+      Plot.cell(blockBands(model), { y: "key", fill: "#f3f5fa", inset: -2 }),
+      Plot.barX(model.data, { fx, y, x: (d) => d.mean ?? 0, fill: "#8b98dc" }),
+      Plot.ruleY(err, { fx, y, x1: "lo", x2: "hi", stroke: INK, strokeWidth: 1.2 }),
+      Plot.tickX(err, { fx, y, x: "lo", stroke: INK, strokeWidth: 1.2, insetTop: rowH * 0.25, insetBottom: rowH * 0.25 }),
+      Plot.tickX(err, { fx, y, x: "hi", stroke: INK, strokeWidth: 1.2, insetTop: rowH * 0.25, insetBottom: rowH * 0.25 }),
+      Plot.dot(donors, { fx, y, x: "mean", r: 2.4, fill: "#111827", fillOpacity: 0.6, stroke: "white", strokeWidth: 0.6 }),
+      Plot.ruleX([0], { stroke: MUTED }),
+    ],
+  });
+  chart.classList.add("chart", "chart-bars");
+  const donorMode = model.data.some((d) => d.seKind === "donors");
+  const legend = makeLegend([barLegend(donorMode)]);
+  return { chart, legend, hitTest: facetHitTest(chart, model) };
+}
+
+function facetHitTest(chart, model) {
+  const sy = chart.scale("y");
+  const sfx = chart.scale("fx");
+  return (px, py) => {
+    const key = bandAt(sy, py);
+    if (key == null) return null;
+    let id = null;
+    for (const gid of sfx.domain) {
+      const start = sfx.apply(gid);
+      if (px >= start && px < start + sfx.bandwidth) id = gid;
+    }
+    if (id == null) return null;
+    const row = model.rows.find((r) => r.key === key);
+    return row?.cells.get(id) ?? null;
+  };
+}
+
+// ---------------------------------------------------------------- legends
+
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVGNS, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text != null) node.textContent = text;
+  return node;
+}
+
+function makeLegend(parts) {
+  const width = 196;
+  const root = svg("svg", { class: "legend", width, "font-family": FONT_FAMILY, "font-size": 12, fill: INK });
+  let y = 6;
+  for (const part of parts) {
+    const g = svg("g", { transform: `translate(8,${y})` });
+    const h = part(g);
+    root.append(g);
+    y += h + 22;
+  }
+  root.setAttribute("height", y);
+  root.setAttribute("viewBox", `0 0 ${width} ${y}`);
+  return root;
+}
+
+function title(g, text, sub) {
+  g.append(svg("text", { x: 0, y: 12, "font-weight": 600 }, text));
+  if (sub) g.append(svg("text", { x: 0, y: 28, fill: MUTED, "font-size": 11 }, sub));
+  return sub ? 38 : 22;
+}
+
+function sizeLegend(maxR) {
+  return (g) => {
+    let y = title(g, "Fraction of cells", "expressing the gene (dot size)");
+    const steps = [0.2, 0.4, 0.6, 0.8, 1];
+    steps.forEach((f, i) => {
+      const cx = 14 + i * 34;
+      g.append(svg("circle", { cx, cy: y + maxR, r: maxR * Math.sqrt(f), fill: "#9aa3b5", stroke: "#4b5563", "stroke-opacity": 0.4 }));
+      g.append(svg("text", { x: cx, y: y + 2 * maxR + 16, "text-anchor": "middle", fill: MUTED, "font-size": 11 }, `${f * 100}%`));
+    });
+    return y + 2 * maxR + 18;
+  };
+}
+
+let gradientId = 0;
+function colorLegend(state, cmax, units) {
+  return (g) => {
+    const scaled = state.color === "scaled";
+    let y = title(g, scaled ? "Scaled mean" : "Mean expression", scaled ? "per gene: 0 = lowest, 1 = highest group" : units);
+    const id = `cc-ramp-${++gradientId}`;
+    const grad = svg("linearGradient", { id, x1: 0, x2: 1, y1: 0, y2: 0 });
+    for (let i = 0; i <= 10; i++) grad.append(svg("stop", { offset: `${i * 10}%`, "stop-color": RAMP(i / 10) }));
+    const defs = svg("defs");
+    defs.append(grad);
+    g.append(defs);
+    const w = 160;
+    g.append(svg("rect", { x: 0, y, width: w, height: 10, fill: `url(#${id})`, rx: 2 }));
+    const ticks = [0, cmax / 2, cmax];
+    ticks.forEach((t, i) => {
+      const x = (i / 2) * w;
+      g.append(svg("line", { x1: x, x2: x, y1: y + 10, y2: y + 14, stroke: MUTED }));
+      g.append(svg("text", { x, y: y + 26, "text-anchor": i === 0 ? "start" : i === 2 ? "end" : "middle", fill: MUTED, "font-size": 11 }, fmtNum(t)));
+    });
+    return y + 28;
+  };
+}
+
+function barLegend(donorMode) {
+  return (g) => {
+    let y = title(g, "Bars", "mean over all cells of the group");
+    const lines = donorMode
+      ? ["Error bar: standard error of", "the per-donor means (k ≥ 2)", "● one donor's mean"]
+      : ["Error bar: standard error", "across cells (sd / √n)"];
+    g.append(svg("rect", { x: 0, y: y, width: 46, height: 12, fill: "#8b98dc" }));
+    g.append(svg("line", { x1: 34, x2: 58, y1: y + 6, y2: y + 6, stroke: INK, "stroke-width": 1.2 }));
+    y += 28;
+    for (const l of lines) {
+      g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, l));
+      y += 15;
+    }
+    return y - 10;
+  };
+}

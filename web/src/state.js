@@ -1,0 +1,85 @@
+// The whole page state, and its round trip through the URL's query string:
+//   /?genes=CD3E,MS4A1&by=cell_type,disease&where=disease:normal&plot=dot
+//     &datasets=lung_a,lung_b&color=scaled&rows=cluster&cols=name
+// A pasted link therefore redraws the same plot; back/forward restore earlier states.
+
+export const PLOTS = ["dot", "heatmap", "bars"];
+export const COLORS = ["mean", "scaled"];
+export const GENE_ORDERS = ["typed", "name", "cluster"];
+// Row orders: "name", "cluster", or "expr:GENE" (descending mean of that gene).
+
+export const DEFAULTS = Object.freeze({
+  genes: [],
+  by: ["cell_type"],
+  where: [], // [column, value] pairs, in the order they were chosen
+  datasets: [], // empty = every dataset
+  plot: "dot",
+  color: "mean",
+  rows: "name",
+  cols: "typed",
+});
+
+const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
+const oneOf = (v, allowed, def) => (allowed.includes(v) ? v : def);
+
+export function parseState(search) {
+  const q = new URLSearchParams(search);
+  const where = [];
+  for (const w of q.getAll("where")) {
+    const i = w.indexOf(":");
+    if (i > 0) where.push([w.slice(0, i), w.slice(i + 1)]);
+  }
+  const rows = q.get("rows") || DEFAULTS.rows;
+  return {
+    genes: dedupe(list(q.get("genes"))),
+    by: q.has("by") ? dedupe(list(q.get("by"))).slice(0, 2) : [...DEFAULTS.by],
+    where,
+    datasets: list(q.get("datasets")),
+    plot: oneOf(q.get("plot"), PLOTS, DEFAULTS.plot),
+    color: oneOf(q.get("color"), COLORS, DEFAULTS.color),
+    rows: rows === "name" || rows === "cluster" || rows.startsWith("expr:") ? rows : DEFAULTS.rows,
+    cols: oneOf(q.get("cols"), GENE_ORDERS, DEFAULTS.cols),
+  };
+}
+
+function dedupe(names) {
+  const seen = new Set();
+  return names.filter((n) => {
+    const k = n.toLowerCase();
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+// Query-string encoding that keeps ':' and ',' readable (both are legal in a query).
+export function enc(s) {
+  return encodeURIComponent(s).replace(/%3A/gi, ":").replace(/%2C/gi, ",");
+}
+
+export function toQueryString(pairs) {
+  return pairs.map(([k, v]) => `${k}=${enc(v)}`).join("&");
+}
+
+export function stateToSearch(s) {
+  const pairs = [];
+  if (s.genes.length) pairs.push(["genes", s.genes.join(",")]);
+  pairs.push(["by", s.by.join(",")]);
+  for (const [c, v] of s.where) pairs.push(["where", `${c}:${v}`]);
+  if (s.datasets.length) pairs.push(["datasets", s.datasets.join(",")]);
+  pairs.push(["plot", s.plot]);
+  if (s.color !== DEFAULTS.color) pairs.push(["color", s.color]);
+  if (s.rows !== DEFAULTS.rows) pairs.push(["rows", s.rows]);
+  if (s.cols !== DEFAULTS.cols) pairs.push(["cols", s.cols]);
+  return "?" + toQueryString(pairs);
+}
+
+// The selected values of one column (empty = no filter on it).
+export function whereValues(s, column) {
+  return s.where.filter(([c]) => c === column).map(([, v]) => v);
+}
+
+export function withWhere(s, column, values) {
+  const others = s.where.filter(([c]) => c !== column);
+  return { ...s, where: [...others, ...values.map((v) => [column, v])] };
+}

@@ -1,0 +1,52 @@
+// The hover card: every metric of one (group, gene), and a warning when the gene was
+// not measured in some of the selected datasets (their cells are not counted).
+
+import { el, fmtInt, fmtNum, fmtPct } from "./format.js";
+
+export function tooltipContent(d, { plot, color, units }) {
+  const head = el("div", { class: "tt-head" }, el("strong", {}, d.gene.symbol), el("span", { class: "tt-id" }, d.gene.id !== d.gene.symbol ? d.gene.id : ""));
+  const group = el("div", { class: "tt-group" }, d.row.label);
+  if (d.missing) {
+    return [head, group, el("div", { class: "tt-warn" }, "No cells: the datasets holding this group did not measure this gene.")];
+  }
+  const rows = [
+    ["cells", fmtInt(d.n_cells)],
+    ["expressing", `${fmtInt(d.nnz)} (${fmtPct(d.frac)})`],
+    ["mean", fmtNum(d.mean)],
+    ["mean in expressing", fmtNum(d.mean_expr)],
+    ["sum", fmtNum(d.sum)],
+    ["variance", fmtNum(d.var)],
+    ["sd", fmtNum(d.std)],
+  ];
+  if (color === "scaled" && plot !== "bars") rows.push(["scaled mean", fmtNum(d.scaled)]);
+  if (plot === "bars") {
+    rows.push(d.seKind === "donors"
+      ? [`SE across ${d.k} donor${d.k === 1 ? "" : "s"}`, d.se == null ? "— (needs 2)" : fmtNum(d.se)]
+      : ["SE across cells", fmtNum(d.se)]);
+  }
+  const table = el("table", { class: "tt-table" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
+  const out = [head, group, table, el("div", { class: "tt-units" }, `values: ${units}`)];
+  if (d.gene.notMeasured.length) {
+    out.push(el("div", { class: "tt-warn" }, `⚠ ${d.gene.symbol} was not measured in ${d.gene.notMeasured.join(", ")}; those cells are not counted.`));
+  }
+  return out;
+}
+
+export class Tooltip {
+  constructor(node) {
+    this.node = node;
+  }
+  show(content, clientX, clientY) {
+    this.node.replaceChildren(...content);
+    this.node.hidden = false;
+    const { innerWidth: W, innerHeight: H } = window;
+    const r = this.node.getBoundingClientRect();
+    let x = clientX + 14, y = clientY + 14;
+    if (x + r.width > W - 8) x = clientX - r.width - 14;
+    if (y + r.height > H - 8) y = Math.max(8, clientY - r.height - 14);
+    this.node.style.transform = `translate(${Math.round(x)}px, ${Math.round(y)}px)`;
+  }
+  hide() {
+    this.node.hidden = true;
+  }
+}
