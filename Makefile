@@ -5,7 +5,7 @@ BUILD_DIR   ?= build
 ASAN_DIR    ?= build-asan
 PYTHON      ?= /usr/bin/python3
 JOBS        ?= $(shell nproc)
-DEMO_FILE   ?= ../shared/data/h5ad/anndata-0.7_scvi-pbmc10k-protein_dense-lzf.h5ad
+DEMO_PORT   ?= 8080
 
 .PHONY: all deps build test test-cpp test-python test-asan demo bench format clean
 
@@ -31,8 +31,9 @@ test-asan: deps
 	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS)
 	CELLCUBE_BUILD=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest tests/python -q
 
+# Synthesises an atlas, builds its store and serves it (see `cellcube demo --help`).
 demo: build
-	./$(BUILD_DIR)/cellcube inspect $(DEMO_FILE)
+	./$(BUILD_DIR)/cellcube demo --port $(DEMO_PORT)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

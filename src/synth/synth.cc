@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "synth/catalog.h"
+#include "synth/fastmath.h"
 #include "synth/rng.h"
 
 namespace cellcube::synth {
@@ -184,7 +185,13 @@ Profile MakeProfile(std::vector<float> pi) {
 
 // log P(count = 0) = -r log(1 + lam / r) for a negative binomial of mean `lam` and
 // size `r` (the limit r -> infinity is Poisson's -lam).
-inline double LogZeroProbability(double lam, double r) { return -r * std::log1p(lam / r); }
+inline double LogZeroProbability(double lam, double r) { return -r * FastLog1p(lam / r); }
+
+// 1 - e^x for x <= 0, accurate near 0: P(count > 0) from log P(0).
+inline double OneMinusExp(double x) {
+  if (x > -1e-3) return -x * (1 + x * (0.5 + x * (1.0 / 6)));
+  return 1 - FastExp(x);
+}
 
 // A negative binomial count conditioned on being >= 1, given log P(0) (`log_p0`) and
 // P(count > 0) (`pnz`).
@@ -199,7 +206,7 @@ uint32_t SampleNonZeroCount(double lam, double r, double log_p0, double pnz, Rng
   // Inverse CDF from 1 upwards: P(1) = P(0) r m, P(k+1) = P(k) (k + r) / (k + 1) m.
   const double m = lam / (r + lam);
   const double u = rng.Uniform() * pnz;
-  double pk = std::exp(log_p0) * r * m;
+  double pk = FastExp(log_p0) * r * m;
   double cum = pk;
   uint32_t k = 1;
   // The cap only guards against rounding: P(k) is negligible long before it.
@@ -303,7 +310,7 @@ void Dataset::Model::Cell(int64_t cell, Workspace& ws, CsrRows* out) const {
     const double lam = s * rate;
     const double r_g = r[g];
     const double log_p0 = LogZeroProbability(lam, r_g);
-    const double pnz = -std::expm1(log_p0);
+    const double pnz = OneMinusExp(log_p0);
     if (rng.Uniform() * q >= pnz) return;
     counts[g] = SampleNonZeroCount(lam, r_g, log_p0, pnz, rng);
     bits[g >> 6] |= uint64_t{1} << (g & 63);
@@ -318,11 +325,11 @@ void Dataset::Model::Cell(int64_t cell, Workspace& ws, CsrRows* out) const {
       continue;
     }
     const double inv_log = 1.0 / std::log1p(-q);
-    double i = b.begin + std::floor(std::log(rng.Uniform()) * inv_log);
+    double i = b.begin + std::floor(FastLog(rng.Uniform()) * inv_log);
     while (i < b.end) {
       auto g = p.order[static_cast<uint32_t>(i)];
       consider(g, p.pi[g], q);
-      i += 1 + std::floor(std::log(rng.Uniform()) * inv_log);
+      i += 1 + std::floor(FastLog(rng.Uniform()) * inv_log);
     }
   }
   for (const auto& [g, rate] : *setup.sex_genes) consider(g, rate, 1.0);
@@ -356,7 +363,7 @@ double Dataset::Model::ExpectedDensity(
     const double s = s_scale * factor;
     for (uint32_t g : genes) {
       float rate = profile->pi[g];
-      if (rate > 0) sum += -std::expm1(LogZeroProbability(s * rate, r[g]));
+      if (rate > 0) sum += OneMinusExp(LogZeroProbability(s * rate, r[g]));
     }
   }
   return sum / static_cast<double>(cells.size() * genes.size());

@@ -70,10 +70,13 @@ export class FilterPanel {
     this.onFilter(null, []);
   }
 
+  // counts: a /counts answer; left out, the last one stays.
   update(state, counts) {
     this.state = state;
-    this.counts = new Map();
-    for (const c of counts?.columns ?? this.meta.columns) this.counts.set(c.name, new Map(c.values.map((v) => [v.value, v.n_cells])));
+    if (counts || !this.counts) {
+      this.counts = new Map();
+      for (const c of counts?.columns ?? this.meta.columns) this.counts.set(c.name, new Map(c.values.map((v) => [String(v.value), v.n_cells])));
+    }
     for (const name of this.order) this.renderList(name);
   }
 

@@ -1,0 +1,325 @@
+// The page controller: state <-> URL, requests (cancelled when stale), and drawing.
+
+import { ALL_METRICS, ApiError, get, parseUnknownGene, queryPairs, selectionPairs } from "./api.js";
+import { composeFigure, saveBlob, svgString, svgToPng } from "./export.js";
+import { FilterPanel, prettyColumn } from "./filters.js";
+import { el, fmtInt } from "./format.js";
+import { GeneInput } from "./genes.js";
+import { buildModel } from "./model.js";
+import { barChart, dotPlot, heatmap } from "./plots.js";
+import { parseState, stateToSearch, withWhere } from "./state.js";
+import { Tooltip, tooltipContent } from "./tooltip.js";
+
+const $ = (id) => document.getElementById(id);
+
+let meta = null;
+let state = parseState(location.search);
+let controller = null;
+let panel = null;
+let view = null; // what is drawn: {state, genes, chart, legend, model}
+let selectionCells = null;
+const unknown = new Map(); // lower-case name -> {gene, suggestions}
+const tooltip = new Tooltip($("tooltip"));
+
+const genes = new GeneInput($("genes"), {
+  onChange: (list) => update({ genes: list }),
+  suggest: (q, signal) => get("/api/v1/genes", [["q", q], ["limit", "12"]], signal).then((a) => a.genes || []),
+});
+
+function setStatus(status) {
+  document.body.dataset.status = status;
+}
+
+// ------------------------------------------------------------------ state
+
+function update(patch, { push = true } = {}) {
+  state = { ...state, ...patch };
+  const search = stateToSearch(state);
+  if (push && search !== location.search) history.pushState(null, "", search);
+  else history.replaceState(null, "", search);
+  syncControls();
+  refresh();
+}
+
+window.addEventListener("popstate", () => {
+  state = parseState(location.search);
+  syncControls();
+  refresh();
+});
+
+function syncControls() {
+  genes.set(state.genes, new Set([...unknown.keys()]));
+  for (const b of $("plot-type").children) b.setAttribute("aria-checked", String(b.dataset.value === state.plot));
+  for (const b of $("color").children) b.setAttribute("aria-checked", String(b.dataset.value === state.color));
+  $("color-ctl").classList.toggle("disabled", state.plot === "bars");
+  if (meta) {
+    const cols = meta.columns.map((c) => c.name);
+    fillSelect($("by-1"), [["", "nothing"], ...cols.map((c) => [c, prettyColumn(c)])], state.by[0] ?? "");
+    fillSelect($("by-2"), [["", "—"], ...cols.filter((c) => c !== state.by[0]).map((c) => [c, prettyColumn(c)])], state.by[1] ?? "");
+    $("by-2").disabled = !state.by.length;
+  }
+  const rowOpts = [["name", "by name"], ["cluster", "clustered"], ...state.genes.filter((g) => !unknown.has(g.toLowerCase())).map((g) => [`expr:${g}`, `by ${g} expression`])];
+  if (!rowOpts.some(([v]) => v === state.rows)) rowOpts.push([state.rows, `by ${state.rows.slice(5)} expression`]);
+  fillSelect($("rows"), rowOpts, state.rows);
+  $("cols").value = state.cols;
+  panel?.update(state);
+  renderGeneMessage();
+}
+
+function fillSelect(select, options, value) {
+  select.replaceChildren(...options.map(([v, label]) => el("option", { value: v }, label)));
+  select.value = value;
+}
+
+for (const b of $("plot-type").children) b.addEventListener("click", () => update({ plot: b.dataset.value }));
+for (const b of $("color").children) b.addEventListener("click", () => update({ color: b.dataset.value }));
+$("by-1").addEventListener("change", (e) => {
+  const first = e.target.value;
+  update({ by: first ? [first, ...state.by.slice(1).filter((c) => c !== first)] : [] });
+});
+$("by-2").addEventListener("change", (e) => update({ by: e.target.value ? [state.by[0], e.target.value] : state.by.slice(0, 1) }));
+$("rows").addEventListener("change", (e) => update({ rows: e.target.value }));
+$("cols").addEventListener("change", (e) => update({ cols: e.target.value }));
+$("help-btn").addEventListener("click", () => {
+  const help = $("help");
+  help.hidden = !help.hidden;
+  $("help-btn").setAttribute("aria-expanded", String(!help.hidden));
+});
+document.addEventListener("keydown", (e) => {
+  if (e.key === "Escape") $("help").hidden = true;
+});
+
+// ------------------------------------------------------------------ requests
+
+function countsPairs(s) {
+  // The dataset choice goes in as a `dataset` filter so its own counts stay faceted.
+  return [...s.where.map(([c, v]) => ["where", `${c}:${v}`]), ...s.datasets.map((d) => ["where", `dataset:${d}`])];
+}
+
+async function queryKnownGenes(s, signal) {
+  let list = s.genes.filter((g) => !unknown.has(g.toLowerCase()));
+  for (;;) {
+    if (!list.length) return { answer: null, list };
+    try {
+      return { answer: await get("/api/v1/query", queryPairs(s, list, s.by), signal), list };
+    } catch (e) {
+      const u = e instanceof ApiError && e.status === 400 && parseUnknownGene(e.message);
+      const name = u && list.find((g) => g.toLowerCase() === u.gene.toLowerCase());
+      if (!name) throw e;
+      unknown.set(name.toLowerCase(), u);
+      list = list.filter((g) => g !== name);
+      syncControls();
+    }
+  }
+}
+
+async function refresh() {
+  controller?.abort();
+  const ctl = (controller = new AbortController());
+  const { signal } = ctl;
+  const s = state;
+  setBusy(true);
+  const counts = get("/api/v1/counts", countsPairs(s), signal).then((c) => {
+    if (signal.aborted) return;
+    selectionCells = c.n_cells;
+    panel.update(s, c);
+  });
+  counts.catch(() => {}); // reported through the query, or below when there are no genes
+  try {
+    if (!s.genes.length) {
+      await counts;
+      return showIntro(s);
+    }
+    const { answer, list } = await queryKnownGenes(s, signal);
+    if (!answer) return showMessage("nogenes", "No gene to plot", "None of the genes typed above is in this store: pick one of the suggested names.");
+    let donor = null;
+    const dc = meta.donor_column;
+    if (s.plot === "bars" && dc && !s.by.includes(dc) && answer.rows.length && s.by.length < 4) {
+      const a = await get("/api/v1/query", queryPairs(s, list, [...s.by, dc], ["n_cells", "mean"]), signal);
+      donor = { answer: a, column: dc };
+    }
+    await counts.catch(() => {});
+    if (signal.aborted) return;
+    draw(s, answer, list, donor);
+  } catch (e) {
+    if (e.name === "AbortError" || signal.aborted) return;
+    showError(e, s);
+  } finally {
+    if (controller === ctl) setBusy(false);
+  }
+}
+
+function setBusy(busy) {
+  $("spinner").hidden = !busy;
+  $("plot-area").classList.toggle("busy", busy);
+  if (busy) setStatus("loading");
+}
+
+// ------------------------------------------------------------------ drawing
+
+function units() {
+  const t = new Set(meta.datasets.filter((d) => !state.datasets.length || state.datasets.includes(d.name)).map((d) => d.transform));
+  if (t.size !== 1) return "per-dataset transforms";
+  return { cp10k_log1p: "ln(CP10K+1)", log1p: "ln(x+1)", none: "values as stored" }[[...t][0]] ?? [...t][0];
+}
+
+function clearPlot() {
+  $("chart").replaceChildren();
+  $("footnote").replaceChildren();
+  view = null;
+  for (const id of ["dl-csv", "dl-svg", "dl-png"]) $(id).disabled = true;
+  tooltip.hide();
+}
+
+function showMessage(status, title, text, action) {
+  clearPlot();
+  const m = $("message");
+  m.replaceChildren(el("div", { class: "msg-title" }, title), el("p", {}, text), action ?? "");
+  m.hidden = false;
+  m.dataset.kind = status;
+  $("summary").textContent = selectionCells != null ? `${fmtInt(selectionCells)} cells selected` : "";
+  setStatus(status);
+  document.body.dataset.rendered = stateToSearch(state);
+}
+
+function showIntro() {
+  const examples = ["CD3E", "MS4A1", "LYZ", "NKG7", "CD14", "EPCAM"];
+  const box = el("div", { class: "examples" });
+  showMessage("idle", "Add genes to draw a plot", "Type gene symbols or ids in the box above (autocomplete helps), or start from a few common markers:", box);
+  Promise.all(examples.map((g) => get("/api/v1/genes", [["q", g], ["limit", "1"]]).then((a) => a.genes?.[0]).catch(() => null))).then((found) => {
+    const hits = found.filter((g, i) => g && (g.symbol || g.id).toLowerCase() === examples[i].toLowerCase()).map((g) => g.symbol || g.id);
+    if (!hits.length) return;
+    box.append(...hits.map((g) => el("button", { type: "button", class: "example", onclick: () => update({ genes: [...state.genes, g] }) }, g)),
+      el("button", { type: "button", class: "example all", onclick: () => update({ genes: hits }) }, "all of these"));
+  });
+}
+
+function showError(e, s) {
+  if (e instanceof ApiError && e.kind === "network") {
+    return showMessage("error", "Cannot reach the cellcube server",
+      `The page could not talk to the server at ${location.host}. Check that “cellcube serve” is still running, then retry.`,
+      el("button", { type: "button", class: "primary", onclick: () => refresh() }, "Retry"));
+  }
+  showMessage("error", "The server could not answer this query", e.message,
+    s.where.length || s.datasets.length ? el("button", { type: "button", onclick: () => update({ where: [], datasets: [] }) }, "Clear filters") : null);
+}
+
+function draw(s, answer, list, donor) {
+  if (!answer.rows.length) {
+    const noCells = selectionCells === 0;
+    return showMessage("empty", noCells ? "No cells match these filters" : "No measured cells",
+      noCells ? "The filters on the left exclude every cell of the store. Untick a value or clear the filters."
+        : "None of these genes was measured in the datasets selected on the left.",
+      el("button", { type: "button", class: "primary", onclick: () => update({ where: [], datasets: [] }) }, "Clear filters"));
+  }
+  $("message").hidden = true;
+  const model = buildModel(answer, s.plot === "bars" ? { ...s, color: "mean" } : s, donor);
+  const u = units();
+  const width = $("plot-area").clientWidth - 230;
+  const fig = s.plot === "heatmap" ? heatmap(model, s, u) : s.plot === "bars" ? barChart(model, s, u, width) : dotPlot(model, s, u);
+  const box = el("div", { class: "figure" }, el("div", { class: "chart-box" }, fig.chart), el("div", { class: "legend-box" }, fig.legend));
+  $("chart").replaceChildren(box);
+  fig.chart.addEventListener("pointermove", (e) => {
+    const r = fig.chart.getBoundingClientRect();
+    const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
+    if (d) tooltip.show(tooltipContent(d, { plot: s.plot, color: s.color, units: u }), e.clientX, e.clientY);
+    else tooltip.hide();
+  });
+  fig.chart.addEventListener("pointerleave", () => tooltip.hide());
+
+  const missing = model.genes.filter((g) => g.notMeasured.length);
+  $("footnote").replaceChildren(...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)));
+  const groups = model.rows.length;
+  $("summary").replaceChildren(
+    el("b", {}, fmtInt(selectionCells ?? 0)), ` of ${fmtInt(meta.n_cells)} cells · ${groups} group${groups === 1 ? "" : "s"} × ${model.genes.length} gene${model.genes.length === 1 ? "" : "s"}`,
+    answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${answer.took_us < 1000 ? `${answer.took_us} µs` : `${(answer.took_us / 1000).toFixed(1)} ms`}`) : "");
+  view = { state: s, genes: list, chart: fig.chart, legend: fig.legend, model };
+  for (const id of ["dl-csv", "dl-svg", "dl-png"]) $(id).disabled = false;
+  setStatus("ready");
+  document.body.dataset.rendered = stateToSearch(s);
+  document.body.dataset.groups = String(groups);
+}
+
+function renderGeneMessage() {
+  const box = $("gene-msg");
+  const bad = state.genes.filter((g) => unknown.has(g.toLowerCase()));
+  box.replaceChildren(...bad.map((g) => {
+    const u = unknown.get(g.toLowerCase());
+    return el("div", { class: "unknown-gene" }, "Unknown gene ", el("b", {}, g),
+      u.suggestions.length ? [" — did you mean ", ...u.suggestions.flatMap((s, i) => [i ? ", " : "", el("button", { type: "button", class: "suggest", onclick: () => genes.replace(g, s) }, s)]), "?"] : ": not in this store.");
+  }));
+}
+
+let resizeTimer = 0;
+window.addEventListener("resize", () => {
+  clearTimeout(resizeTimer);
+  resizeTimer = setTimeout(() => state.plot === "bars" && view && refresh(), 150);
+});
+
+// ------------------------------------------------------------------ downloads
+
+function fileStem() {
+  const g = (view?.genes ?? []).slice(0, 4).join("_").replace(/[^\w.-]+/g, "-");
+  return `cellcube_${g || "plot"}${(view?.genes.length ?? 0) > 4 ? "_etc" : ""}`;
+}
+
+function caption() {
+  const s = view.state;
+  const parts = [view.genes.join(", ")];
+  if (s.by.length) parts.push(`by ${s.by.map(prettyColumn).join(" · ")}`);
+  const byCol = new Map();
+  for (const [c, v] of s.where) byCol.set(c, [...(byCol.get(c) ?? []), v]);
+  for (const [c, vs] of byCol) parts.push(`${prettyColumn(c)}: ${vs.join(" or ")}`);
+  if (s.datasets.length) parts.push(`datasets: ${s.datasets.join(", ")}`);
+  parts.push(meta.store);
+  return parts.join("  ·  ");
+}
+
+async function download(kind) {
+  if (!view) return;
+  const button = $(`dl-${kind}`);
+  button.disabled = true;
+  try {
+    if (kind === "csv") {
+      const text = await get("/api/v1/query", queryPairs(view.state, view.genes, view.state.by, ALL_METRICS, "csv"), undefined, { as: "text", cached: false });
+      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
+    } else {
+      const fig = composeFigure(view.chart, view.legend, caption());
+      const text = svgString(fig);
+      if (kind === "svg") saveBlob(new Blob([text], { type: "image/svg+xml;charset=utf-8" }), `${fileStem()}.svg`);
+      else saveBlob(await svgToPng(text, +fig.getAttribute("width"), +fig.getAttribute("height")), `${fileStem()}.png`);
+    }
+  } catch (e) {
+    alert(`The download failed: ${e.message}`);
+  } finally {
+    button.disabled = !view;
+  }
+}
+for (const kind of ["csv", "svg", "png"]) $(`dl-${kind}`).addEventListener("click", () => download(kind));
+
+// ------------------------------------------------------------------ start
+
+async function start() {
+  setStatus("loading");
+  try {
+    meta = await get("/api/v1/meta", [], undefined, { cached: false });
+  } catch (e) {
+    $("store-info").textContent = "not connected";
+    return showError(e instanceof ApiError ? e : new ApiError(String(e), { kind: "network" }), state);
+  }
+  document.title = `cellcube · ${meta.store}`;
+  $("store-info").replaceChildren(el("b", {}, meta.store),
+    ` ${meta.datasets.length} dataset${meta.datasets.length === 1 ? "" : "s"} · ${fmtInt(meta.n_cells)} cells · ${fmtInt(meta.n_genes)} genes`);
+  panel = new FilterPanel($("filters"), meta, {
+    onFilter: (column, values) => update(column == null ? { where: [], datasets: [] } : withWhere(state, column, values)),
+    onDatasets: (values) => update({ datasets: values }),
+  });
+  // Drop what this store cannot have, so a link from another store still draws what it can.
+  const known = new Set(meta.columns.map((c) => c.name));
+  state = { ...state, by: state.by.filter((c) => known.has(c)), where: state.where.filter(([c]) => known.has(c)) };
+  history.replaceState(null, "", stateToSearch(state));
+  syncControls();
+  refresh();
+}
+
+start();
