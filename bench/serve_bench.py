@@ -1,0 +1,171 @@
+#!/usr/bin/python3
+"""Serving benchmark (issue 5): wrk against the dot-plot query on a demo-sized store,
+at 1 and 64 connections, beside a Flask + h5py server doing the seed discussion's
+lookup (one HDF5 group per leaf) for the same answer, in the same run.
+
+usage: /usr/bin/python3 bench/serve_bench.py [--quick] [--out FILE]
+"""
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import h5py
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CELLCUBE = os.environ.get("CELLCUBE_BIN", os.path.join(ROOT, "build", "cellcube"))
+
+FLASK_APP = r'''
+import sys, h5py, json
+from flask import Flask, request, jsonify
+app = Flask(__name__)
+PATH = sys.argv[1]
+@app.route("/dotplot")
+def dotplot():
+    genes = request.args["genes"].split(",")
+    column, value = request.args["where"].split(":", 1)
+    dataset = request.args["datasets"]
+    rows = []
+    with h5py.File(PATH, "r") as f:   # the seed's lookup: one group per leaf
+        base = f[column][value][dataset]
+        for cell_type in base:
+            for g in genes:
+                leaf = base[cell_type][g]
+                rows.append({"cell_type": cell_type, "gene": g, "frac": float(leaf["frac"][()]),
+                             "mean": float(leaf["mean"][()]), "n_cells": int(leaf["n_cells"][()])})
+    return jsonify(rows)
+if __name__ == "__main__":
+    app.run(host="127.0.0.1", port=int(sys.argv[2]), threaded=True)
+'''
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(url, timeout=30):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except Exception:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def wrk(url, connections, seconds):
+    threads = min(2, connections)
+    out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
+                          "--latency", url], capture_output=True, text=True, check=True).stdout
+    print(out, file=sys.stderr)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    lat = {}
+    for p in ("50%", "90%", "99%"):
+        m = re.search(rf"\s{re.escape(p)}\s+([\d.]+)(us|ms|s)", out)
+        v, unit = float(m.group(1)), m.group(2)
+        lat[p] = v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_err = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "lat": lat, "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": socket_err.group(1) if socket_err else "none"}
+
+
+def write_seed_file(path, answer_rows, column, value, dataset):
+    """The seed's layout for exactly the leaves the query reads: column/value/dataset/
+    cell type/gene, one group per leaf, one dataset per metric."""
+    with h5py.File(path, "w") as f:
+        for r in answer_rows:
+            g = f.require_group(f"{column}/{value}/{dataset}/{r['cell_type']}/{r['gene']}")
+            for k in ("frac", "mean", "n_cells"):
+                g.create_dataset(k, data=r[k])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    seconds = 3 if args.quick else 10
+    tmp = tempfile.mkdtemp(prefix="cellcube-serve-bench-")
+    procs = []
+    try:
+        cells = 5000 if args.quick else 30000
+        d = os.path.join(tmp, "h5ad")
+        subprocess.run([CELLCUBE, "synth", "-o", d, "--datasets", "4", "--cells", str(cells),
+                        "--genes", "3000", "--quiet"], check=True, capture_output=True)
+        store = os.path.join(tmp, "atlas.h5ad")
+        subprocess.run([CELLCUBE, "build", "-o", store, "--quiet"] +
+                       [os.path.join(d, f) for f in sorted(os.listdir(d))], check=True)
+        port = free_port()
+        procs.append(subprocess.Popen([CELLCUBE, "serve", store, "--port", str(port), "--quiet"]))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/healthz")
+        meta = json.load(urllib.request.urlopen(base + "/api/v1/meta"))
+        dataset = meta["datasets"][0]["name"]
+        candidates = [g["id"] for g in json.load(urllib.request.urlopen(
+            base + "/api/v1/genes?q=ENSG&limit=100"))["genes"]]
+        params = {"genes": ",".join(candidates), "by": "cell_type", "where": "disease:normal",
+                  "datasets": dataset}
+        # Twenty genes the dataset measured (a dot plot of genes it lacks would be empty).
+        rows = json.load(urllib.request.urlopen(
+            base + "/api/v1/query?" + urllib.parse.urlencode(params)))["rows"]
+        genes = list(dict.fromkeys(r["gene"] for r in rows))[:20]
+        params["genes"] = ",".join(genes)
+        url = base + "/api/v1/query?" + urllib.parse.urlencode(params)
+        answer = json.load(urllib.request.urlopen(url))["rows"]
+        results = {"cellcube": {c: wrk(url, c, seconds) for c in (1, 64)}}
+        procs[-1].terminate()
+        procs[-1].wait()
+
+        seed = os.path.join(tmp, "seed.h5")
+        write_seed_file(seed, answer, "disease", "normal", dataset)
+        app = os.path.join(tmp, "seed_app.py")
+        open(app, "w").write(FLASK_APP)
+        fport = free_port()
+        procs.append(subprocess.Popen(["/usr/bin/python3", app, seed, str(fport)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        furl = f"http://127.0.0.1:{fport}/dotplot?" + urllib.parse.urlencode(params)
+        wait_http(furl)
+        flask_rows = json.load(urllib.request.urlopen(furl))
+        assert len(flask_rows) == len(answer), "the seed server must give the same answer"
+        results["flask"] = {c: wrk(furl, c, seconds) for c in (1, 64)}
+
+        lines = [f"### Serving the dot-plot query (20 genes × cell_type, one where, one dataset; "
+                 f"4 datasets × {cells:,} cells)", "",
+                 "| server | connections | requests/s | p50 ms | p90 ms | p99 ms | non-2xx |",
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for name, label in (("cellcube", "`cellcube serve`"), ("flask", "Flask + h5py (seed layout)")):
+            for c in (1, 64):
+                r = results[name][c]
+                lines.append(f"| {label} | {c} | {r['rps']:,.0f} | {r['lat']['50%']:.2f} | "
+                             f"{r['lat']['90%']:.2f} | {r['lat']['99%']:.2f} | {r['non2xx']} |")
+        ratio = results["cellcube"][64]["rps"] / max(results["flask"][64]["rps"], 0.01)
+        lines += ["", f"At 64 connections cellcube serves {ratio:,.0f}× the requests/s of the "
+                      f"Flask + h5py server. wrk: {seconds} s per run, 2 threads."]
+        out = "\n".join(lines)
+        print(out)
+        if args.out:
+            open(args.out, "w").write(out + "\n")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
