@@ -7,7 +7,7 @@ PYTHON      ?= /usr/bin/python3
 JOBS        ?= $(shell nproc)
 DEMO_PORT   ?= 8080
 
-.PHONY: all deps build test test-cpp test-python test-asan demo bench format clean
+.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench format clean
 
 all: build
 
@@ -17,12 +17,28 @@ deps:
 $(BUILD_DIR)/build.ninja: | deps
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
 
-build: deps $(BUILD_DIR)/build.ninja
+# The web page: npm ci when web/node_modules is missing or older than the lockfile, then
+# the esbuild bundle into web/dist, which the C++ build embeds into the binary.
+web: deps
+	@if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
+	  cd web && npm ci --no-audit --no-fund; fi
+	cd web && npm run --silent build
+
+build: deps web $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/python -q
+	$(MAKE) --no-print-directory test-e2e
+
+# The page's logic (web/test), then the page in a real browser (Debian chromium driven by
+# playwright-core) against `cellcube serve` on a small synthetic store (tests/e2e/).
+test-e2e: build
+	cd web && node --test test/
+	@if [ ! -f tests/e2e/node_modules/.package-lock.json ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then \
+	  cd tests/e2e && npm ci --no-audit --no-fund; fi
+	CELLCUBE_BIN=$(abspath $(BUILD_DIR))/cellcube CELLCUBE_E2E_REAL=1 node --test --test-concurrency=1 tests/e2e/page.test.mjs
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps
@@ -34,6 +50,11 @@ test-asan: deps
 # Synthesises an atlas, builds its store and serves it (see `cellcube demo --help`).
 demo: build
 	./$(BUILD_DIR)/cellcube demo --port $(DEMO_PORT)
+
+# Benchmarks (never run by the tests); each prints a Markdown section for
+# docs/BENCHMARKS.md.
+bench: build
+	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) bench/compare_seed.py --out $(BUILD_DIR)/bench-query.md
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -79,10 +79,10 @@ struct Query {
 };
 
 struct QueryResult {
-  std::vector<std::string> by;         // the split columns, as asked
-  std::vector<Metric> metrics;         // as asked (or the default)
-  std::vector<std::string> genes;      // store gene ids of the genes answered, in order
-  std::vector<std::string> symbols;    // their symbols ("" when unknown)
+  std::vector<std::string> by;       // the split columns, as asked
+  std::vector<Metric> metrics;       // as asked (or the default)
+  std::vector<std::string> genes;    // store gene ids of the genes answered, in order
+  std::vector<std::string> symbols;  // their symbols ("" when unknown)
   int64_t n_splits = 0;
   std::vector<std::string> split_labels;  // n_splits x by.size(), row-major; "NA" = missing
 
@@ -135,8 +135,8 @@ class QueryEngine {
   explicit QueryEngine(std::shared_ptr<const StoreReader> store);
 
   std::shared_ptr<const StoreReader> store_;
-  std::unordered_map<std::string, std::vector<int32_t>> by_id_;      // lower-case id
-  std::unordered_map<std::string, std::vector<int32_t>> by_symbol_;  // lower-case symbol
+  std::unordered_map<std::string, std::vector<int32_t>> by_id_;       // lower-case id
+  std::unordered_map<std::string, std::vector<int32_t>> by_symbol_;   // lower-case symbol
   std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
   std::vector<std::vector<std::string>> present_values_;
   std::vector<std::string> gene_names_;  // ids and symbols, for suggestions

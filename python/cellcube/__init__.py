@@ -134,10 +134,20 @@ class Store:
         datasets  only these datasets (default: all)
         metrics   any of METRICS (default: n_cells, frac, mean)
         """
+        import numpy as np
         import pandas as pd
 
         names, columns = self._s.query(*self._args(genes, by, where, datasets, metrics))
-        return pd.DataFrame({name: col for name, col in zip(names, columns)}, columns=names)
+        data = {}
+        for name, col in zip(names, columns):
+            if isinstance(col, list):  # labels and gene ids: str objects
+                arr = np.empty(len(col), dtype=object)
+                arr[:] = col
+                col = arr
+            data[name] = col
+        # A dict keeps the column order; passing columns= as well would make pandas
+        # reindex (several times slower).
+        return pd.DataFrame(data)
 
     def query_csv(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
                   datasets: Names = None, metrics: Names = None) -> str:

@@ -10,7 +10,8 @@
 
 namespace cellcube::cli {
 
-const char* const kQueryHelp = R"(usage: cellcube query STORE --genes G[,G...] [--by COL[,COL...]] [--where COL=VALUE]...
+const char* const kQueryHelp =
+    R"(usage: cellcube query STORE --genes G[,G...] [--by COL[,COL...]] [--where COL=VALUE]...
                       [--datasets D[,D...]] [--metrics M[,M...]] [--format table|csv|json]
 
 Answers, for the genes asked, over the cells of the selected groups split by the
@@ -47,7 +48,8 @@ then the metrics in the order given.
          a missing value null:
            [{"cell_type": "T cell", "gene": "ENSG00000010610", "n_cells": 812,
              "frac": 0.43, "mean": 1.27}, ...]
-  table  the same columns aligned; a missing value is '-'.
+  table  the same columns aligned (with the genes' symbols after gene, when known);
+         a missing value is '-'.
 )";
 
 namespace {
@@ -66,13 +68,21 @@ void PrintTable(const QueryResult& r) {
     std::cout << "no rows: no selected cells in a dataset that measured these genes\n";
     return;
   }
-  TextTable t(r.ColumnNames());
+  // Gene ids are often opaque (ENSG...): the table shows the symbols too, when known.
+  bool symbols = false;
+  for (size_t g = 0; g < r.genes.size(); ++g)
+    symbols |= !r.symbols[g].empty() && r.symbols[g] != r.genes[g];
+  std::vector<std::string> header = r.ColumnNames();
+  if (symbols)
+    header.insert(header.begin() + static_cast<std::ptrdiff_t>(r.by.size()) + 1, "symbol");
+  TextTable t(header);
   std::vector<size_t> right;
-  for (size_t i = 0; i < r.metrics.size(); ++i) right.push_back(r.by.size() + 1 + i);
+  for (size_t i = 0; i < r.metrics.size(); ++i) right.push_back(r.by.size() + 1 + symbols + i);
   for (const auto& row : r.rows) {
     std::vector<std::string> cells;
     for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
     cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
+    if (symbols) cells.push_back(r.symbols[static_cast<size_t>(row.gene)]);
     for (Metric m : r.metrics) {
       if (m == Metric::kNCells) {
         cells.push_back(WithThousands(row.stats.n_cells));
@@ -92,11 +102,11 @@ void PrintTable(const QueryResult& r) {
 
 Status RunQuery(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"genes", true, true},
-                                                     {"by", true, true},
-                                                     {"where", true, true},
-                                                     {"datasets", true, true},
-                                                     {"metrics", true, true},
-                                                     {"format", true}}));
+                                                    {"by", true, true},
+                                                    {"where", true, true},
+                                                    {"datasets", true, true},
+                                                    {"metrics", true, true},
+                                                    {"format", true}}));
   if (args.positionals().size() != 1)
     return Status::Usage("query needs exactly one STORE (see 'cellcube query --help')");
   Query q;

@@ -207,8 +207,8 @@ Status PrepareDirectory(const std::string& dir) {
   fs::create_directories(dir, ec);
   if (ec) return Status::IoError("cannot create output directory '" + dir + "': " + ec.message());
   if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    return Status::IoError("cannot write to output directory '" + dir + "': " +
-                           std::strerror(errno));
+    return Status::IoError("cannot write to output directory '" + dir +
+                           "': " + std::strerror(errno));
   return Status::Ok();
 }
 
@@ -216,12 +216,12 @@ Status PrepareDirectory(const std::string& dir) {
 
 Status RunSynth(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"o", true},
-                                                     {"output", true},
-                                                     {"datasets", true},
-                                                     {"cells", true},
-                                                     {"genes", true},
-                                                     {"seed", true},
-                                                     {"quiet", false}}));
+                                                    {"output", true},
+                                                    {"datasets", true},
+                                                    {"cells", true},
+                                                    {"genes", true},
+                                                    {"seed", true},
+                                                    {"quiet", false}}));
   if (!args.positionals().empty())
     return Status::Usage("synth takes no positional arguments, got '" + args.positionals()[0] +
                          "' (see 'cellcube synth --help')");

@@ -14,6 +14,7 @@
 
 #include "cellcube/h5ad_writer.h"
 #include "h5ad/hdf5_util.h"
+#include "h5ad/write_driver.h"
 
 namespace cellcube::h5ad {
 
@@ -25,15 +26,19 @@ static_assert(std::endian::native == std::endian::little,
 size_t ElemSize(ElemType t) {
   switch (t) {
     case ElemType::kInt8:
-    case ElemType::kUInt8: return 1;
+    case ElemType::kUInt8:
+      return 1;
     case ElemType::kInt16:
-    case ElemType::kUInt16: return 2;
+    case ElemType::kUInt16:
+      return 2;
     case ElemType::kInt32:
     case ElemType::kUInt32:
-    case ElemType::kFloat32: return 4;
+    case ElemType::kFloat32:
+      return 4;
     case ElemType::kInt64:
     case ElemType::kUInt64:
-    case ElemType::kFloat64: return 8;
+    case ElemType::kFloat64:
+      return 8;
   }
   return 0;
 }
@@ -42,32 +47,52 @@ namespace {
 
 hid_t FileType(ElemType t) {
   switch (t) {
-    case ElemType::kInt8: return H5T_STD_I8LE;
-    case ElemType::kInt16: return H5T_STD_I16LE;
-    case ElemType::kInt32: return H5T_STD_I32LE;
-    case ElemType::kInt64: return H5T_STD_I64LE;
-    case ElemType::kUInt8: return H5T_STD_U8LE;
-    case ElemType::kUInt16: return H5T_STD_U16LE;
-    case ElemType::kUInt32: return H5T_STD_U32LE;
-    case ElemType::kUInt64: return H5T_STD_U64LE;
-    case ElemType::kFloat32: return H5T_IEEE_F32LE;
-    case ElemType::kFloat64: return H5T_IEEE_F64LE;
+    case ElemType::kInt8:
+      return H5T_STD_I8LE;
+    case ElemType::kInt16:
+      return H5T_STD_I16LE;
+    case ElemType::kInt32:
+      return H5T_STD_I32LE;
+    case ElemType::kInt64:
+      return H5T_STD_I64LE;
+    case ElemType::kUInt8:
+      return H5T_STD_U8LE;
+    case ElemType::kUInt16:
+      return H5T_STD_U16LE;
+    case ElemType::kUInt32:
+      return H5T_STD_U32LE;
+    case ElemType::kUInt64:
+      return H5T_STD_U64LE;
+    case ElemType::kFloat32:
+      return H5T_IEEE_F32LE;
+    case ElemType::kFloat64:
+      return H5T_IEEE_F64LE;
   }
   return H5I_INVALID_HID;
 }
 
 hid_t MemType(ElemType t) {
   switch (t) {
-    case ElemType::kInt8: return H5T_NATIVE_INT8;
-    case ElemType::kInt16: return H5T_NATIVE_INT16;
-    case ElemType::kInt32: return H5T_NATIVE_INT32;
-    case ElemType::kInt64: return H5T_NATIVE_INT64;
-    case ElemType::kUInt8: return H5T_NATIVE_UINT8;
-    case ElemType::kUInt16: return H5T_NATIVE_UINT16;
-    case ElemType::kUInt32: return H5T_NATIVE_UINT32;
-    case ElemType::kUInt64: return H5T_NATIVE_UINT64;
-    case ElemType::kFloat32: return H5T_NATIVE_FLOAT;
-    case ElemType::kFloat64: return H5T_NATIVE_DOUBLE;
+    case ElemType::kInt8:
+      return H5T_NATIVE_INT8;
+    case ElemType::kInt16:
+      return H5T_NATIVE_INT16;
+    case ElemType::kInt32:
+      return H5T_NATIVE_INT32;
+    case ElemType::kInt64:
+      return H5T_NATIVE_INT64;
+    case ElemType::kUInt8:
+      return H5T_NATIVE_UINT8;
+    case ElemType::kUInt16:
+      return H5T_NATIVE_UINT16;
+    case ElemType::kUInt32:
+      return H5T_NATIVE_UINT32;
+    case ElemType::kUInt64:
+      return H5T_NATIVE_UINT64;
+    case ElemType::kFloat32:
+      return H5T_NATIVE_FLOAT;
+    case ElemType::kFloat64:
+      return H5T_NATIVE_DOUBLE;
   }
   return H5I_INVALID_HID;
 }
@@ -135,9 +160,9 @@ struct Appendable {
   size_t elem_size = 0;
   int64_t chunk = 0;  // elements per chunk
   int gzip_level = 0;
-  int64_t size = 0;               // elements appended so far (the dataset's extent)
-  int64_t written = 0;            // elements in whole chunks already in the file
-  std::vector<uint8_t> pending;   // elements [written, size), less than one chunk
+  int64_t size = 0;              // elements appended so far (the dataset's extent)
+  int64_t written = 0;           // elements in whole chunks already in the file
+  std::vector<uint8_t> pending;  // elements [written, size), less than one chunk
 };
 
 // One chunk ready for H5Dwrite_chunk.
@@ -153,7 +178,8 @@ struct Writer::Impl {
   std::string path;
   hid_t file = H5I_INVALID_HID;  // closed by CloseAll, which reports errors
   bool closed = false;
-  Status io_error;  // the first failed write; Close reports it
+  int os_error = 0;  // set by the file driver when a write fails (write_driver.h)
+  Status io_error;   // the first failed write: every later call and Close report it
   std::map<std::string, Appendable> appendables;
   int threads = 1;
   std::map<int, std::vector<libdeflate_compressor*>> compressors;  // per level, per thread
@@ -179,7 +205,13 @@ struct Writer::Impl {
   }
   Status CheckOpen() const {
     if (closed || file < 0) return Status::Internal(path + ": the writer is already closed");
-    return Status::Ok();
+    return io_error;
+  }
+  // After HDF5 calls that write: the error of a write the driver saw fail, if any.
+  Status CheckIo(const std::string& what) {
+    if (os_error != 0 && io_error.ok())
+      io_error = Status::IoError(path + ": " + what + ": " + std::strerror(os_error));
+    return io_error;
   }
 
   NodeKind Kind(const std::string& p) {
@@ -218,7 +250,7 @@ struct Writer::Impl {
     if (!attr.valid()) return Fail("cannot create attribute '" + name + "' of '" + p + "'");
     if (has_data && H5Awrite(attr.get(), mem_type, buf) < 0)
       return Fail("cannot write attribute '" + name + "' of '" + p + "'");
-    return Status::Ok();
+    return CheckIo("cannot write attribute '" + name + "' of '" + p + "'");
   }
 
   Status StringAttr(const std::string& p, const std::string& name, const std::string& value) {
@@ -235,19 +267,18 @@ struct Writer::Impl {
 
   // Creates a dataset and writes all of it (when it has elements).
   Status CreateAndWrite(const std::string& p, hid_t file_type, hid_t mem_type,
-                        const std::vector<hsize_t>& dims, hid_t dcpl, const void* data,
-                        int64_t n) {
+                        const std::vector<hsize_t>& dims, hid_t dcpl, const void* data, int64_t n) {
     CC_RETURN_IF_ERROR(CheckNewPath(p));
-    Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
-                              : H5Screate_simple(static_cast<int>(dims.size()), dims.data(),
-                                                 nullptr));
+    Handle space(dims.empty()
+                     ? H5Screate(H5S_SCALAR)
+                     : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
     if (!space.valid()) return Fail("cannot create a dataspace for '" + p + "'");
-    Handle ds(H5Dcreate2(file, Key(p).c_str(), file_type, space.get(), H5P_DEFAULT, dcpl,
-                         H5P_DEFAULT));
+    Handle ds(
+        H5Dcreate2(file, Key(p).c_str(), file_type, space.get(), H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (!ds.valid()) return Fail("cannot create dataset '" + p + "'");
     if (n > 0 && H5Dwrite(ds.get(), mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
       return Fail("cannot write dataset '" + p + "'");
-    return Status::Ok();
+    return CheckIo("cannot write dataset '" + p + "'");
   }
 
   Result<std::vector<libdeflate_compressor*>*> Compressors(int level, size_t n) {
@@ -272,8 +303,8 @@ struct Writer::Impl {
         EncodedChunk& c = chunks[i];
         // Room for one byte less than the input: a chunk that does not shrink is
         // stored raw with its filter skipped, as HDF5's own deflate filter does.
-        size_t n = libdeflate_zlib_compress(comp, c.raw, chunk_bytes, c.packed.data(),
-                                            chunk_bytes - 1);
+        size_t n =
+            libdeflate_zlib_compress(comp, c.raw, chunk_bytes, c.packed.data(), chunk_bytes - 1);
         c.compressed = n > 0;
         c.packed.resize(n);
       }
@@ -300,7 +331,7 @@ struct Writer::Impl {
         return Fail("cannot write to '" + p + "'");
       a.written += a.chunk;
     }
-    return Status::Ok();
+    return CheckIo("cannot write to '" + p + "'");
   }
 
   // Writes the last, partial chunk of every appendable dataset (zero-padded to a
@@ -322,17 +353,18 @@ struct Writer::Impl {
   // Closes everything; the first error wins.
   Status CloseAll() {
     Hdf5Lock lock(Hdf5Mutex());
-    Status s = FlushAppendables();
+    Status s = io_error.ok() ? FlushAppendables() : io_error;
     appendables.clear();
     if (file >= 0) {
-      if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 && s.ok())
-        s = Fail("cannot flush the file to disk");
-      herr_t rc = H5Fclose(file);
+      // The driver never lets a write fail inside HDF5 (write_driver.h), so flushing
+      // and closing work even on a full disk; the error it recorded is reported here.
+      if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0 && s.ok()) s = Fail("cannot flush the file");
+      if (s.ok()) s = CheckIo("cannot write the file");
+      if (H5Fclose(file) < 0 && s.ok()) s = Fail("cannot close the file");
       file = H5I_INVALID_HID;
-      if (rc < 0 && s.ok()) s = Fail("cannot close the file");
+      if (s.ok()) s = CheckIo("cannot close the file");
     }
     closed = true;
-    if (s.ok() && !io_error.ok()) s = io_error;
     return s;
   }
 };
@@ -350,13 +382,16 @@ Result<std::unique_ptr<Writer>> Writer::Create(const std::string& path) {
   impl->path = path;
   unsigned hw = std::thread::hardware_concurrency();
   impl->threads = static_cast<int>(std::clamp(hw, 1u, 8u));
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  Handle fapl(MakeWriteAccessList(&impl->os_error));
+  if (!fapl.valid()) return Status::Internal("cannot set up HDF5's file driver");
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
   if (id < 0) {
     std::string reason = Hdf5Reason();
     return Status::IoError("cannot create '" + path + "'" + (reason.empty() ? "" : ": " + reason));
   }
   impl->file = id;
   CC_RETURN_IF_ERROR(impl->EncodingAttrs("/", "anndata", "0.1.0"));
+  CC_RETURN_IF_ERROR(impl->CheckIo("cannot write"));
   return std::unique_ptr<Writer>(new Writer(std::move(impl)));
 }
 
@@ -367,10 +402,10 @@ Status Writer::CreateGroup(const std::string& path, const std::string& encoding_
   CC_RETURN_IF_ERROR(impl_->CheckOpen());
   Hdf5Lock lock(Hdf5Mutex());
   CC_RETURN_IF_ERROR(impl_->CheckNewPath(path));
-  Handle g(H5Gcreate2(impl_->file, Key(path).c_str(), H5P_DEFAULT, H5P_DEFAULT,
-                      H5P_DEFAULT));
+  Handle g(H5Gcreate2(impl_->file, Key(path).c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!g.valid()) return impl_->Fail("cannot create group '" + path + "'");
-  if (!encoding_type.empty()) CC_RETURN_IF_ERROR(impl_->StringAttr(path, "encoding-type", encoding_type));
+  if (!encoding_type.empty())
+    CC_RETURN_IF_ERROR(impl_->StringAttr(path, "encoding-type", encoding_type));
   if (!encoding_version.empty())
     CC_RETURN_IF_ERROR(impl_->StringAttr(path, "encoding-version", encoding_version));
   return Status::Ok();
@@ -408,8 +443,8 @@ Status Writer::SetIntListAttr(const std::string& path, const std::string& name,
   Hdf5Lock lock(Hdf5Mutex());
   hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr));
-  return impl_->WriteAttr(path, name, H5T_STD_I64LE, space.get(), H5T_NATIVE_INT64,
-                          values.data(), !values.empty());
+  return impl_->WriteAttr(path, name, H5T_STD_I64LE, space.get(), H5T_NATIVE_INT64, values.data(),
+                          !values.empty());
 }
 
 Status Writer::SetBoolAttr(const std::string& path, const std::string& name, bool value) {
@@ -435,8 +470,8 @@ Status Writer::WriteArray(const std::string& path, ElemType type, const void* da
   }
   if (n > 0 && !data) return impl_->Invalid("no data for '" + path + "'");
   if (compression.gzip_level < 0 || compression.gzip_level > 9)
-    return impl_->Invalid("gzip level " + std::to_string(compression.gzip_level) +
-                          " for '" + path + "' is not within 0..9");
+    return impl_->Invalid("gzip level " + std::to_string(compression.gzip_level) + " for '" + path +
+                          "' is not within 0..9");
   Hdf5Lock lock(Hdf5Mutex());
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   // An empty array is stored contiguous whatever the compression (nothing to compress).
@@ -494,8 +529,8 @@ Status Writer::HardLink(const std::string& existing, const std::string& new_path
   if (Key(existing) == "/" || impl_->Kind(existing) == NodeKind::kMissing)
     return impl_->Invalid("cannot link to '" + existing + "': no such object");
   CC_RETURN_IF_ERROR(impl_->CheckNewPath(new_path));
-  if (H5Lcreate_hard(impl_->file, Key(existing).c_str(), impl_->file,
-                     Key(new_path).c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0)
+  if (H5Lcreate_hard(impl_->file, Key(existing).c_str(), impl_->file, Key(new_path).c_str(),
+                     H5P_DEFAULT, H5P_DEFAULT) < 0)
     return impl_->Fail("cannot link '" + new_path + "' to '" + existing + "'");
   return Status::Ok();
 }
@@ -507,22 +542,23 @@ Status Writer::CreateAppendable(const std::string& path, ElemType type,
   if (compression.chunk_elements <= 0)
     return impl_->Invalid("appendable '" + path + "' needs chunk_elements > 0");
   if (compression.gzip_level < 0 || compression.gzip_level > 9)
-    return impl_->Invalid("gzip level " + std::to_string(compression.gzip_level) +
-                          " for '" + path + "' is not within 0..9");
+    return impl_->Invalid("gzip level " + std::to_string(compression.gzip_level) + " for '" + path +
+                          "' is not within 0..9");
   size_t elem = ElemSize(type);
   if (static_cast<uint64_t>(compression.chunk_elements) * elem >= (uint64_t{1} << 32))
     return impl_->Invalid("chunks of '" + path + "' must be smaller than 4 GB");
   Hdf5Lock lock(Hdf5Mutex());
   CC_RETURN_IF_ERROR(impl_->CheckNewPath(path));
-  hsize_t dims = 0, maxdims = H5S_UNLIMITED, chunk = static_cast<hsize_t>(compression.chunk_elements);
+  hsize_t dims = 0, maxdims = H5S_UNLIMITED,
+          chunk = static_cast<hsize_t>(compression.chunk_elements);
   Handle space(H5Screate_simple(1, &dims, &maxdims));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   if (H5Pset_chunk(dcpl.get(), 1, &chunk) < 0 ||
       (compression.gzip_level > 0 &&
        H5Pset_deflate(dcpl.get(), static_cast<unsigned>(compression.gzip_level)) < 0))
     return impl_->Fail("cannot set up chunks for '" + path + "'");
-  Handle ds(H5Dcreate2(impl_->file, Key(path).c_str(), FileType(type), space.get(),
-                       H5P_DEFAULT, dcpl.get(), H5P_DEFAULT));
+  Handle ds(H5Dcreate2(impl_->file, Key(path).c_str(), FileType(type), space.get(), H5P_DEFAULT,
+                       dcpl.get(), H5P_DEFAULT));
   if (!ds.valid()) return impl_->Fail("cannot create dataset '" + path + "'");
   CC_RETURN_IF_ERROR(impl_->EncodingAttrs(path, "array", "0.2.0"));
   Appendable a;
@@ -618,7 +654,8 @@ Status Writer::WriteColumn(const std::string& group, const ColumnData& column) {
       }
       return WriteArray(path + "/codes", ElemType::kInt32, column.codes.data(), shape);
     }
-    case Type::kStrings: return WriteStrings(path, column.labels);
+    case Type::kStrings:
+      return WriteStrings(path, column.labels);
     case Type::kInt64:
       return WriteArray(path, ElemType::kInt64, column.ints.data(),
                         {static_cast<int64_t>(column.ints.size())});
@@ -642,11 +679,15 @@ Status Writer::WriteColumn(const std::string& group, const ColumnData& column) {
 namespace {
 size_t ColumnRows(const ColumnData& c) {
   switch (c.type) {
-    case ColumnData::Type::kCategorical: return c.codes.size();
-    case ColumnData::Type::kStrings: return c.labels.size();
+    case ColumnData::Type::kCategorical:
+      return c.codes.size();
+    case ColumnData::Type::kStrings:
+      return c.labels.size();
     case ColumnData::Type::kInt64:
-    case ColumnData::Type::kBool: return c.ints.size();
-    case ColumnData::Type::kFloat64: return c.floats.size();
+    case ColumnData::Type::kBool:
+      return c.ints.size();
+    case ColumnData::Type::kFloat64:
+      return c.floats.size();
   }
   return 0;
 }

@@ -14,14 +14,22 @@ namespace cellcube {
 
 const char* MetricName(Metric m) {
   switch (m) {
-    case Metric::kNCells: return "n_cells";
-    case Metric::kNnz: return "nnz";
-    case Metric::kFrac: return "frac";
-    case Metric::kSum: return "sum";
-    case Metric::kMean: return "mean";
-    case Metric::kMeanExpr: return "mean_expr";
-    case Metric::kVar: return "var";
-    case Metric::kStd: return "std";
+    case Metric::kNCells:
+      return "n_cells";
+    case Metric::kNnz:
+      return "nnz";
+    case Metric::kFrac:
+      return "frac";
+    case Metric::kSum:
+      return "sum";
+    case Metric::kMean:
+      return "mean";
+    case Metric::kMeanExpr:
+      return "mean_expr";
+    case Metric::kVar:
+      return "var";
+    case Metric::kStd:
+      return "std";
   }
   return "?";
 }
@@ -61,12 +69,18 @@ double MetricValue(Metric m, const Aggregate& a) {
   if (a.n_cells <= 0) return kMissing;
   const auto n = static_cast<double>(a.n_cells);
   switch (m) {
-    case Metric::kNCells: return n;
-    case Metric::kNnz: return static_cast<double>(a.nnz);
-    case Metric::kFrac: return static_cast<double>(a.nnz) / n;
-    case Metric::kSum: return a.sum;
-    case Metric::kMean: return a.sum / n;
-    case Metric::kMeanExpr: return a.nnz > 0 ? a.sum / static_cast<double>(a.nnz) : kMissing;
+    case Metric::kNCells:
+      return n;
+    case Metric::kNnz:
+      return static_cast<double>(a.nnz);
+    case Metric::kFrac:
+      return static_cast<double>(a.nnz) / n;
+    case Metric::kSum:
+      return a.sum;
+    case Metric::kMean:
+      return a.sum / n;
+    case Metric::kMeanExpr:
+      return a.nnz > 0 ? a.sum / static_cast<double>(a.nnz) : kMissing;
     case Metric::kVar:
     case Metric::kStd: {
       if (a.n_cells < 2) return kMissing;
@@ -120,7 +134,8 @@ Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& 
   return Create(std::move(store));
 }
 
-Result<std::vector<int32_t>> QueryEngine::ResolveGenes(const std::vector<std::string>& names) const {
+Result<std::vector<int32_t>> QueryEngine::ResolveGenes(
+    const std::vector<std::string>& names) const {
   std::vector<int32_t> out;
   for (const auto& name : names) {
     const std::string key = ToLower(name);
@@ -135,9 +150,9 @@ Result<std::vector<int32_t>> QueryEngine::ResolveGenes(const std::vector<std::st
       std::string hint;
       for (size_t i = 0; i < near.size(); ++i)
         hint += (i ? (i + 1 == near.size() ? " or '" : ", '") : " (did you mean '") + near[i] + "'";
-      return Status::NotFound("unknown gene '" + name + "': no gene id or symbol matches" +
-                              (hint.empty() ? std::string(" (nothing close either)")
-                                            : hint + "?)"));
+      return Status::NotFound(
+          "unknown gene '" + name + "': no gene id or symbol matches" +
+          (hint.empty() ? std::string(" (nothing close either)") : hint + "?)"));
     }
     for (int32_t g : *found)
       if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
@@ -174,18 +189,18 @@ struct Scratch {
   std::vector<int32_t> selected;          // groups
   std::vector<uint64_t> keys;             // per selected group
   std::vector<uint64_t> distinct;
-  std::vector<int32_t> dense;             // key -> split + 1 (0 = unseen)
-  std::vector<int32_t> split_of;          // per group in [base, base + size)
+  std::vector<int32_t> dense;     // key -> split + 1 (0 = unseen)
+  std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
-  std::vector<Acc> acc;                   // per split, + one for unselected groups
-  std::vector<int64_t> cells;             // per split
-  std::vector<int64_t> cells_by_dataset;  // per split x contributing dataset
-  std::vector<int32_t> contributing;      // datasets with a selected group
+  std::vector<Acc> acc;                     // per split, + one for unselected groups
+  std::vector<int64_t> cells;               // per split
+  std::vector<int64_t> cells_by_dataset;    // per split x contributing dataset
+  std::vector<int32_t> contributing;        // datasets with a selected group
   std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
-  std::vector<int32_t> unmeasured;        // per gene: contributing indices, flattened
+  std::vector<int32_t> unmeasured;          // per gene: contributing indices, flattened
   std::vector<int64_t> unmeasured_begin;
-  std::vector<Aggregate> agg;             // per split x gene
-  std::vector<int32_t> representative;    // per split: one of its groups
+  std::vector<Aggregate> agg;           // per split x gene
+  std::vector<int32_t> representative;  // per split: one of its groups
 };
 
 constexpr uint64_t kDenseKeys = uint64_t{1} << 16;
@@ -312,7 +327,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     for (size_t d = 0; d < n_datasets; ++d)
       if (t.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
         t.runs.push_back({s.dataset_group_begin()[d], s.dataset_group_end()[d]});
-    std::sort(t.runs.begin(), t.runs.end(), [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
+    std::sort(t.runs.begin(), t.runs.end(),
+              [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
   } else {
     t.runs.push_back({0, s.n_groups()});
   }
@@ -326,13 +342,13 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   for (const GroupRange& run : t.runs) {
     int64_t first = -1, last = -1;
     for (int64_t g = run.begin; g < run.end; ++g) {
-      if (!t.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])])
-        continue;
+      if (!t.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]) continue;
       bool keep = true;
       for (const auto& [c, offset] : filters)
-        keep &= t.allowed[offset + static_cast<size_t>(
-                                       m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] +
-                                       1)] != 0;
+        keep &=
+            t.allowed[offset + static_cast<size_t>(
+                                   m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] + 1)] !=
+            0;
       if (!keep) continue;
       t.selected.push_back(static_cast<int32_t>(g));
       if (first < 0) first = g;
@@ -360,7 +376,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   for (int32_t c : by) {
     const auto& codes = m.codes[static_cast<size_t>(c)];
     const uint64_t radix = m.labels[static_cast<size_t>(c)].size() + 1;
-    if (key_space > std::numeric_limits<uint64_t>::max() / radix) key_space = RankKeys(t.keys, t.distinct);
+    if (key_space > std::numeric_limits<uint64_t>::max() / radix)
+      key_space = RankKeys(t.keys, t.distinct);
     for (size_t i = 0; i < n_selected; ++i) {
       const int32_t code = codes[static_cast<size_t>(t.selected[i])];
       t.keys[i] = t.keys[i] * radix + (code < 0 ? radix - 1 : static_cast<uint64_t>(code));
@@ -438,7 +455,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     for (size_t sp = 0; sp < n_splits; ++sp) {
       int64_t cells = t.cells[sp];
       for (int64_t u = t.unmeasured_begin[gi]; u < t.unmeasured_begin[gi + 1]; ++u)
-        cells += 0 * t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
+        cells -= t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
       Aggregate& a = t.agg[sp * n_genes + gi];
       a.n_cells = cells;
       a.nnz = static_cast<int64_t>(t.acc[sp].nnz);

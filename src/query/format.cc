@@ -22,7 +22,9 @@ void AppendDouble(std::string* out, double v) {
 }
 
 void AppendCsvField(std::string* out, const std::string& s) {
-  if (s.find_first_of(",\"\r\n") == std::string::npos) {
+  bool plain = true;
+  for (char c : s) plain &= c != ',' && c != '"' && c != '\r' && c != '\n';
+  if (plain) {
     out->append(s);
     return;
   }
@@ -68,9 +70,19 @@ bool AppendMetric(std::string* out, Metric m, const Aggregate& a) {
 
 }  // namespace
 
+// Each split's labels and each gene are rendered once, then reused for every row.
 std::string FormatCsv(const QueryResult& r) {
+  std::vector<std::string> split_prefix(static_cast<size_t>(r.n_splits));
+  for (size_t sp = 0; sp < split_prefix.size(); ++sp)
+    for (size_t c = 0; c < r.by.size(); ++c) {
+      AppendCsvField(&split_prefix[sp], r.split_labels[sp * r.by.size() + c]);
+      split_prefix[sp].push_back(',');
+    }
+  std::vector<std::string> gene_field(r.genes.size());
+  for (size_t g = 0; g < r.genes.size(); ++g) AppendCsvField(&gene_field[g], r.genes[g]);
+
   std::string out;
-  out.reserve(64 + r.rows.size() * (24 + 12 * r.metrics.size() + 12 * r.by.size()));
+  out.reserve(64 + r.rows.size() * (32 + 20 * r.metrics.size() + 16 * r.by.size()));
   const auto names = r.ColumnNames();
   for (size_t i = 0; i < names.size(); ++i) {
     if (i) out.push_back(',');
@@ -78,11 +90,8 @@ std::string FormatCsv(const QueryResult& r) {
   }
   out.push_back('\n');
   for (const auto& row : r.rows) {
-    for (size_t c = 0; c < r.by.size(); ++c) {
-      AppendCsvField(&out, r.Label(row, c));
-      out.push_back(',');
-    }
-    AppendCsvField(&out, r.genes[static_cast<size_t>(row.gene)]);
+    out.append(split_prefix[static_cast<size_t>(row.split)]);
+    out.append(gene_field[static_cast<size_t>(row.gene)]);
     for (Metric m : r.metrics) {
       out.push_back(',');
       AppendMetric(&out, m, row.stats);
@@ -93,25 +102,33 @@ std::string FormatCsv(const QueryResult& r) {
 }
 
 std::string FormatJson(const QueryResult& r) {
+  std::vector<std::string> split_prefix(static_cast<size_t>(r.n_splits));
+  for (size_t sp = 0; sp < split_prefix.size(); ++sp)
+    for (size_t c = 0; c < r.by.size(); ++c) {
+      AppendJsonString(&split_prefix[sp], r.by[c]);
+      split_prefix[sp].push_back(':');
+      AppendJsonString(&split_prefix[sp], r.split_labels[sp * r.by.size() + c]);
+      split_prefix[sp].push_back(',');
+    }
+  std::vector<std::string> gene_field(r.genes.size());
+  for (size_t g = 0; g < r.genes.size(); ++g) {
+    gene_field[g] = "\"gene\":";
+    AppendJsonString(&gene_field[g], r.genes[g]);
+  }
+  std::vector<std::string> metric_key;
+  for (Metric m : r.metrics) metric_key.push_back(std::string(",\"") + MetricName(m) + "\":");
+
   std::string out;
-  out.reserve(2 + r.rows.size() * (32 + 24 * r.metrics.size() + 24 * r.by.size()));
+  out.reserve(4 + r.rows.size() * (32 + 24 * r.metrics.size() + 24 * r.by.size()));
   out.push_back('[');
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out.append(i ? ",\n{" : "\n{");
-    for (size_t c = 0; c < r.by.size(); ++c) {
-      AppendJsonString(&out, r.by[c]);
-      out.push_back(':');
-      AppendJsonString(&out, r.Label(row, c));
-      out.push_back(',');
-    }
-    out.append("\"gene\":");
-    AppendJsonString(&out, r.genes[static_cast<size_t>(row.gene)]);
-    for (Metric m : r.metrics) {
-      out.append(",\"");
-      out.append(MetricName(m));
-      out.append("\":");
-      if (!AppendMetric(&out, m, row.stats)) out.append("null");
+    out.append(split_prefix[static_cast<size_t>(row.split)]);
+    out.append(gene_field[static_cast<size_t>(row.gene)]);
+    for (size_t k = 0; k < r.metrics.size(); ++k) {
+      out.append(metric_key[k]);
+      if (!AppendMetric(&out, r.metrics[k], row.stats)) out.append("null");
     }
     out.push_back('}');
   }

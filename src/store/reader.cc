@@ -22,11 +22,16 @@ namespace cellcube {
 
 const char* ArrayTypeName(ArrayType t) {
   switch (t) {
-    case ArrayType::kInt32: return "int32";
-    case ArrayType::kInt64: return "int64";
-    case ArrayType::kUInt32: return "uint32";
-    case ArrayType::kFloat32: return "float32";
-    case ArrayType::kFloat64: return "float64";
+    case ArrayType::kInt32:
+      return "int32";
+    case ArrayType::kInt64:
+      return "int64";
+    case ArrayType::kUInt32:
+      return "uint32";
+    case ArrayType::kFloat32:
+      return "float32";
+    case ArrayType::kFloat64:
+      return "float64";
   }
   return "?";
 }
@@ -35,17 +40,21 @@ namespace {
 
 using h5ad::File;
 
-size_t Width(ArrayType t) {
-  return t == ArrayType::kInt64 || t == ArrayType::kFloat64 ? 8 : 4;
-}
+size_t Width(ArrayType t) { return t == ArrayType::kInt64 || t == ArrayType::kFloat64 ? 8 : 4; }
 
 bool ParseType(const std::string& dtype, ArrayType* out) {
-  if (dtype == "int32") *out = ArrayType::kInt32;
-  else if (dtype == "int64") *out = ArrayType::kInt64;
-  else if (dtype == "uint32") *out = ArrayType::kUInt32;
-  else if (dtype == "float32") *out = ArrayType::kFloat32;
-  else if (dtype == "float64") *out = ArrayType::kFloat64;
-  else return false;
+  if (dtype == "int32")
+    *out = ArrayType::kInt32;
+  else if (dtype == "int64")
+    *out = ArrayType::kInt64;
+  else if (dtype == "uint32")
+    *out = ArrayType::kUInt32;
+  else if (dtype == "float32")
+    *out = ArrayType::kFloat32;
+  else if (dtype == "float64")
+    *out = ArrayType::kFloat64;
+  else
+    return false;
   return true;
 }
 
@@ -83,8 +92,10 @@ Status ValidateMeta(const StoreData& s) {
                   " categories");
   for (size_t d = 0; d < s.datasets.size(); ++d)
     if (s.datasets[d].name != s.labels[0][d])
-      return Broken("dataset '" + s.datasets[d].name + "' of uns/cellcube/datasets is not obs "
-                    "'dataset' category " + std::to_string(d));
+      return Broken("dataset '" + s.datasets[d].name +
+                    "' of uns/cellcube/datasets is not obs "
+                    "'dataset' category " +
+                    std::to_string(d));
   for (int64_t n : s.n_cells)
     if (n <= 0) return Broken("obs/n_cells has a group without cells");
   if (s.gene_symbols.size() != s.gene_ids.size())
@@ -109,7 +120,7 @@ struct StoreReader::Internals {
 
   // One of the five arrays: in place when possible, else read into memory.
   Result<ArrayView> Load(const std::string& dataset, const std::vector<ArrayType>& allowed,
-                         int64_t expected_elements) {
+                         int64_t expected_elements, const char* expected_from) {
     CC_ASSIGN_OR_RETURN(File::Extent e, file->Locate(dataset));
     ArrayType type{};
     bool known = ParseType(e.dtype, &type);
@@ -118,8 +129,8 @@ struct StoreReader::Internals {
     if (!ok)
       return Broken("'" + dataset + "' holds " + e.dtype + " values; a store has " + Join(allowed));
     if (expected_elements >= 0 && e.elements != expected_elements)
-      return Broken("'" + dataset + "' has " + std::to_string(e.elements) + " values, expected " +
-                    std::to_string(expected_elements));
+      return Broken("'" + dataset + "' has " + std::to_string(e.elements) + " values, " +
+                    expected_from + " says " + std::to_string(expected_elements));
     ArrayView v;
     v.type = type;
     v.size = e.elements;
@@ -181,7 +192,8 @@ struct StoreReader::Internals {
         static_cast<const char*>(r->map_) + e.offset == reference.data)
       return Status::Ok();
     const size_t mark = r->owned_.size();
-    CC_ASSIGN_OR_RETURN(ArrayView copy, Load(dataset, {reference.type}, reference.size));
+    CC_ASSIGN_OR_RETURN(ArrayView copy,
+                        Load(dataset, {reference.type}, reference.size, "the nnz layer"));
     bool same = std::memcmp(copy.data, reference.data,
                             static_cast<size_t>(reference.size) * Width(reference.type)) == 0;
     r->owned_.resize(mark);  // drop the copy if it was read into memory
@@ -203,8 +215,10 @@ struct StoreReader::Internals {
     for (int64_t g = 0; g < n_genes; ++g) {
       const int64_t begin = r->indptr_.IntAt(g), end = r->indptr_.IntAt(g + 1);
       if (begin != prev_end || end < begin || end > r->n_entries_)
-        return Broken("layers/nnz/indptr is not ascending from 0 to the number of entries "
-                      "(gene " + std::to_string(g) + ")");
+        return Broken(
+            "layers/nnz/indptr is not ascending from 0 to the number of entries "
+            "(gene " +
+            std::to_string(g) + ")");
       prev_end = end;
       int64_t last = -1;
       for (int64_t k = begin; k < end; ++k) {
@@ -212,9 +226,7 @@ struct StoreReader::Internals {
         if (row <= last || row >= n_groups)
           return Broken("layers/nnz/indices: entry " + std::to_string(k) + " (gene " +
                         std::to_string(g) + ") has group " + std::to_string(row) +
-                        (row >= n_groups || row < 0
-                             ? ", out of range"
-                             : ", not ascending"));
+                        (row >= n_groups || row < 0 ? ", out of range" : ", not ascending"));
         last = row;
         if (!r->Measured(group_dataset[static_cast<size_t>(row)], g))
           return Broken("entry " + std::to_string(k) + " lies in gene '" + r->meta_.gene_ids[g] +
@@ -285,14 +297,17 @@ struct StoreReader::Internals {
     const std::string sumsq = layers + "/" + store_layout::kLayerSumsq;
     const std::vector<ArrayType> ints = {ArrayType::kInt32, ArrayType::kInt64};
     const std::vector<ArrayType> floats = {ArrayType::kFloat32, ArrayType::kFloat64};
-    CC_ASSIGN_OR_RETURN(r->indptr_, Load(nnz + "/indptr", ints, r->n_genes() + 1));
+    const char* by_indptr = "the end of layers/nnz/indptr";
+    CC_ASSIGN_OR_RETURN(r->indptr_,
+                        Load(nnz + "/indptr", ints, r->n_genes() + 1, "the number of genes + 1"));
     if (r->indptr_.IntAt(0) != 0) return Broken(nnz + "/indptr does not start at 0");
     r->n_entries_ = r->indptr_.IntAt(r->n_genes());
     if (r->n_entries_ < 0) return Broken(nnz + "/indptr ends below 0");
-    CC_ASSIGN_OR_RETURN(r->indices_, Load(nnz + "/indices", ints, r->n_entries_));
-    CC_ASSIGN_OR_RETURN(r->nnz_, Load(nnz + "/data", {ArrayType::kUInt32}, r->n_entries_));
-    CC_ASSIGN_OR_RETURN(r->sum_, Load(sum + "/data", floats, r->n_entries_));
-    CC_ASSIGN_OR_RETURN(r->sumsq_, Load(sumsq + "/data", {r->sum_.type}, r->n_entries_));
+    CC_ASSIGN_OR_RETURN(r->indices_, Load(nnz + "/indices", ints, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->nnz_,
+                        Load(nnz + "/data", {ArrayType::kUInt32}, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->sum_, Load(sum + "/data", floats, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->sumsq_, Load(sumsq + "/data", {r->sum_.type}, r->n_entries_, by_indptr));
     for (const std::string& layer : {sum, sumsq}) {
       CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indptr", r->indptr_));
       CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indices", r->indices_));
@@ -303,8 +318,8 @@ struct StoreReader::Internals {
 
 // Opens, maps and validates once; `replaced` is set when the path was renamed over
 // while it was being read (the caller then tries again).
-Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(
-    const std::string& path, bool* replaced) {
+Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(const std::string& path,
+                                                                            bool* replaced) {
   *replaced = false;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {

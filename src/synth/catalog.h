@@ -19,10 +19,10 @@ struct TissueInfo {
 
 struct CellTypeInfo {
   const char* name;
-  uint32_t tissues;          // bit (1 << TissueId) per tissue it occurs in
-  double abundance;          // typical share, relative to other types of the tissue
-  double rna;                // RNA content: scales the cell's library size
-  bool malignant;            // only in cancer samples
+  uint32_t tissues;                  // bit (1 << TissueId) per tissue it occurs in
+  double abundance;                  // typical share, relative to other types of the tissue
+  double rna;                        // RNA content: scales the cell's library size
+  bool malignant;                    // only in cancer samples
   std::vector<const char*> markers;  // genes strongly up in this type
 };
 

@@ -31,7 +31,9 @@ class Rng {
 
   uint64_t Next() { return MixBits(state_ += 0x9e3779b97f4a7c15ULL); }
   // Uniform in the open interval (0, 1).
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
+  double Uniform() {
+    return (static_cast<double>(static_cast<int64_t>(Next() >> 11)) + 0.5) * 0x1.0p-53;
+  }
   // Uniform integer in [0, n).
   uint64_t Below(uint64_t n) {
     return static_cast<uint64_t>((static_cast<unsigned __int128>(Next()) * n) >> 64);

@@ -117,7 +117,7 @@ std::vector<UniverseGene> MakeUniverse(const Options& o) {
       double u = rng.Uniform();
       g.biotype = u < 0.75 ? "protein_coding" : u < 0.93 ? "lncRNA" : "processed_pseudogene";
     }
-    g.r = std::exp(rng.Normal(std::log(4.0), 0.5));
+    g.r = std::exp(rng.Normal(std::log(4.0), 0.5));  // quantised to a level below
     switch (g.group) {
       case GeneGroup::kSynthetic:
         g.base = rng.Normal(-0.3, 1.4);
@@ -128,11 +128,19 @@ std::vector<UniverseGene> MakeUniverse(const Options& o) {
         g.base = rng.Normal(4.2, 0.6);
         g.r = 30;  // close to Poisson
         break;
-      case GeneGroup::kMarker: g.base = rng.Normal(-2.5, 0.6); break;
-      case GeneGroup::kFemale: g.base = rng.Normal(3.0, 0.3); break;
-      case GeneGroup::kMale: g.base = rng.Normal(1.8, 0.4); break;
+      case GeneGroup::kMarker:
+        g.base = rng.Normal(-2.5, 0.6);
+        break;
+      case GeneGroup::kFemale:
+        g.base = rng.Normal(3.0, 0.3);
+        break;
+      case GeneGroup::kMale:
+        g.base = rng.Normal(1.8, 0.4);
+        break;
       case GeneGroup::kInterferon:
-      case GeneGroup::kTumour: g.base = rng.Normal(-1.5, 0.5); break;
+      case GeneGroup::kTumour:
+        g.base = rng.Normal(-1.5, 0.5);
+        break;
     }
   }
   return out;
@@ -143,7 +151,8 @@ std::vector<UniverseGene> MakeUniverse(const Options& o) {
 // everything lower), so a cell can skip through a bucket with one geometric jump per
 // candidate gene instead of one random draw per gene.
 struct Profile {
-  std::vector<float> pi;  // relative expression rate per gene (0: never sampled)
+  std::vector<float> pi;      // relative expression rate per gene (0: never sampled)
+  std::vector<float> log2pi;  // log2 of pi
   struct Bucket {
     double pimax;  // highest rate in the bucket
     uint32_t begin, end;
@@ -156,6 +165,10 @@ Profile MakeProfile(std::vector<float> pi) {
   Profile p;
   p.pi = std::move(pi);
   const auto n = static_cast<uint32_t>(p.pi.size());
+  p.log2pi.resize(n);
+  for (uint32_t g = 0; g < n; ++g)
+    p.log2pi[g] =
+        p.pi[g] > 0 ? static_cast<float>(std::log2(static_cast<double>(p.pi[g]))) : -1e30f;
   float top = 0;
   for (float v : p.pi) top = std::max(top, v);
   if (top <= 0) return p;
@@ -183,36 +196,107 @@ Profile MakeProfile(std::vector<float> pi) {
   return p;
 }
 
-// log P(count = 0) = -r log(1 + lam / r) for a negative binomial of mean `lam` and
-// size `r` (the limit r -> infinity is Poisson's -lam).
-inline double LogZeroProbability(double lam, double r) { return -r * FastLog1p(lam / r); }
-
-// 1 - e^x for x <= 0, accurate near 0: P(count > 0) from log P(0).
+// 1 - e^x for x <= 0, accurate near 0: P(count > 0) from log P(0) = -r log(1 + lam / r)
+// (negative binomial of mean lam and size r).
 inline double OneMinusExp(double x) {
   if (x > -1e-3) return -x * (1 + x * (0.5 + x * (1.0 / 6)));
   return 1 - FastExp(x);
 }
 
-// A negative binomial count conditioned on being >= 1, given log P(0) (`log_p0`) and
-// P(count > 0) (`pnz`).
-uint32_t SampleNonZeroCount(double lam, double r, double log_p0, double pnz, Rng& rng) {
-  if (lam > 500 || log_p0 < -600) {
+// Dispersion levels: every gene's negative binomial size is r = 2^(k/2) for a level k
+// in 0..kLevels-1 (r from 1 to 45), so that P(count > 0) can be tabulated.
+constexpr int kLevels = 12;
+struct Levels {
+  double size[kLevels];
+  double inverse[kLevels];
+  Levels() {
+    for (int k = 0; k < kLevels; ++k) {
+      size[k] = std::exp2(k / 2.0);
+      inverse[k] = 1 / size[k];
+    }
+  }
+};
+const Levels kLevelTable;
+inline uint8_t LevelOf(double r) {
+  return static_cast<uint8_t>(
+      std::clamp(static_cast<int>(std::lround(2 * std::log2(r))), 0, kLevels - 1));
+}
+
+// P(count > 0) and P(count = 1 | count > 0) of a negative binomial.
+struct ZeroOne {
+  double pnz;
+  double one;
+};
+ZeroOne ExactZeroOne(double lam, int level) {
+  const double r = kLevelTable.size[level];
+  const double log_p0 = -r * FastLog1p(lam * kLevelTable.inverse[level]);
+  const double p0 = FastExp(log_p0);
+  const double pnz = log_p0 > -1e-3 ? OneMinusExp(log_p0) : 1 - p0;
+  // P(1) = p0 r lam / (r + lam); as lam -> 0, P(1) / pnz -> 1.
+  const double one = pnz > 0 ? p0 * r * lam / (r + lam) / pnz : 1.0;
+  return {pnz, std::min(one, 1.0)};
+}
+
+// ZeroOne per dispersion level over log2(mean), interpolated linearly between 8
+// points per octave (relative error < 1e-3): deciding whether a candidate gene is
+// expressed, and in most cases its count (1), costs a few table reads (31 KB: it stays
+// in the L1 cache) instead of a log1p and an exp.
+class ZeroOneTable {
+ public:
+  static const ZeroOneTable& Get() {
+    static const ZeroOneTable table;
+    return table;
+  }
+  ZeroOne Lookup(int level, double log2_lam) const {
+    const double x = (log2_lam - kMinLog2) * kPerOctave;
+    if (!(x > 0) || x >= kSize - 1) return ExactZeroOne(std::exp2(log2_lam), level);  // rare
+    const auto i = static_cast<int64_t>(x);
+    const double f = x - static_cast<double>(i);
+    const float* t = &table_[2 * (static_cast<size_t>(level) * kSize + static_cast<size_t>(i))];
+    return {t[0] + f * (t[2] - t[0]), t[1] + f * (t[3] - t[1])};
+  }
+
+ private:
+  static constexpr int kMinLog2 = -30;  // means from 1e-9 ...
+  static constexpr int kMaxLog2 = 10;   // ... to 1024
+  static constexpr int kPerOctave = 8;
+  static constexpr size_t kSize = (kMaxLog2 - kMinLog2) * kPerOctave + 1;
+
+  ZeroOneTable() : table_(2 * kLevels * kSize) {
+    for (int k = 0; k < kLevels; ++k)
+      for (size_t i = 0; i < kSize; ++i) {
+        ZeroOne z = ExactZeroOne(std::exp2(kMinLog2 + static_cast<double>(i) / kPerOctave), k);
+        table_[2 * (static_cast<size_t>(k) * kSize + i)] = static_cast<float>(z.pnz);
+        table_[2 * (static_cast<size_t>(k) * kSize + i) + 1] = static_cast<float>(z.one);
+      }
+  }
+  std::vector<float> table_;  // (pnz, one) pairs
+};
+
+// A negative binomial count conditioned on being >= 2.
+uint32_t SampleCountAboveOne(double lam, int level, Rng& rng) {
+  const double r = kLevelTable.size[level];
+  if (lam > 500) {
     // Far from zero: a log-normal with the negative binomial's mean and variance.
     double var = lam + lam * lam / r;
     double s2 = std::log1p(var / (lam * lam));
     double k = std::round(std::exp(std::log(lam) - s2 / 2 + std::sqrt(s2) * rng.Normal()));
-    return static_cast<uint32_t>(std::clamp(k, 1.0, 1e7));
+    return static_cast<uint32_t>(std::clamp(k, 2.0, 1e7));
   }
-  // Inverse CDF from 1 upwards: P(1) = P(0) r m, P(k+1) = P(k) (k + r) / (k + 1) m.
+  // Inverse CDF from 2 upwards: P(1) = P(0) r m, P(k+1) = P(k) (k + r) / (k + 1) m.
   const double m = lam / (r + lam);
-  const double u = rng.Uniform() * pnz;
-  double pk = FastExp(log_p0) * r * m;
+  const double log_p0 = -r * FastLog1p(lam * kLevelTable.inverse[level]);
+  const double p0 = FastExp(log_p0);
+  const double pnz = log_p0 > -1e-3 ? OneMinusExp(log_p0) : 1 - p0;
+  double pk = p0 * r * m;  // P(1)
+  const double u = rng.Uniform() * (pnz - pk);
+  pk *= (1 + r) * m / 2;  // P(2)
   double cum = pk;
-  uint32_t k = 1;
+  uint32_t k = 2;
   // The cap only guards against rounding: P(k) is negligible long before it.
   const double cap = 20 * (lam + 10);
   while (cum < u && k < cap) {
-    pk *= (k + r) / (k + 1) * m;
+    pk *= (k + r) * m / (k + 1);
     ++k;
     cum += pk;
   }
@@ -264,9 +348,9 @@ struct Dataset::Model {
   uint64_t barcode_seed = 0;
   std::vector<Categorical> obs;
   std::vector<std::string> ids, symbols, biotypes;
-  std::vector<float> r;                 // per gene
-  std::vector<Profile> profiles;        // [cell type code * 2 + diseased]
-  std::vector<double> type_rna;         // per cell type code
+  std::vector<uint8_t> level;     // per gene: dispersion level
+  std::vector<Profile> profiles;  // [cell type code * 2 + diseased]
+  std::vector<double> type_rna;   // per cell type code
   int64_t n_tissues = 0;
   std::vector<double> sample_size;      // [donor * n_tissues + tissue]
   std::vector<int32_t> sample_number;   // [donor * n_tissues + tissue]: barcode suffix
@@ -295,7 +379,8 @@ struct Dataset::Model {
   }
 
   void Cell(int64_t cell, Workspace& ws, CsrRows* out) const;
-  double ExpectedDensity(double s_scale, const std::vector<std::pair<const Profile*, double>>& cells,
+  double ExpectedDensity(double s_scale,
+                         const std::vector<std::pair<const Profile*, double>>& cells,
                          const std::vector<uint32_t>& genes) const;
 };
 
@@ -304,15 +389,16 @@ void Dataset::Model::Cell(int64_t cell, Workspace& ws, CsrRows* out) const {
   CellSetup setup = Setup(cell, rng);
   const Profile& p = *setup.profile;
   const double s = setup.library;
+  const double log2s = std::log2(s);
   uint64_t* bits = ws.bits.data();
   uint32_t* counts = ws.counts.data();
-  auto consider = [&](uint32_t g, double rate, double q) {
-    const double lam = s * rate;
-    const double r_g = r[g];
-    const double log_p0 = LogZeroProbability(lam, r_g);
-    const double pnz = OneMinusExp(log_p0);
-    if (rng.Uniform() * q >= pnz) return;
-    counts[g] = SampleNonZeroCount(lam, r_g, log_p0, pnz, rng);
+  const ZeroOneTable& table = ZeroOneTable::Get();
+  // Keeps gene g with probability P(count > 0) / q and draws its count.
+  auto consider = [&](uint32_t g, double rate, double log2_rate, double q) {
+    const int level = this->level[g];
+    const ZeroOne z = table.Lookup(level, log2s + log2_rate);
+    if (rng.Uniform() * q >= z.pnz) return;
+    counts[g] = rng.Uniform() < z.one ? 1 : SampleCountAboveOne(s * rate, level, rng);
     bits[g >> 6] |= uint64_t{1} << (g & 63);
   };
   for (const auto& b : p.buckets) {
@@ -321,18 +407,25 @@ void Dataset::Model::Cell(int64_t cell, Workspace& ws, CsrRows* out) const {
     const double q = -std::expm1(-s * b.pimax);
     if (q <= 0) continue;
     if (q > 0.25) {
-      for (uint32_t i = b.begin; i < b.end; ++i) consider(p.order[i], p.pi[p.order[i]], 1.0);
+      for (uint32_t i = b.begin; i < b.end; ++i) {
+        const uint32_t g = p.order[i];
+        consider(g, p.pi[g], p.log2pi[g], 1.0);
+      }
       continue;
     }
     const double inv_log = 1.0 / std::log1p(-q);
-    double i = b.begin + std::floor(FastLog(rng.Uniform()) * inv_log);
-    while (i < b.end) {
-      auto g = p.order[static_cast<uint32_t>(i)];
-      consider(g, p.pi[g], q);
-      i += 1 + std::floor(FastLog(rng.Uniform()) * inv_log);
+    // Geometric jumps: the number of genes skipped before the next candidate.
+    uint32_t i = b.begin;
+    while (true) {
+      const double skip = FastLog(rng.Uniform()) * inv_log;  // >= 0
+      if (skip >= static_cast<double>(b.end - i)) break;
+      i += static_cast<uint32_t>(skip);  // truncation = floor
+      const uint32_t g = p.order[i];
+      consider(g, p.pi[g], p.log2pi[g], q);
+      if (++i >= b.end) break;
     }
   }
-  for (const auto& [g, rate] : *setup.sex_genes) consider(g, rate, 1.0);
+  for (const auto& [g, rate] : *setup.sex_genes) consider(g, rate, std::log2(rate), 1.0);
 
   int64_t nnz = 0;
   double total = 0;
@@ -355,16 +448,15 @@ void Dataset::Model::Cell(int64_t cell, Workspace& ws, CsrRows* out) const {
   out->row_total.push_back(total);
 }
 
-double Dataset::Model::ExpectedDensity(
-    double s_scale, const std::vector<std::pair<const Profile*, double>>& cells,
-    const std::vector<uint32_t>& genes) const {
+double Dataset::Model::ExpectedDensity(double s_scale,
+                                       const std::vector<std::pair<const Profile*, double>>& cells,
+                                       const std::vector<uint32_t>& genes) const {
+  const ZeroOneTable& table = ZeroOneTable::Get();
   double sum = 0;
   for (const auto& [profile, factor] : cells) {
-    const double s = s_scale * factor;
-    for (uint32_t g : genes) {
-      float rate = profile->pi[g];
-      if (rate > 0) sum += OneMinusExp(LogZeroProbability(s * rate, r[g]));
-    }
+    const double log2s = std::log2(s_scale * factor);
+    for (uint32_t g : genes)
+      if (profile->pi[g] > 0) sum += table.Lookup(level[g], log2s + profile->log2pi[g]).pnz;
   }
   return sum / static_cast<double>(cells.size() * genes.size());
 }
@@ -405,7 +497,8 @@ Dataset Dataset::Plan(const Options& o, int index) {
   for (int i = kNumTissues - 1; i > 0; --i)
     std::swap(tissue_order[static_cast<size_t>(i)],
               tissue_order[order_rng.Below(static_cast<uint64_t>(i) + 1)]);
-  const auto primary = static_cast<TissueId>(tissue_order[static_cast<size_t>(index) % kNumTissues]);
+  const auto primary =
+      static_cast<TissueId>(tissue_order[static_cast<size_t>(index) % kNumTissues]);
   std::vector<TissueId> tissues = {primary};
   if (rng.Uniform() < 0.5) tissues.push_back(primary == kBlood ? kLung : kBlood);
   std::vector<std::string> tissue_names;
@@ -431,15 +524,16 @@ Dataset Dataset::Plan(const Options& o, int index) {
   if (std::all_of(m.donor_female.begin(), m.donor_female.end(),
                   [&](uint8_t f) { return f == m.donor_female[0]; }))
     m.donor_female[rng.Below(static_cast<uint64_t>(n_donors))] ^= 1;
-  const int n_diseased =
-      std::clamp(static_cast<int>(std::lround(n_donors * (0.5 + 0.25 * rng.Uniform()))), 1,
-                 n_donors - 1);
+  const int n_diseased = std::clamp(
+      static_cast<int>(std::lround(n_donors * (0.5 + 0.25 * rng.Uniform()))), 1, n_donors - 1);
   std::vector<int> donor_perm(static_cast<size_t>(n_donors));
   std::iota(donor_perm.begin(), donor_perm.end(), 0);
   for (int i = n_donors - 1; i > 0; --i)
-    std::swap(donor_perm[static_cast<size_t>(i)], donor_perm[rng.Below(static_cast<uint64_t>(i) + 1)]);
+    std::swap(donor_perm[static_cast<size_t>(i)],
+              donor_perm[rng.Below(static_cast<uint64_t>(i) + 1)]);
   m.donor_diseased.assign(static_cast<size_t>(n_donors), 0);
-  for (int i = 0; i < n_diseased; ++i) m.donor_diseased[static_cast<size_t>(donor_perm[static_cast<size_t>(i)])] = 1;
+  for (int i = 0; i < n_diseased; ++i)
+    m.donor_diseased[static_cast<size_t>(donor_perm[static_cast<size_t>(i)])] = 1;
   std::vector<int32_t> donor_stage(static_cast<size_t>(n_donors), -1);
   const std::vector<double> stage_cum = {0.3, 0.6, 0.85, 1.0};
   for (int dn = 0; dn < n_donors; ++dn)
@@ -546,7 +640,8 @@ Dataset Dataset::Plan(const Options& o, int index) {
       static_cast<size_t>(o.genes) - std::min(picked.size(), static_cast<size_t>(o.genes));
   for (size_t i = 0; i < n_synthetic; ++i)
     std::swap(synthetic[i], synthetic[i + rng.Below(synthetic.size() - i)]);
-  picked.insert(picked.end(), synthetic.begin(), synthetic.begin() + static_cast<long>(n_synthetic));
+  picked.insert(picked.end(), synthetic.begin(),
+                synthetic.begin() + static_cast<long>(n_synthetic));
   std::sort(picked.begin(), picked.end());
   picked.resize(static_cast<size_t>(o.genes));
   const size_t n_genes = picked.size();
@@ -556,7 +651,7 @@ Dataset Dataset::Plan(const Options& o, int index) {
     m.ids.push_back(g.id);
     m.symbols.push_back(g.symbol);
     m.biotypes.push_back(g.biotype);
-    m.r.push_back(static_cast<float>(g.r));
+    m.level.push_back(LevelOf(g.r));
     if (g.group != GeneGroup::kSynthetic) by_symbol.emplace(g.symbol, static_cast<uint32_t>(j));
     if (g.group == GeneGroup::kFemale || g.group == GeneGroup::kMale)
       (g.group == GeneGroup::kFemale ? m.female_genes : m.male_genes)
@@ -577,8 +672,10 @@ Dataset Dataset::Plan(const Options& o, int index) {
     for (size_t j = 0; j < n_genes; ++j) {
       const UniverseGene& g = universe[picked[j]];
       if (g.group == GeneGroup::kFemale || g.group == GeneGroup::kMale) continue;
-      double lp = g.base + batch[j] + kTypeNoiseSd * Rng(SubSeed(seed, kTagTypeNoise, c, picked[j])).Normal();
-      if (is_marker[j]) lp = batch[j] + Rng(SubSeed(seed, kTagMarker, c, picked[j])).Normal(3.4, 0.5);
+      double lp = g.base + batch[j] +
+                  kTypeNoiseSd * Rng(SubSeed(seed, kTagTypeNoise, c, picked[j])).Normal();
+      if (is_marker[j])
+        lp = batch[j] + Rng(SubSeed(seed, kTagMarker, c, picked[j])).Normal(3.8, 0.4);
       double ld = lp + g.disease;
       if ((g.group == GeneGroup::kInterferon && !study.cancer) ||
           (g.group == GeneGroup::kTumour && study.cancer))
@@ -598,7 +695,8 @@ Dataset Dataset::Plan(const Options& o, int index) {
     std::vector<std::pair<const Profile*, double>> cells;
     const int64_t n_probe = std::min<int64_t>(o.cells, 256);
     for (int64_t i = 0; i < n_probe; ++i) {
-      int64_t c = o.cells <= 256 ? i : static_cast<int64_t>(cal.Below(static_cast<uint64_t>(o.cells)));
+      int64_t c =
+          o.cells <= 256 ? i : static_cast<int64_t>(cal.Below(static_cast<uint64_t>(o.cells)));
       m.scale = 1;
       Model::CellSetup s = m.Setup(c, cal);
       cells.emplace_back(s.profile, s.library);
@@ -712,8 +810,7 @@ void RowStream::Work() {
       std::unique_lock<std::mutex> lock(mu_);
       // Stay at most `window_` blocks ahead of the consumer: memory stays bounded.
       cv_.wait(lock, [&] {
-        return stop_ || next_to_start_ >= n_blocks_ ||
-               next_to_start_ < next_to_hand_out_ + window_;
+        return stop_ || next_to_start_ >= n_blocks_ || next_to_start_ < next_to_hand_out_ + window_;
       });
       if (stop_ || next_to_start_ >= n_blocks_) return;
       block = next_to_start_++;

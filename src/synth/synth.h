@@ -43,12 +43,12 @@ struct Categorical {
 struct CsrRows {
   int64_t row_begin = 0;
   int64_t n_rows = 0;
-  std::vector<int64_t> row_nnz;    // stored values per row
-  std::vector<double> row_total;   // sum of counts per row
-  std::vector<int32_t> indices;    // gene of each value, increasing within a row
-  std::vector<float> data;         // counts: integers >= 1
-  std::vector<int64_t> gene_nnz;   // per gene: rows of this block expressing it
-  std::vector<double> gene_sum;    // per gene: sum of its counts in this block
+  std::vector<int64_t> row_nnz;   // stored values per row
+  std::vector<double> row_total;  // sum of counts per row
+  std::vector<int32_t> indices;   // gene of each value, increasing within a row
+  std::vector<float> data;        // counts: integers >= 1
+  std::vector<int64_t> gene_nnz;  // per gene: rows of this block expressing it
+  std::vector<double> gene_sum;   // per gene: sum of its counts in this block
 };
 
 class Dataset {

@@ -144,8 +144,8 @@ TEST_F(WriterTest, SampleFileReadsBack) {
   ASSERT_TRUE(ct.ok()) << ct.status().message();
   EXPECT_EQ(ct->kind, ColumnKind::kCategorical);
   EXPECT_FALSE(ct->ordered);
-  EXPECT_EQ(ct->labels, std::vector<std::string>({"B cell", "CD4-positive, alpha-beta T cell",
-                                                  "NK cell"}));
+  EXPECT_EQ(ct->labels,
+            std::vector<std::string>({"B cell", "CD4-positive, alpha-beta T cell", "NK cell"}));
   EXPECT_EQ(ct->codes, std::vector<int32_t>({1, 0, -1, 2, 1}));
   auto stage = f->ReadObsColumn("stage");
   ASSERT_TRUE(stage.ok());
@@ -167,11 +167,13 @@ TEST_F(WriterTest, SampleFileReadsBack) {
   auto flag = f->ReadObsColumn("is_doublet");
   ASSERT_TRUE(flag.ok());
   EXPECT_EQ(flag->kind, ColumnKind::kBoolean);
-  EXPECT_EQ(ColumnLabels(*flag), std::vector<std::string>({"False", "True", "False", "False", "True"}));
+  EXPECT_EQ(ColumnLabels(*flag),
+            std::vector<std::string>({"False", "True", "False", "False", "True"}));
   auto many = f->ReadObsColumn("many");
   ASSERT_TRUE(many.ok());
   EXPECT_EQ(many->labels.size(), 200u);
-  EXPECT_EQ(ColumnLabels(*many), std::vector<std::string>({"c000", "c199", "c057", "c128", "<NA>"}));
+  EXPECT_EQ(ColumnLabels(*many),
+            std::vector<std::string>({"c000", "c199", "c057", "c128", "<NA>"}));
 
   auto var = f->VarInfo();
   ASSERT_TRUE(var.ok());

@@ -238,7 +238,7 @@ export function startStub({ port = 0, dist, delayMs = 0 } = {}) {
           return send(200, a);
         }
         if (dist && (p === "/" || p.startsWith("/assets/"))) {
-          const file = p === "/" ? "index.html" : path.basename(p);
+          const file = p === "/" ? "index.html" : `assets/${path.basename(p)}`;
           const full = path.join(dist, file);
           if (fs.existsSync(full)) return send(200, fs.readFileSync(full, "utf8"), TYPES[path.extname(file)] || "application/octet-stream");
         }

@@ -171,12 +171,13 @@ def test_table_format(setup):
                         "--metrics", ",".join(ALL)])
     assert proc.returncode == 0 and proc.stderr == "", helpers.describe(proc)
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["cell_type", "gene"] + ALL
+    assert lines[0].split() == ["cell_type", "gene", "symbol"] + ALL
     want = ref.expected(["G000", "G081"], ["cell_type"], metrics=ALL)
     body = [ln for ln in lines[1:] if not set(ln.strip()) <= {"-"}]
     assert len(body) == len(want), proc.stdout
     for ln, w in zip(body, want):
         assert w["cell_type"] in ln and w["gene"] in ln, (ln, w)
+        assert ref.store_symbols[ref.store_genes.index(w["gene"])] in ln, (ln, w)
         n = f"{w['n_cells']:,}"
         assert f" {n} " in f" {ln} ", (ln, w)
 
@@ -185,7 +186,7 @@ def test_default_format_is_table(setup):
     cellcube, store, _ref = setup
     proc = helpers.run([cellcube, "query", store, "--genes", "G000"])
     assert proc.returncode == 0, helpers.describe(proc)
-    assert proc.stdout.splitlines()[0].split() == ["gene", "n_cells", "frac", "mean"]
+    assert proc.stdout.splitlines()[0].split() == ["gene", "symbol", "n_cells", "frac", "mean"]
 
 
 # --------------------------------------------------------------------------

@@ -41,9 +41,9 @@ TISSUES = {"lung", "liver", "blood", "kidney", "colon"}
 CANCERS = {"lung adenocarcinoma", "hepatocellular carcinoma", "clear cell renal carcinoma",
            "colorectal cancer"}
 DISEASES = CANCERS | {"COVID-19"}
-# A marker gene per cell type that the model makes strongly specific.
+# A marker gene per cell type, specific to that one type in the model.
 MARKERS = {
-    "CD4-positive, alpha-beta T cell": "CD3E",
+    "CD4-positive, alpha-beta T cell": "CCR7",
     "CD8-positive, alpha-beta T cell": "CD8A",
     "B cell": "MS4A1",
     "classical monocyte": "CD14",
@@ -185,7 +185,7 @@ def test_markers_mark_their_cell_types(synth_run):
                 continue
             expressed = a.X[:, symbols.index(gene)].toarray().ravel() > 0
             frac_in, frac_out = expressed[inside].mean(), expressed[~inside].mean()
-            assert frac_in > 0.3 and frac_in > 5 * frac_out, (
+            assert frac_in > 0.25 and frac_in > 5 * frac_out, (
                 f"{path.name}: {gene} in {ct}: {frac_in:.2f} of its cells vs {frac_out:.3f} elsewhere"
             )
             checked += 1
@@ -289,11 +289,10 @@ def test_output_that_is_a_file(cellcube, tmp_path):
     helpers.assert_error(run_synth(cellcube, target / "sub"), mentions=["not_a_dir"])
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
-def test_unwritable_output(cellcube, tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    helpers.assert_error(run_synth(cellcube, locked), mentions=["locked"])
+def test_output_that_cannot_be_created(cellcube):
+    # /proc refuses new directories, even to root.
+    helpers.assert_error(run_synth(cellcube, "/proc/cellcube-synth-test/out"),
+                         mentions=["/proc/cellcube-synth-test/out"])
 
 
 # ---------------------------------------------------------------- the writer's sample file

@@ -117,8 +117,8 @@ inline Status WriteSampleFile(const std::string& path) {
   std::vector<int32_t> zeros(kSampleRows + 1, 0);
   CC_RETURN_IF_ERROR(w->WriteArray("layers/empty/data", ElemType::kFloat32, nullptr, {0}));
   CC_RETURN_IF_ERROR(w->WriteArray("layers/empty/indices", ElemType::kInt32, nullptr, {0}, {4, 8}));
-  CC_RETURN_IF_ERROR(w->WriteArray("layers/empty/indptr", ElemType::kInt32, zeros.data(),
-                                   {kSampleRows + 1}));
+  CC_RETURN_IF_ERROR(
+      w->WriteArray("layers/empty/indptr", ElemType::kInt32, zeros.data(), {kSampleRows + 1}));
   CC_RETURN_IF_ERROR(w->MarkSparse("layers/empty", true, kSampleRows, kSampleCols));
 
   std::vector<std::string> obs_names, var_names;
@@ -131,10 +131,13 @@ inline Status WriteSampleFile(const std::string& path) {
   std::vector<float> pca;
   for (int64_t i = 0; i < kSampleRows * 2; ++i) pca.push_back(static_cast<float>(i) * 0.25f);
   CC_RETURN_IF_ERROR(w->WriteArray("obsm/X_pca", ElemType::kFloat32, pca.data(), {kSampleRows, 2}));
-  for (const char* g : {"varm", "obsp", "varp"}) CC_RETURN_IF_ERROR(w->CreateGroup(g, "dict", "0.1.0"));
+  for (const char* g : {"varm", "obsp", "varp"})
+    CC_RETURN_IF_ERROR(w->CreateGroup(g, "dict", "0.1.0"));
 
   CC_RETURN_IF_ERROR(w->CreateGroup("uns", "dict", "0.1.0"));
-  CC_RETURN_IF_ERROR(w->WriteScalarString("uns/title", "cellcube writer sample \xc3\xbcnic\xc3\xb8" "de"));
+  CC_RETURN_IF_ERROR(w->WriteScalarString("uns/title",
+                                          "cellcube writer sample \xc3\xbcnic\xc3\xb8"
+                                          "de"));
   CC_RETURN_IF_ERROR(w->WriteStrings("uns/tags", {"alpha", "beta"}));
   CC_RETURN_IF_ERROR(w->WriteStrings("uns/no_tags", {}));
   CC_RETURN_IF_ERROR(w->WriteArray("uns/nothing", ElemType::kFloat64, nullptr, {0}));

@@ -3,7 +3,7 @@
 // a count says how many cells that choice would add to the current selection.
 // Nothing ticked in a section means no filter on that column.
 
-import { el, fmtCount, fmtInt } from "./format.js";
+import { compareLabels, el, fmtCount, fmtInt } from "./format.js";
 import { whereValues } from "./state.js";
 
 const SHOW = 8;
@@ -27,7 +27,8 @@ export class FilterPanel {
 
   values(name) {
     if (name === "dataset") return this.meta.datasets.map((d) => ({ value: d.name, n_cells: d.n_cells }));
-    return this.meta.columns.find((c) => c.name === name)?.values ?? [];
+    const values = this.meta.columns.find((c) => c.name === name)?.values ?? [];
+    return [...values].sort((a, b) => compareLabels(String(a.value), String(b.value)));
   }
 
   section(name) {

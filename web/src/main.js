@@ -54,7 +54,7 @@ function syncControls() {
   $("color-ctl").classList.toggle("disabled", state.plot === "bars");
   if (meta) {
     const cols = meta.columns.map((c) => c.name);
-    fillSelect($("by-1"), [["", "nothing"], ...cols.map((c) => [c, prettyColumn(c)])], state.by[0] ?? "");
+    fillSelect($("by-1"), [["", "(none)"], ...cols.map((c) => [c, prettyColumn(c)])], state.by[0] ?? "");
     fillSelect($("by-2"), [["", "—"], ...cols.filter((c) => c !== state.by[0]).map((c) => [c, prettyColumn(c)])], state.by[1] ?? "");
     $("by-2").disabled = !state.by.length;
   }
@@ -198,7 +198,7 @@ function showError(e, s) {
   if (e instanceof ApiError && e.kind === "network") {
     return showMessage("error", "Cannot reach the cellcube server",
       `The page could not talk to the server at ${location.host}. Check that “cellcube serve” is still running, then retry.`,
-      el("button", { type: "button", class: "primary", onclick: () => refresh() }, "Retry"));
+      el("button", { type: "button", class: "primary", onclick: () => (meta ? refresh() : start()) }, "Retry"));
   }
   showMessage("error", "The server could not answer this query", e.message,
     s.where.length || s.datasets.length ? el("button", { type: "button", onclick: () => update({ where: [], datasets: [] }) }, "Clear filters") : null);
@@ -215,8 +215,10 @@ function draw(s, answer, list, donor) {
   $("message").hidden = true;
   const model = buildModel(answer, s.plot === "bars" ? { ...s, color: "mean" } : s, donor);
   const u = units();
-  const width = $("plot-area").clientWidth - 230;
-  const fig = s.plot === "heatmap" ? heatmap(model, s, u) : s.plot === "bars" ? barChart(model, s, u, width) : dotPlot(model, s, u);
+  const area = $("plot-area");
+  const room = { width: area.clientWidth - 32, height: area.clientHeight - 28 };
+  const plot = { dot: dotPlot, heatmap, bars: barChart }[s.plot];
+  const fig = plot(model, s, u, room);
   const box = el("div", { class: "figure" }, el("div", { class: "chart-box" }, fig.chart), el("div", { class: "legend-box" }, fig.legend));
   $("chart").replaceChildren(box);
   fig.chart.addEventListener("pointermove", (e) => {
@@ -253,7 +255,7 @@ function renderGeneMessage() {
 let resizeTimer = 0;
 window.addEventListener("resize", () => {
   clearTimeout(resizeTimer);
-  resizeTimer = setTimeout(() => state.plot === "bars" && view && refresh(), 150);
+  resizeTimer = setTimeout(() => view && refresh(), 150);
 });
 
 // ------------------------------------------------------------------ downloads

@@ -54,9 +54,16 @@ function gridLayout(model, { colW, rowH }) {
   };
 }
 
+// Blocks are worth marking when splitting by two columns and some block has several rows.
+function showBlocks(model) {
+  if (!model.twoLevel) return false;
+  const seen = new Set();
+  return model.rowOrder.some((r) => seen.size === seen.add(r.block).size);
+}
+
 // Alternating bands behind the rows of every other block (first split column) when splitting by two.
 function blockBands(model) {
-  if (!model.twoLevel) return [];
+  if (!showBlocks(model)) return [];
   const out = [];
   let block = null, odd = true;
   for (const r of model.rowOrder) {
@@ -66,16 +73,22 @@ function blockBands(model) {
   return out;
 }
 
-function gridPlot(model, layout, marks) {
+// A line above the first row of every block but the first (two split columns).
+function blockRules(model) {
+  if (!showBlocks(model)) return [];
+  return model.rowOrder.filter((r, i, rows) => i > 0 && rows[i - 1].block !== r.block);
+}
+
+function gridPlot(model, layout, marks, rowH) {
   const { rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop, width, height } = layout;
   return Plot.plot({
     width, height, marginLeft, marginTop, marginRight: 16, marginBottom: 12,
     style: { fontFamily: FONT_FAMILY, fontSize: "12px", color: INK, background: "white", overflow: "visible" },
     x: {
-      domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0, tickSize: 0,
+      type: "band", domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0, tickSize: 0,
       tickFormat: (id) => geneLabels.get(id), tickRotate: rotate ? -90 : 0,
     },
-    y: { domain: rows.map((r) => r.key), label: null, padding: 0, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
+    y: { type: "band", domain: rows.map((r) => r.key), label: null, padding: 0, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
     r: { type: "identity" },
     color: { type: "identity" },
     marks: [
@@ -83,6 +96,7 @@ function gridPlot(model, layout, marks) {
       Plot.gridX({ stroke: "#e6e8ee", strokeOpacity: 1 }),
       Plot.gridY({ stroke: "#eef0f4", strokeOpacity: 1 }),
       ...marks,
+      Plot.ruleY(blockRules(model), { y: "key", dy: -rowH / 2, stroke: "#b8bfce", strokeWidth: 1 }),
     ],
   });
 }
@@ -114,10 +128,16 @@ export function colorDomain(model, state) {
   return [0, max > 0 ? max : 1];
 }
 
-export function dotPlot(model, state, units) {
-  const dense = model.rowOrder.length > 40;
-  const colW = model.genes.length > 40 ? 24 : 30;
-  const rowH = dense ? 18 : 22;
+// Row and column sizes that use the room there is, within readable bounds.
+function cellSize(model, room, { max = 30, extraW = 6 } = {}) {
+  const n = Math.max(1, model.rowOrder.length), m = Math.max(1, model.genes.length);
+  const rowH = Math.max(20, Math.min(max, Math.floor((room.height - 110) / n)));
+  const colW = Math.max(22, Math.min(rowH + extraW, Math.floor((room.width - 360) / m)));
+  return { rowH, colW };
+}
+
+export function dotPlot(model, state, units, room) {
+  const { rowH, colW } = cellSize(model, room);
   const maxR = Math.min(colW, rowH) / 2 - 1;
   const [, cmax] = colorDomain(model, state);
   const layout = gridLayout(model, { colW, rowH });
@@ -132,30 +152,31 @@ export function dotPlot(model, state, units) {
       strokeOpacity: 0.28,
       strokeWidth: 0.6,
     }),
-  ]);
+  ], rowH);
   chart.classList.add("chart", "chart-dot");
   const legend = makeLegend([sizeLegend(maxR), colorLegend(state, cmax, units)]);
   return { chart, legend, hitTest: gridHitTest(chart, model) };
 }
 
-export function heatmap(model, state, units) {
+export function heatmap(model, state, units, room) {
   const [, cmax] = colorDomain(model, state);
-  const layout = gridLayout(model, { colW: 34, rowH: model.rowOrder.length > 40 ? 18 : 22 });
+  const { rowH, colW } = cellSize(model, room, { max: 26, extraW: 10 });
+  const layout = gridLayout(model, { colW, rowH });
   const chart = gridPlot(model, layout, [
     Plot.cell(model.data, {
       x: (d) => d.gene.id, y: (d) => d.row.key, fill: (d) => RAMP(d.v / cmax), inset: 0.5,
     }),
-  ]);
+  ], rowH);
   chart.classList.add("chart", "chart-heatmap");
   const legend = makeLegend([colorLegend(state, cmax, units)]);
   return { chart, legend, hitTest: gridHitTest(chart, model) };
 }
 
-export function barChart(model, state, units, availableWidth) {
+export function barChart(model, state, units, room) {
   const rows = model.rowOrder, genes = model.geneOrder;
   const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.label, 300)]));
   const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
-  const facetW = Math.max(130, Math.min(240, (availableWidth - marginLeft - 30) / Math.max(1, genes.length)));
+  const facetW = Math.max(72, Math.min(240, Math.floor((room.width - 214 - marginLeft - 24) / Math.max(1, genes.length))));
   const rowH = rows.length > 40 ? 18 : 24;
   const err = model.data.filter((d) => d.se != null && d.mean != null).map((d) => ({ ...d, lo: Math.max(0, d.mean - d.se), hi: d.mean + d.se }));
   const donors = model.data.flatMap((d) => (d.donors || []).map((x) => ({ ...x, gene: d.gene, row: d.row })));
@@ -168,7 +189,7 @@ export function barChart(model, state, units, availableWidth) {
     marginLeft, marginTop: 40, marginBottom: 40, marginRight: 20,
     style: { fontFamily: FONT_FAMILY, fontSize: "12px", color: INK, background: "white", overflow: "visible" },
     fx: { domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0.14, tickFormat: (id) => geneLabels.get(id) },
-    y: { domain: rows.map((r) => r.key), label: null, padding: 0.18, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
+    y: { type: "band", domain: rows.map((r) => r.key), label: null, padding: 0.18, tickSize: 0, tickFormat: (k) => rowLabels.get(k) },
     x: { domain: [0, xmax * 1.04], label: `mean ${units} →`, ticks: 3, grid: true, nice: false },
     marks: [
       Plot.cell(blockBands(model), { y: "key", fill: "#f3f5fa", inset: -2 }),

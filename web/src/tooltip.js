@@ -43,7 +43,7 @@ export class Tooltip {
     const r = this.node.getBoundingClientRect();
     let x = clientX + 14, y = clientY + 14;
     if (x + r.width > W - 8) x = clientX - r.width - 14;
-    if (y + r.height > H - 8) y = Math.max(8, clientY - r.height - 14);
+    if (y + r.height > H - 8) y = Math.max(8, H - 8 - r.height);
     this.node.style.transform = `translate(${Math.round(x)}px, ${Math.round(y)}px)`;
   }
   hide() {

@@ -1,0 +1,554 @@
+// The store reader and the query engine against a brute-force computation over the
+// StoreData the store was written from; metric edge cases; output formats; damaged
+// stores refused cleanly.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "cellcube/h5ad.h"
+#include "cellcube/query.h"
+#include "cellcube/store.h"
+#include "cellcube/store_reader.h"
+
+namespace cellcube {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "cellcube-query-test-XXXXXX").string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string File(const std::string& name) const { return (fs::path(path_) / name).string(); }
+
+ private:
+  std::string path_;
+};
+
+// A random store: `n_datasets` datasets with their groups consecutive (or interleaved),
+// extra columns with missing values, datasets measuring random subsets of the genes.
+struct Spec {
+  int n_datasets = 3;
+  int n_genes = 40;
+  int groups_per_dataset = 30;
+  std::vector<int> extra_labels = {3, 4};  // labels per extra column (some unused)
+  bool interleave = false;
+  uint32_t seed = 1;
+};
+
+StoreData RandomStore(const Spec& spec) {
+  std::mt19937 rng(spec.seed);
+  auto uniform = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+  StoreData s;
+  s.columns = {"dataset", "cell_type"};
+  s.labels = {{}, {"T cell", "B, cell", "x=y", "NK"}};
+  for (int d = 0; d < spec.n_datasets; ++d) s.labels[0].push_back("ds" + std::to_string(d));
+  for (size_t c = 0; c < spec.extra_labels.size(); ++c) {
+    s.columns.push_back("col" + std::to_string(c));
+    std::vector<std::string> labels;
+    for (int l = 0; l < spec.extra_labels[c]; ++l)
+      labels.push_back("v" + std::to_string(c) + "_" + std::to_string(l));
+    s.labels.push_back(labels);
+  }
+  s.codes.assign(s.columns.size(), {});
+  std::vector<int> order;  // dataset of each group
+  for (int d = 0; d < spec.n_datasets; ++d)
+    for (int k = 0; k < spec.groups_per_dataset; ++k) order.push_back(d);
+  if (spec.interleave) std::shuffle(order.begin(), order.end(), rng);
+  for (int d : order) {
+    s.codes[0].push_back(d);
+    s.codes[1].push_back(uniform(6) == 0 ? -1 : uniform(4));
+    for (size_t c = 2; c < s.columns.size(); ++c) {
+      int n = static_cast<int>(s.labels[c].size());
+      // dataset 1 lacks the last extra column: NA there
+      bool lacks = d == 1 && c + 1 == s.columns.size();
+      s.codes[c].push_back(lacks || uniform(5) == 0 ? -1 : uniform(std::min(n, 3)));
+    }
+    s.n_cells.push_back(1 + uniform(20));
+  }
+  for (int g = 0; g < spec.n_genes; ++g) {
+    s.gene_ids.push_back("ENSG" + std::to_string(1000 + g));
+    s.gene_symbols.push_back(g % 10 == 3 ? "DUP" : (g % 7 == 0 ? "" : "Sym" + std::to_string(g)));
+  }
+  std::vector<std::vector<bool>> measured(static_cast<size_t>(spec.n_datasets));
+  for (int d = 0; d < spec.n_datasets; ++d) {
+    DatasetRecord r;
+    r.name = s.labels[0][static_cast<size_t>(d)];
+    r.matrix = "X";
+    r.transform = "log1p";
+    r.cell_type_column = "cell_type";
+    for (int g = 0; g < spec.n_genes; ++g) {
+      bool m = d == 0 || uniform(4) != 0;
+      measured[static_cast<size_t>(d)].push_back(m);
+      if (m) r.measured_genes.push_back(g);
+    }
+    s.datasets.push_back(r);
+  }
+  s.indptr = {0};
+  for (int g = 0; g < spec.n_genes; ++g) {
+    for (int64_t grp = 0; grp < s.n_groups(); ++grp) {
+      if (!measured[static_cast<size_t>(s.codes[0][grp])][static_cast<size_t>(g)]) continue;
+      if (g % 11 == 5 || uniform(3) == 0) continue;  // some genes without any entry
+      auto nnz = static_cast<uint32_t>(1 + uniform(static_cast<int>(s.n_cells[grp])));
+      float mean = 0.5f + static_cast<float>(uniform(100)) / 25.0f;
+      s.group.push_back(static_cast<int32_t>(grp));
+      s.nnz.push_back(nnz);
+      s.sum.push_back(mean * static_cast<float>(nnz));
+      s.sumsq.push_back(mean * mean * static_cast<float>(nnz) * 1.3f);
+    }
+    s.indptr.push_back(static_cast<int64_t>(s.group.size()));
+  }
+  return s;
+}
+
+// The answer by brute force: every group, every gene, looking entries up one by one.
+std::vector<std::tuple<std::vector<std::string>, std::string, Aggregate>> BruteForce(
+    const StoreData& s, const std::vector<int>& genes, const std::vector<int>& by,
+    const std::map<int, std::vector<int>>& where,  // column -> allowed codes (-1 = NA)
+    const std::vector<int>& datasets) {
+  std::map<std::vector<int>, std::vector<Aggregate>> splits;
+  for (int64_t grp = 0; grp < s.n_groups(); ++grp) {
+    const int d = s.codes[0][grp];
+    if (!datasets.empty() && std::find(datasets.begin(), datasets.end(), d) == datasets.end())
+      continue;
+    bool keep = true;
+    for (const auto& [c, allowed] : where)
+      keep &= std::find(allowed.begin(), allowed.end(), s.codes[c][grp]) != allowed.end();
+    if (!keep) continue;
+    std::vector<int> key;
+    for (int c : by) {
+      int code = s.codes[c][grp];
+      key.push_back(code < 0 ? static_cast<int>(s.labels[c].size()) : code);
+    }
+    auto& aggs = splits[key];
+    aggs.resize(genes.size());
+    for (size_t gi = 0; gi < genes.size(); ++gi) {
+      const int g = genes[gi];
+      const auto& m = s.datasets[d].measured_genes;
+      if (std::find(m.begin(), m.end(), g) == m.end()) continue;
+      aggs[gi].n_cells += s.n_cells[grp];
+      for (int64_t k = s.indptr[g]; k < s.indptr[g + 1]; ++k)
+        if (s.group[k] == grp) {
+          aggs[gi].nnz += s.nnz[k];
+          aggs[gi].sum += s.sum[k];
+          aggs[gi].sumsq += s.sumsq[k];
+        }
+    }
+  }
+  std::vector<std::tuple<std::vector<std::string>, std::string, Aggregate>> out;
+  for (const auto& [key, aggs] : splits) {
+    std::vector<std::string> labels;
+    for (size_t i = 0; i < by.size(); ++i)
+      labels.push_back(key[i] == static_cast<int>(s.labels[by[i]].size())
+                           ? "NA"
+                           : s.labels[by[i]][static_cast<size_t>(key[i])]);
+    for (size_t gi = 0; gi < genes.size(); ++gi)
+      if (aggs[gi].n_cells > 0) out.emplace_back(labels, s.gene_ids[genes[gi]], aggs[gi]);
+  }
+  return out;
+}
+
+void ExpectSame(
+    const QueryResult& r,
+    const std::vector<std::tuple<std::vector<std::string>, std::string, Aggregate>>& want,
+    const std::string& what) {
+  ASSERT_EQ(r.rows.size(), want.size()) << what;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const auto& row = r.rows[i];
+    const auto& [labels, gene, agg] = want[i];
+    for (size_t c = 0; c < labels.size(); ++c) EXPECT_EQ(r.Label(row, c), labels[c]) << what;
+    EXPECT_EQ(r.genes[static_cast<size_t>(row.gene)], gene) << what << " row " << i;
+    EXPECT_EQ(row.stats.n_cells, agg.n_cells) << what << " row " << i;
+    EXPECT_EQ(row.stats.nnz, agg.nnz) << what << " row " << i;
+    EXPECT_NEAR(row.stats.sum, agg.sum, 1e-9 * std::max(1.0, std::fabs(agg.sum))) << what;
+    EXPECT_NEAR(row.stats.sumsq, agg.sumsq, 1e-9 * std::max(1.0, std::fabs(agg.sumsq))) << what;
+  }
+}
+
+std::shared_ptr<const QueryEngine> OpenEngine(const StoreData& s, const std::string& path) {
+  EXPECT_TRUE(s.Validate().ok()) << s.Validate().message();
+  Status w = WriteStore(s, path);
+  EXPECT_TRUE(w.ok()) << w.message();
+  auto engine = QueryEngine::Open(path);
+  EXPECT_TRUE(engine.ok()) << engine.status().message();
+  return engine.ok() ? *engine : nullptr;
+}
+
+struct Case {
+  std::vector<int> genes;
+  std::vector<int> by;
+  std::map<int, std::vector<int>> where;
+  std::vector<int> datasets;
+};
+
+Query ToQuery(const StoreData& s, const Case& c) {
+  Query q;
+  for (int g : c.genes) q.genes.push_back(s.gene_ids[g]);
+  for (int b : c.by) q.by.push_back(s.columns[b]);
+  for (const auto& [col, codes] : c.where) {
+    WhereClause w{s.columns[col], {}};
+    for (int code : codes) w.values.push_back(code < 0 ? "NA" : s.labels[col][code]);
+    q.where.push_back(w);
+  }
+  for (int d : c.datasets) q.datasets.push_back(s.labels[0][d]);
+  return q;
+}
+
+std::vector<Case> Cases() {
+  return {
+      {{0, 1, 2, 5}, {}, {}, {}},
+      {{3, 4, 9}, {1}, {}, {}},
+      {{0, 7, 13}, {0}, {}, {}},
+      {{2, 8}, {1, 2}, {}, {}},
+      {{10, 11, 12}, {3, 1}, {{2, {0, -1}}}, {}},
+      {{1, 14}, {1}, {{0, {0, 2}}, {3, {1}}}, {}},
+      {{6, 5, 16}, {2, 0, 3}, {}, {1, 2}},
+      {{0, 15}, {1}, {{1, {-1}}}, {2}},
+      {{17}, {1}, {{2, {2}}}, {0}},
+      {{18, 19}, {0, 1, 2, 3}, {{1, {0, 1, 2}}}, {}},
+  };
+}
+
+TEST(Query, MatchesBruteForce) {
+  TempDir dir;
+  for (bool interleave : {false, true}) {
+    Spec spec;
+    spec.interleave = interleave;
+    spec.seed = interleave ? 7 : 3;
+    StoreData s = RandomStore(spec);
+    auto engine = OpenEngine(s, dir.File(interleave ? "i.h5ad" : "c.h5ad"));
+    ASSERT_TRUE(engine);
+    EXPECT_EQ(engine->store().arrays_mapped(), 5);
+    EXPECT_EQ(engine->store().dataset_group_begin().empty(), interleave);
+    int k = 0;
+    for (const Case& c : Cases()) {
+      auto r = engine->Run(ToQuery(s, c));
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      ExpectSame(*r, BruteForce(s, c.genes, c.by, c.where, c.datasets),
+                 "case " + std::to_string(k++) + (interleave ? " interleaved" : ""));
+    }
+  }
+}
+
+TEST(Query, WideKeySpacesAreRankedNotTabled) {
+  // 3 columns of 60 labels (most unused): 61^3 keys > the dense table; 4 columns of
+  // 70,000 labels: the mixed radix overflows 64 bits and is re-ranked.
+  TempDir dir;
+  for (int labels : {60, 70000}) {
+    Spec spec;
+    spec.extra_labels = std::vector<int>(labels == 60 ? 3 : 4, labels);
+    spec.n_genes = 12;
+    StoreData s = RandomStore(spec);
+    auto engine = OpenEngine(s, dir.File("w" + std::to_string(labels) + ".h5ad"));
+    ASSERT_TRUE(engine);
+    Case c{{0, 1, 4}, {2, 1, 3, 4}, {}, {}};
+    if (labels == 60) c.by = {2, 3, 4};
+    auto r = engine->Run(ToQuery(s, c));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ExpectSame(*r, BruteForce(s, c.genes, c.by, c.where, c.datasets), "wide");
+  }
+}
+
+TEST(Query, ConcurrentQueriesAgree) {
+  TempDir dir;
+  StoreData s = RandomStore(Spec{});
+  auto engine = OpenEngine(s, dir.File("t.h5ad"));
+  ASSERT_TRUE(engine);
+  auto cases = Cases();
+  std::vector<std::string> want;
+  for (const Case& c : cases) want.push_back(FormatCsv(*engine->Run(ToQuery(s, c))));
+  std::vector<int> bad(4, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 200; ++i) {
+        size_t k = static_cast<size_t>(t * 3 + i) % cases.size();
+        auto r = engine->Run(ToQuery(s, cases[k]));
+        if (!r.ok() || FormatCsv(*r) != want[k]) ++bad[static_cast<size_t>(t)];
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(bad, std::vector<int>(4, 0));
+}
+
+TEST(Query, GenesByIdOrSymbolCaseInsensitive) {
+  TempDir dir;
+  StoreData s = RandomStore(Spec{});
+  auto engine = OpenEngine(s, dir.File("g.h5ad"));
+  ASSERT_TRUE(engine);
+  auto g = engine->ResolveGenes({"ensg1001", "SYM2", "dup", "ENSG1001", "sym1"});
+  ASSERT_TRUE(g.ok()) << g.status().message();
+  // ENSG1001, Sym2 -> 2, DUP -> every gene g % 10 == 3, dedup of ENSG1001 and sym1.
+  std::vector<int32_t> want = {1, 2};
+  for (int i = 0; i < 40; ++i)
+    if (i % 10 == 3) want.push_back(i);
+  EXPECT_EQ(*g, want);
+  auto bad = engine->ResolveGenes({"ENSG1O01"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(bad.status().message().find("ENSG1001"), std::string::npos) << bad.status().message();
+}
+
+TEST(Query, ErrorsAreOneLineWithSuggestions) {
+  TempDir dir;
+  StoreData s = RandomStore(Spec{});
+  auto engine = OpenEngine(s, dir.File("e.h5ad"));
+  ASSERT_TRUE(engine);
+  auto message = [&](Query q) {
+    auto r = engine->Run(q);
+    EXPECT_FALSE(r.ok());
+    std::string m = r.ok() ? "" : r.status().message();
+    EXPECT_EQ(m.find('\n'), std::string::npos);
+    return m;
+  };
+  Query q;
+  q.genes = {"ENSG1000"};
+  EXPECT_NE(message([&] {
+              auto x = q;
+              x.by = {"cell_typ"};
+              return x;
+            }())
+                .find("'cell_type'"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              auto x = q;
+              x.where = {{"col0", {"v0_9"}}};
+              return x;
+            }())
+                .find("v0_"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              auto x = q;
+              x.datasets = {"ds9"};
+              return x;
+            }())
+                .find("'ds"),
+            std::string::npos);
+  EXPECT_NE(message([&] {
+              auto x = q;
+              x.metrics = {"stdev"};
+              return x;
+            }())
+                .find("'std'"),
+            std::string::npos);
+  EXPECT_FALSE(message([&] {
+                 auto x = q;
+                 x.genes = {};
+                 return x;
+               }())
+                   .empty());
+  EXPECT_FALSE(message([&] {
+                 auto x = q;
+                 x.by = {"col0", "col0"};
+                 return x;
+               }())
+                   .empty());
+}
+
+TEST(Metrics, DerivedPerSpec) {
+  Aggregate a{4, 2, 6.0, 20.0};
+  EXPECT_EQ(MetricValue(Metric::kNCells, a), 4);
+  EXPECT_EQ(MetricValue(Metric::kNnz, a), 2);
+  EXPECT_EQ(MetricValue(Metric::kFrac, a), 0.5);
+  EXPECT_EQ(MetricValue(Metric::kSum, a), 6.0);
+  EXPECT_EQ(MetricValue(Metric::kMean, a), 1.5);
+  EXPECT_EQ(MetricValue(Metric::kMeanExpr, a), 3.0);
+  EXPECT_DOUBLE_EQ(MetricValue(Metric::kVar, a), (20.0 - 36.0 / 4) / 3);
+  EXPECT_DOUBLE_EQ(MetricValue(Metric::kStd, a), std::sqrt((20.0 - 36.0 / 4) / 3));
+  EXPECT_TRUE(std::isnan(MetricValue(Metric::kMeanExpr, Aggregate{4, 0, 0, 0})));
+  EXPECT_EQ(MetricValue(Metric::kVar, Aggregate{4, 0, 0, 0}), 0);
+  EXPECT_TRUE(std::isnan(MetricValue(Metric::kVar, Aggregate{1, 1, 2, 4})));
+  EXPECT_TRUE(std::isnan(MetricValue(Metric::kStd, Aggregate{1, 1, 2, 4})));
+  // Two cells of 0.1 each, with sums rounded to float32: a tiny negative variance is 0.
+  Aggregate r{2, 2, static_cast<float>(0.2), static_cast<float>(0.02) * 0.9999999};
+  EXPECT_EQ(MetricValue(Metric::kVar, r), 0);
+  EXPECT_EQ(MetricValue(Metric::kStd, r), 0);
+  auto m = ParseMetrics({});
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(*m, DefaultMetrics());
+  EXPECT_FALSE(ParseMetrics({"n_cells", "n_cells"}).ok());
+  EXPECT_FALSE(ParseMetrics({"Mean"}).ok());
+}
+
+TEST(Format, CsvAndJson) {
+  QueryResult r;
+  r.by = {"cell_type"};
+  r.metrics = {Metric::kNCells, Metric::kMeanExpr, Metric::kFrac};
+  r.genes = {"G\"1"};
+  r.symbols = {""};
+  r.n_splits = 2;
+  r.split_labels = {"a,b", "x=y\n"};
+  r.rows = {{0, 0, Aggregate{3, 0, 0, 0}}, {1, 0, Aggregate{10, 1, 0.5, 0.25}}};
+  EXPECT_EQ(FormatCsv(r),
+            "cell_type,gene,n_cells,mean_expr,frac\n"
+            "\"a,b\",\"G\"\"1\",3,,0\n"
+            "\"x=y\n\",\"G\"\"1\",10,0.5,0.1\n");
+  EXPECT_EQ(FormatJson(r),
+            "[\n{\"cell_type\":\"a,b\",\"gene\":\"G\\\"1\",\"n_cells\":3,\"mean_expr\":null,"
+            "\"frac\":0}"
+            ",\n{\"cell_type\":\"x=y\\u000a\",\"gene\":\"G\\\"1\",\"n_cells\":10,\"mean_expr\":0.5,"
+            "\"frac\":0.1}\n]\n");
+  r.rows.clear();
+  EXPECT_EQ(FormatJson(r), "[]\n");
+  EXPECT_EQ(FormatCsv(r), "cell_type,gene,n_cells,mean_expr,frac\n");
+}
+
+// ---- damaged stores ----
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteAll(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+uint64_t OffsetOf(const std::string& path, const std::string& dataset) {
+  auto f = h5ad::File::Open(path);
+  EXPECT_TRUE(f.ok());
+  auto e = (*f)->Locate(dataset);
+  EXPECT_TRUE(e.ok() && e->in_place);
+  return e->offset;
+}
+
+class DamagedStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    s_ = RandomStore(Spec{});
+    good_ = dir_.File("good.h5ad");
+    ASSERT_TRUE(WriteStore(s_, good_).ok());
+    bytes_ = ReadAll(good_);
+  }
+  // Writes `bytes` to a new file and expects Open to fail with a Corrupt error that
+  // mentions `mention`.
+  void ExpectRefused(const std::string& bytes, const std::string& mention) {
+    std::string path = dir_.File("bad" + std::to_string(n_++) + ".h5ad");
+    WriteAll(path, bytes);
+    auto r = StoreReader::Open(path);
+    ASSERT_FALSE(r.ok()) << "opened a damaged store (" << mention << ")";
+    EXPECT_EQ(r.status().code(), StatusCode::kCorrupt) << r.status().message();
+    EXPECT_NE(r.status().message().find(mention), std::string::npos) << r.status().message();
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+  }
+  template <typename T>
+  void Poke(std::string* bytes, uint64_t offset, T value) {
+    std::memcpy(bytes->data() + offset, &value, sizeof value);
+  }
+  TempDir dir_;
+  StoreData s_;
+  std::string good_;
+  std::string bytes_;
+  int n_ = 0;
+};
+
+TEST_F(DamagedStore, GoodStoreOpens) {
+  auto r = StoreReader::Open(good_);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ((*r)->n_entries(), s_.n_entries());
+}
+
+TEST_F(DamagedStore, Truncated) {
+  for (size_t keep : {bytes_.size() / 2, bytes_.size() - 8, size_t{4096}, size_t{100}}) {
+    std::string path = dir_.File("trunc" + std::to_string(keep) + ".h5ad");
+    WriteAll(path, bytes_.substr(0, keep));
+    auto r = StoreReader::Open(path);
+    ASSERT_FALSE(r.ok()) << keep;
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+  }
+}
+
+TEST_F(DamagedStore, EntryGroupOutOfRangeOrUnordered) {
+  const uint64_t at = OffsetOf(good_, "layers/nnz/indices");
+  std::string b = bytes_;
+  Poke<int32_t>(&b, at + 4, 1 << 30);
+  ExpectRefused(b, "out of range");
+  b = bytes_;
+  Poke<int32_t>(&b, at + 4, -5);
+  ExpectRefused(b, "indices");
+  // A repeat of the previous entry's group, within one gene.
+  int64_t k = -1;
+  for (int64_t g = 0; g < s_.n_genes() && k < 0; ++g)
+    if (s_.indptr[g + 1] - s_.indptr[g] >= 2) k = s_.indptr[g] + 1;
+  ASSERT_GE(k, 1);
+  b = bytes_;
+  Poke<int32_t>(&b, at + 4 * static_cast<uint64_t>(k), s_.group[static_cast<size_t>(k - 1)]);
+  ExpectRefused(b, "not ascending");
+}
+
+TEST_F(DamagedStore, IndptrBroken) {
+  const uint64_t at = OffsetOf(good_, "layers/nnz/indptr");
+  std::string b = bytes_;
+  Poke<int32_t>(&b, at + 4 * 3, static_cast<int32_t>(s_.n_entries() + 100));
+  ExpectRefused(b, "indptr");
+  b = bytes_;
+  Poke<int32_t>(&b, at, 1);
+  ExpectRefused(b, "indptr");
+  b = bytes_;
+  Poke<int32_t>(&b, at + 4 * static_cast<uint64_t>(s_.n_genes()), 3);
+  ExpectRefused(b, "indptr");
+}
+
+TEST_F(DamagedStore, StatisticsImpossible) {
+  std::string b = bytes_;
+  Poke<uint32_t>(&b, OffsetOf(good_, "layers/nnz/data") + 8, 0xFFFFFF00u);
+  ExpectRefused(b, "nnz");
+  b = bytes_;
+  Poke<float>(&b, OffsetOf(good_, "layers/sum/data") + 8, std::nanf(""));
+  ExpectRefused(b, "finite");
+  b = bytes_;
+  Poke<float>(&b, OffsetOf(good_, "layers/sumsq/data"), -1.0f);
+  ExpectRefused(b, "finite");
+}
+
+TEST_F(DamagedStore, OffsetsOutsideTheFile) {
+  // Rewrites the address of layers/nnz/data in the dataset's layout message so that it
+  // points past the end of the file (or just before it, so the array would run over).
+  const uint64_t at = OffsetOf(good_, "layers/nnz/data");
+  std::string needle(8, '\0');
+  std::memcpy(needle.data(), &at, 8);
+  size_t where = bytes_.find(needle);
+  ASSERT_NE(where, std::string::npos);
+  for (uint64_t to :
+       {uint64_t{bytes_.size()} + 4096, uint64_t{bytes_.size()} - 4, uint64_t{1} << 60}) {
+    std::string b = bytes_;
+    Poke<uint64_t>(&b, where, to);
+    std::string path = dir_.File("addr" + std::to_string(n_++) + ".h5ad");
+    WriteAll(path, b);
+    auto r = StoreReader::Open(path);
+    ASSERT_FALSE(r.ok()) << "opened a store whose array lies at " << to;
+    EXPECT_NE(r.status().message().find("lies outside the file"), std::string::npos)
+        << r.status().message();
+  }
+  // Pointing inside the file, at other bytes: refused by the checks on the values.
+  std::string b = bytes_;
+  Poke<uint64_t>(&b, where, 0);
+  ExpectRefused(b, "nnz");
+}
+
+TEST_F(DamagedStore, NotAStore) {
+  std::string path = dir_.File("empty.h5ad");
+  WriteAll(path, "");
+  EXPECT_FALSE(StoreReader::Open(path).ok());
+  auto missing = StoreReader::Open(dir_.File("missing.h5ad"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace cellcube

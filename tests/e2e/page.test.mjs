@@ -1,0 +1,317 @@
+// End-to-end tests of the web page in a real browser (Debian chromium, headless),
+// against `cellcube serve` on a small synthetic store.  Run: node --test tests/e2e/
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import { api, dotFingerprint, DOTS, pickGenes, settled, setup } from "./harness.mjs";
+
+let env, base, genes, meta;
+
+async function openPage(search = "") {
+  const page = await env.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.errors = errors;
+  await page.goto(`${base}/${search}`);
+  return page;
+}
+
+async function apiRows(pairs) {
+  return (await api(base, "/api/v1/query", pairs)).rows;
+}
+
+// A filter that leaves cells, on a column that is neither split on nor the dataset.
+function filterColumn() {
+  return meta.columns.find((c) => !["dataset", "cell_type"].includes(c.name) && c.values.length >= 2 && c.values.every((v) => v.n_cells > 0));
+}
+
+describe("web page", () => {
+  before(async () => {
+    env = await setup();
+    base = env.base;
+    genes = await pickGenes(base, 3);
+    meta = await api(base, "/api/v1/meta");
+    assert.equal(genes.length, 3, "the test store has at least three genes");
+  });
+  after(async () => {
+    await env?.close();
+  });
+
+  test("the page shows the store and the filter of every column", async () => {
+    const page = await openPage();
+    assert.equal(await settled(page), "idle");
+    assert.match(await page.textContent("#store-info"), new RegExp(meta.store.replace(/\./g, "\\.")));
+    for (const c of meta.columns) {
+      assert.equal(await page.locator(`.sec[data-column="${c.name}"]`).count(), 1, `filter section for ${c.name}`);
+    }
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("a URL with genes draws one circle per group × gene of the API answer", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    assert.equal(await settled(page), "ready");
+    const rows = await apiRows([["genes", genes.join(",")], ["by", "cell_type"]]);
+    assert.ok(rows.length >= genes.length);
+    assert.equal(await page.locator(DOTS).count(), rows.length);
+    const types = new Set(rows.map((r) => r.cell_type));
+    assert.equal(await page.getAttribute("body", "data-groups"), String(types.size));
+    // Legends for size and colour.
+    assert.match(await page.textContent(".legend-box"), /Fraction of cells/);
+    assert.match(await page.textContent(".legend-box"), /Mean expression/);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("changing a filter redraws the plot and updates the other columns' counts", async () => {
+    const col = filterColumn();
+    assert.ok(col, "the store has a column to filter on");
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    const before = await dotFingerprint(page);
+    const ctCounts = await page.locator('.sec[data-column="cell_type"] .val-count').allTextContents();
+    const value = col.values[0].value;
+    await page.locator(`.sec[data-column="${col.name}"] li[data-value="${value}"] input`).check();
+    await page.waitForURL((u) => u.search.includes(`where=${col.name}:`));
+    assert.equal(await settled(page), "ready");
+    const rows = await apiRows([["genes", genes.join(",")], ["by", "cell_type"], ["where", `${col.name}:${value}`]]);
+    assert.equal(await page.locator(DOTS).count(), rows.length);
+    assert.notEqual(await dotFingerprint(page), before, "the dots changed");
+    await page.waitForFunction((old) => {
+      const now = [...document.querySelectorAll('.sec[data-column="cell_type"] .val-count')].map((e) => e.textContent);
+      return now.join() !== old.join();
+    }, ctCounts);
+    // The filtered column itself keeps its faceted counts (the other values stay selectable).
+    assert.ok(await page.locator(`.sec[data-column="${col.name}"] li.checked`).count() === 1);
+  });
+
+  test("switching between dot plot, heatmap and bars", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    const n = await page.locator(DOTS).count();
+    await page.click('#plot-type button[data-value="heatmap"]');
+    await page.waitForURL(/plot=heatmap/);
+    await settled(page);
+    assert.equal(await page.locator(DOTS).count(), 0);
+    assert.equal(await page.locator('#chart g[aria-label="cell"] rect').count(), n);
+    await page.click('#plot-type button[data-value="bars"]');
+    await page.waitForURL(/plot=bars/);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator('#chart g[aria-label="bar"] rect').count(), n);
+    assert.ok(await page.locator('#chart g[aria-label="rule"] line').count() > 0, "error bars");
+    if (meta.donor_column) {
+      assert.ok(await page.locator(DOTS).count() > n, "per-donor points");
+      assert.match(await page.textContent(".legend-box"), /per-donor means/);
+    }
+    await page.goBack();
+    await page.waitForURL(/plot=heatmap/);
+    await settled(page);
+    assert.equal(await page.locator('#chart g[aria-label="cell"] rect').count(), n);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("the URL holds the whole state: reload and back/forward redraw the same plot", async () => {
+    const page = await openPage(`?genes=${genes.slice(0, 2).join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    const twoGenes = await page.locator(DOTS).count();
+    // Add a gene from the keyboard, split by two columns, cluster rows, scale colours.
+    await page.fill("#gene-input", genes[2]);
+    await page.press("#gene-input", "Enter");
+    await page.waitForURL((u) => new URL(u).searchParams.get("genes")?.split(",").length === 3);
+    await settled(page);
+    const second = filterColumn().name;
+    await page.selectOption("#by-2", second);
+    await settled(page);
+    await page.selectOption("#rows", "cluster");
+    await settled(page);
+    await page.click('#color button[data-value="scaled"]');
+    await settled(page);
+    const url = page.url();
+    const q = new URL(url).searchParams;
+    assert.equal(q.get("by"), `cell_type,${second}`);
+    assert.equal(q.get("rows"), "cluster");
+    assert.equal(q.get("color"), "scaled");
+    const drawn = await dotFingerprint(page);
+    const labels = await page.$$eval("#chart svg [aria-label='y-axis tick label'] text", (t) => t.map((x) => x.textContent));
+    assert.ok(labels.some((l) => l.includes(" · ")), "rows are labelled 'first · second'");
+
+    await page.reload();
+    await settled(page);
+    assert.equal(page.url(), url);
+    assert.equal(await dotFingerprint(page), drawn);
+
+    // A pasted link in a fresh page draws the same plot.
+    const other = await openPage(new URL(url).search);
+    await settled(other);
+    assert.equal(await dotFingerprint(other), drawn);
+
+    // Back through the history, to the two-gene plot.
+    for (let i = 0; i < 4; i++) {
+      await page.goBack();
+      await settled(page);
+    }
+    assert.equal(new URL(page.url()).searchParams.get("genes"), genes.slice(0, 2).join(","));
+    assert.equal(await page.locator(DOTS).count(), twoGenes);
+    await page.goForward();
+    await settled(page);
+    assert.equal(new URL(page.url()).searchParams.get("genes"), genes.join(","));
+  });
+
+  test("gene box: autocomplete, Enter adds, Backspace removes the last gene", async () => {
+    const page = await openPage(`?genes=${genes[0]}&by=cell_type`);
+    await settled(page);
+    await page.click("#gene-input");
+    await page.keyboard.type(genes[1].slice(0, 2));
+    await page.waitForSelector(".suggestion");
+    assert.ok(await page.locator(".suggestion").count() > 0);
+    await page.fill("#gene-input", genes[1]);
+    await page.keyboard.press("Enter");
+    await page.waitForURL((u) => new URL(u).searchParams.get("genes") === `${genes[0]},${genes[1]}`);
+    assert.equal(await page.locator(".chip").count(), 2);
+    await page.keyboard.press("Backspace");
+    await page.waitForURL((u) => new URL(u).searchParams.get("genes") === genes[0]);
+    assert.equal(await page.locator(".chip").count(), 1);
+  });
+
+  test("an unknown gene is reported beside the box with a suggestion; the others are still drawn", async () => {
+    const typo = genes[0].slice(0, -1) + (genes[0].endsWith("X") ? "Y" : "X");
+    const page = await openPage(`?genes=${genes[1]},${typo}&by=cell_type`);
+    assert.equal(await settled(page), "ready");
+    const msg = page.locator("#gene-msg");
+    await msg.locator(".unknown-gene").waitFor();
+    const text = await msg.textContent();
+    assert.match(text, /Unknown gene/);
+    assert.ok(text.includes(typo));
+    assert.match(text, /did you mean/);
+    assert.ok(await msg.locator("button.suggest").count() >= 1);
+    assert.equal(await page.locator(".chip-bad").count(), 1);
+    const rows = await apiRows([["genes", genes[1]], ["by", "cell_type"]]);
+    assert.equal(await page.locator(DOTS).count(), rows.length);
+    // Taking the suggestion replaces the gene and clears the message.
+    const suggestion = await msg.locator("button.suggest").first().textContent();
+    await msg.locator("button.suggest").first().click();
+    await page.waitForURL((u) => new URL(u).searchParams.get("genes").includes(suggestion));
+    await settled(page);
+    assert.equal(await page.locator("#gene-msg .unknown-gene").count(), 0);
+  });
+
+  test("tooltips show every metric and flag a gene some datasets did not measure", async () => {
+    // Find a gene that one dataset lacks, from autocomplete pages queried in batches.
+    let partial = null;
+    for (const letter of "ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+      const { genes: page } = await api(base, "/api/v1/genes", [["q", letter], ["limit", "100"]]);
+      if (!page.length) continue;
+      const a = await api(base, "/api/v1/query", [["genes", page.map((g) => g.id).join(",")]]);
+      // A gene some dataset lacks, expressed widely enough somewhere for a dot to hover.
+      partial = a.genes.find((g) => g.not_measured_in.length && a.rows.some((r) => r.gene === g.id && r.frac >= 0.2));
+      if (partial) break;
+    }
+    assert.ok(partial, "the test store has a gene that a dataset did not measure");
+    const name = partial.symbol || partial.id;
+    const page = await openPage(`?genes=${genes[0]},${name}&by=cell_type&plot=dot`);
+    assert.equal(await settled(page), "ready");
+    assert.match(await page.textContent("#footnote"), new RegExp(`${name} was not measured in ${partial.not_measured_in[0]}`));
+    const ticks = await page.$$eval("#chart svg [aria-label='x-axis tick label'] text", (t) => t.map((x) => x.textContent));
+    assert.ok(ticks.includes(`${name} *`), `the column label marks ${name}: ${ticks}`);
+    // Hover the largest dot of that gene's column (scrolled into view if need be).
+    const index = await page.evaluate((label) => {
+      const svg = document.querySelector("#chart svg.chart");
+      const tick = [...svg.querySelectorAll("[aria-label='x-axis tick label'] text")].find((t) => t.textContent === label);
+      const x = tick.getBoundingClientRect().left + tick.getBoundingClientRect().width / 2;
+      const dots = [...svg.querySelectorAll('g[aria-label="dot"] circle')].map((c, i) => ({ r: c.getBoundingClientRect(), i }));
+      const mine = dots.filter((d) => Math.abs(d.r.left + d.r.width / 2 - x) < 3).sort((a, b) => b.r.width - a.r.width)[0];
+      return mine.i;
+    }, `${name} *`);
+    await page.locator('#chart svg.chart g[aria-label="dot"] circle').nth(index).hover();
+    await page.locator("#tooltip").waitFor({ state: "visible" });
+    const tip = await page.textContent("#tooltip");
+    for (const metric of ["cells", "expressing", "mean", "mean in expressing", "sum", "variance", "sd"]) assert.ok(tip.includes(metric), `tooltip shows ${metric}`);
+    assert.match(tip, new RegExp(`not measured in ${partial.not_measured_in[0]}`));
+    await page.mouse.move(2, 2);
+    await page.locator("#tooltip").waitFor({ state: "hidden" });
+  });
+
+  test("downloads: CSV table, SVG and PNG figures", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    const saved = {};
+    for (const kind of ["csv", "svg", "png"]) {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click(`#dl-${kind}`)]);
+      const file = path.join(env.dir, `download.${kind}`);
+      await download.saveAs(file);
+      saved[kind] = fs.readFileSync(file);
+      assert.ok(saved[kind].length > 0, `${kind} is not empty`);
+      assert.ok(download.suggestedFilename().endsWith(`.${kind}`));
+    }
+    const csv = saved.csv.toString("utf8").trim().split(/\r?\n/);
+    assert.match(csv[0], /^cell_type,gene,n_cells/);
+    const rows = await apiRows([["genes", genes.join(",")], ["by", "cell_type"]]);
+    assert.equal(csv.length - 1, rows.length);
+    const svg = saved.svg.toString("utf8");
+    assert.match(svg, /<svg[^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.equal((svg.match(/<circle/g) || []).length >= rows.length, true);
+    assert.deepEqual([...saved.png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.ok(saved.png.length > 2000);
+  });
+
+  test("an empty selection says that no cells match", async () => {
+    // Find two filters whose combination holds no cells, from the faceted counts.
+    let empty = null;
+    for (const c of meta.columns.filter((x) => x.name !== "dataset")) {
+      for (const v of c.values) {
+        const counts = await api(base, "/api/v1/counts", [["where", `${c.name}:${v.value}`]]);
+        for (const other of counts.columns) {
+          if (other.name === c.name || other.name === "dataset") continue;
+          const zero = other.values.find((x) => x.n_cells === 0);
+          if (zero) empty = [[c.name, v.value], [other.name, zero.value]];
+          if (empty) break;
+        }
+        if (empty) break;
+      }
+      if (empty) break;
+    }
+    assert.ok(empty, "the test store has two filters that exclude each other");
+    const where = empty.map(([c, v]) => `where=${encodeURIComponent(`${c}:${v}`)}`).join("&");
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&${where}&plot=dot`);
+    assert.equal(await settled(page), "empty");
+    assert.match(await page.textContent("#message"), /No cells match these filters/);
+    assert.equal(await page.locator("#chart svg").count(), 0);
+    await page.click("#message button");
+    assert.equal(await settled(page), "ready");
+    assert.ok(await page.locator(DOTS).count() > 0);
+  });
+
+  test("loading: a spinner shows, the page stays usable, a stale answer is dropped", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    // Hold every new query for a while.
+    await page.route("**/api/v1/query?**", async (route) => {
+      await new Promise((r) => setTimeout(r, 700));
+      await route.continue().catch(() => {});
+    });
+    await page.selectOption("#by-1", filterColumn().name);
+    await page.locator("#spinner").waitFor({ state: "visible" });
+    // Still responsive: typing into the gene box works while the query is in flight.
+    await page.fill("#gene-input", "abc");
+    assert.equal(await page.inputValue("#gene-input"), "abc");
+    await page.fill("#gene-input", "");
+    await page.click('#plot-type button[data-value="heatmap"]');
+    assert.equal(await settled(page), "ready");
+    assert.match(page.url(), /plot=heatmap/);
+    assert.ok(await page.locator('#chart g[aria-label="cell"] rect').count() > 0);
+    assert.equal(await page.locator("#spinner").isHidden(), true);
+  });
+
+  test("an unreachable server is explained, with a way to retry", async () => {
+    const page = await openPage(`?genes=${genes[0]}&by=cell_type`);
+    await settled(page);
+    await page.route("**/api/v1/**", (route) => route.abort("connectionrefused"));
+    const col = filterColumn();
+    await page.locator(`.sec[data-column="${col.name}"] li[data-value="${col.values[1].value}"] input`).check();
+    assert.equal(await settled(page), "error");
+    assert.match(await page.textContent("#message"), /Cannot reach the cellcube server/);
+    await page.unroute("**/api/v1/**");
+    await page.click("#message button");
+    assert.equal(await settled(page), "ready");
+  });
+});

@@ -1,0 +1,258 @@
+"""The Python module (SPEC §7): `import cellcube` from <build>/python, whose
+Store.query DataFrame equals the CLI's CSV for the same query.
+
+The module runs in a subprocess with PYTHONPATH=<build>/python (exactly how a user
+imports it; for an ASan build the sanitizer runtime is preloaded there), which
+pickles its DataFrames for this process to compare.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import helpers
+import query_reference as qr
+
+ALL = qr.METRICS
+
+QUERIES = [
+    (["G000", "G012", "G005", "G065", "G081"], ["cell_type"], None, None, ALL),
+    (["G011", "G000"], [], None, None, None),
+    (["G020", "G001"], ["dataset", "cell_type", "stage"], None, None, ALL),
+    (["G012", "G040"], ["cell_type"], {"condition": ["x=y", "a,b"], "sex": ["F"]}, None, ALL),
+    (["G014"], ["cell_type"], {"stage": ["NA"]}, None, ["std", "n_cells", "mean_expr"]),
+    (["G020", "G005"], ["cell_type", "sex"], None, ["blood", "gut"], ALL),
+    (["sym12", "DUP"], ["dataset"], {"dataset": ["lung,a", "gut"]}, None, ALL),
+    (["G024"], ["cell_type"], {"dataset": ["blood"], "condition": ["plain"]}, None, ALL),
+]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pymodule")
+    cellcube = qr.cellcube_binary()
+    inputs = qr.write_inputs(d / "inputs")
+    store = qr.build_store(cellcube, inputs, d / "store.h5ad")
+    build = qr.build_dir()
+    module_dir = build / "python" / "cellcube"
+    if not (module_dir / "__init__.py").is_file() or not list(module_dir.glob("_cellcube*.so")):
+        pytest.fail(f"the Python module is not built in {module_dir} (build the project)",
+                    pytrace=False)
+    return cellcube, store, build, d
+
+
+def run_python(build, code, timeout=120):
+    """Runs `code` with the module importable; returns the completed process."""
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=qr.python_env(build), timeout=timeout)
+    return proc
+
+
+def module_frames(build, store, queries, out):
+    code = f"""
+        import pickle, cellcube
+        s = cellcube.open({str(store)!r})
+        frames = []
+        for genes, by, where, datasets, metrics in {queries!r}:
+            frames.append(s.query(genes, by=by, where=where, datasets=datasets, metrics=metrics))
+        with open({str(out)!r}, "wb") as f:
+            pickle.dump(frames, f)
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, f"module failed:\n{proc.stderr}"
+    with open(out, "rb") as f:
+        return pickle.load(f)
+
+
+def compare_frame_with_csv(df, csv_text):
+    header, rows = qr.parse_csv(csv_text)
+    assert list(df.columns) == header
+    assert len(df) == len(rows)
+    for name in header:
+        col = df[name]
+        if name in ("n_cells", "nnz"):
+            assert col.dtype == np.int64, (name, col.dtype)
+            assert [str(v) for v in col] == [r[name] for r in rows], name
+        elif name in ALL:
+            assert col.dtype == np.float64, (name, col.dtype)
+            for v, r in zip(col, rows):
+                if r[name] == "":
+                    assert math.isnan(v), (name, v)
+                else:
+                    assert v == float(r[name]), (name, v, r[name])
+        else:
+            assert col.dtype == object
+            assert list(col) == [r[name] for r in rows], name
+
+
+def test_dataframe_equals_cli_csv(setup):
+    cellcube, store, build, d = setup
+    frames = module_frames(build, store, QUERIES, d / "frames.pkl")
+    nonempty = 0
+    for q, df in zip(QUERIES, frames):
+        proc = helpers.run([cellcube, "query", store, *qr.query_args(*q), "--format", "csv"])
+        assert proc.returncode == 0, helpers.describe(proc)
+        compare_frame_with_csv(df, proc.stdout)
+        nonempty += len(df) > 0
+    assert nonempty >= len(QUERIES) - 1
+
+
+def test_query_csv_and_json_text_equal_cli(setup):
+    cellcube, store, build, d = setup
+    q = QUERIES[3]
+    code = f"""
+        import json, cellcube
+        s = cellcube.open({str(store)!r})
+        g, by, where, ds, m = {q!r}
+        print(json.dumps([s.query_csv(g, by, where, ds, m), s.query_json(g, by, where, ds, m)]))
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, proc.stderr
+    csv_text, json_text = json.loads(proc.stdout)
+    for fmt, text in (("csv", csv_text), ("json", json_text)):
+        cli = helpers.run([cellcube, "query", store, *qr.query_args(*q), "--format", fmt])
+        assert cli.returncode == 0
+        assert text == cli.stdout, fmt
+
+
+def test_where_values_of_other_types(setup):
+    """None / NaN select missing values; bools and numbers match their labels."""
+    cellcube, store, build, d = setup
+    code = f"""
+        import json, math, cellcube
+        s = cellcube.open({str(store)!r})
+        out = [
+            s.query_csv("G015", by="dataset", where={{"treated": True}}),
+            s.query_csv("G015", by="dataset", where={{"treated": [None, False]}}),
+            s.query_csv("G015", by="cell_type", where={{"stage": math.nan}}),
+        ]
+        print(json.dumps(out))
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    wants = [["--where", "treated=True"], ["--where", "treated=NA", "--where", "treated=False"],
+             ["--where", "stage=NA"]]
+    bys = ["dataset", "dataset", "cell_type"]
+    for text, where, by in zip(got, wants, bys):
+        cli = helpers.run([cellcube, "query", store, "--genes", "G015", "--by", by, *where,
+                           "--format", "csv"])
+        assert cli.returncode == 0, helpers.describe(cli)
+        assert text == cli.stdout
+        assert len(text.splitlines()) > 1
+
+
+def test_properties(setup):
+    import anndata as ad
+
+    cellcube, store, build, d = setup
+    code = f"""
+        import json, cellcube
+        s = cellcube.open({str(store)!r})
+        g = s.genes
+        print(json.dumps({{
+            "datasets": s.datasets, "columns": s.columns, "path": s.path,
+            "values": {{c: s.values(c) for c in s.columns}},
+            "genes": list(g["gene"]), "symbols": list(g["symbol"]),
+            "gene_columns": list(g.columns), "repr": repr(s), "metrics": cellcube.METRICS,
+        }}))
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    a = ad.read_h5ad(store)
+    assert got["datasets"] == ["lung,a", "blood", "gut"]
+    assert got["columns"] == [c for c in a.obs.columns if c != "n_cells"]
+    assert got["columns"][:2] == ["dataset", "cell_type"]
+    for c in got["columns"]:
+        col = a.obs[c]
+        present = [v for v in col.cat.categories if (col == v).any()]
+        want = present + (["NA"] if col.isna().any() else [])
+        assert got["values"][c] == want, c
+    assert "NA" in got["values"]["condition"] and "x=y" in got["values"]["condition"]
+    assert got["genes"] == list(a.var_names)
+    assert got["symbols"] == list(a.var["symbol"])
+    assert got["gene_columns"] == ["gene", "symbol"]
+    assert got["metrics"] == ALL
+    assert "3 datasets" in got["repr"]
+
+
+def cli_error(cellcube, store, *args):
+    proc = helpers.run([cellcube, "query", store, *args])
+    line = helpers.assert_error(proc, code=1)
+    return line[len(helpers.ERROR_PREFIX):]
+
+
+def test_errors_raise_with_the_cli_message(setup):
+    cellcube, store, build, d = setup
+    cases = [
+        ('s.query("Sym1O")', ["--genes", "Sym1O"]),
+        ('s.query("G000", by="celltype")', ["--genes", "G000", "--by", "celltype"]),
+        ('s.query("G000", where={"stage": "V"})', ["--genes", "G000", "--where", "stage=V"]),
+        ('s.query("G000", datasets=["blod"])', ["--genes", "G000", "--datasets", "blod"]),
+        ('s.query("G000", metrics=["mea"])', ["--genes", "G000", "--metrics", "mea"]),
+    ]
+    extra = ['s.values("nope")', 's.query([])', 's.query("G000", where=["stage"])',
+             f'cellcube.open({str(d / "missing.h5ad")!r})',
+             f'cellcube.open({str(d / "inputs" / "blood.h5ad")!r})']
+    code = f"""
+        import json, cellcube
+        s = cellcube.open({str(store)!r})
+        out = []
+        for expr in {[c[0] for c in cases]!r}:
+            try:
+                eval(expr)
+                out.append(["no exception", ""])
+            except Exception as e:
+                out.append([type(e).__name__, str(e)])
+        for expr in {extra!r}:
+            try:
+                eval(expr)
+                out.append(["no exception", ""])
+            except Exception as e:
+                out.append([type(e).__name__, str(e)])
+        print(json.dumps(out))
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    for (expr, args), (kind, message) in zip(cases, got):
+        assert kind == "ValueError", (expr, kind, message)
+        assert message == cli_error(cellcube, store, *args), expr
+    extra = got[len(cases):]
+    assert extra[0][0] == "ValueError" and "nope" in extra[0][1]
+    assert extra[1][0] == "ValueError"
+    assert extra[2][0] == "ValueError"
+    assert extra[3][0] == "FileNotFoundError" and "missing.h5ad" in extra[3][1]
+    assert extra[4][0] == "ValueError" and "not a cellcube store" in extra[4][1], extra[4]
+
+
+def test_store_is_shared_between_threads(setup):
+    cellcube, store, build, d = setup
+    code = f"""
+        import json, threading, cellcube
+        s = cellcube.open({str(store)!r})
+        queries = [("G0{{:02d}}".format(10 + i % 20), ["cell_type", "stage"]) for i in range(40)]
+        want = [s.query_csv(g, by) for g, by in queries]
+        bad = []
+        def work(k):
+            for j in range(20):
+                i = (k * 7 + j) % len(queries)
+                if s.query_csv(*queries[i]) != want[i]:
+                    bad.append(i)
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(json.dumps(bad))
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []

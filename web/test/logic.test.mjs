@@ -1,0 +1,86 @@
+// Unit tests of the page's logic that needs no browser: URL state, error parsing,
+// clustering and the plot model (orders, scaling, donor error bars).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseUnknownGene } from "../src/api.js";
+import { clusterOrder } from "../src/cluster.js";
+import { buildModel } from "../src/model.js";
+import { DEFAULTS, parseState, stateToSearch } from "../src/state.js";
+
+test("state survives the URL round trip", () => {
+  const s = {
+    ...DEFAULTS, genes: ["CD3E", "MS4A1"], by: ["cell_type", "disease"],
+    where: [["disease", "normal"], ["cell_type", "CD4-positive, alpha-beta T cell"], ["stage", "a:b&c=d"]],
+    datasets: ["lung_a", "lung_b"], plot: "bars", color: "scaled", rows: "expr:CD3E", cols: "cluster",
+  };
+  const search = stateToSearch(s);
+  assert.match(search, /^\?genes=CD3E,MS4A1&by=cell_type,disease&where=disease:normal&/);
+  assert.deepEqual(parseState(search), s);
+  assert.deepEqual(parseState(""), { ...DEFAULTS, by: ["cell_type"] });
+  assert.deepEqual(parseState("?by=").by, []);
+  assert.equal(parseState("?plot=pie&rows=sideways").plot, "dot");
+  assert.equal(parseState("?rows=sideways").rows, "name");
+});
+
+test("the server's unknown-gene message gives the gene and its near names", () => {
+  assert.deepEqual(parseUnknownGene("unknown gene 'cd3x': no gene id or symbol matches (did you mean 'CD3E', 'CD3D' or 'CD4'?)"),
+    { gene: "cd3x", suggestions: ["CD3E", "CD3D", "CD4"] });
+  assert.deepEqual(parseUnknownGene("unknown gene 'ZZZ'"), { gene: "ZZZ", suggestions: [] });
+  assert.equal(parseUnknownGene("unknown column 'x'"), null);
+});
+
+test("clustering keeps similar profiles together", () => {
+  const order = clusterOrder([[0, 0], [10, 10], [0.1, 0], [10, 9.9], [5, 5.2]]);
+  const pos = (i) => order.indexOf(i);
+  assert.equal(order.length, 5);
+  assert.equal(Math.abs(pos(0) - pos(2)), 1);
+  assert.equal(Math.abs(pos(1) - pos(3)), 1);
+  assert.deepEqual(clusterOrder([[1]]), [0]);
+});
+
+const answer = {
+  columns: ["cell_type", "disease", "gene", "n_cells", "frac", "mean", "sum", "std"],
+  rows: [
+    { cell_type: "T", disease: "normal", gene: "G1", n_cells: 10, frac: 0.5, mean: 2, sum: 20, std: 1 },
+    { cell_type: "T", disease: "tumor", gene: "G1", n_cells: 30, frac: 0.9, mean: 4, sum: 120, std: 1 },
+    { cell_type: "B", disease: "normal", gene: "G1", n_cells: 20, frac: 0.1, mean: 1, sum: 20, std: 1 },
+    { cell_type: "B", disease: "normal", gene: "G2", n_cells: 20, frac: 0.8, mean: 3, sum: 60, std: 1 },
+  ],
+  genes: [
+    { query: "g1", id: "G1", symbol: "GENE1", not_measured_in: [] },
+    { query: "g2", id: "G2", symbol: "GENE2", not_measured_in: ["lung_b", "other"] },
+  ],
+};
+
+test("model: rows grouped by the first split column, ordered by a gene's pooled mean", () => {
+  const s = { ...DEFAULTS, by: ["cell_type", "disease"], rows: "expr:GENE1", datasets: ["lung_a", "lung_b"] };
+  const m = buildModel(answer, s, null);
+  assert.deepEqual(m.rowOrder.map((r) => r.label), ["T · tumor", "T · normal", "B · normal"]);
+  assert.deepEqual(m.genes[1].notMeasured, ["lung_b"]);
+  const byName = buildModel(answer, { ...s, rows: "name" }, null);
+  assert.deepEqual(byName.rowOrder.map((r) => r.label), ["B · normal", "T · normal", "T · tumor"]);
+  const scaled = buildModel(answer, { ...s, color: "scaled" }, null);
+  assert.deepEqual(scaled.data.filter((d) => d.gene.id === "G1").map((d) => d.v), [1 / 3, 1, 0]);
+});
+
+test("model: bar error bars are the standard error of the per-donor means", () => {
+  const donor = {
+    column: "donor",
+    answer: {
+      columns: ["cell_type", "disease", "donor", "gene", "n_cells", "mean"],
+      rows: [
+        { cell_type: "T", disease: "tumor", donor: "d1", gene: "G1", n_cells: 10, mean: 3 },
+        { cell_type: "T", disease: "tumor", donor: "d2", gene: "G1", n_cells: 10, mean: 5 },
+        { cell_type: "T", disease: "tumor", donor: "d3", gene: "G1", n_cells: 10, mean: 4 },
+        { cell_type: "B", disease: "normal", donor: "d1", gene: "G1", n_cells: 20, mean: 1 },
+      ],
+    },
+  };
+  const m = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, donor);
+  const t = m.data.find((d) => d.row.label === "T · tumor");
+  assert.equal(t.k, 3);
+  assert.ok(Math.abs(t.se - 1 / Math.sqrt(3)) < 1e-12); // sd of 3,5,4 is 1
+  assert.equal(m.data.find((d) => d.row.label === "B · normal" && d.gene.id === "G1").se, null); // one donor
+  const cells = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, null);
+  assert.ok(Math.abs(cells.data[0].se - 1 / Math.sqrt(10)) < 1e-12);
+});
