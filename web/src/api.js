@@ -52,7 +52,8 @@ export async function get(path, pairs, signal, { as = "json", cached = true } = 
     cache.set(url, hit);
     return hit;
   }
-  const value = await request(url, signal, as);
+  let value = await request(url, signal, as);
+  if (as === "json" && path === "/api/v1/query") value = expandRows(value);
   if (cached) {
     cache.set(url, value);
     if (cache.size > CACHE_SIZE) cache.delete(cache.keys().next().value);
@@ -71,8 +72,26 @@ export function queryPairs(state, genes, by, metrics = ALL_METRICS, format) {
   const pairs = [["genes", genes.join(",")]];
   if (by.length) pairs.push(["by", by.join(",")]);
   pairs.push(...selectionPairs(state), ["metrics", metrics.join(",")]);
-  if (format) pairs.push(["format", format]);
+  // JSON in the compact layout (a third of the bytes); expandRows turns it back into rows.
+  pairs.push(format ? ["format", format] : ["layout", "compact"]);
   return pairs;
+}
+
+// A layout=compact answer (each split's labels and each gene once, rows as arrays
+// [split, gene, ...metrics]) as row objects keyed by the answer's columns.
+export function expandRows(answer) {
+  if (!answer || !answer.splits) return answer;
+  const nBy = answer.columns.indexOf("gene");
+  const metrics = answer.columns.slice(nBy + 1);
+  const rows = answer.rows.map((r) => {
+    const row = {};
+    const labels = answer.splits[r[0]];
+    for (let i = 0; i < nBy; i++) row[answer.columns[i]] = labels[i];
+    row.gene = answer.genes[r[1]].id;
+    for (let k = 0; k < metrics.length; k++) row[metrics[k]] = r[2 + k];
+    return row;
+  });
+  return { ...answer, rows };
 }
 
 // "unknown gene 'CD3X' (did you mean 'CD3E', 'CD3D'?)" -> {gene: "CD3X", suggestions: [...]}

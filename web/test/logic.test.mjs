@@ -84,3 +84,19 @@ test("model: bar error bars are the standard error of the per-donor means", () =
   const cells = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, null);
   assert.ok(Math.abs(cells.data[0].se - 1 / Math.sqrt(10)) < 1e-12);
 });
+
+test("a compact query answer expands into the same rows as the objects layout", async () => {
+  const { expandRows } = await import("../src/api.js");
+  const compact = {
+    columns: ["cell_type", "disease", "gene", "n_cells", "frac"],
+    genes: [{ id: "G1" }, { id: "G2" }],
+    splits: [["B cell", "normal"], ["T cell", "NA"]],
+    rows: [[0, 1, 10, 0.5], [1, 0, 3, null]],
+  };
+  assert.deepEqual(expandRows(compact).rows, [
+    { cell_type: "B cell", disease: "normal", gene: "G2", n_cells: 10, frac: 0.5 },
+    { cell_type: "T cell", disease: "NA", gene: "G1", n_cells: 3, frac: null },
+  ]);
+  const objects = { columns: ["gene"], rows: [{ gene: "G1" }] };
+  assert.equal(expandRows(objects), objects);
+});
