@@ -55,6 +55,8 @@ demo: build
 # docs/BENCHMARKS.md.
 bench: build
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) bench/compare_seed.py --out $(BUILD_DIR)/bench-query.md
+	$(PYTHON) bench/build_bench.py --out $(BUILD_DIR)/bench-build.md
+	$(PYTHON) bench/serve_bench.py --out $(BUILD_DIR)/bench-serve.md
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

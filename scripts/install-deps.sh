@@ -8,7 +8,7 @@ PACKAGES=(
   libhdf5-dev hdf5-tools liblzf-dev libdeflate-dev zlib1g-dev
   libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-pytest
-  redis-server python3-redis
+  redis-server python3-redis python3-flask wrk
   chromium
 )
 # The web page is bundled with npm; the machine image may bring its own Node.js.
