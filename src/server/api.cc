@@ -83,18 +83,12 @@ Result<Selection> ParseSelection(const Request& req, const ApiLimits& limits) {
   return sel;
 }
 
-Status CheckParams(const Request& req, const std::vector<std::string>& allowed,
-                   const ApiLimits& limits) {
-  size_t total = 0;
+Status CheckParams(const Request& req, const std::vector<std::string>& allowed) {
   for (const auto& [k, v] : req.params) {
-    total += k.size() + v.size() + 2;
     if (!ValidUtf8(k) || !ValidUtf8(v)) return Status::InvalidArgument("parameters must be UTF-8");
     if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
       return Status::InvalidArgument("unknown parameter '" + k + "'");
   }
-  if (total > limits.max_query_string)
-    return Status::InvalidArgument("query string too long (at most " +
-                                   std::to_string(limits.max_query_string) + " bytes)");
   return Status::Ok();
 }
 
@@ -168,7 +162,7 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
 
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "metrics", "format", "layout"}, limits);
+  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "metrics", "format", "layout"});
       !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
@@ -242,7 +236,7 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
 }
 
 Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
-  if (Status s = CheckParams(req, {"where", "datasets"}, limits); !s.ok()) return ErrorFor(s);
+  if (Status s = CheckParams(req, {"where", "datasets"}); !s.ok()) return ErrorFor(s);
   auto sel = ParseSelection(req, limits);
   if (!sel.ok()) return ErrorFor(sel.status());
   auto counts = snap.catalog->FacetCounts(sel->where, sel->datasets);
@@ -250,8 +244,8 @@ Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits&
   return Json(snap.catalog->CountsJson(*counts));
 }
 
-Response HandleGenes(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
-  if (Status s = CheckParams(req, {"q", "limit"}, limits); !s.ok()) return ErrorFor(s);
+Response HandleGenes(const Snapshot& snap, const Request& req) {
+  if (Status s = CheckParams(req, {"q", "limit"}); !s.ok()) return ErrorFor(s);
   long limit = 20;
   const std::string text = Param(req, "limit", "20");
   try {
@@ -299,12 +293,17 @@ int HttpStatusFor(const Status& status) {
 
 Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
   return [holder, limits](const Request& req) -> Response {
+    size_t query_bytes = 0;
+    for (const auto& [k, v] : req.params) query_bytes += k.size() + v.size() + 2;
+    if (query_bytes > limits.max_query_string)
+      return Error(414, "query string too long (at most " +
+                            std::to_string(limits.max_query_string) + " bytes)");
     if (req.path.rfind("/api/", 0) != 0 && req.path != "/healthz") return HandleStatic(req);
     auto snap = holder->Get();
     if (req.path == "/api/v1/query") return HandleQuery(*snap, req, limits);
     if (req.path == "/api/v1/meta") return Json(snap->catalog->meta_json());
     if (req.path == "/api/v1/counts") return HandleCounts(*snap, req, limits);
-    if (req.path == "/api/v1/genes") return HandleGenes(*snap, req, limits);
+    if (req.path == "/api/v1/genes") return HandleGenes(*snap, req);
     if (req.path == "/healthz") {
       std::string name = snap->store().path();
       return Json(json{{"status", "ok"}, {"store", name}, {"generation", snap->generation}}.dump());

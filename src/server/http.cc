@@ -18,7 +18,8 @@ struct HttpServer::Impl {
   MHD_Daemon* daemon = nullptr;
   int port = 0;
   std::atomic<int> open_connections{0};
-  std::atomic<int> active_requests{0};
+  // Requests whose response is queued or being sent: Drain waits for them.
+  std::atomic<int> in_flight{0};
 };
 
 namespace {
@@ -66,6 +67,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, con
   static int headers_seen, body_seen;
   if (*con_cls == nullptr) {
     *con_cls = &headers_seen;
+    impl->in_flight++;  // until OnCompleted
     return MHD_YES;
   }
   if (*upload_data_size != 0) {
@@ -86,15 +88,53 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, con
   MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, CollectParam, &req.params);
   if (const char* inm = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "If-None-Match"))
     req.header_if_none_match = inm;
-  impl->active_requests++;
   Response r;
   try {
     r = impl->handler(req);
   } catch (const std::exception& e) {
     r = Error(500, std::string("internal error: ") + e.what());
   }
-  impl->active_requests--;
   return Queue(connection, r);
+}
+
+// Every request that reached OnRequest ends here once its response is sent (or the
+// connection died): the in-flight count Drain waits on.
+void OnCompleted(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
+  if (*con_cls == nullptr) return;
+  static_cast<HttpServer::Impl*>(cls)->in_flight--;
+  *con_cls = nullptr;
+}
+
+// Percent-decoding of the path and parameters, as libmicrohttpd's own, except that an
+// encoded NUL (%00) becomes U+FFFD: the handler sees C strings, and a NUL would
+// silently cut "app.js%00.txt" to "app.js" or a gene name to its prefix.
+size_t Unescape(void*, MHD_Connection*, char* s) {
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  char* out = s;
+  for (const char* in = s; *in;) {
+    int hi = in[0] == '%' ? hex(in[1]) : -1;
+    int lo = hi >= 0 ? hex(in[2]) : -1;
+    if (lo < 0) {
+      *out++ = *in++;
+      continue;
+    }
+    const int byte = hi * 16 + lo;
+    if (byte == 0) {  // three bytes in, three bytes out
+      *out++ = static_cast<char>(0xEF);
+      *out++ = static_cast<char>(0xBF);
+      *out++ = static_cast<char>(0xBD);
+    } else {
+      *out++ = static_cast<char>(byte);
+    }
+    in += 3;
+  }
+  *out = '\0';
+  return static_cast<size_t>(out - s);
 }
 
 void OnConnection(void* cls, MHD_Connection* connection, void**,
@@ -142,7 +182,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options
       threads, MHD_OPTION_CONNECTION_TIMEOUT, options.idle_timeout_seconds,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, options.header_limit_bytes, MHD_OPTION_CONNECTION_LIMIT,
       options.max_connections, MHD_OPTION_NOTIFY_CONNECTION, &OnConnection, impl.get(),
-      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_END);
+      MHD_OPTION_LISTENING_ADDRESS_REUSE, 1u, MHD_OPTION_NOTIFY_COMPLETED, &OnCompleted, impl.get(),
+      MHD_OPTION_UNESCAPE_CALLBACK, &Unescape, nullptr, MHD_OPTION_END);
   if (!impl->daemon)
     return Status::IoError("cannot listen on " + options.host + ":" +
                            std::to_string(options.port) +
@@ -156,7 +197,7 @@ void HttpServer::Drain(int grace_ms) {
   if (!impl_->daemon) return;
   MHD_quiesce_daemon(impl_->daemon);  // stop accepting; keep serving open connections
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(grace_ms);
-  while (impl_->active_requests > 0 && std::chrono::steady_clock::now() < deadline)
+  while (impl_->in_flight > 0 && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   MHD_stop_daemon(impl_->daemon);
   impl_->daemon = nullptr;

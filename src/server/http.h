@@ -48,7 +48,8 @@ class HttpServer {
   ~HttpServer();
   // The port actually bound (useful with port 0).
   int port() const;
-  // Stops accepting, lets requests in flight finish (up to `grace_ms`), then closes.
+  // Stops accepting, lets requests in flight finish sending (up to `grace_ms`), then
+  // closes idle keep-alive connections.
   void Drain(int grace_ms);
 
   struct Impl;
