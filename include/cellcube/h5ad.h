@@ -23,7 +23,7 @@ const char* EncodingName(Encoding e);
 
 // A matrix found in the file, described from its metadata only.
 struct MatrixInfo {
-  std::string path;         // HDF5 path: "X", "raw/X", "raw.X" (anndata 0.6), "layers/NAME"
+  std::string path;  // HDF5 path: "X", "raw/X", "raw.X" (anndata 0.6), "layers/NAME"
   Encoding encoding = Encoding::kDense;
   std::string dtype;        // of the values: "float32", "int64", "uint16", ...
   std::string index_dtype;  // of indices/indptr for sparse matrices, else empty
@@ -141,7 +141,8 @@ class File {
 
   // Reads up to `max_values` stored values from the start of the matrix, as float64
   // (for deciding the transform).
-  Result<std::vector<double>> SampleValues(const std::string& matrix_path, int64_t max_values) const;
+  Result<std::vector<double>> SampleValues(const std::string& matrix_path,
+                                           int64_t max_values) const;
 
   // Generic access for files cellcube wrote itself (the store): any dataframe group,
   // and whole 1-D datasets at a path.

@@ -60,7 +60,7 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : data_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(T value) : data_(std::move(value)) {}        // NOLINT: implicit by design
   Result(Status status) : data_(std::move(status)) {  // NOLINT: implicit by design
     assert(!std::get<Status>(data_).ok());
   }
@@ -95,7 +95,8 @@ class [[nodiscard]] Result {
   } while (0)
 
 // `CC_ASSIGN_OR_RETURN(auto x, FunctionReturningResult());`
-#define CC_ASSIGN_OR_RETURN(lhs, expr) CC_ASSIGN_OR_RETURN_IMPL(CC_CONCAT(cc_result_, __LINE__), lhs, expr)
+#define CC_ASSIGN_OR_RETURN(lhs, expr) \
+  CC_ASSIGN_OR_RETURN_IMPL(CC_CONCAT(cc_result_, __LINE__), lhs, expr)
 #define CC_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                             \
   if (!tmp.ok()) return tmp.status();            \

@@ -24,13 +24,13 @@ struct DatasetRecord {
   int64_t source_size = 0;   // bytes
   int64_t source_mtime = 0;  // seconds since the epoch
   int64_t n_cells = 0;
-  int64_t n_genes = 0;       // genes the dataset measured
+  int64_t n_genes = 0;  // genes the dataset measured
   int64_t n_groups = 0;
   std::string matrix;            // "raw/X", "X", "layers/counts", ...
   std::string transform;         // "none" | "log1p" | "cp10k_log1p"
   std::string cell_type_column;  // its name in the source
   std::vector<std::string> groupby;
-  std::string gene_symbols_column;  // "" when none
+  std::string gene_symbols_column;      // "" when none
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };
 
@@ -98,7 +98,7 @@ struct BuildOptions {
   std::string transform = "auto";
   std::string gene_symbols;  // "" = the first of SPEC §5's list that exists
   int64_t max_groups = 10000;
-  int threads = 0;  // 0 = every core
+  int threads = 0;                             // 0 = every core
   uint64_t memory_budget = uint64_t{1} << 30;  // for accumulators; more means gene passes
   bool direct_reads = true;  // inflate gzip chunks outside HDF5 (see StreamOptions)
 };

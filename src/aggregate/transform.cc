@@ -4,9 +4,12 @@ namespace cellcube::aggregate {
 
 const char* TransformName(Transform t) {
   switch (t) {
-    case Transform::kNone: return "none";
-    case Transform::kLog1p: return "log1p";
-    case Transform::kCp10kLog1p: return "cp10k_log1p";
+    case Transform::kNone:
+      return "none";
+    case Transform::kLog1p:
+      return "log1p";
+    case Transform::kCp10kLog1p:
+      return "cp10k_log1p";
   }
   return "?";
 }

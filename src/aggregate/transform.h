@@ -26,9 +26,12 @@ inline double Cp10kScale(double row_total) { return row_total == 0 ? 0.0 : 1e4 /
 // Transforms one value; `scale` is the cell's Cp10kScale (ignored otherwise).
 inline double ApplyTransform(Transform t, double v, double scale) {
   switch (t) {
-    case Transform::kNone: return v;
-    case Transform::kLog1p: return std::log1p(v);
-    case Transform::kCp10kLog1p: return std::log1p(v * scale);
+    case Transform::kNone:
+      return v;
+    case Transform::kLog1p:
+      return std::log1p(v);
+    case Transform::kCp10kLog1p:
+      return std::log1p(v * scale);
   }
   return v;
 }

@@ -31,7 +31,8 @@ Result<Args> Args::Parse(const std::vector<std::string>& argv,
     const OptionSpec* spec = nullptr;
     for (const auto& s : specs)
       if (s.name == name) spec = &s;
-    if (!spec) return Status::Usage("unknown option '" + a + "'" + SuggestionSuffix("--" + name, known));
+    if (!spec)
+      return Status::Usage("unknown option '" + a + "'" + SuggestionSuffix("--" + name, known));
     auto& slot = args.values_[name];
     if (!slot.empty() && !spec->repeatable)
       return Status::Usage("option '--" + name + "' given more than once");

@@ -12,8 +12,8 @@
 namespace cellcube::cli {
 
 struct OptionSpec {
-  std::string name;      // without the dashes: "json"
-  bool takes_value;      // false for flags
+  std::string name;  // without the dashes: "json"
+  bool takes_value;  // false for flags
   bool repeatable = false;
 };
 

@@ -13,43 +13,44 @@
 
 namespace cellcube::cli {
 
-#define CC_BUILD_OPTIONS_HELP                                                                     \
-  "  --cell-type COL       the cell-type column (default: the first of cell_type, celltype,\n"    \
+#define CC_BUILD_OPTIONS_HELP                                                                    \
+  "  --cell-type COL       the cell-type column (default: the first of cell_type, celltype,\n"   \
   "                        cell_ontology_class, CellType, cell_type_ontology_term_id, leiden,\n" \
   "                        louvain that exists)\n"                                               \
-  "  --groupby COL[,COL]   the other columns to group cells by (default: every other\n"         \
+  "  --groupby COL[,COL]   the other columns to group cells by (default: every other\n"          \
   "                        categorical or boolean obs column with 2 to 200 values; '' = none)\n" \
-  "  --matrix M            auto | X | raw | layers/NAME (default auto: raw/X, else\n"             \
+  "  --matrix M            auto | X | raw | layers/NAME (default auto: raw/X, else\n"            \
   "                        layers/counts, else X)\n"                                             \
   "  --transform T         auto | none | log1p | cp10k_log1p (default auto: cp10k_log1p for\n"   \
   "                        integer counts, else none)\n"                                         \
   "  --gene-symbols COL    var column with gene symbols (default: feature_name, gene_symbols,\n" \
   "                        gene_symbol, gene_name or symbol, if present)\n"                      \
-  "  --max-groups N        most cell groups one dataset may have (default 10000)\n"             \
-  "  --threads N           worker threads (default: every core)\n"                              \
+  "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
+  "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes\n"                                           \
-  "  --memory-budget-mb N  memory for accumulators before genes are done in passes (1024)\n"   \
-  "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"        \
+  "  --memory-budget-mb N  memory for accumulators before genes are done in passes (1024)\n"     \
+  "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
   "Datasets are named by file stem, or NAME=FILE.h5ad.\n"
 
 const char* const kBuildHelp =
     "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad...\n\n"
     "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, sumsq\n"
     "per gene) and writes them as one store (itself a valid .h5ad), atomically.\n\n"
-    "  -o, --output STORE    the store to write (replaced atomically if it exists)\n" CC_BUILD_OPTIONS_HELP;
+    "  -o, --output STORE    the store to write (replaced atomically if it "
+    "exists)\n" CC_BUILD_OPTIONS_HELP;
 
 const char* const kAddHelp =
     "usage: cellcube add STORE [options] [NAME=]FILE.h5ad...\n\n"
     "Adds datasets to an existing store without re-reading the others' files. Names must\n"
-    "be new (remove a dataset first to rebuild it). The store is replaced atomically.\n\n" CC_BUILD_OPTIONS_HELP;
+    "be new (remove a dataset first to rebuild it). The store is replaced "
+    "atomically.\n\n" CC_BUILD_OPTIONS_HELP;
 
 namespace {
 
 const std::vector<OptionSpec> kBuildSpecs = {
-    {"output", true}, {"o", true},         {"cell-type", true},    {"groupby", true},
-    {"matrix", true}, {"transform", true}, {"gene-symbols", true}, {"max-groups", true},
-    {"threads", true}, {"quiet", false},   {"memory-budget-mb", true},
-    {"no-direct-reads", false}};
+    {"output", true},  {"o", true},         {"cell-type", true},        {"groupby", true},
+    {"matrix", true},  {"transform", true}, {"gene-symbols", true},     {"max-groups", true},
+    {"threads", true}, {"quiet", false},    {"memory-budget-mb", true}, {"no-direct-reads", false}};
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
@@ -101,7 +102,8 @@ void Summarise(const StoreData& s, const std::string& path, double seconds, bool
   if (quiet) return;
   int64_t cells = 0;
   for (const auto& d : s.datasets) cells += d.n_cells;
-  std::fprintf(stderr, "wrote %s: %zu datasets, %s cells in %s groups, %s genes, %s entries (%.1f s)\n",
+  std::fprintf(stderr,
+               "wrote %s: %zu datasets, %s cells in %s groups, %s genes, %s entries (%.1f s)\n",
                path.c_str(), s.datasets.size(), WithThousands(cells).c_str(),
                WithThousands(s.n_groups()).c_str(), WithThousands(s.n_genes()).c_str(),
                WithThousands(s.n_entries()).c_str(), seconds);
@@ -128,7 +130,8 @@ Status RunAdd(const std::vector<std::string>& argv) {
   auto t0 = std::chrono::steady_clock::now();
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, kBuildSpecs));
   if (args.positionals().size() < 2)
-    return Status::Usage("add needs a STORE and at least one FILE.h5ad (see 'cellcube add --help')");
+    return Status::Usage(
+        "add needs a STORE and at least one FILE.h5ad (see 'cellcube add --help')");
   const std::string& path = args.positionals()[0];
   CC_ASSIGN_OR_RETURN(StoreData existing, LoadStore(path));
   std::vector<std::string> files(args.positionals().begin() + 1, args.positionals().end());
@@ -176,7 +179,8 @@ const char* const kMergeHelp =
     "without reading any .h5ad again. The output is written atomically.\n";
 
 Status RunMerge(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"output", true}, {"o", true}, {"quiet", false}}));
+  CC_ASSIGN_OR_RETURN(Args args,
+                      Args::Parse(argv, {{"output", true}, {"o", true}, {"quiet", false}}));
   std::string out = args.GetOr("output", args.GetOr("o", ""));
   if (out.empty()) return Status::Usage("merge needs -o STORE");
   if (args.positionals().empty()) return Status::Usage("merge needs at least one input store");

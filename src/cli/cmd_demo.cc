@@ -23,18 +23,19 @@ const char* const kDemoHelp =
 
 Status RunDemo(const std::vector<std::string>& argv) {
   namespace fs = std::filesystem;
-  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"port", true},
-                                                     {"host", true},
-                                                     {"dir", true},
-                                                     {"datasets", true},
-                                                     {"cells", true}}));
+  CC_ASSIGN_OR_RETURN(
+      Args args,
+      Args::Parse(
+          argv,
+          {{"port", true}, {"host", true}, {"dir", true}, {"datasets", true}, {"cells", true}}));
   if (!args.positionals().empty()) return Status::Usage("demo takes no positional arguments");
   CC_ASSIGN_OR_RETURN(int64_t datasets, args.GetInt("datasets", 4, 1, 99));
   CC_ASSIGN_OR_RETURN(int64_t cells, args.GetInt("cells", 30000, 100, 10000000));
   const fs::path dir = args.GetOr("dir", "demo-data");
   // The settings name the input folder, so changed settings never reuse stale files.
   const fs::path inputs = dir / ("h5ad-" + std::to_string(datasets) + "x" + std::to_string(cells));
-  const fs::path store = dir / ("atlas-" + std::to_string(datasets) + "x" + std::to_string(cells) + ".h5ad");
+  const fs::path store =
+      dir / ("atlas-" + std::to_string(datasets) + "x" + std::to_string(cells) + ".h5ad");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) return Status::IoError("cannot create '" + dir.string() + "': " + ec.message());

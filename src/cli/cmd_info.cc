@@ -96,10 +96,11 @@ Status RunInfo(const std::vector<std::string>& argv) {
   }
   std::printf("%s: cellcube store (format %s), %s on disk\n", path.c_str(), kStoreFormatVersion,
               FormatBytes(static_cast<uint64_t>(size)).c_str());
-  std::printf("  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
-              "%.1f bytes per entry\n\n",
-              s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
-              WithThousands(s.n_genes()).c_str(), WithThousands(s.n_entries()).c_str(), per_entry);
+  std::printf(
+      "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
+      "%.1f bytes per entry\n\n",
+      s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
+      WithThousands(s.n_genes()).c_str(), WithThousands(s.n_entries()).c_str(), per_entry);
   TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
                "group-by", "source"});
   for (const auto& d : s.datasets)

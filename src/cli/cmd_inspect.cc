@@ -13,7 +13,8 @@
 
 namespace cellcube::cli {
 
-const char* const kInspectHelp = R"(usage: cellcube inspect FILE.h5ad [--json] [--column NAME] [--check]
+const char* const kInspectHelp =
+    R"(usage: cellcube inspect FILE.h5ad [--json] [--column NAME] [--check]
 
 Shows what an AnnData file holds: cells and genes; every matrix (X, raw/X, layers)
 with its encoding, value type, shape, stored values, chunking and compression; the
@@ -28,9 +29,9 @@ obs and var columns with their kind and number of distinct values.
 
 namespace {
 
-using nlohmann::json;
 using h5ad::Column;
 using h5ad::File;
+using nlohmann::json;
 
 struct ColumnSummary {
   std::string name;
@@ -44,8 +45,8 @@ Result<std::vector<ColumnSummary>> SummariseColumns(const File& file, bool obs) 
   std::vector<ColumnSummary> out;
   for (const auto& name : info.column_names) {
     CC_ASSIGN_OR_RETURN(Column col, obs ? file.ReadObsColumn(name) : file.ReadVarColumn(name));
-    out.push_back({name, h5ad::ColumnKindName(col.kind), col.CountDistinctPresent(),
-                   col.CountMissing()});
+    out.push_back(
+        {name, h5ad::ColumnKindName(col.kind), col.CountDistinctPresent(), col.CountMissing()});
   }
   return out;
 }
@@ -79,8 +80,8 @@ Result<CheckResult> CheckMatrix(const File& file, const std::string& path) {
 json ColumnsJson(const std::vector<ColumnSummary>& cols) {
   json out = json::array();
   for (const auto& c : cols)
-    out.push_back({{"name", c.name}, {"kind", c.kind}, {"n_values", c.n_values},
-                   {"n_missing", c.n_missing}});
+    out.push_back(
+        {{"name", c.name}, {"kind", c.kind}, {"n_values", c.n_values}, {"n_missing", c.n_missing}});
   return out;
 }
 
@@ -103,8 +104,10 @@ Status PrintColumnValues(const File& file, const std::string& name, bool as_json
     json values = json::array();
     for (size_t i = 0; i < col.labels.size(); ++i)
       values.push_back({{"value", col.labels[i]}, {"cells", counts[i]}});
-    std::cout << json{{"name", col.name},     {"kind", h5ad::ColumnKindName(col.kind)},
-                      {"values", values},     {"missing", missing},
+    std::cout << json{{"name", col.name},
+                      {"kind", h5ad::ColumnKindName(col.kind)},
+                      {"values", values},
+                      {"missing", missing},
                       {"ordered", col.ordered}}
                      .dump(2)
               << "\n";
@@ -124,9 +127,8 @@ Status PrintColumnValues(const File& file, const std::string& name, bool as_json
 }  // namespace
 
 Status RunInspect(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"json", false},
-                                                     {"column", true},
-                                                     {"check", false}}));
+  CC_ASSIGN_OR_RETURN(Args args,
+                      Args::Parse(argv, {{"json", false}, {"column", true}, {"check", false}}));
   if (args.positionals().size() != 1)
     return Status::Usage("inspect needs exactly one FILE.h5ad (see 'cellcube inspect --help')");
   const std::string& path = args.positionals()[0];

@@ -5,10 +5,10 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 #include "server/api.h"
 #include "server/http.h"
 #include "server/store_holder.h"
-#include "cli/table.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
@@ -25,10 +25,9 @@ const char* const kServeHelp =
     "  --quiet        print only errors\n";
 
 Status RunServe(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"host", true},
-                                                     {"port", true},
-                                                     {"threads", true},
-                                                     {"quiet", false}}));
+  CC_ASSIGN_OR_RETURN(
+      Args args,
+      Args::Parse(argv, {{"host", true}, {"port", true}, {"threads", true}, {"quiet", false}}));
   if (args.positionals().size() != 1) return Status::Usage("serve needs exactly one STORE");
   server::HttpOptions options;
   options.host = args.GetOr("host", "127.0.0.1");

@@ -22,8 +22,7 @@ const std::vector<Command>& Commands() {
       {"serve", "serve a store: web page and JSON API", kServeHelp, RunServe},
       {"demo", "synthesise an atlas, build its store and serve it", kDemoHelp, RunDemo},
       {"query", "answer a dot-plot query: genes x splits, from a store", kQueryHelp, RunQuery},
-      {"synth", "write synthetic single-cell .h5ad files to try cellcube on", kSynthHelp,
-       RunSynth},
+      {"synth", "write synthetic single-cell .h5ad files to try cellcube on", kSynthHelp, RunSynth},
   };
   return kCommands;
 }

@@ -21,9 +21,12 @@ std::string Duration(double seconds) {
 
 std::string Rate(double per_second) {
   char buf[32];
-  if (per_second >= 1e6) std::snprintf(buf, sizeof buf, "%.1fM", per_second / 1e6);
-  else if (per_second >= 1e3) std::snprintf(buf, sizeof buf, "%.0fk", per_second / 1e3);
-  else std::snprintf(buf, sizeof buf, "%.0f", per_second);
+  if (per_second >= 1e6)
+    std::snprintf(buf, sizeof buf, "%.1fM", per_second / 1e6);
+  else if (per_second >= 1e3)
+    std::snprintf(buf, sizeof buf, "%.0fk", per_second / 1e3);
+  else
+    std::snprintf(buf, sizeof buf, "%.0f", per_second);
   return buf;
 }
 
@@ -45,9 +48,8 @@ void ProgressBar::Update(int64_t done, int64_t total, const std::string& label) 
   std::string bar(static_cast<size_t>(filled), '#');
   bar.resize(kWidth, '.');
   double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
-  std::string eta = rate > 0 && done < total
-                        ? Duration(static_cast<double>(total - done) / rate)
-                        : std::string("-");
+  std::string eta = rate > 0 && done < total ? Duration(static_cast<double>(total - done) / rate)
+                                             : std::string("-");
   std::fprintf(stderr, "\r\033[K[%s] %3.0f%%  %s cells/s  ETA %s  %s", bar.c_str(), frac * 100,
                Rate(rate).c_str(), eta.c_str(), label.c_str());
   std::fflush(stderr);

@@ -16,13 +16,16 @@ struct RawValues {
   std::vector<int64_t> ints;  // also booleans (0/1)
   std::vector<double> floats;
   bool single_precision = false;  // float32 on disk: labelled with float32's shortest digits
-  std::vector<uint8_t> missing;  // 1 = missing; empty = none missing
+  std::vector<uint8_t> missing;   // 1 = missing; empty = none missing
 
   size_t size() const {
     switch (type) {
-      case Type::kStrings: return strings.size();
-      case Type::kFloats: return floats.size();
-      default: return ints.size();
+      case Type::kStrings:
+        return strings.size();
+      case Type::kFloats:
+        return floats.size();
+      default:
+        return ints.size();
     }
   }
   bool IsMissing(size_t i) const {
@@ -31,9 +34,12 @@ struct RawValues {
   }
   std::string Label(size_t i) const {
     switch (type) {
-      case Type::kStrings: return strings[i];
-      case Type::kInts: return std::to_string(ints[i]);
-      case Type::kBools: return ints[i] ? "True" : "False";
+      case Type::kStrings:
+        return strings[i];
+      case Type::kInts:
+        return std::to_string(ints[i]);
+      case Type::kBools:
+        return ints[i] ? "True" : "False";
       case Type::kFloats:
         return single_precision ? FormatPythonFloat32(static_cast<float>(floats[i]))
                                 : FormatPythonFloat(floats[i]);
@@ -55,7 +61,7 @@ Result<RawValues> ReadValues(hid_t dataset) {
     case TypeClass::kUnsigned:
     case TypeClass::kBool: {
       out.type = ClassifyType(type.get()) == TypeClass::kBool ? RawValues::Type::kBools
-                                                                : RawValues::Type::kInts;
+                                                              : RawValues::Type::kInts;
       CC_ASSIGN_OR_RETURN(out.ints, ReadInt64Dataset(dataset));
       return out;
     }
@@ -65,7 +71,8 @@ Result<RawValues> ReadValues(hid_t dataset) {
       CC_ASSIGN_OR_RETURN(out.floats, ReadDoubleDataset(dataset));
       return out;
     }
-    default: return Status::Unsupported("values of type " + TypeName(type.get()));
+    default:
+      return Status::Unsupported("values of type " + TypeName(type.get()));
   }
 }
 
@@ -79,8 +86,7 @@ Result<RawValues> ReadCompoundField(hid_t dataset, const std::string& field) {
   if (cls == TypeClass::kString) {
     out.type = RawValues::Type::kStrings;
     CC_ASSIGN_OR_RETURN(out.strings, ReadCompoundStrings(dataset, field));
-  } else if (cls == TypeClass::kInteger || cls == TypeClass::kUnsigned ||
-             cls == TypeClass::kBool) {
+  } else if (cls == TypeClass::kInteger || cls == TypeClass::kUnsigned || cls == TypeClass::kBool) {
     out.type = cls == TypeClass::kBool ? RawValues::Type::kBools : RawValues::Type::kInts;
     CC_ASSIGN_OR_RETURN(out.ints, ReadCompoundInt64(dataset, field));
   } else if (cls == TypeClass::kFloat) {
@@ -95,10 +101,14 @@ Result<RawValues> ReadCompoundField(hid_t dataset, const std::string& field) {
 
 ColumnKind KindOf(const RawValues& v) {
   switch (v.type) {
-    case RawValues::Type::kStrings: return ColumnKind::kString;
-    case RawValues::Type::kInts: return ColumnKind::kInteger;
-    case RawValues::Type::kBools: return ColumnKind::kBoolean;
-    case RawValues::Type::kFloats: return ColumnKind::kFloat;
+    case RawValues::Type::kStrings:
+      return ColumnKind::kString;
+    case RawValues::Type::kInts:
+      return ColumnKind::kInteger;
+    case RawValues::Type::kBools:
+      return ColumnKind::kBoolean;
+    case RawValues::Type::kFloats:
+      return ColumnKind::kFloat;
   }
   return ColumnKind::kString;
 }
@@ -122,8 +132,8 @@ Column Factorize(std::string name, ColumnKind kind, const RawValues& v) {
   return col;
 }
 
-Result<Column> MakeCategorical(std::string name, const RawValues& categories, const RawValues& codes,
-                               bool ordered) {
+Result<Column> MakeCategorical(std::string name, const RawValues& categories,
+                               const RawValues& codes, bool ordered) {
   if (codes.type != RawValues::Type::kInts)
     return Status::Corrupt("categorical column '" + name + "' has non-integer codes");
   Column col;
@@ -137,8 +147,8 @@ Result<Column> MakeCategorical(std::string name, const RawValues& categories, co
     int64_t c = codes.ints[i];
     if (c < -1 || c >= n_cat)
       return Status::Corrupt("categorical column '" + col.name + "' has code " + std::to_string(c) +
-                             " at row " + std::to_string(i) + " but only " +
-                             std::to_string(n_cat) + " categories");
+                             " at row " + std::to_string(i) + " but only " + std::to_string(n_cat) +
+                             " categories");
     col.codes[i] = static_cast<int32_t>(c);
   }
   return col;
@@ -299,8 +309,8 @@ Result<Column> ReadDataFrameColumn(hid_t file, const DataFrameInfo& info, const 
     }
   }
   if (!col.ok()) return col.status().WithContext(info.group);
-  CC_RETURN_IF_ERROR(CheckLength(info.group + " column '" + name + "'", col->codes.size(),
-                                 info.n_rows));
+  CC_RETURN_IF_ERROR(
+      CheckLength(info.group + " column '" + name + "'", col->codes.size(), info.n_rows));
   return col;
 }
 

@@ -38,7 +38,8 @@ std::optional<DirectSource> DirectSource::Index(hid_t dataset, int fd, uint64_t 
   const size_t size = H5Tget_size(type.get());
   if (H5Tget_order(type.get()) != H5T_ORDER_LE && size != 1) return std::nullopt;
   DirectSource s;
-  if (cls == TypeClass::kFloat && (size == 4 || size == 8)) s.kind_ = Kind::kFloat;
+  if (cls == TypeClass::kFloat && (size == 4 || size == 8))
+    s.kind_ = Kind::kFloat;
   else if (cls == TypeClass::kInteger && (size == 1 || size == 2 || size == 4 || size == 8))
     s.kind_ = Kind::kSigned;
   else if (cls == TypeClass::kUnsigned && (size == 1 || size == 2 || size == 4 || size == 8))
@@ -155,24 +156,34 @@ Status DirectSource::ReadAs(int64_t begin, int64_t count, Out* out) const {
 
 template <typename Out>
 void DirectSource::ConvertRun(const unsigned char* src, int64_t n, Out* dst) const {
-    switch (kind_) {
-      case Kind::kFloat:
-        if (elem_size_ == 4) Convert<float>(src, n, dst);
-        else Convert<double>(src, n, dst);
-        break;
-      case Kind::kSigned:
-        if (elem_size_ == 1) Convert<int8_t>(src, n, dst);
-        else if (elem_size_ == 2) Convert<int16_t>(src, n, dst);
-        else if (elem_size_ == 4) Convert<int32_t>(src, n, dst);
-        else Convert<int64_t>(src, n, dst);
-        break;
-      case Kind::kUnsigned:
-        if (elem_size_ == 1) Convert<uint8_t>(src, n, dst);
-        else if (elem_size_ == 2) Convert<uint16_t>(src, n, dst);
-        else if (elem_size_ == 4) Convert<uint32_t>(src, n, dst);
-        else Convert<uint64_t>(src, n, dst);
-        break;
-    }
+  switch (kind_) {
+    case Kind::kFloat:
+      if (elem_size_ == 4)
+        Convert<float>(src, n, dst);
+      else
+        Convert<double>(src, n, dst);
+      break;
+    case Kind::kSigned:
+      if (elem_size_ == 1)
+        Convert<int8_t>(src, n, dst);
+      else if (elem_size_ == 2)
+        Convert<int16_t>(src, n, dst);
+      else if (elem_size_ == 4)
+        Convert<int32_t>(src, n, dst);
+      else
+        Convert<int64_t>(src, n, dst);
+      break;
+    case Kind::kUnsigned:
+      if (elem_size_ == 1)
+        Convert<uint8_t>(src, n, dst);
+      else if (elem_size_ == 2)
+        Convert<uint16_t>(src, n, dst);
+      else if (elem_size_ == 4)
+        Convert<uint32_t>(src, n, dst);
+      else
+        Convert<uint64_t>(src, n, dst);
+      break;
+  }
 }
 
 template <typename Out>

@@ -1,9 +1,9 @@
 #include <sys/stat.h>
 
-#include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
+#include <cerrno>
+#include <cstring>
 #include <unordered_set>
 
 #include "cellcube/h5ad.h"
@@ -16,22 +16,32 @@ namespace cellcube::h5ad {
 
 const char* EncodingName(Encoding e) {
   switch (e) {
-    case Encoding::kDense: return "dense";
-    case Encoding::kCsr: return "csr";
-    case Encoding::kCsc: return "csc";
+    case Encoding::kDense:
+      return "dense";
+    case Encoding::kCsr:
+      return "csr";
+    case Encoding::kCsc:
+      return "csc";
   }
   return "?";
 }
 
 const char* ColumnKindName(ColumnKind k) {
   switch (k) {
-    case ColumnKind::kCategorical: return "categorical";
-    case ColumnKind::kString: return "string";
-    case ColumnKind::kInteger: return "integer";
-    case ColumnKind::kFloat: return "float";
-    case ColumnKind::kBoolean: return "boolean";
-    case ColumnKind::kNullableInteger: return "nullable-integer";
-    case ColumnKind::kNullableBoolean: return "nullable-boolean";
+    case ColumnKind::kCategorical:
+      return "categorical";
+    case ColumnKind::kString:
+      return "string";
+    case ColumnKind::kInteger:
+      return "integer";
+    case ColumnKind::kFloat:
+      return "float";
+    case ColumnKind::kBoolean:
+      return "boolean";
+    case ColumnKind::kNullableInteger:
+      return "nullable-integer";
+    case ColumnKind::kNullableBoolean:
+      return "nullable-boolean";
   }
   return "?";
 }
@@ -87,8 +97,7 @@ Status CheckPlainFile(const std::string& path) {
   }
   if (S_ISDIR(st.st_mode))
     return Status::InvalidArgument(Quoted(path) + " is a directory; give an .h5ad file");
-  if (!S_ISREG(st.st_mode))
-    return Status::InvalidArgument(Quoted(path) + " is not a regular file");
+  if (!S_ISREG(st.st_mode)) return Status::InvalidArgument(Quoted(path) + " is not a regular file");
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) return Status::IoError("cannot open " + Quoted(path) + ": " + std::strerror(errno));
   ::close(fd);
@@ -140,14 +149,15 @@ Result<std::unique_ptr<File>> File::Open(const std::string& path) {
                            (detail.empty() ? "" : " (HDF5: " + detail + ")"));
   }
   impl->access.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (struct stat st {}; impl->access.fd >= 0 && ::fstat(impl->access.fd, &st) == 0)
+  if (struct stat st{}; impl->access.fd >= 0 && ::fstat(impl->access.fd, &st) == 0)
     impl->access.size = static_cast<uint64_t>(st.st_size);
   hid_t f = impl->file.get();
   if (GetNodeKind(f, "obs") == NodeKind::kMissing || GetNodeKind(f, "var") == NodeKind::kMissing) {
     Handle root(H5Gopen2(f, "/", H5P_DEFAULT));
     return Status::InvalidArgument(Quoted(path) +
                                    " is HDF5 but not AnnData: it has no 'obs' and 'var' (top level "
-                                   "holds " + QuoteList(ListGroup(root.get())) + ")");
+                                   "holds " +
+                                   QuoteList(ListGroup(root.get())) + ")");
   }
   auto context = [&](const Status& s) { return s.WithContext(Quoted(path)); };
   auto obs = ReadDataFrameInfo(f, "obs");
@@ -311,7 +321,8 @@ Result<File::Extent> File::Locate(const std::string& dataset) const {
   e.bytes = H5Dget_storage_size(ds.get());
   Handle dcpl(H5Dget_create_plist(ds.get()));
   TypeClass cls = ClassifyType(type.get());
-  bool numeric = cls == TypeClass::kInteger || cls == TypeClass::kUnsigned || cls == TypeClass::kFloat;
+  bool numeric =
+      cls == TypeClass::kInteger || cls == TypeClass::kUnsigned || cls == TypeClass::kFloat;
   bool little = H5Tget_order(type.get()) == H5T_ORDER_LE || H5Tget_size(type.get()) == 1;
   haddr_t addr = H5Dget_offset(ds.get());
   e.in_place = numeric && little && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&

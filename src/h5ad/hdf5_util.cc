@@ -40,14 +40,30 @@ void Handle::Reset() {
   if (id_ < 0) return;
   Hdf5Lock lock(Hdf5Mutex());
   switch (H5Iget_type(id_)) {
-    case H5I_FILE: H5Fclose(id_); break;
-    case H5I_GROUP: H5Gclose(id_); break;
-    case H5I_DATASET: H5Dclose(id_); break;
-    case H5I_DATATYPE: H5Tclose(id_); break;
-    case H5I_DATASPACE: H5Sclose(id_); break;
-    case H5I_ATTR: H5Aclose(id_); break;
-    case H5I_GENPROP_LST: H5Pclose(id_); break;
-    default: H5Idec_ref(id_); break;
+    case H5I_FILE:
+      H5Fclose(id_);
+      break;
+    case H5I_GROUP:
+      H5Gclose(id_);
+      break;
+    case H5I_DATASET:
+      H5Dclose(id_);
+      break;
+    case H5I_DATATYPE:
+      H5Tclose(id_);
+      break;
+    case H5I_DATASPACE:
+      H5Sclose(id_);
+      break;
+    case H5I_ATTR:
+      H5Aclose(id_);
+      break;
+    case H5I_GENPROP_LST:
+      H5Pclose(id_);
+      break;
+    default:
+      H5Idec_ref(id_);
+      break;
   }
   id_ = H5I_INVALID_HID;
 }
@@ -58,7 +74,8 @@ NodeKind GetNodeKind(hid_t loc, const std::string& path) {
   while (true) {
     size_t slash = path.find('/', pos);
     std::string prefix = path.substr(0, slash);
-    if (prefix.empty() || H5Lexists(loc, prefix.c_str(), H5P_DEFAULT) <= 0) return NodeKind::kMissing;
+    if (prefix.empty() || H5Lexists(loc, prefix.c_str(), H5P_DEFAULT) <= 0)
+      return NodeKind::kMissing;
     if (slash == std::string::npos) break;
     pos = slash + 1;
   }
@@ -66,9 +83,12 @@ NodeKind GetNodeKind(hid_t loc, const std::string& path) {
   if (obj < 0) return NodeKind::kMissing;
   Handle h(obj);
   switch (H5Iget_type(obj)) {
-    case H5I_GROUP: return NodeKind::kGroup;
-    case H5I_DATASET: return NodeKind::kDataset;
-    default: return NodeKind::kOther;
+    case H5I_GROUP:
+      return NodeKind::kGroup;
+    case H5I_DATASET:
+      return NodeKind::kDataset;
+    default:
+      return NodeKind::kOther;
   }
 }
 
@@ -159,9 +179,8 @@ std::vector<std::string> ReadStringListAttr(hid_t obj, const char* name) {
   if (H5Tget_class(type.get()) != H5T_STRING) return {};
   Handle space(H5Aget_space(attr.get()));
   auto n = static_cast<size_t>(SpaceSize(space.get()));
-  auto res = ReadStrings(type.get(), n, [&](hid_t mem, void* buf) {
-    return H5Aread(attr.get(), mem, buf);
-  });
+  auto res = ReadStrings(type.get(), n,
+                         [&](hid_t mem, void* buf) { return H5Aread(attr.get(), mem, buf); });
   if (!res.ok()) return {};
   return std::move(res).value();
 }
@@ -200,10 +219,14 @@ TypeClass ClassifyType(hid_t type) {
   switch (H5Tget_class(type)) {
     case H5T_INTEGER:
       return H5Tget_sign(type) == H5T_SGN_NONE ? TypeClass::kUnsigned : TypeClass::kInteger;
-    case H5T_FLOAT: return TypeClass::kFloat;
-    case H5T_STRING: return TypeClass::kString;
-    case H5T_REFERENCE: return TypeClass::kReference;
-    case H5T_COMPOUND: return TypeClass::kCompound;
+    case H5T_FLOAT:
+      return TypeClass::kFloat;
+    case H5T_STRING:
+      return TypeClass::kString;
+    case H5T_REFERENCE:
+      return TypeClass::kReference;
+    case H5T_COMPOUND:
+      return TypeClass::kCompound;
     case H5T_ENUM: {
       // h5py writes numpy bool as an int8 enum {FALSE = 0, TRUE = 1}.
       if (H5Tget_nmembers(type) != 2) return TypeClass::kOther;
@@ -214,21 +237,30 @@ TypeClass ClassifyType(hid_t type) {
       H5free_memory(b);
       return is_bool ? TypeClass::kBool : TypeClass::kOther;
     }
-    default: return TypeClass::kOther;
+    default:
+      return TypeClass::kOther;
   }
 }
 
 std::string TypeName(hid_t type) {
   size_t bits = H5Tget_size(type) * 8;
   switch (ClassifyType(type)) {
-    case TypeClass::kInteger: return "int" + std::to_string(bits);
-    case TypeClass::kUnsigned: return "uint" + std::to_string(bits);
-    case TypeClass::kFloat: return "float" + std::to_string(bits);
-    case TypeClass::kBool: return "bool";
-    case TypeClass::kString: return "string";
-    case TypeClass::kReference: return "reference";
-    case TypeClass::kCompound: return "compound";
-    default: return "other";
+    case TypeClass::kInteger:
+      return "int" + std::to_string(bits);
+    case TypeClass::kUnsigned:
+      return "uint" + std::to_string(bits);
+    case TypeClass::kFloat:
+      return "float" + std::to_string(bits);
+    case TypeClass::kBool:
+      return "bool";
+    case TypeClass::kString:
+      return "string";
+    case TypeClass::kReference:
+      return "reference";
+    case TypeClass::kCompound:
+      return "compound";
+    default:
+      return "other";
   }
 }
 
@@ -273,8 +305,9 @@ Status ReadRange(hid_t dataset, hid_t mem_type, int64_t begin, int64_t count, vo
     return Status::Ok();
   }
   if (begin < 0 || count < 0 || begin + count > shape[0])
-    return Status::Corrupt("range [" + std::to_string(begin) + ", " + std::to_string(begin + count) +
-                           ") outside a dataset of " + std::to_string(shape[0]) + " elements");
+    return Status::Corrupt("range [" + std::to_string(begin) + ", " +
+                           std::to_string(begin + count) + ") outside a dataset of " +
+                           std::to_string(shape[0]) + " elements");
   return ReadSelection(dataset, mem_type, {static_cast<hsize_t>(begin)},
                        {static_cast<hsize_t>(count)}, out);
 }
@@ -283,8 +316,7 @@ Status ReadRows(hid_t dataset, hid_t mem_type, int64_t row_begin, int64_t n_rows
   auto shape = DatasetShape(dataset);
   if (shape.size() != 2) return Status::Corrupt("expected a 2-D dataset");
   if (n_rows == 0 || shape[1] == 0) return Status::Ok();
-  return ReadSelection(dataset, mem_type,
-                       {static_cast<hsize_t>(row_begin), 0},
+  return ReadSelection(dataset, mem_type, {static_cast<hsize_t>(row_begin), 0},
                        {static_cast<hsize_t>(n_rows), static_cast<hsize_t>(shape[1])}, out);
 }
 
@@ -299,8 +331,8 @@ Result<std::vector<std::string>> ReadStringDataset(hid_t dataset) {
 
 Result<std::vector<double>> ReadDoubleDataset(hid_t dataset) {
   std::vector<double> out(static_cast<size_t>(DatasetSize(dataset)));
-  CC_RETURN_IF_ERROR(ReadRange(dataset, H5T_NATIVE_DOUBLE, 0, static_cast<int64_t>(out.size()),
-                               out.data()));
+  CC_RETURN_IF_ERROR(
+      ReadRange(dataset, H5T_NATIVE_DOUBLE, 0, static_cast<int64_t>(out.size()), out.data()));
   return out;
 }
 
@@ -388,19 +420,35 @@ Result<std::string> DescribeFilters(hid_t dataset) {
                                      sizeof name, name, &config);
     std::string label;
     switch (id) {
-      case H5Z_FILTER_DEFLATE: label = "gzip(" + std::to_string(n_cd ? cd[0] : 0) + ")"; break;
-      case H5Z_FILTER_SHUFFLE: label = "shuffle"; break;
-      case H5Z_FILTER_FLETCHER32: label = "fletcher32"; break;
-      case H5Z_FILTER_SZIP: label = "szip"; break;
-      case H5Z_FILTER_NBIT: label = "nbit"; break;
-      case H5Z_FILTER_SCALEOFFSET: label = "scaleoffset"; break;
-      case kLzfFilterId: label = "lzf"; break;
-      default: label = "filter " + std::to_string(id) + (name[0] ? std::string(" (") + name + ")" : "");
+      case H5Z_FILTER_DEFLATE:
+        label = "gzip(" + std::to_string(n_cd ? cd[0] : 0) + ")";
+        break;
+      case H5Z_FILTER_SHUFFLE:
+        label = "shuffle";
+        break;
+      case H5Z_FILTER_FLETCHER32:
+        label = "fletcher32";
+        break;
+      case H5Z_FILTER_SZIP:
+        label = "szip";
+        break;
+      case H5Z_FILTER_NBIT:
+        label = "nbit";
+        break;
+      case H5Z_FILTER_SCALEOFFSET:
+        label = "scaleoffset";
+        break;
+      case kLzfFilterId:
+        label = "lzf";
+        break;
+      default:
+        label = "filter " + std::to_string(id) + (name[0] ? std::string(" (") + name + ")" : "");
     }
     if (H5Zfilter_avail(id) <= 0)
-      return Status::Unsupported("compressed with HDF5 " + label +
-                                 ", which cellcube cannot decode; re-save the file with gzip or "
-                                 "lzf compression (e.g. adata.write_h5ad(path, compression='gzip'))");
+      return Status::Unsupported(
+          "compressed with HDF5 " + label +
+          ", which cellcube cannot decode; re-save the file with gzip or "
+          "lzf compression (e.g. adata.write_h5ad(path, compression='gzip'))");
     if (!out.empty()) out += "+";
     out += label;
   }

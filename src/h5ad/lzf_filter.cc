@@ -19,8 +19,8 @@ size_t LzfDecode(unsigned flags, size_t cd_nelmts, const unsigned cd_values[], s
     void* out = std::malloc(out_size);
     if (!out) return 0;
     errno = 0;
-    unsigned produced = lzf_decompress(*buf, static_cast<unsigned>(nbytes), out,
-                                       static_cast<unsigned>(out_size));
+    unsigned produced =
+        lzf_decompress(*buf, static_cast<unsigned>(nbytes), out, static_cast<unsigned>(out_size));
     if (produced != 0) {
       std::free(*buf);
       *buf = out;

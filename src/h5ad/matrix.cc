@@ -48,8 +48,10 @@ Result<MatrixInfo> DescribeSparse(hid_t file, const std::string& path) {
   std::string format;
   std::optional<std::vector<int64_t>> shape;
   if (auto enc = ReadStringAttr(group.get(), "encoding-type")) {
-    if (*enc == "csr_matrix") format = "csr";
-    else if (*enc == "csc_matrix") format = "csc";
+    if (*enc == "csr_matrix")
+      format = "csr";
+    else if (*enc == "csc_matrix")
+      format = "csc";
     else
       return Status::Unsupported("unknown encoding-type '" + *enc +
                                  "' (cellcube reads array, csr_matrix and csc_matrix)");
@@ -149,9 +151,8 @@ class SparseStream final : public MatrixStream {
       CC_RETURN_IF_ERROR(
           ReadRange(data_.get(), H5T_NATIVE_DOUBLE, lo, hi - lo, block->values.data())
               .WithContext(Where(info_.path) + " data"));
-      CC_RETURN_IF_ERROR(
-          ReadRange(indices_.get(), H5T_NATIVE_INT64, lo, hi - lo, index_buf.data())
-              .WithContext(Where(info_.path) + " indices"));
+      CC_RETURN_IF_ERROR(ReadRange(indices_.get(), H5T_NATIVE_INT64, lo, hi - lo, index_buf.data())
+                             .WithContext(Where(info_.path) + " indices"));
     }
     const int64_t n_minor = by_rows() ? info_.n_cols : info_.n_rows;
     block->minor.resize(index_buf.size());
@@ -255,9 +256,14 @@ Status ValidateIndptr(const MatrixInfo& info, const std::vector<int64_t>& indptr
 Result<MatrixInfo> DescribeMatrix(hid_t file, const std::string& path) {
   Result<MatrixInfo> info = Status::NotFound(Where(path) + " is not in the file");
   switch (GetNodeKind(file, path)) {
-    case NodeKind::kDataset: info = DescribeDense(file, path); break;
-    case NodeKind::kGroup: info = DescribeSparse(file, path); break;
-    default: return info;
+    case NodeKind::kDataset:
+      info = DescribeDense(file, path);
+      break;
+    case NodeKind::kGroup:
+      info = DescribeSparse(file, path);
+      break;
+    default:
+      return info;
   }
   if (!info.ok() && info.status().code() != StatusCode::kNotFound)
     return info.status().WithContext(Where(path));
@@ -281,10 +287,10 @@ Result<std::unique_ptr<MatrixStream>> OpenMatrixStream(hid_t file, const FileAcc
   CC_RETURN_IF_ERROR(ValidateIndptr(info, indptr));
   std::optional<DirectSource> data_direct, indices_direct;
   if (options.direct_reads) {
-    data_direct = DirectSource::Index(data.get(), access.fd, access.size,
-                                      Where(info.path) + " data");
-    indices_direct = DirectSource::Index(indices.get(), access.fd, access.size,
-                                         Where(info.path) + " indices");
+    data_direct =
+        DirectSource::Index(data.get(), access.fd, access.size, Where(info.path) + " data");
+    indices_direct =
+        DirectSource::Index(indices.get(), access.fd, access.size, Where(info.path) + " indices");
   }
   return std::unique_ptr<MatrixStream>(
       new SparseStream(info, std::move(data), std::move(indices), std::move(indptr),

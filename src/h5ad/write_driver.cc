@@ -178,38 +178,38 @@ herr_t Unlock(H5FD_t* file) {
 }
 
 const H5FD_class_t kDriverClass = {
-    "cellcube_write",       // name
-    kMaxAddr,               // maxaddr
-    H5F_CLOSE_WEAK,         // fc_degree
-    nullptr,                // terminate
-    nullptr,                // sb_size
-    nullptr,                // sb_encode
-    nullptr,                // sb_decode
-    sizeof(DriverConfig),   // fapl_size
-    nullptr,                // fapl_get
-    nullptr,                // fapl_copy
-    nullptr,                // fapl_free
-    0,                      // dxpl_size
-    nullptr,                // dxpl_copy
-    nullptr,                // dxpl_free
-    Open,                   // open
-    Close,                  // close
-    Compare,                // cmp
-    Query,                  // query
-    nullptr,                // get_type_map
-    nullptr,                // alloc
-    nullptr,                // free
-    GetEoa,                 // get_eoa
-    SetEoa,                 // set_eoa
-    GetEof,                 // get_eof
-    GetHandle,              // get_handle
-    Read,                   // read
-    Write,                  // write
-    nullptr,                // flush
-    Truncate,               // truncate
-    Lock,                   // lock
-    Unlock,                 // unlock
-    H5FD_FLMAP_DICHOTOMY,   // fl_map
+    "cellcube_write",      // name
+    kMaxAddr,              // maxaddr
+    H5F_CLOSE_WEAK,        // fc_degree
+    nullptr,               // terminate
+    nullptr,               // sb_size
+    nullptr,               // sb_encode
+    nullptr,               // sb_decode
+    sizeof(DriverConfig),  // fapl_size
+    nullptr,               // fapl_get
+    nullptr,               // fapl_copy
+    nullptr,               // fapl_free
+    0,                     // dxpl_size
+    nullptr,               // dxpl_copy
+    nullptr,               // dxpl_free
+    Open,                  // open
+    Close,                 // close
+    Compare,               // cmp
+    Query,                 // query
+    nullptr,               // get_type_map
+    nullptr,               // alloc
+    nullptr,               // free
+    GetEoa,                // get_eoa
+    SetEoa,                // set_eoa
+    GetEof,                // get_eof
+    GetHandle,             // get_handle
+    Read,                  // read
+    Write,                 // write
+    nullptr,               // flush
+    Truncate,              // truncate
+    Lock,                  // lock
+    Unlock,                // unlock
+    H5FD_FLMAP_DICHOTOMY,  // fl_map
 };
 
 }  // namespace

@@ -4,8 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <string_view>
 #include <nlohmann/json.hpp>
+#include <string_view>
 
 #include "server/assets.h"
 
@@ -37,6 +37,12 @@ bool ValidUtf8(const std::string& s) {
     if (n == 0 || i + n > s.size()) return false;
     for (size_t k = 1; k < n; ++k)
       if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    // Strict (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
+    const auto c1 = n > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
+    if ((n == 2 && c < 0xC2) || (n == 3 && c == 0xE0 && c1 < 0xA0) ||
+        (n == 3 && c == 0xED && c1 >= 0xA0) || (n == 4 && c == 0xF0 && c1 < 0x90) ||
+        (n == 4 && (c > 0xF4 || (c == 0xF4 && c1 >= 0x90))))
+      return false;
     i += n;
   }
   return true;
@@ -76,8 +82,10 @@ Result<Selection> ParseSelection(const Request& req, const ApiLimits& limits) {
                                        " where values per request");
       auto it = std::find_if(sel.where.begin(), sel.where.end(),
                              [&](const WhereClause& w) { return w.column == column; });
-      if (it == sel.where.end()) sel.where.push_back({column, {value}});
-      else it->values.push_back(value);
+      if (it == sel.where.end())
+        sel.where.push_back({column, {value}});
+      else
+        it->values.push_back(value);
     }
   }
   return sel;
@@ -162,7 +170,8 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
 
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "metrics", "format", "layout"});
+  if (Status s =
+          CheckParams(req, {"genes", "by", "where", "datasets", "metrics", "format", "layout"});
       !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
@@ -195,7 +204,8 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   const StoreReader& store = snap.store();
   auto gene_index = snap.engine->ResolveGenes(result->genes);
   std::string body;
-  body.reserve(256 + result->genes.size() * 64 + result->rows.size() * (16 + 12 * q.metrics.size()));
+  body.reserve(256 + result->genes.size() * 64 +
+               result->rows.size() * (16 + 12 * q.metrics.size()));
   body.append("{\"columns\":[");
   const auto names = result->ColumnNames();
   for (size_t i = 0; i < names.size(); ++i) {
@@ -228,9 +238,9 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   } else {
     body += "\"rows\":" + FormatJson(*result);
   }
-  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   body += ",\"took_us\":" + std::to_string(took) + "}";
   return Json(std::move(body));
 }
@@ -283,11 +293,15 @@ Response HandleStatic(const Request& req) {
 
 int HttpStatusFor(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kOk: return 200;
+    case StatusCode::kOk:
+      return 200;
     case StatusCode::kUsage:
-    case StatusCode::kInvalidArgument: return 400;
-    case StatusCode::kNotFound: return 400;  // an unknown gene/column is a bad query
-    default: return 500;
+    case StatusCode::kInvalidArgument:
+      return 400;
+    case StatusCode::kNotFound:
+      return 400;  // an unknown gene/column is a bad query
+    default:
+      return 500;
   }
 }
 

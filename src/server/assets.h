@@ -7,9 +7,9 @@
 namespace cellcube::server {
 
 struct Asset {
-  const char* path;          // "/index.html", "/app.js", ...
+  const char* path;  // "/index.html", "/app.js", ...
   const char* content_type;
-  const char* etag;          // quoted
+  const char* etag;  // quoted
   const unsigned char* data;
   size_t size;
 };

@@ -82,7 +82,8 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
   std::sort(symbols_.begin(), symbols_.end(), by_key);
   for (size_t c = 0; c < m.columns.size(); ++c) {
     std::unordered_map<std::string, int32_t> codes;
-    for (size_t l = 0; l < m.labels[c].size(); ++l) codes.emplace(m.labels[c][l], static_cast<int32_t>(l));
+    for (size_t l = 0; l < m.labels[c].size(); ++l)
+      codes.emplace(m.labels[c][l], static_cast<int32_t>(l));
     code_of_.push_back(std::move(codes));
   }
 }

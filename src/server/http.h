@@ -24,7 +24,7 @@ struct Request {
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
-  std::string body;               // owned body, or
+  std::string body;                            // owned body, or
   const unsigned char* static_body = nullptr;  // a body that outlives the server
   size_t static_size = 0;
   std::vector<std::pair<std::string, std::string>> headers;
@@ -35,7 +35,7 @@ using Handler = std::function<Response(const Request&)>;
 struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
-  int threads = 0;                    // 0 = every core
+  int threads = 0;  // 0 = every core
   unsigned idle_timeout_seconds = 15;
   size_t header_limit_bytes = 16 * 1024;
   unsigned max_connections = 4096;

@@ -51,8 +51,10 @@ bool StoreHolder::CheckNow() {
   if (::stat(path_.c_str(), &st) != 0) return false;  // mid-rename or removed: keep serving
   const auto snapshot = Get();
   const StoreReader& current = snapshot->store();
-  const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
-  if (st.st_ino == current.file_inode() && static_cast<uint64_t>(st.st_size) == current.file_size() &&
+  const int64_t mtime_ns =
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  if (st.st_ino == current.file_inode() &&
+      static_cast<uint64_t>(st.st_size) == current.file_size() &&
       mtime_ns == current.file_mtime_ns())
     return false;
   const std::string id = Identity(st);
@@ -60,8 +62,9 @@ bool StoreHolder::CheckNow() {
   auto next = Load(path_, generation_ + 1);
   if (!next.ok()) {
     last_failed_ = id;
-    if (log_) log_("store " + path_ + " changed but cannot be loaded, still serving the previous one: " +
-                   next.status().message());
+    if (log_)
+      log_("store " + path_ + " changed but cannot be loaded, still serving the previous one: " +
+           next.status().message());
     return false;
   }
   {
@@ -77,7 +80,8 @@ void StoreHolder::StartWatching(int interval_ms, std::function<void(const std::s
   log_ = std::move(log);
   watcher_ = std::thread([this, interval_ms] {
     std::unique_lock<std::mutex> lock(stop_mu_);
-    while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(interval_ms), [this] { return stop_; })) {
+    while (!stop_cv_.wait_for(lock, std::chrono::milliseconds(interval_ms),
+                              [this] { return stop_; })) {
       lock.unlock();
       CheckNow();
       lock.lock();

@@ -28,7 +28,7 @@ using h5ad::File;
 
 const std::vector<std::string> kCellTypeCandidates = {
     "cell_type", "celltype", "cell_ontology_class", "CellType", "cell_type_ontology_term_id",
-    "leiden", "louvain"};
+    "leiden",    "louvain"};
 const std::vector<std::string> kSymbolCandidates = {"feature_name", "gene_symbols", "gene_symbol",
                                                     "gene_name", "symbol"};
 constexpr int64_t kAutoGroupbyMaxValues = 200;
@@ -44,7 +44,22 @@ struct DatasetPlan {
   std::vector<Column> columns;  // cell type, then groupby
   std::string symbols_column;
   Transform transform = Transform::kNone;
+  struct stat source_stat {};  // the input as it was when planned, before it was opened
 };
+
+// An input that vanished or was modified (size, mtime, inode) since it was planned:
+// its statistics may mix old and new contents.
+Status CheckSourceUnchanged(const DatasetPlan& plan) {
+  struct stat now {};
+  const std::string& path = plan.input.path;
+  if (::stat(path.c_str(), &now) != 0)
+    return Status::IoError("'" + path + "' vanished while it was being read; run the build again");
+  const struct stat& then = plan.source_stat;
+  if (now.st_size != then.st_size || now.st_ino != then.st_ino || now.st_dev != then.st_dev ||
+      now.st_mtim.tv_sec != then.st_mtim.tv_sec || now.st_mtim.tv_nsec != then.st_mtim.tv_nsec)
+    return Status::IoError("'" + path + "' changed while it was being read; run the build again");
+  return Status::Ok();
+}
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
 
@@ -56,7 +71,8 @@ Result<std::string> ChooseCellType(const File& file, const std::vector<std::stri
                                    const BuildOptions& options) {
   if (!options.cell_type_column.empty()) {
     if (!Contains(obs_columns, options.cell_type_column))
-      return Status::NotFound("no obs column " + Quote(options.cell_type_column) + " for --cell-type" +
+      return Status::NotFound("no obs column " + Quote(options.cell_type_column) +
+                              " for --cell-type" +
                               SuggestionSuffix(options.cell_type_column, obs_columns));
     return options.cell_type_column;
   }
@@ -106,6 +122,7 @@ Result<DatasetPlan> Plan(const DatasetInput& input, const BuildOptions& options,
                          const BuildCallbacks& callbacks) {
   DatasetPlan plan;
   plan.input = input;
+  (void)::stat(input.path.c_str(), &plan.source_stat);  // a missing file fails in Open
   CC_ASSIGN_OR_RETURN(plan.file, File::Open(input.path));
   const File& file = *plan.file;
   CC_ASSIGN_OR_RETURN(plan.matrix, file.ResolveMatrix(options.matrix));
@@ -121,7 +138,8 @@ Result<DatasetPlan> Plan(const DatasetInput& input, const BuildOptions& options,
   CC_ASSIGN_OR_RETURN(auto var, file.VarInfo(plan.matrix.path));
   if (!options.gene_symbols.empty()) {
     if (!Contains(var.column_names, options.gene_symbols))
-      return Status::NotFound("no var column " + Quote(options.gene_symbols) + " for --gene-symbols" +
+      return Status::NotFound("no var column " + Quote(options.gene_symbols) +
+                              " for --gene-symbols" +
                               SuggestionSuffix(options.gene_symbols, var.column_names));
     plan.symbols_column = options.gene_symbols;
   } else {
@@ -138,8 +156,9 @@ Result<DatasetPlan> Plan(const DatasetInput& input, const BuildOptions& options,
       callbacks.note("dataset " + Quote(input.name) + ": transform " +
                      aggregate::TransformName(plan.transform) + " (auto: the first values of " +
                      plan.matrix.path +
-                     (plan.transform == Transform::kNone ? " are not all non-negative integers)"
-                                                         : " are non-negative integers, i.e. counts)"));
+                     (plan.transform == Transform::kNone
+                          ? " are not all non-negative integers)"
+                          : " are non-negative integers, i.e. counts)"));
   } else {
     CC_ASSIGN_OR_RETURN(plan.transform, aggregate::ParseTransform(options.transform));
   }
@@ -213,8 +232,7 @@ std::string DescribeBad(const DatasetPlan& plan, const aggregate::BadValue& bad,
 // over every block on `threads` workers, each with its own totals.
 Result<std::vector<double>> RowTotals(const DatasetPlan& plan, const h5ad::MatrixStream& stream,
                                       const std::vector<std::string>& genes, int threads) {
-  std::vector<std::vector<double>> partial(threads,
-                                           std::vector<double>(plan.file->n_obs(), 0.0));
+  std::vector<std::vector<double>> partial(threads, std::vector<double>(plan.file->n_obs(), 0.0));
   std::atomic<int64_t> next{0};
   std::atomic<bool> failed{false};
   Status first_error;
@@ -258,8 +276,7 @@ Result<Aggregation> Aggregate(const DatasetPlan& plan, const std::vector<std::st
     n_values.push_back(c.CountDistinctPresent());
   }
   auto grouping = aggregate::GroupCells(codes, names, n_values, options.max_groups);
-  if (!grouping.ok())
-    return grouping.status().WithContext("dataset " + Quote(plan.input.name));
+  if (!grouping.ok()) return grouping.status().WithContext("dataset " + Quote(plan.input.name));
   out.grouping = std::move(grouping).value();
   const int32_t n_groups = out.grouping.n_groups();
   const auto n_genes = static_cast<int32_t>(plan.matrix.n_cols);
@@ -305,9 +322,8 @@ Result<Aggregation> Aggregate(const DatasetPlan& plan, const std::vector<std::st
             return fail(Status::InvalidArgument(DescribeBad(plan, *bad, genes)));
           if (last_pass)
             progress->Add(plan.input.name,
-                          stream->by_rows()
-                              ? block.major_count
-                              : block.major_count * n_cells / std::max(1, n_genes));
+                          stream->by_rows() ? block.major_count
+                                            : block.major_count * n_cells / std::max(1, n_genes));
         }
       });
     }
@@ -384,6 +400,8 @@ Result<StoreData> BuildOne(const DatasetPlan& plan, const BuildOptions& options,
   r.measured_genes.resize(static_cast<size_t>(s.n_genes()));
   for (int32_t g = 0; g < static_cast<int32_t>(s.n_genes()); ++g) r.measured_genes[g] = g;
   s.datasets.push_back(std::move(r));
+  // Everything of this input has been read: it must not have changed meanwhile.
+  CC_RETURN_IF_ERROR(CheckSourceUnchanged(plan));
   return s;
 }
 
@@ -413,7 +431,11 @@ Result<StoreData> BuildStore(const std::vector<DatasetInput>& inputs, const Buil
   std::vector<StoreData> parts;
   for (auto& plan : plans) {
     auto part = BuildOne(plan, options, callbacks, threads, &progress);
-    if (!part.ok()) return part.status();
+    if (!part.ok()) {
+      // A read error in a file that changed underneath is reported as the change.
+      if (Status changed = CheckSourceUnchanged(plan); !changed.ok()) return changed;
+      return part.status();
+    }
     parts.push_back(std::move(part).value());
     plan.file.reset();  // close the file: its work is done
   }

@@ -161,7 +161,9 @@ struct StoreReader::Internals {
       CC_ASSIGN_OR_RETURN(auto values, file->ReadDoubles(dataset));
       if (static_cast<int64_t>(values.size()) != e.elements)
         return Broken("'" + dataset + "' could not be read whole");
-      if (type == ArrayType::kFloat64) {
+      if (values.empty()) {
+        // nothing to copy (and no pointer to copy from)
+      } else if (type == ArrayType::kFloat64) {
         std::memcpy(buf.data(), values.data(), values.size() * 8);
       } else {
         auto* out = reinterpret_cast<float*>(buf.data());
@@ -172,7 +174,9 @@ struct StoreReader::Internals {
     CC_ASSIGN_OR_RETURN(auto values, file->ReadIntegers(dataset));
     if (static_cast<int64_t>(values.size()) != e.elements)
       return Broken("'" + dataset + "' could not be read whole");
-    if (type == ArrayType::kInt64) {
+    if (values.empty()) {
+      // nothing to copy
+    } else if (type == ArrayType::kInt64) {
       std::memcpy(buf.data(), values.data(), values.size() * 8);
     } else if (type == ArrayType::kInt32) {
       auto* out = reinterpret_cast<int32_t*>(buf.data());
@@ -194,7 +198,8 @@ struct StoreReader::Internals {
     const size_t mark = r->owned_.size();
     CC_ASSIGN_OR_RETURN(ArrayView copy,
                         Load(dataset, {reference.type}, reference.size, "the nnz layer"));
-    bool same = std::memcmp(copy.data, reference.data,
+    bool same = reference.size == 0 ||
+                std::memcmp(copy.data, reference.data,
                             static_cast<size_t>(reference.size) * Width(reference.type)) == 0;
     r->owned_.resize(mark);  // drop the copy if it was read into memory
     if (!same) return Broken("'" + dataset + "' differs from the nnz layer's");

@@ -195,7 +195,8 @@ Result<StoreData> RemoveDatasets(const StoreData& store, const std::vector<std::
       }
     if (!any && c >= 2) continue;  // a column only the removed datasets had
     std::vector<int32_t> codes;
-    for (size_t g : kept_groups) codes.push_back(store.codes[c][g] < 0 ? -1 : remap[store.codes[c][g]]);
+    for (size_t g : kept_groups)
+      codes.push_back(store.codes[c][g] < 0 ? -1 : remap[store.codes[c][g]]);
     out.columns.push_back(store.columns[c]);
     out.labels.push_back(std::move(labels));
     out.codes.push_back(std::move(codes));
@@ -232,7 +233,8 @@ DatasetInput ParseDatasetInput(const std::string& arg) {
     return in;
   }
   in.path = arg;
-  std::string base = arg.substr(arg.find_last_of('/') == std::string::npos ? 0 : arg.find_last_of('/') + 1);
+  std::string base =
+      arg.substr(arg.find_last_of('/') == std::string::npos ? 0 : arg.find_last_of('/') + 1);
   auto dot = base.rfind(".h5ad");
   in.name = dot != std::string::npos && dot + 5 == base.size() ? base.substr(0, dot) : base;
   return in;

@@ -56,7 +56,8 @@ Status LoadGroups(const File& f, StoreData* s) {
     s->labels.push_back(std::move(col.labels));
     s->codes.push_back(std::move(col.codes));
   }
-  CC_ASSIGN_OR_RETURN(s->n_cells, f.ReadIntegers(std::string("obs/") + store_layout::kNCellsColumn));
+  CC_ASSIGN_OR_RETURN(s->n_cells,
+                      f.ReadIntegers(std::string("obs/") + store_layout::kNCellsColumn));
   return Status::Ok();
 }
 

@@ -64,7 +64,8 @@ Status WriteObs(Writer& w, const StoreData& s) {
 }
 
 Status WriteVar(Writer& w, const StoreData& s) {
-  return w.WriteDataFrame("var", s.gene_ids, {Strings(store_layout::kSymbolColumn, s.gene_symbols)});
+  return w.WriteDataFrame("var", s.gene_ids,
+                          {Strings(store_layout::kSymbolColumn, s.gene_symbols)});
 }
 
 // Index arrays in the narrowest type that holds them, the same for indices and indptr.
@@ -73,8 +74,8 @@ Status WriteIndexArrays(Writer& w, const StoreData& s, ElemType type) {
   std::vector<Index> indices(s.group.begin(), s.group.end());
   std::vector<Index> indptr(s.indptr.begin(), s.indptr.end());
   const std::string base = std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz;
-  CC_RETURN_IF_ERROR(
-      w.WriteArray(base + "/indices", type, indices.data(), {static_cast<int64_t>(indices.size())}));
+  CC_RETURN_IF_ERROR(w.WriteArray(base + "/indices", type, indices.data(),
+                                  {static_cast<int64_t>(indices.size())}));
   return w.WriteArray(base + "/indptr", type, indptr.data(), {static_cast<int64_t>(indptr.size())});
 }
 
@@ -115,7 +116,8 @@ Status WriteUns(Writer& w, const StoreData& s) {
   CC_RETURN_IF_ERROR(w.CreateGroup(root, "dict", "0.1.0"));
   CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/format", store_layout::kFormatName));
   CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/format_version", kStoreFormatVersion));
-  CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/created_by", std::string("cellcube ") + CELLCUBE_VERSION));
+  CC_RETURN_IF_ERROR(
+      w.WriteScalarString(root + "/created_by", std::string("cellcube ") + CELLCUBE_VERSION));
   std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols;
   std::vector<int64_t> sizes, mtimes, cells, genes, groups;
   std::vector<int64_t> measured_indptr{0};
@@ -138,9 +140,9 @@ Status WriteUns(Writer& w, const StoreData& s) {
   }
   CC_RETURN_IF_ERROR(w.WriteDataFrame(
       root + "/datasets", names,
-      {Strings("source", sources), Integers("source_size", sizes),
-       Integers("source_mtime", mtimes), Integers("n_cells", cells), Integers("n_genes", genes),
-       Integers("n_groups", groups), Strings("matrix", matrices), Strings("transform", transforms),
+      {Strings("source", sources), Integers("source_size", sizes), Integers("source_mtime", mtimes),
+       Integers("n_cells", cells), Integers("n_genes", genes), Integers("n_groups", groups),
+       Strings("matrix", matrices), Strings("transform", transforms),
        Strings("cell_type_column", cell_type_cols), Strings("groupby", groupbys),
        Strings("gene_symbols_column", symbols)}));
   CC_RETURN_IF_ERROR(w.WriteArray(root + "/measured_indptr", ElemType::kInt64,

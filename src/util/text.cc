@@ -33,7 +33,9 @@ std::string FormatShortestPython(Float v) {
     } else if (point >= static_cast<int>(digits.size())) {
       out.append(digits).append(static_cast<size_t>(point) - digits.size(), '0').append(".0");
     } else {
-      out.append(digits, 0, static_cast<size_t>(point)).append(".").append(digits, static_cast<size_t>(point));
+      out.append(digits, 0, static_cast<size_t>(point))
+          .append(".")
+          .append(digits, static_cast<size_t>(point));
     }
   } else {
     out.append(digits, 0, 1);
@@ -70,8 +72,8 @@ size_t EditDistance(std::string_view a_in, std::string_view b_in) {
   return prev[b.size()];
 }
 
-std::vector<std::string> NearNames(std::string_view name, const std::vector<std::string>& candidates,
-                                   size_t max) {
+std::vector<std::string> NearNames(std::string_view name,
+                                   const std::vector<std::string>& candidates, size_t max) {
   std::string lname = ToLower(name);
   struct Scored {
     size_t score;

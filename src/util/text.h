@@ -18,8 +18,8 @@ size_t EditDistance(std::string_view a, std::string_view b);
 
 // Up to `max` candidates nearest to `name` (by edit distance, then prefix/substring
 // match), nearest first; empty when nothing is reasonably close.
-std::vector<std::string> NearNames(std::string_view name, const std::vector<std::string>& candidates,
-                                   size_t max = 3);
+std::vector<std::string> NearNames(std::string_view name,
+                                   const std::vector<std::string>& candidates, size_t max = 3);
 
 // " (did you mean 'a' or 'b'?)" or " (available: 'a', 'b', ...)" or "".
 std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates);

@@ -1,7 +1,10 @@
 // Writer tests: files written with h5ad::Writer are read back with cellcube's reader.
 // (tests/python/test_synth.py checks the same sample file with anndata.)
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cmath>
 #include <cstring>
@@ -372,6 +375,46 @@ TEST_F(WriterTest, ErrorsAreOneClearLine) {
   Status after = writer.CreateGroup("h");
   EXPECT_FALSE(after.ok());
   EXPECT_NE(after.message().find("closed"), std::string::npos);
+}
+
+// A write that fails half-way (here: over the file size limit, as on a full disk) is
+// reported with the path by that call, by every later call and by Close; the writer
+// still closes the file cleanly (HDF5 1.10 would crash at exit on a half-closed file)
+// and HDF5 keeps working.
+TEST_F(WriterTest, WriteFailureIsReportedAndTheFileStillCloses) {
+  const std::string path = Path("too_big.h5ad");
+  struct rlimit saved {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto saved_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = saved;
+  limited.rlim_cur = 1 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
+  Status first, later, closed;
+  {
+    auto w = Writer::Create(path);
+    if (w.ok()) {
+      Writer& writer = **w;
+      first = writer.CreateAppendable("data", ElemType::kFloat32, {0, 1 << 16});
+      std::vector<float> values(1 << 16, 1.5f);
+      for (int i = 0; i < 64 && first.ok(); ++i)
+        first = writer.Append("data", values.data(), static_cast<int64_t>(values.size()));
+      later = writer.CreateGroup("g");
+      closed = writer.Close();
+    } else {
+      first = w.status();
+    }
+  }
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, saved_handler);
+  ASSERT_FALSE(first.ok());
+  EXPECT_EQ(first.code(), StatusCode::kIoError);
+  EXPECT_NE(first.message().find(path), std::string::npos) << first.message();
+  EXPECT_NE(first.message().find("File too large"), std::string::npos) << first.message();
+  EXPECT_EQ(later.message(), first.message());
+  EXPECT_EQ(closed.message(), first.message());
+  // HDF5 is fine afterwards.
+  ASSERT_TRUE(cellcube::testing::WriteSampleFile(Path("after.h5ad")).ok());
+  EXPECT_TRUE(MustOpen(Path("after.h5ad")));
 }
 
 TEST_F(WriterTest, DiskFullIsReportedWithThePath) {

@@ -78,13 +78,15 @@ Status Dump(const std::string& path, const std::string& matrix) {
   out["col_sum"] = Numbers(col_sum);
   out["col_nnz"] = col_nnz;
   CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
-  CC_ASSIGN_OR_RETURN(
-      out["obs"], Frame(obs_info, [&] { return file->ReadObsIndex(); },
-                        [&](const std::string& n) { return file->ReadObsColumn(n); }));
+  CC_ASSIGN_OR_RETURN(out["obs"],
+                      Frame(
+                          obs_info, [&] { return file->ReadObsIndex(); },
+                          [&](const std::string& n) { return file->ReadObsColumn(n); }));
   CC_ASSIGN_OR_RETURN(auto var_info, file->VarInfo(info.path));
-  CC_ASSIGN_OR_RETURN(
-      out["var"], Frame(var_info, [&] { return file->ReadVarIndex(info.path); },
-                        [&](const std::string& n) { return file->ReadVarColumn(n, info.path); }));
+  CC_ASSIGN_OR_RETURN(out["var"],
+                      Frame(
+                          var_info, [&] { return file->ReadVarIndex(info.path); },
+                          [&](const std::string& n) { return file->ReadVarColumn(n, info.path); }));
   std::cout << out.dump() << "\n";
   return Status::Ok();
 }
