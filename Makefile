@@ -3,11 +3,13 @@
 
 BUILD_DIR   ?= build
 ASAN_DIR    ?= build-asan
+FUZZ_DIR    ?= build-fuzz
+FUZZ_SECONDS ?= 60
 PYTHON      ?= /usr/bin/python3
 JOBS        ?= $(shell nproc)
 DEMO_PORT   ?= 8080
 
-.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench format clean
+.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench format clean fuzz
 
 all: build
 
@@ -45,7 +47,19 @@ test-asan: deps
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCELLCUBE_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS)
-	CELLCUBE_BUILD=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest tests/python -q
+	CELLCUBE_BUILD=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest tests/python -q \
+	  --ignore=tests/python/test_python_module.py
+	# The instrumented module needs the ASan runtime loaded first into Debian's python.
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+	  CELLCUBE_BUILD=$(abspath $(ASAN_DIR)) $(PYTHON) -m pytest tests/python/test_python_module.py -q
+
+# libFuzzer (clang-14, ASan + UBSan): the h5ad reader, the store reader + query engine and
+# the HTTP API handler, FUZZ_SECONDS each (fuzz/run.sh; docs/RELIABILITY.md).
+fuzz: deps web
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCELLCUBE_FUZZ=ON -DCELLCUBE_TESTS=OFF -DCELLCUBE_WERROR=OFF
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target h5ad_fuzz store_fuzz http_fuzz cellcube
+	FUZZ_DIR=$(abspath $(FUZZ_DIR)) FUZZ_SECONDS=$(FUZZ_SECONDS) bash fuzz/run.sh
 
 # Synthesises an atlas, builds its store and serves it (see `cellcube demo --help`).
 demo: build
@@ -62,4 +76,4 @@ format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -25,10 +25,14 @@ def real_files():
 
 
 def _binary(env, name, fallback_env=None):
+    """$ENV, else beside $FALLBACK_ENV, else in $CELLCUBE_BUILD (what the Makefile
+    passes: build/ or the sanitizer build), else <repo>/build."""
     if os.environ.get(env):
         return Path(os.environ[env])
     if fallback_env and os.environ.get(fallback_env):
         return Path(os.environ[fallback_env]).parent / name
+    if os.environ.get("CELLCUBE_BUILD"):
+        return Path(os.environ["CELLCUBE_BUILD"]) / name
     return REPO / "build" / name
 
 
