@@ -96,7 +96,7 @@ Status WriteLayers(Writer& w, const StoreData& s) {
     const std::string path = layers + "/" + layer.name;
     CC_RETURN_IF_ERROR(w.CreateGroup(path));
     CC_RETURN_IF_ERROR(w.WriteArray(path + "/data", layer.type, layer.data, {n}));
-    if (layer.name == all[0].name) {
+    if (&layer == &all[0]) {  // the first layer owns the shared pattern
       CC_RETURN_IF_ERROR(wide ? WriteIndexArrays<int64_t>(w, s, ElemType::kInt64)
                               : WriteIndexArrays<int32_t>(w, s, ElemType::kInt32));
     } else {
