@@ -273,6 +273,12 @@ struct Writer::Impl {
                      ? H5Screate(H5S_SCALAR)
                      : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
     if (!space.valid()) return Fail("cannot create a dataspace for '" + p + "'");
+    Handle own_dcpl;
+    if (dcpl == H5P_DEFAULT) {
+      own_dcpl = Handle(H5Pcreate(H5P_DATASET_CREATE));
+      dcpl = own_dcpl.get();
+    }
+    H5Pset_obj_track_times(dcpl, 0);  // no timestamps: the same input, the same bytes
     Handle ds(
         H5Dcreate2(file, Key(p).c_str(), file_type, space.get(), H5P_DEFAULT, dcpl, H5P_DEFAULT));
     if (!ds.valid()) return Fail("cannot create dataset '" + p + "'");
@@ -402,7 +408,9 @@ Status Writer::CreateGroup(const std::string& path, const std::string& encoding_
   CC_RETURN_IF_ERROR(impl_->CheckOpen());
   Hdf5Lock lock(Hdf5Mutex());
   CC_RETURN_IF_ERROR(impl_->CheckNewPath(path));
-  Handle g(H5Gcreate2(impl_->file, Key(path).c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_obj_track_times(gcpl.get(), 0);
+  Handle g(H5Gcreate2(impl_->file, Key(path).c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
   if (!g.valid()) return impl_->Fail("cannot create group '" + path + "'");
   if (!encoding_type.empty())
     CC_RETURN_IF_ERROR(impl_->StringAttr(path, "encoding-type", encoding_type));
@@ -553,6 +561,7 @@ Status Writer::CreateAppendable(const std::string& path, ElemType type,
           chunk = static_cast<hsize_t>(compression.chunk_elements);
   Handle space(H5Screate_simple(1, &dims, &maxdims));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_obj_track_times(dcpl.get(), 0);
   if (H5Pset_chunk(dcpl.get(), 1, &chunk) < 0 ||
       (compression.gzip_level > 0 &&
        H5Pset_deflate(dcpl.get(), static_cast<unsigned>(compression.gzip_level)) < 0))
