@@ -8,8 +8,9 @@ PACKAGES=(
   libhdf5-dev hdf5-tools liblzf-dev libdeflate-dev zlib1g-dev
   libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-pytest
-  redis-server python3-redis python3-flask wrk
+  python3-dev redis-server python3-redis python3-flask wrk
   chromium
+  clang-14 libclang-rt-14-dev
 )
 # The web page is bundled with npm; the machine image may bring its own Node.js.
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)

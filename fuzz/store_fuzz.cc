@@ -1,0 +1,45 @@
+// libFuzzer target: the store reader (StoreReader::Open validates everything a query
+// relies on) and the query engine on arbitrary file bytes. A store that opens must
+// answer queries without reading out of bounds.
+#include <cstddef>
+#include <cstdint>
+
+#include "cellcube/query.h"
+#include "cellcube/store_reader.h"
+#include "common.h"
+
+using namespace cellcube;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static fuzz::InputFile input;
+  const std::string& path = input.Write(data, size);
+  auto store = StoreReader::Open(path);
+  if (!store.ok()) return 0;
+  auto engine = QueryEngine::Create(*store);
+  const StoreData& meta = (*store)->meta();
+  std::vector<std::string> genes;
+  for (size_t g = 0; g < meta.gene_ids.size() && g < 8; ++g) genes.push_back(meta.gene_ids[g]);
+  if (!meta.gene_symbols.empty() && !meta.gene_symbols.back().empty())
+    genes.push_back(meta.gene_symbols.back());
+  if (genes.empty()) genes.push_back("x");
+
+  Query all;
+  all.genes = genes;
+  all.metrics = {"n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std"};
+  if (auto r = engine->Run(all); r.ok()) {
+    (void)FormatCsv(*r);
+    (void)FormatJson(*r);
+  }
+  for (size_t c = 0; c < meta.columns.size() && c < 6; ++c) {
+    Query q;
+    q.genes = genes;
+    q.by = {meta.columns[c]};
+    if (c + 1 < meta.columns.size()) q.by.push_back(meta.columns[c + 1]);
+    const auto& values = engine->ColumnValues(static_cast<int32_t>(c));
+    if (!values.empty())
+      q.where.push_back({meta.columns[c], {values.front(), values.back(), "NA"}});
+    if (!meta.datasets.empty()) q.datasets = {meta.datasets.front().name};
+    if (auto r = engine->Run(q); r.ok()) (void)FormatCsv(*r);
+  }
+  return 0;
+}
