@@ -336,6 +336,7 @@ def main():
         print(f"synth {t1 - t0:.1f} s, build {time.time() - t1:.1f} s", file=sys.stderr)
     store_bytes = store_path.stat().st_size
 
+    load_before = os.getloadavg()[0]
     # 1. cellcube in process (C++)
     native = json.loads(run([bench_bin, store_path, "--iterations", "20000"]))
     q = {x["name"]: x for x in native["queries"]}
@@ -437,7 +438,10 @@ def main():
     lines.append("## Query\n")
     lines.append(f"Measured by `make bench` (`bench/compare_seed.py`, `bench/query_latency.cc`) on "
                  f"{time.strftime('%Y-%m-%d')}; every figure below comes from the same run.\n")
-    lines.append(f"**Machine**: `nproc` = {nproc}; {platform.platform()}\n")
+    lines.append(f"**Machine**: `nproc` = {nproc}; {platform.platform()}; load average "
+                 f"{load_before:.1f} when the run started, {os.getloadavg()[0]:.1f} when it "
+                 "ended (the machine is shared: the p99 figures and, to a lesser degree, the "
+                 "p50 ones carry other jobs' noise)\n")
     lines.append("```\n" + "\n".join(lscpu) + "\n```\n")
     lines.append(f"**Data**: `cellcube synth --datasets {args.datasets} --cells {args.cells} "
                  f"--genes {args.genes}`, built with the default options: a store of "

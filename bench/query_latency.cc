@@ -1,6 +1,6 @@
 // cellcube-bench-query: in-process latency of queries against a store (issue 4).
 //
-//   cellcube-bench-query STORE [--iterations N] [query options as `cellcube query`]
+//   cellcube-bench-query STORE [--iterations N] [--no-csv] [query options as `cellcube query`]
 //
 // Without --genes it runs the two standard queries:
 //   dotplot  20 genes (the 20 with the most stored entries among those the first
@@ -106,7 +106,8 @@ Status Main(const std::vector<std::string>& argv) {
                                                               {"where", true, true},
                                                               {"datasets", true, true},
                                                               {"metrics", true, true},
-                                                              {"iterations", true}}));
+                                                              {"iterations", true},
+                                                              {"no-csv", false}}));
   if (args.positionals().size() != 1) return Status::Usage("usage: cellcube-bench-query STORE ...");
   CC_ASSIGN_OR_RETURN(int64_t iterations, args.GetInt("iterations", 20000, 1, 100000000));
   const auto t0 = Clock::now();
@@ -158,7 +159,7 @@ Status Main(const std::vector<std::string>& argv) {
       auto r = engine->Run(n.query);
       const auto b = Clock::now();
       sink += r->rows.size();
-      sink += FormatCsv(*r).size();
+      if (!args.Flag("no-csv")) sink += FormatCsv(*r).size();
       const auto c = Clock::now();
       run_us.push_back(std::chrono::duration<double, std::micro>(b - a).count());
       csv_us.push_back(std::chrono::duration<double, std::micro>(c - a).count());

@@ -101,13 +101,25 @@ std::vector<std::string> QueryResult::ColumnNames() const {
 
 // ---------------------------------------------------------------------------
 
+namespace {
+
+// Gene names are matched ignoring ASCII case (no locale lookup per character).
+std::string AsciiLower(const std::string& s) {
+  std::string out = s;
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+}  // namespace
+
 QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
   const StoreData& m = store_->meta();
   for (size_t g = 0; g < m.gene_ids.size(); ++g) {
-    by_id_[ToLower(m.gene_ids[g])].push_back(static_cast<int32_t>(g));
+    by_id_[AsciiLower(m.gene_ids[g])].push_back(static_cast<int32_t>(g));
     gene_names_.push_back(m.gene_ids[g]);
     if (!m.gene_symbols[g].empty()) {
-      auto& ids = by_symbol_[ToLower(m.gene_symbols[g])];
+      auto& ids = by_symbol_[AsciiLower(m.gene_symbols[g])];
       if (ids.empty()) gene_names_.push_back(m.gene_symbols[g]);
       ids.push_back(static_cast<int32_t>(g));
     }
@@ -138,7 +150,7 @@ Result<std::vector<int32_t>> QueryEngine::ResolveGenes(
     const std::vector<std::string>& names) const {
   std::vector<int32_t> out;
   for (const auto& name : names) {
-    const std::string key = ToLower(name);
+    const std::string key = AsciiLower(name);
     const std::vector<int32_t>* found = nullptr;
     if (auto it = by_id_.find(key); it != by_id_.end()) {
       found = &it->second;
@@ -221,11 +233,32 @@ void ScanGene(const StoreReader& s, int64_t gene, const std::vector<GroupRange>&
       lo = std::lower_bound(idx + from, idx + gene_end, static_cast<Index>(run.begin)) - idx;
     if (run.end < n_groups)
       hi = std::lower_bound(idx + lo, idx + gene_end, static_cast<Index>(run.end)) - idx;
+    // Consecutive entries mostly share a split (groups are sorted by cell type first):
+    // sum in registers and write to the split's accumulator when the split changes,
+    // instead of a read-modify-write through memory per entry.
+    int32_t current = -1;
+    uint64_t n = 0;
+    double s1 = 0, s2 = 0;
     for (int64_t k = lo; k < hi; ++k) {
-      Acc& a = acc[split_of[static_cast<int64_t>(idx[k]) - base]];
-      a.nnz += nnz[k];
-      a.sum += static_cast<double>(sum[k]);
-      a.sumsq += static_cast<double>(sumsq[k]);
+      const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
+      if (split != current) {
+        if (current >= 0) {
+          acc[current].nnz += n;
+          acc[current].sum += s1;
+          acc[current].sumsq += s2;
+        }
+        current = split;
+        n = 0;
+        s1 = s2 = 0;
+      }
+      n += nnz[k];
+      s1 += static_cast<double>(sum[k]);
+      s2 += static_cast<double>(sumsq[k]);
+    }
+    if (current >= 0) {
+      acc[current].nnz += n;
+      acc[current].sum += s1;
+      acc[current].sumsq += s2;
     }
     from = hi;
   }

@@ -355,14 +355,17 @@ def query_args(genes, by=(), where=None, datasets=None, metrics=None):
 
 
 def python_env(build: Path) -> dict:
-    """Environment for a Python subprocess importing the module from <build>/python;
-    an ASan/UBSan build needs the sanitizer runtime preloaded into the interpreter."""
+    """Environment for a Python subprocess importing the module from <build>/python.
+    An ASan/UBSan build needs the sanitizer runtime preloaded into the interpreter, with
+    libstdc++ (else ASan's __cxa_throw interceptor finds no real __cxa_throw: python3
+    does not link libstdc++), and leak checks off (the interpreter keeps its objects)."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(build / "python")
     cache = build / "CMakeCache.txt"
     if cache.is_file() and "CELLCUBE_SANITIZE:BOOL=ON" in cache.read_text(errors="replace"):
-        libasan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True,
-                                 text=True).stdout.strip()
-        env["LD_PRELOAD"] = libasan
+        def lib(compiler, name):
+            return subprocess.run([compiler, f"-print-file-name={name}"], capture_output=True,
+                                  text=True).stdout.strip()
+        env["LD_PRELOAD"] = f"{lib('gcc', 'libasan.so')} {lib('g++', 'libstdc++.so.6')}"
         env["ASAN_OPTIONS"] = "detect_leaks=0:" + env.get("ASAN_OPTIONS", "")
     return env
