@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cellcube/status.h"
+#include "util/text.h"
 
 namespace cellcube::cli {
 
@@ -36,7 +37,6 @@ class Args {
   std::vector<std::string> positionals_;
 };
 
-// Splits "a,b,c" into items, dropping empty ones.
-std::vector<std::string> SplitList(const std::string& s);
+using cellcube::SplitList;  // from util/text.h
 
 }  // namespace cellcube::cli

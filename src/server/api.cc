@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "server/assets.h"
+#include "util/text.h"
 
 namespace cellcube::server {
 namespace {
@@ -48,18 +49,6 @@ bool ValidUtf8(const std::string& s) {
   return true;
 }
 
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos <= s.size()) {
-    size_t comma = s.find(',', pos);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > pos) out.push_back(s.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
-  return out;
-}
-
 // Parameters shared by /query and /counts.
 struct Selection {
   std::vector<WhereClause> where;
@@ -71,7 +60,7 @@ Result<Selection> ParseSelection(const Request& req, const ApiLimits& limits) {
   size_t n_values = 0;
   for (const auto& [k, v] : req.params) {
     if (k == "datasets") {
-      for (auto& d : SplitComma(v)) sel.datasets.push_back(d);
+      for (auto& d : SplitList(v)) sel.datasets.push_back(d);
     } else if (k == "where") {
       size_t colon = v.find(':');
       if (colon == std::string::npos || colon == 0)
@@ -180,13 +169,13 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   if (layout != "objects" && layout != "compact")
     return Error(400, "layout must be objects or compact");
   Query q;
-  q.genes = SplitComma(Param(req, "genes"));
+  q.genes = SplitList(Param(req, "genes"));
   if (q.genes.empty()) return Error(400, "genes is required, e.g. ?genes=CD3E,MS4A1");
   if (q.genes.size() > limits.max_genes)
     return Error(400, "at most " + std::to_string(limits.max_genes) + " genes per query");
-  q.by = SplitComma(Param(req, "by"));
+  q.by = SplitList(Param(req, "by"));
   if (q.by.size() > 4) return Error(400, "split by at most 4 columns");
-  q.metrics = SplitComma(Param(req, "metrics"));
+  q.metrics = SplitList(Param(req, "metrics"));
   auto sel = ParseSelection(req, limits);
   if (!sel.ok()) return ErrorFor(sel.status());
   q.where = std::move(sel->where);

@@ -247,7 +247,8 @@ Result<std::unique_ptr<HttpServer>> HttpServer::Start(const HttpOptions& options
                            " (is the port in use? choose another with --port)");
   const MHD_DaemonInfo* info = MHD_get_daemon_info(impl->daemon, MHD_DAEMON_INFO_BIND_PORT);
   impl->port = info ? info->port : options.port;
-  if (options.idle_timeout_seconds > 0) impl->watchdog = std::thread([p = impl.get()] { p->Watch(); });
+  if (options.idle_timeout_seconds > 0)
+    impl->watchdog = std::thread([p = impl.get()] { p->Watch(); });
   return std::unique_ptr<HttpServer>(new HttpServer(std::move(impl)));
 }
 

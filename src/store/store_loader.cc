@@ -6,6 +6,7 @@
 #include "cellcube/store.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
+#include "util/text.h"
 
 namespace cellcube {
 namespace {
@@ -18,18 +19,6 @@ std::vector<std::string> Expand(const Column& col) {
   std::vector<std::string> out;
   out.reserve(col.codes.size());
   for (int32_t c : col.codes) out.push_back(c < 0 ? "" : col.labels[static_cast<size_t>(c)]);
-  return out;
-}
-
-std::vector<std::string> SplitComma(const std::string& s) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t comma = s.find(',', pos);
-    if (comma == std::string::npos) comma = s.size();
-    if (comma > pos) out.push_back(s.substr(pos, comma - pos));
-    pos = comma + 1;
-  }
   return out;
 }
 
@@ -138,7 +127,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.matrix = matrices[d];
     r.transform = transforms[d];
     r.cell_type_column = cell_type_cols[d];
-    r.groupby = SplitComma(groupbys[d]);
+    r.groupby = SplitList(groupbys[d]);
     r.gene_symbols_column = symbol_cols[d];
     if (m_indptr[d + 1] < m_indptr[d] || m_indptr[d + 1] > m_indptr.back())
       return Status::Corrupt("store: measured genes decrease");

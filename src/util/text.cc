@@ -57,6 +57,18 @@ std::string ToLower(std::string_view s) {
   return out;
 }
 
+std::vector<std::string> SplitList(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t end = s.find(sep, pos);
+    if (end == std::string_view::npos) end = s.size();
+    if (end > pos) out.emplace_back(s.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  return out;
+}
+
 size_t EditDistance(std::string_view a_in, std::string_view b_in) {
   std::string a = ToLower(a_in), b = ToLower(b_in);
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

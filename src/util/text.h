@@ -29,6 +29,9 @@ std::string QuoteList(const std::vector<std::string>& items, size_t max = 8);
 
 std::string ToLower(std::string_view s);
 
+// Splits "a,b,,c" into {"a", "b", "c"}: the items between `sep`s, empty ones dropped.
+std::vector<std::string> SplitList(std::string_view s, char sep = ',');
+
 // Human-readable byte count: "1.4 MB".
 std::string FormatBytes(uint64_t bytes);
 

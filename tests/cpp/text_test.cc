@@ -51,3 +51,15 @@ TEST(FormatBytes, UsesDecimalUnits) {
 
 }  // namespace
 }  // namespace cellcube
+
+namespace cellcube {
+namespace {
+
+TEST(SplitList, DropsEmptyItems) {
+  EXPECT_EQ(SplitList("a,b,,c,"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(SplitList("").empty());
+  EXPECT_EQ(SplitList("x=1;y", ';'), (std::vector<std::string>{"x=1", "y"}));
+}
+
+}  // namespace
+}  // namespace cellcube
