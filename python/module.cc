@@ -28,6 +28,20 @@ namespace {
   throw py::error_already_set();
 }
 
+using WhereList = std::vector<std::pair<std::string, std::vector<std::string>>>;
+
+Query MakeQuery(const std::vector<std::string>& genes, const std::vector<std::string>& by,
+                const WhereList& where, const std::vector<std::string>& datasets,
+                const std::vector<std::string>& metrics) {
+  Query q;
+  q.genes = genes;
+  q.by = by;
+  for (const auto& [column, values] : where) q.where.push_back({column, values});
+  q.datasets = datasets;
+  q.metrics = metrics;
+  return q;
+}
+
 class PyStore {
  public:
   explicit PyStore(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(engine)) {}
@@ -68,12 +82,7 @@ class PyStore {
                   const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
                   const std::vector<std::string>& datasets,
                   const std::vector<std::string>& metrics) const {
-    Query q;
-    q.genes = genes;
-    q.by = by;
-    for (const auto& [column, values] : where) q.where.push_back({column, values});
-    q.datasets = datasets;
-    q.metrics = metrics;
+    const Query q = MakeQuery(genes, by, where, datasets, metrics);
     Result<QueryResult> r = [&] {
       py::gil_scoped_release release;
       return engine_->Run(q);
@@ -125,12 +134,7 @@ class PyStore {
                          const std::vector<std::string>& metrics, const std::string& format) const {
     if (format != "csv" && format != "json")
       Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
-    Query q;
-    q.genes = genes;
-    q.by = by;
-    for (const auto& [column, values] : where) q.where.push_back({column, values});
-    q.datasets = datasets;
-    q.metrics = metrics;
+    const Query q = MakeQuery(genes, by, where, datasets, metrics);
     Result<std::string> text = [&]() -> Result<std::string> {
       py::gil_scoped_release release;
       CC_ASSIGN_OR_RETURN(QueryResult r, engine_->Run(q));

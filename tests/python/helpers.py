@@ -55,7 +55,7 @@ def require_binary(path: Path, what: str) -> Path:
     return path
 
 
-def run(args, timeout=180) -> subprocess.CompletedProcess:
+def run(args, timeout=180, cwd=None) -> subprocess.CompletedProcess:
     args = [str(a) for a in args]
     try:
         return subprocess.run(
@@ -64,9 +64,16 @@ def run(args, timeout=180) -> subprocess.CompletedProcess:
             encoding="utf-8",
             errors="replace",
             timeout=timeout,
+            cwd=cwd,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"timed out after {timeout}s: {' '.join(args)}", pytrace=False)
+
+
+def run_ok(args, **kw) -> subprocess.CompletedProcess:
+    proc = run(args, **kw)
+    assert proc.returncode == 0, "command failed\n" + describe(proc)
+    return proc
 
 
 def describe(proc) -> str:

@@ -62,18 +62,12 @@ warnings.filterwarnings("ignore")
 
 
 def run(args, cwd=None, timeout=180):
-    args = [str(a) for a in args]
-    try:
-        return subprocess.run(args, capture_output=True, encoding="utf-8", errors="replace",
-                              timeout=timeout, cwd=cwd)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"timed out after {timeout}s: {' '.join(args)}", pytrace=False)
+    return helpers.run(args, timeout=timeout, cwd=cwd)
 
 
 def run_ok(args, **kw):
-    proc = run(args, **kw)
-    assert proc.returncode == 0, "command failed\n" + helpers.describe(proc)
-    return proc
+    kw.setdefault("timeout", 180)
+    return helpers.run_ok(args, **kw)
 
 
 def build(cellcube, out, inputs, opts=(), quiet=True):

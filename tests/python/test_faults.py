@@ -41,18 +41,13 @@ STATS = {"merge_kills": 0, "merge_kills_writing": 0, "merge_runs": 0, "disk_full
          "source_changes": 0, "source_detected": 0}
 
 
-def run(args, timeout=300):
-    args = [str(a) for a in args]
-    try:
-        return subprocess.run(args, capture_output=True, encoding="utf-8", errors="replace", timeout=timeout)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"timed out after {timeout}s: {' '.join(args)}", pytrace=False)
+def run(args, cwd=None, timeout=300):
+    return helpers.run(args, timeout=timeout, cwd=cwd)
 
 
 def run_ok(args, **kw):
-    proc = run(args, **kw)
-    assert proc.returncode == 0, "command failed\n" + helpers.describe(proc)
-    return proc
+    kw.setdefault("timeout", 300)
+    return helpers.run_ok(args, **kw)
 
 
 def tmp_leftovers(directory):
