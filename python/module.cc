@@ -24,6 +24,7 @@ namespace {
 [[noreturn]] void Raise(const Status& s) {
   PyObject* type = PyExc_ValueError;
   if (s.code() == StatusCode::kIoError) type = PyExc_OSError;
+  if (s.code() == StatusCode::kOutOfMemory) type = PyExc_MemoryError;
   PyErr_SetString(type, s.message().c_str());
   throw py::error_already_set();
 }
@@ -49,7 +50,10 @@ class PyStore {
   static std::shared_ptr<PyStore> Open(const std::string& path) {
     Result<std::shared_ptr<const QueryEngine>> engine = [&] {
       py::gil_scoped_release release;
-      return QueryEngine::Open(path);
+      // Isolated: libhdf5 crashing on a damaged file must not take the interpreter down.
+      StoreOpenOptions options;
+      options.isolate = true;
+      return QueryEngine::Open(path, options);
     }();
     if (!engine.ok()) {
       const Status& s = engine.status();

@@ -17,7 +17,18 @@
 
 namespace cellcube::h5ad {
 
-enum class ElemType { kInt8, kInt16, kInt32, kInt64, kUInt8, kUInt16, kUInt32, kUInt64, kFloat32, kFloat64 };
+enum class ElemType {
+  kInt8,
+  kInt16,
+  kInt32,
+  kInt64,
+  kUInt8,
+  kUInt16,
+  kUInt32,
+  kUInt64,
+  kFloat32,
+  kFloat64
+};
 size_t ElemSize(ElemType t);
 
 // A dataframe column to write.

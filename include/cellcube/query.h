@@ -111,7 +111,8 @@ std::string FormatJson(const QueryResult& result);
 class QueryEngine {
  public:
   // Opens the store (StoreReader::Open) and indexes its names.
-  static Result<std::shared_ptr<const QueryEngine>> Open(const std::string& path);
+  static Result<std::shared_ptr<const QueryEngine>> Open(const std::string& path,
+                                                         const StoreOpenOptions& options = {});
   static std::shared_ptr<const QueryEngine> Create(std::shared_ptr<const StoreReader> store);
 
   const StoreReader& store() const { return *store_; }

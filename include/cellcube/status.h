@@ -20,6 +20,7 @@ enum class StatusCode {
   kCorrupt,          // a file whose content breaks its own format
   kUnsupported,      // a valid file using something cellcube cannot decode
   kIoError,          // the operating system refused a read or write
+  kOutOfMemory,      // an allocation failed (the memory limit, or the machine's memory)
   kInternal,         // a bug in cellcube
 };
 
@@ -38,7 +39,14 @@ class [[nodiscard]] Status {
     return Status(StatusCode::kUnsupported, std::move(msg));
   }
   static Status IoError(std::string msg) { return Status(StatusCode::kIoError, std::move(msg)); }
+  static Status OutOfMemory(std::string msg) {
+    return Status(StatusCode::kOutOfMemory, std::move(msg));
+  }
   static Status Internal(std::string msg) { return Status(StatusCode::kInternal, std::move(msg)); }
+  // For a code that travelled as a number (a child process's answer); kOk drops `msg`.
+  static Status FromCode(StatusCode code, std::string msg) {
+    return code == StatusCode::kOk ? Status() : Status(code, std::move(msg));
+  }
 
   bool ok() const { return code_ == StatusCode::kOk; }
   StatusCode code() const { return code_; }

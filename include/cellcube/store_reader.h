@@ -19,6 +19,13 @@
 // over or deleted; cellcube replaces stores atomically (rename), never in place.
 // Errors: Open returns NotFound for a missing file, Corrupt for a damaged store,
 // Unsupported for a store format it does not know, IoError for a failed mmap.
+//
+// Isolation: libhdf5 itself crashes or allocates without bound on some damaged
+// metadata (docs/RELIABILITY.md). A long-lived caller (the server, the Python module)
+// opens with `isolate`: the store is first opened in a forked child process under a
+// memory limit, and only if that succeeds in this process, so such a file yields
+// Corrupt (or OutOfMemory) instead of killing the caller. It costs one fork and a
+// second read of the metadata.
 #pragma once
 
 #include <cstdint>
@@ -52,9 +59,15 @@ struct ArrayView {
   }
 };
 
+struct StoreOpenOptions {
+  bool isolate = false;       // see "Isolation" above
+  uint64_t memory_limit = 0;  // for the isolated child; 0 = MemoryLimitFor(file size)
+};
+
 class StoreReader {
  public:
-  static Result<std::shared_ptr<const StoreReader>> Open(const std::string& path);
+  static Result<std::shared_ptr<const StoreReader>> Open(const std::string& path,
+                                                         const StoreOpenOptions& options = {});
   ~StoreReader();
   StoreReader(const StoreReader&) = delete;
   StoreReader& operator=(const StoreReader&) = delete;

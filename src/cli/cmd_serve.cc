@@ -49,7 +49,7 @@ Status RunServe(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto holder, server::StoreHolder::Open(args.positionals()[0]));
   CC_ASSIGN_OR_RETURN(auto http, server::HttpServer::Start(options, server::MakeApi(holder.get())));
   holder->StartWatching(500, [](const std::string& line) {
-    std::fprintf(stderr, "cellcube serve: %s\n", line.c_str());
+    std::fprintf(stderr, "cellcube serve: %s\n", PrintableLine(line, 2000).c_str());
   });
   if (!quiet) {
     auto snap = holder->Get();

@@ -14,6 +14,9 @@ struct Command {
   const char* summary;
   const char* help;  // full --help text
   Status (*run)(const std::vector<std::string>& argv);
+  // Reads files the user names (untrusted HDF5): runs in a child process under a memory
+  // limit, so that a libhdf5 crash on a damaged file becomes one error line.
+  bool isolated;
 };
 
 const std::vector<Command>& Commands();

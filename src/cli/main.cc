@@ -1,28 +1,34 @@
 // Entry point: dispatches to a subcommand and turns its Status into one error line
 // on stderr and an exit code (1 for errors, 2 for a wrong command line).
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "cli/commands.h"
+#include "util/isolate.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
-      {"inspect", "describe an .h5ad file: matrices, obs and var columns", kInspectHelp,
-       RunInspect},
-      {"build", "aggregate .h5ad files into a store", kBuildHelp, RunBuild},
-      {"add", "add datasets to a store", kAddHelp, RunAdd},
-      {"remove", "remove datasets from a store", kRemoveHelp, RunRemove},
-      {"merge", "combine stores with disjoint datasets", kMergeHelp, RunMerge},
-      {"info", "describe a store: datasets, columns, size", kInfoHelp, RunInfo},
-      {"serve", "serve a store: web page and JSON API", kServeHelp, RunServe},
-      {"demo", "synthesise an atlas, build its store and serve it", kDemoHelp, RunDemo},
-      {"query", "answer a dot-plot query: genes x splits, from a store", kQueryHelp, RunQuery},
-      {"synth", "write synthetic single-cell .h5ad files to try cellcube on", kSynthHelp, RunSynth},
+      {"inspect", "describe an .h5ad file: matrices, obs and var columns", kInspectHelp, RunInspect,
+       true},
+      {"build", "aggregate .h5ad files into a store", kBuildHelp, RunBuild, true},
+      {"add", "add datasets to a store", kAddHelp, RunAdd, true},
+      {"remove", "remove datasets from a store", kRemoveHelp, RunRemove, true},
+      {"merge", "combine stores with disjoint datasets", kMergeHelp, RunMerge, true},
+      {"info", "describe a store: datasets, columns, size", kInfoHelp, RunInfo, true},
+      // The server opens its store (and every replacement) isolated itself, and must stay
+      // the process its supervisor signals.
+      {"serve", "serve a store: web page and JSON API", kServeHelp, RunServe, false},
+      {"demo", "synthesise an atlas, build its store and serve it", kDemoHelp, RunDemo, false},
+      {"query", "answer a dot-plot query: genes x splits, from a store", kQueryHelp, RunQuery,
+       true},
+      {"synth", "write synthetic single-cell .h5ad files to try cellcube on", kSynthHelp, RunSynth,
+       false},
   };
   return kCommands;
 }
@@ -43,6 +49,36 @@ void PrintUsage(std::ostream& out) {
 }
 
 int ExitCode(const Status& s) { return s.code() == StatusCode::kUsage ? 2 : 1; }
+
+// Bytes of the files the arguments name (a directory: the files directly in it), which
+// sets the default memory limit.
+uint64_t BytesNamedBy(const std::vector<std::string>& args) {
+  uint64_t total = 0;
+  for (const auto& a : args) {
+    std::error_code ec;
+    const std::filesystem::path p(a);
+    if (std::filesystem::is_regular_file(p, ec)) {
+      total += std::filesystem::file_size(p, ec);
+    } else if (std::filesystem::is_directory(p, ec)) {
+      for (const auto& e : std::filesystem::directory_iterator(p, ec))
+        if (e.is_regular_file(ec)) total += e.file_size(ec);
+    }
+  }
+  return total;
+}
+
+// Runs a command that reads untrusted files in a child process (util/isolate.h).
+Status RunIsolatedCommand(const Command& c, const std::vector<std::string>& args) {
+  CC_ASSIGN_OR_RETURN(uint64_t limit, MemoryLimitFor(BytesNamedBy(args)));
+  IsolationOptions options;
+  options.memory_limit = limit;
+  options.forward_signals = true;
+  Status s = RunIsolated([&] { return c.run(args); }, options);
+  if (s.code() == StatusCode::kOutOfMemory)
+    return Status::OutOfMemory(s.message() +
+                               "; CELLCUBE_MEMORY_LIMIT=SIZE (e.g. 32G, or off) sets the limit");
+  return s;
+}
 
 int Main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
@@ -70,13 +106,11 @@ int Main(int argc, char** argv) {
         return 0;
       }
     }
-    Status s = c.run(rest);
+    Status s = c.isolated ? RunIsolatedCommand(c, rest) : c.run(rest);
     if (s.ok()) return 0;
     std::cout.flush();
-    std::string line = s.message();
-    for (char& ch : line)
-      if (ch == '\n' || ch == '\r') ch = ' ';
-    std::cerr << "cellcube: error: " << line << "\n";
+    // Messages quote names read from files: keep them one printable line.
+    std::cerr << "cellcube: error: " << PrintableLine(s.message(), 2000) << "\n";
     return ExitCode(s);
   }
   std::cerr << "cellcube: error: unknown command '" << name << "'" << SuggestionSuffix(name, names)

@@ -10,6 +10,7 @@
 #include "h5ad/dataframe.h"
 #include "h5ad/hdf5_util.h"
 #include "h5ad/matrix.h"
+#include "util/isolate.h"
 #include "util/text.h"
 
 namespace cellcube::h5ad {
@@ -129,14 +130,16 @@ Status CheckSuperblock(const std::string& path) {
     if (addr != 2 && addr != 4 && addr != 8) break;  // HDF5 refuses others itself
     const size_t driver_at = fixed + 3 * addr;
     if (static_cast<size_t>(got) < driver_at + addr) {
-      result = Status::Corrupt(Quoted(path) + " is a damaged or truncated HDF5 file (its superblock "
+      result = Status::Corrupt(Quoted(path) +
+                               " is a damaged or truncated HDF5 file (its superblock "
                                "is cut short)");
       break;
     }
     bool undefined = true;
     for (size_t k = 0; k < addr; ++k) undefined = undefined && b[driver_at + k] == 0xff;
     if (!undefined)
-      result = Status::Corrupt(Quoted(path) + " is a damaged or truncated HDF5 file (its superblock "
+      result = Status::Corrupt(Quoted(path) +
+                               " is a damaged or truncated HDF5 file (its superblock "
                                "points to a driver info block, which no AnnData file has)");
     break;
   }
@@ -175,6 +178,7 @@ File::~File() {
 
 Result<std::unique_ptr<File>> File::Open(const std::string& path) {
   InitHdf5();
+  NoteReading(path);
   CC_RETURN_IF_ERROR(CheckPlainFile(path));
   Hdf5Lock lock(Hdf5Mutex());
   if (H5Fis_hdf5(path.c_str()) <= 0)

@@ -1,5 +1,7 @@
 #include "h5ad/hdf5_util.h"
 
+#include <pthread.h>
+
 #include <cstring>
 #include <memory>
 
@@ -7,9 +9,26 @@
 
 namespace cellcube::h5ad {
 
+namespace {
+
+// The lock is held across fork() (pthread_atfork), so a child process never starts with
+// HDF5 in the middle of a call from a thread it does not have; the child gets a fresh
+// lock, because the copied one stays owned by the parent's thread.
+std::recursive_mutex* g_hdf5_mutex = nullptr;
+
+void LockBeforeFork() { g_hdf5_mutex->lock(); }
+void UnlockInParent() { g_hdf5_mutex->unlock(); }
+void FreshLockInChild() { g_hdf5_mutex = new std::recursive_mutex; }
+
+}  // namespace
+
 std::recursive_mutex& Hdf5Mutex() {
-  static std::recursive_mutex mutex;
-  return mutex;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    g_hdf5_mutex = new std::recursive_mutex;
+    pthread_atfork(LockBeforeFork, UnlockInParent, FreshLockInChild);
+  });
+  return *g_hdf5_mutex;
 }
 
 void InitHdf5() {

@@ -141,8 +141,9 @@ std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const Sto
   return std::shared_ptr<const QueryEngine>(new QueryEngine(std::move(store)));
 }
 
-Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& path) {
-  CC_ASSIGN_OR_RETURN(auto store, StoreReader::Open(path));
+Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& path,
+                                                             const StoreOpenOptions& options) {
+  CC_ASSIGN_OR_RETURN(auto store, StoreReader::Open(path, options));
   return Create(std::move(store));
 }
 

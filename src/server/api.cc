@@ -30,25 +30,6 @@ Response Error(int status, const std::string& message) {
 
 Response ErrorFor(const Status& s) { return Error(HttpStatusFor(s), s.message()); }
 
-bool ValidUtf8(const std::string& s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-    if (n == 0 || i + n > s.size()) return false;
-    for (size_t k = 1; k < n; ++k)
-      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
-    // Strict (RFC 3629): no overlong forms, no surrogates, nothing past U+10FFFF.
-    const auto c1 = n > 1 ? static_cast<unsigned char>(s[i + 1]) : 0;
-    if ((n == 2 && c < 0xC2) || (n == 3 && c == 0xE0 && c1 < 0xA0) ||
-        (n == 3 && c == 0xED && c1 >= 0xA0) || (n == 4 && c == 0xF0 && c1 < 0x90) ||
-        (n == 4 && (c > 0xF4 || (c == 0xF4 && c1 >= 0x90))))
-      return false;
-    i += n;
-  }
-  return true;
-}
-
 // Parameters shared by /query and /counts.
 struct Selection {
   std::vector<WhereClause> where;

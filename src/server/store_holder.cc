@@ -16,7 +16,10 @@ std::string Identity(const struct stat& st) {
 
 Result<std::shared_ptr<const Snapshot>> StoreHolder::Load(const std::string& path,
                                                           int64_t generation) {
-  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(path));
+  // Isolated: a damaged replacement must not take the server down with libhdf5.
+  StoreOpenOptions options;
+  options.isolate = true;
+  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(path, options));
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->catalog = std::make_shared<Catalog>(engine);
   snapshot->engine = std::move(engine);

@@ -405,6 +405,12 @@ Result<StoreData> BuildOne(const DatasetPlan& plan, const BuildOptions& options,
   return s;
 }
 
+// Errors name the input they come from, once.
+Status NamingInput(const Status& s, const std::string& path) {
+  if (s.ok() || s.message().find(Quote(path)) != std::string::npos) return s;
+  return s.WithContext(Quote(path));
+}
+
 }  // namespace
 
 Result<StoreData> BuildStore(const std::vector<DatasetInput>& inputs, const BuildOptions& options,
@@ -420,7 +426,7 @@ Result<StoreData> BuildStore(const std::vector<DatasetInput>& inputs, const Buil
   int64_t total_cells = 0;
   for (const auto& in : inputs) {
     auto plan = Plan(in, options, callbacks);
-    if (!plan.ok()) return plan.status().WithContext(Quote(in.path));
+    if (!plan.ok()) return NamingInput(plan.status(), in.path);
     total_cells += plan->file->n_obs();
     plans.push_back(std::move(plan).value());
   }
@@ -434,7 +440,7 @@ Result<StoreData> BuildStore(const std::vector<DatasetInput>& inputs, const Buil
     if (!part.ok()) {
       // A read error in a file that changed underneath is reported as the change.
       if (Status changed = CheckSourceUnchanged(plan); !changed.ok()) return changed;
-      return part.status();
+      return NamingInput(part.status(), plan.input.path);
     }
     parts.push_back(std::move(part).value());
     plan.file.reset();  // close the file: its work is done

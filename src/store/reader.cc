@@ -17,6 +17,7 @@
 #include "cellcube/h5ad.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
+#include "util/isolate.h"
 
 namespace cellcube {
 
@@ -368,11 +369,41 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(cons
   return std::shared_ptr<const StoreReader>(std::move(r));
 }
 
-Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& path) {
-  bool replaced = false;
+namespace {
+
+bool SameFile(const struct stat& a, const StoreReader& r) {
+  return static_cast<uint64_t>(a.st_ino) == r.file_inode() &&
+         static_cast<uint64_t>(a.st_size) == r.file_size() &&
+         static_cast<int64_t>(a.st_mtim.tv_sec) * 1000000000 + a.st_mtim.tv_nsec ==
+             r.file_mtime_ns();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& path,
+                                                             const StoreOpenOptions& options) {
+  const auto OpenInProcess = [](const std::string& file) {
+    bool replaced = false;
+    for (int attempt = 0;; ++attempt) {
+      auto r = Internals::OpenOnce(file, &replaced);
+      if (!replaced || attempt == 4) return r;
+    }
+  };
+  if (!options.isolate) return OpenInProcess(path);
   for (int attempt = 0;; ++attempt) {
-    auto r = Internals::OpenOnce(path, &replaced);
-    if (!replaced || attempt == 4) return r;
+    struct stat before {};
+    if (::stat(path.c_str(), &before) != 0) return OpenInProcess(path);  // its own error
+    uint64_t limit = options.memory_limit;
+    if (limit == 0) {
+      CC_ASSIGN_OR_RETURN(limit, MemoryLimitFor(static_cast<uint64_t>(before.st_size)));
+    }
+    // The child opens the same bytes the same way: if it survives, so do we.
+    IsolationOptions isolation;
+    isolation.memory_limit = limit;
+    CC_RETURN_IF_ERROR(RunIsolated([&] { return OpenInProcess(path).status(); }, isolation));
+    CC_ASSIGN_OR_RETURN(auto reader, OpenInProcess(path));
+    // Replaced between the child's open and ours: check the new file the same way.
+    if (SameFile(before, *reader) || attempt == 4) return reader;
   }
 }
 

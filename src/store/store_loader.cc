@@ -144,11 +144,9 @@ Status LoadDatasets(const File& f, StoreData* s) {
 
 Status LoadStoreMetadata(const File& file, StoreData* s) {
   CC_RETURN_IF_ERROR(CheckFormat(file));
-  auto in_context = [&](const Status& st) { return st.WithContext("store '" + file.path() + "'"); };
-  if (Status st = LoadGroups(file, s); !st.ok()) return in_context(st);
-  if (Status st = LoadGenes(file, s); !st.ok()) return in_context(st);
-  if (Status st = LoadDatasets(file, s); !st.ok()) return in_context(st);
-  return Status::Ok();
+  CC_RETURN_IF_ERROR(LoadGroups(file, s));
+  CC_RETURN_IF_ERROR(LoadGenes(file, s));
+  return LoadDatasets(file, s);
 }
 
 Result<StoreData> LoadStore(const std::string& path) {

@@ -12,6 +12,7 @@
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store.h"
 #include "store/store_layout.h"
+#include "util/isolate.h"
 
 namespace cellcube {
 namespace {
@@ -190,14 +191,14 @@ Status WriteStore(const StoreData& store, const std::string& path) {
   if (!std::filesystem::is_directory(dir, ec))
     return Status::NotFound("cannot write '" + path + "': directory '" + dir + "' does not exist");
   const std::string tmp = TempPathBeside(path);
+  NoteTemporaryFile(tmp);  // removed by the parent if this process dies mid-write
   Status s = WriteAll(store, tmp);
   if (s.ok()) s = SyncPath(tmp, false);
   if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
     s = Status::IoError("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
-  if (!s.ok()) {
-    std::remove(tmp.c_str());
-    return s.WithContext("writing store '" + path + "'");
-  }
+  if (!s.ok()) std::remove(tmp.c_str());
+  NoteTemporaryFile("");
+  if (!s.ok()) return s.WithContext("writing store '" + path + "'");
   return SyncPath(dir, true);
 }
 

@@ -34,5 +34,14 @@ std::vector<std::string> SplitList(std::string_view s, char sep = ',');
 
 // Human-readable byte count: "1.4 MB".
 std::string FormatBytes(uint64_t bytes);
+// The same in powers of 1024 ("4.0 GiB"), for limits users set with K/M/G suffixes.
+std::string FormatBinaryBytes(uint64_t bytes);
+
+// True when `s` is UTF-8 by RFC 3629: no overlong forms, surrogates or code points past
+// U+10FFFF.
+bool ValidUtf8(std::string_view s);
+// `s` made safe for one line of a terminal or log: invalid UTF-8 bytes and control
+// characters written as \xNN, cut to about `max_bytes` with "...".
+std::string PrintableLine(std::string_view s, size_t max_bytes);
 
 }  // namespace cellcube

@@ -55,8 +55,13 @@ def require_binary(path: Path, what: str) -> Path:
     return path
 
 
-def run(args, timeout=180, cwd=None) -> subprocess.CompletedProcess:
+def run(args, timeout=180, cwd=None, env=None) -> subprocess.CompletedProcess:
+    """Runs args (capturing text output); `env` adds to (or, with None values, removes
+    from) this process's environment."""
     args = [str(a) for a in args]
+    full_env = None
+    if env:
+        full_env = {k: v for k, v in {**os.environ, **env}.items() if v is not None}
     try:
         return subprocess.run(
             args,
@@ -65,6 +70,7 @@ def run(args, timeout=180, cwd=None) -> subprocess.CompletedProcess:
             errors="replace",
             timeout=timeout,
             cwd=cwd,
+            env=full_env,
         )
     except subprocess.TimeoutExpired:
         pytest.fail(f"timed out after {timeout}s: {' '.join(args)}", pytrace=False)
@@ -174,3 +180,23 @@ def column_listing_problems(stdout, labels):
         if not any(text in ln and count.search(ln.replace(text, " ", 1)) for ln in lines):
             problems.append(f"no line shows value {text!r} with count {n}")
     return problems
+
+
+def sanitized_build() -> bool:
+    """True when the binaries under test were built with ASan + UBSan (make test-asan)."""
+    cache = cellcube_path().parent / "CMakeCache.txt"
+    return cache.is_file() and "CELLCUBE_SANITIZE:BOOL=ON" in cache.read_text(errors="replace")
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and its descendants alive now (from /proc/PID/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            pass
+    return out

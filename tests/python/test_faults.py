@@ -288,3 +288,56 @@ def test_source_changes_mid_build(cellcube, big, tmp_path, change):
     STATS["source_detected"] += detected
     print(f"{change}: {detected} of {len(fractions)} changes detected mid-read (build takes {total:.2f}s)")
     assert detected >= 1, f"no {change} of the last input was detected while the build ran ({total:.2f}s)"
+
+
+# --------------------------------------------------------------------------
+# 5. a stopped command stops its worker process and leaves no file
+# --------------------------------------------------------------------------
+
+
+def _state(pid):
+    """The process state letter ('R', 'S', 'Z', ...), or None when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=lambda s: signal.Signals(s).name)
+def test_stopped_build_stops_its_worker(cellcube, big, tmp_path, sig):
+    """cellcube reads the inputs in a child process (util/isolate.h). Signalling the
+    command (Ctrl-C, a service manager's SIGTERM, SIGKILL) must stop that worker too, at
+    any moment, and leave neither a store nor a temporary file (SIGKILL of the command
+    itself cannot clean up: a temporary file may stay, never the store)."""
+    out = tmp_path / "store.h5ad"
+    argv = [str(a) for a in (cellcube, "build", "-o", out, "--quiet", "--threads", "1", *big)]
+    t0 = time.monotonic()
+    run_ok(argv)
+    total = time.monotonic() - t0
+    out.unlink()
+    for frac in (0.2, 0.5, 0.8, 0.95):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 10
+        while len(helpers.process_tree(proc.pid)) < 2 and proc.poll() is None:
+            assert time.monotonic() < deadline, "no worker process appeared"
+            time.sleep(0.005)
+        workers = helpers.process_tree(proc.pid)[1:]
+        time.sleep(frac * total)
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        desc = f"{signal.Signals(sig).name} at {frac:.0%} of {total:.2f}s: exit {proc.returncode}\n{stderr}"
+        if proc.returncode == 0:  # it finished first
+            out.unlink()
+            continue
+        assert proc.returncode == -sig, desc
+        assert stderr == "", "a stopped command prints nothing: " + desc
+        deadline = time.monotonic() + 5
+        while any(_state(w) not in (None, "Z") for w in workers):
+            assert time.monotonic() < deadline, "the worker outlived the command: " + desc
+            time.sleep(0.01)
+        assert not out.exists(), desc
+        if sig != signal.SIGKILL:
+            assert not tmp_leftovers(tmp_path), "a temporary file was left: " + desc
+        for p in tmp_leftovers(tmp_path):
+            (tmp_path / p).unlink()

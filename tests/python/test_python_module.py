@@ -49,10 +49,11 @@ def setup(tmp_path_factory):
     return cellcube, store, build, d
 
 
-def run_python(build, code, timeout=120):
-    """Runs `code` with the module importable; returns the completed process."""
+def run_python(build, code, timeout=120, env=None):
+    """Runs `code` with the module importable (and `env` added to its environment);
+    returns the completed process."""
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env=qr.python_env(build), timeout=timeout)
+                          text=True, env={**qr.python_env(build), **(env or {})}, timeout=timeout)
     return proc
 
 
@@ -256,3 +257,39 @@ def test_store_is_shared_between_threads(setup):
     proc = run_python(build, code)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_damaged_files_raise_instead_of_crashing(setup):
+    """Files on which libhdf5 itself crashes or allocates without end
+    (fuzz/libhdf5-findings): cellcube.open reads them in a child process first, so each
+    raises an exception and the interpreter goes on to query a good store."""
+    cellcube, store, build, d = setup
+    findings = sorted((helpers.REPO / "fuzz" / "libhdf5-findings").glob("*.h5ad"))
+    assert len(findings) >= 5
+    code = f"""
+        import json, cellcube
+        out = []
+        for path in {[str(p) for p in findings]!r}:
+            try:
+                cellcube.open(path)
+                out.append([path, "no exception", ""])
+            except Exception as e:
+                out.append([path, type(e).__name__, str(e)])
+        s = cellcube.open({str(store)!r})
+        out.append(["good", str(len(s.query("G000", by="cell_type"))), ""])
+        print(json.dumps(out))
+    """
+    env = {"CELLCUBE_MEMORY_LIMIT": "1G"}
+    if helpers.sanitized_build():  # see test_regress.libhdf5_env
+        env["ASAN_OPTIONS"] = (f"handle_segv=0:allocator_may_return_null=1:malloc_limit_mb=1024:"
+                               f"detect_leaks=0:suppressions={helpers.REPO / 'fuzz' / 'libhdf5.supp'}")
+    proc = run_python(build, code, env=env)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    for path, kind, message in got[:-1]:
+        assert kind in ("ValueError", "MemoryError", "OSError"), (path, kind, message)
+        if "segv" in path.lower():
+            assert "crashed (SIGSEGV" in message, message
+        if "unbounded" in path:
+            assert kind == "MemoryError", (kind, message)
+    assert int(got[-1][1]) > 0

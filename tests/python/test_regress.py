@@ -31,26 +31,37 @@ def check_contract(proc):
 MAX_RSS_KB = 512 * 1024  # the OOM findings made libhdf5 touch gigabytes
 
 
-def check_memory(argv):
-    """Runs argv, sampling its VmHWM (peak RSS of its own address space) until it exits:
-    it must stay under MAX_RSS_KB. (wait4's ru_maxrss would include the pytest process
-    the child was forked from.)"""
+def check_memory(argv, env=None, max_kb=MAX_RSS_KB):
+    """Runs argv, sampling the VmHWM (peak RSS of its own address space) of it and of the
+    child process it reads files in (util/isolate.h) until it exits: each must stay
+    under max_kb. (wait4's ru_maxrss would include the pytest process the command was
+    forked from.) Returns the process."""
+    import os
     import time
 
-    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    full_env = None if env is None else {**os.environ, **env}
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=full_env, text=True, errors="replace")
     peak = 0
     while proc.poll() is None:
-        try:
-            for line in open(f"/proc/{proc.pid}/status"):
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]))
-        except (OSError, ValueError):
-            pass
-        if peak >= MAX_RSS_KB:
-            proc.kill()
+        for pid in helpers.process_tree(proc.pid):
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+        if peak >= max_kb:
+            for pid in helpers.process_tree(proc.pid)[::-1]:
+                try:
+                    os.kill(pid, 9)
+                except OSError:
+                    pass
         time.sleep(0.001)
-    assert peak < MAX_RSS_KB, f"{argv}: peak RSS {peak} kB"
+    proc.stderr_text = proc.stderr.read()
+    assert peak < max_kb, f"{argv}: peak RSS {peak} kB"
     assert proc.returncode >= 0, f"{argv}: killed by signal {-proc.returncode}"
+    return proc
 
 
 def test_regress_dir_exists():
@@ -120,3 +131,76 @@ def test_http_regress(cellcube, tmp_path):
             assert status == 200, path.name
     finally:
         server.stop()
+
+
+# Inputs on which libhdf5 1.10.8 itself crashes or allocates without end
+# (fuzz/libhdf5-findings/README.md). cellcube reads user files in a child process under a
+# memory limit (util/isolate.h), so these too must end in one error line.
+LIBHDF5_FINDINGS = sorted((helpers.REPO / "fuzz" / "libhdf5-findings").glob("*.h5ad"))
+LIMIT = {"CELLCUBE_MEMORY_LIMIT": "1G"}  # the unbounded allocation fails in seconds
+
+
+def libhdf5_env():
+    """Under ASan the child cannot have an RLIMIT_DATA (the shadow memory); ASan's own
+    allocator limit stands in, its SEGV handler is off so that a crash is a signal, as
+    in a release build, and reports from its interceptors on libhdf5's own bugs are
+    suppressed (fuzz/libhdf5.supp)."""
+    if not helpers.sanitized_build():
+        return dict(LIMIT)
+    supp = helpers.REPO / "fuzz" / "libhdf5.supp"
+    return {**LIMIT, "ASAN_OPTIONS": f"handle_segv=0:allocator_may_return_null=1:"
+            f"malloc_limit_mb=1024:detect_leaks=0:suppressions={supp}"}
+
+
+def check_libhdf5_error(proc, path, reads_all=True):
+    """Exit 0 (a command that never reaches the damage) or one error line. A command
+    that reads the whole file (`reads_all`) must fail, naming a crash or the runaway
+    allocation as such."""
+    check_contract(proc)
+    line = proc.stderr.strip()
+    if not reads_all:
+        return
+    assert proc.returncode == 1, helpers.describe(proc)
+    if "segv" in path.name.lower():
+        assert "crashed (SIGSEGV" in line and path.name in line, line
+    if "unbounded" in path.name:
+        assert "out of memory" in line and "CELLCUBE_MEMORY_LIMIT" in line, line
+
+
+# Read the store-shaped findings as inputs: their counts are in layers/nnz.
+AS_INPUT = ["--matrix", "layers/nnz", "--cell-type", "cell_type", "--quiet"]
+
+
+@pytest.mark.parametrize("path", LIBHDF5_FINDINGS, ids=lambda p: p.name)
+def test_libhdf5_findings_give_one_error_line(cellcube, path, tmp_path):
+    env = libhdf5_env()
+    for argv, reads_all in ((["inspect", "--check", path], True), (["inspect", "--json", path], False),
+                            (["info", path], True), (["query", path, "--genes", "CD3E"], True)):
+        check_libhdf5_error(helpers.run([cellcube, *argv], timeout=120, env=env), path, reads_all)
+    out = tmp_path / "store.h5ad"
+    proc = helpers.run([cellcube, "build", "-o", out, *AS_INPUT, path], timeout=120, env=env)
+    check_libhdf5_error(proc, path)
+    assert path.name in proc.stderr, helpers.describe(proc)  # names the input
+    assert not out.exists() and not list(tmp_path.iterdir()), list(tmp_path.iterdir())
+    # The limit holds the reading process to about 1 GiB (RSS counts touched pages only).
+    check_memory([cellcube, "info", path], env=env, max_kb=1200 * 1024)
+
+
+def test_libhdf5_findings_list_is_not_empty():
+    assert len(LIBHDF5_FINDINGS) >= 5, LIBHDF5_FINDINGS
+
+
+def test_crash_while_adding_keeps_the_store(cellcube, tmp_path):
+    """`add` of a file that crashes libhdf5: one error line, the store byte-identical,
+    no temporary file and no process left behind."""
+    synth = tmp_path / "synth"
+    helpers.run_ok([cellcube, "synth", "-o", synth, "--datasets", "1", "--cells", "500",
+                    "--genes", "300", "--quiet"])
+    store = tmp_path / "store.h5ad"
+    helpers.run_ok([cellcube, "build", "-o", store, "--quiet", *sorted(synth.glob("*.h5ad"))])
+    before = store.read_bytes()
+    bad = helpers.REPO / "fuzz" / "libhdf5-findings" / "H5HG_read-segv.h5ad"
+    proc = helpers.run([cellcube, "add", store, *AS_INPUT, f"broken={bad}"], env=libhdf5_env())
+    helpers.assert_error(proc, mentions=["crashed", bad.name])
+    assert store.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.h5ad", "synth"]

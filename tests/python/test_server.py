@@ -1117,6 +1117,18 @@ def test_hot_reload_under_load(cc, store, ref, names, work):
         rows2 = get(srv.port, "/api/v1/query", [("genes", names["sym"][0]), ("by", "dataset")]).json()["rows"]
         assert rows2 == after_add, "answers changed while the corrupt file was on disk"
 
+        # 2b. a file on which libhdf5 itself crashes (fuzz/libhdf5-findings): the server
+        # opens replacements in a child process first, so it survives and keeps serving
+        crash = d / "crash-tmp.h5ad"
+        shutil.copyfile(helpers.REPO / "fuzz" / "libhdf5-findings" / "H5HG_read-segv.h5ad", crash)
+        n_before = q.n
+        os.replace(crash, live)
+        time.sleep(2.0)
+        assert srv.proc.poll() is None, f"server died on a file that crashes libhdf5\n{srv.output()}"
+        assert q.n > n_before + 20, "the client stalled after the crashing file"
+        assert srv.generation() == g1, "generation advanced on a crashing file"
+        assert "crashed (SIGSEGV" in srv.output(), srv.output()
+
         # 3. a good file renamed back is picked up again
         os.replace(good, live)
         assert wait_for(lambda: srv.generation() > g1, 3.0), f"good file not reloaded after a corrupt one\n{srv.output()}"
