@@ -1,6 +1,8 @@
 // `cellcube build` and `cellcube add`: aggregate .h5ad files into a store.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <mutex>
 
@@ -30,17 +32,18 @@ namespace cellcube::cli {
   "  --quiet               no progress bar or notes\n"                                           \
   "  --memory-budget-mb N  memory for accumulators before genes are done in passes (1024)\n"     \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
-  "Datasets are named by file stem, or NAME=FILE.h5ad.\n"
+  "Datasets are named by file stem, or NAME=FILE.h5ad. A FOLDER stands for the .h5ad\n"          \
+  "files directly in it, in name order.\n"
 
 const char* const kBuildHelp =
-    "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad...\n\n"
+    "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
     "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, sumsq\n"
     "per gene) and writes them as one store (itself a valid .h5ad), atomically.\n\n"
     "  -o, --output STORE    the store to write (replaced atomically if it "
     "exists)\n" CC_BUILD_OPTIONS_HELP;
 
 const char* const kAddHelp =
-    "usage: cellcube add STORE [options] [NAME=]FILE.h5ad...\n\n"
+    "usage: cellcube add STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
     "Adds datasets to an existing store without re-reading the others' files. Names must\n"
     "be new (remove a dataset first to rebuild it). The store is replaced "
     "atomically.\n\n" CC_BUILD_OPTIONS_HELP;
@@ -75,11 +78,34 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
   return o;
 }
 
+// A folder stands for the .h5ad files directly in it, in name order (a study's folder of
+// datasets is the common case); files keep their NAME= or their stem.
+Result<std::vector<DatasetInput>> ExpandInputs(const std::vector<std::string>& args) {
+  std::vector<DatasetInput> inputs;
+  for (const auto& arg : args) {
+    DatasetInput in = ParseDatasetInput(arg);
+    std::error_code ec;
+    if (!std::filesystem::is_directory(in.path, ec)) {
+      inputs.push_back(std::move(in));
+      continue;
+    }
+    if (in.path != arg)
+      return Status::Usage("'" + arg + "' names a folder; NAME= names one file (NAME=FILE.h5ad)");
+    std::vector<std::string> found;
+    for (const auto& e : std::filesystem::directory_iterator(in.path, ec))
+      if (e.path().extension() == ".h5ad" && e.is_regular_file(ec)) found.push_back(e.path());
+    if (ec) return Status::IoError("cannot list folder '" + in.path + "': " + ec.message());
+    if (found.empty()) return Status::NotFound("folder '" + in.path + "' holds no .h5ad file");
+    std::sort(found.begin(), found.end());
+    for (const auto& f : found) inputs.push_back(ParseDatasetInput(f));
+  }
+  return inputs;
+}
+
 Result<StoreData> BuildFromArgs(const Args& args, const std::vector<std::string>& files) {
   CC_ASSIGN_OR_RETURN(BuildOptions options, ParseBuildOptions(args));
   if (files.empty()) return Status::Usage("no input .h5ad files given");
-  std::vector<DatasetInput> inputs;
-  for (const auto& f : files) inputs.push_back(ParseDatasetInput(f));
+  CC_ASSIGN_OR_RETURN(std::vector<DatasetInput> inputs, ExpandInputs(files));
   const bool quiet = args.Flag("quiet");
   ProgressBar bar(quiet);
   BuildCallbacks cb;

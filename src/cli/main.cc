@@ -45,7 +45,11 @@ void PrintUsage(std::ostream& out) {
     out << "  " << name << std::string(10 - std::min<size_t>(9, name.size()), ' ') << c.summary
         << "\n";
   }
-  out << "\n'cellcube COMMAND --help' explains a command.\n";
+  out << "\n'cellcube COMMAND --help' explains a command.\n\n"
+         "Commands that read files do it in a child process, so that a damaged file\n"
+         "gives one error line even where the HDF5 library itself crashes on it. Its\n"
+         "memory is limited to 4 GiB plus twice the size of the files named (at most\n"
+         "90% of RAM); CELLCUBE_MEMORY_LIMIT=SIZE (e.g. 32G, 512M, or off) sets it.\n";
 }
 
 int ExitCode(const Status& s) { return s.code() == StatusCode::kUsage ? 2 : 1; }

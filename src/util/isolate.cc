@@ -1,6 +1,7 @@
 #include "util/isolate.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -149,10 +150,37 @@ bool Decode(const std::string& wire, Status* out) {
   ::_exit(WriteAll(status_fd, wire.data(), wire.size()) ? 0 : 126);
 }
 
-std::string ReadAll(int fd) {
+// Resident memory of process `pid`, from /proc/PID/status (0 if unknown).
+uint64_t ResidentBytes(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string key;
+  uint64_t kb = 0;
+  while (in >> key) {
+    if (key == "VmRSS:" && in >> kb) return kb << 10;
+    in.ignore(1 << 12, '\n');
+  }
+  return 0;
+}
+
+// Reads the child's report until it closes the pipe. With `rss_limit` (sanitizer
+// builds, where RLIMIT_DATA cannot apply), checks the child's resident memory ten times
+// a second and kills it past the limit, setting *over_limit.
+std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit) {
   std::string out;
   char buf[4096];
   for (;;) {
+    struct pollfd p {};
+    p.fd = fd;
+    p.events = POLLIN;
+    const int ready = ::poll(&p, 1, rss_limit ? 100 : -1);
+    if (ready < 0 && errno != EINTR) return out;
+    if (ready <= 0) {
+      if (rss_limit && !*over_limit && ResidentBytes(pid) > rss_limit) {
+        *over_limit = true;
+        ::kill(pid, SIGKILL);
+      }
+      continue;
+    }
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return out;
@@ -253,7 +281,13 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
     for (size_t i = 0; i < std::size(kForwarded); ++i)
       ::sigaction(kForwarded[i], &forward, &saved[i]);
   }
-  const std::string wire = ReadAll(fds[0]);
+#ifdef CELLCUBE_ASAN
+  const uint64_t rss_limit = options.memory_limit;
+#else
+  const uint64_t rss_limit = 0;  // RLIMIT_DATA holds the child
+#endif
+  bool over_limit = false;
+  const std::string wire = ReadReport(fds[0], pid, rss_limit, &over_limit);
   ::close(fds[0]);
   const int status = WaitFor(pid);
   if (options.forward_signals) {
@@ -262,23 +296,25 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
       ::sigaction(kForwarded[i], &saved[i], nullptr);
   }
   Status result;
-  const bool reported = Decode(wire, &result);
+  const bool reported = !over_limit && Decode(wire, &result);
   if (!reported) {
     // The child cannot clean up after itself any more: a partial file must not stay.
     if (const std::string temporary = note->temporary.Get(); !temporary.empty())
       ::unlink(temporary.c_str());
     const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     // Asked to stop (or our output went away): stop the same way, silently.
-    if (options.forward_signals && sig != 0 && (sig == g_received || sig == SIGPIPE)) {
+    if (!over_limit && options.forward_signals && sig != 0 &&
+        (sig == g_received || sig == SIGPIPE)) {
       ::munmap(page, sizeof(SharedNote));
       ::signal(sig, SIG_DFL);
       ::raise(sig);
     }
-    result = Death(status, note);
-  } else if (result.code() == StatusCode::kOutOfMemory) {
-    std::string limit = options.memory_limit
-                            ? " (memory limit " + FormatBinaryBytes(options.memory_limit) + ")"
-                            : std::string();
+    result = over_limit ? Status::OutOfMemory("out of memory") : Death(status, note);
+  }
+  if (result.code() == StatusCode::kOutOfMemory && (over_limit || reported)) {
+    const std::string limit =
+        options.memory_limit ? " (memory limit " + FormatBinaryBytes(options.memory_limit) + ")"
+                             : std::string();
     result = Status::OutOfMemory(result.message() + ReadingWhat(note) + limit);
   }
   ::munmap(page, sizeof(SharedNote));

@@ -13,8 +13,8 @@ namespace cellcube {
 
 struct IsolationOptions {
   // Bytes the child may allocate beyond what the process used when it forked
-  // (RLIMIT_DATA); 0 = no limit. Ignored in sanitizer builds, whose shadow memory
-  // cannot live under RLIMIT_DATA.
+  // (RLIMIT_DATA); 0 = no limit. In sanitizer builds, whose shadow memory cannot live
+  // under RLIMIT_DATA, the child is killed when its resident memory passes this.
   uint64_t memory_limit = 0;
   // While waiting, forward SIGINT, SIGTERM, SIGHUP and SIGQUIT to the child, and die of
   // the same signal when the child does (for a command-line front end). Otherwise the

@@ -482,6 +482,36 @@ def test_add_equals_direct_build(cellcube, studies, trio, tmp_path):
     assert not tmp_leftovers(tmp_path)
 
 
+def test_build_from_a_folder(cellcube, studies, tmp_path):
+    """A folder stands for the .h5ad files directly in it, in name order: the same
+    store as naming them (other files and subfolders are ignored)."""
+    folder = tmp_path / "study"
+    (folder / "nested").mkdir(parents=True)
+    for n in ("gamma", "alpha", "beta"):
+        shutil.copyfile(studies[n], folder / f"{n}.h5ad")
+    shutil.copyfile(studies["delta"], folder / "nested" / "delta.h5ad")
+    (folder / "README.txt").write_text("not a dataset")
+    out = tmp_path / "from_folder.h5ad"
+    run_ok([cellcube, "build", "-o", out, "--quiet", folder])
+    files = tmp_path / "from_files.h5ad"
+    run_ok([cellcube, "build", "-o", files, "--quiet", *(folder / f"{n}.h5ad" for n in ("alpha", "beta", "gamma"))])
+    got = sr.StoreView(out)
+    assert got.dataset_names == ["alpha", "beta", "gamma"]
+    fail_with(sr.compare_digests(sr.digest(got), sr.digest(sr.StoreView(files))), "folder build != file build")
+    # add takes folders too; an empty folder and NAME=FOLDER are refused
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copyfile(studies["delta"], more / "delta.h5ad")
+    run_ok([cellcube, "add", out, "--quiet", more])
+    assert sr.StoreView(out).dataset_names == ["alpha", "beta", "gamma", "delta"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    helpers.assert_error(run([cellcube, "build", "-o", tmp_path / "x.h5ad", empty]), mentions=["no .h5ad", "empty"])
+    helpers.assert_error(run([cellcube, "build", "-o", tmp_path / "x.h5ad", f"name={folder}"]), code=2,
+                         mentions=["folder"])
+    assert not (tmp_path / "x.h5ad").exists()
+
+
 def test_remove_equals_direct_build(cellcube, studies, trio, tmp_path):
     r = tmp_path / "r.h5ad"
     shutil.copyfile(trio, r)
