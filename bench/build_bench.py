@@ -161,7 +161,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     ap.add_argument("--out", help="also write the Markdown here")
+    ap.add_argument("--parts", default="speed,size,rss",
+                    help="comma-separated: speed (build vs floor and numpy), size (the seed's "
+                         "shape), rss (peak memory at 1M cells); default all")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     if not os.access(CELLCUBE, os.X_OK):
         sys.exit(f"build cellcube first ({CELLCUBE} missing)")
     tmp = tempfile.mkdtemp(prefix="cellcube-bench-")
@@ -169,81 +173,84 @@ def main():
     try:
         cells = 100_000 if args.quick else 500_000
         genes = 2000
-        d = os.path.join(tmp, "one")
-        run([CELLCUBE, "synth", "-o", d, "--datasets", "1", "--cells", str(cells),
-             "--genes", str(genes), "--seed", "7", "--quiet"])
-        src = os.path.join(d, sorted(os.listdir(d))[0])
-        with h5py.File(src, "r") as f:
-            nnz = f["X/data"].shape[0]
-        store = os.path.join(tmp, "one.h5ad")
-        groupby = "tissue,disease,cancer_stage,sex,donor"
-        build = [CELLCUBE, "build", "-o", store, "--quiet", "--groupby", groupby, src]
-        t_floor = timed(lambda: floor_h5py(src))
-        t_build = timed(lambda: run(build))
-        t_build1 = timed(lambda: run(build + ["--threads", "1"]))
-        t_hdf5 = timed(lambda: run(build + ["--threads", "1", "--no-direct-reads"]), repeat=1)
-        t0 = time.perf_counter()
-        numpy_aggregate(src, ["cell_type"] + groupby.split(","))
-        t_numpy = time.perf_counter() - t0
-        lines += [
-            f"### Build speed ({cells:,} cells × {genes:,} genes, {nnz:,} stored values, gzip CSR)",
-            "",
-            "| what | seconds | ratio |",
-            "| --- | ---: | ---: |",
-            f"| floor: h5py/libhdf5 reads and inflates data, indices, indptr | {t_floor:.2f} | 1.00 |",
-            f"| `cellcube build`, 2 threads (direct chunk reads + libdeflate) | {t_build:.2f} | {t_build / t_floor:.2f} × floor |",
-            f"| `cellcube build --threads 1` | {t_build1:.2f} | {t_build1 / t_floor:.2f} × floor |",
-            f"| `cellcube build --threads 1`, reads through libhdf5 | {t_hdf5:.2f} | {t_hdf5 / t_floor:.2f} × floor |",
-            f"| vectorised numpy/scipy (anndata read + sparse indicator products) | {t_numpy:.2f} | cellcube is {t_numpy / t_build:.1f}× faster |",
-            "",
-        ]
+        if "speed" in parts:
+            d = os.path.join(tmp, "one")
+            run([CELLCUBE, "synth", "-o", d, "--datasets", "1", "--cells", str(cells),
+                 "--genes", str(genes), "--seed", "7", "--quiet"])
+            src = os.path.join(d, sorted(os.listdir(d))[0])
+            with h5py.File(src, "r") as f:
+                nnz = f["X/data"].shape[0]
+            store = os.path.join(tmp, "one.h5ad")
+            groupby = "tissue,disease,cancer_stage,sex,donor"
+            build = [CELLCUBE, "build", "-o", store, "--quiet", "--groupby", groupby, src]
+            t_floor = timed(lambda: floor_h5py(src))
+            t_build = timed(lambda: run(build))
+            t_build1 = timed(lambda: run(build + ["--threads", "1"]))
+            t_hdf5 = timed(lambda: run(build + ["--threads", "1", "--no-direct-reads"]), repeat=1)
+            t0 = time.perf_counter()
+            numpy_aggregate(src, ["cell_type"] + groupby.split(","))
+            t_numpy = time.perf_counter() - t0
+            lines += [
+                f"### Build speed ({cells:,} cells × {genes:,} genes, {nnz:,} stored values, gzip CSR)",
+                "",
+                "| what | seconds | ratio |",
+                "| --- | ---: | ---: |",
+                f"| floor: h5py/libhdf5 reads and inflates data, indices, indptr | {t_floor:.2f} | 1.00 |",
+                f"| `cellcube build`, 2 threads (direct chunk reads + libdeflate) | {t_build:.2f} | {t_build / t_floor:.2f} × floor |",
+                f"| `cellcube build --threads 1` | {t_build1:.2f} | {t_build1 / t_floor:.2f} × floor |",
+                f"| `cellcube build --threads 1`, reads through libhdf5 | {t_hdf5:.2f} | {t_hdf5 / t_floor:.2f} × floor |",
+                f"| vectorised numpy/scipy (anndata read + sparse indicator products) | {t_numpy:.2f} | cellcube is {t_numpy / t_build:.1f}× faster |",
+                "",
+            ]
 
         # Store size for the seed's shape.
-        sd = os.path.join(tmp, "seed")
-        os.makedirs(sd)
-        paths = write_seed_shape(sd, cells_per_group=2 if args.quick else 6)
-        seed_store = os.path.join(tmp, "seed_store.h5ad")
-        run([CELLCUBE, "build", "-o", seed_store, "--quiet", "--groupby", "stage,sex,condition"] + paths)
-        info = run([CELLCUBE, "info", seed_store, "--json"]).stdout
-        import json
+        if "size" in parts:
+            sd = os.path.join(tmp, "seed")
+            os.makedirs(sd)
+            paths = write_seed_shape(sd, cells_per_group=2 if args.quick else 6)
+            seed_store = os.path.join(tmp, "seed_store.h5ad")
+            run([CELLCUBE, "build", "-o", seed_store, "--quiet", "--groupby", "stage,sex,condition"] + paths)
+            info = run([CELLCUBE, "info", seed_store, "--json"]).stdout
+            import json
 
-        info = json.loads(info)
-        entries, size = info["n_entries"], info["size_bytes"]
-        seed_leaves = 10 * 30 * 3 * 3 * 400
-        per_leaf, secs_per_leaf = seed_writer_bytes_per_leaf(sd, 5000 if args.quick else 20000)
-        seed_size = per_leaf * seed_leaves
-        lines += [
-            "### Store size for the seed's shape (10 datasets, 30 cell types, 3 columns × 3 values, 400 genes)",
-            "",
-            f"| what | value |",
-            "| --- | ---: |",
-            f"| seed leaves (column, value, dataset, cell type, gene) | {seed_leaves:,} |",
-            f"| seed layout, measured on {5000 if args.quick else 20000:,} leaves: bytes per leaf | {per_leaf:,.0f} |",
-            f"| seed layout, whole file (extrapolated) | {seed_size / 1e6:,.0f} MB ({secs_per_leaf * seed_leaves:,.0f} s to write) |",
-            f"| cellcube store: (group, gene) entries, every joint combination | {entries:,} |",
-            f"| cellcube store: file size | {size / 1e6:,.1f} MB |",
-            f"| cellcube store: bytes per stored entry (all statistics, index, metadata) | {size / entries:.1f} |",
-            f"| seed file / cellcube store | {seed_size / size:.0f}× |",
-            "",
-        ]
+            info = json.loads(info)
+            entries, size = info["n_entries"], info["size_bytes"]
+            seed_leaves = 10 * 30 * 3 * 3 * 400
+            per_leaf, secs_per_leaf = seed_writer_bytes_per_leaf(sd, 5000 if args.quick else 20000)
+            seed_size = per_leaf * seed_leaves
+            lines += [
+                "### Store size for the seed's shape (10 datasets, 30 cell types, 3 columns × 3 values, 400 genes)",
+                "",
+                f"| what | value |",
+                "| --- | ---: |",
+                f"| seed leaves (column, value, dataset, cell type, gene) | {seed_leaves:,} |",
+                f"| seed layout, measured on {5000 if args.quick else 20000:,} leaves: bytes per leaf | {per_leaf:,.0f} |",
+                f"| seed layout, whole file (extrapolated) | {seed_size / 1e6:,.0f} MB ({secs_per_leaf * seed_leaves:,.0f} s to write) |",
+                f"| cellcube store: (group, gene) entries, every joint combination | {entries:,} |",
+                f"| cellcube store: file size | {size / 1e6:,.1f} MB |",
+                f"| cellcube store: bytes per stored entry (all statistics, index, metadata) | {size / entries:.1f} |",
+                f"| seed file / cellcube store | {seed_size / size:.0f}× |",
+                "",
+            ]
 
         # Peak RSS for a 1M-cell dataset.
-        big_cells = 200_000 if args.quick else 1_000_000
-        bd = os.path.join(tmp, "big")
-        run([CELLCUBE, "synth", "-o", bd, "--datasets", "1", "--cells", str(big_cells),
-             "--genes", str(genes), "--seed", "11", "--quiet"])
-        big = os.path.join(bd, sorted(os.listdir(bd))[0])
-        secs, rss = peak_rss_mb([CELLCUBE, "build", "-o", os.path.join(tmp, "big.h5ad"), "--quiet", big])
-        lines += [
-            f"### Peak memory building one {big_cells:,}-cell dataset ({genes:,} genes, default options)",
-            "",
-            f"| what | value |",
-            "| --- | ---: |",
-            f"| input file | {os.path.getsize(big) / 1e6:,.0f} MB |",
-            f"| build time | {secs:.1f} s |",
-            f"| peak RSS | {rss:,.0f} MB |",
-            "",
-        ]
+        if "rss" in parts:
+            big_cells = 200_000 if args.quick else 1_000_000
+            bd = os.path.join(tmp, "big")
+            run([CELLCUBE, "synth", "-o", bd, "--datasets", "1", "--cells", str(big_cells),
+                 "--genes", str(genes), "--seed", "11", "--quiet"])
+            big = os.path.join(bd, sorted(os.listdir(bd))[0])
+            secs, rss = peak_rss_mb([CELLCUBE, "build", "-o", os.path.join(tmp, "big.h5ad"), "--quiet", big])
+            lines += [
+                f"### Peak memory building one {big_cells:,}-cell dataset ({genes:,} genes, default options)",
+                "",
+                f"| what | value |",
+                "| --- | ---: |",
+                f"| input file | {os.path.getsize(big) / 1e6:,.0f} MB |",
+                f"| build time | {secs:.1f} s |",
+                f"| peak RSS | {rss:,.0f} MB |",
+                "",
+            ]
         out = "\n".join([f"Machine: {machine()}", ""] + lines)
         print(out)
         if args.out:

@@ -49,8 +49,10 @@ struct StoreData {
   std::vector<int64_t> indptr;  // per gene: its entries are [indptr[g], indptr[g + 1])
   std::vector<int32_t> group;   // per entry: the group (row), ascending within a gene
   std::vector<uint32_t> nnz;    // per entry: cells with value > 0
-  std::vector<float> sum;       // per entry: sum of values
-  std::vector<float> sumsq;     // per entry: sum of squared values
+  // float64: float32 sums lose var/std to cancellation in near-constant groups
+  // (docs/FORMAT.md).
+  std::vector<double> sum;    // per entry: sum of values
+  std::vector<double> sumsq;  // per entry: sum of squared values
 
   // One per value of the "dataset" column, in the same order.
   std::vector<DatasetRecord> datasets;

@@ -85,7 +85,7 @@ double MetricValue(Metric m, const Aggregate& a) {
     case Metric::kStd: {
       if (a.n_cells < 2) return kMissing;
       double var = (a.sumsq - a.sum * (a.sum / n)) / (n - 1);
-      if (!(var > 0)) var = 0;  // rounding of the float32 sums can make it slightly negative
+      if (!(var > 0)) var = 0;  // rounding of the sums can make it slightly negative
       return m == Metric::kVar ? var : std::sqrt(var);
     }
   }

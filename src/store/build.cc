@@ -190,7 +190,7 @@ struct Aggregation {
   std::vector<int64_t> indptr;
   std::vector<int32_t> group;
   std::vector<uint32_t> nnz;
-  std::vector<float> sum, sumsq;
+  std::vector<double> sum, sumsq;
 };
 
 class ProgressCounter {
@@ -337,8 +337,8 @@ Result<Aggregation> Aggregate(const DatasetPlan& plan, const std::vector<std::st
         if (acc.sumsq()[slot] == 0) continue;  // no nonzero value in this group
         out.group.push_back(grp);
         out.nnz.push_back(acc.nnz()[slot]);
-        out.sum.push_back(static_cast<float>(acc.sum()[slot]));
-        out.sumsq.push_back(static_cast<float>(acc.sumsq()[slot]));
+        out.sum.push_back(acc.sum()[slot]);
+        out.sumsq.push_back(acc.sumsq()[slot]);
       }
       out.indptr.push_back(static_cast<int64_t>(out.group.size()));
     }

@@ -90,8 +90,8 @@ Status WriteLayers(Writer& w, const StoreData& s) {
     const void* data;
   };
   const Layer all[] = {{store_layout::kLayerNnz, ElemType::kUInt32, s.nnz.data()},
-                       {store_layout::kLayerSum, ElemType::kFloat32, s.sum.data()},
-                       {store_layout::kLayerSumsq, ElemType::kFloat32, s.sumsq.data()}};
+                       {store_layout::kLayerSum, ElemType::kFloat64, s.sum.data()},
+                       {store_layout::kLayerSumsq, ElemType::kFloat64, s.sumsq.data()}};
   const bool wide = n > INT32_MAX || s.n_groups() > INT32_MAX;
   for (const Layer& layer : all) {
     const std::string path = layers + "/" + layer.name;

@@ -373,7 +373,8 @@ TEST(Metrics, DerivedPerSpec) {
   EXPECT_EQ(MetricValue(Metric::kVar, Aggregate{4, 0, 0, 0}), 0);
   EXPECT_TRUE(std::isnan(MetricValue(Metric::kVar, Aggregate{1, 1, 2, 4})));
   EXPECT_TRUE(std::isnan(MetricValue(Metric::kStd, Aggregate{1, 1, 2, 4})));
-  // Two cells of 0.1 each, with sums rounded to float32: a tiny negative variance is 0.
+  // Two cells of 0.1 each, with sums rounded (here to float32): a tiny negative variance
+  // is 0.
   Aggregate r{2, 2, static_cast<float>(0.2), static_cast<float>(0.02) * 0.9999999};
   EXPECT_EQ(MetricValue(Metric::kVar, r), 0);
   EXPECT_EQ(MetricValue(Metric::kStd, r), 0);
@@ -509,10 +510,10 @@ TEST_F(DamagedStore, StatisticsImpossible) {
   Poke<uint32_t>(&b, OffsetOf(good_, "layers/nnz/data") + 8, 0xFFFFFF00u);
   ExpectRefused(b, "nnz");
   b = bytes_;
-  Poke<float>(&b, OffsetOf(good_, "layers/sum/data") + 8, std::nanf(""));
+  Poke<double>(&b, OffsetOf(good_, "layers/sum/data") + 16, std::nan(""));
   ExpectRefused(b, "finite");
   b = bytes_;
-  Poke<float>(&b, OffsetOf(good_, "layers/sumsq/data"), -1.0f);
+  Poke<double>(&b, OffsetOf(good_, "layers/sumsq/data"), -1.0);
   ExpectRefused(b, "finite");
 }
 

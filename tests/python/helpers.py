@@ -188,6 +188,19 @@ def sanitized_build() -> bool:
     return cache.is_file() and "CELLCUBE_SANITIZE:BOOL=ON" in cache.read_text(errors="replace")
 
 
+def libhdf5_bug_env() -> dict:
+    """Environment for feeding files on which libhdf5 itself misbehaves
+    (fuzz/libhdf5-findings): a 1 GiB memory limit, so the runaway allocation fails in
+    seconds. Under ASan also its SEGV handler off, so that a crash is a signal as in a
+    release build, and its interceptors' reports on libhdf5's own bugs suppressed
+    (fuzz/libhdf5.supp)."""
+    env = {"CELLCUBE_MEMORY_LIMIT": "1G"}
+    if sanitized_build():
+        env["ASAN_OPTIONS"] = ("handle_segv=0:allocator_may_return_null=1:detect_leaks=0:"
+                               f"suppressions={REPO / 'fuzz' / 'libhdf5.supp'}")
+    return env
+
+
 def process_tree(pid: int) -> list[int]:
     """pid and its descendants alive now (from /proc/PID/task/*/children)."""
     out, todo = [], [pid]

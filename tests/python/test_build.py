@@ -31,6 +31,7 @@ store is read back with anndata.read_h5ad and, for every array used, h5py.
 from __future__ import annotations
 
 import json
+import math
 import mmap
 import os
 import random
@@ -251,6 +252,35 @@ def test_build_negative_values(cellcube, tmp_path):
     fail_with(check_store_against(sr.StoreView(out), [exp]), "store of scaled data disagrees with the reference", proc)
 
 
+def test_near_constant_group_var_and_std(cellcube, tmp_path):
+    """var = (sumsq - sum^2/n)/(n-1) nearly cancels when a group's cells carry nearly
+    the same value: the store's float64 sums keep var and std within SPEC §2's
+    tolerance of numpy's float64 (float32 sums gave var < 0 -> 0 and std 0 here)."""
+    values = {"pair": [5.0, 5.001], "trio": [7.25, 7.2501, 7.2502], "same": [3.3] * 40,
+              "wide": [0.0, 1.0, 8.0, 2.5]}
+    labels = [k for k, v in values.items() for _ in v]
+    X = np.zeros((len(labels), 3), dtype=np.float64)
+    X[:, 0] = [x for v in values.values() for x in v]
+    X[:, 1] = 1.0
+    import anndata
+
+    obs = pd.DataFrame({"cell_type": pd.Categorical(labels)}, index=[f"c{i}" for i in range(len(labels))])
+    var = pd.DataFrame(index=["NEAR", "ONE", "ZERO"])
+    p = tmp_path / "near.h5ad"
+    anndata.AnnData(X=X, obs=obs, var=var, dtype=X.dtype).write_h5ad(p)  # float64 values
+    out = tmp_path / "near_store.h5ad"
+    run_ok([cellcube, "build", "-o", out, "--quiet", "--transform", "none", "--groupby", "", p])
+    rows = json.loads(run_ok([cellcube, "query", out, "--genes", "NEAR", "--by", "cell_type",
+                              "--metrics", "n_cells,mean,var,std", "--format", "json"]).stdout)
+    assert sorted(r["cell_type"] for r in rows) == sorted(values)
+    for r in rows:
+        v = np.array(values[r["cell_type"]], dtype=np.float64)
+        assert r["n_cells"] == len(v)
+        assert math.isclose(r["mean"], v.mean(), rel_tol=1e-5), r
+        for metric, want in (("var", v.var(ddof=1)), ("std", v.std(ddof=1))):
+            assert math.isclose(r[metric], want, rel_tol=1e-4, abs_tol=1e-6), (metric, r, want)
+
+
 def test_group_rows_sorted_by_codes(full_store):
     """FORMAT.md: a dataset's groups are consecutive rows sorted by its input's
     codes, missing values last; for the first dataset these are the store's codes."""
@@ -316,7 +346,7 @@ def layout_problems(path) -> list:
             P.append(f"layers/{k} reads as {type(m).__name__}, not CSC")
         if m.shape != (a.n_obs, a.n_vars):
             P.append(f"layers/{k} shape {m.shape} != (groups, genes) {(a.n_obs, a.n_vars)}")
-    want_data = {"nnz": "uint32", "sum": "float32", "sumsq": "float32"}
+    want_data = {"nnz": "uint32", "sum": "float64", "sumsq": "float64"}
     with h5py.File(path, "r") as f:
         if _attr(f, "encoding-type") != "anndata" or _attr(f, "encoding-version") != "0.1.0":
             P.append(f"root attrs {dict(f.attrs)}")

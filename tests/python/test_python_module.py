@@ -279,11 +279,7 @@ def test_damaged_files_raise_instead_of_crashing(setup):
         out.append(["good", str(len(s.query("G000", by="cell_type"))), ""])
         print(json.dumps(out))
     """
-    env = {"CELLCUBE_MEMORY_LIMIT": "1G"}
-    if helpers.sanitized_build():  # see test_regress.libhdf5_env
-        env["ASAN_OPTIONS"] = (f"handle_segv=0:allocator_may_return_null=1:"
-                               f"detect_leaks=0:suppressions={helpers.REPO / 'fuzz' / 'libhdf5.supp'}")
-    proc = run_python(build, code, env=env)
+    proc = run_python(build, code, env=helpers.libhdf5_bug_env())
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout)
     for path, kind, message in got[:-1]:

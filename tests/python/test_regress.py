@@ -137,19 +137,10 @@ def test_http_regress(cellcube, tmp_path):
 # (fuzz/libhdf5-findings/README.md). cellcube reads user files in a child process under a
 # memory limit (util/isolate.h), so these too must end in one error line.
 LIBHDF5_FINDINGS = sorted((helpers.REPO / "fuzz" / "libhdf5-findings").glob("*.h5ad"))
-LIMIT = {"CELLCUBE_MEMORY_LIMIT": "1G"}  # the unbounded allocation fails in seconds
 
 
 def libhdf5_env():
-    """Under ASan (whose shadow memory cannot live under RLIMIT_DATA, so the parent
-    watches the child's resident memory instead) its SEGV handler is off so that a crash
-    is a signal, as in a release build, and reports from its interceptors on libhdf5's
-    own bugs are suppressed (fuzz/libhdf5.supp)."""
-    if not helpers.sanitized_build():
-        return dict(LIMIT)
-    supp = helpers.REPO / "fuzz" / "libhdf5.supp"
-    return {**LIMIT, "ASAN_OPTIONS": f"handle_segv=0:allocator_may_return_null=1:"
-            f"detect_leaks=0:suppressions={supp}"}
+    return helpers.libhdf5_bug_env()
 
 
 def check_libhdf5_error(proc, path, reads_all=True):
