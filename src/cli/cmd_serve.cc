@@ -14,7 +14,8 @@
 namespace cellcube::cli {
 
 const char* const kServeHelp =
-    "usage: cellcube serve STORE [--host 127.0.0.1] [--port 8080] [--threads N] [--quiet]\n\n"
+    "usage: cellcube serve STORE [--host 127.0.0.1] [--port 8080] [--threads N]\n"
+    "                      [--cache-mb N] [--quiet]\n\n"
     "Serves a store over HTTP/1.1: the web page at / and the JSON API of docs/API.md\n"
     "(/api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, /healthz). A store\n"
     "file replaced on disk (e.g. by 'cellcube add') is picked up without a restart.\n"
@@ -22,17 +23,24 @@ const char* const kServeHelp =
     "  --host ADDR    address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
     "  --port N       TCP port (default 8080; 0 picks a free one and prints it)\n"
     "  --threads N    server threads (default: every core)\n"
+    "  --cache-mb N   memory for answers kept per store version, so a dot plot asked\n"
+    "                 again is not computed again (default 64; 0 = none)\n"
     "  --quiet        print only errors\n";
 
 Status RunServe(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(
-      Args args,
-      Args::Parse(argv, {{"host", true}, {"port", true}, {"threads", true}, {"quiet", false}}));
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"host", true},
+                                                    {"port", true},
+                                                    {"threads", true},
+                                                    {"cache-mb", true},
+                                                    {"quiet", false}}));
   if (args.positionals().size() != 1) return Status::Usage("serve needs exactly one STORE");
   server::HttpOptions options;
   options.host = args.GetOr("host", "127.0.0.1");
   CC_ASSIGN_OR_RETURN(int64_t port, args.GetInt("port", 8080, 0, 65535));
   CC_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 0, 0, 256));
+  CC_ASSIGN_OR_RETURN(int64_t cache_mb, args.GetInt("cache-mb", 64, 0, 1 << 20));
+  server::ApiLimits limits;
+  limits.cache_bytes = static_cast<size_t>(cache_mb) << 20;
   options.port = static_cast<int>(port);
   options.threads = static_cast<int>(threads);
   const bool quiet = args.Flag("quiet");
@@ -47,7 +55,8 @@ Status RunServe(const std::vector<std::string>& argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   CC_ASSIGN_OR_RETURN(auto holder, server::StoreHolder::Open(args.positionals()[0]));
-  CC_ASSIGN_OR_RETURN(auto http, server::HttpServer::Start(options, server::MakeApi(holder.get())));
+  CC_ASSIGN_OR_RETURN(auto http,
+                      server::HttpServer::Start(options, server::MakeApi(holder.get(), limits)));
   holder->StartWatching(500, [](const std::string& line) {
     std::fprintf(stderr, "cellcube serve: %s\n", PrintableLine(line, 2000).c_str());
   });

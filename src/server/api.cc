@@ -4,10 +4,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string_view>
 
 #include "server/assets.h"
+#include "server/response_cache.h"
 #include "util/text.h"
 
 namespace cellcube::server {
@@ -276,8 +278,55 @@ int HttpStatusFor(const Status& status) {
   }
 }
 
+namespace {
+
+bool Cacheable(const std::string& path) {
+  return path == "/api/v1/query" || path == "/api/v1/counts" || path == "/api/v1/genes" ||
+         path == "/api/v1/meta";
+}
+
+// The request as the answer depends on it: the path and the parameters in order.
+std::string CacheKey(const Request& req) {
+  std::string key = req.path;
+  for (const auto& [k, v] : req.params) {
+    key.push_back('\x1f');
+    key += k;
+    key.push_back('\x1e');
+    key += v;
+  }
+  return key;
+}
+
+// Names the answer's content: the request, the store file (its inode, size and mtime, so
+// a restarted server on another store never matches an old tag) and this version.
+std::string ETagFor(const Snapshot& snap, const std::string& key) {
+  const StoreReader& s = snap.store();
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "\"%zx-%llx-%llx-%llx-%s\"", std::hash<std::string>{}(key),
+                static_cast<unsigned long long>(s.file_inode()),
+                static_cast<unsigned long long>(s.file_size()),
+                static_cast<unsigned long long>(s.file_mtime_ns()), CELLCUBE_VERSION);
+  return buf;
+}
+
+Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
+  if (req.path == "/api/v1/query") return HandleQuery(snap, req, limits);
+  if (req.path == "/api/v1/meta") return Json(snap.catalog->meta_json());
+  if (req.path == "/api/v1/counts") return HandleCounts(snap, req, limits);
+  if (req.path == "/api/v1/genes") return HandleGenes(snap, req);
+  if (req.path == "/healthz") {
+    std::string name = snap.store().path();
+    return Json(json{{"status", "ok"}, {"store", name}, {"generation", snap.generation}}.dump());
+  }
+  return Error(404, "no such endpoint: " + req.path +
+                        " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes)");
+}
+
+}  // namespace
+
 Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
-  return [holder, limits](const Request& req) -> Response {
+  auto cache = std::make_shared<ResponseCache>(limits.cache_bytes);
+  return [holder, limits, cache](const Request& req) -> Response {
     size_t query_bytes = 0;
     for (const auto& [k, v] : req.params) query_bytes += k.size() + v.size() + 2;
     if (query_bytes > limits.max_query_string)
@@ -285,17 +334,23 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
                             std::to_string(limits.max_query_string) + " bytes)");
     if (req.path.rfind("/api/", 0) != 0 && req.path != "/healthz") return HandleStatic(req);
     auto snap = holder->Get();
-    if (req.path == "/api/v1/query") return HandleQuery(*snap, req, limits);
-    if (req.path == "/api/v1/meta") return Json(snap->catalog->meta_json());
-    if (req.path == "/api/v1/counts") return HandleCounts(*snap, req, limits);
-    if (req.path == "/api/v1/genes") return HandleGenes(*snap, req);
-    if (req.path == "/healthz") {
-      std::string name = snap->store().path();
-      return Json(json{{"status", "ok"}, {"store", name}, {"generation", snap->generation}}.dump());
+    if (!Cacheable(req.path)) return Route(*snap, req, limits);
+    const std::string key = CacheKey(req);
+    const std::string etag = ETagFor(*snap, key);
+    if (req.header_if_none_match == etag) {
+      Response r;
+      r.status = 304;
+      r.headers.emplace_back("ETag", etag);
+      return r;
     }
-    return Error(404, "no such endpoint: " + req.path +
-                          " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes)");
+    if (auto hit = cache->Find(snap->generation, key)) return *hit;
+    Response r = Route(*snap, req, limits);
+    if (r.status != 200) return r;
+    // Browsers revalidate (no-cache) and get 304 while the store is unchanged.
+    r.headers.emplace_back("ETag", etag);
+    r.headers.emplace_back("Cache-Control", "no-cache");
+    cache->Insert(snap->generation, key, r);
+    return r;
   };
 }
-
 }  // namespace cellcube::server

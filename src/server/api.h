@@ -11,9 +11,13 @@ struct ApiLimits {
   size_t max_genes = 200;
   size_t max_where_values = 50;
   size_t max_query_string = 8 * 1024;
+  // Rendered answers kept per store generation (ResponseCache); 0 = none.
+  size_t cache_bytes = size_t{64} << 20;
 };
 
-// The handler for every request. `holder` must outlive it.
+// The handler for every request. `holder` must outlive it. Answers of /api/v1/query,
+// /counts, /genes and /meta carry an ETag naming the store file and the request (a
+// matching If-None-Match gets 304) and are cached per store generation.
 Handler MakeApi(const StoreHolder* holder, ApiLimits limits = {});
 
 // 400 for a bad query, 404 for something that does not exist, 500 otherwise.

@@ -75,17 +75,20 @@ bool WriteAll(int fd, const char* p, size_t n) {
   return true;
 }
 
-// The process's data segment (what RLIMIT_DATA counts), from /proc/self/status.
-[[maybe_unused]] uint64_t DataSegmentBytes() {
-  std::ifstream in("/proc/self/status");
+// A "Vm...:  N kB" field of a /proc/PID/status file, in bytes (0 if unknown).
+uint64_t StatusBytes(const std::string& status_file, const std::string& field) {
+  std::ifstream in(status_file);
   std::string key;
   uint64_t kb = 0;
   while (in >> key) {
-    if (key == "VmData:" && in >> kb) return kb << 10;
+    if (key == field && in >> kb) return kb << 10;
     in.ignore(1 << 12, '\n');
   }
   return 0;
 }
+
+// The process's data segment: what RLIMIT_DATA counts.
+[[maybe_unused]] uint64_t DataSegmentBytes() { return StatusBytes("/proc/self/status", "VmData:"); }
 
 void LimitMemory(uint64_t extra) {
 #ifndef CELLCUBE_ASAN
@@ -150,16 +153,8 @@ bool Decode(const std::string& wire, Status* out) {
   ::_exit(WriteAll(status_fd, wire.data(), wire.size()) ? 0 : 126);
 }
 
-// Resident memory of process `pid`, from /proc/PID/status (0 if unknown).
 uint64_t ResidentBytes(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string key;
-  uint64_t kb = 0;
-  while (in >> key) {
-    if (key == "VmRSS:" && in >> kb) return kb << 10;
-    in.ignore(1 << 12, '\n');
-  }
-  return 0;
+  return StatusBytes("/proc/" + std::to_string(pid) + "/status", "VmRSS:");
 }
 
 // Reads the child's report until it closes the pipe. With `rss_limit` (sanitizer

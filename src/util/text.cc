@@ -178,12 +178,13 @@ std::string PrintableLine(std::string_view s, size_t max_bytes) {
   return out;
 }
 
-std::string FormatBinaryBytes(uint64_t bytes) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+namespace {
+
+std::string FormatScaled(uint64_t bytes, double base, const char* const (&units)[5]) {
   double v = static_cast<double>(bytes);
   int u = 0;
-  while (v >= 1024 && u < 4) {
-    v /= 1024;
+  while (v >= base && u < 4) {
+    v /= base;
     ++u;
   }
   char buf[32];
@@ -191,17 +192,16 @@ std::string FormatBinaryBytes(uint64_t bytes) {
   return buf;
 }
 
+}  // namespace
+
+std::string FormatBinaryBytes(uint64_t bytes) {
+  static const char* const kUnits[5] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  return FormatScaled(bytes, 1024, kUnits);
+}
+
 std::string FormatBytes(uint64_t bytes) {
-  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
-  double v = static_cast<double>(bytes);
-  int u = 0;
-  while (v >= 1000 && u < 4) {
-    v /= 1000;
-    ++u;
-  }
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-  return buf;
+  static const char* const kUnits[5] = {"B", "KB", "MB", "GB", "TB"};
+  return FormatScaled(bytes, 1000, kUnits);
 }
 
 }  // namespace cellcube

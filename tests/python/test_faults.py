@@ -54,6 +54,17 @@ def tmp_leftovers(directory):
     return sorted(p.name for p in Path(directory).iterdir() if ".tmp-" in p.name)
 
 
+def timed_build(cellcube, out, inputs):
+    """The argv of a one-thread build of `inputs` into `out`, and how long one run takes
+    here (the store it wrote is removed): the fault tests aim at moments of such a run."""
+    argv = [str(a) for a in (cellcube, "build", "-o", out, "--quiet", "--threads", "1", *inputs)]
+    t0 = time.monotonic()
+    run_ok(argv)
+    total = time.monotonic() - t0
+    out.unlink()
+    return argv, total
+
+
 def read_anndata(path):
     import anndata
 
@@ -244,11 +255,7 @@ def test_source_changes_mid_build(cellcube, big, tmp_path, change):
     for src, dst in zip(big, inputs):
         shutil.copyfile(src, dst)
     out = tmp_path / "store.h5ad"
-    argv = [str(a) for a in (cellcube, "build", "-o", out, "--quiet", "--threads", "1", *inputs)]
-    t0 = time.monotonic()
-    run_ok(argv)
-    total = time.monotonic() - t0
-    out.unlink()
+    argv, total = timed_build(cellcube, out, inputs)
 
     detected = 0
     # Fractions of a normal run's duration at which big2 is changed: the plan step is
@@ -311,11 +318,7 @@ def test_stopped_build_stops_its_worker(cellcube, big, tmp_path, sig):
     any moment, and leave neither a store nor a temporary file (SIGKILL of the command
     itself cannot clean up: a temporary file may stay, never a partial store)."""
     out = tmp_path / "store.h5ad"
-    argv = [str(a) for a in (cellcube, "build", "-o", out, "--quiet", "--threads", "1", *big)]
-    t0 = time.monotonic()
-    run_ok(argv)
-    total = time.monotonic() - t0
-    out.unlink()
+    argv, total = timed_build(cellcube, out, big)
     for frac in (0.2, 0.5, 0.8, 0.95):
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10

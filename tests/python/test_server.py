@@ -155,7 +155,7 @@ def free_port():
 class Server:
     """`cellcube serve STORE --port P --quiet` as a subprocess; its output goes to a log file."""
 
-    def __init__(self, cellcube, store, logdir, cwd=None, env=None):
+    def __init__(self, cellcube, store, logdir, cwd=None, env=None, extra_args=()):
         self.store = Path(store)
         self.log_path = Path(logdir) / f"serve-{time.time_ns()}.log"
         last = None
@@ -163,7 +163,7 @@ class Server:
             self.port = free_port()
             self.log = open(self.log_path, "w+")
             self.proc = subprocess.Popen(
-                [str(cellcube), "serve", str(store), "--port", str(self.port), "--quiet"],
+                [str(cellcube), "serve", str(store), "--port", str(self.port), "--quiet", *extra_args],
                 stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
                 env=None if env is None else {**os.environ, **env})
             last = self._wait_ready()
@@ -1143,6 +1143,57 @@ def test_hot_reload_under_load(cc, store, ref, names, work):
     assert q.n > 100, q.n
     assert q.connections == 1, f"the keep-alive client had to reconnect {q.connections - 1} times"
     assert took < 3.0
+
+
+def test_answers_carry_etags_and_repeat_from_the_cache(server, names):
+    """An API answer names its content in an ETag (request + store file): If-None-Match
+    with it gets 304 and no body; the same request gives the same bytes (from the answer
+    cache); another request, another tag; errors carry none."""
+    params = [("genes", names["sym"][0]), ("by", "cell_type"), ("metrics", "n_cells,mean,std")]
+    a = get(server.port, "/api/v1/query", params)
+    b = get(server.port, "/api/v1/query", params)
+    assert a.status == b.status == 200, (a, b)
+    assert a.body == b.body
+    tag = a.headers.get("etag")
+    assert tag and tag.startswith('"') and tag == b.headers.get("etag"), a.headers
+    assert a.headers.get("cache-control") == "no-cache"
+    r = get(server.port, "/api/v1/query", params, headers={"If-None-Match": tag})
+    assert r.status == 304 and r.body == b"", r
+    other = get(server.port, "/api/v1/query", params[:2])
+    assert other.status == 200 and other.headers.get("etag") not in (None, tag)
+    r = get(server.port, "/api/v1/query", params[:2], headers={"If-None-Match": tag})
+    assert r.status == 200 and r.body == other.body
+    for path in ("/api/v1/meta", "/api/v1/counts", "/api/v1/genes"):
+        first = get(server.port, path)
+        assert first.status == 200 and first.headers.get("etag"), (path, first)
+        assert get(server.port, path, headers={"If-None-Match": first.headers["etag"]}).status == 304
+    bad = get(server.port, "/api/v1/query", [("genes", "NO_SUCH_GENE_X")])
+    assert bad.status == 400 and "etag" not in bad.headers
+    again = get(server.port, "/api/v1/query", [("genes", "NO_SUCH_GENE_X")])
+    assert again.status == 400 and again.body == bad.body
+
+
+def test_cache_off_gives_the_same_answers(cc, store, work, names):
+    """--cache-mb 0 computes every answer: the same bytes as the cached server's."""
+    params = [("genes", ",".join(names["sym"][:3])), ("by", "cell_type,sex"), ("layout", "compact")]
+    srv = Server(cc, store, work, extra_args=["--cache-mb", "0"])
+    try:
+        plain = [get(srv.port, "/api/v1/query", params) for _ in range(2)]
+    finally:
+        srv.stop()
+    srv = Server(cc, store, work)
+    try:
+        cached = [get(srv.port, "/api/v1/query", params) for _ in range(2)]
+    finally:
+        srv.stop()
+    assert all(r.status == 200 for r in plain + cached)
+    # took_us is the engine's time when the answer was computed: a cached answer repeats it
+    assert cached[0].body == cached[1].body
+    bodies = [r.json() for r in plain + cached]
+    for b in bodies:
+        b.pop("took_us")
+    assert bodies[0] == bodies[1] == bodies[2] == bodies[3]
+    assert plain[0].headers["etag"] == cached[1].headers["etag"]
 
 
 # --------------------------------------------------------------------------
