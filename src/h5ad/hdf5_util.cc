@@ -31,12 +31,19 @@ std::recursive_mutex& Hdf5Mutex() {
   return *g_hdf5_mutex;
 }
 
+Hdf5Lock::Hdf5Lock(std::recursive_mutex& mutex) : lock_(mutex) {
+  thread_local bool quiet = false;
+  if (!quiet) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    quiet = true;
+  }
+}
+
 void InitHdf5() {
   static std::once_flag once;
   std::call_once(once, [] {
     Hdf5Lock lock(Hdf5Mutex());
     H5open();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
     RegisterLzfFilter();
   });
 }

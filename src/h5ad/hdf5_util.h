@@ -14,11 +14,25 @@
 
 namespace cellcube::h5ad {
 
-// HDF5 (as Debian builds it) is not thread-safe: one process-wide lock guards it.
+// One process-wide lock serialises cellcube's HDF5 calls. (Debian builds libhdf5 with
+// its own global lock, but portable HDF5 builds are not thread-safe, and the reader's
+// multi-call sequences must not interleave.) It is held across fork (hdf5_util.cc).
 std::recursive_mutex& Hdf5Mutex();
-using Hdf5Lock = std::lock_guard<std::recursive_mutex>;
 
-// Silences HDF5's error printing and registers the lzf filter, once per process.
+// Holds Hdf5Mutex for a scope. On a thread's first lock it also silences HDF5's own
+// printing of errors to stderr, which thread-safe builds keep per thread: cellcube
+// reports HDF5's errors in its own words, in one line.
+class Hdf5Lock {
+ public:
+  explicit Hdf5Lock(std::recursive_mutex& mutex);
+  Hdf5Lock(const Hdf5Lock&) = delete;
+  Hdf5Lock& operator=(const Hdf5Lock&) = delete;
+
+ private:
+  std::lock_guard<std::recursive_mutex> lock_;
+};
+
+// Opens the library and registers the lzf filter, once per process.
 void InitHdf5();
 
 // The innermost message on HDF5's error stack, or "" (for error details).

@@ -1132,7 +1132,8 @@ def test_hot_reload_under_load(cc, store, ref, names, work):
 
         # 3. a good file renamed back is picked up again
         os.replace(good, live)
-        assert wait_for(lambda: srv.generation() > g1, 3.0), f"good file not reloaded after a corrupt one\n{srv.output()}"
+        # (10 s: each reload opens the store in a child process first, slow under ASan)
+        assert wait_for(lambda: srv.generation() > g1, 10.0), f"good file not reloaded after a corrupt one\n{srv.output()}"
         assert get(srv.port, "/api/v1/meta").json()["n_cells"] == meta["n_cells"]
         time.sleep(0.3)
     finally:
