@@ -25,7 +25,8 @@
 // opens with `isolate`: the store is first opened in a forked child process under a
 // memory limit, and only if that succeeds in this process, so such a file yields
 // Corrupt (or OutOfMemory) instead of killing the caller. It costs one fork and a
-// second read of the metadata.
+// second pass over the HDF5 part of the open (metadata and array offsets; the entry
+// checks run once, here).
 #pragma once
 
 #include <cstdint>

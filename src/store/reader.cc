@@ -289,10 +289,12 @@ struct StoreReader::Internals {
     r->dataset_end_ = std::move(end);
   }
 
+  // `hdf5_only`: stop after everything that calls HDF5, before the entry checks (the
+  // isolated probe of Open only needs to know that HDF5 survives the file).
   static Result<std::shared_ptr<const StoreReader>> OpenOnce(const std::string& path,
-                                                             bool* replaced);
+                                                             bool hdf5_only, bool* replaced);
 
-  Status Run(const File& f) {
+  Status Run(const File& f, bool hdf5_only) {
     file = &f;
     CC_RETURN_IF_ERROR(LoadStoreMetadata(f, &r->meta_));
     CC_RETURN_IF_ERROR(ValidateMeta(r->meta_));
@@ -318,13 +320,14 @@ struct StoreReader::Internals {
       CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indptr", r->indptr_));
       CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indices", r->indices_));
     }
-    return CheckEntriesDispatch();
+    return hdf5_only ? Status::Ok() : CheckEntriesDispatch();
   }
 };
 
 // Opens, maps and validates once; `replaced` is set when the path was renamed over
 // while it was being read (the caller then tries again).
 Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(const std::string& path,
+                                                                            bool hdf5_only,
                                                                             bool* replaced) {
   *replaced = false;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -358,7 +361,7 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(cons
   auto file = File::Open(path);
   if (!file.ok()) return file.status();
   StoreReader::Internals in{r.get(), nullptr};
-  Status s = in.Run(**file);
+  Status s = in.Run(**file, hdf5_only);
   // Was the path replaced while we read it? Then HDF5 may have read another file.
   struct stat now {};
   if (::stat(path.c_str(), &now) != 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
@@ -382,10 +385,10 @@ bool SameFile(const struct stat& a, const StoreReader& r) {
 
 Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& path,
                                                              const StoreOpenOptions& options) {
-  const auto OpenInProcess = [](const std::string& file) {
+  const auto OpenInProcess = [](const std::string& file, bool hdf5_only = false) {
     bool replaced = false;
     for (int attempt = 0;; ++attempt) {
-      auto r = Internals::OpenOnce(file, &replaced);
+      auto r = Internals::OpenOnce(file, hdf5_only, &replaced);
       if (!replaced || attempt == 4) return r;
     }
   };
@@ -397,10 +400,12 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& 
     if (limit == 0) {
       CC_ASSIGN_OR_RETURN(limit, MemoryLimitFor(static_cast<uint64_t>(before.st_size)));
     }
-    // The child opens the same bytes the same way: if it survives, so do we.
+    // The child makes every HDF5 call of the open on the same bytes: if it survives, so
+    // do we. (The entry checks, cellcube's own code and most of the time, run here only.)
     IsolationOptions isolation;
     isolation.memory_limit = limit;
-    CC_RETURN_IF_ERROR(RunIsolated([&] { return OpenInProcess(path).status(); }, isolation));
+    CC_RETURN_IF_ERROR(
+        RunIsolated([&] { return OpenInProcess(path, /*hdf5_only=*/true).status(); }, isolation));
     CC_ASSIGN_OR_RETURN(auto reader, OpenInProcess(path));
     // Replaced between the child's open and ours: check the new file the same way.
     if (SameFile(before, *reader) || attempt == 4) return reader;
