@@ -79,10 +79,11 @@ struct Query {
 };
 
 struct QueryResult {
-  std::vector<std::string> by;       // the split columns, as asked
-  std::vector<Metric> metrics;       // as asked (or the default)
-  std::vector<std::string> genes;    // store gene ids of the genes answered, in order
-  std::vector<std::string> symbols;  // their symbols ("" when unknown)
+  std::vector<std::string> by;        // the split columns, as asked
+  std::vector<Metric> metrics;        // as asked (or the default)
+  std::vector<std::string> genes;     // store gene ids of the genes answered, in order
+  std::vector<std::string> symbols;   // their symbols ("" when unknown)
+  std::vector<int32_t> gene_indices;  // their indices in the store's genes (var rows)
   int64_t n_splits = 0;
   std::vector<std::string> split_labels;  // n_splits x by.size(), row-major; "NA" = missing
 

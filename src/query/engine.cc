@@ -499,6 +499,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   }
 
   // The result: genes, split labels, rows split-major.
+  result.gene_indices = genes;
   for (int32_t g : genes) {
     result.genes.push_back(m.gene_ids[static_cast<size_t>(g)]);
     result.symbols.push_back(m.gene_symbols[static_cast<size_t>(g)]);

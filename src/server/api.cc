@@ -1,5 +1,6 @@
 #include "server/api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cmath>
@@ -21,13 +22,19 @@ Response Json(std::string body, int status = 200) {
   Response r;
   r.status = status;
   r.body = std::move(body);
+  return r;
+}
+
+// Errors and /healthz describe a moment, not the store: never kept by a browser.
+// (Cacheable answers get their ETag and policy in MakeApi.)
+Response NoStore(Response r) {
   r.headers.emplace_back("Cache-Control", "no-store");
   return r;
 }
 
 Response Error(int status, const std::string& message) {
-  return Json(json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace),
-              status);
+  return NoStore(
+      Json(json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace), status));
 }
 
 Response ErrorFor(const Status& s) { return Error(HttpStatusFor(s), s.message()); }
@@ -171,11 +178,9 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     r.content_type = "text/csv; charset=utf-8";
     r.body = FormatCsv(*result);
     r.headers.emplace_back("Content-Disposition", "attachment; filename=\"cellcube.csv\"");
-    r.headers.emplace_back("Cache-Control", "no-store");
     return r;
   }
   const StoreReader& store = snap.store();
-  auto gene_index = snap.engine->ResolveGenes(result->genes);
   std::string body;
   body.reserve(256 + result->genes.size() * 64 +
                result->rows.size() * (16 + 12 * q.metrics.size()));
@@ -193,16 +198,15 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     AppendJsonString(&body, result->symbols[i]);
     body.append(",\"not_measured_in\":[");
     bool first = true;
-    if (gene_index.ok())
-      for (int64_t d = 0; d < store.n_datasets(); ++d) {
-        const std::string& name = store.meta().datasets[d].name;
-        bool selected = q.datasets.empty() ||
-                        std::find(q.datasets.begin(), q.datasets.end(), name) != q.datasets.end();
-        if (!selected || store.Measured(d, (*gene_index)[i])) continue;
-        if (!first) body.push_back(',');
-        AppendJsonString(&body, name);
-        first = false;
-      }
+    for (int64_t d = 0; d < store.n_datasets(); ++d) {
+      const std::string& name = store.meta().datasets[d].name;
+      bool selected = q.datasets.empty() ||
+                      std::find(q.datasets.begin(), q.datasets.end(), name) != q.datasets.end();
+      if (!selected || store.Measured(d, result->gene_indices[i])) continue;
+      if (!first) body.push_back(',');
+      AppendJsonString(&body, name);
+      first = false;
+    }
     body.append("]}");
   }
   body.append("],");
@@ -316,7 +320,8 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
   if (req.path == "/api/v1/genes") return HandleGenes(snap, req);
   if (req.path == "/healthz") {
     std::string name = snap.store().path();
-    return Json(json{{"status", "ok"}, {"store", name}, {"generation", snap.generation}}.dump());
+    return NoStore(
+        Json(json{{"status", "ok"}, {"store", name}, {"generation", snap.generation}}.dump()));
   }
   return Error(404, "no such endpoint: " + req.path +
                         " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes)");
@@ -345,7 +350,7 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     }
     if (auto hit = cache->Find(snap->generation, key)) return *hit;
     Response r = Route(*snap, req, limits);
-    if (r.status != 200) return r;
+    if (r.status != 200) return r;  // an error: not kept (Error)
     // Browsers revalidate (no-cache) and get 304 while the store is unchanged.
     r.headers.emplace_back("ETag", etag);
     r.headers.emplace_back("Cache-Control", "no-cache");

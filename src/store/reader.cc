@@ -68,6 +68,14 @@ std::string Join(const std::vector<ArrayType>& types) {
 
 Status Broken(const std::string& what) { return Status::Corrupt(what); }
 
+// Writes `values` as Out into `dst` (sized for them): the arrays a tool re-saved in a
+// form that cannot be mapped, read through HDF5 and narrowed to their stored type.
+template <typename Out, typename In>
+void CopyAs(const std::vector<In>& values, uint64_t* dst) {
+  auto* out = reinterpret_cast<Out*>(dst);
+  for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<Out>(values[i]);
+}
+
 // Checks the metadata LoadStoreMetadata read: sizes, codes, datasets, measured genes.
 Status ValidateMeta(const StoreData& s) {
   if (s.columns.size() < 2 || s.columns[0] != "dataset" || s.columns[1] != "cell_type")
@@ -162,30 +170,21 @@ struct StoreReader::Internals {
       CC_ASSIGN_OR_RETURN(auto values, file->ReadDoubles(dataset));
       if (static_cast<int64_t>(values.size()) != e.elements)
         return Broken("'" + dataset + "' could not be read whole");
-      if (values.empty()) {
-        // nothing to copy (and no pointer to copy from)
-      } else if (type == ArrayType::kFloat64) {
-        std::memcpy(buf.data(), values.data(), values.size() * 8);
-      } else {
-        auto* out = reinterpret_cast<float*>(buf.data());
-        for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<float>(values[i]);
-      }
+      if (type == ArrayType::kFloat64)
+        CopyAs<double>(values, buf.data());
+      else
+        CopyAs<float>(values, buf.data());
       return v;
     }
     CC_ASSIGN_OR_RETURN(auto values, file->ReadIntegers(dataset));
     if (static_cast<int64_t>(values.size()) != e.elements)
       return Broken("'" + dataset + "' could not be read whole");
-    if (values.empty()) {
-      // nothing to copy
-    } else if (type == ArrayType::kInt64) {
-      std::memcpy(buf.data(), values.data(), values.size() * 8);
-    } else if (type == ArrayType::kInt32) {
-      auto* out = reinterpret_cast<int32_t*>(buf.data());
-      for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<int32_t>(values[i]);
-    } else {
-      auto* out = reinterpret_cast<uint32_t*>(buf.data());
-      for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<uint32_t>(values[i]);
-    }
+    if (type == ArrayType::kInt64)
+      CopyAs<int64_t>(values, buf.data());
+    else if (type == ArrayType::kInt32)
+      CopyAs<int32_t>(values, buf.data());
+    else
+      CopyAs<uint32_t>(values, buf.data());
     return v;
   }
 

@@ -182,6 +182,29 @@ def column_listing_problems(stdout, labels):
     return problems
 
 
+def tmp_leftovers(directory) -> list[str]:
+    """Names of the temporary files a store writer left in `directory` (STORE.tmp-PID-N)."""
+    return sorted(p.name for p in Path(directory).iterdir() if ".tmp-" in p.name)
+
+
+def run_watching_tmp(argv, directory):
+    """Runs argv to success; returns (total seconds, seconds from the appearance of a
+    temporary store file in `directory` to the end, or None if none was seen): the
+    kill tests aim at moments of such a run."""
+    import time
+
+    t0 = time.monotonic()
+    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = None
+    while proc.poll() is None:
+        if first is None and tmp_leftovers(directory):
+            first = time.monotonic()
+        time.sleep(0.001)
+    end = time.monotonic()
+    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")
+    return end - t0, (end - first) if first else None
+
+
 def sanitized_build() -> bool:
     """True when the binaries under test were built with ASan + UBSan (make test-asan)."""
     cache = cellcube_path().parent / "CMakeCache.txt"

@@ -76,8 +76,7 @@ def build(cellcube, out, inputs, opts=(), quiet=True):
     return run_ok(args)
 
 
-def tmp_leftovers(directory):
-    return sorted(p.name for p in Path(directory).iterdir() if ".tmp-" in p.name)
+tmp_leftovers = helpers.tmp_leftovers
 
 
 def file_bytes(path):
@@ -976,21 +975,6 @@ def big_inputs(tmp_path_factory):
     return base, new
 
 
-def _run_watching_tmp(argv, directory):
-    """Run to completion; (total seconds, seconds from the temp file's
-    appearance to the end, or None if none was seen)."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen([str(a) for a in argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = None
-    while proc.poll() is None:
-        if first is None and tmp_leftovers(directory):
-            first = time.monotonic()
-        time.sleep(0.002)
-    end = time.monotonic()
-    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")
-    return end - t0, (end - first) if first else None
-
-
 def test_killed_add_or_build_leaves_store_untouched(cellcube, big_inputs, tmp_path):
     """12 runs of `add S new` / `build -o S ...` killed with SIGKILL: half at a
     random moment of the run, half at a random moment after the temp file
@@ -1008,7 +992,7 @@ def test_killed_add_or_build_leaves_store_untouched(cellcube, big_inputs, tmp_pa
     }
     timing = {}
     for what, argv in commands.items():  # normal duration, and how long the write phase lasts
-        timing[what] = _run_watching_tmp(argv, tmp_path)
+        timing[what] = helpers.run_watching_tmp(argv, tmp_path)
         assert file_bytes(store) != original, f"a complete `{what}` should change the store"
         store.write_bytes(original)
         assert timing[what][1] is not None, f"`{what}` wrote no '{store.name}.tmp-*' file beside the store"

@@ -50,8 +50,7 @@ def run_ok(args, **kw):
     return helpers.run_ok(args, **kw)
 
 
-def tmp_leftovers(directory):
-    return sorted(p.name for p in Path(directory).iterdir() if ".tmp-" in p.name)
+tmp_leftovers = helpers.tmp_leftovers
 
 
 def timed_build(cellcube, out, inputs):
@@ -105,16 +104,7 @@ def test_killed_merge_leaves_output_untouched(cellcube, big, tmp_path):
     argv = [str(a) for a in (cellcube, "merge", "-o", merged, "--quiet", *shards)]
 
     # How long a complete merge takes, and how long its temp file exists.
-    t0 = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    first = None
-    while proc.poll() is None:
-        if first is None and tmp_leftovers(out_dir):
-            first = time.monotonic()
-        time.sleep(0.001)
-    end = time.monotonic()
-    assert proc.returncode == 0, proc.stderr.read().decode(errors="replace")
-    total, writing = end - t0, (end - first) if first else None
+    total, writing = helpers.run_watching_tmp(argv, out_dir)
     assert writing is not None, "merge wrote no temp file beside its output"
     assert merged.read_bytes() != original
     want_complete = sr.StoreView(merged).dataset_names
@@ -319,6 +309,7 @@ def test_stopped_build_stops_its_worker(cellcube, big, tmp_path, sig):
     itself cannot clean up: a temporary file may stay, never a partial store)."""
     out = tmp_path / "store.h5ad"
     argv, total = timed_build(cellcube, out, big)
+    stopped = 0
     for frac in (0.2, 0.5, 0.8, 0.95):
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 10
@@ -334,6 +325,7 @@ def test_stopped_build_stops_its_worker(cellcube, big, tmp_path, sig):
             out.unlink()
             continue
         assert proc.returncode == -sig, desc
+        stopped += 1
         assert stderr == "", "a stopped command prints nothing: " + desc
         deadline = time.monotonic() + 5
         while any(_state(w) not in (None, "Z") for w in workers):
@@ -346,3 +338,4 @@ def test_stopped_build_stops_its_worker(cellcube, big, tmp_path, sig):
             assert not tmp_leftovers(tmp_path), "a temporary file was left: " + desc
         for p in tmp_leftovers(tmp_path):
             (tmp_path / p).unlink()
+    assert stopped >= 2, f"only {stopped} of 4 builds were still running when signalled ({total:.2f}s)"

@@ -139,10 +139,6 @@ def test_http_regress(cellcube, tmp_path):
 LIBHDF5_FINDINGS = sorted((helpers.REPO / "fuzz" / "libhdf5-findings").glob("*.h5ad"))
 
 
-def libhdf5_env():
-    return helpers.libhdf5_bug_env()
-
-
 def check_libhdf5_error(proc, path, reads_all=True):
     """Exit 0 (a command that never reaches the damage) or one error line. A command
     that reads the whole file (`reads_all`) must fail, naming a crash or the runaway
@@ -164,7 +160,7 @@ AS_INPUT = ["--matrix", "layers/nnz", "--cell-type", "cell_type", "--quiet"]
 
 @pytest.mark.parametrize("path", LIBHDF5_FINDINGS, ids=lambda p: p.name)
 def test_libhdf5_findings_give_one_error_line(cellcube, path, tmp_path):
-    env = libhdf5_env()
+    env = helpers.libhdf5_bug_env()
     for argv, reads_all in ((["inspect", "--check", path], True), (["inspect", "--json", path], False),
                             (["info", path], True), (["query", path, "--genes", "CD3E"], True)):
         check_libhdf5_error(helpers.run([cellcube, *argv], timeout=120, env=env), path, reads_all)
@@ -193,7 +189,7 @@ def test_crash_while_adding_keeps_the_store(cellcube, tmp_path):
     helpers.run_ok([cellcube, "build", "-o", store, "--quiet", *sorted(synth.glob("*.h5ad"))])
     before = store.read_bytes()
     bad = helpers.REPO / "fuzz" / "libhdf5-findings" / "H5HG_read-segv.h5ad"
-    proc = helpers.run([cellcube, "add", store, *AS_INPUT, f"broken={bad}"], env=libhdf5_env())
+    proc = helpers.run([cellcube, "add", store, *AS_INPUT, f"broken={bad}"], env=helpers.libhdf5_bug_env())
     helpers.assert_error(proc, mentions=["crashed", bad.name])
     assert store.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["store.h5ad", "synth"]

@@ -1168,8 +1168,18 @@ def test_answers_carry_etags_and_repeat_from_the_cache(server, names):
         first = get(server.port, path)
         assert first.status == 200 and first.headers.get("etag"), (path, first)
         assert get(server.port, path, headers={"If-None-Match": first.headers["etag"]}).status == 304
+    # One cache policy per answer: no-cache with a tag (CSV too), no-store for errors
+    # and health.
+    def policies(r):
+        return [v for k, v in r.header_list if k.lower() == "cache-control"]
+
+    for _ in range(2):
+        csv = get(server.port, "/api/v1/query", params + [("format", "csv")])
+        assert csv.status == 200 and policies(csv) == ["no-cache"] and csv.headers.get("etag"), csv.header_list
+    assert policies(a) == ["no-cache"], a.header_list
+    assert policies(get(server.port, "/healthz")) == ["no-store"]
     bad = get(server.port, "/api/v1/query", [("genes", "NO_SUCH_GENE_X")])
-    assert bad.status == 400 and "etag" not in bad.headers
+    assert bad.status == 400 and "etag" not in bad.headers and policies(bad) == ["no-store"]
     again = get(server.port, "/api/v1/query", [("genes", "NO_SUCH_GENE_X")])
     assert again.status == 400 and again.body == bad.body
 
