@@ -8,8 +8,9 @@ FUZZ_SECONDS ?= 60
 PYTHON      ?= /usr/bin/python3
 JOBS        ?= $(shell nproc)
 DEMO_PORT   ?= 8080
+ATLAS_ARGS  ?=
 
-.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench format clean fuzz
+.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench bench-atlas format clean fuzz
 
 all: build
 
@@ -71,6 +72,12 @@ bench: build
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) bench/compare_seed.py --out $(BUILD_DIR)/bench-query.md
 	$(PYTHON) bench/build_bench.py --out $(BUILD_DIR)/bench-build.md
 	$(PYTHON) bench/serve_bench.py --out $(BUILD_DIR)/bench-serve.md
+
+# The atlas-scale benchmark (300 datasets, 1.5 M cells, 20,000 genes: tens of minutes and
+# GBs of disk; ATLAS_ARGS=--quick for a smoke run, --keep-inputs to reuse the inputs).
+bench-atlas: build
+	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) CELLCUBE_BIN=$(abspath $(BUILD_DIR))/cellcube \
+	  $(PYTHON) bench/atlas_bench.py $(ATLAS_ARGS) --out $(BUILD_DIR)/bench-atlas.md
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

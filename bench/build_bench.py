@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Build benchmarks (issue 3): cellcube build against the plain libhdf5 floor and a
 vectorised numpy/scipy implementation of the same aggregates, the store size for the
-seed discussion's shape against its one-group-per-leaf HDF5 file, and peak RSS while
-building a 1M-cell dataset. Every figure is measured in this run; results are printed
-as Markdown for docs/BENCHMARKS.md.
+seed discussion's shape against its one-group-per-leaf HDF5 file, peak RSS while
+building a 1M-cell dataset, and the issue's wide case (genes20k: 60,000 cells × 20,000
+genes, 600 cell groups interleaved at random). Every figure is measured in this run;
+results are printed as Markdown for docs/BENCHMARKS.md.
 
-usage: /usr/bin/python3 bench/build_bench.py [--quick] [--out FILE]
+usage: /usr/bin/python3 bench/build_bench.py [--quick] [--parts speed,size,rss,genes20k] [--out FILE]
 """
 import argparse
 import os
@@ -82,6 +83,58 @@ def numpy_aggregate(path, group_cols):
     nz.data = (nz.data > 0).astype(np.float64)
     n = ind @ nz
     return s, ssq, n
+
+
+def write_genes20k(path, n_cells=60_000, n_genes=20_000, per_cell=1000, n_types=20, n_sub=30,
+                   seed=20_000):
+    """The issue's wide case: n_cells × n_genes raw counts with ~per_cell stored values per
+    cell, written by anndata as gzip CSR (X/data float32, X/indices int32, X/indptr;
+    anndata's default chunking). obs `cell_type` (n_types values) × `group` (n_sub
+    values) gives n_types·n_sub cell groups, assigned to cells at random so every group
+    is spread over the whole matrix. Genes have skewed detection rates (2–40% of cells).
+    Vectorised numpy; deterministic for a given seed. Returns the stored values."""
+    import anndata
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    # Gene popularity: a power law over a random order of the genes.
+    rank = rng.permutation(n_genes)
+    p = 1.0 / (rank + 200.0) ** 0.7
+    p /= p.sum()
+    # Draw k genes per cell with replacement, k chosen so that ~per_cell stay distinct.
+    lo, hi = float(per_cell), 4.0 * per_cell
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if np.sum(1 - (1 - p) ** mid) < per_cell:
+            lo = mid
+        else:
+            hi = mid
+    k = int(round(hi))
+    cdf = np.cumsum(p)
+    cdf[-1] = 1.0
+    idx = np.empty((n_cells, k), dtype=np.int32)
+    step = 5000
+    for s in range(0, n_cells, step):
+        e = min(n_cells, s + step)
+        idx[s:e] = np.searchsorted(cdf, rng.random((e - s, k)), side="right")
+    idx.sort(axis=1)
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[:, 1:] = idx[:, 1:] != idx[:, :-1]
+    indices = idx[keep]
+    del idx
+    indptr = np.zeros(n_cells + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    del keep
+    data = rng.geometric(0.6, size=indices.size).astype(np.float32)  # counts 1, 2, 3, ...
+    x = sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_genes))
+    combo = rng.integers(0, n_types * n_sub, size=n_cells)
+    obs = pd.DataFrame({
+        "cell_type": pd.Categorical([f"type_{t:02d}" for t in range(n_types)])[combo // n_sub],
+        "group": pd.Categorical([f"group_{g:02d}" for g in range(n_sub)])[combo % n_sub],
+    }, index=[f"cell_{i}" for i in range(n_cells)])
+    var = pd.DataFrame(index=[f"ENSG{g:011d}" for g in range(n_genes)])
+    anndata.AnnData(X=x, obs=obs, var=var, dtype=np.float32).write_h5ad(path, compression="gzip")
+    return int(indices.size)
 
 
 def machine():
@@ -161,9 +214,10 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller inputs (a smoke run)")
     ap.add_argument("--out", help="also write the Markdown here")
-    ap.add_argument("--parts", default="speed,size,rss",
+    ap.add_argument("--parts", default="speed,size,rss,genes20k",
                     help="comma-separated: speed (build vs floor and numpy), size (the seed's "
-                         "shape), rss (peak memory at 1M cells); default all")
+                         "shape), rss (peak memory at 1M cells), genes20k (60,000 cells × "
+                         "20,000 genes, 600 interleaved groups); default all")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     if not os.access(CELLCUBE, os.X_OK):
@@ -249,6 +303,63 @@ def main():
                 f"| input file | {os.path.getsize(big) / 1e6:,.0f} MB |",
                 f"| build time | {secs:.1f} s |",
                 f"| peak RSS | {rss:,.0f} MB |",
+                "",
+            ]
+
+        # The issue's wide case: 20,000 genes, 600 groups interleaved across the cells.
+        if "genes20k" in parts:
+            wide_cells = 20_000 if args.quick else 60_000
+            wide_genes = 20_000
+            wd = os.path.join(tmp, "genes20k")
+            os.makedirs(wd)
+            src = os.path.join(wd, "genes20k.h5ad")
+            t0 = time.perf_counter()
+            nnz = write_genes20k(src, n_cells=wide_cells, n_genes=wide_genes)
+            load_before = os.getloadavg()[0]
+            t_write = time.perf_counter() - t0
+            with h5py.File(src, "r") as f:
+                chunks = f["X/data"].chunks
+                comp = f["X/data"].compression
+            store = os.path.join(wd, "store.h5ad")
+            build = [CELLCUBE, "build", "-o", store, "--quiet", "--cell-type", "cell_type",
+                     "--groupby", "group", src]
+            floor_h5py(src)  # the page cache warm for every timed step alike
+            t_floor = timed(lambda: floor_h5py(src))
+            t_build2 = timed(lambda: run(build + ["--threads", "2"]))
+            t_build1 = timed(lambda: run(build + ["--threads", "1"]))
+            import json
+
+            info = json.loads(run([CELLCUBE, "info", store, "--json"]).stdout)
+            t0 = time.perf_counter()
+            numpy_aggregate(src, ["cell_type", "group"])
+            t_numpy = time.perf_counter() - t0
+            r2, r1 = t_build2 / t_floor, t_build1 / t_floor
+            speedup = t_numpy / t_build2
+
+            def verdict(ok):
+                return "met" if ok else "**not met**"
+
+            lines += [
+                f"### Build speed, 20,000 genes ({wide_cells:,} cells × {wide_genes:,} genes, "
+                f"{info['n_groups']:,} cell groups interleaved at random, {nnz:,} stored values, "
+                f"gzip CSR)",
+                "",
+                f"Input: {os.path.getsize(src) / 1e6:,.0f} MB written by anndata "
+                f"({comp}, X/data chunks {chunks}; {t_write:.0f} s to generate and write); "
+                f"store: {info['n_entries']:,} entries, {info['size_bytes'] / 1e6:,.1f} MB. "
+                f"Load average {load_before:.1f} before the timed steps, "
+                f"{os.getloadavg()[0]:.1f} after.",
+                "",
+                "| what | seconds | ratio |",
+                "| --- | ---: | ---: |",
+                f"| floor: h5py/libhdf5 reads and inflates data, indices, indptr | {t_floor:.2f} | 1.00 |",
+                f"| `cellcube build --threads 2` | {t_build2:.2f} | {r2:.2f} × floor |",
+                f"| `cellcube build --threads 1` | {t_build1:.2f} | {r1:.2f} × floor |",
+                f"| vectorised numpy/scipy (anndata read + sparse indicator products) | {t_numpy:.2f} | "
+                f"{speedup:.2f} × build (2 threads) |",
+                "",
+                f"Goals: build ≤ 0.7× the floor with 2 threads — {verdict(r2 <= 0.7)} ({r2:.2f}×); "
+                f"numpy/scipy ≥ 10× the build's time — {verdict(speedup >= 10)} ({speedup:.2f}×).",
                 "",
             ]
         out = "\n".join([f"Machine: {machine()}", ""] + lines)

@@ -73,6 +73,14 @@ class Writer {
   // unless `compression` says otherwise. Little-endian on disk.
   Status WriteArray(const std::string& path, ElemType type, const void* data,
                     const std::vector<int64_t>& shape, const Compression& compression = {});
+  // A 1-D contiguous, uncompressed dataset of `count` elements whose file space is
+  // reserved now (no fill values written) and filled by WriteSlice, in any order and in
+  // pieces, so an array larger than memory streams to the file. Every element must be
+  // written before Close; unwritten ones hold whatever the disk held.
+  Status CreateFixedArray(const std::string& path, ElemType type, int64_t count);
+  // Writes elements [offset, offset + count) of a CreateFixedArray dataset from `data`
+  // (of the dataset's element type).
+  Status WriteSlice(const std::string& path, int64_t offset, const void* data, int64_t count);
   // A 1-D dataset of variable-length UTF-8 strings, with encoding-type=string-array.
   Status WriteStrings(const std::string& path, const std::vector<std::string>& values);
   // A scalar UTF-8 string dataset (anndata's "string" encoding, used in uns).

@@ -1,9 +1,15 @@
 // The aggregate store: per cell group and gene, the additive statistics nnz, sum and
-// sumsq, with the groups' metadata (SPEC §2, §4). StoreData is the in-memory form that
-// build, add, remove and merge produce and that WriteStore saves atomically as a
-// valid .h5ad (docs/FORMAT.md).
+// sumsq, with the groups' metadata (SPEC §2, §4), saved as a valid .h5ad
+// (docs/FORMAT.md).
 //
-// Thread safety: plain values; the functions may run on any thread.
+// Build, add, remove and merge work in bounded memory (SPEC §10): they stream entries
+// gene by gene from their parts (datasets aggregated into a temporary file beside the
+// output, existing stores read through small windows) into a store written beside its
+// target and renamed over it; only the metadata (groups, genes, datasets) is held
+// whole. StoreData is the in-memory form, for small stores and tests.
+//
+// Thread safety: plain values; the functions may run on any thread, one operation on a
+// given output at a time per process (runs in separate processes coordinate).
 #pragma once
 
 #include <cstdint>
@@ -63,24 +69,34 @@ struct StoreData {
 
   // Checks every invariant above (sizes, ranges, order); Corrupt error naming the first
   // broken one.
-  Status Validate() const;
+  [[nodiscard]] Status Validate() const;
+  // The same, for everything but the entries (which may be empty).
+  [[nodiscard]] Status ValidateMetadata() const;
 };
 
-// Concatenates stores with disjoint datasets: groups are stacked, genes united by id,
-// column values united. A dataset name present in two parts is an error.
-Result<StoreData> Concatenate(const std::vector<const StoreData*>& parts);
+// Writes an in-memory store as an .h5ad: to a temporary file beside `path`, flushed and
+// synced, then renamed over `path`; on any error the temporary file is removed and
+// `path` is untouched.
+[[nodiscard]] Status WriteStore(const StoreData& store, const std::string& path);
 
-// Drops the named datasets (unknown names are an error suggesting near names), and
-// the genes and column values no remaining dataset uses.
-Result<StoreData> RemoveDatasets(const StoreData& store, const std::vector<std::string>& names);
-
-// Writes the store as an .h5ad: to a temporary file beside `path`, flushed and synced,
-// then renamed over `path`; on any error the temporary file is removed and `path` is
-// untouched.
-Status WriteStore(const StoreData& store, const std::string& path);
-
-// Reads a store written by WriteStore (for add, remove, merge, info).
+// Reads a whole store into memory (for tests and small stores; the commands stream).
 Result<StoreData> LoadStore(const std::string& path);
+
+// Reads a store's metadata only (entry vectors empty) and its number of entries: what
+// `info` shows, in time proportional to the metadata.
+Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries);
+
+// What a store operation wrote, for its closing line.
+struct StoreSummary {
+  int64_t datasets = 0;
+  int64_t cells = 0;
+  int64_t groups = 0;
+  int64_t genes = 0;
+  int64_t entries = 0;
+};
+
+// The default bound on a command's memory (SPEC §10).
+inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{2} << 30;
 
 // ---- building from .h5ad files ----
 
@@ -100,8 +116,10 @@ struct BuildOptions {
   std::string transform = "auto";
   std::string gene_symbols;  // "" = the first of SPEC §5's list that exists
   int64_t max_groups = 10000;
-  int threads = 0;                             // 0 = every core
-  uint64_t memory_budget = uint64_t{1} << 30;  // for accumulators; more means gene passes
+  int threads = 0;  // 0 = every core
+  // The memory the whole command may use; accumulators, read-ahead and write buffers are
+  // sized from it (a dataset whose accumulators do not fit is aggregated in gene passes).
+  uint64_t memory_limit = kDefaultMemoryLimit;
   bool direct_reads = true;  // inflate gzip chunks outside HDF5 (see StreamOptions)
 };
 
@@ -114,13 +132,31 @@ struct BuildProgress {
 struct BuildCallbacks {
   // Called from worker threads, serialised; may be empty.
   std::function<void(const BuildProgress&)> progress;
+  // While the store is written: genes done of the total; may be empty.
+  std::function<void(int64_t, int64_t)> write_progress;
   // One line of information (the transform chosen, duplicate genes renamed, ...).
   std::function<void(const std::string&)> note;
 };
 
-// Reads each input and aggregates it into a one-dataset store, several datasets at
-// once, and returns their concatenation.
-Result<StoreData> BuildStore(const std::vector<DatasetInput>& inputs, const BuildOptions& options,
-                             const BuildCallbacks& callbacks);
+// Reads each input, aggregates it (one dataset at a time, on every thread), and writes
+// the store `out` atomically. Every input is checked before the first is aggregated.
+Result<StoreSummary> BuildStoreFile(const std::vector<DatasetInput>& inputs,
+                                    const BuildOptions& options, const BuildCallbacks& callbacks,
+                                    const std::string& out);
+
+// Adds datasets to the store at `store` (names must be new), replacing it atomically.
+Result<StoreSummary> AddToStoreFile(const std::string& store, const std::vector<DatasetInput>& inputs,
+                                    const BuildOptions& options, const BuildCallbacks& callbacks);
+
+// Drops the named datasets (unknown names are an error suggesting near names), and the
+// genes and column values no remaining dataset uses; removing every dataset is an error.
+Result<StoreSummary> RemoveFromStoreFile(const std::string& store,
+                                         const std::vector<std::string>& names,
+                                         uint64_t memory_limit, const BuildCallbacks& callbacks);
+
+// Concatenates stores with disjoint datasets into `out`: groups stacked in the order
+// given, genes united by id, column values united. A dataset in two stores is an error.
+Result<StoreSummary> MergeStoreFiles(const std::vector<std::string>& stores, const std::string& out,
+                                     uint64_t memory_limit, const BuildCallbacks& callbacks);
 
 }  // namespace cellcube

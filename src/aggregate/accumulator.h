@@ -1,9 +1,19 @@
 // Dense (cell group × gene) accumulators of the additive statistics nnz, sum and
-// sumsq over transformed values, for one dataset and one range of genes. Each worker
-// thread owns one; they are combined at the end.
+// sumsq over transformed values, for one dataset and one range of genes.
+//
+// Determinism: a slot's sum is the same bits whatever the number of threads, because
+// every slot has exactly one owner that adds its values in cell order. Row blocks
+// (CSR, dense) are handed to every worker in block order and each worker adds only the
+// genes it owns (OwnerOfGene); column blocks (CSC) hold whole genes, so any worker may
+// add one, and one block is the only source of its genes' slots.
+//
+// Speed: one slot's three statistics are adjacent (one cache line per value instead of
+// three), rows are cache-line aligned, and the array asks for transparent huge pages:
+// at 20,000 genes the array is far larger than the caches and the updates are random.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -20,53 +30,108 @@ struct BadValue {
   double transformed = 0;
 };
 
-// What a block needs to know about the cells.
+// What a block needs to know about the cells and genes.
 struct CellContext {
   const std::vector<int32_t>* group_of_cell = nullptr;
   Transform transform = Transform::kNone;
   // Per-cell cp10k scale, when the matrix is read by columns (CSC); for row blocks
   // the scale is computed from each row itself.
   const std::vector<double>* cell_scale = nullptr;
+  // The accumulator's gene coordinate of each of the matrix's genes (the order genes
+  // are written in); null = the matrix's own order.
+  const std::vector<int32_t>* gene_rank = nullptr;
 };
+
+// One slot: the statistics of one (group, gene).
+struct SlotStats {
+  double sum = 0;
+  double sumsq = 0;
+  uint32_t nnz = 0;
+  uint32_t unused = 0;
+};
+static_assert(sizeof(SlotStats) == 24);
 
 class Accumulator {
  public:
+  // Genes [gene_begin, gene_end) in the CellContext's gene coordinate.
   Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end);
 
-  // Adds every value of `block` whose gene lies in this accumulator's range.
-  // `by_rows`: majors are cells (CSR, dense); else majors are genes (CSC).
-  // Returns the first bad value, if any (the block is then partly added).
-  std::optional<BadValue> Add(const SparseBlock& block, bool by_rows, const CellContext& cells);
+  // Which of `workers` owns `gene` for AddRows: blocks of kOwnerSpan genes in turn
+  // (whole cache lines, so owners never share one).
+  static int OwnerOfGene(int32_t gene, int workers) {
+    return static_cast<int>((gene / kOwnerSpan) % workers);
+  }
+  static constexpr int32_t kOwnerSpan = 64;
 
-  // Adds another accumulator of the same shape.
-  void Merge(const Accumulator& other);
+  // Adds the values of a row block (majors are cells) whose gene lies in this range and
+  // is owned by `worker` of `workers`. Returns the first bad value among those it
+  // looked at (the block is then partly added). Thread-safe for distinct workers.
+  std::optional<BadValue> AddRows(const SparseBlock& block, const CellContext& cells, int worker,
+                                  int workers);
+  // Adds every value of a column block (majors are genes) in this range. Thread-safe for
+  // blocks of distinct genes.
+  std::optional<BadValue> AddColumns(const SparseBlock& block, const CellContext& cells);
 
   int32_t n_groups() const { return n_groups_; }
   int32_t gene_begin() const { return gene_begin_; }
   int32_t gene_end() const { return gene_end_; }
-  size_t Slot(int32_t group, int32_t gene) const {
-    return static_cast<size_t>(group) * width_ + static_cast<size_t>(gene - gene_begin_);
+  const SlotStats& At(int32_t group, int32_t gene) const {
+    return slots_[static_cast<size_t>(group) * width_ + static_cast<size_t>(gene - gene_begin_)];
   }
-  const std::vector<uint32_t>& nnz() const { return nnz_; }
-  const std::vector<double>& sum() const { return sum_; }
-  const std::vector<double>& sumsq() const { return sumsq_; }
+  // Whether some value of the slot was nonzero: the entries a store keeps.
+  static bool Stored(const SlotStats& s) { return s.sumsq != 0 || s.nnz != 0 || s.sum != 0; }
 
   // Bytes an accumulator of this shape needs.
   static uint64_t BytesFor(int64_t n_groups, int64_t n_genes) {
-    return static_cast<uint64_t>(n_groups) * static_cast<uint64_t>(n_genes) *
-           (sizeof(uint32_t) + 2 * sizeof(double));
+    return static_cast<uint64_t>(n_groups) * static_cast<uint64_t>(RowWidth(n_genes)) *
+           sizeof(SlotStats);
   }
 
+  // Calls emit(gene, group, stats) for every stored slot, gene by gene in ascending
+  // order, groups ascending within a gene (reads the rows in tiles, not by column).
+  template <typename Emit>
+  void ForEachStored(Emit&& emit) const;
+
  private:
+  static size_t RowWidth(int64_t genes) { return static_cast<size_t>((genes + 7) / 8 * 8); }
+  struct FreeSlots {
+    size_t bytes;
+    void operator()(SlotStats* p) const;
+  };
+
   int32_t n_groups_, gene_begin_, gene_end_;
-  size_t width_;
-  std::vector<uint32_t> nnz_;
-  std::vector<double> sum_, sumsq_;
+  size_t width_;  // slots per row: the genes rounded up to whole cache lines
+  std::unique_ptr<SlotStats[], FreeSlots> slots_;
 };
 
-// Row totals (for cp10k) of the cells in a block of columns (CSC), added into `totals`;
-// the first value that is not finite stops it and is returned.
-std::optional<BadValue> AddColumnBlockToRowTotals(const SparseBlock& block,
+// Row totals (for cp10k) of the cells in a block of columns (CSC), added into
+// `totals` for the cells `worker` of `workers` owns (runs of 512 cells in turn), so
+// blocks handed to every worker in order give every total the same bits. The first
+// value that is not finite stops it and is returned.
+std::optional<BadValue> AddColumnBlockToRowTotals(const SparseBlock& block, int worker, int workers,
                                                   std::vector<double>* totals);
+
+template <typename Emit>
+void Accumulator::ForEachStored(Emit&& emit) const {
+  constexpr int32_t kTile = 32;
+  struct Hit {
+    int32_t group;
+    const SlotStats* stats;
+  };
+  std::vector<std::vector<Hit>> tile(kTile);
+  for (int32_t lo = gene_begin_; lo < gene_end_; lo += kTile) {
+    const int32_t hi = std::min(gene_end_, lo + kTile);
+    for (auto& t : tile) t.clear();
+    for (int32_t g = 0; g < n_groups_; ++g) {
+      const SlotStats* row = &slots_[static_cast<size_t>(g) * width_];
+      for (int32_t gene = lo; gene < hi; ++gene) {
+        const SlotStats& s = row[gene - gene_begin_];
+        if (Stored(s)) tile[gene - lo].push_back({g, &s});
+      }
+    }
+    for (int32_t gene = lo; gene < hi; ++gene)
+      for (const Hit& h : tile[gene - lo]) emit(gene, h.group, *h.stats);
+  }
+}
 
 }  // namespace cellcube::aggregate

@@ -4,13 +4,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <functional>
 #include <mutex>
+#include <unistd.h>
 
 #include "cellcube/store.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "cli/table.h"
+#include "util/isolate.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
@@ -19,8 +22,12 @@ namespace cellcube::cli {
   "  --cell-type COL       the cell-type column (default: the first of cell_type, celltype,\n"   \
   "                        cell_ontology_class, CellType, cell_type_ontology_term_id, leiden,\n" \
   "                        louvain that exists)\n"                                               \
-  "  --groupby COL[,COL]   the other columns to group cells by (default: every other\n"          \
-  "                        categorical or boolean obs column with 2 to 200 values; '' = none)\n" \
+  "  --groupby COL[,COL]   the other columns to group cells by ('' = none). Default: the\n"      \
+  "                        other categorical or boolean obs columns, less identifier-like\n"     \
+  "                        ones (over 200 values, or over half the cells); while groups\n"       \
+  "                        would average under 5 cells, the one with the most values is\n"       \
+  "                        dropped (the later on a tie). A note names what was left out\n"       \
+  "                        (docs/BUILD.md); an explicit list giving such groups warns\n"         \
   "  --matrix M            auto | X | raw | layers/NAME (default auto: raw/X, else\n"            \
   "                        layers/counts, else X)\n"                                             \
   "  --transform T         auto | none | log1p | cp10k_log1p (default auto: cp10k_log1p for\n"   \
@@ -30,7 +37,6 @@ namespace cellcube::cli {
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes\n"                                           \
-  "  --memory-budget-mb N  memory for accumulators before genes are done in passes (1024)\n"     \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
   "Datasets are named by file stem, or NAME=FILE.h5ad. A FOLDER stands for the .h5ad\n"          \
   "files directly in it, in name order.\n"
@@ -50,10 +56,20 @@ const char* const kAddHelp =
 
 namespace {
 
+// The memory the operation plans for: the bound it runs under (--memory-limit), or,
+// with no bound, half the machine.
+uint64_t MemoryToPlanFor() {
+  if (const uint64_t limit = MemoryLimitInForce(); limit > 0) return limit;
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || page <= 0) return kDefaultMemoryLimit;
+  return std::max(kDefaultMemoryLimit,
+                  static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2);
+}
+
 const std::vector<OptionSpec> kBuildSpecs = {
     {"output", true},  {"o", true},         {"cell-type", true},        {"groupby", true},
     {"matrix", true},  {"transform", true}, {"gene-symbols", true},     {"max-groups", true},
-    {"threads", true}, {"quiet", false},    {"memory-budget-mb", true}, {"no-direct-reads", false}};
+    {"threads", true}, {"quiet", false},    {"no-direct-reads", false}};
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
@@ -72,8 +88,7 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
   CC_ASSIGN_OR_RETURN(o.max_groups, args.GetInt("max-groups", 10000, 1, 100000000));
   CC_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);
-  CC_ASSIGN_OR_RETURN(int64_t budget_mb, args.GetInt("memory-budget-mb", 1024, 1, 1 << 24));
-  o.memory_budget = static_cast<uint64_t>(budget_mb) << 20;
+  o.memory_limit = MemoryToPlanFor();
   o.direct_reads = !args.Flag("no-direct-reads");
   return o;
 }
@@ -102,78 +117,90 @@ Result<std::vector<DatasetInput>> ExpandInputs(const std::vector<std::string>& a
   return inputs;
 }
 
-Result<StoreData> BuildFromArgs(const Args& args, const std::vector<std::string>& files) {
-  CC_ASSIGN_OR_RETURN(BuildOptions options, ParseBuildOptions(args));
-  if (files.empty()) return Status::Usage("no input .h5ad files given");
-  CC_ASSIGN_OR_RETURN(std::vector<DatasetInput> inputs, ExpandInputs(files));
-  const bool quiet = args.Flag("quiet");
-  ProgressBar bar(quiet);
-  BuildCallbacks cb;
-  cb.progress = [&](const BuildProgress& p) { bar.Update(p.cells_done, p.cells_total, p.dataset); };
-  // Notes are shown once the build succeeded: a failed build prints its one error line.
-  std::vector<std::string> notes;
-  std::mutex notes_mu;
-  cb.note = [&](const std::string& line) {
-    std::lock_guard<std::mutex> lock(notes_mu);
-    notes.push_back(line);
-  };
-  auto store = BuildStore(inputs, options, cb);
-  bar.Finish();
-  if (store.ok() && !quiet)
-    for (const auto& line : notes) std::cerr << line << "\n";
-  return store;
-}
+// Progress and notes of a store operation on the terminal. Notes are shown once the
+// operation succeeded: a failed one prints its one error line.
+class OperationOutput {
+ public:
+  explicit OperationOutput(bool quiet) : quiet_(quiet), bar_(quiet) {
+    callbacks_.progress = [this](const BuildProgress& p) {
+      bar_.Update(p.cells_done, p.cells_total, p.dataset);
+    };
+    callbacks_.write_progress = [this](int64_t done, int64_t total) {
+      bar_.Update(done, total, "writing the store (genes)");
+    };
+    callbacks_.note = [this](const std::string& line) {
+      std::lock_guard<std::mutex> lock(mu_);
+      notes_.push_back(line);
+    };
+  }
+  const BuildCallbacks& callbacks() const { return callbacks_; }
+  // Clears the bar; on success prints the notes and `summary`.
+  void Finish(bool ok, const std::string& summary) {
+    bar_.Finish();
+    if (!ok || quiet_) return;
+    for (const auto& line : notes_) std::cerr << line << "\n";
+    if (!summary.empty()) std::cerr << summary << "\n";
+  }
 
-void Summarise(const StoreData& s, const std::string& path, double seconds, bool quiet) {
-  if (quiet) return;
-  int64_t cells = 0;
-  for (const auto& d : s.datasets) cells += d.n_cells;
-  std::fprintf(stderr,
-               "wrote %s: %zu datasets, %s cells in %s groups, %s genes, %s entries (%.1f s)\n",
-               path.c_str(), s.datasets.size(), WithThousands(cells).c_str(),
-               WithThousands(s.n_groups()).c_str(), WithThousands(s.n_genes()).c_str(),
-               WithThousands(s.n_entries()).c_str(), seconds);
+ private:
+  bool quiet_;
+  ProgressBar bar_;
+  BuildCallbacks callbacks_;
+  std::mutex mu_;
+  std::vector<std::string> notes_;
+};
+
+std::string Describe(const StoreSummary& s, const std::string& verb, const std::string& path,
+                     double seconds) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "%s %s: %lld datasets, %s cells in %s groups, %s genes, %s entries (%.1f s)",
+                verb.c_str(), path.c_str(), static_cast<long long>(s.datasets),
+                WithThousands(s.cells).c_str(), WithThousands(s.groups).c_str(),
+                WithThousands(s.genes).c_str(), WithThousands(s.entries).c_str(), seconds);
+  return line;
 }
 
 double Since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// Runs a store operation with progress and notes; prints its summary line.
+Status RunOperation(bool quiet, const std::string& verb, const std::string& path,
+                    const std::function<Result<StoreSummary>(const BuildCallbacks&)>& op) {
+  const auto t0 = std::chrono::steady_clock::now();
+  OperationOutput output(quiet);
+  auto summary = op(output.callbacks());
+  output.Finish(summary.ok(), summary.ok() ? Describe(*summary, verb, path, Since(t0)) : "");
+  return summary.status();
+}
+
 }  // namespace
 
 Status RunBuild(const std::vector<std::string>& argv) {
-  auto t0 = std::chrono::steady_clock::now();
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, kBuildSpecs));
   std::string out = args.GetOr("output", args.GetOr("o", ""));
   if (out.empty()) return Status::Usage("build needs -o STORE (see 'cellcube build --help')");
-  CC_ASSIGN_OR_RETURN(StoreData store, BuildFromArgs(args, args.positionals()));
-  CC_RETURN_IF_ERROR(WriteStore(store, out));
-  Summarise(store, out, Since(t0), args.Flag("quiet"));
-  return Status::Ok();
+  CC_ASSIGN_OR_RETURN(BuildOptions options, ParseBuildOptions(args));
+  if (args.positionals().empty()) return Status::Usage("no input .h5ad files given");
+  CC_ASSIGN_OR_RETURN(std::vector<DatasetInput> inputs, ExpandInputs(args.positionals()));
+  return RunOperation(args.Flag("quiet"), "wrote", out, [&](const BuildCallbacks& cb) {
+    return BuildStoreFile(inputs, options, cb, out);
+  });
 }
 
 Status RunAdd(const std::vector<std::string>& argv) {
-  auto t0 = std::chrono::steady_clock::now();
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, kBuildSpecs));
   if (args.positionals().size() < 2)
     return Status::Usage(
         "add needs a STORE and at least one FILE.h5ad (see 'cellcube add --help')");
   const std::string& path = args.positionals()[0];
-  CC_ASSIGN_OR_RETURN(StoreData existing, LoadStore(path));
+  CC_ASSIGN_OR_RETURN(BuildOptions options, ParseBuildOptions(args));
   std::vector<std::string> files(args.positionals().begin() + 1, args.positionals().end());
-  for (const auto& f : files) {
-    std::string name = ParseDatasetInput(f).name;
-    for (const auto& d : existing.datasets)
-      if (d.name == name)
-        return Status::InvalidArgument("dataset '" + name + "' is already in '" + path +
-                                       "'; remove it first ('cellcube remove') or add it under "
-                                       "another name with NAME=FILE.h5ad");
-  }
-  CC_ASSIGN_OR_RETURN(StoreData added, BuildFromArgs(args, files));
-  CC_ASSIGN_OR_RETURN(StoreData merged, Concatenate({&existing, &added}));
-  CC_RETURN_IF_ERROR(WriteStore(merged, path));
-  Summarise(merged, path, Since(t0), args.Flag("quiet"));
-  return Status::Ok();
+  CC_ASSIGN_OR_RETURN(std::vector<DatasetInput> inputs, ExpandInputs(files));
+  return RunOperation(args.Flag("quiet"), "wrote", path, [&](const BuildCallbacks& cb) {
+    return AddToStoreFile(path, inputs, options, cb);
+  });
 }
 
 const char* const kRemoveHelp =
@@ -186,23 +213,19 @@ Status RunRemove(const std::vector<std::string>& argv) {
   if (args.positionals().size() < 2)
     return Status::Usage("remove needs a STORE and at least one DATASET name");
   const std::string& path = args.positionals()[0];
-  CC_ASSIGN_OR_RETURN(StoreData store, LoadStore(path));
   std::vector<std::string> names(args.positionals().begin() + 1, args.positionals().end());
-  CC_ASSIGN_OR_RETURN(StoreData kept, RemoveDatasets(store, names));
-  if (kept.datasets.empty())
-    return Status::InvalidArgument("removing every dataset would leave an empty store; delete '" +
-                                   path + "' instead");
-  CC_RETURN_IF_ERROR(WriteStore(kept, path));
-  if (!args.Flag("quiet"))
-    std::fprintf(stderr, "removed %zu datasets from %s; %zu remain\n", names.size(), path.c_str(),
-                 kept.datasets.size());
-  return Status::Ok();
+  return RunOperation(args.Flag("quiet"), "removed " + std::to_string(names.size()) +
+                                              " datasets; wrote",
+                      path, [&](const BuildCallbacks& cb) {
+                        return RemoveFromStoreFile(path, names, MemoryToPlanFor(), cb);
+                      });
 }
 
 const char* const kMergeHelp =
     "usage: cellcube merge -o STORE STORE1 STORE2...\n\n"
     "Combines stores with disjoint datasets (e.g. shards built on many machines) into one,\n"
-    "without reading any .h5ad again. The output is written atomically.\n";
+    "without reading any .h5ad again, in bounded memory. The output is written "
+    "atomically.\n";
 
 Status RunMerge(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args,
@@ -210,20 +233,9 @@ Status RunMerge(const std::vector<std::string>& argv) {
   std::string out = args.GetOr("output", args.GetOr("o", ""));
   if (out.empty()) return Status::Usage("merge needs -o STORE");
   if (args.positionals().empty()) return Status::Usage("merge needs at least one input store");
-  std::vector<StoreData> stores;
-  for (const auto& p : args.positionals()) {
-    CC_ASSIGN_OR_RETURN(StoreData s, LoadStore(p));
-    stores.push_back(std::move(s));
-  }
-  std::vector<const StoreData*> parts;
-  for (const auto& s : stores) parts.push_back(&s);
-  CC_ASSIGN_OR_RETURN(StoreData merged, Concatenate(parts));
-  CC_RETURN_IF_ERROR(WriteStore(merged, out));
-  if (!args.Flag("quiet"))
-    std::fprintf(stderr, "merged %zu stores into %s: %zu datasets, %s groups, %s genes\n",
-                 stores.size(), out.c_str(), merged.datasets.size(),
-                 WithThousands(merged.n_groups()).c_str(), WithThousands(merged.n_genes()).c_str());
-  return Status::Ok();
+  return RunOperation(args.Flag("quiet"), "merged into", out, [&](const BuildCallbacks& cb) {
+    return MergeStoreFiles(args.positionals(), out, MemoryToPlanFor(), cb);
+  });
 }
 
 }  // namespace cellcube::cli

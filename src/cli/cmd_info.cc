@@ -48,11 +48,12 @@ Status RunInfo(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"json", false}}));
   if (args.positionals().size() != 1) return Status::Usage("info needs exactly one STORE");
   const std::string& path = args.positionals()[0];
-  CC_ASSIGN_OR_RETURN(StoreData s, LoadStore(path));
+  int64_t n_entries = 0;
+  CC_ASSIGN_OR_RETURN(StoreData s, ReadStoreMetadata(path, &n_entries));
   struct stat st {};
   ::stat(path.c_str(), &st);
   const auto size = static_cast<int64_t>(st.st_size);
-  const double per_entry = s.n_entries() ? static_cast<double>(size) / s.n_entries() : 0;
+  const double per_entry = n_entries ? static_cast<double>(size) / n_entries : 0;
   auto counts = CellsPerValue(s);
   int64_t cells = 0;
   for (const auto& d : s.datasets) cells += d.n_cells;
@@ -87,7 +88,7 @@ Status RunInfo(const std::vector<std::string>& argv) {
                 {"n_cells", cells},
                 {"n_groups", s.n_groups()},
                 {"n_genes", s.n_genes()},
-                {"n_entries", s.n_entries()},
+                {"n_entries", n_entries},
                 {"bytes_per_entry", per_entry},
                 {"datasets", datasets},
                 {"columns", columns}};
@@ -100,7 +101,7 @@ Status RunInfo(const std::vector<std::string>& argv) {
       "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
       "%.1f bytes per entry\n\n",
       s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
-      WithThousands(s.n_genes()).c_str(), WithThousands(s.n_entries()).c_str(), per_entry);
+      WithThousands(s.n_genes()).c_str(), WithThousands(n_entries).c_str(), per_entry);
   TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
                "group-by", "source"});
   for (const auto& d : s.datasets)

@@ -1,8 +1,8 @@
 // Entry point: dispatches to a subcommand and turns its Status into one error line
 // on stderr and an exit code (1 for errors, 2 for a wrong command line).
 #include <cstring>
-#include <filesystem>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,42 +46,63 @@ void PrintUsage(std::ostream& out) {
         << "\n";
   }
   out << "\n'cellcube COMMAND --help' explains a command.\n\n"
-         "Commands that read files do it in a child process, so that a damaged file\n"
-         "gives one error line even where the HDF5 library itself crashes on it. Its\n"
-         "memory is limited to 4 GiB plus twice the size of the files named (at most\n"
-         "90% of RAM); CELLCUBE_MEMORY_LIMIT=SIZE (e.g. 32G, 512M, or off) sets it.\n";
+         "inspect, build, add, remove, merge, info and query read files in a child process,\n"
+         "so that a damaged file gives one error line even where the HDF5 library itself\n"
+         "crashes on it, and under a memory limit:\n\n"
+         "  --memory-limit SIZE   the most memory the command may use: 8G, 512M, 1.5G,\n"
+         "                        bytes, or off (default: $CELLCUBE_MEMORY_LIMIT, else 2G).\n"
+         "                        Work that needs more fails with 'out of memory ...'.\n";
 }
+
+// Appended to the --help of the commands that run isolated.
+constexpr const char kMemoryLimitHelp[] =
+    "\n  --memory-limit SIZE  the most memory the command may use: 8G, 512M, 1.5G, bytes,\n"
+    "                       or off (default: $CELLCUBE_MEMORY_LIMIT, else 2G)\n";
 
 int ExitCode(const Status& s) { return s.code() == StatusCode::kUsage ? 2 : 1; }
 
-// Bytes of the files the arguments name (a directory: the files directly in it), which
-// sets the default memory limit.
-uint64_t BytesNamedBy(const std::vector<std::string>& args) {
-  uint64_t total = 0;
-  for (const auto& a : args) {
-    std::error_code ec;
-    const std::filesystem::path p(a);
-    if (std::filesystem::is_regular_file(p, ec)) {
-      total += std::filesystem::file_size(p, ec);
-    } else if (std::filesystem::is_directory(p, ec)) {
-      for (const auto& e : std::filesystem::directory_iterator(p, ec))
-        if (e.is_regular_file(ec)) total += e.file_size(ec);
+// Finds `--memory-limit SIZE` or `--memory-limit=SIZE` among a command's arguments
+// (before a `--`) and removes it, so the command's own parser never sees it.
+Result<std::optional<std::string>> TakeMemoryLimit(std::vector<std::string>* args) {
+  static const std::string kName = "--memory-limit";
+  std::optional<std::string> value;
+  for (size_t i = 0; i < args->size();) {
+    const std::string& a = (*args)[i];
+    if (a == "--") break;
+    size_t taken = 0;
+    if (a == kName) {
+      if (i + 1 >= args->size())
+        return Status::Usage("option '" + kName + "' needs a value (e.g. " + kName + " 4G)");
+      taken = 2;
+    } else if (a.rfind(kName + "=", 0) == 0) {
+      taken = 1;
+    } else {
+      ++i;
+      continue;
     }
+    if (value) return Status::Usage("option '" + kName + "' given more than once");
+    value = taken == 2 ? (*args)[i + 1] : a.substr(kName.size() + 1);
+    args->erase(args->begin() + static_cast<std::ptrdiff_t>(i),
+                args->begin() + static_cast<std::ptrdiff_t>(i + taken));
   }
-  return total;
+  return value;
 }
 
-// Runs a command that reads untrusted files in a child process (util/isolate.h).
-Status RunIsolatedCommand(const Command& c, const std::vector<std::string>& args) {
-  CC_ASSIGN_OR_RETURN(uint64_t limit, MemoryLimitFor(BytesNamedBy(args)));
+// Runs a command that reads untrusted files in a child process (util/isolate.h), under
+// the memory limit of --memory-limit, else CELLCUBE_MEMORY_LIMIT, else 2 GiB.
+Status RunIsolatedCommand(const Command& c, std::vector<std::string> args) {
+  CC_ASSIGN_OR_RETURN(std::optional<std::string> given, TakeMemoryLimit(&args));
+  uint64_t limit = 0;
+  if (given) {
+    CC_ASSIGN_OR_RETURN(limit, ParseMemoryLimit(*given, "--memory-limit"));
+  } else {
+    CC_ASSIGN_OR_RETURN(limit, DefaultMemoryLimit());
+  }
   IsolationOptions options;
   options.memory_limit = limit;
   options.forward_signals = true;
-  Status s = RunIsolated([&] { return c.run(args); }, options);
-  if (s.code() == StatusCode::kOutOfMemory)
-    return Status::OutOfMemory(s.message() +
-                               "; CELLCUBE_MEMORY_LIMIT=SIZE (e.g. 32G, or off) sets the limit");
-  return s;
+  options.memory_limit_option = "--memory-limit";
+  return RunIsolated([&] { return c.run(args); }, options);
 }
 
 int Main(int argc, char** argv) {
@@ -106,7 +127,7 @@ int Main(int argc, char** argv) {
     std::vector<std::string> rest(args.begin() + 1, args.end());
     for (const auto& a : rest) {
       if (a == "-h" || a == "--help") {
-        std::cout << c.help;
+        std::cout << c.help << (c.isolated ? kMemoryLimitHelp : "");
         return 0;
       }
     }

@@ -165,6 +165,12 @@ struct Appendable {
   std::vector<uint8_t> pending;  // elements [written, size), less than one chunk
 };
 
+struct FixedArray {
+  Handle dataset;
+  ElemType type = ElemType::kFloat32;
+  int64_t size = 0;
+};
+
 // One chunk ready for H5Dwrite_chunk.
 struct EncodedChunk {
   const uint8_t* raw = nullptr;  // chunk_bytes of input
@@ -181,6 +187,7 @@ struct Writer::Impl {
   int os_error = 0;  // set by the file driver when a write fails (write_driver.h)
   Status io_error;   // the first failed write: every later call and Close report it
   std::map<std::string, Appendable> appendables;
+  std::map<std::string, FixedArray> fixed_arrays;
   int threads = 1;
   std::map<int, std::vector<libdeflate_compressor*>> compressors;  // per level, per thread
 
@@ -361,6 +368,7 @@ struct Writer::Impl {
     Hdf5Lock lock(Hdf5Mutex());
     Status s = io_error.ok() ? FlushAppendables() : io_error;
     appendables.clear();
+    fixed_arrays.clear();
     if (file >= 0) {
       // The driver never lets a write fail inside HDF5 (write_driver.h), so flushing
       // and closing work even on a full disk; the error it recorded is reported here.
@@ -501,6 +509,54 @@ Status Writer::WriteArray(const std::string& path, ElemType type, const void* da
   CC_RETURN_IF_ERROR(
       impl_->CreateAndWrite(path, FileType(type), MemType(type), dims, dcpl.get(), data, n));
   return impl_->EncodingAttrs(path, "array", "0.2.0");
+}
+
+Status Writer::CreateFixedArray(const std::string& path, ElemType type, int64_t count) {
+  CC_RETURN_IF_ERROR(impl_->CheckOpen());
+  if (!ValidElemType(type)) return impl_->Invalid("unknown element type for '" + path + "'");
+  if (count < 0 || count > (int64_t{1} << 58)) return impl_->Invalid("bad size for '" + path + "'");
+  Hdf5Lock lock(Hdf5Mutex());
+  Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
+  // Space reserved at creation, never pre-filled: the slices written later are the only
+  // writes of the data, so a multi-gigabyte layer costs one pass over the disk.
+  if (H5Pset_layout(dcpl.get(), H5D_CONTIGUOUS) < 0 ||
+      H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
+      H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0)
+    return impl_->Fail("cannot set up '" + path + "'");
+  CC_RETURN_IF_ERROR(impl_->CreateAndWrite(path, FileType(type), MemType(type),
+                                           {static_cast<hsize_t>(count)}, dcpl.get(), nullptr, 0));
+  Handle ds(H5Dopen2(impl_->file, Key(path).c_str(), H5P_DEFAULT));
+  if (!ds.valid()) return impl_->Fail("cannot open dataset '" + path + "'");
+  FixedArray& a = impl_->fixed_arrays[Key(path)];
+  a.dataset = std::move(ds);
+  a.type = type;
+  a.size = count;
+  return impl_->EncodingAttrs(path, "array", "0.2.0");
+}
+
+Status Writer::WriteSlice(const std::string& path, int64_t offset, const void* data,
+                          int64_t count) {
+  CC_RETURN_IF_ERROR(impl_->CheckOpen());
+  auto it = impl_->fixed_arrays.find(Key(path));
+  if (it == impl_->fixed_arrays.end())
+    return impl_->Invalid("'" + path + "' is not an array created by CreateFixedArray");
+  FixedArray& a = it->second;
+  if (offset < 0 || count < 0 || offset > a.size || count > a.size - offset)
+    return impl_->Invalid("slice [" + std::to_string(offset) + ", +" + std::to_string(count) +
+                          ") is outside '" + path + "' (" + std::to_string(a.size) + " elements)");
+  if (count == 0) return Status::Ok();
+  if (!data) return impl_->Invalid("no data for '" + path + "'");
+  Hdf5Lock lock(Hdf5Mutex());
+  Handle file_space(H5Dget_space(a.dataset.get()));
+  const hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
+  Handle mem_space(H5Screate_simple(1, &n, nullptr));
+  if (!file_space.valid() || !mem_space.valid() ||
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr) < 0)
+    return impl_->Fail("cannot select a slice of '" + path + "'");
+  if (H5Dwrite(a.dataset.get(), MemType(a.type), mem_space.get(), file_space.get(), H5P_DEFAULT,
+               data) < 0)
+    return impl_->Fail("cannot write to '" + path + "'");
+  return impl_->CheckIo("cannot write to '" + path + "'");
 }
 
 Status Writer::WriteStrings(const std::string& path, const std::vector<std::string>& values) {

@@ -162,4 +162,18 @@ Result<StoreData> LoadStore(const std::string& path) {
   return s;
 }
 
+Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries) {
+  CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
+  StoreData s;
+  auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
+  if (Status st = LoadStoreMetadata(*file, &s); !st.ok()) return in_context(st);
+  if (Status st = s.ValidateMetadata(); !st.ok()) return in_context(st);
+  const std::string indices =
+      std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz + "/indices";
+  auto extent = file->Locate(indices);
+  if (!extent.ok()) return in_context(extent.status());
+  *n_entries = extent->elements;
+  return s;
+}
+
 }  // namespace cellcube

@@ -1,4 +1,5 @@
-// Saving StoreData as an .h5ad (docs/FORMAT.md), atomically: temp file, fsync, rename.
+// Writing a store as an .h5ad (docs/FORMAT.md): metadata, then the entries streamed
+// from their parts into arrays created at their final size; atomically (temp_output.h).
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store.h"
 #include "store/store_layout.h"
+#include "store/store_stream.h"
 #include "util/isolate.h"
 
 namespace cellcube {
@@ -69,47 +71,87 @@ Status WriteVar(Writer& w, const StoreData& s) {
                           {Strings(store_layout::kSymbolColumn, s.gene_symbols)});
 }
 
-// Index arrays in the narrowest type that holds them, the same for indices and indptr.
-template <typename Index>
-Status WriteIndexArrays(Writer& w, const StoreData& s, ElemType type) {
-  std::vector<Index> indices(s.group.begin(), s.group.end());
-  std::vector<Index> indptr(s.indptr.begin(), s.indptr.end());
-  const std::string base = std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz;
-  CC_RETURN_IF_ERROR(w.WriteArray(base + "/indices", type, indices.data(),
-                                  {static_cast<int64_t>(indices.size())}));
-  return w.WriteArray(base + "/indptr", type, indptr.data(), {static_cast<int64_t>(indptr.size())});
+const std::string LayerPath(const char* layer) {
+  return std::string(store_layout::kLayersGroup) + "/" + layer;
 }
 
-Status WriteLayers(Writer& w, const StoreData& s) {
-  const std::string layers = store_layout::kLayersGroup;
-  CC_RETURN_IF_ERROR(w.CreateGroup(layers, "dict", "0.1.0"));
-  const int64_t n = s.n_entries();
+// The layers' arrays, created at their final size and filled slice by slice as the
+// entries stream in. Index arrays use the narrowest type that holds them, the same for
+// indices and indptr (scipy fails on mixed types).
+class LayerWriter {
+ public:
+  LayerWriter(Writer& w, int64_t n_groups, int64_t n_genes, int64_t n_entries)
+      : w_(w),
+        n_groups_(n_groups),
+        n_genes_(n_genes),
+        n_entries_(n_entries),
+        wide_(n_entries > INT32_MAX || n_groups > INT32_MAX),
+        index_type_(wide_ ? ElemType::kInt64 : ElemType::kInt32) {}
+
+  Status Create() {
+    CC_RETURN_IF_ERROR(w_.CreateGroup(store_layout::kLayersGroup, "dict", "0.1.0"));
+    const std::string first = LayerPath(kLayers[0].name);
+    for (const Layer& layer : kLayers) {
+      const std::string path = LayerPath(layer.name);
+      CC_RETURN_IF_ERROR(w_.CreateGroup(path));
+      CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/data", layer.type, n_entries_));
+      if (&layer == &kLayers[0]) {  // the first layer owns the shared pattern
+        CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/indices", index_type_, n_entries_));
+        CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/indptr", index_type_, n_genes_ + 1));
+      } else {
+        // One sparsity pattern: the other layers name the same objects (hard links).
+        CC_RETURN_IF_ERROR(w_.HardLink(first + "/indices", path + "/indices"));
+        CC_RETURN_IF_ERROR(w_.HardLink(first + "/indptr", path + "/indptr"));
+      }
+      CC_RETURN_IF_ERROR(w_.MarkSparse(path, /*csr=*/false, n_groups_, n_genes_));
+    }
+    return Status::Ok();
+  }
+
+  // Writes the buffered entries at the current position and empties the buffer.
+  Status Flush(EntryBuffer* buf) {
+    const auto n = static_cast<int64_t>(buf->size());
+    if (n > n_entries_ - written_)
+      return Status::Internal("the parts hold more entries than counted");
+    const std::string nnz = LayerPath(store_layout::kLayerNnz);
+    CC_RETURN_IF_ERROR(WriteIndices(nnz + "/indices", written_, buf->group));
+    CC_RETURN_IF_ERROR(w_.WriteSlice(nnz + "/data", written_, buf->nnz.data(), n));
+    CC_RETURN_IF_ERROR(w_.WriteSlice(LayerPath(store_layout::kLayerSum) + "/data", written_,
+                                     buf->sum.data(), n));
+    CC_RETURN_IF_ERROR(w_.WriteSlice(LayerPath(store_layout::kLayerSumsq) + "/data", written_,
+                                     buf->sumsq.data(), n));
+    written_ += n;
+    buf->Clear();
+    return Status::Ok();
+  }
+
+  Status WriteIndptr(const std::vector<int64_t>& indptr) {
+    return WriteIndices(LayerPath(store_layout::kLayerNnz) + "/indptr", 0, indptr);
+  }
+  int64_t written() const { return written_; }
+
+ private:
   struct Layer {
     const char* name;
     ElemType type;
-    const void* data;
   };
-  const Layer all[] = {{store_layout::kLayerNnz, ElemType::kUInt32, s.nnz.data()},
-                       {store_layout::kLayerSum, ElemType::kFloat64, s.sum.data()},
-                       {store_layout::kLayerSumsq, ElemType::kFloat64, s.sumsq.data()}};
-  const bool wide = n > INT32_MAX || s.n_groups() > INT32_MAX;
-  for (const Layer& layer : all) {
-    const std::string path = layers + "/" + layer.name;
-    CC_RETURN_IF_ERROR(w.CreateGroup(path));
-    CC_RETURN_IF_ERROR(w.WriteArray(path + "/data", layer.type, layer.data, {n}));
-    if (&layer == &all[0]) {  // the first layer owns the shared pattern
-      CC_RETURN_IF_ERROR(wide ? WriteIndexArrays<int64_t>(w, s, ElemType::kInt64)
-                              : WriteIndexArrays<int32_t>(w, s, ElemType::kInt32));
-    } else {
-      // One sparsity pattern: the other layers name the same objects (hard links).
-      const std::string shared = layers + "/" + all[0].name;
-      CC_RETURN_IF_ERROR(w.HardLink(shared + "/indices", path + "/indices"));
-      CC_RETURN_IF_ERROR(w.HardLink(shared + "/indptr", path + "/indptr"));
-    }
-    CC_RETURN_IF_ERROR(w.MarkSparse(path, /*csr=*/false, s.n_groups(), s.n_genes()));
+  static constexpr Layer kLayers[] = {{store_layout::kLayerNnz, ElemType::kUInt32},
+                                      {store_layout::kLayerSum, ElemType::kFloat64},
+                                      {store_layout::kLayerSumsq, ElemType::kFloat64}};
+
+  Status WriteIndices(const std::string& path, int64_t offset, const std::vector<int64_t>& v) {
+    if (wide_) return w_.WriteSlice(path, offset, v.data(), static_cast<int64_t>(v.size()));
+    narrow_.assign(v.begin(), v.end());
+    return w_.WriteSlice(path, offset, narrow_.data(), static_cast<int64_t>(narrow_.size()));
   }
-  return Status::Ok();
-}
+
+  Writer& w_;
+  const int64_t n_groups_, n_genes_, n_entries_;
+  const bool wide_;
+  const ElemType index_type_;
+  int64_t written_ = 0;
+  std::vector<int32_t> narrow_;
+};
 
 Status WriteUns(Writer& w, const StoreData& s) {
   const std::string root = store_layout::kUnsGroup;
@@ -153,53 +195,97 @@ Status WriteUns(Writer& w, const StoreData& s) {
                       {static_cast<int64_t>(measured.size())});
 }
 
-Status WriteAll(const StoreData& s, const std::string& path) {
-  CC_ASSIGN_OR_RETURN(auto w, Writer::Create(path));
-  CC_RETURN_IF_ERROR(WriteObs(*w, s));
-  CC_RETURN_IF_ERROR(WriteVar(*w, s));
-  CC_RETURN_IF_ERROR(WriteLayers(*w, s));
-  CC_RETURN_IF_ERROR(WriteUns(*w, s));
+Status WriteMetadata(Writer& w, const StoreData& s) {
+  CC_RETURN_IF_ERROR(WriteObs(w, s));
+  CC_RETURN_IF_ERROR(WriteVar(w, s));
+  CC_RETURN_IF_ERROR(WriteUns(w, s));
   for (const char* empty : {"obsm", "varm", "obsp", "varp"})
-    CC_RETURN_IF_ERROR(w->CreateGroup(empty, "dict", "0.1.0"));
-  return w->Close();
-}
-
-Status SyncPath(const std::string& path, bool directory) {
-  int fd = ::open(path.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-  if (fd < 0) return Status::IoError("cannot open '" + path + "' to sync: " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return Status::IoError("cannot sync '" + path + "': " + std::strerror(err));
+    CC_RETURN_IF_ERROR(w.CreateGroup(empty, "dict", "0.1.0"));
   return Status::Ok();
 }
 
-std::string TempPathBeside(const std::string& path) {
-  static std::atomic<int> counter{0};
-  return path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter++);
+constexpr size_t kFlushEntries = size_t{1} << 20;
+
+// Draws every gene's runs from the parts, in order, into the layers.
+Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
+                     LayerWriter& layers,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
+  std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
+  EntryBuffer buf;
+  for (int64_t gene = 0; gene < n_genes; ++gene) {
+    const size_t run_start = buf.size();
+    for (const StreamedPart& p : parts) {
+      const int64_t next = p.source->next_gene();
+      if (next < gene) return Status::Internal("a part's runs are not in gene order");
+      if (next == gene) CC_RETURN_IF_ERROR(p.source->TakeRun(p.group_offset, &buf));
+    }
+    for (size_t k = run_start; k < buf.size(); ++k) {
+      const int64_t g = buf.group[k];
+      if (g < 0 || g >= n_groups || (k > run_start && g <= buf.group[k - 1]))
+        return Status::Internal("streamed entries are not ascending groups within a gene");
+    }
+    indptr[static_cast<size_t>(gene) + 1] =
+        layers.written() + static_cast<int64_t>(buf.size());
+    if (buf.size() >= kFlushEntries) CC_RETURN_IF_ERROR(layers.Flush(&buf));
+    if (progress && (gene % 256 == 255 || gene + 1 == n_genes)) progress(gene + 1, n_genes);
+  }
+  CC_RETURN_IF_ERROR(layers.Flush(&buf));
+  for (const StreamedPart& p : parts)
+    if (p.source->next_gene() != kNoGene)
+      return Status::Internal("a part has entries for genes the store does not have");
+  return layers.WriteIndptr(indptr);
 }
+
+// The entries of an in-memory StoreData as one part.
+class InMemorySource : public RunSource {
+ public:
+  explicit InMemorySource(const StoreData& s) : s_(s) { Skip(); }
+  int64_t next_gene() const override { return gene_ < s_.n_genes() ? gene_ : kNoGene; }
+  Status TakeRun(int64_t group_offset, EntryBuffer* out) override {
+    for (int64_t k = s_.indptr[gene_]; k < s_.indptr[gene_ + 1]; ++k)
+      out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.sumsq[k]);
+    ++gene_;
+    Skip();
+    return Status::Ok();
+  }
+
+ private:
+  void Skip() {
+    while (gene_ < s_.n_genes() && s_.indptr[gene_] == s_.indptr[gene_ + 1]) ++gene_;
+  }
+  const StoreData& s_;
+  int64_t gene_ = 0;
+};
 
 }  // namespace
 
+Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
+                          const std::vector<StreamedPart>& parts, TempOutput& out,
+                          const std::function<void(int64_t, int64_t)>& progress) {
+  auto in_context = [&](const Status& s) { return s.WithContext("writing store '" + out.target() + "'"); };
+  CC_RETURN_IF_ERROR(meta.ValidateMetadata());
+  NoteActivity("writing store '" + out.target() + "'");
+  auto w = Writer::Create(out.temp_path());
+  if (!w.ok()) return in_context(w.status());
+  LayerWriter layers(**w, meta.n_groups(), meta.n_genes(), n_entries);
+  Status s = WriteMetadata(**w, meta);
+  if (s.ok()) s = layers.Create();
+  if (s.ok()) s = StreamEntries(meta, parts, layers, progress);
+  if (s.ok() && layers.written() != n_entries)
+    s = Status::Internal("the parts hold fewer entries than counted");
+  Status closed = (*w)->Close();
+  if (s.ok()) s = closed;
+  if (s.ok()) s = out.Commit();
+  if (!s.ok()) return in_context(s);
+  return Status::Ok();
+}
+
 Status WriteStore(const StoreData& store, const std::string& path) {
   CC_RETURN_IF_ERROR(store.Validate());
-  std::filesystem::path target(path);
-  std::error_code ec;
-  if (std::filesystem::is_directory(target, ec))
-    return Status::InvalidArgument("'" + path + "' is a directory; give a file path for the store");
-  std::string dir = target.parent_path().empty() ? "." : target.parent_path().string();
-  if (!std::filesystem::is_directory(dir, ec))
-    return Status::NotFound("cannot write '" + path + "': directory '" + dir + "' does not exist");
-  const std::string tmp = TempPathBeside(path);
-  NoteTemporaryFile(tmp);  // removed by the parent if this process dies mid-write
-  Status s = WriteAll(store, tmp);
-  if (s.ok()) s = SyncPath(tmp, false);
-  if (s.ok() && std::rename(tmp.c_str(), path.c_str()) != 0)
-    s = Status::IoError("cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));
-  if (!s.ok()) std::remove(tmp.c_str());
-  NoteTemporaryFile("");
-  if (!s.ok()) return s.WithContext("writing store '" + path + "'");
-  return SyncPath(dir, true);
+  CC_ASSIGN_OR_RETURN(auto out, TempOutput::Begin(path));
+  InMemorySource source(store);
+  return WriteStreamedStore(store, store.n_entries(), {{&source, 0}}, *out, {});
 }
 
 }  // namespace cellcube

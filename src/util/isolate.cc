@@ -18,6 +18,7 @@
 #include <iostream>
 #include <mutex>
 #include <new>
+#include <system_error>
 
 #include "util/text.h"
 
@@ -33,26 +34,39 @@ namespace cellcube {
 namespace {
 
 // What the child writes down for the parent to read after it died: the file it is
-// reading (for the message) and the temporary file it is writing (to remove).
-// MAP_SHARED, so it survives whatever the child's heap turned into.
+// reading and what it is doing (for the message), the temporary file it is writing (to
+// remove), and whether it left for lack of memory or through std::terminate. MAP_SHARED,
+// so it survives whatever the child's heap turned into. Written without allocating.
 struct NotedPath {
   uint32_t length;
   char path[4092];
 
-  void Set(const std::string& p) {
-    const size_t n = std::min(p.size(), sizeof path);
-    std::memcpy(path, p.data(), n);
+  void Set(const char* p, size_t n) {
+    n = std::min(n, sizeof path);
+    std::memcpy(path, p, n);
     length = static_cast<uint32_t>(n);
   }
+  void Set(const std::string& p) { Set(p.data(), p.size()); }
   std::string Get() const { return std::string(path, std::min<uint32_t>(length, sizeof path)); }
 };
 
 struct SharedNote {
   NotedPath reading;
   NotedPath temporary;
+  NotedPath activity;
+  NotedPath terminate_reason;         // the exception that reached std::terminate
+  std::atomic<uint32_t> out_of_memory{0};  // set by the child's new_handler
+  std::atomic<uint32_t> terminated{0};     // set by the child's terminate handler
+  uint64_t start_resident = 0;             // the child's resident bytes when it started
 };
 
-SharedNote* g_note = nullptr;  // non-null only in a RunIsolated child
+// How the child leaves when it cannot report a Status (the shared page says why; the
+// exit codes only make a stray exit recognisable in a process listing).
+constexpr int kOutOfMemoryExit = 125;
+constexpr int kTerminateExit = 124;
+
+SharedNote* g_note = nullptr;   // non-null only in a RunIsolated child
+uint64_t g_limit_in_force = 0;  // the child's IsolationOptions::memory_limit
 std::mutex g_note_mutex;
 
 constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -130,21 +144,71 @@ bool Decode(const std::string& wire, Status* out) {
   return true;
 }
 
+// The child's std::new_handler: an allocation failed (the memory limit, or the machine's
+// memory), in whatever thread. Unwinding a bad_alloc from a worker thread would reach
+// std::terminate (SIGABRT, a "crash"); instead the shared page says "out of memory" and
+// the child leaves at once. Allocates nothing.
+[[noreturn]] void OnOutOfMemory() {
+  if (g_note) g_note->out_of_memory.store(1);
+  ::_exit(kOutOfMemoryExit);
+}
+
+bool IsOutOfMemoryError(const std::error_code& code) {
+  // std::thread reports a thread stack refused under RLIMIT_DATA as EAGAIN.
+  return code == std::errc::not_enough_memory ||
+         code == std::errc::resource_unavailable_try_again;
+}
+
+// The child's std::terminate handler: an exception escaped a thread (or a noexcept
+// function). That is a bug in cellcube, or memory, never a damaged input: say so instead
+// of dying of SIGABRT.
+[[noreturn]] void OnTerminate() {
+  if (g_note) {
+    g_note->terminate_reason.Set("", 0);  // none: std::terminate without an exception
+    if (std::exception_ptr e = std::current_exception()) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::bad_alloc&) {
+        OnOutOfMemory();
+      } catch (const std::system_error& error) {
+        if (IsOutOfMemoryError(error.code())) OnOutOfMemory();
+        g_note->terminate_reason.Set(error.what(), std::strlen(error.what()));
+      } catch (const std::exception& error) {
+        g_note->terminate_reason.Set(error.what(), std::strlen(error.what()));
+      } catch (...) {
+        static const char kOther[] = "of unknown type";
+        g_note->terminate_reason.Set(kOther, sizeof kOther - 1);
+      }
+    }
+    g_note->terminated.store(1);
+  }
+  ::_exit(kTerminateExit);
+}
+
 [[noreturn]] void RunChild(int status_fd, SharedNote* note, pid_t parent,
                            const std::function<Status()>& work, const IsolationOptions& options) {
   g_note = note;
+  g_limit_in_force = options.memory_limit;
   // Die with the caller: a killed command must not leave its worker finishing a store.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != parent) ::_exit(127);
   ResetSignalsInChild();
+  note->start_resident = StatusBytes("/proc/self/status", "VmRSS:");
   LimitMemory(options.memory_limit);
+  std::set_new_handler(OnOutOfMemory);
+  std::set_terminate(OnTerminate);
   Status s;
   try {
     s = work();
-  } catch (const std::bad_alloc&) {
+  } catch (const std::bad_alloc&) {  // thrown by hand, not by a failed operator new
     s = Status::OutOfMemory("out of memory");
+  } catch (const std::system_error& e) {
+    s = IsOutOfMemoryError(e.code()) ? Status::OutOfMemory(e.what())
+                                     : Status::Internal(std::string("internal error: ") + e.what());
   } catch (const std::exception& e) {
     s = Status::Internal(std::string("internal error: ") + e.what());
+  } catch (...) {
+    s = Status::Internal("internal error: an exception of unknown type");
   }
   std::cout.flush();
   std::cerr.flush();
@@ -183,10 +247,14 @@ std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit) 
   }
 }
 
-int WaitFor(pid_t pid) {
+// Waits for the child; *peak_resident = its peak resident memory (ru_maxrss: what the
+// kernel counts, mapped files included).
+int WaitFor(pid_t pid, uint64_t* peak_resident) {
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  struct rusage usage {};
+  while (::wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
+  *peak_resident = static_cast<uint64_t>(usage.ru_maxrss) << 10;  // kB on Linux
   return status;
 }
 
@@ -202,16 +270,72 @@ std::string ReadingWhat(const SharedNote* note) {
   return path.empty() ? std::string() : " while reading '" + path + "'";
 }
 
-// What to say when the child died without reporting a Status.
-Status Death(int status, const SharedNote* note) {
+// What the child was doing, for an out-of-memory message: its activity, else the file
+// it was reading.
+std::string DoingWhat(const SharedNote* note) {
+  const std::string activity = note->activity.Get();
+  return activity.empty() ? ReadingWhat(note) : " while " + activity;
+}
+
+// A size to suggest for more memory: twice `limit`, rounded up ("4G", "80M").
+std::string LargerLimit(uint64_t limit) {
+  constexpr uint64_t kMiB = uint64_t{1} << 20, kGiB = uint64_t{1} << 30;
+  const uint64_t wanted = 2 * limit;
+  if (wanted >= kGiB) return std::to_string((wanted + kGiB - 1) / kGiB) + "G";
+  return std::to_string((wanted + kMiB - 1) / kMiB) + "M";
+}
+
+// "--memory-limit SIZE (or CELLCUBE_MEMORY_LIMIT)", or the variable alone.
+std::string Setting(const IsolationOptions& options) {
+  return options.memory_limit_option.empty()
+             ? std::string("CELLCUBE_MEMORY_LIMIT=SIZE")
+             : options.memory_limit_option + " SIZE (or CELLCUBE_MEMORY_LIMIT)";
+}
+
+// The one line for a child that ran out of memory. `detail` is the work's own message,
+// if it reported one beyond "out of memory".
+Status OutOfMemory(const std::string& detail, const SharedNote* note, uint64_t used,
+                   const IsolationOptions& options) {
+  std::string line = "out of memory" + DoingWhat(note);
+  if (!detail.empty()) line += ": " + detail;
+  const uint64_t limit = options.memory_limit;
+  if (limit == 0)
+    return Status::OutOfMemory(line + " (used " + FormatBinaryBytes(used) +
+                               "; no memory limit was set: the machine has no more)");
+  const std::string example = options.memory_limit_option.empty()
+                                  ? "CELLCUBE_MEMORY_LIMIT=" + LargerLimit(limit)
+                                  : options.memory_limit_option + " " + LargerLimit(limit);
+  return Status::OutOfMemory(line + " (used " + FormatBinaryBytes(used) + " of the " +
+                             FormatBinaryBytes(limit) + " limit); " + Setting(options) +
+                             " gives it more, e.g. " + example);
+}
+
+// What to say when an exception reached std::terminate in the child: a bug in cellcube.
+std::string TerminateMessage(const SharedNote* note) {
+  const std::string what = note->terminate_reason.Get();
+  return (what.empty() ? std::string("internal error: std::terminate was called")
+                       : "internal error: uncaught exception (" + what + ")") +
+         DoingWhat(note) + "; please report this";
+}
+
+// What to say when the child died without reporting a Status, by a signal or an exit
+// of its own (out of memory and std::terminate are handled before).
+Status Death(int status, const SharedNote* note, uint64_t used, const IsolationOptions& options) {
   const std::string reading = ReadingWhat(note);
   if (WIFEXITED(status))
     return Status::Internal("stopped unexpectedly (exit code " +
                             std::to_string(WEXITSTATUS(status)) + ")" + reading);
   const int sig = WTERMSIG(status);
-  if (sig == SIGKILL)
-    return Status::OutOfMemory("was killed (SIGKILL)" + reading +
-                               ", most likely by the kernel for lack of memory");
+  if (sig == SIGKILL) {
+    const std::string limit = options.memory_limit
+                                  ? "; limit " + FormatBinaryBytes(options.memory_limit)
+                                  : std::string("; no limit set");
+    return Status::OutOfMemory("was killed (SIGKILL)" + DoingWhat(note) +
+                               ", most likely by the kernel because the machine ran out of "
+                               "memory (used " +
+                               FormatBinaryBytes(used) + limit + "); " + Setting(options) +
+                               " sets the limit");
+  }
   if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT || sig == SIGPIPE)
     return Status::IoError("was stopped by " + SignalName(sig) + reading);
   if (reading.empty())
@@ -225,10 +349,18 @@ Status Death(int status, const SharedNote* note) {
 
 bool InIsolatedChild() { return g_note != nullptr; }
 
+uint64_t MemoryLimitInForce() { return g_note ? g_limit_in_force : 0; }
+
 void NoteReading(const std::string& path) {
   if (!g_note) return;
   std::lock_guard<std::mutex> lock(g_note_mutex);
   g_note->reading.Set(path);
+}
+
+void NoteActivity(const std::string& what) {
+  if (!g_note) return;
+  std::lock_guard<std::mutex> lock(g_note_mutex);
+  g_note->activity.Set(what);
 }
 
 void NoteTemporaryFile(const std::string& path) {
@@ -248,7 +380,7 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
     ::close(fds[1]);
     return Status::IoError(std::string("cannot map a page: ") + std::strerror(errno));
   }
-  auto* note = static_cast<SharedNote*>(page);
+  auto* note = new (page) SharedNote();
   // Output buffered now would otherwise be written twice, by the child and by us.
   std::cout.flush();
   std::fflush(nullptr);
@@ -284,71 +416,81 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
   bool over_limit = false;
   const std::string wire = ReadReport(fds[0], pid, rss_limit, &over_limit);
   ::close(fds[0]);
-  const int status = WaitFor(pid);
+  uint64_t peak = 0;
+  const int status = WaitFor(pid, &peak);
   if (options.forward_signals) {
     g_child_pid = 0;
     for (size_t i = 0; i < std::size(kForwarded); ++i)
       ::sigaction(kForwarded[i], &saved[i], nullptr);
   }
+  // "used": the child's peak resident memory beyond what it shared with us at the fork.
+  const uint64_t used = peak > note->start_resident ? peak - note->start_resident : peak;
+  const bool out_of_memory = over_limit || note->out_of_memory.load() != 0;
   Status result;
-  const bool reported = !over_limit && Decode(wire, &result);
+  const bool reported = !out_of_memory && Decode(wire, &result);
   if (!reported) {
     // The child cannot clean up after itself any more: a partial file must not stay.
     if (const std::string temporary = note->temporary.Get(); !temporary.empty())
       ::unlink(temporary.c_str());
     const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     // Asked to stop (or our output went away): stop the same way, silently.
-    if (!over_limit && options.forward_signals && sig != 0 &&
+    if (!out_of_memory && options.forward_signals && sig != 0 &&
         (sig == g_received || sig == SIGPIPE)) {
       ::munmap(page, sizeof(SharedNote));
       ::signal(sig, SIG_DFL);
       ::raise(sig);
     }
-    result = over_limit ? Status::OutOfMemory("out of memory") : Death(status, note);
-  }
-  if (result.code() == StatusCode::kOutOfMemory && (over_limit || reported)) {
-    const std::string limit =
-        options.memory_limit ? " (memory limit " + FormatBinaryBytes(options.memory_limit) + ")"
-                             : std::string();
-    result = Status::OutOfMemory(result.message() + ReadingWhat(note) + limit);
+    if (out_of_memory)
+      result = OutOfMemory("", note, used, options);
+    else if (note->terminated.load() != 0)
+      result = Status::Internal(TerminateMessage(note));
+    else
+      result = Death(status, note, used, options);
+  } else if (result.code() == StatusCode::kOutOfMemory) {
+    std::string detail = result.message();
+    if (detail.rfind("out of memory", 0) == 0) detail = detail.substr(13);
+    while (!detail.empty() && (detail[0] == ':' || detail[0] == ' ')) detail.erase(0, 1);
+    result = OutOfMemory(detail, note, used, options);
   }
   ::munmap(page, sizeof(SharedNote));
   return result;
 }
 
-Result<uint64_t> MemoryLimitFor(uint64_t input_bytes) {
-  if (const char* env = std::getenv("CELLCUBE_MEMORY_LIMIT"); env && *env) {
-    const std::string text = ToLower(env);
-    if (text == "off" || text == "none" || text == "0") return uint64_t{0};
-    char* end = nullptr;
-    errno = 0;
-    const double number = std::strtod(text.c_str(), &end);
-    const std::string suffix = end ? std::string(end) : std::string();
-    double scale = 0;
-    if (suffix.empty() || suffix == "b")
-      scale = 1;
-    else if (suffix == "k" || suffix == "kb" || suffix == "kib")
-      scale = 1024.0;
-    else if (suffix == "m" || suffix == "mb" || suffix == "mib")
-      scale = 1024.0 * 1024;
-    else if (suffix == "g" || suffix == "gb" || suffix == "gib")
-      scale = 1024.0 * 1024 * 1024;
-    else if (suffix == "t" || suffix == "tb" || suffix == "tib")
-      scale = 1024.0 * 1024 * 1024 * 1024;
-    const double bytes = number * scale;
-    if (end == text.c_str() || errno != 0 || scale == 0 || !(bytes >= 1 << 20) || bytes > 1e18)
-      return Status::Usage("CELLCUBE_MEMORY_LIMIT='" + std::string(env) +
-                           "' is not a size of at least 1M (examples: 8G, 512M, off)");
-    return static_cast<uint64_t>(bytes);
+Result<uint64_t> ParseMemoryLimit(const std::string& given, const std::string& source) {
+  const std::string text = ToLower(given);
+  if (text == "off" || text == "none" || text == "0") return uint64_t{0};
+  char* end = nullptr;
+  errno = 0;
+  const double number = std::strtod(text.c_str(), &end);
+  const std::string suffix = end ? std::string(end) : std::string();
+  double scale = 0;
+  if (suffix.empty() || suffix == "b")
+    scale = 1;
+  else if (suffix == "k" || suffix == "kb" || suffix == "kib")
+    scale = 1024.0;
+  else if (suffix == "m" || suffix == "mb" || suffix == "mib")
+    scale = 1024.0 * 1024;
+  else if (suffix == "g" || suffix == "gb" || suffix == "gib")
+    scale = 1024.0 * 1024 * 1024;
+  else if (suffix == "t" || suffix == "tb" || suffix == "tib")
+    scale = 1024.0 * 1024 * 1024 * 1024;
+  const double bytes = number * scale;
+  if (end == text.c_str() || errno != 0 || scale == 0 || !(bytes >= 1 << 20) || bytes > 1e18) {
+    const bool option = !source.empty() && source[0] == '-';
+    const std::string eg = option ? source + " " : source + "=";
+    return Status::Usage((option ? "option '" + source + "' needs" : source + " must be") +
+                         " a memory size of at least 1M, not '" + given + "' (e.g. " + eg +
+                         "8G; also 512M, 1.5G, or off for no limit)");
   }
-  constexpr uint64_t kBase = uint64_t{4} << 30;
-  const uint64_t wanted =
-      kBase + (input_bytes > (uint64_t{1} << 60) ? (uint64_t{1} << 61) : 2 * input_bytes);
-  const long pages = ::sysconf(_SC_PHYS_PAGES);
-  const long page_size = ::sysconf(_SC_PAGESIZE);
-  if (pages <= 0 || page_size <= 0) return wanted;
-  const uint64_t physical = static_cast<uint64_t>(pages) * static_cast<uint64_t>(page_size);
-  return std::min(wanted, physical / 10 * 9);
+  return static_cast<uint64_t>(bytes);
 }
+
+Result<uint64_t> DefaultMemoryLimit() {
+  if (const char* env = std::getenv("CELLCUBE_MEMORY_LIMIT"); env && *env)
+    return ParseMemoryLimit(env, "CELLCUBE_MEMORY_LIMIT");
+  return uint64_t{2} << 30;  // SPEC §10: 2 GB by default
+}
+
+Result<uint64_t> MemoryLimitFor(uint64_t /*input_bytes*/) { return DefaultMemoryLimit(); }
 
 }  // namespace cellcube

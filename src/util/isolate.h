@@ -1,6 +1,7 @@
 // Runs work that reads untrusted files in a forked child process, so that a crash or a
 // runaway allocation inside a library cellcube cannot fix (libhdf5 on damaged metadata,
-// docs/RELIABILITY.md) becomes one clear error instead of killing the caller.
+// docs/RELIABILITY.md) becomes one clear error instead of killing the caller, and so
+// that the work runs under a memory limit (SPEC §10).
 #pragma once
 
 #include <cstdint>
@@ -20,12 +21,22 @@ struct IsolationOptions {
   // the same signal when the child does (for a command-line front end). Otherwise the
   // caller's signal handling is left alone.
   bool forward_signals = false;
+  // The command-line option that sets memory_limit ("--memory-limit"), which an
+  // out-of-memory message names beside CELLCUBE_MEMORY_LIMIT; empty: the variable only.
+  std::string memory_limit_option;
 };
 
 // Runs `work` in a child process and returns its Status (work's stdout/stderr output is
-// the child's, written to the same descriptors). When the child dies instead, returns
-// kCorrupt naming the file it last noted with NoteReading and the signal, or
-// kOutOfMemory when it ran out of memory under the limit.
+// the child's, written to the same descriptors). When the child does not answer:
+//  - kOutOfMemory when it ran out of memory, from any thread (an allocation refused
+//    under the limit or by the machine, the sanitizer builds' watch, the kernel's OOM
+//    killer): "out of memory while <activity> (used 1.9 GiB of the 2.0 GiB limit);
+//    <the setting> gives it more, e.g. ...". The child has a std::new_handler that
+//    records the failure and leaves, so a bad_alloc never unwinds (nor aborts) a thread;
+//  - kInternal when an exception reached std::terminate or the child exited on its own;
+//  - kCorrupt naming the file it last noted with NoteReading and the signal when it
+//    crashed (a real signal: libhdf5 on damaged metadata).
+// A temporary file noted with NoteTemporaryFile is removed when the child did not answer.
 //
 // Thread safety: fork copies only the calling thread. Locks other threads might hold
 // must be made fork-safe with pthread_atfork by their owner (the h5ad reader does this
@@ -37,6 +48,12 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
 // the child dies; elsewhere does nothing. Thread-safe.
 void NoteReading(const std::string& path);
 
+// In a RunIsolated child, records what the work is doing now, for an out-of-memory
+// message ("out of memory while <what>"): e.g. "aggregating dataset 'x'", "writing the
+// store"; empty: nothing in particular (the message then names the file being read).
+// Elsewhere does nothing. Thread-safe; the last call wins.
+void NoteActivity(const std::string& what);
+
 // In a RunIsolated child, records the temporary file being written (empty: none now),
 // which the parent removes if the child dies before reporting; elsewhere does nothing.
 // Thread-safe.
@@ -45,9 +62,22 @@ void NoteTemporaryFile(const std::string& path);
 // True in a RunIsolated child.
 bool InIsolatedChild();
 
-// The memory limit for work reading `input_bytes` of files: CELLCUBE_MEMORY_LIMIT when
-// set ("8G", "512M", "1.5G", bytes, or "off"), else 4 GiB + 2 x input_bytes, capped at
-// 90% of physical memory. Usage error for a malformed variable.
+// In a RunIsolated child, the memory limit it runs under (IsolationOptions::memory_limit),
+// for work that sizes its buffers by it; 0 = no limit, or not in a child.
+uint64_t MemoryLimitInForce();
+
+// Parses a memory limit: "8G", "512M", "1.5G", "64K" (binary units, optional "B"/"iB"),
+// a number of bytes, or "off" (returns 0: no limit). At least 1 MiB. `source` names
+// where the text came from ("--memory-limit", "CELLCUBE_MEMORY_LIMIT") in the usage error
+// for anything else.
+Result<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& source);
+
+// The memory limit when the command line gives none: CELLCUBE_MEMORY_LIMIT if set, else
+// 2 GiB (SPEC §10). Usage error for a malformed variable.
+Result<uint64_t> DefaultMemoryLimit();
+
+// For isolated store opens (StoreOpenOptions::memory_limit == 0): DefaultMemoryLimit();
+// the size of the inputs no longer changes the limit.
 Result<uint64_t> MemoryLimitFor(uint64_t input_bytes);
 
 }  // namespace cellcube

@@ -55,36 +55,71 @@ SparseBlock Rows(std::vector<int64_t> offsets, std::vector<int32_t> minor, std::
 TEST(Accumulator, RowAndColumnBlocksGiveTheSameStatistics) {
   // 3 cells x 2 genes: [[1, 0], [2, 3], [0, 4]]; cells 0 and 2 in group 0, cell 1 in 1.
   std::vector<int32_t> group_of_cell = {0, 1, 0};
-  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr};
+  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr, nullptr};
   Accumulator by_rows(2, 0, 2);
-  ASSERT_FALSE(by_rows.Add(Rows({0, 1, 3, 4}, {0, 0, 1, 1}, {1, 2, 3, 4}), true, ctx));
+  ASSERT_FALSE(by_rows.AddRows(Rows({0, 1, 3, 4}, {0, 0, 1, 1}, {1, 2, 3, 4}), ctx, 0, 1));
   Accumulator by_cols(2, 0, 2);
-  ASSERT_FALSE(by_cols.Add(Rows({0, 2, 4}, {0, 1, 1, 2}, {1, 2, 3, 4}), false, ctx));
+  ASSERT_FALSE(by_cols.AddColumns(Rows({0, 2, 4}, {0, 1, 1, 2}, {1, 2, 3, 4}), ctx));
   for (int32_t g = 0; g < 2; ++g)
     for (int32_t j = 0; j < 2; ++j) {
-      size_t s = by_rows.Slot(g, j);
-      EXPECT_EQ(by_rows.nnz()[s], by_cols.nnz()[s]);
-      EXPECT_DOUBLE_EQ(by_rows.sum()[s], by_cols.sum()[s]);
-      EXPECT_DOUBLE_EQ(by_rows.sumsq()[s], by_cols.sumsq()[s]);
+      EXPECT_EQ(by_rows.At(g, j).nnz, by_cols.At(g, j).nnz);
+      EXPECT_DOUBLE_EQ(by_rows.At(g, j).sum, by_cols.At(g, j).sum);
+      EXPECT_DOUBLE_EQ(by_rows.At(g, j).sumsq, by_cols.At(g, j).sumsq);
     }
-  EXPECT_DOUBLE_EQ(by_rows.sum()[by_rows.Slot(0, 1)], std::log1p(4.0));
-  EXPECT_EQ(by_rows.nnz()[by_rows.Slot(1, 0)], 1u);
+  EXPECT_DOUBLE_EQ(by_rows.At(0, 1).sum, std::log1p(4.0));
+  EXPECT_EQ(by_rows.At(1, 0).nnz, 1u);
+}
+
+TEST(Accumulator, WorkersSplitGenesAndAddUpToOneWorker) {
+  // 2 cells x 200 genes (genes beyond one owner span), every gene valued.
+  std::vector<int32_t> group_of_cell = {0, 0};
+  std::vector<int64_t> offsets = {0, 200, 400};
+  std::vector<int32_t> minor;
+  std::vector<double> values;
+  for (int c = 0; c < 2; ++c)
+    for (int g = 0; g < 200; ++g) {
+      minor.push_back(g);
+      values.push_back(0.1 * (g + 1) + c);
+    }
+  SparseBlock block = Rows(offsets, minor, values);
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
+  Accumulator one(1, 0, 200), split(1, 0, 200);
+  ASSERT_FALSE(one.AddRows(block, ctx, 0, 1));
+  for (int w = 0; w < 3; ++w) ASSERT_FALSE(split.AddRows(block, ctx, w, 3));
+  for (int32_t g = 0; g < 200; ++g) {
+    EXPECT_EQ(one.At(0, g).sum, split.At(0, g).sum);  // the same bits
+    EXPECT_EQ(one.At(0, g).nnz, 2u);
+  }
+}
+
+TEST(Accumulator, GeneRankReordersGenes) {
+  std::vector<int32_t> group_of_cell = {0};
+  std::vector<int32_t> rank = {2, 0, 1};  // matrix gene 0 is the accumulator's gene 2
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, &rank};
+  Accumulator acc(1, 0, 3);
+  ASSERT_FALSE(acc.AddRows(Rows({0, 3}, {0, 1, 2}, {5, 6, 7}), ctx, 0, 1));
+  EXPECT_EQ(acc.At(0, 2).sum, 5);
+  EXPECT_EQ(acc.At(0, 0).sum, 6);
+  EXPECT_EQ(acc.At(0, 1).sum, 7);
+  std::vector<std::pair<int32_t, double>> seen;
+  acc.ForEachStored([&](int32_t gene, int32_t, const SlotStats& s) { seen.push_back({gene, s.sum}); });
+  EXPECT_EQ(seen, (std::vector<std::pair<int32_t, double>>{{0, 6}, {1, 7}, {2, 5}}));
 }
 
 TEST(Accumulator, Cp10kUsesTheWholeRowTotal) {
   std::vector<int32_t> group_of_cell = {0};
-  CellContext ctx{&group_of_cell, Transform::kCp10kLog1p, nullptr};
+  CellContext ctx{&group_of_cell, Transform::kCp10kLog1p, nullptr, nullptr};
   // Only gene 1 is in range, but gene 0 still counts toward the cell's total.
   Accumulator acc(1, 1, 2);
-  ASSERT_FALSE(acc.Add(Rows({0, 2}, {0, 1}, {3, 1}), true, ctx));
-  EXPECT_DOUBLE_EQ(acc.sum()[acc.Slot(0, 1)], std::log1p(1 * 1e4 / 4));
+  ASSERT_FALSE(acc.AddRows(Rows({0, 2}, {0, 1}, {3, 1}), ctx, 0, 1));
+  EXPECT_DOUBLE_EQ(acc.At(0, 1).sum, std::log1p(1 * 1e4 / 4));
 }
 
 TEST(Accumulator, ReportsTheFirstNonFiniteValue) {
   std::vector<int32_t> group_of_cell = {0, 0};
-  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr};
+  CellContext ctx{&group_of_cell, Transform::kLog1p, nullptr, nullptr};
   Accumulator acc(1, 0, 3);
-  auto bad = acc.Add(Rows({0, 1, 2}, {2, 1}, {1, -2}), true, ctx);
+  auto bad = acc.AddRows(Rows({0, 1, 2}, {2, 1}, {1, -2}), ctx, 0, 1);
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->cell, 1);
   EXPECT_EQ(bad->gene, 1);
@@ -93,12 +128,12 @@ TEST(Accumulator, ReportsTheFirstNonFiniteValue) {
 
 TEST(Accumulator, CountsOnlyPositiveValuesAsExpressing) {
   std::vector<int32_t> group_of_cell = {0, 0};
-  CellContext ctx{&group_of_cell, Transform::kNone, nullptr};
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
   Accumulator acc(1, 0, 1);
-  ASSERT_FALSE(acc.Add(Rows({0, 1, 2}, {0, 0}, {-1.5, 2}), true, ctx));
-  EXPECT_EQ(acc.nnz()[0], 1u);
-  EXPECT_DOUBLE_EQ(acc.sum()[0], 0.5);
-  EXPECT_DOUBLE_EQ(acc.sumsq()[0], 6.25);
+  ASSERT_FALSE(acc.AddRows(Rows({0, 1, 2}, {0, 0}, {-1.5, 2}), ctx, 0, 1));
+  EXPECT_EQ(acc.At(0, 0).nnz, 1u);
+  EXPECT_DOUBLE_EQ(acc.At(0, 0).sum, 0.5);
+  EXPECT_DOUBLE_EQ(acc.At(0, 0).sumsq, 6.25);
 }
 
 }  // namespace

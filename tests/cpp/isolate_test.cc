@@ -6,13 +6,28 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <new>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "util/text.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define ISOLATE_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ISOLATE_TEST_ASAN 1
+#endif
+#endif
+
 namespace cellcube {
 namespace {
+
+bool Has(const Status& s, const std::string& text) {
+  return s.message().find(text) != std::string::npos;
+}
 
 TEST(RunIsolated, ReturnsTheChildsStatus) {
   EXPECT_TRUE(RunIsolated([] { return Status::Ok(); }, {}).ok());
@@ -80,7 +95,10 @@ TEST(RunIsolated, ExceptionsBecomeStatuses) {
       },
       {});
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory);
-  EXPECT_NE(s.message().find("while reading 'big.h5ad'"), std::string::npos) << s.message();
+  EXPECT_TRUE(Has(s, "out of memory while reading 'big.h5ad'")) << s.message();
+  s = RunIsolated([]() -> Status { throw std::runtime_error("boom"); }, {});
+  EXPECT_EQ(s.code(), StatusCode::kInternal);
+  EXPECT_TRUE(Has(s, "internal error: boom")) << s.message();
 }
 
 // RLIMIT_DATA in a release build; in a sanitizer build (whose shadow memory cannot live
@@ -103,11 +121,127 @@ TEST(RunIsolated, KeepsTheChildUnderTheMemoryLimit) {
   options.memory_limit = uint64_t{256} << 20;
   Status s = RunIsolated(touch(2048), options);
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
-  EXPECT_NE(s.message().find("256.0 MiB"), std::string::npos) << s.message();
+  EXPECT_TRUE(Has(s, "of the 256.0 MiB limit")) << s.message();
   // Within the limit, the same work succeeds.
   options.memory_limit = uint64_t{1} << 30;
   s = RunIsolated(touch(128), options);
   EXPECT_TRUE(s.ok()) << s.message();
+}
+
+// Allocates (and touches) 1 MiB blocks with operator new until `mib` are held.
+void AllocateWithNew(uint64_t mib) {
+  std::vector<std::unique_ptr<char[]>> blocks;
+  for (uint64_t i = 0; i < mib; ++i) {
+    blocks.emplace_back(new char[1 << 20]);
+    std::memset(blocks.back().get(), 1, 1 << 20);
+  }
+}
+
+// Before the new_handler, a bad_alloc in a worker thread escaped the thread: SIGABRT,
+// reported as a crash blaming the file being read.
+TEST(RunIsolated, OutOfMemoryInAWorkerThreadSaysWhatItWasDoing) {
+  IsolationOptions options;
+  options.memory_limit = uint64_t{64} << 20;
+  options.memory_limit_option = "--memory-limit";
+  Status s = RunIsolated(
+      [] {
+        NoteReading("input.h5ad");
+        NoteActivity("aggregating dataset 'x'");
+        std::thread worker([] { AllocateWithNew(4096); });
+        worker.join();
+        return Status::Internal("4 GiB allocated under a 64 MiB limit");
+      },
+      options);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
+  EXPECT_TRUE(Has(s, "out of memory while aggregating dataset 'x' (used ")) << s.message();
+  EXPECT_TRUE(Has(s, " of the 64.0 MiB limit); --memory-limit SIZE (or CELLCUBE_MEMORY_LIMIT) "
+                     "gives it more, e.g. --memory-limit 128M"))
+      << s.message();
+  EXPECT_FALSE(Has(s, "damaged")) << s.message();
+  EXPECT_FALSE(Has(s, "SIG")) << s.message();
+}
+
+TEST(RunIsolated, TheNewHandlerReportsOutOfMemoryFromAnyThread) {
+  IsolationOptions options;
+  options.memory_limit = uint64_t{1} << 30;
+  Status s = RunIsolated(
+      [] {
+        NoteReading("big.h5ad");  // no activity noted: the file being read is named
+        std::thread worker([] {
+          std::new_handler handler = std::get_new_handler();
+          if (handler) handler();  // what operator new does when the allocation fails
+        });
+        worker.join();
+        return Status::Internal("no new_handler in the child");
+      },
+      options);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
+  EXPECT_TRUE(Has(s, "out of memory while reading 'big.h5ad' (used ")) << s.message();
+  EXPECT_TRUE(Has(s, " of the 1.0 GiB limit); CELLCUBE_MEMORY_LIMIT=SIZE gives it more, "
+                     "e.g. CELLCUBE_MEMORY_LIMIT=2G"))
+      << s.message();
+  EXPECT_EQ(std::get_new_handler(), nullptr);  // the caller's is untouched
+}
+
+TEST(RunIsolated, AnAllocationRefusedByTheLimitIsOutOfMemory) {
+#ifdef ISOLATE_TEST_ASAN
+  GTEST_SKIP() << "ASan reports a refused allocation itself instead of calling new_handler";
+#else
+  static char* volatile escape = nullptr;  // keeps the compiler from eliding the new
+  IsolationOptions options;
+  options.memory_limit = uint64_t{64} << 20;
+  Status s = RunIsolated(
+      [] {
+        NoteActivity("writing the store");
+        std::thread worker([] {
+          escape = new char[size_t{1} << 30];  // 1 GiB: refused under 64 MiB at once
+          delete[] escape;
+        });
+        worker.join();
+        return Status::Internal("1 GiB allocated under a 64 MiB limit");
+      },
+      options);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
+  EXPECT_TRUE(Has(s, "out of memory while writing the store (used ")) << s.message();
+#endif
+}
+
+TEST(RunIsolated, AnExceptionEscapingAThreadIsInternalNotACrash) {
+  Status s = RunIsolated(
+      [] {
+        NoteReading("good.h5ad");
+        std::thread worker([] { throw std::runtime_error("boom"); });
+        worker.join();
+        return Status::Ok();
+      },
+      {});
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.message();
+  EXPECT_TRUE(Has(s, "internal error: uncaught exception (boom) while reading 'good.h5ad'"))
+      << s.message();
+  EXPECT_FALSE(Has(s, "damaged")) << s.message();
+  EXPECT_FALSE(Has(s, "SIGABRT")) << s.message();
+}
+
+TEST(RunIsolated, TheChildKnowsItsMemoryLimit) {
+  EXPECT_EQ(MemoryLimitInForce(), 0u);
+  NoteActivity("ignored outside a child");  // a no-op here
+  IsolationOptions options;
+  options.memory_limit = uint64_t{3} << 30;
+  EXPECT_TRUE(RunIsolated(
+                  [] {
+                    return MemoryLimitInForce() == uint64_t{3} << 30
+                               ? Status::Ok()
+                               : Status::Internal(std::to_string(MemoryLimitInForce()));
+                  },
+                  options)
+                  .ok());
+  EXPECT_TRUE(RunIsolated(
+                  [] {
+                    return MemoryLimitInForce() == 0 ? Status::Ok()
+                                                     : Status::Internal("a limit without one");
+                  },
+                  {})
+                  .ok());
 }
 
 class MemoryLimitEnv : public ::testing::Test {
@@ -115,7 +249,7 @@ class MemoryLimitEnv : public ::testing::Test {
   void TearDown() override { ::unsetenv("CELLCUBE_MEMORY_LIMIT"); }
   static Result<uint64_t> With(const char* value) {
     ::setenv("CELLCUBE_MEMORY_LIMIT", value, 1);
-    return MemoryLimitFor(0);
+    return DefaultMemoryLimit();
   }
 };
 
@@ -126,25 +260,35 @@ TEST_F(MemoryLimitEnv, ParsesSizesWithBinarySuffixes) {
   EXPECT_EQ(With("2097152").value(), uint64_t{2} << 20);
   EXPECT_EQ(With("off").value(), 0u);
   EXPECT_EQ(With("none").value(), 0u);
+  EXPECT_EQ(ParseMemoryLimit("40M", "--memory-limit").value(), uint64_t{40} << 20);
+  EXPECT_EQ(ParseMemoryLimit("OFF", "--memory-limit").value(), 0u);
 }
 
 TEST_F(MemoryLimitEnv, RefusesNonsense) {
-  for (const char* bad : {"lots", "8X", "-1G", "12k", "G", "1e30"}) {
+  for (const char* bad : {"lots", "8X", "-1G", "12k", "G", "1e30", ""}) {
     auto r = With(bad);
+    if (*bad == '\0') {  // an empty variable is no variable
+      EXPECT_EQ(r.value(), uint64_t{2} << 30);
+      continue;
+    }
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), StatusCode::kUsage);
     EXPECT_NE(r.status().message().find("CELLCUBE_MEMORY_LIMIT"), std::string::npos);
+    auto option = ParseMemoryLimit(bad, "--memory-limit");
+    ASSERT_FALSE(option.ok()) << bad;
+    EXPECT_EQ(option.status().code(), StatusCode::kUsage);
+    EXPECT_NE(option.status().message().find("e.g. --memory-limit 8G"), std::string::npos)
+        << option.status().message();
   }
 }
 
-TEST_F(MemoryLimitEnv, DefaultGrowsWithTheInputsUpToPhysicalMemory) {
+TEST_F(MemoryLimitEnv, DefaultIsTwoGiBWhateverTheInputs) {
   ::unsetenv("CELLCUBE_MEMORY_LIMIT");
-  const uint64_t physical = static_cast<uint64_t>(::sysconf(_SC_PHYS_PAGES)) *
-                            static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  const uint64_t small = MemoryLimitFor(1000).value();
-  EXPECT_EQ(small, std::min<uint64_t>((uint64_t{4} << 30) + 2000, physical / 10 * 9));
-  EXPECT_GE(MemoryLimitFor(uint64_t{1} << 30).value(), small);
-  EXPECT_EQ(MemoryLimitFor(uint64_t{1} << 50).value(), physical / 10 * 9);
+  EXPECT_EQ(DefaultMemoryLimit().value(), uint64_t{2} << 30);
+  EXPECT_EQ(MemoryLimitFor(1000).value(), uint64_t{2} << 30);
+  EXPECT_EQ(MemoryLimitFor(uint64_t{1} << 50).value(), uint64_t{2} << 30);
+  EXPECT_EQ(With("8G").value(), uint64_t{8} << 30);
+  EXPECT_EQ(MemoryLimitFor(uint64_t{1} << 50).value(), uint64_t{8} << 30);
 }
 
 TEST(PrintableLine, EscapesControlAndInvalidBytesAndCuts) {

@@ -1,4 +1,8 @@
 #include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <iterator>
 
 #include "cellcube/store.h"
 
@@ -39,47 +43,98 @@ StoreData OneDataset(const std::string& name, const std::vector<std::string>& ty
   return s;
 }
 
-TEST(StoreData, ConcatenateUnitesGenesAndColumns) {
+// A scratch directory, removed with its files.
+class StoreFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/cellcube-store-test-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+  std::string Write(const StoreData& s, const std::string& name) {
+    const std::string path = dir_ + "/" + name;
+    Status w = WriteStore(s, path);
+    EXPECT_TRUE(w.ok()) << w.message();
+    return path;
+  }
+  StoreData Load(const std::string& path) {
+    auto s = LoadStore(path);
+    EXPECT_TRUE(s.ok()) << s.status().message();
+    return s.ok() ? *s : StoreData();
+  }
+  std::string dir_;
+};
+
+TEST_F(StoreFiles, MergeUnitesGenesAndColumns) {
   StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
   StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
   ASSERT_TRUE(a.Validate().ok());
-  auto c = Concatenate({&a, &b});
-  ASSERT_TRUE(c.ok()) << c.status().message();
-  ASSERT_TRUE(c->Validate().ok()) << c->Validate().message();
-  EXPECT_EQ(c->gene_ids, (std::vector<std::string>{"G1", "G2", "G3"}));
-  EXPECT_EQ(c->labels[1], (std::vector<std::string>{"T", "B", "NK"}));
-  EXPECT_EQ(c->columns.back(), "stage");
-  EXPECT_EQ(c->codes[2], (std::vector<int32_t>{-1, -1, 0, 0}));  // a lacks the column: NA
+  const std::string out = dir_ + "/c.h5ad";
+  auto summary = MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out,
+                                 kDefaultMemoryLimit, {});
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+  EXPECT_EQ(summary->entries, 8);
+  StoreData c = Load(out);
+  ASSERT_TRUE(c.Validate().ok()) << c.Validate().message();
+  EXPECT_EQ(c.gene_ids, (std::vector<std::string>{"G1", "G2", "G3"}));
+  EXPECT_EQ(c.labels[1], (std::vector<std::string>{"T", "B", "NK"}));
+  EXPECT_EQ(c.columns.back(), "stage");
+  EXPECT_EQ(c.codes[2], (std::vector<int32_t>{-1, -1, 0, 0}));  // a lacks the column: NA
   // G2: a's groups 0,1 then b's groups 2,3.
-  EXPECT_EQ(c->indptr[2] - c->indptr[1], 4);
-  EXPECT_EQ(c->datasets[1].measured_genes, (std::vector<int32_t>{1, 2}));
+  EXPECT_EQ(c.indptr[2] - c.indptr[1], 4);
+  EXPECT_EQ(c.group, (std::vector<int32_t>{0, 1, 0, 1, 2, 3, 2, 3}));
+  EXPECT_EQ(c.sum, (std::vector<double>{1, 1, 2, 2, 1, 1, 2, 2}));
+  EXPECT_EQ(c.datasets[1].measured_genes, (std::vector<int32_t>{1, 2}));
 }
 
-TEST(StoreData, ConcatenateRefusesOverlappingDatasets) {
+TEST_F(StoreFiles, MergeReordersGenesOfLaterStores) {
+  // b lists its genes in another order than the union: its runs are read out of order.
+  StoreData a = OneDataset("a", {"T"}, {"G1", "G2", "G3"});
+  StoreData b = OneDataset("b", {"B"}, {"G3", "G1"});
+  const std::string out = dir_ + "/c.h5ad";
+  auto summary = MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out,
+                                 kDefaultMemoryLimit, {});
+  ASSERT_TRUE(summary.ok()) << summary.status().message();
+  StoreData c = Load(out);
+  EXPECT_EQ(c.indptr, (std::vector<int64_t>{0, 2, 3, 5}));
+  // G1: a (1) and b's second gene (2); G3: a (3) and b's first gene (1).
+  EXPECT_EQ(c.sum, (std::vector<double>{1, 2, 2, 3, 1}));
+  EXPECT_EQ(c.group, (std::vector<int32_t>{0, 1, 0, 0, 1}));
+}
+
+TEST_F(StoreFiles, MergeRefusesOverlappingDatasets) {
   StoreData a = OneDataset("a", {"T"}, {"G1"});
-  auto c = Concatenate({&a, &a});
+  const std::string path = Write(a, "a.h5ad");
+  const std::string out = dir_ + "/c.h5ad";
+  auto c = MergeStoreFiles({path, path}, out, kDefaultMemoryLimit, {});
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("'a'"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  // Nothing but the input is left in the directory.
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), {}), 1);
 }
 
-TEST(StoreData, RemoveUndoesConcatenate) {
+TEST_F(StoreFiles, RemoveUndoesMerge) {
   StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
   StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
-  auto c = Concatenate({&a, &b});
-  ASSERT_TRUE(c.ok());
-  auto back = RemoveDatasets(*c, {"b"});
-  ASSERT_TRUE(back.ok());
-  ASSERT_TRUE(back->Validate().ok());
-  EXPECT_EQ(back->columns, a.columns);
-  EXPECT_EQ(back->labels, a.labels);
-  EXPECT_EQ(back->codes, a.codes);
-  EXPECT_EQ(back->gene_ids, a.gene_ids);
-  EXPECT_EQ(back->indptr, a.indptr);
-  EXPECT_EQ(back->group, a.group);
-  EXPECT_EQ(back->sum, a.sum);
-  auto unknown = RemoveDatasets(*c, {"bb"});
+  const std::string c = dir_ + "/c.h5ad";
+  ASSERT_TRUE(MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, c, kDefaultMemoryLimit, {})
+                  .ok());
+  auto unknown = RemoveFromStoreFile(c, {"bb"}, kDefaultMemoryLimit, {});
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("did you mean 'b'"), std::string::npos);
+  auto removed = RemoveFromStoreFile(c, {"b"}, kDefaultMemoryLimit, {});
+  ASSERT_TRUE(removed.ok()) << removed.status().message();
+  StoreData back = Load(c);
+  ASSERT_TRUE(back.Validate().ok());
+  EXPECT_EQ(back.columns, a.columns);
+  EXPECT_EQ(back.labels, a.labels);
+  EXPECT_EQ(back.codes, a.codes);
+  EXPECT_EQ(back.gene_ids, a.gene_ids);
+  EXPECT_EQ(back.indptr, a.indptr);
+  EXPECT_EQ(back.group, a.group);
+  EXPECT_EQ(back.sum, a.sum);
 }
 
 TEST(StoreData, ValidateCatchesBrokenInvariants) {

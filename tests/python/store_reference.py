@@ -36,6 +36,7 @@ CELL_TYPE_CANDIDATES = ["cell_type", "celltype", "cell_ontology_class", "CellTyp
                         "cell_type_ontology_term_id", "leiden", "louvain"]
 SYMBOL_CANDIDATES = ["feature_name", "gene_symbols", "gene_symbol", "gene_name", "symbol"]
 AUTO_GROUPBY_MIN, AUTO_GROUPBY_MAX = 2, 200
+AUTO_GROUPBY_MIN_MEAN_CELLS = 5  # SPEC §10: default groups average at least this many cells
 TRANSFORM_SAMPLE = 10000
 DATASET_COLUMNS = ["source", "source_size", "source_mtime", "n_cells", "n_genes", "n_groups",
                    "matrix", "transform", "cell_type_column", "groupby", "gene_symbols_column"]
@@ -115,9 +116,22 @@ def choose_cell_type(obs: pd.DataFrame, cell_type=None) -> str:
     raise LookupError("no cell-type column")
 
 
-def default_groupby(obs: pd.DataFrame, cell_type_col: str) -> list:
-    """Every other categorical (or boolean) obs column with 2..200 distinct values."""
-    out = []
+def count_groups(obs: pd.DataFrame, columns: list) -> int:
+    """Distinct combinations of the columns' labels (missing = a value of its own)."""
+    labels = [reference.column_labels(obs[c]) for c in columns]
+    return len(set(zip(*labels))) if labels else min(len(obs), 1)
+
+
+def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
+    """SPEC §10's default --groupby: of the other categorical (or boolean) obs columns
+    with 2 or more distinct values, leave out the identifier-like ones (more than 200
+    values, or more than half the cells); then, while the groups of cell type + the
+    columns average fewer than 5 cells, drop the column with the most values (the later
+    one in obs order on a tie).  {"chosen": [names], "identifier_like": [(name, n_values)],
+    "dropped": [(name, groups with it still in)], "n_groups": groups of the choice}."""
+    n_cells = len(obs)
+    chosen, identifier_like, dropped = [], [], []
+    n_values = {}
     for name in obs.columns:
         if name in (cell_type_col, "dataset", "cell_type"):
             continue
@@ -125,9 +139,27 @@ def default_groupby(obs: pd.DataFrame, cell_type_col: str) -> list:
         if kind not in ("categorical", "boolean", "nullable-boolean"):
             continue
         n = int(obs[name].nunique(dropna=True))
-        if AUTO_GROUPBY_MIN <= n <= AUTO_GROUPBY_MAX:
-            out.append(str(name))
-    return out
+        if n < AUTO_GROUPBY_MIN:
+            continue
+        if n > AUTO_GROUPBY_MAX or 2 * n > n_cells:
+            identifier_like.append((str(name), n))
+            continue
+        chosen.append(str(name))
+        n_values[str(name)] = n
+    n_groups = count_groups(obs, [cell_type_col] + chosen)
+    while chosen and n_cells < AUTO_GROUPBY_MIN_MEAN_CELLS * n_groups:
+        most = max(n_values[c] for c in chosen)
+        widest = [c for c in chosen if n_values[c] == most][-1]
+        dropped.append((widest, n_groups))
+        chosen.remove(widest)
+        n_groups = count_groups(obs, [cell_type_col] + chosen)
+    return {"chosen": chosen, "identifier_like": identifier_like, "dropped": dropped,
+            "n_groups": n_groups}
+
+
+def default_groupby(obs: pd.DataFrame, cell_type_col: str) -> list:
+    """The columns SPEC §10's default --groupby takes (default_groupby_choice)."""
+    return default_groupby_choice(obs, cell_type_col)["chosen"]
 
 
 def make_unique(ids) -> list:

@@ -218,9 +218,15 @@ def test_reference_covers_the_contract(studies):
     union = set().union(*cols)
     assert all(c != union for c in cols), "every dataset should lack some gene"
     alpha = exps["alpha"]
-    assert alpha.record["groupby"].split(",") == ["stage", "site", "is_doublet", "treated"]
+    # SPEC §10: the default leaves out the 250-value column and drops `site` (with it,
+    # alpha's 1200 cells fall into 320 groups of 3.75 cells), so "defaults" checks both.
+    assert alpha.record["groupby"].split(",") == ["stage", "is_doublet", "treated"]
+    choice = sr.default_groupby_choice(sr._read(studies["alpha"]).obs, "cell_type")
+    assert choice["identifier_like"] == [("many", 250)] and [d for d, _ in choice["dropped"]] == ["site"]
     assert any(None in k for k in alpha.keys), "an NA group"
-    assert any(l and "," in l for l in alpha.cell_labels["site"]) and any(l and "=" in l for l in alpha.cell_labels["site"])
+    # `site` (grouped by explicitly in the cell_type_option case) has labels with ',' and '='
+    site = reference.column_labels(sr._read(studies["alpha"]).obs["site"])
+    assert any(l and "," in l for l in site) and any(l and "=" in l for l in site)
     for e in exps.values():
         assert (e.sum.sum(axis=0) == 0).any(), f"{e.name}: an all-zero gene"
     assert any(k.endswith("-1") for k in exps["gamma"].gene_ids), "a duplicated gene id"
@@ -850,7 +856,9 @@ def test_build_max_groups_exceeded(cellcube, tmp_path):
     obs = sr._read(p).obs
     most = max(["cell_type", "patient", "sex"], key=lambda c: obs[c].nunique())
     assert most == "patient"
-    assert_build_fails(cellcube, tmp_path, [p], ["--max-groups", "2"], mentions=[most])
+    # explicit: on these 80 cells the default (SPEC §10) would drop patient itself
+    assert_build_fails(cellcube, tmp_path, [p], ["--max-groups", "2", "--groupby", "patient,sex"],
+                       mentions=[most])
 
 
 def test_build_unknown_cell_type_column(cellcube, studies, tmp_path):

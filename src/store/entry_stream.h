@@ -1,0 +1,56 @@
+// Streaming a store's entries gene by gene (internal to src/store): what build, add,
+// remove and merge hand to the writer, so no command holds a whole store in memory.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "cellcube/status.h"
+
+namespace cellcube {
+
+// Entries gathered for writing, one vector per statistic.
+struct EntryBuffer {
+  std::vector<int64_t> group;
+  std::vector<uint32_t> nnz;
+  std::vector<double> sum;
+  std::vector<double> sumsq;
+
+  size_t size() const { return group.size(); }
+  void Add(int64_t g, uint32_t n, double s, double q) {
+    group.push_back(g);
+    nnz.push_back(n);
+    sum.push_back(s);
+    sumsq.push_back(q);
+  }
+  void Clear() {
+    group.clear();
+    nnz.clear();
+    sum.clear();
+    sumsq.clear();
+  }
+};
+
+inline constexpr int64_t kNoGene = std::numeric_limits<int64_t>::max();
+
+// One part of a store being written (a dataset just aggregated, an existing store):
+// its entries as runs, at most one per gene, in ascending order of the output's genes,
+// groups ascending within a run.
+class RunSource {
+ public:
+  virtual ~RunSource() = default;
+  // The output gene of the next run; kNoGene once every run was taken.
+  virtual int64_t next_gene() const = 0;
+  // Appends the next run's entries, groups shifted by `group_offset`, and advances.
+  // Errors name what is broken (a damaged store, a failed read).
+  [[nodiscard]] virtual Status TakeRun(int64_t group_offset, EntryBuffer* out) = 0;
+};
+
+// A part of the output: its entries and where its groups start among the output's.
+struct StreamedPart {
+  RunSource* source = nullptr;
+  int64_t group_offset = 0;
+};
+
+}  // namespace cellcube

@@ -1,0 +1,339 @@
+#include "store/store_source.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "cellcube/h5ad.h"
+#include "store/store_layout.h"
+#include "store/store_loader.h"
+
+namespace cellcube {
+namespace {
+
+enum class Elem { kI32, kI64, kU16, kU32, kF32, kF64 };
+
+bool ParseElem(const std::string& dtype, Elem* out, size_t* size) {
+  static const struct {
+    const char* name;
+    Elem elem;
+    size_t size;
+  } kTypes[] = {{"int32", Elem::kI32, 4},   {"int64", Elem::kI64, 8},   {"uint16", Elem::kU16, 2},
+                {"uint32", Elem::kU32, 4},  {"float32", Elem::kF32, 4}, {"float64", Elem::kF64, 8}};
+  for (const auto& t : kTypes)
+    if (dtype == t.name) {
+      *out = t.elem;
+      *size = t.size;
+      return true;
+    }
+  return false;
+}
+
+template <typename T>
+T Load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+double AsReal(Elem e, const char* p) {
+  switch (e) {
+    case Elem::kI32:
+      return Load<int32_t>(p);
+    case Elem::kI64:
+      return static_cast<double>(Load<int64_t>(p));
+    case Elem::kU16:
+      return Load<uint16_t>(p);
+    case Elem::kU32:
+      return Load<uint32_t>(p);
+    case Elem::kF32:
+      return Load<float>(p);
+    case Elem::kF64:
+      return Load<double>(p);
+  }
+  return 0;
+}
+
+int64_t AsInt(Elem e, const char* p) {
+  switch (e) {
+    case Elem::kI32:
+      return Load<int32_t>(p);
+    case Elem::kI64:
+      return Load<int64_t>(p);
+    case Elem::kU16:
+      return Load<uint16_t>(p);
+    case Elem::kU32:
+      return Load<uint32_t>(p);
+    case Elem::kF32:
+    case Elem::kF64:
+      return -1;  // refused when the array is located
+  }
+  return -1;
+}
+
+// The store file, opened for each read or kept open.
+struct FileRef {
+  std::string path;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint64_t size = 0;
+  int fd = -1;
+  bool keep_open = true;
+
+  ~FileRef() {
+    if (fd >= 0) ::close(fd);
+  }
+  Status Open() {
+    if (fd >= 0) return Status::Ok();
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return Status::IoError("cannot open '" + path + "': " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || st.st_dev != dev || st.st_ino != ino)
+      return Status::IoError("store '" + path + "' was replaced while it was being read");
+    return Status::Ok();
+  }
+  Status Read(char* out, size_t bytes, uint64_t offset) {
+    CC_RETURN_IF_ERROR(Open());
+    size_t got = 0;
+    while (got < bytes) {
+      const ssize_t n = ::pread(fd, out + got, bytes - got, static_cast<off_t>(offset + got));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0)
+        return n == 0 ? Status::Corrupt("store '" + path + "' is cut short")
+                      : Status::IoError("cannot read '" + path + "': " + std::strerror(errno));
+      got += static_cast<size_t>(n);
+    }
+    if (!keep_open) {
+      ::close(fd);
+      fd = -1;
+    }
+    return Status::Ok();
+  }
+};
+
+// One array of the store: read in place through a window, or held in memory.
+struct ArrayCursor {
+  std::string name;
+  Elem elem = Elem::kI32;
+  size_t elem_size = 4;
+  int64_t n = 0;
+  bool in_place = false;
+  uint64_t offset = 0;
+  std::vector<char> memory;  // the whole array, when not in place
+  std::vector<char> window;
+  int64_t first = 0, count = 0;  // elements in the window
+
+  int64_t Capacity() const { return static_cast<int64_t>(window.size() / elem_size); }
+  // Makes elements [i, i + k) readable; k <= Capacity().
+  Status Fill(FileRef& file, int64_t i, int64_t k) {
+    if (i < 0 || k < 0 || i > n || k > n - i)
+      return Status::Corrupt("store: '" + name + "' is shorter than its index says");
+    if (!in_place || (i >= first && i + k <= first + count)) return Status::Ok();
+    const int64_t take = std::min<int64_t>(Capacity(), n - i);
+    CC_RETURN_IF_ERROR(file.Read(window.data(), static_cast<size_t>(take) * elem_size,
+                                 offset + static_cast<uint64_t>(i) * elem_size));
+    first = i;
+    count = take;
+    return Status::Ok();
+  }
+  const char* At(int64_t i) const {
+    return in_place ? window.data() + static_cast<size_t>(i - first) * elem_size
+                    : memory.data() + static_cast<size_t>(i) * elem_size;
+  }
+  int64_t Int(int64_t i) const { return AsInt(elem, At(i)); }
+  double Real(int64_t i) const { return AsReal(elem, At(i)); }
+};
+
+}  // namespace
+
+struct StoreFileSource::Impl {
+  FileRef file;
+  ArrayCursor indptr, indices, nnz, sum, sumsq;
+  int64_t n_genes = 0, n_groups = 0;
+  std::vector<int64_t> n_cells;          // per group
+  std::vector<int32_t> group_dataset;    // per group
+  std::vector<uint64_t> measured;        // bit dataset * n_genes + gene
+  const std::vector<int32_t>* gene_map = nullptr;
+  const std::vector<int32_t>* group_map = nullptr;
+  std::vector<int32_t> order;  // the store's genes in run order
+  size_t next = 0;             // position in order
+
+  bool Measured(int64_t dataset, int64_t gene) const {
+    const auto bit = static_cast<uint64_t>(dataset * n_genes + gene);
+    return (measured[bit >> 6] >> (bit & 63)) & 1;
+  }
+  Status Broken(const std::string& what) const {
+    return Status::Corrupt("store '" + file.path + "' is damaged: " + what);
+  }
+  ArrayCursor* Arrays(int i) {
+    ArrayCursor* all[] = {&indptr, &indices, &nnz, &sum, &sumsq};
+    return all[i];
+  }
+};
+
+StoreFileSource::StoreFileSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+StoreFileSource::~StoreFileSource() = default;
+
+Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string& path,
+                                                               StoreData* meta) {
+  CC_ASSIGN_OR_RETURN(auto file, h5ad::File::Open(path));
+  auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
+  if (Status st = LoadStoreMetadata(*file, meta); !st.ok()) return in_context(st);
+  if (Status st = meta->ValidateMetadata(); !st.ok()) return in_context(st);
+  auto impl = std::make_unique<Impl>();
+  impl->file.path = path;
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    return Status::IoError("cannot read '" + path + "': " + std::strerror(errno));
+  impl->file.dev = st.st_dev;
+  impl->file.ino = st.st_ino;
+  impl->file.size = static_cast<uint64_t>(st.st_size);
+  const std::string layers = store_layout::kLayersGroup;
+  const std::string base = layers + "/" + store_layout::kLayerNnz;
+  const std::string names[] = {base + "/indptr", base + "/indices", base + "/data",
+                               layers + "/" + store_layout::kLayerSum + "/data",
+                               layers + "/" + store_layout::kLayerSumsq + "/data"};
+  for (int i = 0; i < 5; ++i) {
+    ArrayCursor& a = *impl->Arrays(i);
+    a.name = names[i];
+    CC_ASSIGN_OR_RETURN(h5ad::File::Extent e, file->Locate(a.name));
+    if (!ParseElem(e.dtype, &a.elem, &a.elem_size) ||
+        (i < 2 && (a.elem != Elem::kI32 && a.elem != Elem::kI64)))
+      return impl->Broken("'" + a.name + "' holds " + e.dtype + " values");
+    a.n = e.elements;
+    a.in_place = e.in_place && e.offset <= impl->file.size &&
+                 e.bytes <= impl->file.size - e.offset;
+    a.offset = e.offset;
+    if (!a.in_place) {
+      // Re-saved by another tool (chunked, compressed): read whole, through HDF5.
+      if (a.elem == Elem::kF32 || a.elem == Elem::kF64) {
+        CC_ASSIGN_OR_RETURN(auto v, file->ReadDoubles(a.name));
+        a.elem = Elem::kF64;
+        a.elem_size = 8;
+        a.memory.resize(v.size() * 8);
+        std::memcpy(a.memory.data(), v.data(), a.memory.size());
+      } else {
+        CC_ASSIGN_OR_RETURN(auto v, file->ReadIntegers(a.name));
+        a.elem = Elem::kI64;
+        a.elem_size = 8;
+        a.memory.resize(v.size() * 8);
+        std::memcpy(a.memory.data(), v.data(), a.memory.size());
+      }
+      a.n = static_cast<int64_t>(a.memory.size() / 8);
+    }
+  }
+  file.reset();  // HDF5 is done with it: the arrays are read with pread from here
+  Impl& m = *impl;
+  m.n_genes = meta->n_genes();
+  m.n_groups = meta->n_groups();
+  const int64_t entries = m.indices.n;
+  if (m.indptr.n != m.n_genes + 1) return m.Broken("indptr does not match the genes");
+  if (m.nnz.n != entries || m.sum.n != entries || m.sumsq.n != entries)
+    return m.Broken("the layers have different numbers of entries");
+  m.n_cells = meta->n_cells;
+  m.group_dataset = meta->codes[0];
+  const auto n_datasets = static_cast<int64_t>(meta->datasets.size());
+  m.measured.assign(static_cast<size_t>((n_datasets * m.n_genes + 63) / 64), 0);
+  for (int64_t d = 0; d < n_datasets; ++d)
+    for (int32_t g : meta->datasets[d].measured_genes) {
+      const auto bit = static_cast<uint64_t>(d * m.n_genes + g);
+      m.measured[bit >> 6] |= uint64_t{1} << (bit & 63);
+    }
+  std::unique_ptr<StoreFileSource> source(new StoreFileSource(std::move(impl)));
+  source->n_entries_ = entries;
+  return source;
+}
+
+Status StoreFileSource::Start(const std::vector<int32_t>* gene_map,
+                              const std::vector<int32_t>* group_map, size_t window_bytes,
+                              bool keep_open) {
+  Impl& m = *impl_;
+  if (!gene_map || static_cast<int64_t>(gene_map->size()) != m.n_genes ||
+      (group_map && static_cast<int64_t>(group_map->size()) != m.n_groups))
+    return Status::Internal("store source started with maps of the wrong size");
+  m.gene_map = gene_map;
+  m.group_map = group_map;
+  m.file.keep_open = keep_open;
+  for (int i = 0; i < 5; ++i) {
+    ArrayCursor& a = *m.Arrays(i);
+    a.window.assign(std::max<size_t>(window_bytes / a.elem_size, 16) * a.elem_size, 0);
+    a.first = a.count = 0;
+  }
+  // indptr as a whole: monotone from 0 to the entries, so every entry has one gene.
+  int64_t previous = 0;
+  for (int64_t g = 0; g <= m.n_genes; g += m.indptr.Capacity()) {
+    const int64_t k = std::min(m.indptr.Capacity(), m.n_genes + 1 - g);
+    CC_RETURN_IF_ERROR(m.indptr.Fill(m.file, g, k));
+    for (int64_t i = g; i < g + k; ++i) {
+      const int64_t v = m.indptr.Int(i);
+      if ((i == 0 && v != 0) || v < previous || v > n_entries_)
+        return m.Broken("indptr is not monotone from 0 to the number of entries");
+      previous = v;
+    }
+  }
+  if (previous != n_entries_) return m.Broken("indptr does not end at the number of entries");
+  m.order.clear();
+  for (int64_t g = 0; g < m.n_genes; ++g)
+    if ((*gene_map)[g] >= 0) m.order.push_back(static_cast<int32_t>(g));
+  if (!std::is_sorted(m.order.begin(), m.order.end(), [&](int32_t a, int32_t b) {
+        return (*gene_map)[a] < (*gene_map)[b];
+      }))
+    std::sort(m.order.begin(), m.order.end(),
+              [&](int32_t a, int32_t b) { return (*gene_map)[a] < (*gene_map)[b]; });
+  m.next = 0;
+  if (!m.file.keep_open && m.file.fd >= 0) {
+    ::close(m.file.fd);
+    m.file.fd = -1;
+  }
+  return Status::Ok();
+}
+
+int64_t StoreFileSource::next_gene() const {
+  const Impl& m = *impl_;
+  return m.next < m.order.size() ? (*m.gene_map)[m.order[m.next]] : kNoGene;
+}
+
+Status StoreFileSource::TakeRun(int64_t group_offset, EntryBuffer* out) {
+  Impl& m = *impl_;
+  if (m.next >= m.order.size()) return Status::Internal("no store run left to take");
+  const int32_t gene = m.order[m.next++];
+  CC_RETURN_IF_ERROR(m.indptr.Fill(m.file, gene, 2));
+  const int64_t begin = m.indptr.Int(gene), end = m.indptr.Int(gene + 1);
+  int64_t previous_group = -1;
+  for (int64_t k = begin; k < end;) {
+    const int64_t n = std::min(end - k, m.indices.Capacity());
+    for (ArrayCursor* a : {&m.indices, &m.nnz, &m.sum, &m.sumsq})
+      CC_RETURN_IF_ERROR(a->Fill(m.file, k, std::min(n, a->Capacity())));
+    const int64_t chunk = std::min({n, m.nnz.Capacity(), m.sum.Capacity(), m.sumsq.Capacity()});
+    for (int64_t i = k; i < k + chunk; ++i) {
+      const int64_t group = m.indices.Int(i);
+      if (group < 0 || group >= m.n_groups) return m.Broken("an entry's group is out of range");
+      if (group <= previous_group) return m.Broken("entry groups are not ascending within a gene");
+      previous_group = group;
+      if (!m.Measured(m.group_dataset[group], gene))
+        return m.Broken("an entry lies in a gene its dataset did not measure");
+      const double nnz = m.nnz.Real(i);
+      if (!(nnz >= 0 && nnz <= static_cast<double>(m.n_cells[group])) || nnz != std::floor(nnz))
+        return m.Broken("an entry's nnz is not a count of the group's cells");
+      const double sum = m.sum.Real(i), sumsq = m.sumsq.Real(i);
+      if (!std::isfinite(sum) || !std::isfinite(sumsq) || sumsq < 0)
+        return m.Broken("an entry's sums are not finite");
+      int64_t target = group + group_offset;
+      if (m.group_map) {
+        target = (*m.group_map)[group];
+        if (target < 0) continue;
+      }
+      out->Add(target, static_cast<uint32_t>(nnz), sum, sumsq);
+    }
+    k += chunk;
+  }
+  return Status::Ok();
+}
+
+}  // namespace cellcube

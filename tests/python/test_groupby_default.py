@@ -1,0 +1,262 @@
+"""The default --groupby of `cellcube build` (SPEC §10) on a real file, against pandas.
+
+The default leaves out identifier-like columns (more distinct values than 200, or than
+half the dataset's cells), then, while the groups of cell type + the remaining columns
+average fewer than 5 cells, drops the column with the most distinct values (the later
+one in obs order on a tie), and names what it left out and dropped in a note. An
+explicit --groupby is honoured, with a warning when its groups average fewer than 5
+cells.
+
+The reference is store_reference.default_groupby_choice (pandas, on the obs anndata
+reads); the store is read with h5py.  scirpy's wu2020 sample (200 T cells, 44 obs
+columns: clonotypes, CDR3 sequences, V/J genes, ...) used to be grouped by 34 columns
+into 200 groups of one cell each.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import gen_anndata
+import gen_studies
+import helpers
+import reference
+import store_reference as sr
+from helpers import describe, run_ok
+
+warnings.filterwarnings("ignore")
+
+SCIRPY = helpers.DATA_DIR / "anndata-0.7_scirpy-wu2020-200_csr-gzip_int16-codes.h5ad"
+CELL_TYPE = "cluster_orig"
+NAME = "wu2020"
+
+
+def _s(x):
+    return x.decode() if isinstance(x, bytes) else str(x)
+
+
+def mean_text(n_cells, n_groups):
+    """The note's average: rounded down to tenths ("1.3")."""
+    tenths = n_cells * 10 // n_groups
+    return f"{tenths // 10}.{tenths % 10}"
+
+
+def store_groups(path):
+    """(obs column names without n_cells, {label tuple: n_cells}) read with h5py."""
+    with h5py.File(path, "r") as f:
+        obs = f["obs"]
+        order = [_s(c) for c in np.atleast_1d(obs.attrs["column-order"])]
+        cols = [c for c in order if c != "n_cells"]
+        labels = []
+        for c in cols:
+            cats = [_s(x) for x in obs[c]["categories"][:]]
+            labels.append([None if k < 0 else cats[k] for k in obs[c]["codes"][:]])
+        n_cells = obs["n_cells"][:]
+    groups = {}
+    for row, key in enumerate(zip(*labels)):
+        assert key not in groups, f"group {key} appears twice in the store"
+        groups[key] = int(n_cells[row])
+    return cols, groups
+
+
+def reference_groups(obs, columns):
+    """{label tuple: cells} of the cells grouped by `columns` (pandas labels, NA = None)."""
+    return dict(Counter(zip(*(reference.column_labels(obs[c]) for c in columns))))
+
+
+def note_lines(proc, start):
+    return [ln for ln in proc.stderr.splitlines() if ln.startswith(start)]
+
+
+@pytest.fixture(scope="module")
+def scirpy():
+    if not SCIRPY.is_file():
+        pytest.fail(f"missing real file {SCIRPY} (expected in <repo>/../shared/data/h5ad)", pytrace=False)
+    return SCIRPY
+
+
+@pytest.fixture(scope="module")
+def obs(scirpy):
+    return sr._read(scirpy).obs
+
+
+@pytest.fixture(scope="module")
+def want(obs):
+    return sr.default_groupby_choice(obs, CELL_TYPE)
+
+
+@pytest.fixture(scope="module")
+def default_build(cellcube, scirpy, tmp_path_factory):
+    out = tmp_path_factory.mktemp("default") / "store.h5ad"
+    proc = run_ok([cellcube, "build", "-o", out, "--cell-type", CELL_TYPE, f"{NAME}={scirpy}"])
+    return out, proc
+
+
+def test_the_file_needs_the_rule(obs, want):
+    """Self-check: the file exercises every part of the rule, and the old default (every
+    categorical column with 2..200 values) split it into one-cell groups."""
+    n = len(obs)
+    assert n == 200
+    old = [c for c in obs.columns if c != CELL_TYPE
+           and reference.column_kind(obs[c]) in ("categorical", "boolean", "nullable-boolean")
+           and 2 <= obs[c].nunique(dropna=True) <= 200]
+    assert len(old) == 34 and sr.count_groups(obs, [CELL_TYPE] + old) == 200
+    # the "more than half the cells" rule leaves out columns the "more than 200" one keeps
+    assert want["identifier_like"] and all(k <= 200 and 2 * k > n for _, k in want["identifier_like"])
+    assert "clonotype_orig" in dict(want["identifier_like"])
+    assert len(want["dropped"]) >= 2 and want["chosen"], want
+    # a tie on distinct values was decided by obs order (batch and sample have 30 each)
+    assert obs["batch"].nunique() == obs["sample"].nunique() == 30
+    dropped = [d for d, _ in want["dropped"]]
+    assert dropped.index("batch") < dropped.index("sample")
+    assert list(obs.columns).index("batch") > list(obs.columns).index("sample")
+
+
+def test_default_groups_average_at_least_five_cells(default_build, obs, want):
+    out, proc = default_build
+    cols, groups = store_groups(out)
+    assert sum(groups.values()) == len(obs)
+    assert len(groups) * 5 <= len(obs), (f"{len(groups)} groups of {len(obs) / len(groups):.2f} cells "
+                                         "on average\n" + describe(proc))
+    assert len(groups) == want["n_groups"]
+
+
+def test_default_columns_match_the_pandas_reference(default_build, obs, want):
+    out, proc = default_build
+    cols, groups = store_groups(out)
+    assert cols == ["dataset", "cell_type"] + want["chosen"], describe(proc)
+    record = sr.StoreView(out).record(NAME)
+    assert record["groupby"].split(",") == want["chosen"]
+    assert record["cell_type_column"] == CELL_TYPE
+    # the groups themselves: every combination with its cells
+    expected = {(NAME,) + k: v for k, v in reference_groups(obs, [CELL_TYPE] + want["chosen"]).items()}
+    assert groups == expected
+
+
+def test_default_note_names_what_was_left_out_and_dropped(default_build, obs, want):
+    out, proc = default_build
+    n = len(obs)
+    lines = note_lines(proc, f"dataset '{NAME}': --groupby default left out ")
+    assert len(lines) == 1, "one note should name what the default left out\n" + describe(proc)
+    line = lines[0]
+    for name, k in want["identifier_like"]:
+        assert f"'{name}' (identifier-like: {k} distinct values in {n} cells)" in line, (name, line)
+    for name, g in want["dropped"]:
+        assert f"'{name}' (groups would average {mean_text(n, g)} cells)" in line, (name, line)
+    # in the order they were left out, then dropped
+    named = [name for name, _ in want["identifier_like"] + want["dropped"]]
+    positions = [line.index(f"'{name}' (") for name in named]
+    assert positions == sorted(positions), line
+    chosen = ", ".join(f"'{c}'" for c in want["chosen"])
+    g = want["n_groups"]
+    assert line.endswith(f"; grouping by {chosen} ({g} groups, {mean_text(n, g)} cells on average)"), line
+    assert not note_lines(proc, "warning:"), describe(proc)
+
+
+def test_quiet_prints_no_note(cellcube, scirpy, tmp_path):
+    proc = run_ok([cellcube, "build", "-o", tmp_path / "q.h5ad", "--quiet", "--cell-type", CELL_TYPE, scirpy])
+    assert proc.stderr == "", describe(proc)
+
+
+def test_explicit_groupby_with_tiny_groups_is_honoured_with_a_warning(cellcube, scirpy, obs, tmp_path):
+    out = tmp_path / "explicit.h5ad"
+    given = ["clonotype_orig", "sample"]
+    proc = run_ok([cellcube, "build", "-o", out, "--cell-type", CELL_TYPE, "--groupby", ",".join(given),
+                   f"{NAME}={scirpy}"])
+    cols, groups = store_groups(out)
+    assert cols == ["dataset", "cell_type"] + given  # honoured, identifier-like or not
+    expected = reference_groups(obs, [CELL_TYPE] + given)
+    assert groups == {(NAME,) + k: v for k, v in expected.items()}
+    g, n = len(expected), len(obs)
+    assert n < 5 * g
+    lines = note_lines(proc, "warning: ")
+    want_start = (f"warning: dataset '{NAME}': --groupby 'clonotype_orig', 'sample' gives {g} groups of "
+                  f"{mean_text(n, g)} cells on average")
+    assert len(lines) == 1 and lines[0].startswith(want_start), describe(proc)
+    assert "'clonotype_orig' has 197" in lines[0], lines[0]  # the widest column, named
+    assert not note_lines(proc, f"dataset '{NAME}': --groupby default"), describe(proc)
+
+
+def test_explicit_groupby_with_big_groups_gives_no_warning(cellcube, scirpy, obs, tmp_path):
+    out = tmp_path / "source.h5ad"
+    proc = run_ok([cellcube, "build", "-o", out, "--cell-type", CELL_TYPE, "--groupby", "source", scirpy])
+    cols, groups = store_groups(out)
+    assert cols == ["dataset", "cell_type", "source"]
+    assert len(groups) == sr.count_groups(obs, [CELL_TYPE, "source"]) and 5 * len(groups) <= len(obs)
+    assert not note_lines(proc, "warning:"), describe(proc)
+
+
+def test_explicit_empty_groupby_warns_when_cell_types_alone_are_tiny(cellcube, tmp_path):
+    """--groupby '' (cell type alone) is explicit too: 60 cells in 20 cell types."""
+    import anndata
+
+    rng = np.random.default_rng(4)
+    n = 60
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"t{i % 20}" for i in range(n)])},
+                       index=[f"c{i}" for i in range(n)])
+    X = gen_anndata.encode(gen_anndata.make_counts(rng, n, 10).astype(np.float32), "csr", rng)
+    p = tmp_path / "types.h5ad"
+    anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=gen_studies.gene_ids(range(10))),
+                    dtype=X.dtype).write_h5ad(p)
+    proc = run_ok([cellcube, "build", "-o", tmp_path / "t.h5ad", "--groupby", "", p])
+    lines = note_lines(proc, "warning: ")
+    assert len(lines) == 1 and lines[0].startswith(
+        "warning: dataset 'types': --groupby '' gives 20 groups of 3.0 cells on average"), describe(proc)
+
+
+def test_default_on_a_generated_file_against_the_reference(cellcube, tmp_path):
+    """The "more than 200 values" rule and the drop loop on 1000 cells: `clone` (300
+    values, fewer than half the cells) is left out, `cdr3` (150 values) is dropped,
+    numbers, unique strings and one-value columns are never candidates."""
+    import anndata
+
+    rng = np.random.default_rng(11)
+    n = 1000
+    obs = pd.DataFrame({
+        "cell_type": pd.Categorical(rng.choice(["T", "B", "NK", "mono"], n)),
+        "clone": pd.Categorical([f"clone{int(x)}" for x in rng.integers(0, 300, n)]),
+        "donor": pd.Categorical(rng.choice([f"d{k}" for k in range(8)], n)),
+        "cdr3": pd.Categorical([f"CASS{int(x)}F" for x in rng.integers(0, 150, n)]),
+        "score": rng.normal(size=n),
+        "flag": rng.random(n) < 0.3,
+        "constant": pd.Categorical(["same"] * n),
+        "barcode": [f"AC{i:06d}" for i in range(n)],
+    }, index=[f"c{i}" for i in range(n)])
+    assert obs["clone"].nunique() > 200 and 2 * obs["clone"].nunique() < n
+    X = gen_anndata.encode(gen_anndata.make_counts(rng, n, 12).astype(np.float32), "csr", rng)
+    p = tmp_path / "gen.h5ad"
+    anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=gen_studies.gene_ids(range(12))),
+                    dtype=X.dtype).write_h5ad(p)
+    read_obs = sr._read(p).obs
+    want = sr.default_groupby_choice(read_obs, "cell_type")
+    assert want["identifier_like"] == [("clone", read_obs["clone"].nunique())]
+    assert [d for d, _ in want["dropped"]] == ["cdr3"] and want["chosen"] == ["donor", "flag"], want
+    out = tmp_path / "gen_store.h5ad"
+    proc = run_ok([cellcube, "build", "-o", out, p])
+    cols, groups = store_groups(out)
+    assert cols == ["dataset", "cell_type"] + want["chosen"], describe(proc)
+    expected = reference_groups(read_obs, ["cell_type"] + want["chosen"])
+    assert groups == {("gen",) + k: v for k, v in expected.items()}
+    lines = note_lines(proc, "dataset 'gen': --groupby default left out 'clone' (identifier-like: ")
+    assert len(lines) == 1, describe(proc)
+    g = want["n_groups"]
+    assert lines[0] == (f"dataset 'gen': --groupby default left out 'clone' (identifier-like: "
+                        f"{want['identifier_like'][0][1]} distinct values in {n} cells), dropped 'cdr3' "
+                        f"(groups would average {mean_text(n, want['dropped'][0][1])} cells); grouping by "
+                        f"'donor', 'flag' ({g} groups, {mean_text(n, g)} cells on average)")
+
+
+def test_no_note_when_the_default_leaves_nothing_out(cellcube, tmp_path):
+    studies = gen_studies.generate(tmp_path, names=["delta"])
+    want = sr.default_groupby_choice(sr._read(studies["delta"]).obs, "leiden")
+    assert not want["identifier_like"] and not want["dropped"] and want["chosen"]
+    proc = run_ok([cellcube, "build", "-o", tmp_path / "d.h5ad", studies["delta"]])
+    assert not [ln for ln in proc.stderr.splitlines() if "--groupby" in ln], describe(proc)
+    record = sr.StoreView(tmp_path / "d.h5ad").record("delta")
+    assert record["groupby"].split(",") == want["chosen"]
