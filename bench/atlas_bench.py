@@ -682,8 +682,8 @@ def default_base():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets-per-seed", type=int, default=100)
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--datasets-per-seed", type=int, default=75)
+    ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--cells", type=int, default=5000, help="cells per dataset")
     ap.add_argument("--genes", type=int, default=20000)
     ap.add_argument("--workdir", help="where inputs, store and temporaries go (default: a "

@@ -11,6 +11,7 @@ namespace cellcube::aggregate {
 namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
+constexpr int64_t kPrefetchAhead = 12;
 
 // Zeroed memory for the slots; large arrays are 2 MiB-aligned and advised to use huge
 // pages (random updates over hundreds of megabytes otherwise miss the TLB each time).
@@ -86,11 +87,20 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
     }
     SlotStats* row = &slots_[static_cast<size_t>(group_of_cell[cell]) * width_];
     CellTransform transform(cells.transform, scale);
+    auto mine = [&](int32_t gene) {
+      return gene >= gene_begin_ && gene < gene_end_ && OwnerOfGene(gene, workers) == worker;
+    };
     for (int64_t k = lo; k < hi; ++k) {
+      // The slots are scattered over far more memory than the caches hold: ask for the
+      // slot of a value a little ahead while this one is added.
+      if (k + kPrefetchAhead < hi) {
+        const int32_t ahead = rank ? rank[block.minor[k + kPrefetchAhead]]
+                                   : block.minor[k + kPrefetchAhead];
+        if (mine(ahead)) __builtin_prefetch(&row[ahead - gene_begin_], 1, 0);
+      }
       const int32_t gene = rank ? rank[block.minor[k]] : block.minor[k];
       // Values of other genes are checked by their owner, in the pass that covers them.
-      if (gene < gene_begin_ || gene >= gene_end_ || OwnerOfGene(gene, workers) != worker)
-        continue;
+      if (!mine(gene)) continue;
       const double raw = block.values[k];
       const double v = transform(raw);
       if (!std::isfinite(v)) return BadValue{cell, block.minor[k], raw, v};

@@ -38,8 +38,8 @@ int64_t JoinColumn(std::vector<int32_t>* id, int64_t n_ids, const std::vector<in
   if (n_pairs <= 2 * static_cast<uint64_t>(n) + 1024) {
     std::vector<int32_t> table(n_pairs, -1);
     for (size_t i = 0; i < n; ++i) {
-      int32_t& slot = table[static_cast<uint64_t>((*id)[i]) * range +
-                            static_cast<uint64_t>(col[i] - lo)];
+      int32_t& slot =
+          table[static_cast<uint64_t>((*id)[i]) * range + static_cast<uint64_t>(col[i] - lo)];
       if (slot < 0) slot = next++;
       (*id)[i] = slot;
     }
@@ -70,8 +70,8 @@ bool IsIdentifierLike(int64_t n_values, int64_t n_cells) {
   return n_values > kGroupbyMaxValues || 2 * n_values > n_cells;
 }
 
-Result<int64_t> CountGroups(int64_t n_cells,
-                            const std::vector<const std::vector<int32_t>*>& codes) {
+Result<std::vector<int64_t>> CountPrefixGroups(
+    int64_t n_cells, const std::vector<const std::vector<int32_t>*>& codes) {
   if (n_cells < 0 || n_cells > std::numeric_limits<int32_t>::max())
     return Status::InvalidArgument("cannot count the groups of " + std::to_string(n_cells) +
                                    " cells");
@@ -80,19 +80,26 @@ Result<int64_t> CountGroups(int64_t n_cells,
       return Status::InvalidArgument("a grouping column has " +
                                      std::to_string(col ? col->size() : 0) + " codes for " +
                                      std::to_string(n_cells) + " cells");
-  if (n_cells == 0) return int64_t{0};
+  std::vector<int64_t> counts = {std::min<int64_t>(n_cells, 1)};
   std::vector<int32_t> id(static_cast<size_t>(n_cells), 0);
-  int64_t n_ids = 1;
   for (const auto* col : codes) {
-    if (n_ids == n_cells) break;  // every cell is a group of its own already
-    n_ids = JoinColumn(&id, n_ids, *col);
+    // Once every cell is a group of its own, further columns change nothing.
+    const int64_t n_ids = counts.back();
+    counts.push_back(n_ids == n_cells ? n_ids : JoinColumn(&id, n_ids, *col));
   }
-  return n_ids;
+  return counts;
+}
+
+Result<int64_t> CountGroups(int64_t n_cells,
+                            const std::vector<const std::vector<int32_t>*>& codes) {
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> counts, CountPrefixGroups(n_cells, codes));
+  return counts.back();
 }
 
 Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<int32_t>& cell_type,
                                            const std::vector<GroupbyCandidate>& candidates) {
   GroupbyChoice out;
+  std::vector<size_t> kept;  // the candidates that pass the first two rules
   for (size_t i = 0; i < candidates.size(); ++i) {
     const GroupbyCandidate& c = candidates[i];
     if (!c.groupable || c.n_values < 2) continue;
@@ -103,26 +110,31 @@ Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<in
     }
     if (!c.codes)
       return Status::InvalidArgument("group-by candidate " + Quote(c.name) + " has no codes");
-    out.chosen.push_back(i);
+    kept.push_back(i);
   }
-  auto count = [&]() -> Result<int64_t> {
-    std::vector<const std::vector<int32_t>*> cols = {&cell_type};
-    for (size_t i : out.chosen) cols.push_back(candidates[i].codes);
-    return CountGroups(n_cells, cols);
-  };
-  CC_ASSIGN_OR_RETURN(out.n_groups, count());
-  while (!out.chosen.empty() && TooSmall(n_cells, out.n_groups)) {
-    // The widest column; `>=` makes the later one win a tie, so obs order decides.
-    size_t widest = 0;
-    for (size_t k = 1; k < out.chosen.size(); ++k)
-      if (candidates[out.chosen[k]].n_values >= candidates[out.chosen[widest]].n_values)
-        widest = k;
-    const size_t i = out.chosen[widest];
+  // The drop loop always drops the remaining column with the most values, the later in
+  // obs order on a tie: the last one in the order (values, obs position). So the columns
+  // left after each drop are a prefix of that order, and one pass counting the groups of
+  // every prefix gives every count the loop needs, exactly.
+  std::vector<size_t> order = kept;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return candidates[a].n_values < candidates[b].n_values;
+  });
+  std::vector<const std::vector<int32_t>*> cols = {&cell_type};
+  for (size_t i : order) cols.push_back(candidates[i].codes);
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> counts, CountPrefixGroups(n_cells, cols));
+  size_t n_kept = order.size();  // groups of cell type + order[0, n_kept): counts[1 + n_kept]
+  while (n_kept > 0 && TooSmall(n_cells, counts[1 + n_kept])) {
+    const size_t i = order[n_kept - 1];
     out.left_out.push_back({i, candidates[i].name, GroupbyLeftOut::Reason::kDropped,
-                            candidates[i].n_values, out.n_groups});
-    out.chosen.erase(out.chosen.begin() + static_cast<std::ptrdiff_t>(widest));
-    CC_ASSIGN_OR_RETURN(out.n_groups, count());
+                            candidates[i].n_values, counts[1 + n_kept]});
+    --n_kept;
   }
+  out.n_groups = counts[1 + n_kept];
+  std::vector<bool> stays(candidates.size(), false);
+  for (size_t k = 0; k < n_kept; ++k) stays[order[k]] = true;
+  for (size_t i : kept)  // in obs order
+    if (stays[i]) out.chosen.push_back(i);
   return out;
 }
 

@@ -47,10 +47,10 @@ struct GroupbyLeftOut {
 };
 
 struct GroupbyChoice {
-  std::vector<size_t> chosen;             // indices into the candidates, in their order
-  std::vector<GroupbyLeftOut> left_out;   // identifier-like ones in candidate order, then
-                                          // the dropped ones in the order they were dropped
-  int64_t n_groups = 0;                   // groups of the cell type + the chosen columns
+  std::vector<size_t> chosen;            // indices into the candidates, in their order
+  std::vector<GroupbyLeftOut> left_out;  // identifier-like ones in candidate order, then
+                                         // the dropped ones in the order they were dropped
+  int64_t n_groups = 0;                  // groups of the cell type + the chosen columns
 };
 
 // The number of distinct combinations of the columns' codes over `n_cells` cells (what
@@ -59,6 +59,10 @@ struct GroupbyChoice {
 // Costs O(cells) time and memory per column, with a dense table or an open-addressing
 // hash of (combination so far, code) pairs.
 Result<int64_t> CountGroups(int64_t n_cells, const std::vector<const std::vector<int32_t>*>& codes);
+// The same for every prefix in one pass: element m is the number of groups of the
+// first m columns (so element 0 is 1, or 0 without cells).
+Result<std::vector<int64_t>> CountPrefixGroups(
+    int64_t n_cells, const std::vector<const std::vector<int32_t>*>& codes);
 
 // The default --groupby of one dataset (SPEC §10): of the candidates (the obs columns
 // in obs order, the cell-type column and the store's own column names excluded), takes
@@ -66,7 +70,8 @@ Result<int64_t> CountGroups(int64_t n_cells, const std::vector<const std::vector
 // silently) that is not IsIdentifierLike (left out); then, while the groups of the cell
 // type + the chosen columns average fewer than kGroupbyMinMeanCells cells (counted
 // exactly), drops the chosen column with the most distinct values (on a tie, the later
-// one in obs order) and counts again. May end with no column: cell type alone.
+// one in obs order) and counts again. May end with no column: cell type alone. All the
+// counts come from one CountPrefixGroups pass over the columns ordered by values.
 Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<int32_t>& cell_type,
                                            const std::vector<GroupbyCandidate>& candidates);
 
@@ -75,8 +80,7 @@ Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<in
 // average 1.3 cells); grouping by 'sample', 'patient' (40 groups, 5.0 cells on
 // average)". Averages are rounded down to tenths, so one below 5 never reads "5.0".
 std::string DescribeGroupbyChoice(const GroupbyChoice& choice,
-                                  const std::vector<GroupbyCandidate>& candidates,
-                                  int64_t n_cells);
+                                  const std::vector<GroupbyCandidate>& candidates, int64_t n_cells);
 
 // For an explicit --groupby (`columns`, as given, with their codes; all are honoured):
 // "" when the groups of the cell type + the columns average kGroupbyMinMeanCells cells

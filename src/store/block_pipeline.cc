@@ -3,6 +3,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -29,11 +30,36 @@ class FirstError {
   Status error_;
 };
 
-void RunWorkers(int workers, const std::function<void(int)>& body) {
+// Runs body(0..workers-1) on that many threads (the caller's among them). Threads
+// start together: if one cannot be created (out of memory), none runs the body and
+// the error is returned, since a pipeline missing a worker would wait for it forever.
+Status RunWorkers(int workers, const std::function<void(int)>& body) {
+  std::mutex mu;
+  std::condition_variable cv;
+  enum class Go { kWait, kRun, kAbandon } go = Go::kWait;
+  auto start = [&](int w) {
+    {
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait(lock, [&] { return go != Go::kWait; });
+      if (go == Go::kAbandon) return;
+    }
+    body(w);
+  };
   std::vector<std::thread> threads;
-  for (int t = 1; t < workers; ++t) threads.emplace_back(body, t);
-  body(0);
+  Status status;
+  try {
+    for (int t = 1; t < workers; ++t) threads.emplace_back(start, t);
+  } catch (const std::system_error& e) {
+    status = Status::OutOfMemory(std::string("cannot start a worker thread: ") + e.what());
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    go = status.ok() ? Go::kRun : Go::kAbandon;
+  }
+  cv.notify_all();
+  if (status.ok()) body(0);
   for (auto& th : threads) th.join();
+  return status;
 }
 
 class Broadcast {
@@ -47,7 +73,7 @@ class Broadcast {
         next_consume_(static_cast<size_t>(workers), 0) {}
 
   Status Run() {
-    RunWorkers(workers_, [this](int w) { Work(w); });
+    CC_RETURN_IF_ERROR(RunWorkers(workers_, [this](int w) { Work(w); }));
     return error_.Take();
   }
 
@@ -129,14 +155,14 @@ Status ShareBlocks(const h5ad::MatrixStream& stream, int workers,
                    const std::function<Status(int, const SparseBlock&)>& consume) {
   std::atomic<int64_t> next{0};
   FirstError error;
-  RunWorkers(std::max(1, workers), [&](int w) {
+  CC_RETURN_IF_ERROR(RunWorkers(std::max(1, workers), [&](int w) {
     SparseBlock block;
     for (int64_t i = next++; i < stream.num_blocks() && !error.failed(); i = next++) {
       Status s = stream.ReadBlock(i, &block);
       if (s.ok()) s = consume(w, block);
       if (!s.ok()) return error.Set(std::move(s));
     }
-  });
+  }));
   return error.Take();
 }
 

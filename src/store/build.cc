@@ -42,13 +42,31 @@ const std::vector<std::string> kCellTypeCandidates = {
     "leiden",    "louvain"};
 const std::vector<std::string> kSymbolCandidates = {"feature_name", "gene_symbols", "gene_symbol",
                                                     "gene_name", "symbol"};
-constexpr int64_t kAutoGroupbyMaxValues = 200;
 constexpr int64_t kTransformSample = 10000;
-// Values per block read from a matrix: a block costs ~12 bytes per value while held.
-constexpr int64_t kBlockValues = int64_t{1} << 20;
-// Memory a command needs besides its accumulators and windows (code, metadata, the
-// reader's buffers): what the bound must leave room for.
-constexpr uint64_t kBaseMemory = uint64_t{192} << 20;
+// How a dataset's aggregation spends the memory bound (SPEC §10).
+struct MemoryPlan {
+  int slots = 1;             // blocks held at once (read ahead or being added)
+  int64_t block_values = 0;  // values per block: ~16 bytes each while held
+  uint64_t accumulator = 0;  // bytes for the accumulator of one gene pass
+};
+
+MemoryPlan PlanMemory(uint64_t limit, int threads) {
+  // What the process needs besides blocks and accumulators: code, metadata, thread
+  // stacks, the reader's chunk buffers, the spill buffer.
+  constexpr uint64_t kBase = uint64_t{48} << 20;
+  constexpr uint64_t kBytesPerValue = 16;
+  MemoryPlan plan;
+  plan.slots = 2 * threads + 1;
+  // Blocks get at most an eighth of the bound, a million values each at most.
+  plan.block_values = static_cast<int64_t>(std::clamp<uint64_t>(
+      limit / 8 / kBytesPerValue / static_cast<uint64_t>(plan.slots), uint64_t{1} << 14,
+      uint64_t{1} << 20));
+  const uint64_t blocks =
+      static_cast<uint64_t>(plan.slots * plan.block_values) * kBytesPerValue;
+  const uint64_t floor = uint64_t{4} << 20;
+  plan.accumulator = limit > kBase + blocks + floor ? (limit - kBase - blocks) * 3 / 4 : floor;
+  return plan;
+}
 
 // Everything decided about one input before its matrix is read. `file` and `columns`
 // are held only while planning; the aggregation opens the file again, so a build of
@@ -114,7 +132,6 @@ bool Groupable(const Column& col) {
 // cells; else the default, with a note naming the columns it left out or dropped.
 Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
                      const BuildOptions& options, const BuildCallbacks& callbacks) {
-  static_assert(kAutoGroupbyMaxValues == aggregate::kGroupbyMaxValues);
   const File& file = *plan->file;
   const int64_t n_cells = file.n_obs();
   const std::string dataset = "dataset " + Quote(plan->input.name) + ": ";
@@ -138,8 +155,7 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
     }
     CC_ASSIGN_OR_RETURN(std::string warning,
                         aggregate::SmallGroupsWarning(n_cells, plan->columns[0].codes, given));
-    if (!warning.empty() && callbacks.note)
-      callbacks.note("warning: " + dataset + warning);
+    if (!warning.empty() && callbacks.note) callbacks.note("warning: " + dataset + warning);
     return Status::Ok();
   }
   // Every obs column is a candidate; only the codes of those the choice may take are
@@ -161,9 +177,8 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   }
   for (size_t i = 0; i < candidates.size(); ++i)
     if (kept_of[i] != SIZE_MAX) candidates[i].codes = &kept[kept_of[i]].codes;
-  CC_ASSIGN_OR_RETURN(
-      aggregate::GroupbyChoice choice,
-      aggregate::ChooseDefaultGroupby(n_cells, plan->columns[0].codes, candidates));
+  CC_ASSIGN_OR_RETURN(aggregate::GroupbyChoice choice,
+                      aggregate::ChooseDefaultGroupby(n_cells, plan->columns[0].codes, candidates));
   if (!choice.left_out.empty() && callbacks.note)
     callbacks.note(dataset + aggregate::DescribeGroupbyChoice(choice, candidates, n_cells));
   for (size_t i : choice.chosen) {
@@ -317,6 +332,7 @@ struct DatasetWork {
   std::vector<double> scale;        // per cell, for cp10k of a matrix read by columns
   aggregate::CellContext cells;
   int threads = 1;
+  int slots = 1;  // blocks held at once
 
   Status Bad(const aggregate::BadValue& bad) const {
     return Status::InvalidArgument(DescribeBad(plan, *file, bad));
@@ -370,7 +386,7 @@ Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
 Status RowTotals(DatasetWork* w) {
   std::vector<double> totals(static_cast<size_t>(w->plan.n_obs), 0.0);
   CC_RETURN_IF_ERROR(BroadcastBlocks(
-      *w->stream, w->threads, 2 * w->threads + 1, [&](int worker, const SparseBlock& block) {
+      *w->stream, w->threads, w->slots, [&](int worker, const SparseBlock& block) {
         if (auto bad = aggregate::AddColumnBlockToRowTotals(block, worker, w->threads, &totals))
           return w->Bad(*bad);
         return Status::Ok();
@@ -386,7 +402,7 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
                   ProgressCounter* progress) {
   const std::string& name = w->plan.input.name;
   if (w->stream->by_rows()) {
-    return BroadcastBlocks(*w->stream, w->threads, 2 * w->threads + 1,
+    return BroadcastBlocks(*w->stream, w->threads, w->slots,
                            [&](int worker, const SparseBlock& block) {
                              if (auto bad = acc->AddRows(block, w->cells, worker, w->threads))
                                return w->Bad(*bad);
@@ -474,18 +490,15 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
   CC_RETURN_IF_ERROR(GroupAndOrder(&w, options));
   h5ad::StreamOptions stream_options;
   stream_options.direct_reads = options.direct_reads;
-  stream_options.target_values = kBlockValues;
+  const MemoryPlan memory = PlanMemory(options.memory_limit, threads);
+  stream_options.target_values = memory.block_values;
   CC_ASSIGN_OR_RETURN(w.stream, w.file->StreamMatrix(plan.matrix.path, stream_options));
+  w.slots = memory.slots;
   if (plan.transform == Transform::kCp10kLog1p && !w.stream->by_rows())
     CC_RETURN_IF_ERROR(RowTotals(&w));
-  // The accumulator gets what the bound leaves after the blocks held in flight.
-  const uint64_t in_flight = static_cast<uint64_t>(2 * threads + 1) * kBlockValues * 16;
-  const uint64_t budget = options.memory_limit > kBaseMemory + in_flight
-                              ? (options.memory_limit - kBaseMemory - in_flight) * 3 / 4
-                              : uint64_t{16} << 20;
   const int32_t n_groups = w.grouping.n_groups();
   const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
-  const int32_t per_pass = GenesPerPass(n_groups, n_genes, budget);
+  const int32_t per_pass = GenesPerPass(n_groups, n_genes, memory.accumulator);
   for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
     const int32_t hi = std::min(n_genes, lo + per_pass);
     Accumulator acc(n_groups, lo, hi);
@@ -523,7 +536,9 @@ size_t OpenFilesAllowed() {
     (void)::setrlimit(RLIMIT_NOFILE, &r);
     (void)::getrlimit(RLIMIT_NOFILE, &r);
   }
-  return r.rlim_cur == RLIM_INFINITY ? size_t{1} << 20 : static_cast<size_t>(r.rlim_cur) - 64;
+  if (r.rlim_cur == RLIM_INFINITY) return size_t{1} << 20;
+  const auto soft = static_cast<size_t>(r.rlim_cur);
+  return soft > 128 ? soft - 64 : soft / 2;  // room for HDF5, the output, stdio
 }
 
 int ThreadsFor(const BuildOptions& options) {
@@ -533,7 +548,7 @@ int ThreadsFor(const BuildOptions& options) {
 
 // Window bytes per part for reading `parts` parts back at once.
 size_t WindowBytes(uint64_t memory_limit, size_t parts, int arrays) {
-  const uint64_t total = std::clamp<uint64_t>(memory_limit / 4, uint64_t{16} << 20, uint64_t{512} << 20);
+  const uint64_t total = std::min<uint64_t>(memory_limit / 4, uint64_t{512} << 20);
   const uint64_t each = total / std::max<size_t>(1, parts) / static_cast<uint64_t>(arrays);
   return static_cast<size_t>(std::clamp<uint64_t>(each, uint64_t{16} << 10, uint64_t{8} << 20));
 }

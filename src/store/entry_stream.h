@@ -18,6 +18,12 @@ struct EntryBuffer {
   std::vector<double> sumsq;
 
   size_t size() const { return group.size(); }
+  void Reserve(size_t n) {
+    group.reserve(n);
+    nnz.reserve(n);
+    sum.reserve(n);
+    sumsq.reserve(n);
+  }
   void Add(int64_t g, uint32_t n, double s, double q) {
     group.push_back(g);
     nnz.push_back(n);

@@ -204,7 +204,7 @@ Status WriteMetadata(Writer& w, const StoreData& s) {
   return Status::Ok();
 }
 
-constexpr size_t kFlushEntries = size_t{1} << 20;
+constexpr size_t kFlushEntries = size_t{1} << 18;  // 8 MiB of entries per write
 
 // Draws every gene's runs from the parts, in order, into the layers.
 Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
@@ -213,6 +213,7 @@ Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& par
   const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
   std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
   EntryBuffer buf;
+  buf.Reserve(kFlushEntries + kFlushEntries / 4);
   for (int64_t gene = 0; gene < n_genes; ++gene) {
     const size_t run_start = buf.size();
     for (const StreamedPart& p : parts) {

@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -54,10 +55,12 @@ struct SharedNote {
   NotedPath reading;
   NotedPath temporary;
   NotedPath activity;
-  NotedPath terminate_reason;         // the exception that reached std::terminate
-  std::atomic<uint32_t> out_of_memory{0};  // set by the child's new_handler
-  std::atomic<uint32_t> terminated{0};     // set by the child's terminate handler
-  uint64_t start_resident = 0;             // the child's resident bytes when it started
+  NotedPath terminate_reason;                // the exception that reached std::terminate
+  std::atomic<uint32_t> out_of_memory{0};    // set when an allocation failed
+  std::atomic<uint32_t> terminated{0};       // set by the child's terminate handler
+  uint64_t start_resident = 0;               // the child's resident bytes when it started
+  uint64_t start_data = 0;                   // its data segment then (VmData)
+  std::atomic<uint64_t> data_at_failure{0};  // its data segment when an allocation failed
 };
 
 // How the child leaves when it cannot report a Status (the shared page says why; the
@@ -101,18 +104,51 @@ uint64_t StatusBytes(const std::string& status_file, const std::string& field) {
   return 0;
 }
 
-// The process's data segment: what RLIMIT_DATA counts.
-[[maybe_unused]] uint64_t DataSegmentBytes() { return StatusBytes("/proc/self/status", "VmData:"); }
+// The process's data segment (VmData: what RLIMIT_DATA counts), in bytes; 0 if unknown.
+// Allocates nothing, for the out-of-memory handlers.
+uint64_t DataSegmentBytes() {
+  char buf[8192];
+  const int fd = ::open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  size_t n = 0;
+  for (;;) {
+    const ssize_t r = ::read(fd, buf + n, sizeof buf - 1 - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    n += static_cast<size_t>(r);
+    if (n == sizeof buf - 1) break;
+  }
+  ::close(fd);
+  buf[n] = '\0';
+  const char* p = std::strstr(buf, "\nVmData:");
+  if (!p) return 0;
+  p += 8;
+  while (*p == ' ' || *p == '\t') ++p;
+  uint64_t kb = 0;
+  for (; *p >= '0' && *p <= '9'; ++p) kb = kb * 10 + static_cast<uint64_t>(*p - '0');
+  return kb << 10;
+}
 
-void LimitMemory(uint64_t extra) {
+void LimitMemory(uint64_t base, uint64_t extra) {
 #ifndef CELLCUBE_ASAN
   if (extra == 0) return;
   struct rlimit r {};
-  r.rlim_cur = r.rlim_max = DataSegmentBytes() + extra;
+  r.rlim_cur = r.rlim_max = base + extra;
   ::setrlimit(RLIMIT_DATA, &r);  // best effort: without it the kernel's OOM killer is the limit
 #else
+  (void)base;
   (void)extra;
 #endif
+}
+
+// True when the data segment is within a thread stack or so of RLIMIT_DATA: a failure
+// that does not say why (a thread that could not start, std::terminate while such an
+// error unwinds) is then the limit. Allocates nothing.
+bool NearDataLimit() {
+  struct rlimit r {};
+  if (::getrlimit(RLIMIT_DATA, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return false;
+  constexpr uint64_t kSlack = uint64_t{16} << 20;  // a thread's stack is 8 MiB
+  return DataSegmentBytes() + kSlack >= static_cast<uint64_t>(r.rlim_cur);
 }
 
 void ResetSignalsInChild() {
@@ -144,25 +180,37 @@ bool Decode(const std::string& wire, Status* out) {
   return true;
 }
 
+// Records in the shared page that the child ran out of memory, and its data segment
+// now. Allocates nothing.
+void NoteOutOfMemory() {
+  if (!g_note) return;
+  g_note->data_at_failure.store(DataSegmentBytes());
+  g_note->out_of_memory.store(1);
+}
+
 // The child's std::new_handler: an allocation failed (the memory limit, or the machine's
 // memory), in whatever thread. Unwinding a bad_alloc from a worker thread would reach
-// std::terminate (SIGABRT, a "crash"); instead the shared page says "out of memory" and
-// the child leaves at once. Allocates nothing.
+// std::terminate (SIGABRT, reported as a crash on the file being read); instead the
+// shared page says "out of memory" and the child leaves at once.
 [[noreturn]] void OnOutOfMemory() {
-  if (g_note) g_note->out_of_memory.store(1);
+  NoteOutOfMemory();
   ::_exit(kOutOfMemoryExit);
 }
 
+// A system_error that means memory: ENOMEM, or EAGAIN near the limit (std::thread
+// reports a thread stack refused under RLIMIT_DATA as EAGAIN).
 bool IsOutOfMemoryError(const std::error_code& code) {
-  // std::thread reports a thread stack refused under RLIMIT_DATA as EAGAIN.
   return code == std::errc::not_enough_memory ||
-         code == std::errc::resource_unavailable_try_again;
+         (code == std::errc::resource_unavailable_try_again && NearDataLimit());
 }
 
 // The child's std::terminate handler: an exception escaped a thread (or a noexcept
 // function). That is a bug in cellcube, or memory, never a damaged input: say so instead
 // of dying of SIGABRT.
 [[noreturn]] void OnTerminate() {
+  // Without an exception to look at (a joinable std::thread destroyed while an error
+  // unwinds, typically one that could not start), the limit is the likely cause.
+  if (!std::current_exception() && NearDataLimit()) OnOutOfMemory();
   if (g_note) {
     g_note->terminate_reason.Set("", 0);  // none: std::terminate without an exception
     if (std::exception_ptr e = std::current_exception()) {
@@ -194,17 +242,23 @@ bool IsOutOfMemoryError(const std::error_code& code) {
   if (::getppid() != parent) ::_exit(127);
   ResetSignalsInChild();
   note->start_resident = StatusBytes("/proc/self/status", "VmRSS:");
-  LimitMemory(options.memory_limit);
+  note->start_data = DataSegmentBytes();
+  LimitMemory(note->start_data, options.memory_limit);
   std::set_new_handler(OnOutOfMemory);
   std::set_terminate(OnTerminate);
   Status s;
   try {
     s = work();
   } catch (const std::bad_alloc&) {  // thrown by hand, not by a failed operator new
+    NoteOutOfMemory();
     s = Status::OutOfMemory("out of memory");
   } catch (const std::system_error& e) {
-    s = IsOutOfMemoryError(e.code()) ? Status::OutOfMemory(e.what())
-                                     : Status::Internal(std::string("internal error: ") + e.what());
+    if (IsOutOfMemoryError(e.code())) {
+      NoteOutOfMemory();
+      s = Status::OutOfMemory("out of memory");
+    } else {
+      s = Status::Internal(std::string("internal error: ") + e.what());
+    }
   } catch (const std::exception& e) {
     s = Status::Internal(std::string("internal error: ") + e.what());
   } catch (...) {
@@ -423,11 +477,14 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
     for (size_t i = 0; i < std::size(kForwarded); ++i)
       ::sigaction(kForwarded[i], &saved[i], nullptr);
   }
-  // "used": the child's peak resident memory beyond what it shared with us at the fork.
-  const uint64_t used = peak > note->start_resident ? peak - note->start_resident : peak;
+  // "used": the larger of the child's peak resident memory and its data segment (what
+  // RLIMIT_DATA counts) when an allocation failed, both beyond what it had at the fork.
+  const uint64_t data = note->data_at_failure.load();
+  const uint64_t used = std::max(data > note->start_data ? data - note->start_data : 0,
+                                 peak > note->start_resident ? peak - note->start_resident : 0);
   const bool out_of_memory = over_limit || note->out_of_memory.load() != 0;
   Status result;
-  const bool reported = !out_of_memory && Decode(wire, &result);
+  const bool reported = !over_limit && Decode(wire, &result);
   if (!reported) {
     // The child cannot clean up after itself any more: a partial file must not stay.
     if (const std::string temporary = note->temporary.Get(); !temporary.empty())

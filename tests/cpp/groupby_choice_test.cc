@@ -66,6 +66,12 @@ TEST(GroupbyCount, MatchesDistinctTuplesOnRandomCodes) {
     auto got = CountGroups(static_cast<int64_t>(n), ptrs);
     ASSERT_TRUE(got.ok()) << got.status().message();
     EXPECT_EQ(*got, SetCount(n, ptrs)) << "trial " << trial;
+    auto prefixes = CountPrefixGroups(static_cast<int64_t>(n), ptrs);
+    ASSERT_TRUE(prefixes.ok());
+    ASSERT_EQ(prefixes->size(), ptrs.size() + 1);
+    for (size_t m = 0; m <= ptrs.size(); ++m)
+      EXPECT_EQ((*prefixes)[m], SetCount(n, {ptrs.begin(), ptrs.begin() + m}))
+          << "trial " << trial << ", first " << m << " columns";
   }
 }
 
@@ -87,6 +93,8 @@ TEST(GroupbyCount, EdgeCasesAndBadInput) {
   EXPECT_EQ(*CountGroups(3, {&a}), 2);
   Codes all_apart = {0, 1, 2};
   EXPECT_EQ(*CountGroups(3, {&all_apart, &a}), 3);
+  EXPECT_EQ(*CountPrefixGroups(3, {&a, &all_apart, &a}), (std::vector<int64_t>{1, 2, 3, 3}));
+  EXPECT_EQ(*CountPrefixGroups(0, {}), (std::vector<int64_t>{0}));
   Codes short_col = {0, 1};
   EXPECT_FALSE(CountGroups(3, {&a, &short_col}).ok());
   EXPECT_FALSE(CountGroups(3, {nullptr}).ok());
@@ -152,8 +160,8 @@ TEST(GroupbyDefault, DropsTheWidestColumnUntilGroupsAverageFiveCells) {
   Codes ct(n), a(n), b(n), c(n), d(n);
   for (size_t i = 0; i < n; ++i) {
     ct[i] = static_cast<int32_t>(i % 3);
-    a[i] = static_cast<int32_t>((i / 3) % 2);       // 2 values
-    b[i] = static_cast<int32_t>((i / 6) % 4);       // 4 values
+    a[i] = static_cast<int32_t>((i / 3) % 2);                 // 2 values
+    b[i] = static_cast<int32_t>((i / 6) % 4);                 // 4 values
     c[i] = static_cast<int32_t>((i / 24) % 5 + 5 * (i % 2));  // 10 values
     d[i] = static_cast<int32_t>(i % 80);                      // 80 values
   }
@@ -204,7 +212,8 @@ TEST(GroupbyDefault, SkipsNarrowAndNonGroupableColumnsSilently) {
   const size_t n = 400;
   Codes ct = Mod(n, 4), one(n, 0), missing_only(n, -1), numbers = Mod(n, 400), site = Mod(n, 3);
   std::vector<GroupbyCandidate> cands = {
-      Cat("one", one), Cat("missing_only", missing_only),
+      Cat("one", one),
+      Cat("missing_only", missing_only),
       {"numbers", &numbers, 400, false},  // numeric: never a candidate, not even left out
       {"strings", nullptr, 0, false},     // not groupable: its codes are never looked at
       Cat("site", site)};
@@ -232,6 +241,61 @@ TEST(GroupbyDefault, MissingIsAValueOfItsOwnInEveryColumn) {
   EXPECT_EQ(DescribeGroupbyChoice(*ch, cands, 10),
             "--groupby default dropped 'col' (groups would average 2.5 cells); grouping by cell "
             "type only (2 groups, 5.0 cells on average)");
+}
+
+// The rule as SPEC §10 words it, re-counting with SetCount after every drop.
+std::pair<std::vector<size_t>, std::vector<std::pair<size_t, int64_t>>> NaiveChoice(
+    size_t n_cells, const Codes& ct, const std::vector<GroupbyCandidate>& cands) {
+  std::vector<size_t> chosen;
+  for (size_t i = 0; i < cands.size(); ++i)
+    if (cands[i].groupable && cands[i].n_values >= 2 && cands[i].n_values <= 200 &&
+        2 * static_cast<size_t>(cands[i].n_values) <= n_cells)
+      chosen.push_back(i);
+  std::vector<std::pair<size_t, int64_t>> dropped;
+  for (;;) {
+    std::vector<const Codes*> cols = {&ct};
+    for (size_t i : chosen) cols.push_back(cands[i].codes);
+    const int64_t groups = SetCount(n_cells, cols);
+    if (chosen.empty() || static_cast<int64_t>(n_cells) >= 5 * groups) break;
+    size_t widest = 0;
+    for (size_t k = 0; k < chosen.size(); ++k)
+      if (cands[chosen[k]].n_values >= cands[chosen[widest]].n_values) widest = k;
+    dropped.push_back({chosen[widest], groups});
+    chosen.erase(chosen.begin() + static_cast<std::ptrdiff_t>(widest));
+  }
+  return {chosen, dropped};
+}
+
+TEST(GroupbyDefault, MatchesANaiveReCountOnRandomInputs) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 300; ++trial) {
+    const size_t n = 5 + rng() % 400;
+    Codes ct(n);
+    const uint32_t n_types = 1 + rng() % 8;
+    for (auto& x : ct) x = static_cast<int32_t>(rng() % n_types) - (rng() % 20 == 0 ? 1 : 0);
+    const size_t n_cols = rng() % 7;
+    std::vector<Codes> cols(n_cols, Codes(n));
+    std::vector<GroupbyCandidate> cands;
+    for (size_t k = 0; k < n_cols; ++k) {
+      // Few distinct widths, so ties are common.
+      const uint32_t width = std::vector<uint32_t>{1, 2, 3, 3, 6, 6, 40, 250}[rng() % 8];
+      for (auto& x : cols[k]) x = rng() % 10 == 0 ? -1 : static_cast<int32_t>(rng() % width);
+      std::string name = "c";
+      name += std::to_string(k);  // (not "c" + ...: a false -Wrestrict of GCC 12 at -O3)
+      cands.push_back({name, &cols[k], Distinct(cols[k]), rng() % 6 != 0});
+    }
+    auto ch = ChooseDefaultGroupby(static_cast<int64_t>(n), ct, cands);
+    ASSERT_TRUE(ch.ok()) << ch.status().message();
+    auto [want_chosen, want_dropped] = NaiveChoice(n, ct, cands);
+    EXPECT_EQ(ch->chosen, want_chosen) << "trial " << trial;
+    std::vector<std::pair<size_t, int64_t>> got_dropped;
+    for (const auto& l : ch->left_out)
+      if (l.reason == Reason::kDropped) got_dropped.push_back({l.index, l.n_groups});
+    EXPECT_EQ(got_dropped, want_dropped) << "trial " << trial;
+    std::vector<const Codes*> final_cols = {&ct};
+    for (size_t i : want_chosen) final_cols.push_back(cands[i].codes);
+    EXPECT_EQ(ch->n_groups, SetCount(n, final_cols)) << "trial " << trial;
+  }
 }
 
 TEST(GroupbyDefault, BadCandidatesAreErrors) {
@@ -268,8 +332,8 @@ TEST(GroupbyExplicit, HonouredWithAWarningOnlyWhenGroupsAverageFewerThanFive) {
   const size_t n = 200;
   Codes ct = Mod(n, 4), clone = Mod(n, 150), sample = Mod(n, 8);
   // Explicit columns are never left out, whatever their values: only a warning.
-  auto warn = SmallGroupsWarning(static_cast<int64_t>(n), ct,
-                                 {Cat("sample", sample), Cat("clone", clone)});
+  auto warn =
+      SmallGroupsWarning(static_cast<int64_t>(n), ct, {Cat("sample", sample), Cat("clone", clone)});
   ASSERT_TRUE(warn.ok());
   const int64_t groups = SetCount(n, {&ct, &sample, &clone});
   EXPECT_EQ(*warn, "--groupby 'sample', 'clone' gives " + std::to_string(groups) +

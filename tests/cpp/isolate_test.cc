@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -29,7 +30,7 @@ bool Has(const Status& s, const std::string& text) {
   return s.message().find(text) != std::string::npos;
 }
 
-TEST(RunIsolated, ReturnsTheChildsStatus) {
+TEST(IsolatedRun, ReturnsTheChildsStatus) {
   EXPECT_TRUE(RunIsolated([] { return Status::Ok(); }, {}).ok());
   Status s = RunIsolated([] { return Status::NotFound("no gene 'XYZ'"); }, {});
   EXPECT_EQ(s.code(), StatusCode::kNotFound);
@@ -37,7 +38,7 @@ TEST(RunIsolated, ReturnsTheChildsStatus) {
   EXPECT_FALSE(InIsolatedChild());
 }
 
-TEST(RunIsolated, RunsInAnotherProcess) {
+TEST(IsolatedRun, RunsInAnotherProcess) {
   const pid_t here = ::getpid();
   Status s = RunIsolated(
       [here] {
@@ -48,7 +49,7 @@ TEST(RunIsolated, RunsInAnotherProcess) {
   EXPECT_TRUE(s.ok()) << s.message();
 }
 
-TEST(RunIsolated, ACrashBecomesCorruptNamingTheFileBeingRead) {
+TEST(IsolatedRun, ACrashBecomesCorruptNamingTheFileBeingRead) {
   Status s = RunIsolated(
       [] {
         NoteReading("/data/first.h5ad");
@@ -64,7 +65,7 @@ TEST(RunIsolated, ACrashBecomesCorruptNamingTheFileBeingRead) {
   EXPECT_EQ(s.message().find("first"), std::string::npos) << s.message();
 }
 
-TEST(RunIsolated, ACrashOutsideAnyFileIsInternal) {
+TEST(IsolatedRun, ACrashOutsideAnyFileIsInternal) {
   Status s = RunIsolated(
       [] {
         std::signal(SIGABRT, SIG_DFL);
@@ -76,7 +77,7 @@ TEST(RunIsolated, ACrashOutsideAnyFileIsInternal) {
   EXPECT_NE(s.message().find("SIGABRT"), std::string::npos) << s.message();
 }
 
-TEST(RunIsolated, AnExitWithoutAnswerIsReported) {
+TEST(IsolatedRun, AnExitWithoutAnswerIsReported) {
   Status s = RunIsolated(
       [] {
         ::_exit(3);
@@ -87,7 +88,7 @@ TEST(RunIsolated, AnExitWithoutAnswerIsReported) {
   EXPECT_NE(s.message().find("exit code 3"), std::string::npos) << s.message();
 }
 
-TEST(RunIsolated, ExceptionsBecomeStatuses) {
+TEST(IsolatedRun, ExceptionsBecomeStatuses) {
   Status s = RunIsolated(
       []() -> Status {
         NoteReading("big.h5ad");
@@ -103,7 +104,7 @@ TEST(RunIsolated, ExceptionsBecomeStatuses) {
 
 // RLIMIT_DATA in a release build; in a sanitizer build (whose shadow memory cannot live
 // under RLIMIT_DATA) the parent's watch of the child's resident memory.
-TEST(RunIsolated, KeepsTheChildUnderTheMemoryLimit) {
+TEST(IsolatedRun, KeepsTheChildUnderTheMemoryLimit) {
   const auto touch = [](uint64_t mib) {
     return [mib] {
       std::vector<char*> blocks;
@@ -139,7 +140,7 @@ void AllocateWithNew(uint64_t mib) {
 
 // Before the new_handler, a bad_alloc in a worker thread escaped the thread: SIGABRT,
 // reported as a crash blaming the file being read.
-TEST(RunIsolated, OutOfMemoryInAWorkerThreadSaysWhatItWasDoing) {
+TEST(IsolatedRun, OutOfMemoryInAWorkerThreadSaysWhatItWasDoing) {
   IsolationOptions options;
   options.memory_limit = uint64_t{64} << 20;
   options.memory_limit_option = "--memory-limit";
@@ -154,14 +155,15 @@ TEST(RunIsolated, OutOfMemoryInAWorkerThreadSaysWhatItWasDoing) {
       options);
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
   EXPECT_TRUE(Has(s, "out of memory while aggregating dataset 'x' (used ")) << s.message();
-  EXPECT_TRUE(Has(s, " of the 64.0 MiB limit); --memory-limit SIZE (or CELLCUBE_MEMORY_LIMIT) "
-                     "gives it more, e.g. --memory-limit 128M"))
+  EXPECT_TRUE(Has(s,
+                  " of the 64.0 MiB limit); --memory-limit SIZE (or CELLCUBE_MEMORY_LIMIT) "
+                  "gives it more, e.g. --memory-limit 128M"))
       << s.message();
   EXPECT_FALSE(Has(s, "damaged")) << s.message();
   EXPECT_FALSE(Has(s, "SIG")) << s.message();
 }
 
-TEST(RunIsolated, TheNewHandlerReportsOutOfMemoryFromAnyThread) {
+TEST(IsolatedRun, TheNewHandlerReportsOutOfMemoryFromAnyThread) {
   IsolationOptions options;
   options.memory_limit = uint64_t{1} << 30;
   Status s = RunIsolated(
@@ -177,13 +179,31 @@ TEST(RunIsolated, TheNewHandlerReportsOutOfMemoryFromAnyThread) {
       options);
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
   EXPECT_TRUE(Has(s, "out of memory while reading 'big.h5ad' (used ")) << s.message();
-  EXPECT_TRUE(Has(s, " of the 1.0 GiB limit); CELLCUBE_MEMORY_LIMIT=SIZE gives it more, "
-                     "e.g. CELLCUBE_MEMORY_LIMIT=2G"))
+  EXPECT_TRUE(Has(s,
+                  " of the 1.0 GiB limit); CELLCUBE_MEMORY_LIMIT=SIZE gives it more, "
+                  "e.g. CELLCUBE_MEMORY_LIMIT=2G"))
       << s.message();
   EXPECT_EQ(std::get_new_handler(), nullptr);  // the caller's is untouched
 }
 
-TEST(RunIsolated, AnAllocationRefusedByTheLimitIsOutOfMemory) {
+TEST(IsolatedRun, OutOfMemoryRemovesTheTemporaryFile) {
+  const std::string path = ::testing::TempDir() + "isolate_test.tmp-" + std::to_string(::getpid());
+  Status s = RunIsolated(
+      [&path] {
+        NoteTemporaryFile(path);
+        if (FILE* f = std::fopen(path.c_str(), "w")) std::fclose(f);
+        NoteActivity("writing the store");
+        std::get_new_handler()();
+        return Status::Internal("no new_handler in the child");
+      },
+      {});
+  EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
+  EXPECT_TRUE(Has(s, "out of memory while writing the store (used ")) << s.message();
+  EXPECT_TRUE(Has(s, "no memory limit was set")) << s.message();
+  EXPECT_NE(::access(path.c_str(), F_OK), 0) << path << " was left behind";
+}
+
+TEST(IsolatedRun, AnAllocationRefusedByTheLimitIsOutOfMemory) {
 #ifdef ISOLATE_TEST_ASAN
   GTEST_SKIP() << "ASan reports a refused allocation itself instead of calling new_handler";
 #else
@@ -206,7 +226,7 @@ TEST(RunIsolated, AnAllocationRefusedByTheLimitIsOutOfMemory) {
 #endif
 }
 
-TEST(RunIsolated, AnExceptionEscapingAThreadIsInternalNotACrash) {
+TEST(IsolatedRun, AnExceptionEscapingAThreadIsInternalNotACrash) {
   Status s = RunIsolated(
       [] {
         NoteReading("good.h5ad");
@@ -222,7 +242,7 @@ TEST(RunIsolated, AnExceptionEscapingAThreadIsInternalNotACrash) {
   EXPECT_FALSE(Has(s, "SIGABRT")) << s.message();
 }
 
-TEST(RunIsolated, TheChildKnowsItsMemoryLimit) {
+TEST(IsolatedRun, TheChildKnowsItsMemoryLimit) {
   EXPECT_EQ(MemoryLimitInForce(), 0u);
   NoteActivity("ignored outside a child");  // a no-op here
   IsolationOptions options;
@@ -244,7 +264,7 @@ TEST(RunIsolated, TheChildKnowsItsMemoryLimit) {
                   .ok());
 }
 
-class MemoryLimitEnv : public ::testing::Test {
+class IsolatedMemoryLimit : public ::testing::Test {
  protected:
   void TearDown() override { ::unsetenv("CELLCUBE_MEMORY_LIMIT"); }
   static Result<uint64_t> With(const char* value) {
@@ -253,7 +273,7 @@ class MemoryLimitEnv : public ::testing::Test {
   }
 };
 
-TEST_F(MemoryLimitEnv, ParsesSizesWithBinarySuffixes) {
+TEST_F(IsolatedMemoryLimit, ParsesSizesWithBinarySuffixes) {
   EXPECT_EQ(With("8G").value(), uint64_t{8} << 30);
   EXPECT_EQ(With("512m").value(), uint64_t{512} << 20);
   EXPECT_EQ(With("1.5GiB").value(), uint64_t{3} << 29);
@@ -264,7 +284,7 @@ TEST_F(MemoryLimitEnv, ParsesSizesWithBinarySuffixes) {
   EXPECT_EQ(ParseMemoryLimit("OFF", "--memory-limit").value(), 0u);
 }
 
-TEST_F(MemoryLimitEnv, RefusesNonsense) {
+TEST_F(IsolatedMemoryLimit, RefusesNonsense) {
   for (const char* bad : {"lots", "8X", "-1G", "12k", "G", "1e30", ""}) {
     auto r = With(bad);
     if (*bad == '\0') {  // an empty variable is no variable
@@ -282,7 +302,7 @@ TEST_F(MemoryLimitEnv, RefusesNonsense) {
   }
 }
 
-TEST_F(MemoryLimitEnv, DefaultIsTwoGiBWhateverTheInputs) {
+TEST_F(IsolatedMemoryLimit, DefaultIsTwoGiBWhateverTheInputs) {
   ::unsetenv("CELLCUBE_MEMORY_LIMIT");
   EXPECT_EQ(DefaultMemoryLimit().value(), uint64_t{2} << 30);
   EXPECT_EQ(MemoryLimitFor(1000).value(), uint64_t{2} << 30);
