@@ -16,6 +16,9 @@ struct SparseBlock {
   std::vector<int64_t> offsets;  // major_count + 1 entries, offsets[0] == 0
   std::vector<int32_t> minor;    // column (or row) of each value, checked in range
   std::vector<double> values;    // converted to float64, NaN/inf passed through
+  // The reader's working space, kept with the block so that reading into a reused
+  // block allocates (and faults in) nothing new.
+  std::vector<int64_t> scratch;
 };
 
 }  // namespace cellcube

@@ -145,7 +145,8 @@ Result<StoreSummary> BuildStoreFile(const std::vector<DatasetInput>& inputs,
                                     const std::string& out);
 
 // Adds datasets to the store at `store` (names must be new), replacing it atomically.
-Result<StoreSummary> AddToStoreFile(const std::string& store, const std::vector<DatasetInput>& inputs,
+Result<StoreSummary> AddToStoreFile(const std::string& store,
+                                    const std::vector<DatasetInput>& inputs,
                                     const BuildOptions& options, const BuildCallbacks& callbacks);
 
 // Drops the named datasets (unknown names are an error suggesting near names), and the

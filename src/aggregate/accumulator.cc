@@ -94,9 +94,9 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
       // The slots are scattered over far more memory than the caches hold: ask for the
       // slot of a value a little ahead while this one is added.
       if (k + kPrefetchAhead < hi) {
-        const int32_t ahead = rank ? rank[block.minor[k + kPrefetchAhead]]
-                                   : block.minor[k + kPrefetchAhead];
-        if (mine(ahead)) __builtin_prefetch(&row[ahead - gene_begin_], 1, 0);
+        const int32_t ahead =
+            rank ? rank[block.minor[k + kPrefetchAhead]] : block.minor[k + kPrefetchAhead];
+        if (mine(ahead)) __builtin_prefetch(&row[ahead - gene_begin_], 1, 3);
       }
       const int32_t gene = rank ? rank[block.minor[k]] : block.minor[k];
       // Values of other genes are checked by their owner, in the pass that covers them.

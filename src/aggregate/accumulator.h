@@ -59,7 +59,10 @@ class Accumulator {
   // Which of `workers` owns `gene` for AddRows: blocks of kOwnerSpan genes in turn
   // (whole cache lines, so owners never share one).
   static int OwnerOfGene(int32_t gene, int workers) {
-    return static_cast<int>((gene / kOwnerSpan) % workers);
+    const auto span = static_cast<uint32_t>(gene) / kOwnerSpan;
+    // Called for every value: no division for the usual one or two workers.
+    if (workers <= 2) return static_cast<int>(span & static_cast<uint32_t>(workers - 1));
+    return static_cast<int>(span % static_cast<uint32_t>(workers));
   }
   static constexpr int32_t kOwnerSpan = 64;
 

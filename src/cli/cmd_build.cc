@@ -1,12 +1,12 @@
 // `cellcube build` and `cellcube add`: aggregate .h5ad files into a store.
+#include <unistd.h>
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
 #include <functional>
+#include <iostream>
 #include <mutex>
-#include <unistd.h>
 
 #include "cellcube/store.h"
 #include "cli/args.h"
@@ -67,8 +67,8 @@ uint64_t MemoryToPlanFor() {
 }
 
 const std::vector<OptionSpec> kBuildSpecs = {
-    {"output", true},  {"o", true},         {"cell-type", true},        {"groupby", true},
-    {"matrix", true},  {"transform", true}, {"gene-symbols", true},     {"max-groups", true},
+    {"output", true},  {"o", true},         {"cell-type", true},       {"groupby", true},
+    {"matrix", true},  {"transform", true}, {"gene-symbols", true},    {"max-groups", true},
     {"threads", true}, {"quiet", false},    {"no-direct-reads", false}};
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
@@ -214,9 +214,9 @@ Status RunRemove(const std::vector<std::string>& argv) {
     return Status::Usage("remove needs a STORE and at least one DATASET name");
   const std::string& path = args.positionals()[0];
   std::vector<std::string> names(args.positionals().begin() + 1, args.positionals().end());
-  return RunOperation(args.Flag("quiet"), "removed " + std::to_string(names.size()) +
-                                              " datasets; wrote",
-                      path, [&](const BuildCallbacks& cb) {
+  return RunOperation(args.Flag("quiet"),
+                      "removed " + std::to_string(names.size()) + " datasets; wrote", path,
+                      [&](const BuildCallbacks& cb) {
                         return RemoveFromStoreFile(path, names, MemoryToPlanFor(), cb);
                       });
 }

@@ -139,8 +139,8 @@ class SparseStream final : public MatrixStream {
     block->offsets.resize(static_cast<size_t>(end - begin + 1));
     for (int64_t m = begin; m <= end; ++m) block->offsets[m - begin] = indptr_[m] - lo;
     block->values.resize(static_cast<size_t>(hi - lo));
-    // Reused across blocks: fresh multi-megabyte buffers cost page faults each time.
-    thread_local std::vector<int64_t> index_buf;
+    // Reused with the block: fresh multi-megabyte buffers cost page faults each time.
+    std::vector<int64_t>& index_buf = block->scratch;
     index_buf.resize(static_cast<size_t>(hi - lo));
     if (data_direct_ && indices_direct_) {
       // Straight from the file, inflated on this thread: no HDF5, no lock.

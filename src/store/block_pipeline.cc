@@ -64,13 +64,15 @@ Status RunWorkers(int workers, const std::function<void(int)>& body) {
 
 class Broadcast {
  public:
-  Broadcast(const h5ad::MatrixStream& stream, int workers, int slots,
+  Broadcast(const h5ad::MatrixStream& stream, int workers, BlockRing& ring,
             const std::function<Status(int, const SparseBlock&)>& consume)
       : stream_(stream),
         workers_(workers),
         consume_(consume),
-        slots_(static_cast<size_t>(slots)),
-        next_consume_(static_cast<size_t>(workers), 0) {}
+        slots_(ring.blocks.size()),
+        next_consume_(static_cast<size_t>(workers), 0) {
+    for (size_t i = 0; i < slots_.size(); ++i) slots_[i].block = &ring.blocks[i];
+  }
 
   Status Run() {
     CC_RETURN_IF_ERROR(RunWorkers(workers_, [this](int w) { Work(w); }));
@@ -80,7 +82,7 @@ class Broadcast {
  private:
   enum class State { kFree, kReading, kReady };
   struct Slot {
-    SparseBlock block;
+    SparseBlock* block = nullptr;
     int64_t index = -1;
     State state = State::kFree;
     int pending = 0;  // workers yet to consume it
@@ -103,7 +105,7 @@ class Broadcast {
       Slot& wanted = SlotOf(mine);
       if (wanted.index == mine && wanted.state == State::kReady) {
         lock.unlock();
-        Status s = consume_(w, wanted.block);
+        Status s = consume_(w, *wanted.block);
         if (!s.ok()) return Fail(std::move(s));
         lock.lock();
         if (--wanted.pending == 0) wanted.state = State::kFree;
@@ -118,7 +120,7 @@ class Broadcast {
         slot.state = State::kReading;
         slot.index = index;
         lock.unlock();
-        Status s = stream_.ReadBlock(index, &slot.block);
+        Status s = stream_.ReadBlock(index, slot.block);
         if (!s.ok()) return Fail(std::move(s));
         lock.lock();
         slot.state = State::kReady;
@@ -146,17 +148,18 @@ class Broadcast {
 
 }  // namespace
 
-Status BroadcastBlocks(const h5ad::MatrixStream& stream, int workers, int slots,
+Status BroadcastBlocks(const h5ad::MatrixStream& stream, int workers, BlockRing& ring,
                        const std::function<Status(int, const SparseBlock&)>& consume) {
-  return Broadcast(stream, std::max(1, workers), std::max(1, slots), consume).Run();
+  return Broadcast(stream, std::max(1, workers), ring, consume).Run();
 }
 
-Status ShareBlocks(const h5ad::MatrixStream& stream, int workers,
+Status ShareBlocks(const h5ad::MatrixStream& stream, int workers, BlockRing& ring,
                    const std::function<Status(int, const SparseBlock&)>& consume) {
   std::atomic<int64_t> next{0};
   FirstError error;
-  CC_RETURN_IF_ERROR(RunWorkers(std::max(1, workers), [&](int w) {
-    SparseBlock block;
+  workers = std::clamp(workers, 1, static_cast<int>(ring.blocks.size()));
+  CC_RETURN_IF_ERROR(RunWorkers(workers, [&](int w) {
+    SparseBlock& block = ring.blocks[static_cast<size_t>(w)];
     for (int64_t i = next++; i < stream.num_blocks() && !error.failed(); i = next++) {
       Status s = stream.ReadBlock(i, &block);
       if (s.ok()) s = consume(w, block);

@@ -54,15 +54,14 @@ MemoryPlan PlanMemory(uint64_t limit, int threads) {
   // What the process needs besides blocks and accumulators: code, metadata, thread
   // stacks, the reader's chunk buffers, the spill buffer.
   constexpr uint64_t kBase = uint64_t{48} << 20;
-  constexpr uint64_t kBytesPerValue = 16;
+  constexpr uint64_t kBytesPerValue = 20;  // value, minor index, reader scratch
   MemoryPlan plan;
   plan.slots = 2 * threads + 1;
   // Blocks get at most an eighth of the bound, a million values each at most.
-  plan.block_values = static_cast<int64_t>(std::clamp<uint64_t>(
-      limit / 8 / kBytesPerValue / static_cast<uint64_t>(plan.slots), uint64_t{1} << 14,
-      uint64_t{1} << 20));
-  const uint64_t blocks =
-      static_cast<uint64_t>(plan.slots * plan.block_values) * kBytesPerValue;
+  plan.block_values = static_cast<int64_t>(
+      std::clamp<uint64_t>(limit / 8 / kBytesPerValue / static_cast<uint64_t>(plan.slots),
+                           uint64_t{1} << 14, uint64_t{1} << 20));
+  const uint64_t blocks = static_cast<uint64_t>(plan.slots * plan.block_values) * kBytesPerValue;
   const uint64_t floor = uint64_t{4} << 20;
   plan.accumulator = limit > kBase + blocks + floor ? (limit - kBase - blocks) * 3 / 4 : floor;
   return plan;
@@ -300,8 +299,7 @@ class ProgressCounter {
   int64_t done_, total_;
 };
 
-std::string DescribeBad(const DatasetPlan& plan, const File& file,
-                        const aggregate::BadValue& bad) {
+std::string DescribeBad(const DatasetPlan& plan, const File& file, const aggregate::BadValue& bad) {
   auto cells = file.ReadObsIndex();
   std::string cell = cells.ok() && bad.cell < static_cast<int64_t>(cells->size())
                          ? Quote((*cells)[bad.cell])
@@ -327,12 +325,12 @@ struct DatasetWork {
   std::unique_ptr<File> file;
   std::unique_ptr<h5ad::MatrixStream> stream;
   aggregate::Grouping grouping;
-  std::vector<int32_t> rank;        // matrix gene -> position in the store's gene order
-  std::vector<int32_t> gene_at;     // position -> matrix gene
-  std::vector<double> scale;        // per cell, for cp10k of a matrix read by columns
+  std::vector<int32_t> rank;     // matrix gene -> position in the store's gene order
+  std::vector<int32_t> gene_at;  // position -> matrix gene
+  std::vector<double> scale;     // per cell, for cp10k of a matrix read by columns
   aggregate::CellContext cells;
   int threads = 1;
-  int slots = 1;  // blocks held at once
+  BlockRing* ring = nullptr;  // the build's blocks, reused dataset after dataset
 
   Status Bad(const aggregate::BadValue& bad) const {
     return Status::InvalidArgument(DescribeBad(plan, *file, bad));
@@ -385,8 +383,8 @@ Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
 // number of threads.
 Status RowTotals(DatasetWork* w) {
   std::vector<double> totals(static_cast<size_t>(w->plan.n_obs), 0.0);
-  CC_RETURN_IF_ERROR(BroadcastBlocks(
-      *w->stream, w->threads, w->slots, [&](int worker, const SparseBlock& block) {
+  CC_RETURN_IF_ERROR(
+      BroadcastBlocks(*w->stream, w->threads, *w->ring, [&](int worker, const SparseBlock& block) {
         if (auto bad = aggregate::AddColumnBlockToRowTotals(block, worker, w->threads, &totals))
           return w->Bad(*bad);
         return Status::Ok();
@@ -402,7 +400,7 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
                   ProgressCounter* progress) {
   const std::string& name = w->plan.input.name;
   if (w->stream->by_rows()) {
-    return BroadcastBlocks(*w->stream, w->threads, w->slots,
+    return BroadcastBlocks(*w->stream, w->threads, *w->ring,
                            [&](int worker, const SparseBlock& block) {
                              if (auto bad = acc->AddRows(block, w->cells, worker, w->threads))
                                return w->Bad(*bad);
@@ -412,7 +410,7 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
                            });
   }
   const int64_t n_genes = std::max<int64_t>(1, w->plan.matrix.n_cols);
-  return ShareBlocks(*w->stream, w->threads, [&](int, const SparseBlock& block) {
+  return ShareBlocks(*w->stream, w->threads, *w->ring, [&](int, const SparseBlock& block) {
     if (auto bad = acc->AddColumns(block, w->cells)) return w->Bad(*bad);
     if (count_progress) progress->Add(name, block.major_count * w->plan.n_obs / n_genes);
     return Status::Ok();
@@ -482,7 +480,8 @@ int32_t GenesPerPass(int32_t n_groups, int32_t n_genes, uint64_t budget) {
 
 // Aggregates one dataset into `spill` and returns its groups for the metadata.
 Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& options,
-                                   int threads, SpillFile* spill, ProgressCounter* progress) {
+                                   int threads, BlockRing* ring, SpillFile* spill,
+                                   ProgressCounter* progress) {
   NoteActivity("aggregating dataset " + Quote(plan.input.name));
   DatasetWork w(plan);
   w.threads = threads;
@@ -493,7 +492,7 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
   const MemoryPlan memory = PlanMemory(options.memory_limit, threads);
   stream_options.target_values = memory.block_values;
   CC_ASSIGN_OR_RETURN(w.stream, w.file->StreamMatrix(plan.matrix.path, stream_options));
-  w.slots = memory.slots;
+  w.ring = ring;
   if (plan.transform == Transform::kCp10kLog1p && !w.stream->by_rows())
     CC_RETURN_IF_ERROR(RowTotals(&w));
   const int32_t n_groups = w.grouping.n_groups();
@@ -565,9 +564,8 @@ StoreSummary Summarise(const StoreData& meta, int64_t entries) {
 
 // Build and add: an optional existing store first, then the inputs, aggregated.
 Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_meta,
-                               const std::vector<DatasetInput>& inputs,
-                               const BuildOptions& options, const BuildCallbacks& callbacks,
-                               TempOutput& out) {
+                               const std::vector<DatasetInput>& inputs, const BuildOptions& options,
+                               const BuildCallbacks& callbacks, TempOutput& out) {
   if (inputs.empty()) return Status::Usage("no input .h5ad files given");
   std::unordered_set<std::string> names;
   for (const auto& d : existing_meta.datasets) names.insert(d.name);
@@ -601,12 +599,13 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
   }
   const int threads = ThreadsFor(options);
   ProgressCounter progress(callbacks, 0, total_cells);
+  BlockRing ring(PlanMemory(options.memory_limit, threads).slots);
   CC_ASSIGN_OR_RETURN(auto spill, SpillFile::Create(out.dir()));
   std::vector<uint64_t> bounds{spill->offset()};
   std::vector<int64_t> group_offsets;
   for (auto& plan : plans) {
     group_offsets.push_back(meta.n_groups());
-    auto part = AggregateDataset(plan, options, threads, spill.get(), &progress);
+    auto part = AggregateDataset(plan, options, threads, &ring, spill.get(), &progress);
     if (!part.ok()) {
       // A read error in a file that changed underneath is reported as the change.
       if (Status changed = CheckSourceUnchanged(plan); !changed.ok()) return changed;

@@ -55,7 +55,7 @@ class MetaBuilder {
 
 // What `remove` keeps of a store.
 struct Removal {
-  StoreData meta;                // the kept groups, genes, values and datasets
+  StoreData meta;                  // the kept groups, genes, values and datasets
   std::vector<int32_t> new_group;  // per old group: its new number, -1 = removed
   std::vector<int32_t> new_gene;   // per old gene: its new number, -1 = removed
 };

@@ -19,8 +19,8 @@ struct RunHeader {
 };
 
 Status SpillError(const std::string& what) {
-  return Status::IoError(what + " the temporary file of aggregated entries: " +
-                         std::strerror(errno));
+  return Status::IoError(what +
+                         " the temporary file of aggregated entries: " + std::strerror(errno));
 }
 
 }  // namespace
@@ -107,8 +107,9 @@ Status SpillSegment::Ensure(size_t bytes) {
     const ssize_t n =
         ::pread(fd_, window_.data() + got, want - got, static_cast<off_t>(cursor_ + got));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return n == 0 ? Status::Internal("the temporary file of entries is cut short")
-                              : SpillError("cannot read");
+    if (n <= 0)
+      return n == 0 ? Status::Internal("the temporary file of entries is cut short")
+                    : SpillError("cannot read");
     got += static_cast<size_t>(n);
   }
   window_pos_ = cursor_;

@@ -73,10 +73,10 @@ class SpillSegment : public RunSource {
   uint64_t end_;
   const std::vector<int32_t>* gene_map_;
   std::vector<char> window_;
-  uint64_t window_pos_;   // file offset of window_[0]
+  uint64_t window_pos_;  // file offset of window_[0]
   size_t window_len_ = 0;
-  uint64_t cursor_;       // file offset of the next unread byte
-  uint64_t released_;     // file offset up to which pages were released
+  uint64_t cursor_;    // file offset of the next unread byte
+  uint64_t released_;  // file offset up to which pages were released
   int64_t next_gene_ = kNoGene;
   uint32_t next_count_ = 0;
 };

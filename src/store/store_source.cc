@@ -24,8 +24,8 @@ bool ParseElem(const std::string& dtype, Elem* out, size_t* size) {
     const char* name;
     Elem elem;
     size_t size;
-  } kTypes[] = {{"int32", Elem::kI32, 4},   {"int64", Elem::kI64, 8},   {"uint16", Elem::kU16, 2},
-                {"uint32", Elem::kU32, 4},  {"float32", Elem::kF32, 4}, {"float64", Elem::kF64, 8}};
+  } kTypes[] = {{"int32", Elem::kI32, 4},  {"int64", Elem::kI64, 8},   {"uint16", Elem::kU16, 2},
+                {"uint32", Elem::kU32, 4}, {"float32", Elem::kF32, 4}, {"float64", Elem::kF64, 8}};
   for (const auto& t : kTypes)
     if (dtype == t.name) {
       *out = t.elem;
@@ -156,9 +156,9 @@ struct StoreFileSource::Impl {
   FileRef file;
   ArrayCursor indptr, indices, nnz, sum, sumsq;
   int64_t n_genes = 0, n_groups = 0;
-  std::vector<int64_t> n_cells;          // per group
-  std::vector<int32_t> group_dataset;    // per group
-  std::vector<uint64_t> measured;        // bit dataset * n_genes + gene
+  std::vector<int64_t> n_cells;        // per group
+  std::vector<int32_t> group_dataset;  // per group
+  std::vector<uint64_t> measured;      // bit dataset * n_genes + gene
   const std::vector<int32_t>* gene_map = nullptr;
   const std::vector<int32_t>* group_map = nullptr;
   std::vector<int32_t> order;  // the store's genes in run order
@@ -207,8 +207,7 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
         (i < 2 && (a.elem != Elem::kI32 && a.elem != Elem::kI64)))
       return impl->Broken("'" + a.name + "' holds " + e.dtype + " values");
     a.n = e.elements;
-    a.in_place = e.in_place && e.offset <= impl->file.size &&
-                 e.bytes <= impl->file.size - e.offset;
+    a.in_place = e.in_place && e.offset <= impl->file.size && e.bytes <= impl->file.size - e.offset;
     a.offset = e.offset;
     if (!a.in_place) {
       // Re-saved by another tool (chunked, compressed): read whole, through HDF5.
@@ -281,9 +280,8 @@ Status StoreFileSource::Start(const std::vector<int32_t>* gene_map,
   m.order.clear();
   for (int64_t g = 0; g < m.n_genes; ++g)
     if ((*gene_map)[g] >= 0) m.order.push_back(static_cast<int32_t>(g));
-  if (!std::is_sorted(m.order.begin(), m.order.end(), [&](int32_t a, int32_t b) {
-        return (*gene_map)[a] < (*gene_map)[b];
-      }))
+  if (!std::is_sorted(m.order.begin(), m.order.end(),
+                      [&](int32_t a, int32_t b) { return (*gene_map)[a] < (*gene_map)[b]; }))
     std::sort(m.order.begin(), m.order.end(),
               [&](int32_t a, int32_t b) { return (*gene_map)[a] < (*gene_map)[b]; });
   m.next = 0;

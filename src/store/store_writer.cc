@@ -116,8 +116,8 @@ class LayerWriter {
     const std::string nnz = LayerPath(store_layout::kLayerNnz);
     CC_RETURN_IF_ERROR(WriteIndices(nnz + "/indices", written_, buf->group));
     CC_RETURN_IF_ERROR(w_.WriteSlice(nnz + "/data", written_, buf->nnz.data(), n));
-    CC_RETURN_IF_ERROR(w_.WriteSlice(LayerPath(store_layout::kLayerSum) + "/data", written_,
-                                     buf->sum.data(), n));
+    CC_RETURN_IF_ERROR(
+        w_.WriteSlice(LayerPath(store_layout::kLayerSum) + "/data", written_, buf->sum.data(), n));
     CC_RETURN_IF_ERROR(w_.WriteSlice(LayerPath(store_layout::kLayerSumsq) + "/data", written_,
                                      buf->sumsq.data(), n));
     written_ += n;
@@ -208,8 +208,7 @@ constexpr size_t kFlushEntries = size_t{1} << 18;  // 8 MiB of entries per write
 
 // Draws every gene's runs from the parts, in order, into the layers.
 Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
-                     LayerWriter& layers,
-                     const std::function<void(int64_t, int64_t)>& progress) {
+                     LayerWriter& layers, const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
   std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
   EntryBuffer buf;
@@ -226,8 +225,7 @@ Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& par
       if (g < 0 || g >= n_groups || (k > run_start && g <= buf.group[k - 1]))
         return Status::Internal("streamed entries are not ascending groups within a gene");
     }
-    indptr[static_cast<size_t>(gene) + 1] =
-        layers.written() + static_cast<int64_t>(buf.size());
+    indptr[static_cast<size_t>(gene) + 1] = layers.written() + static_cast<int64_t>(buf.size());
     if (buf.size() >= kFlushEntries) CC_RETURN_IF_ERROR(layers.Flush(&buf));
     if (progress && (gene % 256 == 255 || gene + 1 == n_genes)) progress(gene + 1, n_genes);
   }
@@ -264,7 +262,9 @@ class InMemorySource : public RunSource {
 Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
                           const std::vector<StreamedPart>& parts, TempOutput& out,
                           const std::function<void(int64_t, int64_t)>& progress) {
-  auto in_context = [&](const Status& s) { return s.WithContext("writing store '" + out.target() + "'"); };
+  auto in_context = [&](const Status& s) {
+    return s.WithContext("writing store '" + out.target() + "'");
+  };
   CC_RETURN_IF_ERROR(meta.ValidateMetadata());
   NoteActivity("writing store '" + out.target() + "'");
   auto w = Writer::Create(out.temp_path());

@@ -102,7 +102,9 @@ TEST(Accumulator, GeneRankReordersGenes) {
   EXPECT_EQ(acc.At(0, 0).sum, 6);
   EXPECT_EQ(acc.At(0, 1).sum, 7);
   std::vector<std::pair<int32_t, double>> seen;
-  acc.ForEachStored([&](int32_t gene, int32_t, const SlotStats& s) { seen.push_back({gene, s.sum}); });
+  acc.ForEachStored([&](int32_t gene, int32_t, const SlotStats& s) {
+    seen.push_back({gene, s.sum});
+  });
   EXPECT_EQ(seen, (std::vector<std::pair<int32_t, double>>{{0, 6}, {1, 7}, {2, 5}}));
 }
 

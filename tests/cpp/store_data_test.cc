@@ -71,8 +71,8 @@ TEST_F(StoreFiles, MergeUnitesGenesAndColumns) {
   StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
   ASSERT_TRUE(a.Validate().ok());
   const std::string out = dir_ + "/c.h5ad";
-  auto summary = MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out,
-                                 kDefaultMemoryLimit, {});
+  auto summary =
+      MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out, kDefaultMemoryLimit, {});
   ASSERT_TRUE(summary.ok()) << summary.status().message();
   EXPECT_EQ(summary->entries, 8);
   StoreData c = Load(out);
@@ -93,8 +93,8 @@ TEST_F(StoreFiles, MergeReordersGenesOfLaterStores) {
   StoreData a = OneDataset("a", {"T"}, {"G1", "G2", "G3"});
   StoreData b = OneDataset("b", {"B"}, {"G3", "G1"});
   const std::string out = dir_ + "/c.h5ad";
-  auto summary = MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out,
-                                 kDefaultMemoryLimit, {});
+  auto summary =
+      MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, out, kDefaultMemoryLimit, {});
   ASSERT_TRUE(summary.ok()) << summary.status().message();
   StoreData c = Load(out);
   EXPECT_EQ(c.indptr, (std::vector<int64_t>{0, 2, 3, 5}));
@@ -119,8 +119,8 @@ TEST_F(StoreFiles, RemoveUndoesMerge) {
   StoreData a = OneDataset("a", {"T", "B"}, {"G1", "G2"});
   StoreData b = OneDataset("b", {"B", "NK"}, {"G2", "G3"}, "stage");
   const std::string c = dir_ + "/c.h5ad";
-  ASSERT_TRUE(MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, c, kDefaultMemoryLimit, {})
-                  .ok());
+  ASSERT_TRUE(
+      MergeStoreFiles({Write(a, "a.h5ad"), Write(b, "b.h5ad")}, c, kDefaultMemoryLimit, {}).ok());
   auto unknown = RemoveFromStoreFile(c, {"bb"}, kDefaultMemoryLimit, {});
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("did you mean 'b'"), std::string::npos);
