@@ -50,7 +50,10 @@ struct Compression {
 
 class Writer {
  public:
-  static Result<std::unique_ptr<Writer>> Create(const std::string& path);
+  // `align`: when > 0, every object of at least `align` bytes starts at a multiple of
+  // `align` in the file (H5Pset_alignment), so arrays read in place through a mapping are
+  // aligned to their element size and to pages.
+  static Result<std::unique_ptr<Writer>> Create(const std::string& path, uint64_t align = 0);
   ~Writer();  // closes without reporting errors; call Close() to see them
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;

@@ -389,7 +389,7 @@ Writer::~Writer() {
   if (impl_ && !impl_->closed) (void)impl_->CloseAll();
 }
 
-Result<std::unique_ptr<Writer>> Writer::Create(const std::string& path) {
+Result<std::unique_ptr<Writer>> Writer::Create(const std::string& path, uint64_t align) {
   InitHdf5();
   Hdf5Lock lock(Hdf5Mutex());
   auto impl = std::make_unique<Impl>();
@@ -398,6 +398,8 @@ Result<std::unique_ptr<Writer>> Writer::Create(const std::string& path) {
   impl->threads = static_cast<int>(std::clamp(hw, 1u, 8u));
   Handle fapl(MakeWriteAccessList(&impl->os_error));
   if (!fapl.valid()) return Status::Internal("cannot set up HDF5's file driver");
+  if (align > 0 && H5Pset_alignment(fapl.get(), align, align) < 0)
+    return Status::Internal("cannot set HDF5's alignment");
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
   if (id < 0) {
     std::string reason = Hdf5Reason();

@@ -204,6 +204,7 @@ Status WriteMetadata(Writer& w, const StoreData& s) {
   return Status::Ok();
 }
 
+constexpr uint64_t kArrayAlignment = 4096;
 constexpr size_t kFlushEntries = size_t{1} << 18;  // 8 MiB of entries per write
 
 // Draws every gene's runs from the parts, in order, into the layers.
@@ -267,7 +268,8 @@ Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
   };
   CC_RETURN_IF_ERROR(meta.ValidateMetadata());
   NoteActivity("writing store '" + out.target() + "'");
-  auto w = Writer::Create(out.temp_path());
+  // Page-aligned arrays: a reader maps the file and reads every array in place.
+  auto w = Writer::Create(out.temp_path(), kArrayAlignment);
   if (!w.ok()) return in_context(w.status());
   LayerWriter layers(**w, meta.n_groups(), meta.n_genes(), n_entries);
   Status s = WriteMetadata(**w, meta);
