@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Atlas-scale benchmark: hundreds of synthetic datasets (default 3 seeds × 100 datasets ×
+"""Atlas-scale benchmark: hundreds of synthetic datasets (default 4 seeds × 75 datasets ×
 5,000 cells × 20,000 genes = 300 datasets, 1.5 M cells) built into one store, then the
 store used the ways a portal uses it. Every figure is measured in this run and printed
 as Markdown for docs/BENCHMARKS.md. A benchmark, never a test: it takes tens of minutes

@@ -1,0 +1,260 @@
+#include "store/dataset_aggregation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "aggregate/accumulator.h"
+#include "aggregate/grouping.h"
+#include "util/isolate.h"
+#include "util/text.h"
+
+namespace cellcube {
+
+MemoryPlan PlanMemory(uint64_t limit, int threads) {
+  // What the process needs besides blocks and accumulators: code, metadata, thread
+  // stacks, the reader's chunk buffers, the spill buffer.
+  constexpr uint64_t kBase = uint64_t{48} << 20;
+  constexpr uint64_t kBytesPerValue = 20;  // value, minor index, reader scratch
+  MemoryPlan plan;
+  plan.slots = 2 * threads + 1;
+  // Blocks get at most an eighth of the bound, a million values each at most.
+  plan.block_values = static_cast<int64_t>(
+      std::clamp<uint64_t>(limit / 8 / kBytesPerValue / static_cast<uint64_t>(plan.slots),
+                           uint64_t{1} << 14, uint64_t{1} << 20));
+  const uint64_t blocks = static_cast<uint64_t>(plan.slots * plan.block_values) * kBytesPerValue;
+  const uint64_t floor = uint64_t{4} << 20;
+  plan.accumulator = limit > kBase + blocks + floor ? (limit - kBase - blocks) * 3 / 4 : floor;
+  return plan;
+}
+
+namespace {
+
+using aggregate::Accumulator;
+using aggregate::Transform;
+using h5ad::Column;
+using h5ad::File;
+
+std::string DescribeBad(const DatasetPlan& plan, const File& file, const aggregate::BadValue& bad) {
+  auto cells = file.ReadObsIndex();
+  std::string cell = cells.ok() && bad.cell < static_cast<int64_t>(cells->size())
+                         ? Quote((*cells)[bad.cell])
+                         : "#" + std::to_string(bad.cell);
+  auto genes = GeneIds(plan, file, nullptr);
+  std::string gene = genes.ok() && bad.gene < static_cast<int64_t>(genes->size())
+                         ? Quote((*genes)[bad.gene])
+                         : "#" + std::to_string(bad.gene);
+  std::string where = "dataset " + Quote(plan.input.name) + ", cell " + cell + " (row " +
+                      std::to_string(bad.cell) + "), gene " + gene;
+  if (!std::isfinite(bad.raw))
+    return where + ": the matrix holds " + FormatPythonFloat(bad.raw) +
+           "; cellcube aggregates only finite values (fix or drop it in the file)";
+  return where + ": value " + FormatPythonFloat(bad.raw) + " becomes " +
+         FormatPythonFloat(bad.transformed) + " under " + aggregate::TransformName(plan.transform) +
+         "; choose another --transform (e.g. none)";
+}
+
+// One dataset being aggregated: its file, cells, and genes in the store's order.
+struct DatasetWork {
+  explicit DatasetWork(const DatasetPlan& p) : plan(p) {}
+  const DatasetPlan& plan;
+  std::unique_ptr<File> file;
+  std::unique_ptr<h5ad::MatrixStream> stream;
+  aggregate::Grouping grouping;
+  std::vector<int32_t> rank;     // matrix gene -> position in the store's gene order
+  std::vector<int32_t> gene_at;  // position -> matrix gene
+  std::vector<double> scale;     // per cell, for cp10k of a matrix read by columns
+  aggregate::CellContext cells;
+  int threads = 1;
+  BlockRing* ring = nullptr;  // the build's blocks, reused dataset after dataset
+
+  Status Bad(const aggregate::BadValue& bad) const {
+    return Status::InvalidArgument(DescribeBad(plan, *file, bad));
+  }
+};
+
+Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
+  const DatasetPlan& plan = w->plan;
+  std::vector<Column> columns;
+  for (const std::string& name : [&] {
+         std::vector<std::string> all{plan.cell_type_column};
+         all.insert(all.end(), plan.groupby.begin(), plan.groupby.end());
+         return all;
+       }()) {
+    CC_ASSIGN_OR_RETURN(Column col, w->file->ReadObsColumn(name));
+    columns.push_back(std::move(col));
+  }
+  std::vector<const std::vector<int32_t>*> codes;
+  std::vector<std::string> names;
+  std::vector<int64_t> n_values;
+  for (const auto& c : columns) {
+    codes.push_back(&c.codes);
+    names.push_back(c.name);
+    n_values.push_back(c.CountDistinctPresent());
+  }
+  auto grouping = aggregate::GroupCells(codes, names, n_values, options.max_groups);
+  if (!grouping.ok()) return grouping.status().WithContext("dataset " + Quote(plan.input.name));
+  w->grouping = std::move(grouping).value();
+  // Genes are aggregated and spilled in the store's order, so that writing the store
+  // reads every dataset's runs front to back.
+  const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
+  w->gene_at.resize(static_cast<size_t>(n_genes));
+  std::iota(w->gene_at.begin(), w->gene_at.end(), 0);
+  std::stable_sort(w->gene_at.begin(), w->gene_at.end(),
+                   [&](int32_t a, int32_t b) { return plan.gene_map[a] < plan.gene_map[b]; });
+  w->rank.resize(w->gene_at.size());
+  bool identity = true;
+  for (int32_t r = 0; r < n_genes; ++r) {
+    w->rank[w->gene_at[r]] = r;
+    identity = identity && w->gene_at[r] == r;
+  }
+  w->cells.group_of_cell = &w->grouping.group_of_cell;
+  w->cells.transform = plan.transform;
+  w->cells.gene_rank = identity ? nullptr : &w->rank;
+  return Status::Ok();
+}
+
+// Each cell's total over all genes, for cp10k of a matrix read by columns: every worker
+// sees every block in order and adds the cells it owns, so totals do not depend on the
+// number of threads.
+Status RowTotals(DatasetWork* w) {
+  std::vector<double> totals(static_cast<size_t>(w->plan.n_obs), 0.0);
+  CC_RETURN_IF_ERROR(
+      BroadcastBlocks(*w->stream, w->threads, *w->ring, [&](int worker, const SparseBlock& block) {
+        if (auto bad = aggregate::AddColumnBlockToRowTotals(block, worker, w->threads, &totals))
+          return w->Bad(*bad);
+        return Status::Ok();
+      }));
+  for (double& t : totals) t = aggregate::Cp10kScale(t);
+  w->scale = std::move(totals);
+  w->cells.cell_scale = &w->scale;
+  return Status::Ok();
+}
+
+// Adds the matrix to `acc` (one pass over the file).
+Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
+                  ProgressCounter* progress) {
+  const std::string& name = w->plan.input.name;
+  if (w->stream->by_rows()) {
+    return BroadcastBlocks(*w->stream, w->threads, *w->ring,
+                           [&](int worker, const SparseBlock& block) {
+                             if (auto bad = acc->AddRows(block, w->cells, worker, w->threads))
+                               return w->Bad(*bad);
+                             if (worker == 0 && count_progress)
+                               progress->Add(name, block.major_count);
+                             return Status::Ok();
+                           });
+  }
+  const int64_t n_genes = std::max<int64_t>(1, w->plan.matrix.n_cols);
+  return ShareBlocks(*w->stream, w->threads, *w->ring, [&](int, const SparseBlock& block) {
+    if (auto bad = acc->AddColumns(block, w->cells)) return w->Bad(*bad);
+    if (count_progress) progress->Add(name, block.major_count * w->plan.n_obs / n_genes);
+    return Status::Ok();
+  });
+}
+
+// Writes the stored slots of `acc`, gene by gene, to the spill file.
+Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
+  std::vector<SpillRecord> run;
+  int32_t current = -1;
+  Status status;
+  auto flush = [&] {
+    if (current >= 0 && !run.empty() && status.ok())
+      status = spill->AppendRun(static_cast<uint32_t>(w.gene_at[current]), run.data(),
+                                static_cast<uint32_t>(run.size()));
+    run.clear();
+  };
+  acc.ForEachStored([&](int32_t gene, int32_t group, const aggregate::SlotStats& s) {
+    if (gene != current) {
+      flush();
+      current = gene;
+    }
+    run.push_back({group, s.nnz, s.sum, s.sumsq});
+  });
+  flush();
+  return status;
+}
+
+// The dataset's groups and record, for the store's metadata.
+StoreData DatasetPart(const DatasetWork& w, const std::vector<Column>& labels) {
+  const DatasetPlan& plan = w.plan;
+  StoreData s;
+  s.columns = {"dataset", "cell_type"};
+  s.labels = {{plan.input.name}, labels[0].labels};
+  s.codes = {std::vector<int32_t>(w.grouping.n_cells.size(), 0), w.grouping.group_codes[0]};
+  for (size_t c = 1; c < labels.size(); ++c) {
+    s.columns.push_back(labels[c].name);
+    s.labels.push_back(labels[c].labels);
+    s.codes.push_back(w.grouping.group_codes[c]);
+  }
+  s.n_cells = w.grouping.n_cells;
+  DatasetRecord r;
+  r.name = plan.input.name;
+  r.source = plan.input.path;
+  r.source_size = plan.source_stat.st_size;
+  r.source_mtime = plan.source_stat.st_mtime;
+  r.n_cells = plan.n_obs;
+  r.n_genes = static_cast<int64_t>(plan.gene_map.size());
+  r.n_groups = s.n_groups();
+  r.matrix = plan.matrix.path;
+  r.transform = aggregate::TransformName(plan.transform);
+  r.cell_type_column = plan.cell_type_column;
+  r.groupby = plan.groupby;
+  r.gene_symbols_column = plan.symbols_column;
+  r.measured_genes.resize(plan.gene_map.size());
+  std::iota(r.measured_genes.begin(), r.measured_genes.end(), 0);
+  s.datasets.push_back(std::move(r));
+  return s;
+}
+
+// Genes per pass so that the accumulator fits `budget`.
+int32_t GenesPerPass(int32_t n_groups, int32_t n_genes, uint64_t budget) {
+  const uint64_t per_gene = std::max<uint64_t>(1, Accumulator::BytesFor(n_groups, 8) / 8);
+  const uint64_t fit = budget / per_gene / 8 * 8;  // whole cache lines of slots
+  return static_cast<int32_t>(std::clamp<uint64_t>(fit, 8, std::max<int32_t>(8, n_genes)));
+}
+
+}  // namespace
+
+Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& options,
+                                   int threads, BlockRing* ring, SpillFile* spill,
+                                   ProgressCounter* progress) {
+  NoteActivity("aggregating dataset " + Quote(plan.input.name));
+  DatasetWork w(plan);
+  w.threads = threads;
+  CC_ASSIGN_OR_RETURN(w.file, File::Open(plan.input.path));
+  CC_RETURN_IF_ERROR(GroupAndOrder(&w, options));
+  h5ad::StreamOptions stream_options;
+  stream_options.direct_reads = options.direct_reads;
+  const MemoryPlan memory = PlanMemory(options.memory_limit, threads);
+  stream_options.target_values = memory.block_values;
+  CC_ASSIGN_OR_RETURN(w.stream, w.file->StreamMatrix(plan.matrix.path, stream_options));
+  w.ring = ring;
+  if (plan.transform == Transform::kCp10kLog1p && !w.stream->by_rows())
+    CC_RETURN_IF_ERROR(RowTotals(&w));
+  const int32_t n_groups = w.grouping.n_groups();
+  const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
+  const int32_t per_pass = GenesPerPass(n_groups, n_genes, memory.accumulator);
+  for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
+    const int32_t hi = std::min(n_genes, lo + per_pass);
+    Accumulator acc(n_groups, lo, hi);
+    CC_RETURN_IF_ERROR(Accumulate(&w, &acc, /*count_progress=*/hi >= n_genes, progress));
+    CC_RETURN_IF_ERROR(SpillAccumulator(w, acc, spill));
+  }
+  std::vector<Column> labels;  // the columns' names and values, for the metadata
+  for (const std::string& name : [&] {
+         std::vector<std::string> all{plan.cell_type_column};
+         all.insert(all.end(), plan.groupby.begin(), plan.groupby.end());
+         return all;
+       }()) {
+    CC_ASSIGN_OR_RETURN(Column col, w.file->ReadObsColumn(name));
+    col.codes.clear();
+    labels.push_back(std::move(col));
+  }
+  StoreData part = DatasetPart(w, labels);
+  // Everything of this input has been read: it must not have changed meanwhile.
+  CC_RETURN_IF_ERROR(CheckSourceUnchanged(plan));
+  return part;
+}
+
+}  // namespace cellcube

@@ -1,0 +1,235 @@
+#include "store/dataset_plan.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "aggregate/groupby_choice.h"
+#include "util/text.h"
+
+namespace cellcube {
+namespace {
+
+using aggregate::Transform;
+using h5ad::Column;
+using h5ad::ColumnKind;
+using h5ad::File;
+
+const std::vector<std::string> kCellTypeCandidates = {
+    "cell_type", "celltype", "cell_ontology_class", "CellType", "cell_type_ontology_term_id",
+    "leiden",    "louvain"};
+const std::vector<std::string> kSymbolCandidates = {"feature_name", "gene_symbols", "gene_symbol",
+                                                    "gene_name", "symbol"};
+constexpr int64_t kTransformSample = 10000;
+
+}  // namespace
+
+// An input that vanished or was modified (size, mtime, inode) since it was planned:
+// its statistics may mix old and new contents.
+Status CheckSourceUnchanged(const DatasetPlan& plan) {
+  struct stat now {};
+  const std::string& path = plan.input.path;
+  if (::stat(path.c_str(), &now) != 0)
+    return Status::IoError("'" + path + "' vanished while it was being read; run the build again");
+  const struct stat& then = plan.source_stat;
+  if (now.st_size != then.st_size || now.st_ino != then.st_ino || now.st_dev != then.st_dev ||
+      now.st_mtim.tv_sec != then.st_mtim.tv_sec || now.st_mtim.tv_nsec != then.st_mtim.tv_nsec)
+    return Status::IoError("'" + path + "' changed while it was being read; run the build again");
+  return Status::Ok();
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+namespace {
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+Result<std::string> ChooseCellType(const File& file, const std::vector<std::string>& obs_columns,
+                                   const BuildOptions& options) {
+  if (!options.cell_type_column.empty()) {
+    if (!Contains(obs_columns, options.cell_type_column))
+      return Status::NotFound("no obs column " + Quote(options.cell_type_column) +
+                              " for --cell-type" +
+                              SuggestionSuffix(options.cell_type_column, obs_columns));
+    return options.cell_type_column;
+  }
+  for (const auto& c : kCellTypeCandidates)
+    if (Contains(obs_columns, c)) return c;
+  (void)file;
+  return Status::NotFound("no cell-type column (none of " + QuoteList(kCellTypeCandidates) +
+                          " is in obs); choose one with --cell-type (obs has " +
+                          QuoteList(obs_columns) + ")");
+}
+
+bool Groupable(const Column& col) {
+  return col.kind == ColumnKind::kCategorical || col.kind == ColumnKind::kBoolean ||
+         col.kind == ColumnKind::kNullableBoolean;
+}
+
+// The group-by columns of one dataset (SPEC §5, §10; aggregate/groupby_choice.h): an
+// explicit --groupby as given, with a warning note when its groups average fewer than 5
+// cells; else the default, with a note naming the columns it left out or dropped.
+Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
+                     const BuildOptions& options, const BuildCallbacks& callbacks) {
+  const File& file = *plan->file;
+  const int64_t n_cells = file.n_obs();
+  const std::string dataset = "dataset " + Quote(plan->input.name) + ": ";
+  if (options.groupby_given) {
+    for (const auto& name : options.groupby) {
+      if (name == plan->cell_type_column) continue;
+      if (name == "dataset" || name == "cell_type")
+        return Status::InvalidArgument("--groupby column " + Quote(name) +
+                                       " clashes with the store's own column of that name");
+      if (!Contains(obs_columns, name))
+        return Status::NotFound("no obs column " + Quote(name) + " for --groupby" +
+                                SuggestionSuffix(name, obs_columns));
+      CC_ASSIGN_OR_RETURN(Column col, file.ReadObsColumn(name));
+      plan->groupby.push_back(name);
+      plan->columns.push_back(std::move(col));
+    }
+    std::vector<aggregate::GroupbyCandidate> given;
+    for (size_t c = 1; c < plan->columns.size(); ++c) {
+      const Column& col = plan->columns[c];
+      given.push_back({col.name, &col.codes, col.CountDistinctPresent(), Groupable(col)});
+    }
+    CC_ASSIGN_OR_RETURN(std::string warning,
+                        aggregate::SmallGroupsWarning(n_cells, plan->columns[0].codes, given));
+    if (!warning.empty() && callbacks.note) callbacks.note("warning: " + dataset + warning);
+    return Status::Ok();
+  }
+  // Every obs column is a candidate; only the codes of those the choice may take are
+  // kept (numbers and identifiers can be large, and are never taken).
+  std::vector<aggregate::GroupbyCandidate> candidates;
+  std::vector<Column> kept;
+  std::vector<size_t> kept_of;  // per candidate: its index in `kept`, or SIZE_MAX
+  for (const auto& name : obs_columns) {
+    if (name == plan->cell_type_column || name == "dataset" || name == "cell_type") continue;
+    CC_ASSIGN_OR_RETURN(Column col, file.ReadObsColumn(name));
+    aggregate::GroupbyCandidate cand{name, nullptr, col.CountDistinctPresent(), Groupable(col)};
+    kept_of.push_back(SIZE_MAX);
+    if (cand.groupable && cand.n_values >= 2 &&
+        !aggregate::IsIdentifierLike(cand.n_values, n_cells)) {
+      kept_of.back() = kept.size();
+      kept.push_back(std::move(col));
+    }
+    candidates.push_back(std::move(cand));
+  }
+  for (size_t i = 0; i < candidates.size(); ++i)
+    if (kept_of[i] != SIZE_MAX) candidates[i].codes = &kept[kept_of[i]].codes;
+  CC_ASSIGN_OR_RETURN(aggregate::GroupbyChoice choice,
+                      aggregate::ChooseDefaultGroupby(n_cells, plan->columns[0].codes, candidates));
+  if (!choice.left_out.empty() && callbacks.note)
+    callbacks.note(dataset + aggregate::DescribeGroupbyChoice(choice, candidates, n_cells));
+  for (size_t i : choice.chosen) {
+    plan->groupby.push_back(candidates[i].name);
+    plan->columns.push_back(std::move(kept[kept_of[i]]));
+  }
+  return Status::Ok();
+}
+
+// anndata's var_names_make_unique: later duplicates become NAME-1, NAME-2, ...
+std::vector<std::string> MakeUnique(std::vector<std::string> names, int64_t* renamed) {
+  std::unordered_set<std::string> taken(names.begin(), names.end());
+  std::unordered_map<std::string, int> seen;
+  *renamed = 0;
+  for (auto& n : names) {
+    int& count = seen[n];
+    if (count++ == 0) continue;
+    std::string candidate;
+    do {
+      candidate = n + "-" + std::to_string(count - 1);
+      if (taken.count(candidate)) ++count;
+    } while (taken.count(candidate));
+    taken.insert(candidate);
+    n = candidate;
+    ++*renamed;
+  }
+  return names;
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> GeneIds(const DatasetPlan& plan, const File& file,
+                                         const BuildCallbacks* callbacks) {
+  CC_ASSIGN_OR_RETURN(auto raw_ids, file.ReadVarIndex(plan.matrix.path));
+  int64_t renamed = 0;
+  std::vector<std::string> genes = MakeUnique(std::move(raw_ids), &renamed);
+  if (renamed && callbacks && callbacks->note)
+    callbacks->note("dataset " + Quote(plan.input.name) + ": " + std::to_string(renamed) +
+                    " duplicate gene ids made unique (GENE-1, GENE-2, ...)");
+  return genes;
+}
+
+namespace {
+
+Status PlanGenes(DatasetPlan* plan, const BuildCallbacks& callbacks, MetaBuilder* meta) {
+  const File& file = *plan->file;
+  CC_ASSIGN_OR_RETURN(std::vector<std::string> genes, GeneIds(*plan, file, &callbacks));
+  std::vector<std::string> symbols(genes.size());
+  if (!plan->symbols_column.empty()) {
+    CC_ASSIGN_OR_RETURN(Column sym, file.ReadVarColumn(plan->symbols_column, plan->matrix.path));
+    for (size_t g = 0; g < genes.size() && g < sym.codes.size(); ++g)
+      if (sym.codes[g] >= 0) symbols[g] = sym.labels[sym.codes[g]];
+  }
+  plan->gene_map = meta->AddGenes(genes, symbols);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& options,
+                                const BuildCallbacks& callbacks, MetaBuilder* meta) {
+  DatasetPlan plan;
+  plan.input = input;
+  (void)::stat(input.path.c_str(), &plan.source_stat);  // a missing file fails in Open
+  CC_ASSIGN_OR_RETURN(plan.file, File::Open(input.path));
+  const File& file = *plan.file;
+  plan.n_obs = file.n_obs();
+  CC_ASSIGN_OR_RETURN(plan.matrix, file.ResolveMatrix(options.matrix));
+  if (plan.matrix.stored == 0 || file.n_obs() == 0)
+    return Status::InvalidArgument("matrix " + Quote(plan.matrix.path) +
+                                   " has no stored values: nothing to aggregate");
+  CC_ASSIGN_OR_RETURN(auto obs, file.ObsInfo());
+  CC_ASSIGN_OR_RETURN(plan.cell_type_column, ChooseCellType(file, obs.column_names, options));
+  CC_ASSIGN_OR_RETURN(Column cell_type, file.ReadObsColumn(plan.cell_type_column));
+  plan.columns.push_back(std::move(cell_type));
+  CC_RETURN_IF_ERROR(ChooseGroupby(&plan, obs.column_names, options, callbacks));
+
+  CC_ASSIGN_OR_RETURN(auto var, file.VarInfo(plan.matrix.path));
+  if (!options.gene_symbols.empty()) {
+    if (!Contains(var.column_names, options.gene_symbols))
+      return Status::NotFound("no var column " + Quote(options.gene_symbols) +
+                              " for --gene-symbols" +
+                              SuggestionSuffix(options.gene_symbols, var.column_names));
+    plan.symbols_column = options.gene_symbols;
+  } else {
+    for (const auto& c : kSymbolCandidates)
+      if (Contains(var.column_names, c)) {
+        plan.symbols_column = c;
+        break;
+      }
+  }
+  if (options.transform == "auto") {
+    CC_ASSIGN_OR_RETURN(auto sample, file.SampleValues(plan.matrix.path, kTransformSample));
+    plan.transform = aggregate::ChooseTransform(sample);
+    if (callbacks.note)
+      callbacks.note("dataset " + Quote(input.name) + ": transform " +
+                     aggregate::TransformName(plan.transform) + " (auto: the first values of " +
+                     plan.matrix.path +
+                     (plan.transform == Transform::kNone
+                          ? " are not all non-negative integers)"
+                          : " are non-negative integers, i.e. counts)"));
+  } else {
+    CC_ASSIGN_OR_RETURN(plan.transform, aggregate::ParseTransform(options.transform));
+  }
+  CC_RETURN_IF_ERROR(PlanGenes(&plan, callbacks, meta));
+  plan.columns.clear();  // read again when aggregating: planning many inputs stays small
+  plan.file.reset();     // and holds no file open
+  return plan;
+}
+
+}  // namespace cellcube
