@@ -92,7 +92,7 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
   std::vector<DatasetPlan> plans;
   int64_t total_cells = 0;
   for (const auto& in : inputs) {
-    NoteActivity("checking " + Quote(in.path));
+    NoteActivity("checking dataset " + Quote(in.name) + " (" + Quote(in.path) + ")");
     auto plan = PlanDataset(in, options, callbacks, &meta);
     if (!plan.ok()) return NamingInput(plan.status(), in.path);
     total_cells += plan->n_obs;

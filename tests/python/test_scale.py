@@ -82,7 +82,7 @@ def test_build_under_a_bound_below_the_store_size_is_identical(cellcube, wide, t
     # Under ASan the shadow memory and the quarantine are not the build's: the bound can
     # only be tested for its effect (several gene passes, the same bytes), not its RSS.
     sanitized = helpers.sanitized_build()
-    bound_mb = 200 if sanitized else 60
+    bound_mb = 280 if sanitized else 60
     if not sanitized:
         assert store_mb > 1.25 * bound_mb, f"the store ({store_mb:.0f} MiB) must outgrow the bound"
     tight = tmp_path / "tight.h5ad"
@@ -192,7 +192,7 @@ def test_interrupted_build_leaves_nothing(cellcube, wide, tmp_path):
     if sanitized:
         env["ASAN_OPTIONS"] = "quarantine_size_mb=16:detect_leaks=0"
     proc = subprocess.Popen([str(cellcube), "build", "-o", str(out), "--quiet", "--groupby",
-                             "donor", "--memory-limit", "200M" if sanitized else "60M", str(wide)],
+                             "donor", "--memory-limit", "280M" if sanitized else "60M", str(wide)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 60
     while not any(p.name.startswith("store.h5ad.tmp-") for p in tmp_path.iterdir()):

@@ -133,8 +133,22 @@ def test_offsets_outside_the_file(setup):
     data = store.read_bytes()
     off = offsets(store)["layers/nnz/data"][0]
     needle = struct.pack("<Q", off)
-    assert data.count(needle) == 1
-    at = data.find(needle)
+    # The arrays are page-aligned, so the address may stand elsewhere too: the layout
+    # message's copy is the one whose change moves the array (as h5py sees it).
+    at = None
+    pos = data.find(needle)
+    while pos >= 0 and at is None:
+        probe = bytearray(data)
+        probe[pos:pos + 8] = struct.pack("<Q", off + 8)
+        path = d / "probe.h5ad"
+        path.write_bytes(bytes(probe))
+        try:
+            if offsets(path).get("layers/nnz/data", (None,))[0] == off + 8:
+                at = pos
+        except (OSError, KeyError, RuntimeError):  # h5py refusing the probe: not the one
+            pass
+        pos = data.find(needle, pos + 1)
+    assert at is not None, "no copy of the address moves layers/nnz/data"
     for to in [len(data) + 100, len(data) - 8, 2**62]:
         b = bytearray(data)
         b[at:at + 8] = struct.pack("<Q", to)
