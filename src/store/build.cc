@@ -63,60 +63,89 @@ StoreSummary Summarise(const StoreData& meta, int64_t entries) {
   return s;
 }
 
-// Build and add: an optional existing store first, then the inputs, aggregated.
-Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_meta,
-                               const std::vector<DatasetInput>& inputs, const BuildOptions& options,
-                               const BuildCallbacks& callbacks, TempOutput& out) {
-  if (inputs.empty()) return Status::Usage("no input .h5ad files given");
-  std::unordered_set<std::string> names;
-  for (const auto& d : existing_meta.datasets) names.insert(d.name);
-  for (const auto& in : inputs)
+// Dataset names must be new to the store and unique among the inputs.
+Status CheckNames(const StoreData& existing, const std::vector<DatasetInput>& inputs,
+                  const std::string& target) {
+  std::unordered_set<std::string> stored, names;
+  for (const auto& d : existing.datasets) stored.insert(d.name);
+  for (const auto& in : inputs) {
+    if (stored.count(in.name))
+      return Status::InvalidArgument("dataset " + Quote(in.name) + " is already in " +
+                                     Quote(target) +
+                                     "; remove it first ('cellcube remove') or add it under "
+                                     "another name with NAME=FILE.h5ad");
     if (!names.insert(in.name).second)
-      return Status::InvalidArgument(
-          existing && std::any_of(existing_meta.datasets.begin(), existing_meta.datasets.end(),
-                                  [&](const DatasetRecord& d) { return d.name == in.name; })
-              ? "dataset " + Quote(in.name) + " is already in " + Quote(out.target()) +
-                    "; remove it first ('cellcube remove') or add it under another name with "
-                    "NAME=FILE.h5ad"
-              : "two inputs are named " + Quote(in.name) + "; name them apart with NAME=PATH");
-  MetaBuilder meta;
-  std::vector<int32_t> existing_map;
-  int64_t n_entries = 0;
-  if (existing) {
-    existing_map = meta.AddGenes(existing_meta.gene_ids, existing_meta.gene_symbols);
-    CC_RETURN_IF_ERROR(meta.AddGroups(existing_meta, existing_map));
-    n_entries = existing->n_entries();
-    existing_meta = StoreData();  // its strings are in `meta` now
+      return Status::InvalidArgument("two inputs are named " + Quote(in.name) +
+                                     "; name them apart with NAME=PATH");
   }
-  // Plan every input first, so a bad file fails before hours of work on the others.
+  return Status::Ok();
+}
+
+// Plans every input before any is aggregated, so a bad file fails before hours of work
+// on the others; their genes join `meta`'s union in input order.
+Result<std::vector<DatasetPlan>> PlanAll(const std::vector<DatasetInput>& inputs,
+                                         const BuildOptions& options,
+                                         const BuildCallbacks& callbacks, MetaBuilder* meta) {
   std::vector<DatasetPlan> plans;
-  int64_t total_cells = 0;
   for (const auto& in : inputs) {
     NoteActivity("checking dataset " + Quote(in.name) + " (" + Quote(in.path) + ")");
-    auto plan = PlanDataset(in, options, callbacks, &meta);
+    auto plan = PlanDataset(in, options, callbacks, meta);
     if (!plan.ok()) return NamingInput(plan.status(), in.path);
-    total_cells += plan->n_obs;
     plans.push_back(std::move(plan).value());
   }
+  return plans;
+}
+
+// Where each dataset's entries lie in the spill file and its groups among the store's.
+struct SpilledDatasets {
+  std::vector<uint64_t> bounds;  // dataset d: [bounds[d], bounds[d + 1])
+  std::vector<int64_t> group_offsets;
+};
+
+// Aggregates the datasets one after another into `spill`, adding their groups to `meta`.
+Result<SpilledDatasets> AggregateAll(const std::vector<DatasetPlan>& plans,
+                                     const BuildOptions& options, const BuildCallbacks& callbacks,
+                                     MetaBuilder* meta, SpillFile* spill) {
+  int64_t total_cells = 0;
+  for (const auto& plan : plans) total_cells += plan.n_obs;
   const int threads = ThreadsFor(options);
   ProgressCounter progress(callbacks, 0, total_cells);
   BlockRing ring(PlanMemory(options.memory_limit, threads).slots);
-  CC_ASSIGN_OR_RETURN(auto spill, SpillFile::Create(out.dir()));
-  std::vector<uint64_t> bounds{spill->offset()};
-  std::vector<int64_t> group_offsets;
-  for (auto& plan : plans) {
-    group_offsets.push_back(meta.n_groups());
-    auto part = AggregateDataset(plan, options, threads, &ring, spill.get(), &progress);
+  SpilledDatasets out;
+  out.bounds.push_back(spill->offset());
+  for (const auto& plan : plans) {
+    out.group_offsets.push_back(meta->n_groups());
+    auto part = AggregateDataset(plan, options, threads, &ring, spill, &progress);
     if (!part.ok()) {
       // A read error in a file that changed underneath is reported as the change.
       if (Status changed = CheckSourceUnchanged(plan); !changed.ok()) return changed;
       return NamingInput(part.status(), plan.input.path);
     }
-    CC_RETURN_IF_ERROR(meta.AddGroups(*part, plan.gene_map));
-    bounds.push_back(spill->offset());
+    CC_RETURN_IF_ERROR(meta->AddGroups(*part, plan.gene_map));
+    out.bounds.push_back(spill->offset());
   }
   CC_RETURN_IF_ERROR(spill->Flush());
-  n_entries += static_cast<int64_t>(spill->records());
+  return out;
+}
+
+// Build and add: an optional existing store first, then the inputs, aggregated.
+Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_meta,
+                               const std::vector<DatasetInput>& inputs, const BuildOptions& options,
+                               const BuildCallbacks& callbacks, TempOutput& out) {
+  if (inputs.empty()) return Status::Usage("no input .h5ad files given");
+  CC_RETURN_IF_ERROR(CheckNames(existing_meta, inputs, out.target()));
+  MetaBuilder meta;
+  std::vector<int32_t> existing_map;
+  if (existing) {
+    existing_map = meta.AddGenes(existing_meta.gene_ids, existing_meta.gene_symbols);
+    CC_RETURN_IF_ERROR(meta.AddGroups(existing_meta, existing_map));
+    existing_meta = StoreData();  // its strings are in `meta` now
+  }
+  CC_ASSIGN_OR_RETURN(std::vector<DatasetPlan> plans, PlanAll(inputs, options, callbacks, &meta));
+  CC_ASSIGN_OR_RETURN(auto spill, SpillFile::Create(out.dir()));
+  CC_ASSIGN_OR_RETURN(SpilledDatasets spilled,
+                      AggregateAll(plans, options, callbacks, &meta, spill.get()));
+  // The parts in store order: the existing store's entries, then each dataset's.
   std::vector<std::unique_ptr<SpillSegment>> segments;
   std::vector<StreamedPart> parts;
   const size_t window = WindowBytes(options.memory_limit, plans.size() + (existing ? 1 : 0), 5);
@@ -125,11 +154,14 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
     parts.push_back({existing, 0});
   }
   for (size_t d = 0; d < plans.size(); ++d) {
-    CC_ASSIGN_OR_RETURN(auto seg, SpillSegment::Open(spill->fd(), bounds[d], bounds[d + 1],
-                                                     &plans[d].gene_map, window));
-    parts.push_back({seg.get(), group_offsets[d]});
-    segments.push_back(std::move(seg));
+    CC_ASSIGN_OR_RETURN(auto segment,
+                        SpillSegment::Open(spill->fd(), spilled.bounds[d], spilled.bounds[d + 1],
+                                           &plans[d].gene_map, window));
+    parts.push_back({segment.get(), spilled.group_offsets[d]});
+    segments.push_back(std::move(segment));
   }
+  const int64_t n_entries =
+      (existing ? existing->n_entries() : 0) + static_cast<int64_t>(spill->records());
   const StoreData store = meta.Finish();
   CC_RETURN_IF_ERROR(WriteStreamedStore(store, n_entries, parts, out, callbacks.write_progress));
   return Summarise(store, n_entries);
