@@ -215,8 +215,9 @@ Status RunRemove(const std::vector<std::string>& argv) {
   const std::string& path = args.positionals()[0];
   std::vector<std::string> names(args.positionals().begin() + 1, args.positionals().end());
   return RunOperation(args.Flag("quiet"),
-                      "removed " + std::to_string(names.size()) + " datasets; wrote", path,
-                      [&](const BuildCallbacks& cb) {
+                      "removed " + std::to_string(names.size()) +
+                          (names.size() == 1 ? " dataset" : " datasets") + "; wrote",
+                      path, [&](const BuildCallbacks& cb) {
                         return RemoveFromStoreFile(path, names, MemoryToPlanFor(), cb);
                       });
 }
