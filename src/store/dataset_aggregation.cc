@@ -61,6 +61,7 @@ struct DatasetWork {
   std::unique_ptr<File> file;
   std::unique_ptr<h5ad::MatrixStream> stream;
   aggregate::Grouping grouping;
+  std::vector<Column> columns;   // cell type, then group-by: names and values (codes freed)
   std::vector<int32_t> rank;     // matrix gene -> position in the store's gene order
   std::vector<int32_t> gene_at;  // position -> matrix gene
   std::vector<double> scale;     // per cell, for cp10k of a matrix read by columns
@@ -75,12 +76,10 @@ struct DatasetWork {
 
 Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
   const DatasetPlan& plan = w->plan;
-  std::vector<Column> columns;
-  for (const std::string& name : [&] {
-         std::vector<std::string> all{plan.cell_type_column};
-         all.insert(all.end(), plan.groupby.begin(), plan.groupby.end());
-         return all;
-       }()) {
+  std::vector<Column>& columns = w->columns;
+  std::vector<std::string> grouping_columns{plan.cell_type_column};
+  grouping_columns.insert(grouping_columns.end(), plan.groupby.begin(), plan.groupby.end());
+  for (const std::string& name : grouping_columns) {
     CC_ASSIGN_OR_RETURN(Column col, w->file->ReadObsColumn(name));
     columns.push_back(std::move(col));
   }
@@ -95,6 +94,7 @@ Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
   auto grouping = aggregate::GroupCells(codes, names, n_values, options.max_groups);
   if (!grouping.ok()) return grouping.status().WithContext("dataset " + Quote(plan.input.name));
   w->grouping = std::move(grouping).value();
+  for (Column& c : columns) std::vector<int32_t>().swap(c.codes);  // the grouping has them
   // Genes are aggregated and spilled in the store's order, so that writing the store
   // reads every dataset's runs front to back.
   const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
@@ -176,8 +176,9 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
 }
 
 // The dataset's groups and record, for the store's metadata.
-StoreData DatasetPart(const DatasetWork& w, const std::vector<Column>& labels) {
+StoreData DatasetPart(const DatasetWork& w) {
   const DatasetPlan& plan = w.plan;
+  const std::vector<Column>& labels = w.columns;
   StoreData s;
   s.columns = {"dataset", "cell_type"};
   s.labels = {{plan.input.name}, labels[0].labels};
@@ -241,17 +242,7 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
     CC_RETURN_IF_ERROR(Accumulate(&w, &acc, /*count_progress=*/hi >= n_genes, progress));
     CC_RETURN_IF_ERROR(SpillAccumulator(w, acc, spill));
   }
-  std::vector<Column> labels;  // the columns' names and values, for the metadata
-  for (const std::string& name : [&] {
-         std::vector<std::string> all{plan.cell_type_column};
-         all.insert(all.end(), plan.groupby.begin(), plan.groupby.end());
-         return all;
-       }()) {
-    CC_ASSIGN_OR_RETURN(Column col, w.file->ReadObsColumn(name));
-    col.codes.clear();
-    labels.push_back(std::move(col));
-  }
-  StoreData part = DatasetPart(w, labels);
+  StoreData part = DatasetPart(w);
   // Everything of this input has been read: it must not have changed meanwhile.
   CC_RETURN_IF_ERROR(CheckSourceUnchanged(plan));
   return part;

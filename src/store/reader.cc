@@ -261,13 +261,7 @@ struct StoreReader::Internals {
   void IndexDatasets() {
     const StoreData& m = r->meta_;
     const auto n_datasets = static_cast<size_t>(r->n_datasets());
-    const auto n_genes = static_cast<uint64_t>(r->n_genes());
-    r->measured_bits_.assign((n_datasets * n_genes + 63) / 64, 0);
-    for (size_t d = 0; d < n_datasets; ++d)
-      for (int32_t g : m.datasets[d].measured_genes) {
-        const uint64_t bit = d * n_genes + static_cast<uint64_t>(g);
-        r->measured_bits_[bit >> 6] |= uint64_t{1} << (bit & 63);
-      }
+    r->measured_bits_ = MeasuredGeneBits(m);
     // Group ranges per dataset, when each dataset's groups are consecutive.
     std::vector<int64_t> begin(n_datasets, -1), end(n_datasets, -1);
     bool consecutive = true;

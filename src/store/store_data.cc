@@ -48,11 +48,8 @@ Status StoreData::Validate() const {
     return Broken("statistics have different lengths");
   // Which genes each dataset measured, to check entries only lie where measured.
   std::vector<std::vector<bool>> measured(datasets.size(), std::vector<bool>(gene_ids.size()));
-  for (size_t d = 0; d < datasets.size(); ++d)
-    for (int32_t g : datasets[d].measured_genes) {
-      if (g < 0 || g >= n_genes()) return Broken("measured gene out of range");
-      measured[d][static_cast<size_t>(g)] = true;
-    }
+  for (size_t d = 0; d < datasets.size(); ++d)  // in range: ValidateMetadata checked
+    for (int32_t g : datasets[d].measured_genes) measured[d][static_cast<size_t>(g)] = true;
   for (int64_t g = 0; g < n_genes(); ++g) {
     if (indptr[g + 1] < indptr[g]) return Broken("indptr decreases");
     for (int64_t k = indptr[g]; k < indptr[g + 1]; ++k) {

@@ -162,16 +162,32 @@ Result<StoreData> LoadStore(const std::string& path) {
   return s;
 }
 
-Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries) {
+Result<std::unique_ptr<File>> OpenStoreMetadata(const std::string& path, StoreData* s) {
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  StoreData s;
   auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
-  if (Status st = LoadStoreMetadata(*file, &s); !st.ok()) return in_context(st);
-  if (Status st = s.ValidateMetadata(); !st.ok()) return in_context(st);
+  if (Status st = LoadStoreMetadata(*file, s); !st.ok()) return in_context(st);
+  if (Status st = s->ValidateMetadata(); !st.ok()) return in_context(st);
+  return file;
+}
+
+std::vector<uint64_t> MeasuredGeneBits(const StoreData& s) {
+  const auto n_genes = static_cast<uint64_t>(s.n_genes());
+  std::vector<uint64_t> bits((s.datasets.size() * n_genes + 63) / 64, 0);
+  for (size_t d = 0; d < s.datasets.size(); ++d)
+    for (int32_t g : s.datasets[d].measured_genes) {
+      const uint64_t bit = d * n_genes + static_cast<uint64_t>(g);
+      bits[bit >> 6] |= uint64_t{1} << (bit & 63);
+    }
+  return bits;
+}
+
+Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries) {
+  StoreData s;
+  CC_ASSIGN_OR_RETURN(auto file, OpenStoreMetadata(path, &s));
   const std::string indices =
       std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz + "/indices";
   auto extent = file->Locate(indices);
-  if (!extent.ok()) return in_context(extent.status());
+  if (!extent.ok()) return extent.status().WithContext("store '" + path + "'");
   *n_entries = extent->elements;
   return s;
 }

@@ -182,10 +182,7 @@ StoreFileSource::~StoreFileSource() = default;
 
 Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string& path,
                                                                StoreData* meta) {
-  CC_ASSIGN_OR_RETURN(auto file, h5ad::File::Open(path));
-  auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
-  if (Status st = LoadStoreMetadata(*file, meta); !st.ok()) return in_context(st);
-  if (Status st = meta->ValidateMetadata(); !st.ok()) return in_context(st);
+  CC_ASSIGN_OR_RETURN(auto file, OpenStoreMetadata(path, meta));
   auto impl = std::make_unique<Impl>();
   impl->file.path = path;
   struct stat st {};
@@ -237,13 +234,7 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
     return m.Broken("the layers have different numbers of entries");
   m.n_cells = meta->n_cells;
   m.group_dataset = meta->codes[0];
-  const auto n_datasets = static_cast<int64_t>(meta->datasets.size());
-  m.measured.assign(static_cast<size_t>((n_datasets * m.n_genes + 63) / 64), 0);
-  for (int64_t d = 0; d < n_datasets; ++d)
-    for (int32_t g : meta->datasets[d].measured_genes) {
-      const auto bit = static_cast<uint64_t>(d * m.n_genes + g);
-      m.measured[bit >> 6] |= uint64_t{1} << (bit & 63);
-    }
+  m.measured = MeasuredGeneBits(*meta);
   std::unique_ptr<StoreFileSource> source(new StoreFileSource(std::move(impl)));
   source->n_entries_ = entries;
   return source;

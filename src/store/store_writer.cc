@@ -1,14 +1,7 @@
 // Writing a store as an .h5ad (docs/FORMAT.md): metadata, then the entries streamed
 // from their parts into arrays created at their final size; atomically (temp_output.h).
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
 #include <climits>
-#include <cstdio>
-#include <cstring>
-#include <filesystem>
+#include <functional>
 
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store.h"
@@ -71,7 +64,7 @@ Status WriteVar(Writer& w, const StoreData& s) {
                           {Strings(store_layout::kSymbolColumn, s.gene_symbols)});
 }
 
-const std::string LayerPath(const char* layer) {
+std::string LayerPath(const char* layer) {
   return std::string(store_layout::kLayersGroup) + "/" + layer;
 }
 

@@ -173,14 +173,29 @@ def test_no_temporary_file_after_success_or_failure(cellcube, small, tmp_path):
     build(cellcube, out, inputs)
     assert leftovers(tmp_path, {"store.h5ad"}) == []
     before = out.read_bytes()
-    # A failure after the first dataset was aggregated (and spilled): a missing column.
+    # Failures while planning, before anything is aggregated: a missing column, a file
+    # that is no .h5ad.
     bad = run([cellcube, "build", "-o", out, "--quiet", "--groupby", "no_such_column", *inputs])
     assert bad.returncode == 1 and "no_such_column" in bad.stderr
     broken = tmp_path / "broken.h5ad"
     broken.write_bytes(b"not an h5ad file at all")
     bad = run([cellcube, "build", "-o", out, "--quiet", *inputs, broken])
     assert bad.returncode == 1
-    assert leftovers(tmp_path, {"store.h5ad", "broken.h5ad"}) == []
+    # A failure after the first datasets were aggregated and spilled: a NaN that only
+    # aggregating the last input finds (an explicit transform samples nothing).
+    rng = np.random.default_rng(1)
+    x = sp.random(200, 50, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    x.data[-1] = np.nan
+    obs = pd.DataFrame({"cell_type": pd.Categorical(rng.integers(0, 3, 200).astype(str)),
+                        "donor": pd.Categorical(rng.integers(0, 3, 200).astype(str))},
+                       index=[f"c{i}" for i in range(200)])
+    late_nan = tmp_path / "late_nan.h5ad"
+    ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(50)])).write_h5ad(late_nan)
+    bad = run([cellcube, "build", "-o", out, "--quiet", "--groupby", "donor", "--transform",
+               "log1p", *inputs, late_nan])
+    assert bad.returncode == 1 and "nan" in bad.stderr.lower() and "'late_nan'" in bad.stderr, \
+        bad.stderr
+    assert leftovers(tmp_path, {"store.h5ad", "broken.h5ad", "late_nan.h5ad"}) == []
     assert out.read_bytes() == before
 
 
