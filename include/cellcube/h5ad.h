@@ -151,6 +151,9 @@ class File {
   Result<std::vector<std::string>> ReadIndexAt(const DataFrameInfo& frame) const;
   Result<std::vector<double>> ReadDoubles(const std::string& dataset) const;
   Result<std::vector<int64_t>> ReadIntegers(const std::string& dataset) const;
+  // A uint8 dataset of any rank, row-major, with its shape (e.g. a packed bitset).
+  Result<std::vector<uint8_t>> ReadBytes(const std::string& dataset,
+                                         std::vector<int64_t>* shape) const;
   Result<std::vector<std::string>> ReadStrings(const std::string& dataset) const;
   // A scalar or 1-element string dataset or a string attribute of the root ("/").
   Result<std::string> ReadScalarString(const std::string& dataset) const;

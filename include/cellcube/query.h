@@ -52,17 +52,18 @@ inline bool MetricIsInteger(Metric m) { return m == Metric::kNCells || m == Metr
 // repeated name is an InvalidArgument error.
 Result<std::vector<Metric>> ParseMetrics(const std::vector<std::string>& names);
 
-// The summed statistics of one (split, gene).
+// The pooled statistics of one (split, gene). m2 = Σ(v − sum/n_cells)² over the pooled
+// cells, combined from the groups' m2 by Chan et al.'s formula (exact two-pass form, no
+// cancellation); it is filled only when var or std was asked for, else 0.
 struct Aggregate {
   int64_t n_cells = 0;
   int64_t nnz = 0;
   double sum = 0;
-  double sumsq = 0;
+  double m2 = 0;
 };
 
 // A metric of an aggregate per SPEC §2; NaN when missing (mean_expr with nnz = 0,
-// var/std with n_cells < 2, anything with n_cells = 0). A variance that rounding made
-// slightly negative is 0.
+// var/std with n_cells < 2, anything with n_cells = 0). var = m2 / (n_cells − 1).
 double MetricValue(Metric m, const Aggregate& a);
 
 struct WhereClause {
@@ -142,6 +143,7 @@ class QueryEngine {
   std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
   std::vector<std::vector<std::string>> present_values_;
   std::vector<std::string> gene_names_;  // ids and symbols, for suggestions
+  std::vector<double> inverse_cells_;    // per group: 1 / n_cells
 };
 
 }  // namespace cellcube

@@ -1,6 +1,6 @@
-// The aggregate store: per cell group and gene, the additive statistics nnz, sum and
-// sumsq, with the groups' metadata (SPEC §2, §4), saved as a valid .h5ad
-// (docs/FORMAT.md).
+// The aggregate store: per cell group and gene, the statistics nnz, sum and m2 (the
+// sum of squared deviations from the group's mean), with the groups' metadata (SPEC §2,
+// §4), saved as a valid .h5ad (docs/FORMAT.md).
 //
 // Build, add, remove and merge work in bounded memory (SPEC §10): they stream entries
 // gene by gene from their parts (datasets aggregated into a temporary file beside the
@@ -21,7 +21,37 @@
 
 namespace cellcube {
 
-inline constexpr const char* kStoreFormatVersion = "1";
+// The format written. Readers also read format 1 (docs/FORMAT.md, "Format 1").
+inline constexpr const char* kStoreFormatVersion = "2";
+
+// Which genes each dataset measured, one bit per (dataset, gene): a row of 64-bit words
+// per dataset, bit g % 64 of word g / 64 (so a row's bytes, little-endian, are the
+// store's packed uns/cellcube/measured row). 1,500 datasets x 60,000 genes take 11 MB.
+class MeasuredBits {
+ public:
+  MeasuredBits() = default;
+  MeasuredBits(int64_t n_datasets, int64_t n_genes)
+      : n_genes_(n_genes),
+        words_per_row_((n_genes + 63) / 64),
+        words_(static_cast<size_t>(n_datasets * words_per_row_), 0) {}
+
+  bool Get(int64_t dataset, int64_t gene) const {
+    return (words_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] >> (gene & 63)) & 1;
+  }
+  void Set(int64_t dataset, int64_t gene) {
+    words_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] |= uint64_t{1} << (gene & 63);
+  }
+  int64_t n_genes() const { return n_genes_; }
+  int64_t words_per_row() const { return words_per_row_; }
+  uint64_t* row(int64_t dataset) { return words_.data() + dataset * words_per_row_; }
+  const uint64_t* row(int64_t dataset) const { return words_.data() + dataset * words_per_row_; }
+  size_t bytes() const { return words_.size() * sizeof(uint64_t); }
+
+ private:
+  int64_t n_genes_ = 0;
+  int64_t words_per_row_ = 0;
+  std::vector<uint64_t> words_;
+};
 
 // Where one dataset came from and how it was aggregated.
 struct DatasetRecord {
@@ -41,7 +71,7 @@ struct DatasetRecord {
 };
 
 // Rows are cell groups, columns genes; statistics are CSC (by gene), one entry per
-// (group, gene) where some cell had a nonzero value.
+// (group, gene) whose statistics are not all zero.
 struct StoreData {
   // Grouping columns: "dataset", "cell_type", then the group-by columns.
   std::vector<std::string> columns;
@@ -55,10 +85,10 @@ struct StoreData {
   std::vector<int64_t> indptr;  // per gene: its entries are [indptr[g], indptr[g + 1])
   std::vector<int32_t> group;   // per entry: the group (row), ascending within a gene
   std::vector<uint32_t> nnz;    // per entry: cells with value > 0
-  // float64: float32 sums lose var/std to cancellation in near-constant groups
-  // (docs/FORMAT.md).
-  std::vector<double> sum;    // per entry: sum of values
-  std::vector<double> sumsq;  // per entry: sum of squared values
+  std::vector<double> sum;      // per entry: sum of values
+  // Per entry: sum over the group's n_cells cells (zeros included) of (v - sum/n_cells)^2,
+  // which has no cancellation; Σv² = m2 + sum²/n_cells (docs/FORMAT.md).
+  std::vector<double> m2;
 
   // One per value of the "dataset" column, in the same order.
   std::vector<DatasetRecord> datasets;
@@ -82,9 +112,15 @@ struct StoreData {
 // Reads a whole store into memory (for tests and small stores; the commands stream).
 Result<StoreData> LoadStore(const std::string& path);
 
-// Reads a store's metadata only (entry vectors empty) and its number of entries: what
-// `info` shows, in time proportional to the metadata.
-Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries);
+// A store's metadata without its entries: what `info` shows, read in time proportional
+// to the metadata.
+struct StoreMetadata {
+  StoreData meta;  // entry vectors and measured_genes lists empty
+  MeasuredBits measured;
+  int64_t n_entries = 0;
+  int format_version = 0;
+};
+Result<StoreMetadata> ReadStoreMetadata(const std::string& path);
 
 // What a store operation wrote, for its closing line.
 struct StoreSummary {

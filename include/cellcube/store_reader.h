@@ -1,22 +1,24 @@
 // Read-only access to a cellcube store (docs/FORMAT.md) for queries: the file is
 // memory-mapped and the three statistics layers with their shared indices/indptr are
 // read in place, at the file offsets the HDF5 library reports; the metadata (groups,
-// genes, datasets) is read once into memory.
+// genes, datasets, the measured-gene bits) is read once into memory. Formats 1 and 2.
 //
-// Validation: Open checks everything a query relies on before returning, so that a
-// truncated or damaged store is refused with one clear line instead of being read out
-// of bounds: every array's offset and length against the file size, dtypes, element
-// counts against the shapes, indptr monotone from 0 to the number of entries, entry
-// groups in range and strictly ascending within a gene, entries only in genes their
-// dataset measured, nnz at most the group's cells, finite sums, and the metadata's
-// sizes and codes. Arrays a tool re-saved compressed or chunked (h5py, anndata) are
-// not in place: they are read into memory instead, as are arrays whose offset is not
-// aligned to their element size.
+// Validation (SPEC §10): Open costs in proportion to the metadata, not the entries. It
+// checks the metadata (sizes, codes, datasets, measured genes), every array's dtype,
+// offset and length against the file size and the shapes, and indptr as a whole
+// (monotone from 0 to the number of entries), so no entry lies outside the file. A
+// gene's entries are checked the first time something reads them (CheckGene): groups in
+// range and ascending, only in genes their dataset measured, nnz a count of at most the
+// group's cells, finite sums, non-negative m2. The verdict is kept per gene, so a
+// damaged gene is refused by every reader and a good one is checked once. Arrays a tool
+// re-saved compressed or chunked (h5py, anndata) are not in place: they are read into
+// memory at open instead, as are arrays whose offset is not aligned to their element.
 //
 // Ownership and thread safety: a StoreReader owns its mapping and is immutable after
-// Open; share it between threads through the shared_ptr (no HDF5 call happens after
-// Open). The mapping stays valid while the reader lives even if the file is renamed
-// over or deleted; cellcube replaces stores atomically (rename), never in place.
+// Open except for the per-gene verdicts, which are atomics; share it between threads
+// through the shared_ptr (no HDF5 call happens after Open). The mapping stays valid
+// while the reader lives even if the file is renamed over or deleted; cellcube replaces
+// stores atomically (rename), never in place.
 // Errors: Open returns NotFound for a missing file, Corrupt for a damaged store,
 // Unsupported for a store format it does not know, IoError for a failed mmap.
 //
@@ -25,10 +27,10 @@
 // opens with `isolate`: the store is first opened in a forked child process under a
 // memory limit, and only if that succeeds in this process, so such a file yields
 // Corrupt (or OutOfMemory) instead of killing the caller. It costs one fork and a
-// second pass over the HDF5 part of the open (metadata and array offsets; the entry
-// checks run once, here).
+// second pass over the HDF5 part of the open (metadata and array offsets).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -40,7 +42,7 @@
 namespace cellcube {
 
 // The element type of a store array.
-enum class ArrayType { kInt32, kInt64, kUInt32, kFloat32, kFloat64 };
+enum class ArrayType { kInt32, kInt64, kUInt16, kUInt32, kFloat32, kFloat64 };
 const char* ArrayTypeName(ArrayType t);
 
 // A read-only 1-D array: in the mapped file or owned by the reader.
@@ -54,7 +56,7 @@ struct ArrayView {
   const T* As() const {
     return static_cast<const T*>(data);
   }
-  // Element i as int64 (integer arrays only).
+  // Element i as int64 (int32 or int64 arrays only).
   int64_t IntAt(int64_t i) const {
     return type == ArrayType::kInt64 ? As<int64_t>()[i] : As<int32_t>()[i];
   }
@@ -87,20 +89,30 @@ class StoreReader {
   int64_t n_entries() const { return n_entries_; }
   int64_t n_datasets() const { return static_cast<int64_t>(meta_.datasets.size()); }
 
+  // The store's format version: 2 as cellcube writes it, or 1 (docs/FORMAT.md).
+  int format_version() const { return format_version_; }
+
   // The entries, CSC by gene: gene g's entries are [indptr[g], indptr[g + 1]);
-  // `indices` (int32 or int64) holds each entry's group, `nnz` is uint32, `sum` and
-  // `sumsq` are float32 or float64 (both of one type).
+  // `indices` (int32 or int64) holds each entry's group. Format 2: `nnz` uint16 or
+  // uint32, `sum` float64, `second_moment` float32 m2. Format 1: `nnz` uint32, `sum` and
+  // `second_moment` (sumsq, Σv²) both float32 or both float64. Read a gene's entries only
+  // after CheckGene(gene) succeeded.
   const ArrayView& indptr() const { return indptr_; }
   const ArrayView& indices() const { return indices_; }
   const ArrayView& nnz() const { return nnz_; }
   const ArrayView& sum() const { return sum_; }
-  const ArrayView& sumsq() const { return sumsq_; }
+  const ArrayView& second_moment() const { return second_; }
+  bool second_moment_is_sumsq() const { return format_version_ == 1; }
+
+  // Checks gene g's entries against the rules above the first time it is called for g
+  // and remembers the verdict; Corrupt naming the first broken entry. Thread-safe.
+  [[nodiscard]] Status CheckGene(int64_t gene) const;
+  // CheckGene for every gene (what `cellcube info --check` runs).
+  [[nodiscard]] Status CheckAllGenes() const;
 
   // Whether dataset d measured gene g.
-  bool Measured(int64_t dataset, int64_t gene) const {
-    const uint64_t bit = static_cast<uint64_t>(dataset * n_genes() + gene);
-    return (measured_bits_[bit >> 6] >> (bit & 63)) & 1;
-  }
+  bool Measured(int64_t dataset, int64_t gene) const { return measured_.Get(dataset, gene); }
+  const MeasuredBits& measured() const { return measured_; }
   // Per group, its dataset (the code of column 0).
   const std::vector<int32_t>& group_dataset() const { return meta_.codes[0]; }
   // When every dataset's groups are consecutive rows (as cellcube writes them), the
@@ -127,10 +139,35 @@ class StoreReader {
   size_t map_bytes_ = 0;
   StoreData meta_;
   int64_t n_entries_ = 0;
-  ArrayView indptr_, indices_, nnz_, sum_, sumsq_;
+  int format_version_ = 0;
+  ArrayView indptr_, indices_, nnz_, sum_, second_;
   std::vector<std::vector<uint64_t>> owned_;  // arrays read into memory (8-byte aligned)
-  std::vector<uint64_t> measured_bits_;
+  MeasuredBits measured_;
+  // Per gene: 0 = entries not checked yet, 1 = good, 2 = damaged.
+  std::unique_ptr<std::atomic<uint8_t>[]> gene_verdict_;
+  Status (*check_gene_)(const StoreReader&, int64_t) = nullptr;
   std::vector<int64_t> dataset_begin_, dataset_end_;
 };
+
+// Calls f(Index{}, Nnz{}, Sum{}, Second{}): value-initialised scalars of the element types
+// of indices(), nnz(), sum() and second_moment(), so that a loop over entries is compiled
+// once per layout instead of converting every element. `f` returns one type for all.
+template <typename F>
+decltype(auto) VisitEntryTypes(const StoreReader& s, F&& f) {
+  auto second = [&](auto index, auto nnz, auto sum) -> decltype(auto) {
+    if (s.second_moment().type == ArrayType::kFloat64) return f(index, nnz, sum, double{});
+    return f(index, nnz, sum, float{});
+  };
+  auto sum = [&](auto index, auto nnz) -> decltype(auto) {
+    if (s.sum().type == ArrayType::kFloat64) return second(index, nnz, double{});
+    return second(index, nnz, float{});
+  };
+  auto nnz = [&](auto index) -> decltype(auto) {
+    if (s.nnz().type == ArrayType::kUInt16) return sum(index, uint16_t{});
+    return sum(index, uint32_t{});
+  };
+  if (s.indices().type == ArrayType::kInt64) return nnz(int64_t{});
+  return nnz(int32_t{});
+}
 
 }  // namespace cellcube

@@ -43,7 +43,7 @@ namespace cellcube::cli {
 
 const char* const kBuildHelp =
     "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
-    "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, sumsq\n"
+    "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, m2\n"
     "per gene) and writes them as one store (itself a valid .h5ad), atomically.\n\n"
     "  -o, --output STORE    the store to write (replaced atomically if it "
     "exists)\n" CC_BUILD_OPTIONS_HELP;

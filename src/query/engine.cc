@@ -84,8 +84,7 @@ double MetricValue(Metric m, const Aggregate& a) {
     case Metric::kVar:
     case Metric::kStd: {
       if (a.n_cells < 2) return kMissing;
-      double var = (a.sumsq - a.sum * (a.sum / n)) / (n - 1);
-      if (!(var > 0)) var = 0;  // rounding of the sums can make it slightly negative
+      const double var = a.m2 / (n - 1);
       return m == Metric::kVar ? var : std::sqrt(var);
     }
   }
@@ -115,6 +114,8 @@ std::string AsciiLower(const std::string& s) {
 
 QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
   const StoreData& m = store_->meta();
+  inverse_cells_.reserve(m.n_cells.size());
+  for (int64_t n : m.n_cells) inverse_cells_.push_back(1.0 / static_cast<double>(n));
   for (size_t g = 0; g < m.gene_ids.size(); ++g) {
     by_id_[AsciiLower(m.gene_ids[g])].push_back(static_cast<int32_t>(g));
     gene_names_.push_back(m.gene_ids[g]);
@@ -186,8 +187,14 @@ namespace {
 
 struct Acc {
   double sum;
-  double sumsq;
   uint64_t nnz;
+};
+
+// Per split, for the second moment: Σ over its entries of m2 + n·(mean_entry − mean)²,
+// and the cells of the groups with an entry.
+struct SecondAcc {
+  double m2;
+  double cells;
 };
 
 // A range of groups whose entries are scanned.
@@ -206,6 +213,8 @@ struct Scratch {
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
   std::vector<Acc> acc;                     // per split, + one for unselected groups
+  std::vector<SecondAcc> second;            // per split, + one for unselected groups
+  std::vector<double> mean;                 // per split: the gene's pooled mean
   std::vector<int64_t> cells;               // per split
   std::vector<int64_t> cells_by_dataset;    // per split x contributing dataset
   std::vector<int32_t> contributing;        // datasets with a selected group
@@ -218,61 +227,101 @@ struct Scratch {
 
 constexpr uint64_t kDenseKeys = uint64_t{1} << 16;
 
-template <typename Index, typename Value>
-void ScanGene(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, int64_t base,
-              const int32_t* split_of, Acc* acc) {
+// The entries of `gene` in the runs of groups: [lo, hi) per run, found by binary search
+// on the ascending groups.
+template <typename Index, typename F>
+void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, F&& f) {
   const auto* idx = s.indices().As<Index>();
-  const auto* nnz = s.nnz().As<uint32_t>();
-  const auto* sum = s.sum().As<Value>();
-  const auto* sumsq = s.sumsq().As<Value>();
-  const int64_t gene_begin = s.indptr().IntAt(gene), gene_end = s.indptr().IntAt(gene + 1);
+  const int64_t gene_end = s.indptr().IntAt(gene + 1);
   const int64_t n_groups = s.n_groups();
-  int64_t from = gene_begin;
+  int64_t from = s.indptr().IntAt(gene);
   for (const GroupRange& run : runs) {
     int64_t lo = from, hi = gene_end;
     if (run.begin > 0)
       lo = std::lower_bound(idx + from, idx + gene_end, static_cast<Index>(run.begin)) - idx;
     if (run.end < n_groups)
       hi = std::lower_bound(idx + lo, idx + gene_end, static_cast<Index>(run.end)) - idx;
+    f(lo, hi);
+    from = hi;
+  }
+}
+
+// Pass 1: nnz and sum per split.
+template <typename Index, typename Nnz, typename Sum>
+void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
+              int64_t base, const int32_t* split_of, Acc* acc) {
+  const auto* idx = s.indices().As<Index>();
+  const auto* nnz = s.nnz().As<Nnz>();
+  const auto* sum = s.sum().As<Sum>();
+  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
     // Consecutive entries mostly share a split (groups are sorted by cell type first):
     // sum in registers and write to the split's accumulator when the split changes,
     // instead of a read-modify-write through memory per entry.
     int32_t current = -1;
     uint64_t n = 0;
-    double s1 = 0, s2 = 0;
+    double s1 = 0;
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
       if (split != current) {
         if (current >= 0) {
           acc[current].nnz += n;
           acc[current].sum += s1;
-          acc[current].sumsq += s2;
         }
         current = split;
         n = 0;
-        s1 = s2 = 0;
+        s1 = 0;
       }
       n += nnz[k];
       s1 += static_cast<double>(sum[k]);
-      s2 += static_cast<double>(sumsq[k]);
     }
     if (current >= 0) {
       acc[current].nnz += n;
       acc[current].sum += s1;
-      acc[current].sumsq += s2;
     }
-    from = hi;
-  }
+  });
 }
 
-using ScanFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
-                        const int32_t*, Acc*);
+// Pass 2, with the splits' means known: per entry of group g (n cells, sum, m2),
+// m2 + (sum − n·mean)²/n, all terms non-negative (Chan et al.'s pairwise combination in
+// its two-pass form); format 1's sumsq is turned into m2 first.
+template <typename Index, typename Sum, typename Second>
+void ScanSecondMoment(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
+                      int64_t base, const int32_t* split_of, const double* mean,
+                      const double* inverse_cells, SecondAcc* acc) {
+  const auto* idx = s.indices().As<Index>();
+  const auto* sum = s.sum().As<Sum>();
+  const auto* second = s.second_moment().As<Second>();
+  const bool sumsq = s.second_moment_is_sumsq();
+  const auto& n_cells = s.meta().n_cells;
+  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const auto group = static_cast<int64_t>(idx[k]);
+      const int32_t split = split_of[group - base];
+      const auto n = static_cast<double>(n_cells[static_cast<size_t>(group)]);
+      const auto s1 = static_cast<double>(sum[k]);
+      double m2 = static_cast<double>(second[k]);
+      if (sumsq) m2 = std::max(0.0, m2 - s1 * s1 * inverse_cells[group]);
+      const double deviation = s1 - n * mean[split];
+      acc[split].m2 += m2 + deviation * deviation * inverse_cells[group];
+      acc[split].cells += n;
+    }
+  });
+}
 
-ScanFn PickScan(const StoreReader& s) {
-  const bool wide_index = s.indices().type == ArrayType::kInt64;
-  const bool wide_value = s.sum().type == ArrayType::kFloat64;
-  if (wide_index) return wide_value ? ScanGene<int64_t, double> : ScanGene<int64_t, float>;
-  return wide_value ? ScanGene<int32_t, double> : ScanGene<int32_t, float>;
+using SumsFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
+                        const int32_t*, Acc*);
+using SecondFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
+                          const int32_t*, const double*, const double*, SecondAcc*);
+
+SumsFn PickSums(const StoreReader& s) {
+  return VisitEntryTypes(s, [](auto index, auto nnz, auto sum, auto) {
+    return &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
+  });
+}
+SecondFn PickSecond(const StoreReader& s) {
+  return VisitEntryTypes(s, [](auto index, auto, auto sum, auto second) {
+    return &ScanSecondMoment<decltype(index), decltype(sum), decltype(second)>;
+  });
 }
 
 // Replaces each key by its rank among the distinct keys; returns how many there are.
@@ -479,13 +528,18 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     }
   }
 
-  // Per gene: scan its entries into the per-split accumulators.
-  const ScanFn scan = PickScan(s);
+  // Per gene: check its entries once (SPEC §10), then scan them into the per-split
+  // accumulators; the second moment only when asked for.
+  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
+  bool want_m2 = false;
+  for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
+  const SumsFn scan_sums = PickSums(s);
+  const SecondFn scan_second = want_m2 ? PickSecond(s) : nullptr;
   const size_t n_genes = genes.size();
   t.agg.assign(n_splits * n_genes, Aggregate{});
   for (size_t gi = 0; gi < n_genes; ++gi) {
-    t.acc.assign(n_splits + 1, Acc{0, 0, 0});
-    scan(s, genes[gi], t.runs, base, t.split_of.data(), t.acc.data());
+    t.acc.assign(n_splits + 1, Acc{0, 0});
+    scan_sums(s, genes[gi], t.runs, base, t.split_of.data(), t.acc.data());
     for (size_t sp = 0; sp < n_splits; ++sp) {
       int64_t cells = t.cells[sp];
       for (int64_t u = t.unmeasured_begin[gi]; u < t.unmeasured_begin[gi + 1]; ++u)
@@ -494,7 +548,21 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
       a.n_cells = cells;
       a.nnz = static_cast<int64_t>(t.acc[sp].nnz);
       a.sum = t.acc[sp].sum;
-      a.sumsq = t.acc[sp].sumsq;
+    }
+    if (!scan_second) continue;
+    t.mean.assign(n_splits + 1, 0);
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      const Aggregate& a = t.agg[sp * n_genes + gi];
+      if (a.n_cells > 0) t.mean[sp] = a.sum / static_cast<double>(a.n_cells);
+    }
+    t.second.assign(n_splits + 1, SecondAcc{0, 0});
+    scan_second(s, genes[gi], t.runs, base, t.split_of.data(), t.mean.data(),
+                inverse_cells_.data(), t.second.data());
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      Aggregate& a = t.agg[sp * n_genes + gi];
+      // The groups without an entry hold zeros: their cells lie mean away from the mean.
+      const double zero_cells = static_cast<double>(a.n_cells) - t.second[sp].cells;
+      a.m2 = t.second[sp].m2 + zero_cells * t.mean[sp] * t.mean[sp];
     }
   }
 

@@ -6,6 +6,7 @@
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
+#include "store/entry_rules.h"
 #include "util/isolate.h"
 #include "util/text.h"
 
@@ -169,7 +170,8 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
       flush();
       current = gene;
     }
-    run.push_back({group, s.nnz, s.sum, s.sumsq});
+    const int64_t n_cells = w.grouping.n_cells[static_cast<size_t>(group)];
+    run.push_back({group, s.nnz, s.sum, M2FromSumsq(s.sum, s.sumsq, n_cells)});
   });
   flush();
   return status;

@@ -15,26 +15,26 @@ struct EntryBuffer {
   std::vector<int64_t> group;
   std::vector<uint32_t> nnz;
   std::vector<double> sum;
-  std::vector<double> sumsq;
+  std::vector<double> m2;  // Σ(v − mean)² over the group's cells
 
   size_t size() const { return group.size(); }
   void Reserve(size_t n) {
     group.reserve(n);
     nnz.reserve(n);
     sum.reserve(n);
-    sumsq.reserve(n);
+    m2.reserve(n);
   }
-  void Add(int64_t g, uint32_t n, double s, double q) {
+  void Add(int64_t g, uint32_t n, double s, double q) {  // q = m2
     group.push_back(g);
     nnz.push_back(n);
     sum.push_back(s);
-    sumsq.push_back(q);
+    m2.push_back(q);
   }
   void Clear() {
     group.clear();
     nnz.clear();
     sum.clear();
-    sumsq.clear();
+    m2.clear();
   }
 };
 

@@ -1,6 +1,6 @@
-// StoreReader: maps a store and validates everything a query relies on (see
-// include/cellcube/store_reader.h). HDF5 is used only inside Open, through the h5ad
-// reader, for the metadata and the arrays' file offsets.
+// StoreReader: maps a store, validates its metadata and arrays at open and each gene's
+// entries when first read (see include/cellcube/store_reader.h). HDF5 is used only
+// inside Open, through the h5ad reader, for the metadata and the arrays' file offsets.
 #include "cellcube/store_reader.h"
 
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "cellcube/h5ad.h"
+#include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 #include "util/isolate.h"
@@ -27,6 +28,8 @@ const char* ArrayTypeName(ArrayType t) {
       return "int32";
     case ArrayType::kInt64:
       return "int64";
+    case ArrayType::kUInt16:
+      return "uint16";
     case ArrayType::kUInt32:
       return "uint32";
     case ArrayType::kFloat32:
@@ -41,13 +44,18 @@ namespace {
 
 using h5ad::File;
 
-size_t Width(ArrayType t) { return t == ArrayType::kInt64 || t == ArrayType::kFloat64 ? 8 : 4; }
+size_t Width(ArrayType t) {
+  if (t == ArrayType::kUInt16) return 2;
+  return t == ArrayType::kInt64 || t == ArrayType::kFloat64 ? 8 : 4;
+}
 
 bool ParseType(const std::string& dtype, ArrayType* out) {
   if (dtype == "int32")
     *out = ArrayType::kInt32;
   else if (dtype == "int64")
     *out = ArrayType::kInt64;
+  else if (dtype == "uint16")
+    *out = ArrayType::kUInt16;
   else if (dtype == "uint32")
     *out = ArrayType::kUInt32;
   else if (dtype == "float32")
@@ -76,48 +84,31 @@ void CopyAs(const std::vector<In>& values, uint64_t* dst) {
   for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<Out>(values[i]);
 }
 
-// Checks the metadata LoadStoreMetadata read: sizes, codes, datasets, measured genes.
-Status ValidateMeta(const StoreData& s) {
-  if (s.columns.size() < 2 || s.columns[0] != "dataset" || s.columns[1] != "cell_type")
-    return Broken("the first obs columns must be 'dataset' and 'cell_type'");
-  if (s.labels.size() != s.columns.size() || s.codes.size() != s.columns.size())
-    return Broken("obs columns without labels or codes");
-  const int64_t groups = s.n_groups();
-  if (groups >= std::numeric_limits<int32_t>::max()) return Broken("too many groups");
-  for (size_t c = 0; c < s.columns.size(); ++c) {
-    if (static_cast<int64_t>(s.codes[c].size()) != groups)
-      return Broken("obs column '" + s.columns[c] + "' has " + std::to_string(s.codes[c].size()) +
-                    " rows, obs/n_cells has " + std::to_string(groups));
-    const auto n_labels = static_cast<int64_t>(s.labels[c].size());
-    for (int32_t code : s.codes[c])
-      if (code < -1 || code >= n_labels || (c == 0 && code < 0))
-        return Broken("obs column '" + s.columns[c] + "' has a code out of range");
-    for (size_t k = 0; k < c; ++k)
-      if (s.columns[k] == s.columns[c]) return Broken("obs column '" + s.columns[c] + "' twice");
-  }
-  if (s.datasets.size() != s.labels[0].size())
-    return Broken("uns/cellcube/datasets has " + std::to_string(s.datasets.size()) +
-                  " rows but obs 'dataset' has " + std::to_string(s.labels[0].size()) +
-                  " categories");
-  for (size_t d = 0; d < s.datasets.size(); ++d)
-    if (s.datasets[d].name != s.labels[0][d])
-      return Broken("dataset '" + s.datasets[d].name +
-                    "' of uns/cellcube/datasets is not obs "
-                    "'dataset' category " +
-                    std::to_string(d));
-  for (int64_t n : s.n_cells)
-    if (n <= 0) return Broken("obs/n_cells has a group without cells");
-  if (s.gene_symbols.size() != s.gene_ids.size())
-    return Broken("var 'symbol' and the var index have different lengths");
-  if (s.gene_ids.size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max()))
-    return Broken("too many genes");
-  for (const auto& d : s.datasets)
-    for (size_t k = 0; k < d.measured_genes.size(); ++k) {
-      int32_t g = d.measured_genes[k];
-      if (g < 0 || g >= s.n_genes() || (k && g <= d.measured_genes[k - 1]))
-        return Broken("uns/cellcube/measured_genes of dataset '" + d.name +
-                      "' are out of range or not ascending");
+// Checks gene g's entries (EntryFault), compiled per layout; Corrupt naming the first
+// broken entry.
+template <typename Index, typename Nnz, typename Sum, typename Second>
+Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
+  const StoreData& m = r.meta();
+  const EntryContext context{r.n_groups(), m.n_cells.data(), m.codes[0].data(), &r.measured()};
+  const auto* idx = r.indices().As<Index>();
+  const auto* nnz = r.nnz().As<Nnz>();
+  const auto* sum = r.sum().As<Sum>();
+  const auto* second = r.second_moment().As<Second>();
+  const bool sumsq = r.second_moment_is_sumsq();
+  const int64_t begin = r.indptr().IntAt(gene), end = r.indptr().IntAt(gene + 1);
+  int64_t previous = -1;
+  for (int64_t k = begin; k < end; ++k) {
+    const int64_t group = idx[k];
+    const double s1 = static_cast<double>(sum[k]);
+    double m2 = static_cast<double>(second[k]);
+    if (sumsq && group >= 0 && group < r.n_groups()) {
+      if (!(m2 >= 0)) m2 = -1;  // a negative or NaN sumsq is broken, whatever sum is
+      else m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
     }
+    if (const char* fault = EntryFault(context, gene, group, previous, nnz[k], s1, m2))
+      return Broken("entry " + std::to_string(k) + " of gene '" + m.gene_ids[gene] + "': " + fault);
+    previous = group;
+  }
   return Status::Ok();
 }
 
@@ -206,62 +197,23 @@ struct StoreReader::Internals {
     return Status::Ok();
   }
 
-  template <typename Index, typename Value>
-  Status CheckEntries() {
+  // indptr as a whole (O(genes)): monotone from 0 to the number of entries, so every
+  // gene's entries lie inside the arrays.
+  Status CheckIndptr() {
     const int64_t n_genes = r->n_genes();
-    const int64_t n_groups = r->n_groups();
-    const auto* idx = r->indices_.As<Index>();
-    const auto* nnz = r->nnz_.As<uint32_t>();
-    const auto* sum = r->sum_.As<Value>();
-    const auto* sumsq = r->sumsq_.As<Value>();
-    const auto& group_dataset = r->meta_.codes[0];
-    const auto& n_cells = r->meta_.n_cells;
-    int64_t prev_end = 0;
+    if (r->indptr_.IntAt(0) != 0) return Broken("layers/nnz/indptr does not start at 0");
     for (int64_t g = 0; g < n_genes; ++g) {
       const int64_t begin = r->indptr_.IntAt(g), end = r->indptr_.IntAt(g + 1);
-      if (begin != prev_end || end < begin || end > r->n_entries_)
-        return Broken(
-            "layers/nnz/indptr is not ascending from 0 to the number of entries "
-            "(gene " +
-            std::to_string(g) + ")");
-      prev_end = end;
-      int64_t last = -1;
-      for (int64_t k = begin; k < end; ++k) {
-        const int64_t row = idx[k];
-        if (row <= last || row >= n_groups)
-          return Broken("layers/nnz/indices: entry " + std::to_string(k) + " (gene " +
-                        std::to_string(g) + ") has group " + std::to_string(row) +
-                        (row >= n_groups || row < 0 ? ", out of range" : ", not ascending"));
-        last = row;
-        if (!r->Measured(group_dataset[static_cast<size_t>(row)], g))
-          return Broken("entry " + std::to_string(k) + " lies in gene '" + r->meta_.gene_ids[g] +
-                        "', which its group's dataset did not measure");
-        if (nnz[k] > static_cast<uint64_t>(n_cells[static_cast<size_t>(row)]))
-          return Broken("layers/nnz: entry " + std::to_string(k) + " counts " +
-                        std::to_string(nnz[k]) + " cells in a group of " +
-                        std::to_string(n_cells[static_cast<size_t>(row)]));
-        if (!std::isfinite(sum[k]) || !std::isfinite(sumsq[k]) || sumsq[k] < 0)
-          return Broken("layers/sum or layers/sumsq: entry " + std::to_string(k) +
-                        " is not a finite sum");
-      }
+      if (end < begin || end > r->n_entries_)
+        return Broken("layers/nnz/indptr is not ascending from 0 to the number of entries (gene " +
+                      std::to_string(g) + ")");
     }
-    if (prev_end != r->n_entries_)
-      return Broken("layers/nnz/indptr does not end at the number of entries");
     return Status::Ok();
-  }
-
-  Status CheckEntriesDispatch() {
-    const bool wide_index = r->indices_.type == ArrayType::kInt64;
-    const bool wide_value = r->sum_.type == ArrayType::kFloat64;
-    if (wide_index)
-      return wide_value ? CheckEntries<int64_t, double>() : CheckEntries<int64_t, float>();
-    return wide_value ? CheckEntries<int32_t, double>() : CheckEntries<int32_t, float>();
   }
 
   void IndexDatasets() {
     const StoreData& m = r->meta_;
     const auto n_datasets = static_cast<size_t>(r->n_datasets());
-    r->measured_bits_ = MeasuredGeneBits(m);
     // Group ranges per dataset, when each dataset's groups are consecutive.
     std::vector<int64_t> begin(n_datasets, -1), end(n_datasets, -1);
     bool consecutive = true;
@@ -289,31 +241,41 @@ struct StoreReader::Internals {
 
   Status Run(const File& f, bool hdf5_only) {
     file = &f;
-    CC_RETURN_IF_ERROR(LoadStoreMetadata(f, &r->meta_));
-    CC_RETURN_IF_ERROR(ValidateMeta(r->meta_));
+    CC_ASSIGN_OR_RETURN(StoreMetadata loaded, LoadStoreMetadata(f, /*with_gene_lists=*/false));
+    r->meta_ = std::move(loaded.meta);
+    r->measured_ = std::move(loaded.measured);
+    r->format_version_ = loaded.format_version;
     IndexDatasets();
-    const std::string layers = store_layout::kLayersGroup;
-    const std::string nnz = layers + "/" + store_layout::kLayerNnz;
-    const std::string sum = layers + "/" + store_layout::kLayerSum;
-    const std::string sumsq = layers + "/" + store_layout::kLayerSumsq;
+    const EntryArrayNames names = EntryArraysOf(r->format_version_);
+    const bool v1 = r->format_version_ == 1;
     const std::vector<ArrayType> ints = {ArrayType::kInt32, ArrayType::kInt64};
-    const std::vector<ArrayType> floats = {ArrayType::kFloat32, ArrayType::kFloat64};
+    const std::vector<ArrayType> nnz_types =
+        v1 ? std::vector<ArrayType>{ArrayType::kUInt32}
+           : std::vector<ArrayType>{ArrayType::kUInt16, ArrayType::kUInt32};
+    const std::vector<ArrayType> sum_types =
+        v1 ? std::vector<ArrayType>{ArrayType::kFloat32, ArrayType::kFloat64}
+           : std::vector<ArrayType>{ArrayType::kFloat64};
     const char* by_indptr = "the end of layers/nnz/indptr";
     CC_ASSIGN_OR_RETURN(r->indptr_,
-                        Load(nnz + "/indptr", ints, r->n_genes() + 1, "the number of genes + 1"));
-    if (r->indptr_.IntAt(0) != 0) return Broken(nnz + "/indptr does not start at 0");
+                        Load(names.indptr, ints, r->n_genes() + 1, "the number of genes + 1"));
     r->n_entries_ = r->indptr_.IntAt(r->n_genes());
-    if (r->n_entries_ < 0) return Broken(nnz + "/indptr ends below 0");
-    CC_ASSIGN_OR_RETURN(r->indices_, Load(nnz + "/indices", ints, r->n_entries_, by_indptr));
-    CC_ASSIGN_OR_RETURN(r->nnz_,
-                        Load(nnz + "/data", {ArrayType::kUInt32}, r->n_entries_, by_indptr));
-    CC_ASSIGN_OR_RETURN(r->sum_, Load(sum + "/data", floats, r->n_entries_, by_indptr));
-    CC_ASSIGN_OR_RETURN(r->sumsq_, Load(sumsq + "/data", {r->sum_.type}, r->n_entries_, by_indptr));
-    for (const std::string& layer : {sum, sumsq}) {
-      CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indptr", r->indptr_));
-      CC_RETURN_IF_ERROR(CheckSamePattern(layer + "/indices", r->indices_));
-    }
-    return hdf5_only ? Status::Ok() : CheckEntriesDispatch();
+    if (r->n_entries_ < 0) return Broken(names.indptr + " ends below 0");
+    CC_ASSIGN_OR_RETURN(r->indices_, Load(names.indices, {r->indptr_.type}, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->nnz_, Load(names.nnz, nnz_types, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->sum_, Load(names.sum, sum_types, r->n_entries_, by_indptr));
+    const ArrayType second_type = v1 ? r->sum_.type : ArrayType::kFloat32;
+    CC_ASSIGN_OR_RETURN(r->second_, Load(names.second, {second_type}, r->n_entries_, by_indptr));
+    CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indptr, r->indptr_));
+    CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indices, r->indices_));
+    CC_RETURN_IF_ERROR(CheckSamePattern(names.second_indptr, r->indptr_));
+    CC_RETURN_IF_ERROR(CheckSamePattern(names.second_indices, r->indices_));
+    if (hdf5_only) return Status::Ok();
+    CC_RETURN_IF_ERROR(CheckIndptr());
+    r->gene_verdict_ = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(r->n_genes()));
+    r->check_gene_ = VisitEntryTypes(*r, [](auto index, auto nnz, auto sum, auto second) {
+      return &CheckGeneEntries<decltype(index), decltype(nnz), decltype(sum), decltype(second)>;
+    });
+    return Status::Ok();
   }
 };
 
@@ -410,7 +372,29 @@ StoreReader::~StoreReader() {
 }
 
 int StoreReader::arrays_mapped() const {
-  return indptr_.mapped + indices_.mapped + nnz_.mapped + sum_.mapped + sumsq_.mapped;
+  return indptr_.mapped + indices_.mapped + nnz_.mapped + sum_.mapped + second_.mapped;
+}
+
+namespace {
+constexpr uint8_t kUnchecked = 0, kGood = 1, kDamaged = 2;
+}  // namespace
+
+Status StoreReader::CheckGene(int64_t gene) const {
+  if (gene < 0 || gene >= n_genes()) return Status::Internal("gene index out of range");
+  std::atomic<uint8_t>& verdict = gene_verdict_[static_cast<size_t>(gene)];
+  const uint8_t known = verdict.load(std::memory_order_acquire);
+  if (known == kGood) return Status::Ok();
+  // Unchecked, or damaged (checked again for the message: it is rare and cheap).
+  Status s = check_gene_(*this, gene);
+  if (known == kUnchecked) verdict.store(s.ok() ? kGood : kDamaged, std::memory_order_release);
+  if (s.ok()) return s;
+  return Status::Corrupt("store '" + path_ + "' is damaged: " + s.message() +
+                         " (run 'cellcube info --check' to check every entry; rebuild the store)");
+}
+
+Status StoreReader::CheckAllGenes() const {
+  for (int64_t g = 0; g < n_genes(); ++g) CC_RETURN_IF_ERROR(CheckGene(g));
+  return Status::Ok();
 }
 
 }  // namespace cellcube

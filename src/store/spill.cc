@@ -146,7 +146,7 @@ Status SpillSegment::TakeRun(int64_t group_offset, EntryBuffer* out) {
     for (uint32_t i = 0; i < n; ++i) {
       SpillRecord r;
       std::memcpy(&r, p + size_t{i} * sizeof r, sizeof r);
-      out->Add(r.group + group_offset, r.nnz, r.sum, r.sumsq);
+      out->Add(r.group + group_offset, r.nnz, r.sum, r.m2);
     }
     cursor_ += size_t{n} * sizeof(SpillRecord);
     left -= n;

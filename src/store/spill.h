@@ -19,7 +19,7 @@ struct SpillRecord {
   int32_t group = 0;
   uint32_t nnz = 0;
   double sum = 0;
-  double sumsq = 0;
+  double m2 = 0;  // Σ(v − mean)² over the group's cells
 };
 static_assert(sizeof(SpillRecord) == 24);
 

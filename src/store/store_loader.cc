@@ -1,9 +1,14 @@
-// Reading a store back into StoreData (for add, remove, merge and info), through the
-// h5ad reader: every part is checked by StoreData::Validate before use.
+// Reading a store's metadata, or a whole store into StoreData, through the h5ad
+// reader; formats 1 and 2 (docs/FORMAT.md). Everything read is checked before use.
 #include <sys/stat.h>
+
+#include <bit>
+#include <climits>
+#include <cstring>
 
 #include "cellcube/h5ad.h"
 #include "cellcube/store.h"
+#include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 #include "util/text.h"
@@ -22,7 +27,7 @@ std::vector<std::string> Expand(const Column& col) {
   return out;
 }
 
-Status CheckFormat(const File& f) {
+Result<int> CheckFormat(const File& f) {
   const std::string root = store_layout::kUnsGroup;
   auto format = f.ReadScalarString(root + "/format");
   if (!format.ok() || *format != store_layout::kFormatName)
@@ -30,10 +35,11 @@ Status CheckFormat(const File& f) {
                                    "' is an .h5ad file but not a cellcube store (build one with "
                                    "'cellcube build')");
   CC_ASSIGN_OR_RETURN(std::string version, f.ReadScalarString(root + "/format_version"));
-  if (version != kStoreFormatVersion)
-    return Status::Unsupported("'" + f.path() + "' is a cellcube store of format version " +
-                               version + "; this cellcube reads version " + kStoreFormatVersion);
-  return Status::Ok();
+  if (version == "1") return 1;
+  if (version == kStoreFormatVersion) return 2;
+  return Status::Unsupported("'" + f.path() + "' is a cellcube store of format version " +
+                             version + "; this cellcube reads versions 1 and " +
+                             kStoreFormatVersion + " (a newer cellcube wrote it)");
 }
 
 Status LoadGroups(const File& f, StoreData* s) {
@@ -57,22 +63,20 @@ Status LoadGenes(const File& f, StoreData* s) {
   return Status::Ok();
 }
 
-Status LoadEntries(const File& f, StoreData* s) {
-  const std::string nnz = std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz;
-  const std::string sum = std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerSum;
-  const std::string sumsq =
-      std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerSumsq;
-  CC_ASSIGN_OR_RETURN(s->indptr, f.ReadIntegers(nnz + "/indptr"));
-  CC_ASSIGN_OR_RETURN(auto groups, f.ReadIntegers(nnz + "/indices"));
-  CC_ASSIGN_OR_RETURN(auto nnz_values, f.ReadDoubles(nnz + "/data"));
-  CC_ASSIGN_OR_RETURN(auto sum_values, f.ReadDoubles(sum + "/data"));
-  CC_ASSIGN_OR_RETURN(auto sumsq_values, f.ReadDoubles(sumsq + "/data"));
-  if (nnz_values.size() != groups.size() || sum_values.size() != groups.size() ||
-      sumsq_values.size() != groups.size())
+// The entries, whole (LoadStore); format 1's sumsq becomes m2.
+Status LoadEntries(const File& f, int version, StoreData* s) {
+  const EntryArrayNames names = EntryArraysOf(version);
+  CC_ASSIGN_OR_RETURN(s->indptr, f.ReadIntegers(names.indptr));
+  CC_ASSIGN_OR_RETURN(auto groups, f.ReadIntegers(names.indices));
+  CC_ASSIGN_OR_RETURN(auto nnz_values, f.ReadDoubles(names.nnz));
+  CC_ASSIGN_OR_RETURN(s->sum, f.ReadDoubles(names.sum));
+  CC_ASSIGN_OR_RETURN(s->m2, f.ReadDoubles(names.second));
+  if (nnz_values.size() != groups.size() || s->sum.size() != groups.size() ||
+      s->m2.size() != groups.size())
     return Status::Corrupt("store layers have different numbers of entries");
   s->group.reserve(groups.size());
   for (int64_t g : groups) {
-    if (g < 0 || g > INT32_MAX) return Status::Corrupt("store entry group out of range");
+    if (g < 0 || g >= s->n_groups()) return Status::Corrupt("store entry group out of range");
     s->group.push_back(static_cast<int32_t>(g));
   }
   s->nnz.reserve(groups.size());
@@ -80,8 +84,9 @@ Status LoadEntries(const File& f, StoreData* s) {
     if (!(v >= 0 && v <= UINT32_MAX)) return Status::Corrupt("store nnz out of range");
     s->nnz.push_back(static_cast<uint32_t>(v));
   }
-  s->sum.assign(sum_values.begin(), sum_values.end());
-  s->sumsq.assign(sumsq_values.begin(), sumsq_values.end());
+  if (version == 1)
+    for (size_t k = 0; k < groups.size(); ++k)
+      s->m2[k] = M2FromSumsq(s->sum[k], s->m2[k], s->n_cells[static_cast<size_t>(groups[k])]);
   return Status::Ok();
 }
 
@@ -105,14 +110,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
   CC_ASSIGN_OR_RETURN(auto cells, ints("n_cells"));
   CC_ASSIGN_OR_RETURN(auto genes, ints("n_genes"));
   CC_ASSIGN_OR_RETURN(auto groups, ints("n_groups"));
-  CC_ASSIGN_OR_RETURN(auto m_indptr,
-                      f.ReadIntegers(std::string(store_layout::kUnsGroup) + "/measured_indptr"));
-  CC_ASSIGN_OR_RETURN(auto m_genes,
-                      f.ReadIntegers(std::string(store_layout::kUnsGroup) + "/measured_genes"));
   const size_t n = names.size();
-  if (m_indptr.size() != n + 1 || m_indptr[0] != 0 ||
-      m_indptr.back() != static_cast<int64_t>(m_genes.size()))
-    return Status::Corrupt("store: measured genes do not match the datasets");
   for (const auto* column : {&sizes, &mtimes, &cells, &genes, &groups})
     if (column->size() != n) return Status::Corrupt("store: dataset columns of different lengths");
   for (size_t d = 0; d < n; ++d) {
@@ -129,67 +127,132 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.cell_type_column = cell_type_cols[d];
     r.groupby = SplitList(groupbys[d]);
     r.gene_symbols_column = symbol_cols[d];
-    if (m_indptr[d + 1] < m_indptr[d] || m_indptr[d + 1] > m_indptr.back())
-      return Status::Corrupt("store: measured genes decrease");
-    for (int64_t k = m_indptr[d]; k < m_indptr[d + 1]; ++k) {
-      if (m_genes[k] < 0 || m_genes[k] > INT32_MAX) return Status::Corrupt("store: bad gene");
-      r.measured_genes.push_back(static_cast<int32_t>(m_genes[k]));
-    }
     s->datasets.push_back(std::move(r));
   }
   return Status::Ok();
 }
 
+// Format 2: a packed bitset, one row of 8 * ceil(genes / 64) bytes per dataset.
+Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s) {
+  const std::string path = std::string(store_layout::kUnsGroup) + "/" + store_layout::kMeasured;
+  std::vector<int64_t> shape;
+  CC_ASSIGN_OR_RETURN(auto bytes, f.ReadBytes(path, &shape));
+  const auto n_datasets = static_cast<int64_t>(s.datasets.size());
+  MeasuredBits bits(n_datasets, s.n_genes());
+  const int64_t row_bytes = bits.words_per_row() * 8;
+  if (shape.size() != 2 || shape[0] != n_datasets || shape[1] != row_bytes)
+    return Status::Corrupt(path + " is not a (datasets, " + std::to_string(row_bytes) +
+                           ") array of bytes");
+  for (int64_t d = 0; d < n_datasets; ++d) {
+    uint64_t* row = bits.row(d);
+    std::memcpy(row, bytes.data() + d * row_bytes, static_cast<size_t>(row_bytes));
+    if constexpr (std::endian::native == std::endian::big)
+      for (int64_t w = 0; w < bits.words_per_row(); ++w) row[w] = __builtin_bswap64(row[w]);
+    int64_t count = 0;
+    for (int64_t w = 0; w < bits.words_per_row(); ++w) count += std::popcount(row[w]);
+    const int64_t tail = s.n_genes() % 64;
+    if (tail && row[bits.words_per_row() - 1] >> tail)
+      return Status::Corrupt(path + " marks genes beyond the last");
+    if (count != s.datasets[static_cast<size_t>(d)].n_genes)
+      return Status::Corrupt(path + " marks " + std::to_string(count) + " genes of dataset '" +
+                             s.datasets[static_cast<size_t>(d)].name + "', which measured " +
+                             std::to_string(s.datasets[static_cast<size_t>(d)].n_genes));
+  }
+  return bits;
+}
+
+// Format 1: per dataset, an ascending list of gene indices.
+Result<MeasuredBits> LoadMeasuredLists(const File& f, const StoreData& s) {
+  const std::string root = store_layout::kUnsGroup;
+  CC_ASSIGN_OR_RETURN(auto indptr, f.ReadIntegers(root + "/measured_indptr"));
+  CC_ASSIGN_OR_RETURN(auto genes, f.ReadIntegers(root + "/measured_genes"));
+  const auto n_datasets = static_cast<int64_t>(s.datasets.size());
+  if (static_cast<int64_t>(indptr.size()) != n_datasets + 1 || indptr[0] != 0 ||
+      indptr.back() != static_cast<int64_t>(genes.size()))
+    return Status::Corrupt("uns/cellcube/measured_indptr does not match the datasets");
+  MeasuredBits bits(n_datasets, s.n_genes());
+  for (int64_t d = 0; d < n_datasets; ++d) {
+    if (indptr[d + 1] < indptr[d] || indptr[d + 1] > indptr.back())
+      return Status::Corrupt("uns/cellcube/measured_indptr decreases");
+    for (int64_t k = indptr[d]; k < indptr[d + 1]; ++k) {
+      if (genes[k] < 0 || genes[k] >= s.n_genes() || (k > indptr[d] && genes[k] <= genes[k - 1]))
+        return Status::Corrupt("uns/cellcube/measured_genes of dataset '" +
+                               s.datasets[static_cast<size_t>(d)].name +
+                               "' are out of range or not ascending");
+      bits.Set(d, genes[k]);
+    }
+  }
+  return bits;
+}
+
 }  // namespace
 
-Status LoadStoreMetadata(const File& file, StoreData* s) {
-  CC_RETURN_IF_ERROR(CheckFormat(file));
-  CC_RETURN_IF_ERROR(LoadGroups(file, s));
-  CC_RETURN_IF_ERROR(LoadGenes(file, s));
-  return LoadDatasets(file, s);
+EntryArrayNames EntryArraysOf(int format_version) {
+  const std::string layers = std::string(store_layout::kLayersGroup) + "/";
+  const std::string nnz = layers + store_layout::kLayerNnz, sum = layers + store_layout::kLayerSum;
+  const std::string second =
+      layers + (format_version == 1 ? store_layout::kLayerSumsq : store_layout::kLayerM2);
+  return {nnz + "/indptr",  nnz + "/indices",     nnz + "/data",        sum + "/data",
+          second + "/data", sum + "/indptr",      sum + "/indices",     second + "/indptr",
+          second + "/indices"};
+}
+
+Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists) {
+  StoreMetadata out;
+  CC_ASSIGN_OR_RETURN(out.format_version, CheckFormat(file));
+  StoreData& s = out.meta;
+  CC_RETURN_IF_ERROR(LoadGroups(file, &s));
+  CC_RETURN_IF_ERROR(LoadGenes(file, &s));
+  CC_RETURN_IF_ERROR(LoadDatasets(file, &s));
+  CC_RETURN_IF_ERROR(s.ValidateMetadata());
+  if (out.format_version == 1) {
+    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s));
+  } else {
+    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredBitset(file, s));
+  }
+  if (with_gene_lists)
+    for (size_t d = 0; d < s.datasets.size(); ++d)
+      for (int64_t g = 0; g < s.n_genes(); ++g)
+        if (out.measured.Get(static_cast<int64_t>(d), g))
+          s.datasets[d].measured_genes.push_back(static_cast<int32_t>(g));
+  return out;
 }
 
 Result<StoreData> LoadStore(const std::string& path) {
-  CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  CC_RETURN_IF_ERROR(CheckFormat(*file));
-  StoreData s;
   auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
-  if (Status st = LoadGroups(*file, &s); !st.ok()) return in_context(st);
-  if (Status st = LoadGenes(*file, &s); !st.ok()) return in_context(st);
-  if (Status st = LoadEntries(*file, &s); !st.ok()) return in_context(st);
-  if (Status st = LoadDatasets(*file, &s); !st.ok()) return in_context(st);
+  CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
+  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/true);
+  if (!meta.ok()) return in_context(meta.status());
+  StoreData s = std::move(meta->meta);
+  if (Status st = LoadEntries(*file, meta->format_version, &s); !st.ok()) return in_context(st);
   if (Status st = s.Validate(); !st.ok()) return in_context(st);
   return s;
 }
 
-Result<std::unique_ptr<File>> OpenStoreMetadata(const std::string& path, StoreData* s) {
+Result<std::unique_ptr<File>> OpenStoreMetadata(const std::string& path, StoreMetadata* out) {
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
-  if (Status st = LoadStoreMetadata(*file, s); !st.ok()) return in_context(st);
-  if (Status st = s->ValidateMetadata(); !st.ok()) return in_context(st);
+  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/true);
+  if (!meta.ok()) return meta.status().WithContext("store '" + path + "'");
+  *out = std::move(*meta);
   return file;
 }
 
-std::vector<uint64_t> MeasuredGeneBits(const StoreData& s) {
-  const auto n_genes = static_cast<uint64_t>(s.n_genes());
-  std::vector<uint64_t> bits((s.datasets.size() * n_genes + 63) / 64, 0);
+MeasuredBits MeasuredGeneBits(const StoreData& s) {
+  MeasuredBits bits(static_cast<int64_t>(s.datasets.size()), s.n_genes());
   for (size_t d = 0; d < s.datasets.size(); ++d)
-    for (int32_t g : s.datasets[d].measured_genes) {
-      const uint64_t bit = d * n_genes + static_cast<uint64_t>(g);
-      bits[bit >> 6] |= uint64_t{1} << (bit & 63);
-    }
+    for (int32_t g : s.datasets[d].measured_genes) bits.Set(static_cast<int64_t>(d), g);
   return bits;
 }
 
-Result<StoreData> ReadStoreMetadata(const std::string& path, int64_t* n_entries) {
-  StoreData s;
-  CC_ASSIGN_OR_RETURN(auto file, OpenStoreMetadata(path, &s));
-  const std::string indices =
-      std::string(store_layout::kLayersGroup) + "/" + store_layout::kLayerNnz + "/indices";
-  auto extent = file->Locate(indices);
-  if (!extent.ok()) return extent.status().WithContext("store '" + path + "'");
-  *n_entries = extent->elements;
-  return s;
+Result<StoreMetadata> ReadStoreMetadata(const std::string& path) {
+  auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
+  CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
+  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/false);
+  if (!meta.ok()) return in_context(meta.status());
+  auto extent = file->Locate(EntryArraysOf(meta->format_version).indices);
+  if (!extent.ok()) return in_context(extent.status());
+  meta->n_entries = extent->elements;
+  return std::move(*meta);
 }
 
 }  // namespace cellcube

@@ -1,5 +1,5 @@
-// Reading a store's metadata (internal to src/store): shared by LoadStore and the
-// memory-mapped StoreReader.
+// Reading a store's metadata (internal to src/store): shared by LoadStore, `info`, the
+// streaming store source and the memory-mapped StoreReader.
 #pragma once
 
 #include <cstdint>
@@ -12,18 +12,26 @@
 
 namespace cellcube {
 
-// Checks the format name and version, then reads the grouping columns with their
-// codes and n_cells, the gene ids and symbols, and the dataset records with their
-// measured genes into `s` (its entry arrays are left untouched). Sizes of the dataset
-// records are checked; the rest is for the caller to validate.
-Status LoadStoreMetadata(const h5ad::File& file, StoreData* s);
+// The names of a store's entry arrays for its format version.
+struct EntryArrayNames {
+  std::string indptr, indices, nnz, sum, second;  // second: m2 (format 2) or sumsq (1)
+  std::string sum_indptr, sum_indices, second_indptr, second_indices;  // hard links
+};
+EntryArrayNames EntryArraysOf(int format_version);
 
-// Opens the store at `path` and reads its metadata into `s`, checked as a whole
-// (StoreData::ValidateMetadata); errors name the store. The file stays open for the
-// caller's reads of the entry arrays.
-Result<std::unique_ptr<h5ad::File>> OpenStoreMetadata(const std::string& path, StoreData* s);
+// Checks the format name and version, then reads the grouping columns with their codes
+// and n_cells, the gene ids and symbols, the dataset records, and which genes each
+// dataset measured (as bits; also as each record's measured_genes list when
+// `with_gene_lists`). Everything read is checked (StoreData::ValidateMetadata, the
+// bitset's shape and padding); `n_entries` is left 0 for the caller.
+Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, bool with_gene_lists);
 
-// Which genes each dataset measured: bit `dataset * n_genes + gene` of the result.
-std::vector<uint64_t> MeasuredGeneBits(const StoreData& s);
+// Opens the store at `path` and reads its metadata (with the gene lists); errors name
+// the store. The file stays open for the caller's reads of the entry arrays.
+Result<std::unique_ptr<h5ad::File>> OpenStoreMetadata(const std::string& path,
+                                                      StoreMetadata* out);
+
+// The bits of the records' measured_genes lists.
+MeasuredBits MeasuredGeneBits(const StoreData& s);
 
 }  // namespace cellcube

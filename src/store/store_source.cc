@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "cellcube/h5ad.h"
+#include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 
@@ -154,25 +155,22 @@ struct ArrayCursor {
 
 struct StoreFileSource::Impl {
   FileRef file;
-  ArrayCursor indptr, indices, nnz, sum, sumsq;
+  ArrayCursor indptr, indices, nnz, sum, second;  // second: m2, or format 1's sumsq
+  int format_version = 0;
   int64_t n_genes = 0, n_groups = 0;
   std::vector<int64_t> n_cells;        // per group
   std::vector<int32_t> group_dataset;  // per group
-  std::vector<uint64_t> measured;      // bit dataset * n_genes + gene
+  MeasuredBits measured;
   const std::vector<int32_t>* gene_map = nullptr;
   const std::vector<int32_t>* group_map = nullptr;
   std::vector<int32_t> order;  // the store's genes in run order
   size_t next = 0;             // position in order
 
-  bool Measured(int64_t dataset, int64_t gene) const {
-    const auto bit = static_cast<uint64_t>(dataset * n_genes + gene);
-    return (measured[bit >> 6] >> (bit & 63)) & 1;
-  }
   Status Broken(const std::string& what) const {
     return Status::Corrupt("store '" + file.path + "' is damaged: " + what);
   }
   ArrayCursor* Arrays(int i) {
-    ArrayCursor* all[] = {&indptr, &indices, &nnz, &sum, &sumsq};
+    ArrayCursor* all[] = {&indptr, &indices, &nnz, &sum, &second};
     return all[i];
   }
 };
@@ -182,8 +180,12 @@ StoreFileSource::~StoreFileSource() = default;
 
 Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string& path,
                                                                StoreData* meta) {
-  CC_ASSIGN_OR_RETURN(auto file, OpenStoreMetadata(path, meta));
+  StoreMetadata loaded;
+  CC_ASSIGN_OR_RETURN(auto file, OpenStoreMetadata(path, &loaded));
+  *meta = std::move(loaded.meta);
   auto impl = std::make_unique<Impl>();
+  impl->format_version = loaded.format_version;
+  impl->measured = std::move(loaded.measured);
   impl->file.path = path;
   struct stat st {};
   if (::stat(path.c_str(), &st) != 0)
@@ -191,11 +193,9 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
   impl->file.dev = st.st_dev;
   impl->file.ino = st.st_ino;
   impl->file.size = static_cast<uint64_t>(st.st_size);
-  const std::string layers = store_layout::kLayersGroup;
-  const std::string base = layers + "/" + store_layout::kLayerNnz;
-  const std::string names[] = {base + "/indptr", base + "/indices", base + "/data",
-                               layers + "/" + store_layout::kLayerSum + "/data",
-                               layers + "/" + store_layout::kLayerSumsq + "/data"};
+  const EntryArrayNames arrays = EntryArraysOf(impl->format_version);
+  const std::string names[] = {arrays.indptr, arrays.indices, arrays.nnz, arrays.sum,
+                               arrays.second};
   for (int i = 0; i < 5; ++i) {
     ArrayCursor& a = *impl->Arrays(i);
     a.name = names[i];
@@ -230,11 +230,10 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
   m.n_groups = meta->n_groups();
   const int64_t entries = m.indices.n;
   if (m.indptr.n != m.n_genes + 1) return m.Broken("indptr does not match the genes");
-  if (m.nnz.n != entries || m.sum.n != entries || m.sumsq.n != entries)
+  if (m.nnz.n != entries || m.sum.n != entries || m.second.n != entries)
     return m.Broken("the layers have different numbers of entries");
   m.n_cells = meta->n_cells;
   m.group_dataset = meta->codes[0];
-  m.measured = MeasuredGeneBits(*meta);
   std::unique_ptr<StoreFileSource> source(new StoreFileSource(std::move(impl)));
   source->n_entries_ = entries;
   return source;
@@ -294,31 +293,31 @@ Status StoreFileSource::TakeRun(int64_t group_offset, EntryBuffer* out) {
   const int32_t gene = m.order[m.next++];
   CC_RETURN_IF_ERROR(m.indptr.Fill(m.file, gene, 2));
   const int64_t begin = m.indptr.Int(gene), end = m.indptr.Int(gene + 1);
+  const EntryContext context{m.n_groups, m.n_cells.data(), m.group_dataset.data(), &m.measured};
   int64_t previous_group = -1;
   for (int64_t k = begin; k < end;) {
     const int64_t n = std::min(end - k, m.indices.Capacity());
-    for (ArrayCursor* a : {&m.indices, &m.nnz, &m.sum, &m.sumsq})
+    for (ArrayCursor* a : {&m.indices, &m.nnz, &m.sum, &m.second})
       CC_RETURN_IF_ERROR(a->Fill(m.file, k, std::min(n, a->Capacity())));
-    const int64_t chunk = std::min({n, m.nnz.Capacity(), m.sum.Capacity(), m.sumsq.Capacity()});
+    const int64_t chunk = std::min({n, m.nnz.Capacity(), m.sum.Capacity(), m.second.Capacity()});
     for (int64_t i = k; i < k + chunk; ++i) {
       const int64_t group = m.indices.Int(i);
-      if (group < 0 || group >= m.n_groups) return m.Broken("an entry's group is out of range");
-      if (group <= previous_group) return m.Broken("entry groups are not ascending within a gene");
+      const double nnz = m.nnz.Real(i), sum = m.sum.Real(i);
+      double m2 = m.second.Real(i);
+      if (m.format_version == 1 && group >= 0 && group < m.n_groups) {
+        if (!(m2 >= 0)) return m.Broken("an entry's sumsq is not a non-negative number");
+        m2 = M2FromSumsq(sum, m2, m.n_cells[group]);
+      }
+      if (const char* fault = EntryFault(context, gene, group, previous_group, nnz, sum, m2))
+        return m.Broken("entry " + std::to_string(i) + " of gene " + std::to_string(gene) + ": " +
+                        fault);
       previous_group = group;
-      if (!m.Measured(m.group_dataset[group], gene))
-        return m.Broken("an entry lies in a gene its dataset did not measure");
-      const double nnz = m.nnz.Real(i);
-      if (!(nnz >= 0 && nnz <= static_cast<double>(m.n_cells[group])) || nnz != std::floor(nnz))
-        return m.Broken("an entry's nnz is not a count of the group's cells");
-      const double sum = m.sum.Real(i), sumsq = m.sumsq.Real(i);
-      if (!std::isfinite(sum) || !std::isfinite(sumsq) || sumsq < 0)
-        return m.Broken("an entry's sums are not finite");
       int64_t target = group + group_offset;
       if (m.group_map) {
         target = (*m.group_map)[group];
         if (target < 0) continue;
       }
-      out->Add(target, static_cast<uint32_t>(nnz), sum, sumsq);
+      out->Add(target, static_cast<uint32_t>(nnz), sum, m2);
     }
     k += chunk;
   }

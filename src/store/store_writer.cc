@@ -1,11 +1,13 @@
 // Writing a store as an .h5ad (docs/FORMAT.md): metadata, then the entries streamed
 // from their parts into arrays created at their final size; atomically (temp_output.h).
+#include <algorithm>
 #include <climits>
 #include <functional>
 
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store.h"
 #include "store/store_layout.h"
+#include "store/store_loader.h"
 #include "store/store_stream.h"
 #include "util/isolate.h"
 
@@ -68,35 +70,49 @@ std::string LayerPath(const char* layer) {
   return std::string(store_layout::kLayersGroup) + "/" + layer;
 }
 
-// The layers' arrays, created at their final size and filled slice by slice as the
-// entries stream in. Index arrays use the narrowest type that holds them, the same for
-// indices and indptr (scipy fails on mixed types).
+// The layers' arrays (format 2), created at their final size and filled slice by slice
+// as the entries stream in: nnz as uint16 when every group has fewer than 65,536 cells,
+// sum float64, m2 float32. Index arrays use the narrowest type that holds them, the
+// same for indices and indptr (scipy fails on mixed types).
 class LayerWriter {
  public:
-  LayerWriter(Writer& w, int64_t n_groups, int64_t n_genes, int64_t n_entries)
+  LayerWriter(Writer& w, const StoreData& meta, int64_t n_entries)
       : w_(w),
-        n_groups_(n_groups),
-        n_genes_(n_genes),
+        n_groups_(meta.n_groups()),
+        n_genes_(meta.n_genes()),
         n_entries_(n_entries),
-        wide_(n_entries > INT32_MAX || n_groups > INT32_MAX),
-        index_type_(wide_ ? ElemType::kInt64 : ElemType::kInt32) {}
+        wide_(n_entries > INT32_MAX || n_groups_ > INT32_MAX),
+        narrow_nnz_(std::all_of(meta.n_cells.begin(), meta.n_cells.end(),
+                                [](int64_t n) { return n <= UINT16_MAX; })),
+        index_type_(wide_ ? ElemType::kInt64 : ElemType::kInt32),
+        names_(EntryArraysOf(2)) {}
 
   Status Create() {
     CC_RETURN_IF_ERROR(w_.CreateGroup(store_layout::kLayersGroup, "dict", "0.1.0"));
-    const std::string first = LayerPath(kLayers[0].name);
-    for (const Layer& layer : kLayers) {
-      const std::string path = LayerPath(layer.name);
-      CC_RETURN_IF_ERROR(w_.CreateGroup(path));
-      CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/data", layer.type, n_entries_));
-      if (&layer == &kLayers[0]) {  // the first layer owns the shared pattern
-        CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/indices", index_type_, n_entries_));
-        CC_RETURN_IF_ERROR(w_.CreateFixedArray(path + "/indptr", index_type_, n_genes_ + 1));
-      } else {
-        // One sparsity pattern: the other layers name the same objects (hard links).
-        CC_RETURN_IF_ERROR(w_.HardLink(first + "/indices", path + "/indices"));
-        CC_RETURN_IF_ERROR(w_.HardLink(first + "/indptr", path + "/indptr"));
-      }
-      CC_RETURN_IF_ERROR(w_.MarkSparse(path, /*csr=*/false, n_groups_, n_genes_));
+    CC_RETURN_IF_ERROR(w_.CreateGroup(LayerPath(store_layout::kLayerNnz)));
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(names_.indices, index_type_, n_entries_));
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(names_.indptr, index_type_, n_genes_ + 1));
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(
+        names_.nnz, narrow_nnz_ ? ElemType::kUInt16 : ElemType::kUInt32, n_entries_));
+    CC_RETURN_IF_ERROR(w_.MarkSparse(LayerPath(store_layout::kLayerNnz), false, n_groups_, n_genes_));
+    // One sparsity pattern: the other layers name the nnz layer's objects (hard links).
+    const struct {
+      const char* layer;
+      const std::string& data;
+      ElemType type;
+      const std::string& indices;
+      const std::string& indptr;
+    } others[] = {
+        {store_layout::kLayerSum, names_.sum, ElemType::kFloat64, names_.sum_indices,
+         names_.sum_indptr},
+        {store_layout::kLayerM2, names_.second, ElemType::kFloat32, names_.second_indices,
+         names_.second_indptr}};
+    for (const auto& layer : others) {
+      CC_RETURN_IF_ERROR(w_.CreateGroup(LayerPath(layer.layer)));
+      CC_RETURN_IF_ERROR(w_.CreateFixedArray(layer.data, layer.type, n_entries_));
+      CC_RETURN_IF_ERROR(w_.HardLink(names_.indices, layer.indices));
+      CC_RETURN_IF_ERROR(w_.HardLink(names_.indptr, layer.indptr));
+      CC_RETURN_IF_ERROR(w_.MarkSparse(LayerPath(layer.layer), false, n_groups_, n_genes_));
     }
     return Status::Ok();
   }
@@ -106,32 +122,27 @@ class LayerWriter {
     const auto n = static_cast<int64_t>(buf->size());
     if (n > n_entries_ - written_)
       return Status::Internal("the parts hold more entries than counted");
-    const std::string nnz = LayerPath(store_layout::kLayerNnz);
-    CC_RETURN_IF_ERROR(WriteIndices(nnz + "/indices", written_, buf->group));
-    CC_RETURN_IF_ERROR(w_.WriteSlice(nnz + "/data", written_, buf->nnz.data(), n));
-    CC_RETURN_IF_ERROR(
-        w_.WriteSlice(LayerPath(store_layout::kLayerSum) + "/data", written_, buf->sum.data(), n));
-    CC_RETURN_IF_ERROR(w_.WriteSlice(LayerPath(store_layout::kLayerSumsq) + "/data", written_,
-                                     buf->sumsq.data(), n));
+    CC_RETURN_IF_ERROR(WriteIndices(names_.indices, written_, buf->group));
+    if (narrow_nnz_) {
+      nnz16_.assign(buf->nnz.begin(), buf->nnz.end());  // every count <= its group's cells
+      CC_RETURN_IF_ERROR(w_.WriteSlice(names_.nnz, written_, nnz16_.data(), n));
+    } else {
+      CC_RETURN_IF_ERROR(w_.WriteSlice(names_.nnz, written_, buf->nnz.data(), n));
+    }
+    CC_RETURN_IF_ERROR(w_.WriteSlice(names_.sum, written_, buf->sum.data(), n));
+    m2_.assign(buf->m2.begin(), buf->m2.end());
+    CC_RETURN_IF_ERROR(w_.WriteSlice(names_.second, written_, m2_.data(), n));
     written_ += n;
     buf->Clear();
     return Status::Ok();
   }
 
   Status WriteIndptr(const std::vector<int64_t>& indptr) {
-    return WriteIndices(LayerPath(store_layout::kLayerNnz) + "/indptr", 0, indptr);
+    return WriteIndices(names_.indptr, 0, indptr);
   }
   int64_t written() const { return written_; }
 
  private:
-  struct Layer {
-    const char* name;
-    ElemType type;
-  };
-  static constexpr Layer kLayers[] = {{store_layout::kLayerNnz, ElemType::kUInt32},
-                                      {store_layout::kLayerSum, ElemType::kFloat64},
-                                      {store_layout::kLayerSumsq, ElemType::kFloat64}};
-
   Status WriteIndices(const std::string& path, int64_t offset, const std::vector<int64_t>& v) {
     if (wide_) return w_.WriteSlice(path, offset, v.data(), static_cast<int64_t>(v.size()));
     narrow_.assign(v.begin(), v.end());
@@ -140,11 +151,29 @@ class LayerWriter {
 
   Writer& w_;
   const int64_t n_groups_, n_genes_, n_entries_;
-  const bool wide_;
+  const bool wide_, narrow_nnz_;
   const ElemType index_type_;
+  const EntryArrayNames names_;
   int64_t written_ = 0;
   std::vector<int32_t> narrow_;
+  std::vector<uint16_t> nnz16_;
+  std::vector<float> m2_;
 };
+
+// Which genes each dataset measured, as packed bits (MeasuredBits' rows, little-endian).
+Status WriteMeasured(Writer& w, const StoreData& s) {
+  const MeasuredBits bits = MeasuredGeneBits(s);
+  const auto n_datasets = static_cast<int64_t>(s.datasets.size());
+  const int64_t row_bytes = bits.words_per_row() * 8;
+  std::vector<uint8_t> bytes(static_cast<size_t>(n_datasets * row_bytes));
+  for (int64_t d = 0; d < n_datasets; ++d)
+    for (int64_t w = 0; w < bits.words_per_row(); ++w)
+      for (int b = 0; b < 8; ++b)
+        bytes[static_cast<size_t>(d * row_bytes + w * 8 + b)] =
+            static_cast<uint8_t>(bits.row(d)[w] >> (8 * b));
+  return w.WriteArray(std::string(store_layout::kUnsGroup) + "/" + store_layout::kMeasured,
+                      ElemType::kUInt8, bytes.data(), {n_datasets, row_bytes});
+}
 
 Status WriteUns(Writer& w, const StoreData& s) {
   const std::string root = store_layout::kUnsGroup;
@@ -156,8 +185,6 @@ Status WriteUns(Writer& w, const StoreData& s) {
       w.WriteScalarString(root + "/created_by", std::string("cellcube ") + CELLCUBE_VERSION));
   std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols;
   std::vector<int64_t> sizes, mtimes, cells, genes, groups;
-  std::vector<int64_t> measured_indptr{0};
-  std::vector<int32_t> measured;
   for (const auto& d : s.datasets) {
     names.push_back(d.name);
     sources.push_back(d.source);
@@ -171,8 +198,6 @@ Status WriteUns(Writer& w, const StoreData& s) {
     cells.push_back(d.n_cells);
     genes.push_back(d.n_genes);
     groups.push_back(d.n_groups);
-    measured.insert(measured.end(), d.measured_genes.begin(), d.measured_genes.end());
-    measured_indptr.push_back(static_cast<int64_t>(measured.size()));
   }
   CC_RETURN_IF_ERROR(w.WriteDataFrame(
       root + "/datasets", names,
@@ -181,11 +206,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
        Strings("matrix", matrices), Strings("transform", transforms),
        Strings("cell_type_column", cell_type_cols), Strings("groupby", groupbys),
        Strings("gene_symbols_column", symbols)}));
-  CC_RETURN_IF_ERROR(w.WriteArray(root + "/measured_indptr", ElemType::kInt64,
-                                  measured_indptr.data(),
-                                  {static_cast<int64_t>(measured_indptr.size())}));
-  return w.WriteArray(root + "/measured_genes", ElemType::kInt32, measured.data(),
-                      {static_cast<int64_t>(measured.size())});
+  return WriteMeasured(w, s);
 }
 
 Status WriteMetadata(Writer& w, const StoreData& s) {
@@ -237,7 +258,7 @@ class InMemorySource : public RunSource {
   int64_t next_gene() const override { return gene_ < s_.n_genes() ? gene_ : kNoGene; }
   Status TakeRun(int64_t group_offset, EntryBuffer* out) override {
     for (int64_t k = s_.indptr[gene_]; k < s_.indptr[gene_ + 1]; ++k)
-      out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.sumsq[k]);
+      out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.m2[k]);
     ++gene_;
     Skip();
     return Status::Ok();
@@ -264,7 +285,7 @@ Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
   // Page-aligned arrays: a reader maps the file and reads every array in place.
   auto w = Writer::Create(out.temp_path(), kArrayAlignment);
   if (!w.ok()) return in_context(w.status());
-  LayerWriter layers(**w, meta.n_groups(), meta.n_genes(), n_entries);
+  LayerWriter layers(**w, meta, n_entries);
   Status s = WriteMetadata(**w, meta);
   if (s.ok()) s = layers.Create();
   if (s.ok()) s = StreamEntries(meta, parts, layers, progress);

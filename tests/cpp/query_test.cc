@@ -96,6 +96,7 @@ StoreData RandomStore(const Spec& spec) {
       measured[static_cast<size_t>(d)].push_back(m);
       if (m) r.measured_genes.push_back(g);
     }
+    r.n_genes = static_cast<int64_t>(r.measured_genes.size());
     s.datasets.push_back(r);
   }
   s.indptr = {0};
@@ -108,7 +109,7 @@ StoreData RandomStore(const Spec& spec) {
       s.group.push_back(static_cast<int32_t>(grp));
       s.nnz.push_back(nnz);
       s.sum.push_back(mean * static_cast<float>(nnz));
-      s.sumsq.push_back(mean * mean * static_cast<float>(nnz) * 1.3f);
+      s.m2.push_back(mean * mean * static_cast<float>(nnz) * 0.3f);
     }
     s.indptr.push_back(static_cast<int64_t>(s.group.size()));
   }
@@ -145,10 +146,15 @@ std::vector<std::tuple<std::vector<std::string>, std::string, Aggregate>> BruteF
         if (s.group[k] == grp) {
           aggs[gi].nnz += s.nnz[k];
           aggs[gi].sum += s.sum[k];
-          aggs[gi].sumsq += s.sumsq[k];
+          // Pooled Σv² first (the m2 identity), then the pooled m2: another route than
+          // the engine's.
+          aggs[gi].m2 += s.m2[k] + s.sum[k] * s.sum[k] / static_cast<double>(s.n_cells[grp]);
         }
     }
   }
+  for (auto& [key, aggs] : splits)
+    for (Aggregate& a : aggs)
+      if (a.n_cells > 0) a.m2 -= a.sum * a.sum / static_cast<double>(a.n_cells);
   std::vector<std::tuple<std::vector<std::string>, std::string, Aggregate>> out;
   for (const auto& [key, aggs] : splits) {
     std::vector<std::string> labels;
@@ -175,7 +181,8 @@ void ExpectSame(
     EXPECT_EQ(row.stats.n_cells, agg.n_cells) << what << " row " << i;
     EXPECT_EQ(row.stats.nnz, agg.nnz) << what << " row " << i;
     EXPECT_NEAR(row.stats.sum, agg.sum, 1e-9 * std::max(1.0, std::fabs(agg.sum))) << what;
-    EXPECT_NEAR(row.stats.sumsq, agg.sumsq, 1e-9 * std::max(1.0, std::fabs(agg.sumsq))) << what;
+    // m2 is stored as float32.
+    EXPECT_NEAR(row.stats.m2, agg.m2, 1e-6 * std::max(1.0, std::fabs(agg.m2))) << what;
   }
 }
 
@@ -205,6 +212,7 @@ Query ToQuery(const StoreData& s, const Case& c) {
     q.where.push_back(w);
   }
   for (int d : c.datasets) q.datasets.push_back(s.labels[0][d]);
+  q.metrics = {"n_cells", "nnz", "sum", "var"};
   return q;
 }
 
@@ -360,7 +368,7 @@ TEST(Query, ErrorsAreOneLineWithSuggestions) {
 }
 
 TEST(Metrics, DerivedPerSpec) {
-  Aggregate a{4, 2, 6.0, 20.0};
+  Aggregate a{4, 2, 6.0, 20.0 - 36.0 / 4};  // m2 = Σv² − sum²/n
   EXPECT_EQ(MetricValue(Metric::kNCells, a), 4);
   EXPECT_EQ(MetricValue(Metric::kNnz, a), 2);
   EXPECT_EQ(MetricValue(Metric::kFrac, a), 0.5);
@@ -373,11 +381,8 @@ TEST(Metrics, DerivedPerSpec) {
   EXPECT_EQ(MetricValue(Metric::kVar, Aggregate{4, 0, 0, 0}), 0);
   EXPECT_TRUE(std::isnan(MetricValue(Metric::kVar, Aggregate{1, 1, 2, 4})));
   EXPECT_TRUE(std::isnan(MetricValue(Metric::kStd, Aggregate{1, 1, 2, 4})));
-  // Two cells of 0.1 each, with sums rounded (here to float32): a tiny negative variance
-  // is 0.
-  Aggregate r{2, 2, static_cast<float>(0.2), static_cast<float>(0.02) * 0.9999999};
-  EXPECT_EQ(MetricValue(Metric::kVar, r), 0);
-  EXPECT_EQ(MetricValue(Metric::kStd, r), 0);
+  // var is m2 / (n − 1), with no cancellation left to clamp.
+  EXPECT_DOUBLE_EQ(MetricValue(Metric::kVar, Aggregate{3, 3, 15.0, 5e-7}), 2.5e-7);
   auto m = ParseMetrics({});
   ASSERT_TRUE(m.ok());
   EXPECT_EQ(*m, DefaultMetrics());
@@ -436,16 +441,29 @@ class DamagedStore : public ::testing::Test {
     ASSERT_TRUE(WriteStore(s_, good_).ok());
     bytes_ = ReadAll(good_);
   }
-  // Writes `bytes` to a new file and expects Open to fail with a Corrupt error that
-  // mentions `mention`.
+  // Writes `bytes` to a new file and expects a Corrupt error that mentions `mention`:
+  // from Open (metadata, arrays, indptr), or else (damaged entries, SPEC §10) from a
+  // query that reads every gene and from CheckAllGenes.
   void ExpectRefused(const std::string& bytes, const std::string& mention) {
     std::string path = dir_.File("bad" + std::to_string(n_++) + ".h5ad");
     WriteAll(path, bytes);
     auto r = StoreReader::Open(path);
-    ASSERT_FALSE(r.ok()) << "opened a damaged store (" << mention << ")";
-    EXPECT_EQ(r.status().code(), StatusCode::kCorrupt) << r.status().message();
-    EXPECT_NE(r.status().message().find(mention), std::string::npos) << r.status().message();
-    EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+    if (r.ok()) {
+      Query all;
+      all.genes = s_.gene_ids;
+      all.metrics = {"n_cells", "sum", "var"};
+      auto answer = QueryEngine::Create(*r)->Run(all);
+      ASSERT_FALSE(answer.ok()) << "answered from a damaged store (" << mention << ")";
+      ExpectCorrupt(answer.status(), mention);
+      ExpectCorrupt((*r)->CheckAllGenes(), mention);
+      return;
+    }
+    ExpectCorrupt(r.status(), mention);
+  }
+  void ExpectCorrupt(const Status& s, const std::string& mention) {
+    EXPECT_EQ(s.code(), StatusCode::kCorrupt) << s.message();
+    EXPECT_NE(s.message().find(mention), std::string::npos) << s.message();
+    EXPECT_EQ(s.message().find('\n'), std::string::npos);
   }
   template <typename T>
   void Poke(std::string* bytes, uint64_t offset, T value) {
@@ -481,7 +499,7 @@ TEST_F(DamagedStore, EntryGroupOutOfRangeOrUnordered) {
   ExpectRefused(b, "out of range");
   b = bytes_;
   Poke<int32_t>(&b, at + 4, -5);
-  ExpectRefused(b, "indices");
+  ExpectRefused(b, "out of range");
   // A repeat of the previous entry's group, within one gene.
   int64_t k = -1;
   for (int64_t g = 0; g < s_.n_genes() && k < 0; ++g)
@@ -489,7 +507,7 @@ TEST_F(DamagedStore, EntryGroupOutOfRangeOrUnordered) {
   ASSERT_GE(k, 1);
   b = bytes_;
   Poke<int32_t>(&b, at + 4 * static_cast<uint64_t>(k), s_.group[static_cast<size_t>(k - 1)]);
-  ExpectRefused(b, "not ascending");
+  ExpectRefused(b, "ascend");
 }
 
 TEST_F(DamagedStore, IndptrBroken) {
@@ -513,8 +531,8 @@ TEST_F(DamagedStore, StatisticsImpossible) {
   Poke<double>(&b, OffsetOf(good_, "layers/sum/data") + 16, std::nan(""));
   ExpectRefused(b, "finite");
   b = bytes_;
-  Poke<double>(&b, OffsetOf(good_, "layers/sumsq/data"), -1.0);
-  ExpectRefused(b, "finite");
+  Poke<float>(&b, OffsetOf(good_, "layers/m2/data"), -1.0f);
+  ExpectRefused(b, "m2");
 }
 
 TEST_F(DamagedStore, OffsetsOutsideTheFile) {

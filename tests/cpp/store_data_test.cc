@@ -31,7 +31,7 @@ StoreData OneDataset(const std::string& name, const std::vector<std::string>& ty
       s.group.push_back(static_cast<int32_t>(t));
       s.nnz.push_back(static_cast<uint32_t>(g + 1));
       s.sum.push_back(static_cast<float>(g + 1));
-      s.sumsq.push_back(static_cast<float>((g + 1) * (g + 1)));
+      s.m2.push_back(static_cast<float>((g + 1) * (g + 1)));
     }
     s.indptr.push_back(static_cast<int64_t>(s.group.size()));
   }
@@ -39,6 +39,7 @@ StoreData OneDataset(const std::string& name, const std::vector<std::string>& ty
   r.name = name;
   r.n_cells = 10 * static_cast<int64_t>(types.size());
   for (size_t g = 0; g < genes.size(); ++g) r.measured_genes.push_back(static_cast<int32_t>(g));
+  r.n_genes = static_cast<int64_t>(genes.size());
   s.datasets.push_back(r);
   return s;
 }
