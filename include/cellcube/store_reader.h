@@ -94,9 +94,10 @@ class StoreReader {
 
   // The entries, CSC by gene: gene g's entries are [indptr[g], indptr[g + 1]);
   // `indices` (int32 or int64) holds each entry's group. Format 2: `nnz` uint16 or
-  // uint32, `sum` float64, `second_moment` float32 m2. Format 1: `nnz` uint32, `sum` and
-  // `second_moment` (sumsq, Σv²) both float32 or both float64. Read a gene's entries only
-  // after CheckGene(gene) succeeded.
+  // uint32, `sum` float64 and `second_moment` (m2) float32 as cellcube writes them (either
+  // float width is read). Format 1: `nnz` uint32, `sum` and `second_moment` (sumsq, Σv²)
+  // both float32 or both float64. Read a gene's entries only after CheckGene(gene)
+  // succeeded.
   const ArrayView& indptr() const { return indptr_; }
   const ArrayView& indices() const { return indices_; }
   const ArrayView& nnz() const { return nnz_; }

@@ -174,6 +174,8 @@ struct StoreReader::Internals {
       CopyAs<int64_t>(values, buf.data());
     else if (type == ArrayType::kInt32)
       CopyAs<int32_t>(values, buf.data());
+    else if (type == ArrayType::kUInt16)
+      CopyAs<uint16_t>(values, buf.data());
     else
       CopyAs<uint32_t>(values, buf.data());
     return v;
@@ -252,9 +254,9 @@ struct StoreReader::Internals {
     const std::vector<ArrayType> nnz_types =
         v1 ? std::vector<ArrayType>{ArrayType::kUInt32}
            : std::vector<ArrayType>{ArrayType::kUInt16, ArrayType::kUInt32};
-    const std::vector<ArrayType> sum_types =
-        v1 ? std::vector<ArrayType>{ArrayType::kFloat32, ArrayType::kFloat64}
-           : std::vector<ArrayType>{ArrayType::kFloat64};
+    // cellcube writes float64 sums and float32 m2; a tool that re-saved the store with
+    // other float widths still reads (format 1's two sums share one type).
+    const std::vector<ArrayType> floats = {ArrayType::kFloat32, ArrayType::kFloat64};
     const char* by_indptr = "the end of layers/nnz/indptr";
     CC_ASSIGN_OR_RETURN(r->indptr_,
                         Load(names.indptr, ints, r->n_genes() + 1, "the number of genes + 1"));
@@ -262,9 +264,9 @@ struct StoreReader::Internals {
     if (r->n_entries_ < 0) return Broken(names.indptr + " ends below 0");
     CC_ASSIGN_OR_RETURN(r->indices_, Load(names.indices, {r->indptr_.type}, r->n_entries_, by_indptr));
     CC_ASSIGN_OR_RETURN(r->nnz_, Load(names.nnz, nnz_types, r->n_entries_, by_indptr));
-    CC_ASSIGN_OR_RETURN(r->sum_, Load(names.sum, sum_types, r->n_entries_, by_indptr));
-    const ArrayType second_type = v1 ? r->sum_.type : ArrayType::kFloat32;
-    CC_ASSIGN_OR_RETURN(r->second_, Load(names.second, {second_type}, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->sum_, Load(names.sum, floats, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->second_, Load(names.second, v1 ? std::vector<ArrayType>{r->sum_.type} : floats,
+                                         r->n_entries_, by_indptr));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indptr, r->indptr_));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indices, r->indices_));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.second_indptr, r->indptr_));
@@ -388,8 +390,7 @@ Status StoreReader::CheckGene(int64_t gene) const {
   Status s = check_gene_(*this, gene);
   if (known == kUnchecked) verdict.store(s.ok() ? kGood : kDamaged, std::memory_order_release);
   if (s.ok()) return s;
-  return Status::Corrupt("store '" + path_ + "' is damaged: " + s.message() +
-                         " (run 'cellcube info --check' to check every entry; rebuild the store)");
+  return Status::Corrupt("store '" + path_ + "' is damaged: " + s.message() + " (rebuild it)");
 }
 
 Status StoreReader::CheckAllGenes() const {

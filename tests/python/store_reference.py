@@ -28,6 +28,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+import store_format
+
 import reference
 
 warnings.filterwarnings("ignore", module="anndata")
@@ -277,6 +279,10 @@ class StoreView:
                         if "symbol" in a.var else None)
         self.layers = {k: sp.csc_matrix(a.layers[k]) if not sp.isspmatrix_csc(a.layers[k]) else a.layers[k]
                        for k in a.layers.keys()}
+        # Σv² as an anndata user recovers it (FORMAT.md): m2 + sum²/n_cells in format 2.
+        self.stored_layers = dict(self.layers)
+        if "m2" in self.layers and "sum" in self.layers and self.n_cells is not None:
+            self.layers["sumsq"] = store_format.sumsq_layer(self.layers, self.n_cells)
         self.layer_types = {k: type(a.layers[k]) for k in a.layers.keys()}
         uns = a.uns.get("cellcube", {})
         self.uns = uns
@@ -284,11 +290,10 @@ class StoreView:
         self.datasets = ds if isinstance(ds, pd.DataFrame) else None
         self.dataset_names = [str(x) for x in self.datasets.index] if self.datasets is not None else []
         self.measured = {}
-        mi = np.asarray(uns.get("measured_indptr", []))
-        mg = np.asarray(uns.get("measured_genes", []))
-        for d, name in enumerate(self.dataset_names):
-            if d + 1 < len(mi):
-                self.measured[name] = [self.genes[j] for j in mg[mi[d]:mi[d + 1]]]
+        if "measured" in uns or "measured_indptr" in uns:
+            lists = store_format.measured_gene_lists(uns, len(self.dataset_names), len(self.genes))
+            for name, genes in zip(self.dataset_names, lists):
+                self.measured[name] = [self.genes[j] for j in genes]
         self.h5_problems = self._cross_check()
 
     # -- h5py cross-check
@@ -313,14 +318,14 @@ class StoreView:
             vi = [_s(x) for x in f["var"][_s(f["var"].attrs["_index"])][:]]
             if vi != self.genes:
                 p.append("var index: h5py differs from anndata")
-            for k, m in self.layers.items():
+            for k, m in self.stored_layers.items():
                 g = f["layers"][k]
                 for part in ("data", "indices", "indptr"):
                     if not np.array_equal(g[part][:], getattr(m, part)):
                         p.append(f"layers/{k}/{part}: h5py differs from anndata")
             u = f["uns/cellcube"] if "uns/cellcube" in f else None
             if u is not None:
-                for k in ("measured_indptr", "measured_genes"):
+                for k in ("measured", "measured_indptr", "measured_genes"):
                     if k in u and not np.array_equal(u[k][:], np.asarray(self.uns.get(k))):
                         p.append(f"uns/cellcube/{k}: h5py differs from anndata")
         return p

@@ -342,7 +342,7 @@ def layout_problems(path) -> list:
         return [f"anndata.read_h5ad fails: {type(e).__name__}: {e}"]
     if a.X is not None:
         P.append("the store has an X (FORMAT.md: there is no X)")
-    for k in ("nnz", "sum", "sumsq"):
+    for k in ("nnz", "sum", "m2"):
         if k not in a.layers:
             P.append(f"layers/{k} missing")
             continue
@@ -351,7 +351,9 @@ def layout_problems(path) -> list:
             P.append(f"layers/{k} reads as {type(m).__name__}, not CSC")
         if m.shape != (a.n_obs, a.n_vars):
             P.append(f"layers/{k} shape {m.shape} != (groups, genes) {(a.n_obs, a.n_vars)}")
-    want_data = {"nnz": "uint32", "sum": "float64", "sumsq": "float64"}
+    # FORMAT.md: nnz uint16 when every group has < 65,536 cells, sum float64, m2 float32.
+    narrow = int(a.obs["n_cells"].max()) < 65536
+    want_data = {"nnz": "uint16" if narrow else "uint32", "sum": "float64", "m2": "float32"}
     with h5py.File(path, "r") as f:
         if _attr(f, "encoding-type") != "anndata" or _attr(f, "encoding-version") != "0.1.0":
             P.append(f"root attrs {dict(f.attrs)}")
@@ -359,7 +361,7 @@ def layout_problems(path) -> list:
             if g not in f:
                 P.append(f"/{g} missing")
         addrs = {}
-        for k in ("nnz", "sum", "sumsq"):
+        for k in ("nnz", "sum", "m2"):
             g = f["layers"][k]
             if _attr(g, "encoding-type") != "csc_matrix" or _attr(g, "encoding-version") != "0.1.0":
                 P.append(f"layers/{k} encoding attrs {dict(g.attrs)}")
@@ -451,24 +453,23 @@ def layout_problems(path) -> list:
         ver = ver.decode() if isinstance(ver, bytes) else ver
         cb = u["created_by"][()]
         cb = cb.decode() if isinstance(cb, bytes) else cb
-        if fmt != "cellcube store" or ver != "1" or not str(cb).startswith("cellcube "):
+        if fmt != "cellcube store" or ver != "2" or not str(cb).startswith("cellcube "):
             P.append(f"uns/cellcube format {fmt!r}, format_version {ver!r}, created_by {cb!r}")
         if _attr(u["datasets"], "encoding-type") != "dataframe":
             P.append("uns/cellcube/datasets is not a dataframe")
-        mi, mg = u["measured_indptr"], u["measured_genes"]
-        if mi.dtype.name != "int64" or mg.dtype.name != "int32":
-            P.append(f"measured_indptr {mi.dtype} / measured_genes {mg.dtype}, want int64 / int32")
-        mi, mg = mi[:], mg[:]
         ds_df = a.uns["cellcube"]["datasets"]
-        if len(mi) != len(ds_df) + 1 or mi[0] != 0 or mi[-1] != len(mg):
-            P.append(f"measured_indptr {mi} does not fit {len(ds_df)} datasets / {len(mg)} genes")
+        bits = u["measured"]
+        want_shape = (len(ds_df), 8 * ((a.n_vars + 63) // 64))
+        if bits.dtype.name != "uint8" or bits.shape != want_shape:
+            P.append(f"uns/cellcube/measured {bits.dtype} {bits.shape}, want uint8 {want_shape}")
         else:
+            flags = np.unpackbits(bits[:], axis=1, bitorder="little")
+            if flags[:, a.n_vars:].any():
+                P.append("uns/cellcube/measured marks genes beyond the last")
             for d in range(len(ds_df)):
-                seg = mg[mi[d]:mi[d + 1]]
-                if np.any(np.diff(seg) <= 0):
-                    P.append(f"measured genes of dataset {d} not ascending")
-                if int(ds_df["n_genes"].iloc[d]) != len(seg):
-                    P.append(f"datasets.n_genes of dataset {d} = {ds_df['n_genes'].iloc[d]}, measured {len(seg)}")
+                if int(ds_df["n_genes"].iloc[d]) != int(flags[d].sum()):
+                    P.append(f"datasets.n_genes of dataset {d} = {ds_df['n_genes'].iloc[d]}, "
+                             f"measured {int(flags[d].sum())}")
         for c in sr.DATASET_COLUMNS:
             if c not in ds_df.columns:
                 P.append(f"uns/cellcube/datasets lacks column {c!r}")
@@ -653,7 +654,7 @@ def test_info_json(cellcube, full_store):
                  ("n_groups", len(view.n_cells)), ("n_genes", len(view.genes)), ("n_entries", n_entries)):
         if got.get(k) != w:
             P.append(f"{k}: got {got.get(k)!r} want {w!r}")
-    if str(got.get("format_version")) != "1":
+    if str(got.get("format_version")) != "2":
         P.append(f"format_version {got.get('format_version')!r}")
     bpe = got.get("bytes_per_entry")
     if not isinstance(bpe, (int, float)) or abs(bpe - os.path.getsize(out) / n_entries) > 1e-6 * bpe + 0.051:

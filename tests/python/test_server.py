@@ -49,6 +49,7 @@ import scipy.sparse as sp
 
 import helpers
 import query_reference as qr
+import store_format
 
 warnings.filterwarnings("ignore")
 
@@ -236,13 +237,13 @@ class StoreRef:
         self.n_groups = len(obs)
         self.gene_ids = [str(g) for g in a.var_names]
         self.symbols = [("" if not isinstance(s, str) else s) for s in a.var["symbol"].tolist()]
-        self.layers = {k: sp.csc_matrix(a.layers[k]) for k in ("nnz", "sum", "sumsq")}
+        self.layers = {k: sp.csc_matrix(a.layers[k]) for k in ("nnz", "sum")}
+        self.layers["sumsq"] = store_format.sumsq_layer(a.layers, self.n_cells)
         uns = a.uns["cellcube"]
         self.records = uns["datasets"]
         self.datasets = [str(x) for x in self.records.index]
-        mi = np.asarray(uns["measured_indptr"])
-        mg = np.asarray(uns["measured_genes"])
-        self.measured = {d: set(int(j) for j in mg[mi[k]:mi[k + 1]]) for k, d in enumerate(self.datasets)}
+        lists = store_format.measured_gene_lists(uns, len(self.datasets), len(self.gene_ids))
+        self.measured = {d: set(int(j) for j in lists[k]) for k, d in enumerate(self.datasets)}
 
     # -- genes
     def resolve(self, token):

@@ -1,8 +1,10 @@
-"""Damaged and re-saved stores (issue 4): a truncated store, flipped bytes in the
-arrays and the metadata, offsets pointing outside the file are refused with one
-clear error line (exit 1), never a crash or an out-of-bounds read (this suite also
-runs under ASan + UBSan); a store another tool re-saved compressed or with wider
-types still opens and answers the same.
+"""Damaged and re-saved stores (issues 4 and 11): a truncated store, flipped bytes in
+the metadata, indptr, offsets pointing outside the file are refused at open with one
+clear error line (exit 1). Entries are checked where they are read (SPEC §10): a query
+that reads a damaged entry refuses, one that does not may answer, and nothing ever
+crashes or reads out of bounds (this suite also runs under ASan + UBSan). A store
+another tool re-saved compressed or with other types, and a format-1 store, still open
+and answer the same.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 import helpers
 import query_reference as qr
+import store_format
 
 QUERIES = [
     ["--genes", "G001,G020,G065,G081", "--by", "dataset,cell_type", "--metrics",
@@ -60,6 +63,10 @@ def offsets(store):
             if isinstance(obj, h5py.Dataset) and obj.id.get_offset() is not None and obj.size:
                 out[name] = (obj.id.get_offset(), obj.id.get_storage_size(), obj.dtype.itemsize)
         f.visititems(visit)
+        # Hard-linked objects are visited once, under one of their names: add the
+        # names the reader uses.
+        for name in ("layers/nnz/indices", "layers/nnz/indptr"):
+            visit(name, f[name])
     return out
 
 
@@ -68,7 +75,7 @@ def test_layout_as_the_reader_expects(setup):
     _c, store, _a, _d = setup
     o = offsets(store)
     for name in ["layers/nnz/indptr", "layers/nnz/indices", "layers/nnz/data",
-                 "layers/sum/data", "layers/sumsq/data"]:
+                 "layers/sum/data", "layers/m2/data"]:
         assert name in o, name
 
 
@@ -82,31 +89,84 @@ def test_truncated(setup):
         helpers.assert_error(proc, code=1)
 
 
+def entries_of(store, genes):
+    """The entry positions of the named genes, and of every other gene."""
+    with h5py.File(store, "r") as f:
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in f["var/_index"][:]]
+        indptr = f["layers/nnz/indptr"][:]
+    read, unread = [], []
+    for j, gene in enumerate(ids):
+        (read if gene in genes else unread).extend(range(indptr[j], indptr[j + 1]))
+    assert read and unread
+    return read, unread
+
+
 def test_flipped_bytes_in_the_arrays(setup):
-    """High bytes of indices/indptr/nnz make impossible values: always refused. Any byte
-    of any array: refused or answered, never a crash."""
+    """indptr is checked whole at open: a high byte flipped there is always refused.
+    An impossible entry (group or nnz high byte flipped) is refused by a query that
+    reads it. Any byte of any array: refused or answered, never a crash."""
     cellcube, store, _answers, d = setup
     data = store.read_bytes()
     o = offsets(store)
     rng = random.Random(4)
-    must_fail = {"layers/nnz/indices": 3, "layers/nnz/indptr": 3, "layers/nnz/data": 3}
+    read, _unread = entries_of(store, QUERIES[0][1].split(","))
+    must_fail = {"layers/nnz/indices", "layers/nnz/indptr", "layers/nnz/data"}
     n = 0
     for name, (off, size, item) in o.items():
         if not name.startswith("layers/"):
             continue
         for _ in range(6):
-            k = rng.randrange(size // item)
-            byte = must_fail.get(name, rng.randrange(item))
+            if name == "layers/nnz/indptr" or name not in must_fail:
+                k = rng.randrange(size // item)
+            else:
+                k = rng.choice(read)
             b = bytearray(data)
-            b[off + k * item + byte] ^= 0x40 if name in must_fail else 1 << rng.randrange(8)
+            if name in must_fail:
+                b[off + k * item + item - 1] ^= 0x40  # the high byte: an impossible value
+            else:
+                b[off + k * item + rng.randrange(item)] ^= 1 << rng.randrange(8)
             bad = d / f"flip{n}.h5ad"
             n += 1
             bad.write_bytes(bytes(b))
             proc = query(cellcube, bad, QUERIES[0])
             if name in must_fail:
-                helpers.assert_error(proc, code=1, any_of=["indices", "indptr", "nnz"])
+                helpers.assert_error(proc, code=1, any_of=["indptr", "group", "nnz"])
             else:
                 assert_clean(proc)
+
+
+def test_damage_is_found_where_it_is_read(setup):
+    """SPEC §10: a damaged entry refuses the queries that read its gene, with one line
+    naming the store, the entry and the gene; queries of other genes answer exactly as
+    before (nothing else read it); `info --check` finds it; the open costs no entry
+    checks."""
+    cellcube, store, answers, d = setup
+    data = store.read_bytes()
+    o = offsets(store)
+    genes = QUERIES[0][1].split(",")
+    read, unread = entries_of(store, genes)
+    cases = [("layers/nnz/indices", 1 << 30, "group is out of range"),
+             ("layers/nnz/data", 0xFFFF, "nnz"),
+             ("layers/sum/data", float("nan"), "sum is not finite"),
+             ("layers/m2/data", -1.0, "m2")]
+    for i, (name, value, mention) in enumerate(cases):
+        off, _size, item = o[name]
+        fmt = {"layers/nnz/indices": "<i", "layers/sum/data": "<d", "layers/m2/data": "<f"}.get(
+            name, "<H" if item == 2 else "<I")
+        for where, k in (("read", read[len(read) // 2]), ("unread", unread[len(unread) // 3])):
+            b = bytearray(data)
+            b[off + k * item:off + (k + 1) * item] = struct.pack(fmt, value)
+            bad = d / f"damaged{i}-{where}.h5ad"
+            bad.write_bytes(bytes(b))
+            proc = query(cellcube, bad, QUERIES[0])
+            if where == "read":
+                helpers.assert_error(proc, code=1, mentions=[mention, str(bad), f"entry {k}"])
+            else:
+                assert proc.returncode == 0, helpers.describe(proc)
+                assert proc.stdout == answers[0]
+            check = helpers.run([cellcube, "info", bad, "--check"])
+            helpers.assert_error(check, code=1, mentions=[mention])
+    helpers.run_ok([cellcube, "info", store, "--check"])
 
 
 def test_flipped_bytes_in_the_metadata(setup):
@@ -115,8 +175,7 @@ def test_flipped_bytes_in_the_metadata(setup):
     data = store.read_bytes()
     o = offsets(store)
     cases = {"obs/cell_type/codes": 0x7F, "obs/dataset/codes": 0x7F,
-             "uns/cellcube/measured_genes": 0x7F, "uns/cellcube/measured_indptr": 0x7F,
-             "obs/n_cells": 0xFF}
+             "uns/cellcube/measured": 0x7F, "obs/n_cells": 0xFF}
     for name, value in cases.items():
         assert name in o, (name, sorted(o))
         off, size, item = o[name]
@@ -215,31 +274,56 @@ def _csv_close(got, want, rtol):
 
 
 def test_resaved_with_other_types_answers_the_same(setup):
-    """int64 indices/indptr (as a tool converting types writes them) give the same
-    answers; float32 sums (the layout of stores before 0.2, or a tool narrowing them)
-    answer within float32's precision."""
+    """int64 indices/indptr, uint32 nnz and float64 m2 (as a tool converting types
+    writes them) give the same answers; float32 sums (a tool narrowing them) answer
+    within float32's precision."""
     cellcube, store, answers, d = setup
-    for name, index_type, value_type in (("wide", np.int64, None), ("narrow", np.int64, np.float32)):
+    cases = (("wide", {"nnz": np.uint32, "m2": np.float64}), ("narrow", {"sum": np.float32}))
+    for name, value_types in cases:
         path = d / f"{name}.h5ad"
         shutil.copy(store, path)
         with h5py.File(path, "r+") as f:
             pattern = {k: f[f"layers/nnz/{k}"][()] for k in ("indices", "indptr")}
-            for layer in ("nnz", "sum", "sumsq"):
+            for layer in ("nnz", "sum", "m2"):
                 g = f[f"layers/{layer}"]
                 for k, v in pattern.items():
                     del g[k]
-                    g.create_dataset(k, data=v.astype(index_type))
-                if layer != "nnz" and value_type is not None:
+                    g.create_dataset(k, data=v.astype(np.int64))
+                if layer in value_types:
                     v = g["data"][()]
                     del g["data"]
-                    g.create_dataset("data", data=v.astype(value_type))
+                    g.create_dataset("data", data=v.astype(value_types[layer]))
         for q, want in zip(QUERIES, answers):
             proc = query(cellcube, path, q)
             assert proc.returncode == 0, helpers.describe(proc)
-            if value_type is None:
+            if name == "wide":
                 assert proc.stdout == want
             else:
                 _csv_close(proc.stdout, want, rtol=1e-4)
+
+
+def test_format_1_stores_still_answer(setup):
+    """Stores written by cellcube 0.2 (format 1: uint32 nnz, sumsq beside sum, float64
+    or float32, measured genes as lists) open everywhere and answer as format 2 does,
+    within the precision of their sums; add and merge turn them into format 2."""
+    cellcube, store, answers, d = setup
+    for sum_dtype, rtol in (("float64", 1e-9), ("float32", 1e-4)):
+        old = d / f"format1-{sum_dtype}.h5ad"
+        store_format.write_format1(str(store), str(old), sum_dtype)
+        info = helpers.run_json([cellcube, "info", old, "--json"])
+        assert str(info["format_version"]) == "1"
+        helpers.run_ok([cellcube, "info", old, "--check"])
+        for q, want in zip(QUERIES, answers):
+            proc = query(cellcube, old, q)
+            assert proc.returncode == 0, helpers.describe(proc)
+            _csv_close(proc.stdout, want, rtol=rtol)
+        merged = d / f"merged-{sum_dtype}.h5ad"
+        helpers.run_ok([cellcube, "merge", "-o", merged, old, "--quiet"])
+        assert str(helpers.run_json([cellcube, "info", merged, "--json"])["format_version"]) == "2"
+        for q, want in zip(QUERIES, answers):
+            proc = query(cellcube, merged, q)
+            assert proc.returncode == 0, helpers.describe(proc)
+            _csv_close(proc.stdout, want, rtol=rtol)
 
 
 def test_resaved_with_layers_that_disagree_is_refused(setup):
