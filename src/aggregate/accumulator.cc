@@ -24,9 +24,12 @@ SlotStats* AllocateSlots(size_t bytes) {
 }
 
 inline void Update(SlotStats& s, double v) {
+  if (s.count == 0) s.shift = v;
+  const double d = v - s.shift;
   s.nnz += v > 0;
+  s.count += 1;
   s.sum += v;
-  s.sumsq += v * v;
+  s.shifted_sq += d * d;
 }
 
 // Transforms a cell's values, each distinct small count once: counts are mostly small

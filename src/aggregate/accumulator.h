@@ -1,5 +1,6 @@
-// Dense (cell group × gene) accumulators of the additive statistics nnz, sum and
-// sumsq over transformed values, for one dataset and one range of genes.
+// Dense (cell group × gene) accumulators of the statistics nnz, sum and the second
+// moment (SlotStats, SlotM2) over transformed values, for one dataset and one range
+// of genes.
 //
 // Determinism: a slot's sum is the same bits whatever the number of threads, because
 // every slot has exactly one owner that adds its values in cell order. Row blocks
@@ -42,14 +43,28 @@ struct CellContext {
   const std::vector<int32_t>* gene_rank = nullptr;
 };
 
-// One slot: the statistics of one (group, gene).
+// One slot: the statistics of one (group, gene). The squares are taken about the
+// slot's first value (`shift`), so that m2 of a group whose values barely differ is
+// not lost to cancellation: Σ(v − shift)² is small where Σv² would be huge (SPEC §4).
 struct SlotStats {
-  double sum = 0;
-  double sumsq = 0;
-  uint32_t nnz = 0;
-  uint32_t unused = 0;
+  double sum = 0;         // Σv over the stored values
+  double shifted_sq = 0;  // Σ(v − shift)² over the stored values
+  double shift = 0;       // the first stored value, in cell order
+  uint32_t nnz = 0;       // values > 0
+  uint32_t count = 0;     // stored values (explicit zeros included)
 };
-static_assert(sizeof(SlotStats) == 24);
+static_assert(sizeof(SlotStats) == 32);  // two per cache line, never straddling one
+
+// m2 = Σ(v − sum/n)² over all `n_cells` cells of the group, the cells without a stored
+// value counting as zeros, from the slot's shifted sums; rounding may leave a tiny
+// negative, which is 0.
+inline double SlotM2(const SlotStats& s, int64_t n_cells) {
+  const auto n = static_cast<double>(n_cells);
+  const double zeros = n - static_cast<double>(s.count);
+  const double deviation = s.sum - n * s.shift;  // Σ(v − shift) over all cells
+  const double m2 = s.shifted_sq + zeros * s.shift * s.shift - deviation * deviation / n;
+  return m2 < 0 ? 0 : m2;
+}
 
 class Accumulator {
  public:
@@ -82,7 +97,9 @@ class Accumulator {
     return slots_[static_cast<size_t>(group) * width_ + static_cast<size_t>(gene - gene_begin_)];
   }
   // Whether some value of the slot was nonzero: the entries a store keeps.
-  static bool Stored(const SlotStats& s) { return s.sumsq != 0 || s.nnz != 0 || s.sum != 0; }
+  // (A nonzero value is positive, counted by nnz, or makes some sum negative: mixed-sign
+  // values that cancel exactly have nnz > 0.)
+  static bool Stored(const SlotStats& s) { return s.nnz != 0 || s.sum != 0; }
 
   // Bytes an accumulator of this shape needs.
   static uint64_t BytesFor(int64_t n_groups, int64_t n_genes) {

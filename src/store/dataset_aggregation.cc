@@ -6,7 +6,6 @@
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
-#include "store/entry_rules.h"
 #include "util/isolate.h"
 #include "util/text.h"
 
@@ -171,7 +170,7 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
       current = gene;
     }
     const int64_t n_cells = w.grouping.n_cells[static_cast<size_t>(group)];
-    run.push_back({group, s.nnz, s.sum, M2FromSumsq(s.sum, s.sumsq, n_cells)});
+    run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
   });
   flush();
   return status;

@@ -64,7 +64,7 @@ TEST(Accumulator, RowAndColumnBlocksGiveTheSameStatistics) {
     for (int32_t j = 0; j < 2; ++j) {
       EXPECT_EQ(by_rows.At(g, j).nnz, by_cols.At(g, j).nnz);
       EXPECT_DOUBLE_EQ(by_rows.At(g, j).sum, by_cols.At(g, j).sum);
-      EXPECT_DOUBLE_EQ(by_rows.At(g, j).sumsq, by_cols.At(g, j).sumsq);
+      EXPECT_DOUBLE_EQ(SlotM2(by_rows.At(g, j), 2), SlotM2(by_cols.At(g, j), 2));
     }
   EXPECT_DOUBLE_EQ(by_rows.At(0, 1).sum, std::log1p(4.0));
   EXPECT_EQ(by_rows.At(1, 0).nnz, 1u);
@@ -135,7 +135,24 @@ TEST(Accumulator, CountsOnlyPositiveValuesAsExpressing) {
   ASSERT_FALSE(acc.AddRows(Rows({0, 1, 2}, {0, 0}, {-1.5, 2}), ctx, 0, 1));
   EXPECT_EQ(acc.At(0, 0).nnz, 1u);
   EXPECT_DOUBLE_EQ(acc.At(0, 0).sum, 0.5);
-  EXPECT_DOUBLE_EQ(acc.At(0, 0).sumsq, 6.25);
+  EXPECT_DOUBLE_EQ(SlotM2(acc.At(0, 0), 2), 1.75 * 1.75 * 2);  // about the mean 0.25
+}
+
+TEST(Accumulator, SecondMomentOfNearlyEqualLargeValuesKeepsItsDigits) {
+  // Four cells at 1e5 + 0.1 i, and a fifth cell without a value (a zero), in one group;
+  // then the same four cells alone. Σv² − (Σv)²/n would keep about 2 of 16 digits here.
+  std::vector<int32_t> group_of_cell = {0, 0, 0, 0, 0};
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
+  Accumulator acc(1, 0, 1);
+  ASSERT_FALSE(
+      acc.AddRows(Rows({0, 1, 2, 3, 4, 4}, {0, 0, 0, 0}, {1e5, 1e5 + 0.1, 1e5 + 0.2, 1e5 + 0.3}),
+                  ctx, 0, 1));
+  EXPECT_NEAR(SlotM2(acc.At(0, 0), 4), 0.05, 1e-10);
+  // With the zero cell: mean m = (4e5 + 0.6) / 5, m2 = Σ(v − m)² + m².
+  const double m = (4e5 + 0.6) / 5;
+  double want = m * m;
+  for (double v : {1e5, 1e5 + 0.1, 1e5 + 0.2, 1e5 + 0.3}) want += (v - m) * (v - m);
+  EXPECT_NEAR(SlotM2(acc.At(0, 0), 5), want, 1e-12 * want);
 }
 
 }  // namespace
