@@ -39,6 +39,8 @@
 
 namespace cellcube {
 
+struct GeneNames;
+
 enum class Metric : uint8_t { kNCells, kNnz, kFrac, kSum, kMean, kMeanExpr, kVar, kStd };
 
 const char* MetricName(Metric m);
@@ -136,13 +138,17 @@ class QueryEngine {
 
  private:
   explicit QueryEngine(std::shared_ptr<const StoreReader> store);
+  Status UnknownGene(const std::string& name) const;
+
+ public:
+  ~QueryEngine();
+
+ private:
 
   std::shared_ptr<const StoreReader> store_;
-  std::unordered_map<std::string, std::vector<int32_t>> by_id_;       // lower-case id
-  std::unordered_map<std::string, std::vector<int32_t>> by_symbol_;   // lower-case symbol
+  std::unique_ptr<const GeneNames> genes_;  // ids and symbols, ignoring case
   std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
   std::vector<std::vector<std::string>> present_values_;
-  std::vector<std::string> gene_names_;  // ids and symbols, for suggestions
   std::vector<double> inverse_cells_;    // per group: 1 / n_cells
 };
 

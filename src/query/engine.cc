@@ -8,6 +8,8 @@
 #include <limits>
 
 #include "cellcube/query.h"
+
+#include "query/gene_names.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -100,31 +102,12 @@ std::vector<std::string> QueryResult::ColumnNames() const {
 
 // ---------------------------------------------------------------------------
 
-namespace {
-
-// Gene names are matched ignoring ASCII case (no locale lookup per character).
-std::string AsciiLower(const std::string& s) {
-  std::string out = s;
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-}  // namespace
 
 QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
   const StoreData& m = store_->meta();
   inverse_cells_.reserve(m.n_cells.size());
   for (int64_t n : m.n_cells) inverse_cells_.push_back(1.0 / static_cast<double>(n));
-  for (size_t g = 0; g < m.gene_ids.size(); ++g) {
-    by_id_[AsciiLower(m.gene_ids[g])].push_back(static_cast<int32_t>(g));
-    gene_names_.push_back(m.gene_ids[g]);
-    if (!m.gene_symbols[g].empty()) {
-      auto& ids = by_symbol_[AsciiLower(m.gene_symbols[g])];
-      if (ids.empty()) gene_names_.push_back(m.gene_symbols[g]);
-      ids.push_back(static_cast<int32_t>(g));
-    }
-  }
+  genes_ = std::make_unique<const GeneNames>(m.gene_ids, m.gene_symbols);
   for (size_t c = 0; c < m.columns.size(); ++c) {
     auto& codes = label_code_.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
@@ -138,6 +121,8 @@ QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std:
   }
 }
 
+QueryEngine::~QueryEngine() = default;
+
 std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const StoreReader> store) {
   return std::shared_ptr<const QueryEngine>(new QueryEngine(std::move(store)));
 }
@@ -148,27 +133,36 @@ Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& 
   return Create(std::move(store));
 }
 
+// The error for a name that is no gene id or symbol, suggesting near ones (built only
+// here: the error path may take milliseconds, the open should not).
+Status QueryEngine::UnknownGene(const std::string& name) const {
+  const StoreData& m = store_->meta();
+  std::vector<std::string> candidates = m.gene_ids;
+  std::vector<int32_t> first;
+  for (size_t g = 0; g < m.gene_symbols.size(); ++g) {
+    if (m.gene_symbols[g].empty()) continue;
+    first.clear();
+    genes_->symbols.Find(m.gene_symbols[g], &first);
+    if (!first.empty() && first.front() == static_cast<int32_t>(g))
+      candidates.push_back(m.gene_symbols[g]);
+  }
+  auto near = NearNames(name, candidates);
+  std::string hint;
+  for (size_t i = 0; i < near.size(); ++i)
+    hint += (i ? (i + 1 == near.size() ? " or '" : ", '") : " (did you mean '") + near[i] + "'";
+  return Status::NotFound("unknown gene '" + name + "': no gene id or symbol matches" +
+                          (hint.empty() ? std::string(" (nothing close either)") : hint + "?)"));
+}
+
 Result<std::vector<int32_t>> QueryEngine::ResolveGenes(
     const std::vector<std::string>& names) const {
   std::vector<int32_t> out;
+  std::vector<int32_t> found;
   for (const auto& name : names) {
-    const std::string key = AsciiLower(name);
-    const std::vector<int32_t>* found = nullptr;
-    if (auto it = by_id_.find(key); it != by_id_.end()) {
-      found = &it->second;
-    } else if (auto is = by_symbol_.find(key); is != by_symbol_.end()) {
-      found = &is->second;
-    }
-    if (!found) {
-      auto near = NearNames(name, gene_names_);
-      std::string hint;
-      for (size_t i = 0; i < near.size(); ++i)
-        hint += (i ? (i + 1 == near.size() ? " or '" : ", '") : " (did you mean '") + near[i] + "'";
-      return Status::NotFound(
-          "unknown gene '" + name + "': no gene id or symbol matches" +
-          (hint.empty() ? std::string(" (nothing close either)") : hint + "?)"));
-    }
-    for (int32_t g : *found)
+    found.clear();
+    if (!genes_->ids.Find(name, &found) && !genes_->symbols.Find(name, &found))
+      return UnknownGene(name);
+    for (int32_t g : found)
       if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
   }
   return out;

@@ -1,0 +1,56 @@
+#include "query/gene_names.h"
+
+#include <algorithm>
+#include <bit>
+
+namespace cellcube {
+namespace {
+
+inline char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+}  // namespace
+
+uint64_t CaseInsensitiveIndex::Hash(std::string_view s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (char c : s) {
+    h ^= static_cast<unsigned char>(Lower(c));
+    h *= 1099511628211ull;
+  }
+  return h ^ (h >> 29);
+}
+
+bool CaseInsensitiveIndex::SameIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (Lower(a[i]) != Lower(b[i])) return false;
+  return true;
+}
+
+CaseInsensitiveIndex::CaseInsensitiveIndex(const std::vector<std::string>& names)
+    : names_(names) {
+  // At most half full, so a probe ends after a slot or two.
+  const uint64_t size = std::bit_ceil(std::max<uint64_t>(16, 2 * names.size()));
+  slots_.assign(size, -1);
+  mask_ = size - 1;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (names[i].empty()) continue;
+    uint64_t slot = Hash(names[i]) & mask_;
+    while (slots_[slot] >= 0) slot = (slot + 1) & mask_;
+    slots_[slot] = static_cast<int32_t>(i);
+  }
+}
+
+bool CaseInsensitiveIndex::Find(std::string_view key, std::vector<int32_t>* out) const {
+  bool found = false;
+  // Equal names were inserted in ascending order along one probe sequence.
+  for (uint64_t slot = Hash(key) & mask_; slots_[slot] >= 0; slot = (slot + 1) & mask_) {
+    const int32_t i = slots_[slot];
+    if (SameIgnoringCase(names_[static_cast<size_t>(i)], key)) {
+      out->push_back(i);
+      found = true;
+    }
+  }
+  return found;
+}
+
+}  // namespace cellcube
