@@ -151,9 +151,11 @@ class File {
   Result<std::vector<std::string>> ReadIndexAt(const DataFrameInfo& frame) const;
   Result<std::vector<double>> ReadDoubles(const std::string& dataset) const;
   Result<std::vector<int64_t>> ReadIntegers(const std::string& dataset) const;
-  // A uint8 dataset of any rank, row-major, with its shape (e.g. a packed bitset).
-  Result<std::vector<uint8_t>> ReadBytes(const std::string& dataset,
-                                         std::vector<int64_t>* shape) const;
+  // The shape of a dataset (empty for a scalar).
+  Result<std::vector<int64_t>> ShapeOf(const std::string& dataset) const;
+  // A uint8 dataset of any rank, row-major, into `out` (exactly `bytes` long, the
+  // dataset's size): e.g. a packed bitset, read straight into where it is used.
+  Status ReadBytesInto(const std::string& dataset, void* out, uint64_t bytes) const;
   Result<std::vector<std::string>> ReadStrings(const std::string& dataset) const;
   // A scalar or 1-element string dataset or a string attribute of the root ("/").
   Result<std::string> ReadScalarString(const std::string& dataset) const;

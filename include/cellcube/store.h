@@ -30,27 +30,50 @@ inline constexpr const char* kStoreFormatVersion = "2";
 class MeasuredBits {
  public:
   MeasuredBits() = default;
+  // All clear, owned.
   MeasuredBits(int64_t n_datasets, int64_t n_genes)
       : n_genes_(n_genes),
         words_per_row_((n_genes + 63) / 64),
-        words_(static_cast<size_t>(n_datasets * words_per_row_), 0) {}
+        owned_(static_cast<size_t>(n_datasets * words_per_row_), 0),
+        words_(owned_.data()) {}
+  // A view of `words` (n_datasets rows), which must outlive it: a store's bits read in
+  // place from its mapping (little-endian machines).
+  static MeasuredBits View(int64_t n_genes, const uint64_t* words) {
+    MeasuredBits b;
+    b.n_genes_ = n_genes;
+    b.words_per_row_ = (n_genes + 63) / 64;
+    b.words_ = words;
+    return b;
+  }
+  MeasuredBits(MeasuredBits&& o) noexcept { *this = std::move(o); }
+  MeasuredBits& operator=(MeasuredBits&& o) noexcept {
+    const bool owns = o.words_ == o.owned_.data();
+    n_genes_ = o.n_genes_;
+    words_per_row_ = o.words_per_row_;
+    owned_ = std::move(o.owned_);
+    words_ = owns ? owned_.data() : o.words_;
+    return *this;
+  }
+  MeasuredBits(const MeasuredBits&) = delete;
+  MeasuredBits& operator=(const MeasuredBits&) = delete;
 
   bool Get(int64_t dataset, int64_t gene) const {
-    return (words_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] >> (gene & 63)) & 1;
+    return (words_[dataset * words_per_row_ + gene / 64] >> (gene & 63)) & 1;
   }
+  // Owned bits only.
   void Set(int64_t dataset, int64_t gene) {
-    words_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] |= uint64_t{1} << (gene & 63);
+    owned_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] |= uint64_t{1} << (gene & 63);
   }
+  uint64_t* mutable_row(int64_t dataset) { return owned_.data() + dataset * words_per_row_; }
   int64_t n_genes() const { return n_genes_; }
   int64_t words_per_row() const { return words_per_row_; }
-  uint64_t* row(int64_t dataset) { return words_.data() + dataset * words_per_row_; }
-  const uint64_t* row(int64_t dataset) const { return words_.data() + dataset * words_per_row_; }
-  size_t bytes() const { return words_.size() * sizeof(uint64_t); }
+  const uint64_t* row(int64_t dataset) const { return words_ + dataset * words_per_row_; }
 
  private:
   int64_t n_genes_ = 0;
   int64_t words_per_row_ = 0;
-  std::vector<uint64_t> words_;
+  std::vector<uint64_t> owned_;
+  const uint64_t* words_ = nullptr;
 };
 
 // Where one dataset came from and how it was aggregated.

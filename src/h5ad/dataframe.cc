@@ -274,6 +274,7 @@ Result<std::vector<std::string>> ReadDataFrameIndex(hid_t file, const DataFrameI
     CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(file, info.group + "/" + info.index_name));
     CC_ASSIGN_OR_RETURN(values, ReadValues(ds.get()));
   }
+  if (values.type == RawValues::Type::kStrings) return std::move(values.strings);
   std::vector<std::string> out;
   out.reserve(values.size());
   for (size_t i = 0; i < values.size(); ++i) out.push_back(values.Label(i));

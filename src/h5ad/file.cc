@@ -338,18 +338,22 @@ Result<std::vector<int64_t>> File::ReadIntegers(const std::string& dataset) cons
   return ReadInt64Dataset(ds.get());
 }
 
-Result<std::vector<uint8_t>> File::ReadBytes(const std::string& dataset,
-                                             std::vector<int64_t>* shape) const {
+Result<std::vector<int64_t>> File::ShapeOf(const std::string& dataset) const {
+  Hdf5Lock lock(Hdf5Mutex());
+  CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
+  return DatasetShape(ds.get());
+}
+
+Status File::ReadBytesInto(const std::string& dataset, void* out, uint64_t bytes) const {
   Hdf5Lock lock(Hdf5Mutex());
   CC_ASSIGN_OR_RETURN(Handle ds, OpenDataset(impl_->file.get(), dataset));
   Handle type(H5Dget_type(ds.get()));
   if (ClassifyType(type.get()) != TypeClass::kUnsigned || H5Tget_size(type.get()) != 1)
     return Status::Corrupt("dataset '" + dataset + "' does not hold uint8 values");
-  *shape = DatasetShape(ds.get());
-  std::vector<uint8_t> out(static_cast<size_t>(DatasetSize(ds.get())));
-  CC_RETURN_IF_ERROR(
-      ReadRange(ds.get(), H5T_NATIVE_UINT8, 0, static_cast<int64_t>(out.size()), out.data()));
-  return out;
+  if (static_cast<uint64_t>(DatasetSize(ds.get())) != bytes)
+    return Status::Corrupt("dataset '" + dataset + "' does not hold " + std::to_string(bytes) +
+                           " bytes");
+  return ReadRange(ds.get(), H5T_NATIVE_UINT8, 0, static_cast<int64_t>(bytes), out);
 }
 
 Result<std::vector<std::string>> File::ReadStrings(const std::string& dataset) const {

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -350,6 +351,30 @@ Result<std::vector<std::string>> ReadStringDataset(hid_t dataset) {
   Handle type(H5Dget_type(dataset));
   if (H5Tget_class(type.get()) != H5T_STRING) return Status::Corrupt("expected strings");
   auto n = static_cast<size_t>(DatasetSize(dataset));
+  const size_t width = H5Tget_size(type.get());
+  if (H5Tis_variable_str(type.get()) <= 0 && width > 0 && width <= 4096 &&
+      H5Sget_simple_extent_ndims(Handle(H5Dget_space(dataset)).get()) == 1) {
+    // Fixed-width strings through a small reused buffer: tens of thousands of gene ids
+    // without a copy of the whole array in fresh memory first.
+    Handle mem(H5Tcopy(H5T_C_S1));
+    H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
+    H5Tset_size(mem.get(), width);
+    H5Tset_strpad(mem.get(), H5T_STR_NULLPAD);
+    const size_t per_read = std::max<size_t>(1, (size_t{64} << 10) / width);
+    std::vector<char> buf(per_read * width);
+    std::vector<std::string> out;
+    out.reserve(n);
+    for (size_t begin = 0; begin < n; begin += per_read) {
+      const size_t count = std::min(per_read, n - begin);
+      CC_RETURN_IF_ERROR(ReadRange(dataset, mem.get(), static_cast<int64_t>(begin),
+                                   static_cast<int64_t>(count), buf.data()));
+      for (size_t i = 0; i < count; ++i) {
+        const char* p = buf.data() + i * width;
+        out.emplace_back(p, strnlen(p, width));
+      }
+    }
+    return out;
+  }
   return ReadStrings(type.get(), n, [&](hid_t mem, void* buf) {
     return n == 0 ? 0 : H5Dread(dataset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
   });

@@ -28,8 +28,8 @@ bool CaseInsensitiveIndex::SameIgnoringCase(std::string_view a, std::string_view
 
 CaseInsensitiveIndex::CaseInsensitiveIndex(const std::vector<std::string>& names)
     : names_(names) {
-  // At most half full, so a probe ends after a slot or two.
-  const uint64_t size = std::bit_ceil(std::max<uint64_t>(16, 2 * names.size()));
+  // At most two thirds full, so a probe ends after a few slots.
+  const uint64_t size = std::bit_ceil(std::max<uint64_t>(16, names.size() + names.size() / 2));
   slots_.assign(size, -1);
   mask_ = size - 1;
   for (size_t i = 0; i < names.size(); ++i) {

@@ -243,7 +243,9 @@ struct StoreReader::Internals {
 
   Status Run(const File& f, bool hdf5_only) {
     file = &f;
-    CC_ASSIGN_OR_RETURN(StoreMetadata loaded, LoadStoreMetadata(f, /*with_gene_lists=*/false));
+    const MappedBytes map{static_cast<const char*>(r->map_), r->map_bytes_};
+    CC_ASSIGN_OR_RETURN(StoreMetadata loaded,
+                        LoadStoreMetadata(f, /*with_gene_lists=*/false, map));
     r->meta_ = std::move(loaded.meta);
     r->measured_ = std::move(loaded.measured);
     r->format_version_ = loaded.format_version;

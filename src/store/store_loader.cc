@@ -58,8 +58,16 @@ Status LoadGroups(const File& f, StoreData* s) {
 
 Status LoadGenes(const File& f, StoreData* s) {
   CC_ASSIGN_OR_RETURN(s->gene_ids, f.ReadVarIndex());
-  CC_ASSIGN_OR_RETURN(Column symbols, f.ReadVarColumn(store_layout::kSymbolColumn));
-  s->gene_symbols = Expand(symbols);
+  // As cellcube writes it, `symbol` is a plain string array: read it as one (decoding it
+  // as a dataframe column factorizes 60,000 strings only to expand them again). A tool
+  // may have re-saved it in another encoding (categorical): then as a column.
+  const std::string symbols = std::string("var/") + store_layout::kSymbolColumn;
+  if (auto plain = f.ReadStrings(symbols); plain.ok()) {
+    s->gene_symbols = std::move(*plain);
+    return Status::Ok();
+  }
+  CC_ASSIGN_OR_RETURN(Column column, f.ReadVarColumn(store_layout::kSymbolColumn));
+  s->gene_symbols = Expand(column);
   return Status::Ok();
 }
 
@@ -133,25 +141,38 @@ Status LoadDatasets(const File& f, StoreData* s) {
 }
 
 // Format 2: a packed bitset, one row of 8 * ceil(genes / 64) bytes per dataset.
-Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s) {
+// Format 2: a packed bitset, one row of 8 * ceil(genes / 64) bytes per dataset: read in
+// place from `map` when the store is mapped and the array lies there as written, else
+// read into memory. Either way every row is checked.
+Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, MappedBytes map) {
   const std::string path = std::string(store_layout::kUnsGroup) + "/" + store_layout::kMeasured;
-  std::vector<int64_t> shape;
-  CC_ASSIGN_OR_RETURN(auto bytes, f.ReadBytes(path, &shape));
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, f.ShapeOf(path));
   const auto n_datasets = static_cast<int64_t>(s.datasets.size());
-  MeasuredBits bits(n_datasets, s.n_genes());
-  const int64_t row_bytes = bits.words_per_row() * 8;
-  if (shape.size() != 2 || shape[0] != n_datasets || shape[1] != row_bytes)
-    return Status::Corrupt(path + " is not a (datasets, " + std::to_string(row_bytes) +
+  const int64_t words_per_row = (s.n_genes() + 63) / 64;
+  const uint64_t bytes = static_cast<uint64_t>(n_datasets * words_per_row) * 8;
+  if (shape.size() != 2 || shape[0] != n_datasets || shape[1] != words_per_row * 8)
+    return Status::Corrupt(path + " is not a (datasets, " + std::to_string(words_per_row * 8) +
                            ") array of bytes");
-  for (int64_t d = 0; d < n_datasets; ++d) {
-    uint64_t* row = bits.row(d);
-    std::memcpy(row, bytes.data() + d * row_bytes, static_cast<size_t>(row_bytes));
+  MeasuredBits bits;
+  CC_ASSIGN_OR_RETURN(h5ad::File::Extent e, f.Locate(path));
+  if (std::endian::native == std::endian::little && map.data && e.in_place &&
+      e.bytes == bytes && e.offset % 8 == 0 && e.offset <= map.size &&
+      bytes <= map.size - e.offset) {
+    bits = MeasuredBits::View(s.n_genes(), reinterpret_cast<const uint64_t*>(map.data + e.offset));
+  } else {
+    bits = MeasuredBits(n_datasets, s.n_genes());
+    if (n_datasets > 0) CC_RETURN_IF_ERROR(f.ReadBytesInto(path, bits.mutable_row(0), bytes));
     if constexpr (std::endian::native == std::endian::big)
-      for (int64_t w = 0; w < bits.words_per_row(); ++w) row[w] = __builtin_bswap64(row[w]);
+      for (int64_t d = 0; d < n_datasets; ++d)
+        for (int64_t w = 0; w < words_per_row; ++w)
+          bits.mutable_row(d)[w] = __builtin_bswap64(bits.row(d)[w]);
+  }
+  const int64_t tail = s.n_genes() % 64;
+  for (int64_t d = 0; d < n_datasets; ++d) {
+    const uint64_t* row = bits.row(d);
     int64_t count = 0;
-    for (int64_t w = 0; w < bits.words_per_row(); ++w) count += std::popcount(row[w]);
-    const int64_t tail = s.n_genes() % 64;
-    if (tail && row[bits.words_per_row() - 1] >> tail)
+    for (int64_t w = 0; w < words_per_row; ++w) count += std::popcount(row[w]);
+    if (tail && row[words_per_row - 1] >> tail)
       return Status::Corrupt(path + " marks genes beyond the last");
     if (count != s.datasets[static_cast<size_t>(d)].n_genes)
       return Status::Corrupt(path + " marks " + std::to_string(count) + " genes of dataset '" +
@@ -197,7 +218,7 @@ EntryArrayNames EntryArraysOf(int format_version) {
           second + "/indices"};
 }
 
-Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists) {
+Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists, MappedBytes map) {
   StoreMetadata out;
   CC_ASSIGN_OR_RETURN(out.format_version, CheckFormat(file));
   StoreData& s = out.meta;
@@ -208,7 +229,7 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists) 
   if (out.format_version == 1) {
     CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s));
   } else {
-    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredBitset(file, s));
+    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredBitset(file, s, map));
   }
   if (with_gene_lists)
     for (size_t d = 0; d < s.datasets.size(); ++d)

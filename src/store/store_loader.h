@@ -19,12 +19,21 @@ struct EntryArrayNames {
 };
 EntryArrayNames EntryArraysOf(int format_version);
 
+// A store file's bytes mapped in memory, so that metadata arrays can be read in place.
+struct MappedBytes {
+  const char* data = nullptr;
+  uint64_t size = 0;
+};
+
 // Checks the format name and version, then reads the grouping columns with their codes
 // and n_cells, the gene ids and symbols, the dataset records, and which genes each
 // dataset measured (as bits; also as each record's measured_genes list when
 // `with_gene_lists`). Everything read is checked (StoreData::ValidateMetadata, the
-// bitset's shape and padding); `n_entries` is left 0 for the caller.
-Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, bool with_gene_lists);
+// bitset's shape and padding); `n_entries` is left 0 for the caller. With `map` (the
+// same file, mapped), the measured-gene bits are a view of it: the result must not
+// outlive the mapping.
+Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, bool with_gene_lists,
+                                        MappedBytes map = {});
 
 // Opens the store at `path` and reads its metadata (with the gene lists); errors name
 // the store. The file stays open for the caller's reads of the entry arrays.
