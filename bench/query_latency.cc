@@ -1,6 +1,7 @@
 // cellcube-bench-query: in-process latency of queries against a store (issue 4).
 //
-//   cellcube-bench-query STORE [--iterations N] [--no-csv] [query options as `cellcube query`]
+//   cellcube-bench-query STORE [--iterations N] [--no-csv] [--parallel-min-entries N]
+//                        [query options as `cellcube query`]
 //
 // Without --genes it runs the two standard queries:
 //   dotplot  20 genes (the 20 with the most stored entries among those the first
@@ -107,11 +108,17 @@ Status Main(const std::vector<std::string>& argv) {
                                                               {"datasets", true, true},
                                                               {"metrics", true, true},
                                                               {"iterations", true},
+                                                              {"parallel-min-entries", true},
                                                               {"no-csv", false}}));
   if (args.positionals().size() != 1) return Status::Usage("usage: cellcube-bench-query STORE ...");
   CC_ASSIGN_OR_RETURN(int64_t iterations, args.GetInt("iterations", 20000, 1, 100000000));
+  EngineOptions options;
+  CC_ASSIGN_OR_RETURN(options.parallel_min_entries,
+                      args.GetInt("parallel-min-entries", options.parallel_min_entries, 0,
+                                  int64_t{1} << 60));
   const auto t0 = Clock::now();
-  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
+  CC_ASSIGN_OR_RETURN(auto reader, StoreReader::Open(args.positionals()[0]));
+  auto engine = QueryEngine::Create(std::move(reader), options);
   const double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
 
   std::vector<Named> queries;

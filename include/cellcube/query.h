@@ -20,7 +20,8 @@
 //     a (split, gene) with n_cells = 0 gives no row.
 //
 // Thread safety: a QueryEngine is immutable after creation; Run may be called from
-// any number of threads at once (each thread keeps its own scratch buffers).
+// any number of threads at once (each thread keeps its own scratch buffers). A large
+// query (EngineOptions) also runs its genes on short-lived threads of its own.
 // Ownership: the engine holds a shared_ptr to its StoreReader; a QueryResult owns
 // copies of every string it holds, so it outlives the engine.
 // Errors: one line, NotFound for an unknown gene/column/value/dataset (with
@@ -112,12 +113,19 @@ std::string FormatCsv(const QueryResult& result);
 // gene as strings, n_cells/nnz as integers, other metrics as numbers, null = missing.
 std::string FormatJson(const QueryResult& result);
 
+struct EngineOptions {
+  // A query whose genes hold at least this many entries runs on every core (a gene per
+  // thread at a time); smaller ones on the calling thread. <= 0: never in parallel.
+  int64_t parallel_min_entries = int64_t{1} << 20;
+};
+
 class QueryEngine {
  public:
   // Opens the store (StoreReader::Open) and indexes its names.
   static Result<std::shared_ptr<const QueryEngine>> Open(const std::string& path,
                                                          const StoreOpenOptions& options = {});
-  static std::shared_ptr<const QueryEngine> Create(std::shared_ptr<const StoreReader> store);
+  static std::shared_ptr<const QueryEngine> Create(std::shared_ptr<const StoreReader> store,
+                                                   const EngineOptions& options = {});
 
   const StoreReader& store() const { return *store_; }
   const std::shared_ptr<const StoreReader>& store_ptr() const { return store_; }
@@ -150,6 +158,7 @@ class QueryEngine {
   std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
   std::vector<std::vector<std::string>> present_values_;
   std::vector<double> inverse_cells_;    // per group: 1 / n_cells
+  int64_t parallel_min_entries_ = EngineOptions{}.parallel_min_entries;
 };
 
 }  // namespace cellcube

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "cellcube/query.h"
 
@@ -123,8 +124,11 @@ QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std:
 
 QueryEngine::~QueryEngine() = default;
 
-std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const StoreReader> store) {
-  return std::shared_ptr<const QueryEngine>(new QueryEngine(std::move(store)));
+std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const StoreReader> store,
+                                                       const EngineOptions& options) {
+  auto engine = std::shared_ptr<QueryEngine>(new QueryEngine(std::move(store)));
+  engine->parallel_min_entries_ = options.parallel_min_entries;
+  return engine;
 }
 
 Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& path,
@@ -197,6 +201,13 @@ struct GroupRange {
   int64_t end;
 };
 
+// One thread's accumulators.
+struct ScanBuffers {
+  std::vector<Acc> acc;
+  std::vector<SecondAcc> second;
+  std::vector<double> mean;
+};
+
 struct Scratch {
   std::vector<uint8_t> dataset_selected;  // per dataset
   std::vector<uint8_t> allowed;           // per where column: 1 + labels flags (0 = NA)
@@ -206,9 +217,7 @@ struct Scratch {
   std::vector<int32_t> dense;     // key -> split + 1 (0 = unseen)
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
-  std::vector<Acc> acc;                     // per split, + one for unselected groups
-  std::vector<SecondAcc> second;            // per split, + one for unselected groups
-  std::vector<double> mean;                 // per split: the gene's pooled mean
+  ScanBuffers buffers;                      // this thread's accumulators
   std::vector<int64_t> cells;               // per split
   std::vector<int64_t> cells_by_dataset;    // per split x contributing dataset
   std::vector<int32_t> contributing;        // datasets with a selected group
@@ -316,6 +325,89 @@ SecondFn PickSecond(const StoreReader& s) {
   return VisitEntryTypes(s, [](auto index, auto, auto sum, auto second) {
     return &ScanSecondMoment<decltype(index), decltype(sum), decltype(second)>;
   });
+}
+
+// Everything the per-gene scans of one query share (read-only while they run).
+struct GeneScan {
+  const StoreReader* store = nullptr;
+  const std::vector<GroupRange>* runs = nullptr;
+  int64_t base = 0;
+  const int32_t* split_of = nullptr;
+  size_t n_splits = 0, n_genes = 0, n_contributing = 0;
+  const int64_t* cells = nullptr;             // per split
+  const int64_t* cells_by_dataset = nullptr;  // per split x contributing dataset
+  const int32_t* unmeasured = nullptr;
+  const int64_t* unmeasured_begin = nullptr;  // per gene
+  const double* inverse_cells = nullptr;      // per group
+  SumsFn sums = nullptr;
+  SecondFn second = nullptr;  // null: no var/std asked
+};
+
+// Genes [begin, end) of `genes` into agg[split * n_genes + gene].
+void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begin, size_t end,
+               ScanBuffers* b, Aggregate* agg) {
+  const size_t n_splits = q.n_splits, n_genes = q.n_genes;
+  for (size_t gi = begin; gi < end; ++gi) {
+    b->acc.assign(n_splits + 1, Acc{0, 0});
+    q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      int64_t cells = q.cells[sp];
+      for (int64_t u = q.unmeasured_begin[gi]; u < q.unmeasured_begin[gi + 1]; ++u)
+        cells -= q.cells_by_dataset[sp * q.n_contributing + static_cast<size_t>(q.unmeasured[u])];
+      Aggregate& a = agg[sp * n_genes + gi];
+      a.n_cells = cells;
+      a.nnz = static_cast<int64_t>(b->acc[sp].nnz);
+      a.sum = b->acc[sp].sum;
+    }
+    if (!q.second) continue;
+    b->mean.assign(n_splits + 1, 0);
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      const Aggregate& a = agg[sp * n_genes + gi];
+      if (a.n_cells > 0) b->mean[sp] = a.sum / static_cast<double>(a.n_cells);
+    }
+    b->second.assign(n_splits + 1, SecondAcc{0, 0});
+    q.second(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
+             b->second.data());
+    for (size_t sp = 0; sp < n_splits; ++sp) {
+      Aggregate& a = agg[sp * n_genes + gi];
+      // The groups without an entry hold zeros: their cells lie mean away from the mean.
+      const double zero_cells = static_cast<double>(a.n_cells) - b->second[sp].cells;
+      a.m2 = b->second[sp].m2 + zero_cells * b->mean[sp] * b->mean[sp];
+    }
+  }
+}
+
+// Every gene: on this thread, or, when the genes hold at least `parallel_min_entries`
+// entries, on every core, each thread taking a run of genes with about equal entries
+// (a gene is always summed by one thread in one order, so the answer is the same bits).
+void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
+                  int64_t parallel_min_entries, ScanBuffers* own, Aggregate* agg) {
+  const ArrayView& indptr = q.store->indptr();
+  std::vector<int64_t> before(genes.size() + 1, 0);  // entries of the genes before each
+  for (size_t gi = 0; gi < genes.size(); ++gi)
+    before[gi + 1] = before[gi] + indptr.IntAt(genes[gi] + 1) - indptr.IntAt(genes[gi]);
+  const auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const int64_t workers = std::min<int64_t>({cores, static_cast<int64_t>(genes.size()),
+                                             before.back() / std::max<int64_t>(1, parallel_min_entries / 2)});
+  if (parallel_min_entries <= 0 || before.back() < parallel_min_entries || workers < 2) {
+    ScanGenes(q, genes, 0, genes.size(), own, agg);
+    return;
+  }
+  std::vector<size_t> cut(static_cast<size_t>(workers) + 1, genes.size());
+  cut[0] = 0;
+  for (int64_t w = 1; w < workers; ++w) {
+    const int64_t target = before.back() * w / workers;
+    cut[static_cast<size_t>(w)] = static_cast<size_t>(
+        std::lower_bound(before.begin(), before.end(), target) - before.begin());
+  }
+  std::vector<std::thread> threads;
+  for (int64_t w = 1; w < workers; ++w)
+    threads.emplace_back([&, w] {
+      ScanBuffers mine;
+      ScanGenes(q, genes, cut[static_cast<size_t>(w)], cut[static_cast<size_t>(w) + 1], &mine, agg);
+    });
+  ScanGenes(q, genes, cut[0], cut[1], own, agg);
+  for (auto& th : threads) th.join();
 }
 
 // Replaces each key by its rank among the distinct keys; returns how many there are.
@@ -527,38 +619,24 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
-  const SumsFn scan_sums = PickSums(s);
-  const SecondFn scan_second = want_m2 ? PickSecond(s) : nullptr;
+  GeneScan scan;
+  scan.store = &s;
+  scan.runs = &t.runs;
+  scan.base = base;
+  scan.split_of = t.split_of.data();
+  scan.n_splits = n_splits;
+  scan.n_genes = genes.size();
+  scan.n_contributing = n_contributing;
+  scan.cells = t.cells.data();
+  scan.cells_by_dataset = t.cells_by_dataset.data();
+  scan.unmeasured = t.unmeasured.data();
+  scan.unmeasured_begin = t.unmeasured_begin.data();
+  scan.inverse_cells = inverse_cells_.data();
+  scan.sums = PickSums(s);
+  scan.second = want_m2 ? PickSecond(s) : nullptr;
   const size_t n_genes = genes.size();
   t.agg.assign(n_splits * n_genes, Aggregate{});
-  for (size_t gi = 0; gi < n_genes; ++gi) {
-    t.acc.assign(n_splits + 1, Acc{0, 0});
-    scan_sums(s, genes[gi], t.runs, base, t.split_of.data(), t.acc.data());
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      int64_t cells = t.cells[sp];
-      for (int64_t u = t.unmeasured_begin[gi]; u < t.unmeasured_begin[gi + 1]; ++u)
-        cells -= t.cells_by_dataset[sp * n_contributing + static_cast<size_t>(t.unmeasured[u])];
-      Aggregate& a = t.agg[sp * n_genes + gi];
-      a.n_cells = cells;
-      a.nnz = static_cast<int64_t>(t.acc[sp].nnz);
-      a.sum = t.acc[sp].sum;
-    }
-    if (!scan_second) continue;
-    t.mean.assign(n_splits + 1, 0);
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      const Aggregate& a = t.agg[sp * n_genes + gi];
-      if (a.n_cells > 0) t.mean[sp] = a.sum / static_cast<double>(a.n_cells);
-    }
-    t.second.assign(n_splits + 1, SecondAcc{0, 0});
-    scan_second(s, genes[gi], t.runs, base, t.split_of.data(), t.mean.data(),
-                inverse_cells_.data(), t.second.data());
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      Aggregate& a = t.agg[sp * n_genes + gi];
-      // The groups without an entry hold zeros: their cells lie mean away from the mean.
-      const double zero_cells = static_cast<double>(a.n_cells) - t.second[sp].cells;
-      a.m2 = t.second[sp].m2 + zero_cells * t.mean[sp] * t.mean[sp];
-    }
-  }
+  ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, t.agg.data());
 
   // The result: genes, split labels, rows split-major.
   result.gene_indices = genes;
