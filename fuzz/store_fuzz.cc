@@ -1,6 +1,7 @@
-// libFuzzer target: the store reader (StoreReader::Open validates everything a query
-// relies on) and the query engine on arbitrary file bytes. A store that opens must
-// answer queries without reading out of bounds.
+// libFuzzer target: the store reader (StoreReader::Open checks the metadata and the
+// arrays' bounds; CheckGene each gene's entries) and the query engine on arbitrary file
+// bytes. A store that opens must answer or refuse queries without reading out of
+// bounds, and checking every gene must not either.
 #include <cstddef>
 #include <cstdint>
 
@@ -15,6 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string& path = input.Write(data, size);
   auto store = StoreReader::Open(path);
   if (!store.ok()) return 0;
+  (void)(*store)->CheckAllGenes();
   auto engine = QueryEngine::Create(*store);
   const StoreData& meta = (*store)->meta();
   std::vector<std::string> genes;
