@@ -47,7 +47,7 @@ std::vector<Named> StandardQueries(const QueryEngine& engine) {
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<std::string> genes;
   for (size_t i = 0; i < by_entries.size() && genes.size() < 20; ++i)
-    genes.push_back(m.gene_ids[static_cast<size_t>(by_entries[i].second)]);
+    genes.emplace_back(s.gene_ids()[static_cast<size_t>(by_entries[i].second)]);
 
   WhereClause where;
   for (const char* name : {"disease", "sex", "tissue"}) {

@@ -20,9 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto engine = QueryEngine::Create(*store);
   const StoreData& meta = (*store)->meta();
   std::vector<std::string> genes;
-  for (size_t g = 0; g < meta.gene_ids.size() && g < 8; ++g) genes.push_back(meta.gene_ids[g]);
-  if (!meta.gene_symbols.empty() && !meta.gene_symbols.back().empty())
-    genes.push_back(meta.gene_symbols.back());
+  const StringList& ids = (*store)->gene_ids();
+  const StringList& symbols = (*store)->gene_symbols();
+  for (size_t g = 0; g < ids.size() && g < 8; ++g) genes.emplace_back(ids[g]);
+  if (!symbols.empty() && !symbols[symbols.size() - 1].empty())
+    genes.emplace_back(symbols[symbols.size() - 1]);
   if (genes.empty()) genes.push_back("x");
 
   Query all;

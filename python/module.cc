@@ -69,8 +69,8 @@ class PyStore {
   const std::string& path() const { return meta_store().path(); }
   std::vector<std::string> datasets() const { return meta().labels[0]; }
   std::vector<std::string> columns() const { return meta().columns; }
-  std::vector<std::string> gene_ids() const { return meta().gene_ids; }
-  std::vector<std::string> gene_symbols() const { return meta().gene_symbols; }
+  std::vector<std::string> gene_ids() const { return meta_store().gene_ids().ToVector(); }
+  std::vector<std::string> gene_symbols() const { return meta_store().gene_symbols().ToVector(); }
   int64_t n_groups() const { return meta_store().n_groups(); }
   int64_t n_entries() const { return meta_store().n_entries(); }
 

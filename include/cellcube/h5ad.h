@@ -163,11 +163,12 @@ class File {
 
   // Where a dataset's bytes lie in the file, for reading it in place (mmap).
   struct Extent {
-    bool in_place = false;  // contiguous, unfiltered, little-endian numbers
+    bool in_place = false;  // contiguous, unfiltered, little-endian numbers or fixed strings
     uint64_t offset = 0;    // file offset of the first byte (when in_place)
     uint64_t bytes = 0;     // stored size
-    std::string dtype;      // "int32", "float32", ...
+    std::string dtype;      // "int32", "float32", "string", ...
     int64_t elements = 0;
+    uint64_t string_width = 0;  // fixed-width NUL-padded strings: bytes each; else 0
   };
   Result<Extent> Locate(const std::string& dataset) const;
 

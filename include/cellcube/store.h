@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cellcube/status.h"
@@ -135,11 +136,54 @@ struct StoreData {
 // Reads a whole store into memory (for tests and small stores; the commands stream).
 Result<StoreData> LoadStore(const std::string& path);
 
+// A read-only list of strings: fixed-width, NUL-padded strings in memory someone else
+// owns (a store's gene names, in place in its mapping), or strings of its own.
+class StringList {
+ public:
+  StringList() = default;
+  explicit StringList(std::vector<std::string> owned) : owned_(std::move(owned)) {
+    count_ = owned_.size();
+  }
+  // `count` strings of `width` bytes each at `data`, which must outlive the list.
+  static StringList FixedWidth(const char* data, size_t width, size_t count) {
+    StringList l;
+    l.fixed_ = data;
+    l.width_ = width;
+    l.count_ = count;
+    return l;
+  }
+  size_t size() const { return count_; }
+  bool empty() const { return count_ == 0; }
+  std::string_view operator[](size_t i) const {
+    if (!fixed_) return owned_[i];
+    const char* p = fixed_ + i * width_;
+    size_t n = 0;
+    while (n < width_ && p[n] != '\0') ++n;
+    return {p, n};
+  }
+  std::vector<std::string> ToVector() const {
+    std::vector<std::string> out;
+    out.reserve(count_);
+    for (size_t i = 0; i < count_; ++i) out.emplace_back((*this)[i]);
+    return out;
+  }
+
+ private:
+  std::vector<std::string> owned_;
+  const char* fixed_ = nullptr;
+  size_t width_ = 0;
+  size_t count_ = 0;
+};
+
 // A store's metadata without its entries: what `info` shows, read in time proportional
 // to the metadata.
 struct StoreMetadata {
-  StoreData meta;  // entry vectors and measured_genes lists empty
+  // Entry vectors and measured_genes lists empty; gene_ids/gene_symbols too when the
+  // names were asked for as `names` (below).
+  StoreData meta;
   MeasuredBits measured;
+  int64_t n_genes = 0;
+  StringList gene_ids, gene_symbols;  // when read as lists: views of the mapped file or owned
   int64_t n_entries = 0;
   int format_version = 0;
 };

@@ -80,12 +80,17 @@ class StoreReader {
   uint64_t file_inode() const { return file_inode_; }
   int64_t file_mtime_ns() const { return file_mtime_ns_; }
 
-  // The metadata, as LoadStore reads it, without the entry arrays: `columns` (dataset,
-  // cell_type, then the group-by columns), `labels`, `codes` (-1 = NA), `n_cells`,
-  // `gene_ids`, `gene_symbols`, `datasets` (with their measured genes).
+  // The metadata, as LoadStore reads it, without the entry arrays and the gene names:
+  // `columns` (dataset, cell_type, then the group-by columns), `labels`, `codes` (-1 =
+  // NA), `n_cells`, `datasets` (their measured genes: Measured()). Its gene_ids and
+  // gene_symbols are empty: the names are gene_ids() and gene_symbols().
   const StoreData& meta() const { return meta_; }
   int64_t n_groups() const { return meta_.n_groups(); }
-  int64_t n_genes() const { return meta_.n_genes(); }
+  int64_t n_genes() const { return static_cast<int64_t>(gene_ids_.size()); }
+  // Gene g's id (the var index) and symbol ("" when unknown), read in place from the
+  // mapping when the store holds them as fixed-width strings (as cellcube writes them).
+  const StringList& gene_ids() const { return gene_ids_; }
+  const StringList& gene_symbols() const { return gene_symbols_; }
   int64_t n_entries() const { return n_entries_; }
   int64_t n_datasets() const { return static_cast<int64_t>(meta_.datasets.size()); }
 
@@ -139,6 +144,7 @@ class StoreReader {
   void* map_ = nullptr;
   size_t map_bytes_ = 0;
   StoreData meta_;
+  StringList gene_ids_, gene_symbols_;
   int64_t n_entries_ = 0;
   int format_version_ = 0;
   ArrayView indptr_, indices_, nnz_, sum_, second_;

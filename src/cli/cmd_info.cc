@@ -99,7 +99,7 @@ Status RunInfo(const std::vector<std::string>& argv) {
                 {"n_datasets", s.datasets.size()},
                 {"n_cells", cells},
                 {"n_groups", s.n_groups()},
-                {"n_genes", s.n_genes()},
+                {"n_genes", loaded.n_genes},
                 {"n_entries", n_entries},
                 {"bytes_per_entry", per_entry},
                 {"datasets", datasets},
@@ -113,7 +113,7 @@ Status RunInfo(const std::vector<std::string>& argv) {
       "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
       "%.1f bytes per entry\n\n",
       s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
-      WithThousands(s.n_genes()).c_str(), WithThousands(n_entries).c_str(), per_entry);
+      WithThousands(loaded.n_genes).c_str(), WithThousands(n_entries).c_str(), per_entry);
   TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
                "group-by", "source"});
   for (const auto& d : s.datasets)

@@ -388,7 +388,12 @@ Result<File::Extent> File::Locate(const std::string& dataset) const {
       cls == TypeClass::kInteger || cls == TypeClass::kUnsigned || cls == TypeClass::kFloat;
   bool little = H5Tget_order(type.get()) == H5T_ORDER_LE || H5Tget_size(type.get()) == 1;
   haddr_t addr = H5Dget_offset(ds.get());
-  e.in_place = numeric && little && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&
+  // Fixed-width strings padded with NULs read in place too (a string ends at its first
+  // NUL or at the width); variable-length ones are heap references, never in place.
+  const bool fixed_string = cls == TypeClass::kString && H5Tis_variable_str(type.get()) == 0 &&
+                            H5Tget_strpad(type.get()) != H5T_STR_SPACEPAD;
+  if (fixed_string) e.string_width = H5Tget_size(type.get());
+  e.in_place = ((numeric && little) || fixed_string) && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&
                H5Pget_nfilters(dcpl.get()) == 0 && addr != HADDR_UNDEF &&
                e.bytes == static_cast<uint64_t>(e.elements) * H5Tget_size(type.get());
   if (e.in_place) e.offset = addr;

@@ -108,7 +108,7 @@ QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std:
   const StoreData& m = store_->meta();
   inverse_cells_.reserve(m.n_cells.size());
   for (int64_t n : m.n_cells) inverse_cells_.push_back(1.0 / static_cast<double>(n));
-  genes_ = std::make_unique<const GeneNames>(m.gene_ids, m.gene_symbols);
+  genes_ = std::make_unique<const GeneNames>(store_->gene_ids(), store_->gene_symbols());
   for (size_t c = 0; c < m.columns.size(); ++c) {
     auto& codes = label_code_.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
@@ -140,15 +140,16 @@ Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& 
 // The error for a name that is no gene id or symbol, suggesting near ones (built only
 // here: the error path may take milliseconds, the open should not).
 Status QueryEngine::UnknownGene(const std::string& name) const {
-  const StoreData& m = store_->meta();
-  std::vector<std::string> candidates = m.gene_ids;
+  const StringList& ids = store_->gene_ids();
+  const StringList& symbols = store_->gene_symbols();
+  std::vector<std::string> candidates = ids.ToVector();
   std::vector<int32_t> first;
-  for (size_t g = 0; g < m.gene_symbols.size(); ++g) {
-    if (m.gene_symbols[g].empty()) continue;
+  for (size_t g = 0; g < symbols.size(); ++g) {
+    if (symbols[g].empty()) continue;
     first.clear();
-    genes_->symbols.Find(m.gene_symbols[g], &first);
+    genes_->symbols.Find(symbols[g], &first);
     if (!first.empty() && first.front() == static_cast<int32_t>(g))
-      candidates.push_back(m.gene_symbols[g]);
+      candidates.emplace_back(symbols[g]);
   }
   auto near = NearNames(name, candidates);
   std::string hint;
@@ -641,8 +642,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   // The result: genes, split labels, rows split-major.
   result.gene_indices = genes;
   for (int32_t g : genes) {
-    result.genes.push_back(m.gene_ids[static_cast<size_t>(g)]);
-    result.symbols.push_back(m.gene_symbols[static_cast<size_t>(g)]);
+    result.genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
+    result.symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
   }
   result.n_splits = static_cast<int64_t>(n_splits);
   result.split_labels.reserve(n_splits * by.size());

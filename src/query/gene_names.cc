@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <thread>
 
 namespace cellcube {
 namespace {
@@ -26,8 +27,8 @@ bool CaseInsensitiveIndex::SameIgnoringCase(std::string_view a, std::string_view
   return true;
 }
 
-CaseInsensitiveIndex::CaseInsensitiveIndex(const std::vector<std::string>& names)
-    : names_(names) {
+CaseInsensitiveIndex::CaseInsensitiveIndex(const StringList& names)
+    : names_(&names) {
   // At most two thirds full, so a probe ends after a few slots.
   const uint64_t size = std::bit_ceil(std::max<uint64_t>(16, names.size() + names.size() / 2));
   slots_.assign(size, -1);
@@ -42,15 +43,28 @@ CaseInsensitiveIndex::CaseInsensitiveIndex(const std::vector<std::string>& names
 
 bool CaseInsensitiveIndex::Find(std::string_view key, std::vector<int32_t>* out) const {
   bool found = false;
+  if (slots_.empty()) return false;
   // Equal names were inserted in ascending order along one probe sequence.
   for (uint64_t slot = Hash(key) & mask_; slots_[slot] >= 0; slot = (slot + 1) & mask_) {
     const int32_t i = slots_[slot];
-    if (SameIgnoringCase(names_[static_cast<size_t>(i)], key)) {
+    if (SameIgnoringCase((*names_)[static_cast<size_t>(i)], key)) {
       out->push_back(i);
       found = true;
     }
   }
   return found;
+}
+
+GeneNames::GeneNames(const StringList& gene_ids, const StringList& gene_symbols) {
+  constexpr size_t kWorthAThread = 20000;
+  if (gene_ids.size() < kWorthAThread) {
+    ids = CaseInsensitiveIndex(gene_ids);
+    symbols = CaseInsensitiveIndex(gene_symbols);
+    return;
+  }
+  std::thread other([&] { symbols = CaseInsensitiveIndex(gene_symbols); });
+  ids = CaseInsensitiveIndex(gene_ids);
+  other.join();
 }
 
 }  // namespace cellcube

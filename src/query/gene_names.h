@@ -9,12 +9,15 @@
 #include <string_view>
 #include <vector>
 
+#include "cellcube/store.h"
+
 namespace cellcube {
 
 class CaseInsensitiveIndex {
  public:
+  CaseInsensitiveIndex() = default;
   // Indexes names[i] for every i with a non-empty name. `names` must outlive the index.
-  explicit CaseInsensitiveIndex(const std::vector<std::string>& names);
+  explicit CaseInsensitiveIndex(const StringList& names);
 
   // Appends every i whose name equals `key` ignoring ASCII case, ascending; false when
   // there is none.
@@ -24,7 +27,7 @@ class CaseInsensitiveIndex {
   static uint64_t Hash(std::string_view s);
   static bool SameIgnoringCase(std::string_view a, std::string_view b);
 
-  const std::vector<std::string>& names_;
+  const StringList* names_ = nullptr;
   std::vector<int32_t> slots_;  // name index, -1 = empty
   uint64_t mask_ = 0;
 };
@@ -33,8 +36,8 @@ class CaseInsensitiveIndex {
 struct GeneNames {
   CaseInsensitiveIndex ids;
   CaseInsensitiveIndex symbols;
-  GeneNames(const std::vector<std::string>& gene_ids, const std::vector<std::string>& gene_symbols)
-      : ids(gene_ids), symbols(gene_symbols) {}
+  // The two indexes are built at once, on two threads (tens of thousands of names each).
+  GeneNames(const StringList& gene_ids, const StringList& gene_symbols);
 };
 
 }  // namespace cellcube

@@ -243,10 +243,12 @@ Response HandleGenes(const Snapshot& snap, const Request& req) {
     return Error(400, "limit must be an integer from 1 to 100");
   }
   if (limit < 1 || limit > 100) return Error(400, "limit must be an integer from 1 to 100");
-  const StoreData& m = snap.store().meta();
+  const StringList& ids = snap.store().gene_ids();
+  const StringList& symbols = snap.store().gene_symbols();
   json genes = json::array();
   for (int32_t g : snap.catalog->SearchGenes(Param(req, "q"), static_cast<size_t>(limit)))
-    genes.push_back({{"id", m.gene_ids[g]}, {"symbol", m.gene_symbols[g]}});
+    genes.push_back({{"id", std::string(ids[static_cast<size_t>(g)])},
+                     {"symbol", std::string(symbols[static_cast<size_t>(g)])}});
   return Json(json{{"genes", genes}}.dump());
 }
 

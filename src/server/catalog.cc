@@ -65,7 +65,7 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
   name = name.substr(name.find_last_of('/') == std::string::npos ? 0 : name.find_last_of('/') + 1);
   meta_json_ = json{{"store", name},
                     {"n_cells", cells},
-                    {"n_genes", m.n_genes()},
+                    {"n_genes", engine_->store().n_genes()},
                     {"n_groups", m.n_groups()},
                     {"datasets", datasets},
                     {"columns", ColumnsJson(m, CellsPerValue(m), false)},
@@ -73,9 +73,12 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
                     {"has_donor", !donor.empty()},
                     {"donor_column", donor.empty() ? json(nullptr) : json(donor)}}
                    .dump();
-  for (int32_t g = 0; g < static_cast<int32_t>(m.n_genes()); ++g) {
-    ids_.push_back({ToLower(m.gene_ids[g]), g});
-    if (!m.gene_symbols[g].empty()) symbols_.push_back({ToLower(m.gene_symbols[g]), g});
+  const StringList& ids = engine_->store().gene_ids();
+  const StringList& symbols = engine_->store().gene_symbols();
+  for (int32_t g = 0; g < static_cast<int32_t>(ids.size()); ++g) {
+    ids_.push_back({ToLower(std::string(ids[static_cast<size_t>(g)])), g});
+    if (!symbols[static_cast<size_t>(g)].empty())
+      symbols_.push_back({ToLower(std::string(symbols[static_cast<size_t>(g)])), g});
   }
   auto by_key = [](const Key& a, const Key& b) { return a.lower < b.lower; };
   std::sort(ids_.begin(), ids_.end(), by_key);

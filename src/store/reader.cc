@@ -106,7 +106,8 @@ Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
       else m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
     }
     if (const char* fault = EntryFault(context, gene, group, previous, nnz[k], s1, m2))
-      return Broken("entry " + std::to_string(k) + " of gene '" + m.gene_ids[gene] + "': " + fault);
+      return Broken("entry " + std::to_string(k) + " of gene '" +
+                    std::string(r.gene_ids()[static_cast<size_t>(gene)]) + "': " + fault);
     previous = group;
   }
   return Status::Ok();
@@ -243,11 +244,14 @@ struct StoreReader::Internals {
 
   Status Run(const File& f, bool hdf5_only) {
     file = &f;
-    const MappedBytes map{static_cast<const char*>(r->map_), r->map_bytes_};
-    CC_ASSIGN_OR_RETURN(StoreMetadata loaded,
-                        LoadStoreMetadata(f, /*with_gene_lists=*/false, map));
+    MetadataOptions options;
+    options.names = MetadataOptions::Names::kLists;
+    options.map = {static_cast<const char*>(r->map_), r->map_bytes_};
+    CC_ASSIGN_OR_RETURN(StoreMetadata loaded, LoadStoreMetadata(f, options));
     r->meta_ = std::move(loaded.meta);
     r->measured_ = std::move(loaded.measured);
+    r->gene_ids_ = std::move(loaded.gene_ids);
+    r->gene_symbols_ = std::move(loaded.gene_symbols);
     r->format_version_ = loaded.format_version;
     IndexDatasets();
     const EntryArrayNames names = EntryArraysOf(r->format_version_);

@@ -140,15 +140,51 @@ Status LoadDatasets(const File& f, StoreData* s) {
   return Status::Ok();
 }
 
+// One string column of var as a list: in place in `map` when the store holds it as
+// fixed-width strings there (as cellcube writes them), else read into memory.
+Result<StringList> ReadNameList(const File& f, const std::string& dataset, MappedBytes map) {
+  auto e = f.Locate(dataset);
+  if (e.ok() && e->in_place && e->string_width > 0 && map.data && e->offset <= map.size &&
+      e->bytes <= map.size - e->offset)
+    return StringList::FixedWidth(map.data + e->offset, e->string_width,
+                                  static_cast<size_t>(e->elements));
+  CC_ASSIGN_OR_RETURN(auto strings, f.ReadStrings(dataset));
+  return StringList(std::move(strings));
+}
+
+// The gene ids and symbols as lists (the StoreReader's form).
+Status LoadGeneLists(const File& f, MappedBytes map, StoreMetadata* out) {
+  CC_ASSIGN_OR_RETURN(h5ad::DataFrameInfo var, f.VarInfo());
+  if (auto ids = ReadNameList(f, "var/" + var.index_name, map); ids.ok()) {
+    out->gene_ids = std::move(*ids);
+  } else {
+    CC_ASSIGN_OR_RETURN(auto strings, f.ReadVarIndex());  // e.g. a compound 0.6 table
+    out->gene_ids = StringList(std::move(strings));
+  }
+  const std::string symbols = std::string("var/") + store_layout::kSymbolColumn;
+  if (auto plain = ReadNameList(f, symbols, map); plain.ok()) {
+    out->gene_symbols = std::move(*plain);
+  } else {
+    CC_ASSIGN_OR_RETURN(Column column, f.ReadVarColumn(store_layout::kSymbolColumn));
+    out->gene_symbols = StringList(Expand(column));
+  }
+  if (out->gene_symbols.size() != out->gene_ids.size())
+    return Status::Corrupt("var 'symbol' and the var index have different lengths");
+  if (out->gene_ids.size() >= static_cast<size_t>(INT32_MAX)) return Status::Corrupt("too many genes");
+  out->n_genes = static_cast<int64_t>(out->gene_ids.size());
+  return Status::Ok();
+}
+
 // Format 2: a packed bitset, one row of 8 * ceil(genes / 64) bytes per dataset.
 // Format 2: a packed bitset, one row of 8 * ceil(genes / 64) bytes per dataset: read in
 // place from `map` when the store is mapped and the array lies there as written, else
 // read into memory. Either way every row is checked.
-Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, MappedBytes map) {
+Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, int64_t n_genes,
+                                        MappedBytes map) {
   const std::string path = std::string(store_layout::kUnsGroup) + "/" + store_layout::kMeasured;
   CC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, f.ShapeOf(path));
   const auto n_datasets = static_cast<int64_t>(s.datasets.size());
-  const int64_t words_per_row = (s.n_genes() + 63) / 64;
+  const int64_t words_per_row = (n_genes + 63) / 64;
   const uint64_t bytes = static_cast<uint64_t>(n_datasets * words_per_row) * 8;
   if (shape.size() != 2 || shape[0] != n_datasets || shape[1] != words_per_row * 8)
     return Status::Corrupt(path + " is not a (datasets, " + std::to_string(words_per_row * 8) +
@@ -158,16 +194,16 @@ Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, Mappe
   if (std::endian::native == std::endian::little && map.data && e.in_place &&
       e.bytes == bytes && e.offset % 8 == 0 && e.offset <= map.size &&
       bytes <= map.size - e.offset) {
-    bits = MeasuredBits::View(s.n_genes(), reinterpret_cast<const uint64_t*>(map.data + e.offset));
+    bits = MeasuredBits::View(n_genes, reinterpret_cast<const uint64_t*>(map.data + e.offset));
   } else {
-    bits = MeasuredBits(n_datasets, s.n_genes());
+    bits = MeasuredBits(n_datasets, n_genes);
     if (n_datasets > 0) CC_RETURN_IF_ERROR(f.ReadBytesInto(path, bits.mutable_row(0), bytes));
     if constexpr (std::endian::native == std::endian::big)
       for (int64_t d = 0; d < n_datasets; ++d)
         for (int64_t w = 0; w < words_per_row; ++w)
           bits.mutable_row(d)[w] = __builtin_bswap64(bits.row(d)[w]);
   }
-  const int64_t tail = s.n_genes() % 64;
+  const int64_t tail = n_genes % 64;
   for (int64_t d = 0; d < n_datasets; ++d) {
     const uint64_t* row = bits.row(d);
     int64_t count = 0;
@@ -183,7 +219,7 @@ Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, Mappe
 }
 
 // Format 1: per dataset, an ascending list of gene indices.
-Result<MeasuredBits> LoadMeasuredLists(const File& f, const StoreData& s) {
+Result<MeasuredBits> LoadMeasuredLists(const File& f, const StoreData& s, int64_t n_genes) {
   const std::string root = store_layout::kUnsGroup;
   CC_ASSIGN_OR_RETURN(auto indptr, f.ReadIntegers(root + "/measured_indptr"));
   CC_ASSIGN_OR_RETURN(auto genes, f.ReadIntegers(root + "/measured_genes"));
@@ -191,12 +227,12 @@ Result<MeasuredBits> LoadMeasuredLists(const File& f, const StoreData& s) {
   if (static_cast<int64_t>(indptr.size()) != n_datasets + 1 || indptr[0] != 0 ||
       indptr.back() != static_cast<int64_t>(genes.size()))
     return Status::Corrupt("uns/cellcube/measured_indptr does not match the datasets");
-  MeasuredBits bits(n_datasets, s.n_genes());
+  MeasuredBits bits(n_datasets, n_genes);
   for (int64_t d = 0; d < n_datasets; ++d) {
     if (indptr[d + 1] < indptr[d] || indptr[d + 1] > indptr.back())
       return Status::Corrupt("uns/cellcube/measured_indptr decreases");
     for (int64_t k = indptr[d]; k < indptr[d + 1]; ++k) {
-      if (genes[k] < 0 || genes[k] >= s.n_genes() || (k > indptr[d] && genes[k] <= genes[k - 1]))
+      if (genes[k] < 0 || genes[k] >= n_genes || (k > indptr[d] && genes[k] <= genes[k - 1]))
         return Status::Corrupt("uns/cellcube/measured_genes of dataset '" +
                                s.datasets[static_cast<size_t>(d)].name +
                                "' are out of range or not ascending");
@@ -218,22 +254,35 @@ EntryArrayNames EntryArraysOf(int format_version) {
           second + "/indices"};
 }
 
-Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists, MappedBytes map) {
+Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions& options) {
   StoreMetadata out;
   CC_ASSIGN_OR_RETURN(out.format_version, CheckFormat(file));
   StoreData& s = out.meta;
   CC_RETURN_IF_ERROR(LoadGroups(file, &s));
-  CC_RETURN_IF_ERROR(LoadGenes(file, &s));
+  switch (options.names) {
+    case MetadataOptions::Names::kStrings:
+      CC_RETURN_IF_ERROR(LoadGenes(file, &s));
+      out.n_genes = s.n_genes();
+      break;
+    case MetadataOptions::Names::kLists:
+      CC_RETURN_IF_ERROR(LoadGeneLists(file, options.map, &out));
+      break;
+    case MetadataOptions::Names::kCountOnly: {
+      CC_ASSIGN_OR_RETURN(h5ad::DataFrameInfo var, file.VarInfo());
+      out.n_genes = var.n_rows;
+      break;
+    }
+  }
   CC_RETURN_IF_ERROR(LoadDatasets(file, &s));
   CC_RETURN_IF_ERROR(s.ValidateMetadata());
   if (out.format_version == 1) {
-    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s));
+    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s, out.n_genes));
   } else {
-    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredBitset(file, s, map));
+    CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredBitset(file, s, out.n_genes, options.map));
   }
-  if (with_gene_lists)
+  if (options.measured_gene_lists)
     for (size_t d = 0; d < s.datasets.size(); ++d)
-      for (int64_t g = 0; g < s.n_genes(); ++g)
+      for (int64_t g = 0; g < out.n_genes; ++g)
         if (out.measured.Get(static_cast<int64_t>(d), g))
           s.datasets[d].measured_genes.push_back(static_cast<int32_t>(g));
   return out;
@@ -242,7 +291,9 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, bool with_gene_lists, 
 Result<StoreData> LoadStore(const std::string& path) {
   auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/true);
+  MetadataOptions options;
+  options.measured_gene_lists = true;
+  auto meta = LoadStoreMetadata(*file, options);
   if (!meta.ok()) return in_context(meta.status());
   StoreData s = std::move(meta->meta);
   if (Status st = LoadEntries(*file, meta->format_version, &s); !st.ok()) return in_context(st);
@@ -252,7 +303,9 @@ Result<StoreData> LoadStore(const std::string& path) {
 
 Result<std::unique_ptr<File>> OpenStoreMetadata(const std::string& path, StoreMetadata* out) {
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/true);
+  MetadataOptions options;
+  options.measured_gene_lists = true;
+  auto meta = LoadStoreMetadata(*file, options);
   if (!meta.ok()) return meta.status().WithContext("store '" + path + "'");
   *out = std::move(*meta);
   return file;
@@ -268,7 +321,9 @@ MeasuredBits MeasuredGeneBits(const StoreData& s) {
 Result<StoreMetadata> ReadStoreMetadata(const std::string& path) {
   auto in_context = [&](const Status& st) { return st.WithContext("store '" + path + "'"); };
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
-  auto meta = LoadStoreMetadata(*file, /*with_gene_lists=*/false);
+  MetadataOptions options;
+  options.names = MetadataOptions::Names::kCountOnly;  // info shows counts, not names
+  auto meta = LoadStoreMetadata(*file, options);
   if (!meta.ok()) return in_context(meta.status());
   auto extent = file->Locate(EntryArraysOf(meta->format_version).indices);
   if (!extent.ok()) return in_context(extent.status());

@@ -25,15 +25,24 @@ struct MappedBytes {
   uint64_t size = 0;
 };
 
+struct MetadataOptions {
+  // Also fill each record's measured_genes list (from the bits).
+  bool measured_gene_lists = false;
+  // The gene ids and symbols: into StoreData's vectors (kStrings), into StoreMetadata's
+  // lists, in place in `map` where the store holds them as fixed-width strings
+  // (kLists: the StoreReader's form), or only their count (kCountOnly: `info`).
+  enum class Names { kStrings, kLists, kCountOnly };
+  Names names = Names::kStrings;
+  // The same file, mapped: the measured-gene bits and the name lists are then views of
+  // it, and the result must not outlive the mapping.
+  MappedBytes map;
+};
+
 // Checks the format name and version, then reads the grouping columns with their codes
-// and n_cells, the gene ids and symbols, the dataset records, and which genes each
-// dataset measured (as bits; also as each record's measured_genes list when
-// `with_gene_lists`). Everything read is checked (StoreData::ValidateMetadata, the
-// bitset's shape and padding); `n_entries` is left 0 for the caller. With `map` (the
-// same file, mapped), the measured-gene bits are a view of it: the result must not
-// outlive the mapping.
-Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, bool with_gene_lists,
-                                        MappedBytes map = {});
+// and n_cells, the gene names (per `options`), the dataset records, and which genes each
+// dataset measured (as bits). Everything read is checked (StoreData::ValidateMetadata,
+// the bitset's shape, padding and counts); `n_entries` is left 0 for the caller.
+Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, const MetadataOptions& options);
 
 // Opens the store at `path` and reads its metadata (with the gene lists); errors name
 // the store. The file stays open for the caller's reads of the entry arrays.
