@@ -116,7 +116,7 @@ std::string FormatJson(const QueryResult& result);
 struct EngineOptions {
   // A query whose genes hold at least this many entries runs on every core (a gene per
   // thread at a time); smaller ones on the calling thread. <= 0: never in parallel.
-  int64_t parallel_min_entries = int64_t{1} << 20;
+  int64_t parallel_min_entries = int64_t{1} << 18;
 };
 
 class QueryEngine {
