@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config clang-format
   libhdf5-dev hdf5-tools liblzf-dev libdeflate-dev zlib1g-dev
-  libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev
+  libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev libboost-math-dev
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-pytest
   python3-dev redis-server python3-redis python3-flask wrk
   chromium

@@ -132,6 +132,19 @@ class QueryEngine {
 
   Result<QueryResult> Run(const Query& query) const;
 
+  // The groups a population selects (datasets: empty = all; where: as in Query),
+  // ascending. NotFound/InvalidArgument for unknown names or empty value lists, as Run.
+  Result<std::vector<int32_t>> SelectGroups(const std::vector<std::string>& datasets,
+                                            const std::vector<WhereClause>& where) const;
+  // Per (split, gene), split-major: the statistics of `groups` (ascending) pooled by
+  // `split_of_group` (one split in [0, n_splits) per group); n_cells counts the cells
+  // of datasets that measured the gene; m2 is filled when `want_m2`. Each gene's
+  // entries are checked first (Corrupt for a damaged one).
+  Result<std::vector<Aggregate>> RollUp(const std::vector<int32_t>& genes,
+                                        const std::vector<int32_t>& groups,
+                                        const std::vector<int32_t>& split_of_group,
+                                        int32_t n_splits, bool want_m2) const;
+
   // Gene indices for names (ids or symbols, case-insensitive), deduplicated, in order.
   Result<std::vector<int32_t>> ResolveGenes(const std::vector<std::string>& names) const;
   // Index of a grouping column; NotFound with suggestions.
@@ -147,6 +160,12 @@ class QueryEngine {
  private:
   explicit QueryEngine(std::shared_ptr<const StoreReader> store);
   Status UnknownGene(const std::string& name) const;
+  Status SelectGroupsInto(const std::vector<std::string>& datasets,
+                          const std::vector<WhereClause>& where,
+                          std::vector<int32_t>* selected) const;
+  Status RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+                    const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
+                    std::vector<Aggregate>* out) const;
 
  public:
   ~QueryEngine();

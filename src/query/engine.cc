@@ -209,13 +209,13 @@ struct ScanBuffers {
   std::vector<double> mean;
 };
 
-struct Scratch {
+struct SelectScratch {
   std::vector<uint8_t> dataset_selected;  // per dataset
   std::vector<uint8_t> allowed;           // per where column: 1 + labels flags (0 = NA)
-  std::vector<int32_t> selected;          // groups
-  std::vector<uint64_t> keys;             // per selected group
-  std::vector<uint64_t> distinct;
-  std::vector<int32_t> dense;     // key -> split + 1 (0 = unseen)
+  std::vector<GroupRange> runs;
+};
+
+struct RollUpScratch {
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
   ScanBuffers buffers;                      // this thread's accumulators
@@ -225,6 +225,14 @@ struct Scratch {
   std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
   std::vector<int32_t> unmeasured;          // per gene: contributing indices, flattened
   std::vector<int64_t> unmeasured_begin;
+};
+
+struct Scratch {
+  std::vector<int32_t> selected;  // groups
+  std::vector<uint64_t> keys;     // per selected group
+  std::vector<int32_t> split;     // per selected group
+  std::vector<uint64_t> distinct;
+  std::vector<int32_t> dense;           // key -> split + 1 (0 = unseen)
   std::vector<Aggregate> agg;           // per split x gene
   std::vector<int32_t> representative;  // per split: one of its groups
 };
@@ -424,6 +432,212 @@ uint64_t RankKeys(std::vector<uint64_t>& keys, std::vector<uint64_t>& distinct) 
 
 }  // namespace
 
+// The groups that `datasets` (empty = all) and `where` select, ascending: the one
+// definition of a population, for queries, facet counts and both sides of a DE.
+Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
+                                     const std::vector<WhereClause>& where,
+                                     std::vector<int32_t>* selected) const {
+  thread_local SelectScratch w;
+  const StoreReader& s = *store_;
+  const StoreData& m = s.meta();
+  std::vector<int32_t>& out_groups = *selected;
+  // Datasets.
+  const auto n_datasets = static_cast<size_t>(s.n_datasets());
+  w.dataset_selected.assign(n_datasets, datasets.empty() ? 1 : 0);
+  for (const auto& name : datasets) {
+    auto it = label_code_[0].find(name);
+    if (it == label_code_[0].end())
+      return Status::NotFound("unknown dataset '" + name + "'" +
+                              SuggestionSuffix(name, m.labels[0]));
+    w.dataset_selected[static_cast<size_t>(it->second)] = 1;
+  }
+
+  // Where: one flag per (column, label), index 0 for NA.
+  std::vector<std::pair<int32_t, size_t>> filters;  // column, offset into w.allowed
+  w.allowed.clear();
+  for (const auto& clause : where) {
+    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(clause.column));
+    size_t offset = w.allowed.size();
+    bool seen = false;
+    for (const auto& f : filters)
+      if (f.first == c) offset = f.second, seen = true;
+    if (!seen) {
+      filters.emplace_back(c, offset);
+      w.allowed.resize(offset + m.labels[static_cast<size_t>(c)].size() + 1, 0);
+    }
+    if (clause.values.empty())
+      return Status::InvalidArgument("no value given for column '" + clause.column + "'");
+    for (const auto& value : clause.values) {
+      auto it = label_code_[static_cast<size_t>(c)].find(value);
+      if (value == "NA") {  // missing values (and a value literally called NA, if any)
+        w.allowed[offset] = 1;
+        if (it != label_code_[static_cast<size_t>(c)].end())
+          w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+        continue;
+      }
+      if (it == label_code_[static_cast<size_t>(c)].end())
+        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
+                                SuggestionSuffix(value, present_values_[static_cast<size_t>(c)]));
+      w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+    }
+  }
+
+  // Candidate group ranges: the selected datasets' (when groups are consecutive per
+  // dataset, as cellcube writes them), else every group.
+  w.runs.clear();
+  if (!s.dataset_group_begin().empty()) {
+    for (size_t d = 0; d < n_datasets; ++d)
+      if (w.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
+        w.runs.push_back({s.dataset_group_begin()[d], s.dataset_group_end()[d]});
+    std::sort(w.runs.begin(), w.runs.end(),
+              [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
+  } else {
+    w.runs.push_back({0, s.n_groups()});
+  }
+
+  // Select groups, tightening each run to its first and last selected group, and give
+  // each selected group its split key (mixed radix over the by-columns' label positions,
+  // NA after the labels, re-ranked whenever the radix would overflow 64 bits).
+  const std::vector<int32_t>& group_dataset = s.group_dataset();
+  out_groups.clear();
+  size_t n_runs = 0;
+  for (const GroupRange& run : w.runs) {
+    int64_t first = -1, last = -1;
+    for (int64_t g = run.begin; g < run.end; ++g) {
+      if (!w.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]) continue;
+      bool keep = true;
+      for (const auto& [c, offset] : filters)
+        keep &=
+            w.allowed[offset + static_cast<size_t>(
+                                   m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] + 1)] !=
+            0;
+      if (!keep) continue;
+      out_groups.push_back(static_cast<int32_t>(g));
+      if (first < 0) first = g;
+      last = g;
+    }
+    if (first >= 0) w.runs[n_runs++] = {first, last + 1};
+  }
+  w.runs.resize(n_runs);
+  // Runs follow dataset order, which is group order in a store cellcube wrote.
+  if (!std::is_sorted(out_groups.begin(), out_groups.end()))
+    std::sort(out_groups.begin(), out_groups.end());
+  return Status::Ok();
+}
+
+Result<std::vector<int32_t>> QueryEngine::SelectGroups(const std::vector<std::string>& datasets,
+                                                       const std::vector<WhereClause>& where) const {
+  std::vector<int32_t> out;
+  CC_RETURN_IF_ERROR(SelectGroupsInto(datasets, where, &out));
+  return out;
+}
+
+// Per (split, gene), split-major: the statistics of the groups assigned to each split
+// (SPEC §2; `groups` ascending, `split_of_group` per group), n_cells counting only the
+// datasets that measured the gene; m2 only when `want_m2`. Each gene's entries are
+// checked first (SPEC §10). The one roll-up behind queries and DE.
+Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+                               const std::vector<int32_t>& split_of_group, int32_t n_splits,
+                               bool want_m2, std::vector<Aggregate>* out) const {
+  thread_local RollUpScratch t;
+  const StoreReader& s = *store_;
+  const StoreData& m = s.meta();
+  const std::vector<int32_t>& group_dataset = s.group_dataset();
+  const auto n_datasets = static_cast<size_t>(s.n_datasets());
+  const size_t n_selected = groups.size();
+  out->clear();
+  if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
+  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
+  if (n_selected == 0 || n_splits <= 0) {
+    out->assign(static_cast<size_t>(std::max(0, n_splits)) * genes.size(), Aggregate{});
+    return Status::Ok();
+  }
+
+  // Runs of groups to scan: a new run where the groups jump to another dataset (within a
+  // dataset, unselected groups in between go to a dummy split).
+  t.runs.clear();
+  for (size_t i = 0; i < n_selected; ++i) {
+    const int32_t g = groups[i];
+    if (i > 0 && g <= groups[i - 1])
+      return Status::Internal("roll-up groups are not ascending");
+    if (t.runs.empty() ||
+        (g != t.runs.back().end && group_dataset[static_cast<size_t>(g)] !=
+                                       group_dataset[static_cast<size_t>(groups[i - 1])]))
+      t.runs.push_back({g, g + 1});
+    else
+      t.runs.back().end = g + 1;
+  }
+  const auto dummy = n_splits;  // the slot of unselected groups
+  const int64_t base = t.runs.front().begin;
+  t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), dummy);
+  t.cells.assign(n_splits, 0);
+  t.contributing.clear();
+  t.contributing_index.assign(n_datasets, -1);
+  for (size_t i = 0; i < n_selected; ++i) {
+    const int32_t g = groups[i];
+    const int32_t split = split_of_group[i];
+    if (split < 0 || split >= n_splits) return Status::Internal("roll-up split out of range");
+    t.split_of[static_cast<size_t>(g - base)] = split;
+    t.cells[static_cast<size_t>(split)] += m.n_cells[static_cast<size_t>(g)];
+    const int32_t d = group_dataset[static_cast<size_t>(g)];
+    if (t.contributing_index[static_cast<size_t>(d)] < 0) {
+      t.contributing_index[static_cast<size_t>(d)] = static_cast<int32_t>(t.contributing.size());
+      t.contributing.push_back(d);
+    }
+  }
+  // The contributing datasets that did not measure each gene; cells per (split,
+  // dataset) are needed only when there are some.
+  t.unmeasured.clear();
+  t.unmeasured_begin.assign(1, 0);
+  for (int32_t g : genes) {
+    for (size_t j = 0; j < t.contributing.size(); ++j)
+      if (!s.Measured(t.contributing[j], g)) t.unmeasured.push_back(static_cast<int32_t>(j));
+    t.unmeasured_begin.push_back(static_cast<int64_t>(t.unmeasured.size()));
+  }
+  const size_t n_contributing = t.contributing.size();
+  if (!t.unmeasured.empty()) {
+    t.cells_by_dataset.assign(n_splits * n_contributing, 0);
+    for (size_t i = 0; i < n_selected; ++i) {
+      const int32_t g = groups[i];
+      const auto j = static_cast<size_t>(
+          t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]);
+      t.cells_by_dataset[static_cast<size_t>(split_of_group[i]) * n_contributing + j] +=
+          m.n_cells[static_cast<size_t>(g)];
+    }
+  }
+
+  // Per gene: check its entries once (SPEC §10), then scan them into the per-split
+  // accumulators; the second moment only when asked for.
+  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
+  GeneScan scan;
+  scan.store = &s;
+  scan.runs = &t.runs;
+  scan.base = base;
+  scan.split_of = t.split_of.data();
+  scan.n_splits = static_cast<size_t>(n_splits);
+  scan.n_genes = genes.size();
+  scan.n_contributing = n_contributing;
+  scan.cells = t.cells.data();
+  scan.cells_by_dataset = t.cells_by_dataset.data();
+  scan.unmeasured = t.unmeasured.data();
+  scan.unmeasured_begin = t.unmeasured_begin.data();
+  scan.inverse_cells = inverse_cells_.data();
+  scan.sums = PickSums(s);
+  scan.second = want_m2 ? PickSecond(s) : nullptr;
+  out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
+  if (!genes.empty()) ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, out->data());
+  return Status::Ok();
+}
+
+Result<std::vector<Aggregate>> QueryEngine::RollUp(const std::vector<int32_t>& genes,
+                                                   const std::vector<int32_t>& groups,
+                                                   const std::vector<int32_t>& split_of_group,
+                                                   int32_t n_splits, bool want_m2) const {
+  std::vector<Aggregate> out;
+  CC_RETURN_IF_ERROR(RollUpInto(genes, groups, split_of_group, n_splits, want_m2, &out));
+  return out;
+}
+
 Result<QueryResult> QueryEngine::Run(const Query& q) const {
   thread_local Scratch t;
   const StoreReader& s = *store_;
@@ -449,96 +663,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   }
   result.by = q.by;
 
-  // Datasets.
-  const auto n_datasets = static_cast<size_t>(s.n_datasets());
-  t.dataset_selected.assign(n_datasets, q.datasets.empty() ? 1 : 0);
-  for (const auto& name : q.datasets) {
-    auto it = label_code_[0].find(name);
-    if (it == label_code_[0].end())
-      return Status::NotFound("unknown dataset '" + name + "'" +
-                              SuggestionSuffix(name, m.labels[0]));
-    t.dataset_selected[static_cast<size_t>(it->second)] = 1;
-  }
-
-  // Where: one flag per (column, label), index 0 for NA.
-  std::vector<std::pair<int32_t, size_t>> filters;  // column, offset into t.allowed
-  t.allowed.clear();
-  for (const auto& clause : q.where) {
-    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(clause.column));
-    size_t offset = t.allowed.size();
-    bool seen = false;
-    for (const auto& f : filters)
-      if (f.first == c) offset = f.second, seen = true;
-    if (!seen) {
-      filters.emplace_back(c, offset);
-      t.allowed.resize(offset + m.labels[static_cast<size_t>(c)].size() + 1, 0);
-    }
-    if (clause.values.empty())
-      return Status::InvalidArgument("no value given for column '" + clause.column + "'");
-    for (const auto& value : clause.values) {
-      auto it = label_code_[static_cast<size_t>(c)].find(value);
-      if (value == "NA") {  // missing values (and a value literally called NA, if any)
-        t.allowed[offset] = 1;
-        if (it != label_code_[static_cast<size_t>(c)].end())
-          t.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
-        continue;
-      }
-      if (it == label_code_[static_cast<size_t>(c)].end())
-        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
-                                SuggestionSuffix(value, present_values_[static_cast<size_t>(c)]));
-      t.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
-    }
-  }
-
-  // Candidate group ranges: the selected datasets' (when groups are consecutive per
-  // dataset, as cellcube writes them), else every group.
-  t.runs.clear();
-  if (!s.dataset_group_begin().empty()) {
-    for (size_t d = 0; d < n_datasets; ++d)
-      if (t.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
-        t.runs.push_back({s.dataset_group_begin()[d], s.dataset_group_end()[d]});
-    std::sort(t.runs.begin(), t.runs.end(),
-              [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
-  } else {
-    t.runs.push_back({0, s.n_groups()});
-  }
-
-  // Select groups, tightening each run to its first and last selected group, and give
-  // each selected group its split key (mixed radix over the by-columns' label positions,
-  // NA after the labels, re-ranked whenever the radix would overflow 64 bits).
-  const std::vector<int32_t>& group_dataset = s.group_dataset();
-  t.selected.clear();
-  size_t n_runs = 0;
-  for (const GroupRange& run : t.runs) {
-    int64_t first = -1, last = -1;
-    for (int64_t g = run.begin; g < run.end; ++g) {
-      if (!t.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]) continue;
-      bool keep = true;
-      for (const auto& [c, offset] : filters)
-        keep &=
-            t.allowed[offset + static_cast<size_t>(
-                                   m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] + 1)] !=
-            0;
-      if (!keep) continue;
-      t.selected.push_back(static_cast<int32_t>(g));
-      if (first < 0) first = g;
-      last = g;
-    }
-    if (first >= 0) t.runs[n_runs++] = {first, last + 1};
-  }
-  t.runs.resize(n_runs);
+  CC_RETURN_IF_ERROR(SelectGroupsInto(q.datasets, q.where, &t.selected));
   if (t.selected.empty()) return result;
-  {  // merge touching runs
-    size_t out = 0;
-    for (size_t i = 1; i < t.runs.size(); ++i) {
-      if (t.runs[i].begin == t.runs[out].end) {
-        t.runs[out].end = t.runs[i].end;
-      } else {
-        t.runs[++out] = t.runs[i];
-      }
-    }
-    t.runs.resize(out + 1);
-  }
 
   const size_t n_selected = t.selected.size();
   t.keys.assign(n_selected, 0);
@@ -573,71 +699,18 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   } else {
     n_splits = RankKeys(t.keys, t.distinct);
   }
-  const auto dummy = static_cast<int32_t>(n_splits);  // the slot of unselected groups
-
-  // Per group: its split; per split: a representative group and its cells per dataset.
-  const int64_t base = t.runs.front().begin;
-  t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), dummy);
+  // Per split: a representative group (for its labels); then the roll-up.
   t.representative.assign(n_splits, -1);
-  t.cells.assign(n_splits, 0);
-  t.contributing.clear();
-  t.contributing_index.assign(n_datasets, -1);
+  t.split.assign(n_selected, 0);
   for (size_t i = 0; i < n_selected; ++i) {
-    const int32_t g = t.selected[i];
-    const auto split = static_cast<int32_t>(t.keys[i]);
-    t.split_of[static_cast<size_t>(g - base)] = split;
-    if (t.representative[static_cast<size_t>(split)] < 0)
-      t.representative[static_cast<size_t>(split)] = g;
-    t.cells[static_cast<size_t>(split)] += m.n_cells[static_cast<size_t>(g)];
-    const int32_t d = group_dataset[static_cast<size_t>(g)];
-    if (t.contributing_index[static_cast<size_t>(d)] < 0) {
-      t.contributing_index[static_cast<size_t>(d)] = static_cast<int32_t>(t.contributing.size());
-      t.contributing.push_back(d);
-    }
+    t.split[i] = static_cast<int32_t>(t.keys[i]);
+    if (t.representative[t.keys[i]] < 0) t.representative[t.keys[i]] = t.selected[i];
   }
-  // The contributing datasets that did not measure each gene; cells per (split,
-  // dataset) are needed only when there are some.
-  t.unmeasured.clear();
-  t.unmeasured_begin.assign(1, 0);
-  for (int32_t g : genes) {
-    for (size_t j = 0; j < t.contributing.size(); ++j)
-      if (!s.Measured(t.contributing[j], g)) t.unmeasured.push_back(static_cast<int32_t>(j));
-    t.unmeasured_begin.push_back(static_cast<int64_t>(t.unmeasured.size()));
-  }
-  const size_t n_contributing = t.contributing.size();
-  if (!t.unmeasured.empty()) {
-    t.cells_by_dataset.assign(n_splits * n_contributing, 0);
-    for (size_t i = 0; i < n_selected; ++i) {
-      const int32_t g = t.selected[i];
-      const auto j = static_cast<size_t>(
-          t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]);
-      t.cells_by_dataset[t.keys[i] * n_contributing + j] += m.n_cells[static_cast<size_t>(g)];
-    }
-  }
-
-  // Per gene: check its entries once (SPEC §10), then scan them into the per-split
-  // accumulators; the second moment only when asked for.
-  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
-  GeneScan scan;
-  scan.store = &s;
-  scan.runs = &t.runs;
-  scan.base = base;
-  scan.split_of = t.split_of.data();
-  scan.n_splits = n_splits;
-  scan.n_genes = genes.size();
-  scan.n_contributing = n_contributing;
-  scan.cells = t.cells.data();
-  scan.cells_by_dataset = t.cells_by_dataset.data();
-  scan.unmeasured = t.unmeasured.data();
-  scan.unmeasured_begin = t.unmeasured_begin.data();
-  scan.inverse_cells = inverse_cells_.data();
-  scan.sums = PickSums(s);
-  scan.second = want_m2 ? PickSecond(s) : nullptr;
+  CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits),
+                                want_m2, &t.agg));
   const size_t n_genes = genes.size();
-  t.agg.assign(n_splits * n_genes, Aggregate{});
-  ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, t.agg.data());
 
   // The result: genes, split labels, rows split-major.
   result.gene_indices = genes;
