@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -144,6 +145,13 @@ class QueryEngine {
                                         const std::vector<int32_t>& groups,
                                         const std::vector<int32_t>& split_of_group,
                                         int32_t n_splits, bool want_m2) const;
+  // The same, handing each gene's n_splits aggregates to `visit(index in genes, splits)`
+  // instead of keeping a (splits x genes) matrix. A large roll-up calls it from several
+  // threads at once, each gene once: the visitor must be safe for that.
+  using RollUpVisitor = std::function<void(size_t, const Aggregate*)>;
+  Status RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+                    const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
+                    const RollUpVisitor& visit) const;
 
   // Gene indices for names (ids or symbols, case-insensitive), deduplicated, in order.
   Result<std::vector<int32_t>> ResolveGenes(const std::vector<std::string>& names) const;
@@ -165,7 +173,7 @@ class QueryEngine {
                           std::vector<int32_t>* selected) const;
   Status RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
                     const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
-                    std::vector<Aggregate>* out) const;
+                    std::vector<Aggregate>* out, const RollUpVisitor* visit) const;
 
  public:
   ~QueryEngine();

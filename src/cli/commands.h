@@ -41,5 +41,9 @@ Status RunDemo(const std::vector<std::string>& argv);
 extern const char* const kDemoHelp;
 Status RunQuery(const std::vector<std::string>& argv);
 extern const char* const kQueryHelp;
+Status RunDe(const std::vector<std::string>& argv);
+extern const char* const kDeHelp;
+Status RunMarkers(const std::vector<std::string>& argv);
+extern const char* const kMarkersHelp;
 
 }  // namespace cellcube::cli

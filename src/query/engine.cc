@@ -5,6 +5,7 @@
 // thread, so a query allocates only its result.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <thread>
 
@@ -207,6 +208,7 @@ struct ScanBuffers {
   std::vector<Acc> acc;
   std::vector<SecondAcc> second;
   std::vector<double> mean;
+  std::vector<Aggregate> gene;
 };
 
 struct SelectScratch {
@@ -350,38 +352,45 @@ struct GeneScan {
   const double* inverse_cells = nullptr;      // per group
   SumsFn sums = nullptr;
   SecondFn second = nullptr;  // null: no var/std asked
+  // When set, each gene's splits go here (from whichever thread summed it) instead of
+  // into the split-major matrix.
+  const std::function<void(size_t, const Aggregate*)>* visit = nullptr;
 };
 
 // Genes [begin, end) of `genes` into agg[split * n_genes + gene].
 void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begin, size_t end,
                ScanBuffers* b, Aggregate* agg) {
   const size_t n_splits = q.n_splits, n_genes = q.n_genes;
+  std::vector<Aggregate>& gene = b->gene;  // this gene's splits
   for (size_t gi = begin; gi < end; ++gi) {
     b->acc.assign(n_splits + 1, Acc{0, 0});
+    gene.assign(n_splits, Aggregate{});
     q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
     for (size_t sp = 0; sp < n_splits; ++sp) {
       int64_t cells = q.cells[sp];
       for (int64_t u = q.unmeasured_begin[gi]; u < q.unmeasured_begin[gi + 1]; ++u)
         cells -= q.cells_by_dataset[sp * q.n_contributing + static_cast<size_t>(q.unmeasured[u])];
-      Aggregate& a = agg[sp * n_genes + gi];
-      a.n_cells = cells;
-      a.nnz = static_cast<int64_t>(b->acc[sp].nnz);
-      a.sum = b->acc[sp].sum;
+      gene[sp].n_cells = cells;
+      gene[sp].nnz = static_cast<int64_t>(b->acc[sp].nnz);
+      gene[sp].sum = b->acc[sp].sum;
     }
-    if (!q.second) continue;
-    b->mean.assign(n_splits + 1, 0);
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      const Aggregate& a = agg[sp * n_genes + gi];
-      if (a.n_cells > 0) b->mean[sp] = a.sum / static_cast<double>(a.n_cells);
+    if (q.second) {
+      b->mean.assign(n_splits + 1, 0);
+      for (size_t sp = 0; sp < n_splits; ++sp)
+        if (gene[sp].n_cells > 0) b->mean[sp] = gene[sp].sum / static_cast<double>(gene[sp].n_cells);
+      b->second.assign(n_splits + 1, SecondAcc{0, 0});
+      q.second(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
+               b->second.data());
+      for (size_t sp = 0; sp < n_splits; ++sp) {
+        // The groups without an entry hold zeros: their cells lie mean away from the mean.
+        const double zero_cells = static_cast<double>(gene[sp].n_cells) - b->second[sp].cells;
+        gene[sp].m2 = b->second[sp].m2 + zero_cells * b->mean[sp] * b->mean[sp];
+      }
     }
-    b->second.assign(n_splits + 1, SecondAcc{0, 0});
-    q.second(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
-             b->second.data());
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      Aggregate& a = agg[sp * n_genes + gi];
-      // The groups without an entry hold zeros: their cells lie mean away from the mean.
-      const double zero_cells = static_cast<double>(a.n_cells) - b->second[sp].cells;
-      a.m2 = b->second[sp].m2 + zero_cells * b->mean[sp] * b->mean[sp];
+    if (q.visit) {
+      (*q.visit)(gi, gene.data());
+    } else {
+      for (size_t sp = 0; sp < n_splits; ++sp) agg[sp * n_genes + gi] = gene[sp];
     }
   }
 }
@@ -538,18 +547,22 @@ Result<std::vector<int32_t>> QueryEngine::SelectGroups(const std::vector<std::st
 // checked first (SPEC §10). The one roll-up behind queries and DE.
 Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
                                const std::vector<int32_t>& split_of_group, int32_t n_splits,
-                               bool want_m2, std::vector<Aggregate>* out) const {
+                               bool want_m2, std::vector<Aggregate>* out,
+                               const RollUpVisitor* visit) const {
   thread_local RollUpScratch t;
   const StoreReader& s = *store_;
   const StoreData& m = s.meta();
   const std::vector<int32_t>& group_dataset = s.group_dataset();
   const auto n_datasets = static_cast<size_t>(s.n_datasets());
   const size_t n_selected = groups.size();
-  out->clear();
+  if (out) out->clear();
   if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
   for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
   if (n_selected == 0 || n_splits <= 0) {
-    out->assign(static_cast<size_t>(std::max(0, n_splits)) * genes.size(), Aggregate{});
+    const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
+    if (out) out->assign(none.size() * genes.size(), Aggregate{});
+    if (visit)
+      for (size_t gi = 0; gi < genes.size(); ++gi) (*visit)(gi, none.data());
     return Status::Ok();
   }
 
@@ -624,8 +637,10 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes, const std::vec
   scan.inverse_cells = inverse_cells_.data();
   scan.sums = PickSums(s);
   scan.second = want_m2 ? PickSecond(s) : nullptr;
-  out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
-  if (!genes.empty()) ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, out->data());
+  scan.visit = visit;
+  if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
+  if (!genes.empty())
+    ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, out ? out->data() : nullptr);
   return Status::Ok();
 }
 
@@ -634,8 +649,14 @@ Result<std::vector<Aggregate>> QueryEngine::RollUp(const std::vector<int32_t>& g
                                                    const std::vector<int32_t>& split_of_group,
                                                    int32_t n_splits, bool want_m2) const {
   std::vector<Aggregate> out;
-  CC_RETURN_IF_ERROR(RollUpInto(genes, groups, split_of_group, n_splits, want_m2, &out));
+  CC_RETURN_IF_ERROR(RollUpInto(genes, groups, split_of_group, n_splits, want_m2, &out, nullptr));
   return out;
+}
+
+Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+                               const std::vector<int32_t>& split_of_group, int32_t n_splits,
+                               bool want_m2, const RollUpVisitor& visit) const {
+  return RollUpInto(genes, groups, split_of_group, n_splits, want_m2, nullptr, &visit);
 }
 
 Result<QueryResult> QueryEngine::Run(const Query& q) const {
@@ -709,7 +730,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
   CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits),
-                                want_m2, &t.agg));
+                                want_m2, &t.agg, nullptr));
   const size_t n_genes = genes.size();
 
   // The result: genes, split labels, rows split-major.

@@ -4,10 +4,11 @@
 #include <cmath>
 
 #include "cellcube/query.h"
+#include "query/text_out.h"
 
 namespace cellcube {
-namespace {
 
+namespace text_out {
 void AppendInt(std::string* out, int64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
@@ -54,6 +55,13 @@ void AppendJsonString(std::string* out, const std::string& s) {
   }
   out->push_back('"');
 }
+
+}  // namespace text_out
+
+namespace {
+
+using namespace text_out;
+
 
 // Appends metric `m` of `a`; false (nothing appended) when the value is missing.
 bool AppendMetric(std::string* out, Metric m, const Aggregate& a) {

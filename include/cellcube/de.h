@@ -1,0 +1,89 @@
+// Differential expression and marker genes (SPEC §9): which genes differ between two
+// sides of a population, tested per cell (Welch's t) or per donor (pseudobulk: paired
+// or Welch on the donors' means), from the store's statistics alone.
+//
+// Thread safety: the functions only read the engine; call them from any thread.
+// Errors: one line; NotFound for an unknown column or value (with suggestions),
+// InvalidArgument for a malformed comparison (a value on both sides, `rest` mixed with
+// values, a side without cells, `--test donors` without 2 donors a side).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cellcube/query.h"
+#include "cellcube/status.h"
+
+namespace cellcube {
+
+struct DeOptions {
+  std::string compare;              // the column that splits the sides
+  std::vector<std::string> group1;  // its values on side 1 (literal; "NA" = missing)
+  std::vector<std::string> group2;  // side 2's values; empty or {"rest"} = the rest
+  std::vector<WhereClause> where;   // the population, as in Query
+  std::vector<std::string> datasets;
+  std::string test = "auto";  // auto | donors | cells
+  std::string donor;          // the donor column; "" = donor, donor_id, individual, ...
+  int64_t min_cells = 10;     // a donor is kept on a side with this many cells there
+  double min_frac = 0;        // output filter (SPEC §9)
+  std::string direction = "both";  // up | down | both
+  int64_t top = -1;                // -1 = every row
+};
+
+// One tested gene. NaN marks an empty value; n_donors are -1 under the cells test.
+struct DeRow {
+  int32_t gene = 0;  // store gene index
+  int64_t n_cells1 = 0, n_cells2 = 0;
+  int64_t n_donors1 = -1, n_donors2 = -1;
+  double mean1 = 0, mean2 = 0, frac1 = 0, frac2 = 0, logfc = 0;
+  double effect = 0, t = 0, df = 0, pvalue = 0, padj = 0;
+};
+
+struct DeResult {
+  std::string test;  // "cells", "donors-paired" or "donors-unpaired"
+  std::vector<std::string> notes;
+  std::vector<std::string> gene_ids, symbols;  // per store gene index used by rows
+  std::vector<DeRow> rows;                     // in SPEC §9's order, filtered
+};
+
+// The output columns of `de` (SPEC §9), in order.
+const std::vector<std::string>& DeColumnNames();
+
+Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& options);
+
+// Marker genes (SPEC §9): for each value of `column` present in the population (NA
+// excepted), in label order, `de --compare column --group1 VALUE --group2 rest`; of its
+// genes with logfc > 0 and padj <= max_padj, the top N by logfc, then effect, then the
+// store's gene order.
+struct MarkersOptions {
+  std::string column = "cell_type";
+  std::vector<WhereClause> where;
+  std::vector<std::string> datasets;
+  std::string test = "auto";
+  std::string donor;
+  int64_t min_cells = 10;
+  int64_t top = 10;
+  double max_padj = 0.05;
+};
+
+struct MarkersResult {
+  std::string column;
+  std::vector<std::string> values;  // per row: the value it is a marker of
+  DeResult de;                      // rows of every value; notes prefixed by the value
+};
+
+Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& options);
+
+// CSV (as FormatCsv) and JSON ({"columns", "rows", "test", "notes", "took_us"}).
+std::string FormatDeCsv(const DeResult& result);
+std::string FormatDeJson(const DeResult& result, int64_t took_us);
+// Markers: the column, then the de columns; JSON "test" is the one test every value ran,
+// or "mixed".
+std::string FormatMarkersCsv(const MarkersResult& result);
+std::string FormatMarkersJson(const MarkersResult& result, int64_t took_us);
+
+// Benjamini–Hochberg adjusted p-values of `p` (NaN stays NaN and is not counted).
+std::vector<double> BenjaminiHochberg(const std::vector<double>& p);
+
+}  // namespace cellcube

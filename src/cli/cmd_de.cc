@@ -1,0 +1,216 @@
+// `cellcube de` and `cellcube markers` (SPEC §9): differential expression between two
+// sides of a population, and marker genes of every value of a column.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include "cellcube/de.h"
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "cli/table.h"
+
+namespace cellcube::cli {
+
+const char* const kDeHelp =
+    R"(usage: cellcube de STORE --compare COL --group1 VALUE [--group1 VALUE]...
+                   [--group2 VALUE]... | [--group2 rest] [--where COL=VALUE]...
+                   [--datasets D,...] [--test auto|donors|cells] [--donor COL]
+                   [--min-cells N] [--min-frac F] [--direction up|down|both] [--top N]
+                   [--format table|csv|json]
+
+Which genes differ between two sides of the selected cells: side 1 is the groups whose
+COL is one of the --group1 values, side 2 those whose COL is one of the --group2 values,
+or (default, --group2 rest) every other selected group. Every gene measured on both
+sides is tested; p-values are adjusted by Benjamini-Hochberg over the tested genes.
+
+  --compare COL        the column whose values make the sides (cell_type, disease, ...)
+  --group1 VALUE       a value of side 1, taken literally (repeat for several)
+  --group2 VALUE|rest  a value of side 2 (repeat), or rest (default): all the others
+  --where COL=VALUE    the population, as in 'cellcube query' (repeatable)
+  --datasets D,...     only these datasets (default: all)
+  --test T             auto (default): donors when each side keeps at least 2 donors,
+                       else cells. donors: pseudobulk, each donor's mean is one unit
+                       (paired when donors sit on both sides); cells: Welch's t over
+                       cells, which overstates significance when donors vary
+  --donor COL          the donor column (default: donor, donor_id, individual,
+                       patient or subject, the first the store has)
+  --min-cells N        a donor counts on a side with at least N cells there (default 10)
+  --min-frac F         keep genes expressed in at least F of side 1's cells (up), side
+                       2's (down) or either (both) (default 0)
+  --direction D        up (logfc > 0), down (logfc < 0) or both (default)
+  --top N              the first N rows only (default: all)
+  --format F           table (default), csv or json
+  -h, --help           show this help
+
+A donor is a (dataset, donor value) pair: donor labels repeat across studies. Output,
+one row per tested gene, by padj then |logfc|: gene, symbol, n_cells1, n_cells2,
+n_donors1, n_donors2 (empty under cells), mean1, mean2 (of the test's units), frac1,
+frac2, logfc (mean1 - mean2), effect (Cohen's d), t, df, pvalue, padj. A note on
+stderr says which test ran and why.
+)";
+
+const char* const kMarkersHelp =
+    R"(usage: cellcube markers STORE [--column COL] [--where COL=VALUE]... [--datasets D,...]
+                        [--top N] [--max-padj P] [--test auto|donors|cells] [--donor COL]
+                        [--min-cells N] [--format table|csv|json]
+
+Marker genes of each value of a column (default cell_type) in the selected cells: for
+each value, 'cellcube de --compare COL --group1 VALUE --group2 rest', then of its genes
+with logfc > 0 and padj <= P (default 0.05), the N (default 10) with the largest logfc
+(then effect). Output: COL, then the columns of 'cellcube de'.
+)";
+
+namespace {
+
+std::string Cell(double v) {
+  if (!std::isfinite(v)) return "-";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4g", v);
+  return buf;
+}
+
+void PrintDeTable(const DeResult& r, const std::vector<std::string>* lead,
+                  const std::string& lead_name) {
+  if (r.rows.empty()) {
+    std::cout << "no rows: no gene passed\n";
+    return;
+  }
+  std::vector<std::string> header = DeColumnNames();
+  if (lead) header.insert(header.begin(), lead_name);
+  TextTable t(header);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const DeRow& row = r.rows[i];
+    std::vector<std::string> cells;
+    if (lead) cells.push_back((*lead)[i]);
+    cells.push_back(r.gene_ids[i]);
+    cells.push_back(r.symbols[i]);
+    cells.push_back(WithThousands(row.n_cells1));
+    cells.push_back(WithThousands(row.n_cells2));
+    cells.push_back(row.n_donors1 >= 0 ? std::to_string(row.n_donors1) : "-");
+    cells.push_back(row.n_donors2 >= 0 ? std::to_string(row.n_donors2) : "-");
+    for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t,
+                     row.df, row.pvalue, row.padj})
+      cells.push_back(Cell(v));
+    t.AddRow(std::move(cells));
+  }
+  std::vector<size_t> right;
+  for (size_t c = lead ? 3 : 2; c < header.size(); ++c) right.push_back(c);
+  t.Print(std::cout, right, "");
+}
+
+std::vector<std::string> ListOf(const Args& args, const char* name) {
+  std::vector<std::string> out;
+  for (const auto& v : args.GetAll(name))
+    for (auto& item : SplitList(v)) out.push_back(std::move(item));
+  return out;
+}
+
+Result<std::vector<WhereClause>> WhereOf(const Args& args) {
+  std::vector<WhereClause> out;
+  for (const auto& w : args.GetAll("where")) {
+    const auto eq = w.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return Status::Usage("--where needs COL=VALUE, not '" + w + "'");
+    out.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
+  }
+  return out;
+}
+
+Result<double> NumberOf(const Args& args, const char* name, double fallback) {
+  const std::string text = args.GetOr(name, "");
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !std::isfinite(v))
+    return Status::Usage(std::string("--") + name + " needs a number, not '" + text + "'");
+  return v;
+}
+
+Status CheckFormat(const std::string& format) {
+  if (format != "table" && format != "csv" && format != "json")
+    return Status::Usage("--format must be table, csv or json, not '" + format + "'");
+  return Status::Ok();
+}
+
+void PrintNotes(const std::vector<std::string>& notes) {
+  for (const auto& n : notes) std::cerr << "note: " << n << "\n";
+}
+
+}  // namespace
+
+Status RunDe(const std::vector<std::string>& argv) {
+  CC_ASSIGN_OR_RETURN(
+      Args args, Args::Parse(argv, {{"compare", true}, {"group1", true, true}, {"group2", true, true},
+                                    {"where", true, true}, {"datasets", true, true}, {"test", true},
+                                    {"donor", true}, {"min-cells", true}, {"min-frac", true},
+                                    {"direction", true}, {"top", true}, {"format", true}}));
+  if (args.positionals().size() != 1)
+    return Status::Usage("de needs exactly one STORE (see 'cellcube de --help')");
+  DeOptions o;
+  o.compare = args.GetOr("compare", "");
+  if (o.compare.empty()) return Status::Usage("de needs --compare COL");
+  o.group1 = args.GetAll("group1");
+  if (o.group1.empty()) return Status::Usage("de needs --group1 VALUE");
+  o.group2 = args.GetAll("group2");
+  CC_ASSIGN_OR_RETURN(o.where, WhereOf(args));
+  o.datasets = ListOf(args, "datasets");
+  o.test = args.GetOr("test", "auto");
+  o.donor = args.GetOr("donor", "");
+  CC_ASSIGN_OR_RETURN(o.min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
+  CC_ASSIGN_OR_RETURN(o.min_frac, NumberOf(args, "min-frac", 0));
+  o.direction = args.GetOr("direction", "both");
+  CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", -1, 0, int64_t{1} << 40));
+  const std::string format = args.GetOr("format", "table");
+  CC_RETURN_IF_ERROR(CheckFormat(format));
+
+  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
+  const auto t0 = std::chrono::steady_clock::now();
+  CC_ASSIGN_OR_RETURN(DeResult result, RunDe(*engine, o));
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+  PrintNotes(result.notes);
+  if (format == "csv") std::cout << FormatDeCsv(result);
+  else if (format == "json") std::cout << FormatDeJson(result, took);
+  else PrintDeTable(result, nullptr, "");
+  std::cout.flush();
+  if (!std::cout) return Status::IoError("cannot write the output");
+  return Status::Ok();
+}
+
+Status RunMarkers(const std::vector<std::string>& argv) {
+  CC_ASSIGN_OR_RETURN(
+      Args args, Args::Parse(argv, {{"column", true}, {"where", true, true}, {"datasets", true, true},
+                                    {"top", true}, {"max-padj", true}, {"test", true},
+                                    {"donor", true}, {"min-cells", true}, {"format", true}}));
+  if (args.positionals().size() != 1)
+    return Status::Usage("markers needs exactly one STORE (see 'cellcube markers --help')");
+  MarkersOptions o;
+  o.column = args.GetOr("column", "cell_type");
+  CC_ASSIGN_OR_RETURN(o.where, WhereOf(args));
+  o.datasets = ListOf(args, "datasets");
+  CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", 10, 0, int64_t{1} << 40));
+  CC_ASSIGN_OR_RETURN(o.max_padj, NumberOf(args, "max-padj", 0.05));
+  o.test = args.GetOr("test", "auto");
+  o.donor = args.GetOr("donor", "");
+  CC_ASSIGN_OR_RETURN(o.min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
+  const std::string format = args.GetOr("format", "table");
+  CC_RETURN_IF_ERROR(CheckFormat(format));
+
+  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
+  const auto t0 = std::chrono::steady_clock::now();
+  CC_ASSIGN_OR_RETURN(MarkersResult result, RunMarkers(*engine, o));
+  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count();
+  PrintNotes(result.de.notes);
+  if (format == "csv") std::cout << FormatMarkersCsv(result);
+  else if (format == "json") std::cout << FormatMarkersJson(result, took);
+  else PrintDeTable(result.de, &result.values, result.column);
+  std::cout.flush();
+  if (!std::cout) return Status::IoError("cannot write the output");
+  return Status::Ok();
+}
+
+}  // namespace cellcube::cli

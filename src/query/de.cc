@@ -1,0 +1,586 @@
+// Differential expression (include/cellcube/de.h, SPEC §9): the sides and donors are
+// groups of the population (QueryEngine::SelectGroups), their statistics one roll-up
+// (QueryEngine::RollUp); Student's t distribution is Boost.Math's.
+#include "cellcube/de.h"
+
+#include <algorithm>
+#include <boost/math/distributions/students_t.hpp>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "query/text_out.h"
+#include "util/text.h"
+
+namespace cellcube {
+namespace {
+
+constexpr double kEmpty = std::numeric_limits<double>::quiet_NaN();
+const char* const kDonorColumns[] = {"donor", "donor_id", "individual", "patient", "subject"};
+
+using StudentsT = boost::math::students_t_distribution<
+    double, boost::math::policies::policy<boost::math::policies::promote_double<false>>>;
+
+double TwoSidedP(double t, double df) {
+  const double p = 2 * boost::math::cdf(boost::math::complement(StudentsT(df), std::fabs(t)));
+  return std::min(1.0, p);
+}
+
+// Per label code + 1 (0 = NA): whether the value was named.
+Result<std::vector<uint8_t>> ValueFlags(const QueryEngine& engine, int32_t column,
+                                        const std::vector<std::string>& values,
+                                        const std::string& option) {
+  const StoreData& m = engine.store().meta();
+  const auto& labels = m.labels[static_cast<size_t>(column)];
+  const auto& present = engine.ColumnValues(column);
+  std::vector<uint8_t> flags(labels.size() + 1, 0);
+  for (const auto& v : values) {
+    if (std::find(present.begin(), present.end(), v) == present.end())
+      return Status::NotFound("column '" + m.columns[static_cast<size_t>(column)] +
+                              "' has no value '" + v + "' (" + option + ")" +
+                              SuggestionSuffix(v, present));
+    if (v == "NA") flags[0] = 1;
+    for (size_t l = 0; l < labels.size(); ++l)
+      if (labels[l] == v) flags[l + 1] = 1;
+  }
+  return flags;
+}
+
+// The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
+Result<int32_t> DonorColumn(const QueryEngine& engine, const std::string& asked) {
+  if (!asked.empty()) return engine.ColumnIndex(asked);
+  const auto& columns = engine.store().meta().columns;
+  for (const char* name : kDonorColumns)
+    for (size_t c = 0; c < columns.size(); ++c)
+      if (columns[c] == name) return static_cast<int32_t>(c);
+  return -1;
+}
+
+// The comparison, resolved to groups: every group of the population on side 0 or 1,
+// and the donors (dataset, donor value) kept on each side.
+struct Design {
+  std::vector<int32_t> groups;  // ascending
+  std::vector<int32_t> side;    // per group: 0 or 1
+  int64_t cells[2] = {0, 0};
+  int32_t donor_column = -1;
+  std::vector<std::pair<int32_t, int32_t>> units;  // (dataset, donor code), kept somewhere
+  std::vector<int32_t> unit_of_group;              // per group: into units, or -1
+  std::vector<uint8_t> kept[2];                    // per unit and side
+  int64_t kept_count[2] = {0, 0};
+  int64_t paired = 0;  // units kept on both sides
+};
+
+Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
+  const StoreData& m = engine.store().meta();
+  if (o.compare.empty()) return Status::InvalidArgument("no column to compare (--compare COL)");
+  CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.compare));
+  if (o.group1.empty()) return Status::InvalidArgument("no --group1 value to compare");
+  const bool rest = o.group2.empty() || (o.group2.size() == 1 && o.group2[0] == "rest");
+  if (!rest && std::find(o.group2.begin(), o.group2.end(), "rest") != o.group2.end())
+    return Status::InvalidArgument("--group2 rest stands alone: it cannot be mixed with values");
+  for (const auto& v : o.group1)
+    if (!rest && std::find(o.group2.begin(), o.group2.end(), v) != o.group2.end())
+      return Status::InvalidArgument("value '" + v + "' is named on both sides");
+  CC_ASSIGN_OR_RETURN(auto flags1, ValueFlags(engine, column, o.group1, "--group1"));
+  std::vector<uint8_t> flags2;
+  if (!rest) {
+    CC_ASSIGN_OR_RETURN(flags2, ValueFlags(engine, column, o.group2, "--group2"));
+  }
+  CC_ASSIGN_OR_RETURN(auto population, engine.SelectGroups(o.datasets, o.where));
+  Design d;
+  CC_ASSIGN_OR_RETURN(d.donor_column, DonorColumn(engine, o.donor));
+  const auto& codes = m.codes[static_cast<size_t>(column)];
+  std::map<std::pair<int32_t, int32_t>, int32_t> unit_index;
+  std::vector<int64_t> unit_cells[2];
+  for (int32_t g : population) {
+    const auto flag = static_cast<size_t>(codes[static_cast<size_t>(g)] + 1);
+    int32_t side = -1;
+    if (flags1[flag]) side = 0;
+    else if (rest || flags2[flag]) side = 1;
+    if (side < 0) continue;
+    const int64_t n = m.n_cells[static_cast<size_t>(g)];
+    d.groups.push_back(g);
+    d.side.push_back(side);
+    d.cells[side] += n;
+    int32_t unit = -1;
+    if (d.donor_column >= 0) {
+      const int32_t donor = m.codes[static_cast<size_t>(d.donor_column)][static_cast<size_t>(g)];
+      if (donor >= 0) {
+        const auto key = std::make_pair(m.codes[0][static_cast<size_t>(g)], donor);
+        auto [it, fresh] = unit_index.emplace(key, static_cast<int32_t>(d.units.size()));
+        if (fresh) {
+          d.units.push_back(key);
+          unit_cells[0].push_back(0);
+          unit_cells[1].push_back(0);
+        }
+        unit = it->second;
+        unit_cells[side][static_cast<size_t>(unit)] += n;
+      }
+    }
+    d.unit_of_group.push_back(unit);
+  }
+  for (int side = 0; side < 2; ++side)
+    if (d.cells[side] == 0)
+      return Status::InvalidArgument(std::string("side ") + (side ? "2" : "1") +
+                                     " has no cells in the selected population");
+  for (int side = 0; side < 2; ++side) {
+    d.kept[side].assign(d.units.size(), 0);
+    for (size_t u = 0; u < d.units.size(); ++u)
+      if (unit_cells[side][u] >= o.min_cells && unit_cells[side][u] > 0) {
+        d.kept[side][u] = 1;
+        ++d.kept_count[side];
+      }
+  }
+  for (size_t u = 0; u < d.units.size(); ++u) d.paired += d.kept[0][u] && d.kept[1][u];
+  return d;
+}
+
+// Welch's t-test (and Cohen's d with the pooled deviation) from two samples' sizes,
+// means and sample variances; `row` gets t, df, effect (empty where undefined).
+void Welch(double n1, double mean1, double var1, double n2, double mean2, double var2,
+           DeRow* row) {
+  row->t = row->df = row->effect = row->pvalue = kEmpty;
+  if (n1 < 2 || n2 < 2) return;
+  const double a = var1 / n1, b = var2 / n2;
+  const double pooled = ((n1 - 1) * var1 + (n2 - 1) * var2) / (n1 + n2 - 2);
+  if (pooled > 0) row->effect = (mean1 - mean2) / std::sqrt(pooled);
+  if (!(a + b > 0)) return;
+  row->t = (mean1 - mean2) / std::sqrt(a + b);
+  row->df = (a + b) * (a + b) / (a * a / (n1 - 1) + b * b / (n2 - 1));
+  row->pvalue = TwoSidedP(row->t, row->df);
+}
+
+struct Moments {
+  double n = 0, mean = 0, m2 = 0;  // Welford over the units' values
+  void Add(double x) {
+    n += 1;
+    const double delta = x - mean;
+    mean += delta / n;
+    m2 += delta * (x - mean);
+  }
+  double Var() const { return n >= 2 ? m2 / (n - 1) : kEmpty; }
+};
+
+enum class Test { kCells, kDonorsUnpaired, kDonorsPaired };
+
+double Mean(const Aggregate& a) { return a.sum / static_cast<double>(a.n_cells); }
+
+// Unpaired donors: Welch's test on the means of the donors kept on each side.
+// `units[side * n_units + u]` are the donors' aggregates for this gene.
+void TestDonorsUnpaired(const Design& d, const Aggregate* units, DeRow* row) {
+  const size_t n_units = d.units.size();
+  Moments x[2];
+  for (int side = 0; side < 2; ++side)
+    for (size_t u = 0; u < n_units; ++u) {
+      if (!d.kept[side][u]) continue;
+      const Aggregate& a = units[static_cast<size_t>(side) * n_units + u];
+      if (a.n_cells > 0) x[side].Add(Mean(a));  // its dataset measured the gene
+    }
+  row->n_donors1 = static_cast<int64_t>(x[0].n);
+  row->n_donors2 = static_cast<int64_t>(x[1].n);
+  row->mean1 = x[0].n > 0 ? x[0].mean : kEmpty;
+  row->mean2 = x[1].n > 0 ? x[1].mean : kEmpty;
+  Welch(x[0].n, x[0].mean, x[0].Var(), x[1].n, x[1].mean, x[1].Var(), row);
+}
+
+// Paired donors: a t-test on the differences of the donors kept on both sides.
+void TestDonorsPaired(const Design& d, const Aggregate* units, DeRow* row) {
+  const size_t n_units = d.units.size();
+  Moments diff, x1, x2;
+  for (size_t u = 0; u < n_units; ++u) {
+    if (!d.kept[0][u] || !d.kept[1][u]) continue;
+    const Aggregate& a = units[u];
+    const Aggregate& b = units[n_units + u];
+    if (a.n_cells <= 0 || b.n_cells <= 0) continue;
+    diff.Add(Mean(a) - Mean(b));
+    x1.Add(Mean(a));
+    x2.Add(Mean(b));
+  }
+  row->n_donors1 = row->n_donors2 = static_cast<int64_t>(diff.n);
+  row->mean1 = diff.n > 0 ? x1.mean : kEmpty;
+  row->mean2 = diff.n > 0 ? x2.mean : kEmpty;
+  row->t = row->df = row->effect = row->pvalue = kEmpty;
+  if (diff.n < 2) return;
+  const double sd = std::sqrt(diff.Var());
+  if (!(sd > 0)) return;
+  row->effect = diff.mean / sd;
+  row->t = diff.mean / (sd / std::sqrt(diff.n));
+  row->df = diff.n - 1;
+  row->pvalue = TwoSidedP(row->t, row->df);
+}
+
+// The splits of the one roll-up a test needs: under cells, the two sides (with m2);
+// under donors, each donor in the test on each side (side * units + unit), then the
+// rest of each side (2 * units + side), whose sum with the side's donors is the side.
+struct SplitPlan {
+  std::vector<int32_t> split;  // per design group
+  int32_t n_splits = 2;
+};
+
+SplitPlan PlanSplits(const Design& d, Test test) {
+  SplitPlan p;
+  if (test == Test::kCells) {
+    p.split = d.side;
+    return p;
+  }
+  const auto n_units = static_cast<int32_t>(d.units.size());
+  p.n_splits = 2 * n_units + 2;
+  for (size_t i = 0; i < d.groups.size(); ++i) {
+    const int32_t u = d.unit_of_group[i], side = d.side[i];
+    bool in_test = false;
+    if (u >= 0) {
+      const auto uu = static_cast<size_t>(u);
+      in_test = test == Test::kDonorsPaired ? d.kept[0][uu] && d.kept[1][uu] : d.kept[side][uu];
+    }
+    p.split.push_back(in_test ? side * n_units + u : 2 * n_units + side);
+  }
+  return p;
+}
+
+// Every gene: its row when both sides have cells in datasets that measured it.
+Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
+                    std::vector<DeRow>* rows) {
+  const int64_t n_genes = engine.store().n_genes();
+  std::vector<int32_t> genes(static_cast<size_t>(n_genes));
+  std::iota(genes.begin(), genes.end(), 0);
+  const SplitPlan plan = PlanSplits(d, test);
+  const size_t n_units = d.units.size();
+  std::vector<DeRow> by_gene(genes.size());
+  std::vector<uint8_t> tested(genes.size(), 0);
+  const QueryEngine::RollUpVisitor visit = [&](size_t gi, const Aggregate* splits) {
+    Aggregate side[2];
+    if (test == Test::kCells) {
+      side[0] = splits[0];
+      side[1] = splits[1];
+    } else {
+      for (int s = 0; s < 2; ++s) {
+        side[s] = splits[2 * n_units + static_cast<size_t>(s)];
+        for (size_t u = 0; u < n_units; ++u) {
+          const Aggregate& a = splits[static_cast<size_t>(s) * n_units + u];
+          side[s].n_cells += a.n_cells;
+          side[s].nnz += a.nnz;
+          side[s].sum += a.sum;
+        }
+      }
+    }
+    if (side[0].n_cells <= 0 || side[1].n_cells <= 0) return;  // not tested
+    DeRow& row = by_gene[gi];
+    row.gene = genes[gi];
+    row.n_cells1 = side[0].n_cells;
+    row.n_cells2 = side[1].n_cells;
+    row.frac1 = static_cast<double>(side[0].nnz) / static_cast<double>(side[0].n_cells);
+    row.frac2 = static_cast<double>(side[1].nnz) / static_cast<double>(side[1].n_cells);
+    if (test == Test::kCells) {
+      row.mean1 = Mean(side[0]);
+      row.mean2 = Mean(side[1]);
+      const auto n1 = static_cast<double>(side[0].n_cells), n2 = static_cast<double>(side[1].n_cells);
+      Welch(n1, row.mean1, n1 >= 2 ? side[0].m2 / (n1 - 1) : kEmpty, n2, row.mean2,
+            n2 >= 2 ? side[1].m2 / (n2 - 1) : kEmpty, &row);
+    } else if (test == Test::kDonorsUnpaired) {
+      TestDonorsUnpaired(d, splits, &row);
+    } else {
+      TestDonorsPaired(d, splits, &row);
+    }
+    row.logfc = row.mean1 - row.mean2;  // NaN when a side has no donor in the test
+    tested[gi] = 1;
+  };
+  CC_RETURN_IF_ERROR(engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits,
+                                       test == Test::kCells, visit));
+  for (size_t gi = 0; gi < genes.size(); ++gi)
+    if (tested[gi]) rows->push_back(by_gene[gi]);
+  return Status::Ok();
+}
+
+// SPEC §9's --test auto, and the note that says which test ran and why.
+Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Design& d,
+                        std::vector<std::string>* notes) {
+  const std::string min = std::to_string(o.min_cells);
+  const std::string donors =
+      d.donor_column < 0
+          ? std::string("no donor column")
+          : "donor column '" + engine.store().meta().columns[static_cast<size_t>(d.donor_column)] +
+                "': " + std::to_string(d.kept_count[0]) + " and " +
+                std::to_string(d.kept_count[1]) + " donors with at least " + min +
+                " cells on the two sides";
+  const bool enough = d.kept_count[0] >= 2 && d.kept_count[1] >= 2;
+  if (o.test == "cells") {
+    notes->push_back("test: cells (Welch's t-test over the cells, as asked)");
+    return Test::kCells;
+  }
+  if (o.test == "donors" && !enough)
+    return Status::InvalidArgument(
+        "--test donors needs at least 2 donors with at least " + min + " cells on each side (" +
+        donors + "); lower --min-cells, name the column with --donor COL, or rebuild the "
+        "store with 'cellcube build --donor COL'");
+  if (o.test != "donors" && o.test != "auto")
+    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.test + "'");
+  if (!enough) {
+    notes->push_back("test: cells (Welch's t-test over the cells), since the selection lacks 2 "
+                     "donors a side for a donor-level test (" + donors + ")");
+    return Test::kCells;
+  }
+  if (d.paired >= 2) {
+    notes->push_back("test: donors, paired (t-test on per-donor differences): " +
+                     std::to_string(d.paired) + " donors with at least " + min +
+                     " cells on both sides");
+    return Test::kDonorsPaired;
+  }
+  notes->push_back("test: donors, unpaired (Welch's t-test on per-donor means; " + donors + ")");
+  return Test::kDonorsUnpaired;
+}
+
+void NoteTransforms(const QueryEngine& engine, const Design& d, std::vector<std::string>* notes) {
+  const StoreData& m = engine.store().meta();
+  std::set<std::string> transforms;
+  for (int32_t g : d.groups)
+    transforms.insert(m.datasets[static_cast<size_t>(m.codes[0][static_cast<size_t>(g)])].transform);
+  if (transforms.size() < 2) return;
+  std::string list;
+  for (const auto& t : transforms) list += (list.empty() ? "" : ", ") + t;
+  notes->push_back("the compared datasets were aggregated with different transforms (" + list +
+                   "): compared anyway, as the dot plot does");
+}
+
+// SPEC §9's order: padj ascending, then |logfc| descending (empty last), then genes.
+void Order(std::vector<DeRow>* rows) {
+  auto key = [](double v) { return std::isnan(v) ? std::numeric_limits<double>::infinity() : v; };
+  std::sort(rows->begin(), rows->end(), [&](const DeRow& a, const DeRow& b) {
+    if (key(a.padj) != key(b.padj)) return key(a.padj) < key(b.padj);
+    const double fa = key(-std::fabs(a.logfc)), fb = key(-std::fabs(b.logfc));
+    if (fa != fb) return fa < fb;
+    return a.gene < b.gene;
+  });
+}
+
+bool Keep(const DeOptions& o, const DeRow& r) {
+  if (o.direction == "up" && !(r.logfc > 0)) return false;
+  if (o.direction == "down" && !(r.logfc < 0)) return false;
+  if (o.min_frac > 0) {
+    const bool up = r.frac1 >= o.min_frac, down = r.frac2 >= o.min_frac;
+    if (o.direction == "up" ? !up : o.direction == "down" ? !down : !(up || down)) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
+  if (o.direction != "up" && o.direction != "down" && o.direction != "both")
+    return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
+                                   "'");
+  if (o.min_cells < 0) return Status::InvalidArgument("--min-cells must be 0 or more");
+  CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o));
+  DeResult result;
+  CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result.notes));
+  result.test = test == Test::kCells          ? "cells"
+                : test == Test::kDonorsPaired ? "donors-paired"
+                                              : "donors-unpaired";
+  NoteTransforms(engine, d, &result.notes);
+  std::vector<DeRow> rows;
+  CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, &rows));
+  std::vector<double> p;
+  for (const DeRow& r : rows) p.push_back(r.pvalue);
+  const std::vector<double> padj = BenjaminiHochberg(p);
+  for (size_t i = 0; i < rows.size(); ++i) rows[i].padj = padj[i];
+  Order(&rows);
+  for (const DeRow& r : rows) {
+    if (!Keep(o, r)) continue;
+    if (o.top >= 0 && static_cast<int64_t>(result.rows.size()) >= o.top) break;
+    result.rows.push_back(r);
+    result.gene_ids.emplace_back(engine.store().gene_ids()[static_cast<size_t>(r.gene)]);
+    result.symbols.emplace_back(engine.store().gene_symbols()[static_cast<size_t>(r.gene)]);
+  }
+  return result;
+}
+
+namespace {
+
+using namespace text_out;
+
+// The row's fields as text, empty for an empty value; `json` writes null instead.
+void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
+                 const std::vector<std::string>& names, const std::string* lead = nullptr) {
+  const DeRow& row = r.rows[i];
+  size_t column = 0;
+  auto key = [&] {
+    if (json) {
+      out->append(column ? ",\"" : "\"");
+      out->append(names[column]);
+      out->append("\":");
+    } else if (column) {
+      out->push_back(',');
+    }
+    ++column;
+  };
+  auto text = [&](const std::string& v) {
+    key();
+    if (json) AppendJsonString(out, v);
+    else AppendCsvField(out, v);
+  };
+  auto integer = [&](int64_t v) {
+    key();
+    if (v >= 0) AppendInt(out, v);
+    else if (json) out->append("null");
+  };
+  auto number = [&](double v) {
+    key();
+    if (std::isfinite(v)) AppendDouble(out, v);
+    else if (json) out->append("null");
+  };
+  if (lead) text(*lead);
+  text(r.gene_ids[i]);
+  text(r.symbols[i]);
+  integer(row.n_cells1);
+  integer(row.n_cells2);
+  integer(row.n_donors1);
+  integer(row.n_donors2);
+  for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t,
+                   row.df, row.pvalue, row.padj})
+    number(v);
+}
+
+}  // namespace
+
+namespace {
+
+std::string Csv(const DeResult& r, const std::vector<std::string>& names,
+                const std::vector<std::string>* lead) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendCsvField(&out, names[i]);
+  }
+  out.push_back('\n');
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    AppendDeRow(&out, r, i, false, names, lead ? &(*lead)[i] : nullptr);
+    out.push_back('\n');
+  }
+  return out;
+}
+
+std::string Json(const DeResult& r, const std::vector<std::string>& names,
+                 const std::vector<std::string>* lead, int64_t took_us) {
+  std::string out = "{\"columns\":[";
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(&out, names[i]);
+  }
+  out.append("],\n\"rows\":[");
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    out.append(i ? ",\n{" : "\n{");
+    AppendDeRow(&out, r, i, true, names, lead ? &(*lead)[i] : nullptr);
+    out.push_back('}');
+  }
+  out.append("],\n\"test\":");
+  AppendJsonString(&out, r.test);
+  out.append(",\"notes\":[");
+  for (size_t i = 0; i < r.notes.size(); ++i) {
+    if (i) out.push_back(',');
+    AppendJsonString(&out, r.notes[i]);
+  }
+  out.append("],\"took_us\":");
+  AppendInt(&out, took_us);
+  out.append("}\n");
+  return out;
+}
+
+std::vector<std::string> MarkerColumns(const std::string& column) {
+  std::vector<std::string> names = {column};
+  names.insert(names.end(), DeColumnNames().begin(), DeColumnNames().end());
+  return names;
+}
+
+}  // namespace
+
+std::string FormatDeCsv(const DeResult& r) { return Csv(r, DeColumnNames(), nullptr); }
+std::string FormatDeJson(const DeResult& r, int64_t took_us) {
+  return Json(r, DeColumnNames(), nullptr, took_us);
+}
+std::string FormatMarkersCsv(const MarkersResult& r) {
+  return Csv(r.de, MarkerColumns(r.column), &r.values);
+}
+std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
+  return Json(r.de, MarkerColumns(r.column), &r.values, took_us);
+}
+
+Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {
+  if (o.top < 0) return Status::InvalidArgument("--top must be 0 or more");
+  if (!(o.max_padj >= 0 && o.max_padj <= 1))
+    return Status::InvalidArgument("--max-padj must be a number from 0 to 1");
+  CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
+  CC_ASSIGN_OR_RETURN(auto population, engine.SelectGroups(o.datasets, o.where));
+  const StoreData& m = engine.store().meta();
+  const auto& codes = m.codes[static_cast<size_t>(column)];
+  std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);
+  for (int32_t g : population)
+    if (codes[static_cast<size_t>(g)] >= 0) present[static_cast<size_t>(codes[static_cast<size_t>(g)])] = 1;
+  std::vector<std::string> values;
+  for (size_t l = 0; l < present.size(); ++l)
+    if (present[l]) values.push_back(m.labels[static_cast<size_t>(column)][l]);
+  if (values.size() < 2)
+    return Status::InvalidArgument("markers need at least 2 values of '" + o.column +
+                                   "' in the selected population; it has " +
+                                   std::to_string(values.size()));
+  MarkersResult out;
+  out.column = o.column;
+  std::set<std::string> tests;
+  for (const std::string& value : values) {
+    DeOptions de;
+    de.compare = o.column;
+    de.group1 = {value};
+    de.where = o.where;
+    de.datasets = o.datasets;
+    de.test = o.test;
+    de.donor = o.donor;
+    de.min_cells = o.min_cells;
+    CC_ASSIGN_OR_RETURN(DeResult r, RunDe(engine, de));
+    tests.insert(r.test);
+    for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
+    std::vector<size_t> keep;
+    for (size_t i = 0; i < r.rows.size(); ++i)
+      if (r.rows[i].logfc > 0 && r.rows[i].padj <= o.max_padj) keep.push_back(i);
+    std::stable_sort(keep.begin(), keep.end(), [&](size_t a, size_t b) {
+      const DeRow &x = r.rows[a], &y = r.rows[b];
+      if (x.logfc != y.logfc) return x.logfc > y.logfc;
+      const double ex = std::isnan(x.effect) ? -INFINITY : x.effect;
+      const double ey = std::isnan(y.effect) ? -INFINITY : y.effect;
+      if (ex != ey) return ex > ey;
+      return x.gene < y.gene;
+    });
+    if (static_cast<int64_t>(keep.size()) > o.top) keep.resize(static_cast<size_t>(o.top));
+    for (size_t i : keep) {
+      out.values.push_back(value);
+      out.de.rows.push_back(r.rows[i]);
+      out.de.gene_ids.push_back(r.gene_ids[i]);
+      out.de.symbols.push_back(r.symbols[i]);
+    }
+  }
+  out.de.test = tests.size() == 1 ? *tests.begin() : "mixed";
+  return out;
+}
+
+const std::vector<std::string>& DeColumnNames() {
+  static const std::vector<std::string> kNames = {
+      "gene",   "symbol", "n_cells1", "n_cells2", "n_donors1", "n_donors2", "mean1", "mean2",
+      "frac1",  "frac2",  "logfc",    "effect",   "t",         "df",        "pvalue", "padj"};
+  return kNames;
+}
+
+std::vector<double> BenjaminiHochberg(const std::vector<double>& p) {
+  std::vector<size_t> order;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (!std::isnan(p[i])) order.push_back(i);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
+  std::vector<double> out(p.size(), kEmpty);
+  const auto m = static_cast<double>(order.size());
+  double running = 1;
+  for (size_t r = order.size(); r-- > 0;) {
+    running = std::min(running, p[order[r]] * m / static_cast<double>(r + 1));
+    out[order[r]] = running;
+  }
+  return out;
+}
+
+}  // namespace cellcube
