@@ -113,9 +113,9 @@ Status Main(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1) return Status::Usage("usage: cellcube-bench-query STORE ...");
   CC_ASSIGN_OR_RETURN(int64_t iterations, args.GetInt("iterations", 20000, 1, 100000000));
   EngineOptions options;
-  CC_ASSIGN_OR_RETURN(options.parallel_min_entries,
-                      args.GetInt("parallel-min-entries", options.parallel_min_entries, 0,
-                                  int64_t{1} << 60));
+  CC_ASSIGN_OR_RETURN(
+      options.parallel_min_entries,
+      args.GetInt("parallel-min-entries", options.parallel_min_entries, 0, int64_t{1} << 60));
   const auto t0 = Clock::now();
   CC_ASSIGN_OR_RETURN(auto reader, StoreReader::Open(args.positionals()[0]));
   auto engine = QueryEngine::Create(std::move(reader), options);

@@ -23,10 +23,10 @@ struct DeOptions {
   std::vector<std::string> group2;  // side 2's values; empty or {"rest"} = the rest
   std::vector<WhereClause> where;   // the population, as in Query
   std::vector<std::string> datasets;
-  std::string test = "auto";  // auto | donors | cells
-  std::string donor;          // the donor column; "" = donor, donor_id, individual, ...
-  int64_t min_cells = 10;     // a donor is kept on a side with this many cells there
-  double min_frac = 0;        // output filter (SPEC §9)
+  std::string test = "auto";       // auto | donors | cells
+  std::string donor;               // the donor column; "" = donor, donor_id, individual, ...
+  int64_t min_cells = 10;          // a donor is kept on a side with this many cells there
+  double min_frac = 0;             // output filter (SPEC §9)
   std::string direction = "both";  // up | down | both
   int64_t top = -1;                // -1 = every row
 };

@@ -179,12 +179,11 @@ class QueryEngine {
   ~QueryEngine();
 
  private:
-
   std::shared_ptr<const StoreReader> store_;
   std::unique_ptr<const GeneNames> genes_;  // ids and symbols, ignoring case
   std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
   std::vector<std::vector<std::string>> present_values_;
-  std::vector<double> inverse_cells_;    // per group: 1 / n_cells
+  std::vector<double> inverse_cells_;  // per group: 1 / n_cells
   int64_t parallel_min_entries_ = EngineOptions{}.parallel_min_entries;
 };
 

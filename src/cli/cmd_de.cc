@@ -140,11 +140,18 @@ void PrintNotes(const std::vector<std::string>& notes) {
 }  // namespace
 
 Status RunDe(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(
-      Args args, Args::Parse(argv, {{"compare", true}, {"group1", true, true}, {"group2", true, true},
-                                    {"where", true, true}, {"datasets", true, true}, {"test", true},
-                                    {"donor", true}, {"min-cells", true}, {"min-frac", true},
-                                    {"direction", true}, {"top", true}, {"format", true}}));
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"compare", true},
+                                                    {"group1", true, true},
+                                                    {"group2", true, true},
+                                                    {"where", true, true},
+                                                    {"datasets", true, true},
+                                                    {"test", true},
+                                                    {"donor", true},
+                                                    {"min-cells", true},
+                                                    {"min-frac", true},
+                                                    {"direction", true},
+                                                    {"top", true},
+                                                    {"format", true}}));
   if (args.positionals().size() != 1)
     return Status::Usage("de needs exactly one STORE (see 'cellcube de --help')");
   DeOptions o;
@@ -167,23 +174,31 @@ Status RunDe(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
   const auto t0 = std::chrono::steady_clock::now();
   CC_ASSIGN_OR_RETURN(DeResult result, RunDe(*engine, o));
-  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   PrintNotes(result.notes);
-  if (format == "csv") std::cout << FormatDeCsv(result);
-  else if (format == "json") std::cout << FormatDeJson(result, took);
-  else PrintDeTable(result, nullptr, "");
+  if (format == "csv")
+    std::cout << FormatDeCsv(result);
+  else if (format == "json")
+    std::cout << FormatDeJson(result, took);
+  else
+    PrintDeTable(result, nullptr, "");
   std::cout.flush();
   if (!std::cout) return Status::IoError("cannot write the output");
   return Status::Ok();
 }
 
 Status RunMarkers(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(
-      Args args, Args::Parse(argv, {{"column", true}, {"where", true, true}, {"datasets", true, true},
-                                    {"top", true}, {"max-padj", true}, {"test", true},
-                                    {"donor", true}, {"min-cells", true}, {"format", true}}));
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"column", true},
+                                                    {"where", true, true},
+                                                    {"datasets", true, true},
+                                                    {"top", true},
+                                                    {"max-padj", true},
+                                                    {"test", true},
+                                                    {"donor", true},
+                                                    {"min-cells", true},
+                                                    {"format", true}}));
   if (args.positionals().size() != 1)
     return Status::Usage("markers needs exactly one STORE (see 'cellcube markers --help')");
   MarkersOptions o;
@@ -201,13 +216,16 @@ Status RunMarkers(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
   const auto t0 = std::chrono::steady_clock::now();
   CC_ASSIGN_OR_RETURN(MarkersResult result, RunMarkers(*engine, o));
-  const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-                        std::chrono::steady_clock::now() - t0)
-                        .count();
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   PrintNotes(result.de.notes);
-  if (format == "csv") std::cout << FormatMarkersCsv(result);
-  else if (format == "json") std::cout << FormatMarkersJson(result, took);
-  else PrintDeTable(result.de, &result.values, result.column);
+  if (format == "csv")
+    std::cout << FormatMarkersCsv(result);
+  else if (format == "json")
+    std::cout << FormatMarkersJson(result, took);
+  else
+    PrintDeTable(result.de, &result.values, result.column);
   std::cout.flush();
   if (!std::cout) return Status::IoError("cannot write the output");
   return Status::Ok();

@@ -393,8 +393,9 @@ Result<File::Extent> File::Locate(const std::string& dataset) const {
   const bool fixed_string = cls == TypeClass::kString && H5Tis_variable_str(type.get()) == 0 &&
                             H5Tget_strpad(type.get()) != H5T_STR_SPACEPAD;
   if (fixed_string) e.string_width = H5Tget_size(type.get());
-  e.in_place = ((numeric && little) || fixed_string) && H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS &&
-               H5Pget_nfilters(dcpl.get()) == 0 && addr != HADDR_UNDEF &&
+  e.in_place = ((numeric && little) || fixed_string) &&
+               H5Pget_layout(dcpl.get()) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl.get()) == 0 &&
+               addr != HADDR_UNDEF &&
                e.bytes == static_cast<uint64_t>(e.elements) * H5Tget_size(type.get());
   if (e.in_place) e.offset = addr;
   return e;

@@ -97,8 +97,10 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
   for (int32_t g : population) {
     const auto flag = static_cast<size_t>(codes[static_cast<size_t>(g)] + 1);
     int32_t side = -1;
-    if (flags1[flag]) side = 0;
-    else if (rest || flags2[flag]) side = 1;
+    if (flags1[flag])
+      side = 0;
+    else if (rest || flags2[flag])
+      side = 1;
     if (side < 0) continue;
     const int64_t n = m.n_cells[static_cast<size_t>(g)];
     d.groups.push_back(g);
@@ -139,8 +141,7 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
 
 // Welch's t-test (and Cohen's d with the pooled deviation) from two samples' sizes,
 // means and sample variances; `row` gets t, df, effect (empty where undefined).
-void Welch(double n1, double mean1, double var1, double n2, double mean2, double var2,
-           DeRow* row) {
+void Welch(double n1, double mean1, double var1, double n2, double mean2, double var2, DeRow* row) {
   row->t = row->df = row->effect = row->pvalue = kEmpty;
   if (n1 < 2 || n2 < 2) return;
   const double a = var1 / n1, b = var2 / n2;
@@ -275,7 +276,8 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
     if (test == Test::kCells) {
       row.mean1 = Mean(side[0]);
       row.mean2 = Mean(side[1]);
-      const auto n1 = static_cast<double>(side[0].n_cells), n2 = static_cast<double>(side[1].n_cells);
+      const auto n1 = static_cast<double>(side[0].n_cells),
+                 n2 = static_cast<double>(side[1].n_cells);
       Welch(n1, row.mean1, n1 >= 2 ? side[0].m2 / (n1 - 1) : kEmpty, n2, row.mean2,
             n2 >= 2 ? side[1].m2 / (n2 - 1) : kEmpty, &row);
     } else if (test == Test::kDonorsUnpaired) {
@@ -286,8 +288,8 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
     row.logfc = row.mean1 - row.mean2;  // NaN when a side has no donor in the test
     tested[gi] = 1;
   };
-  CC_RETURN_IF_ERROR(engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits,
-                                       test == Test::kCells, visit));
+  CC_RETURN_IF_ERROR(
+      engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits, test == Test::kCells, visit));
   for (size_t gi = 0; gi < genes.size(); ++gi)
     if (tested[gi]) rows->push_back(by_gene[gi]);
   return Status::Ok();
@@ -312,19 +314,22 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
   if (o.test == "donors" && !enough)
     return Status::InvalidArgument(
         "--test donors needs at least 2 donors with at least " + min + " cells on each side (" +
-        donors + "); lower --min-cells, name the column with --donor COL, or rebuild the "
+        donors +
+        "); lower --min-cells, name the column with --donor COL, or rebuild the "
         "store with 'cellcube build --donor COL'");
   if (o.test != "donors" && o.test != "auto")
     return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.test + "'");
   if (!enough) {
-    notes->push_back("test: cells (Welch's t-test over the cells), since the selection lacks 2 "
-                     "donors a side for a donor-level test (" + donors + ")");
+    notes->push_back(
+        "test: cells (Welch's t-test over the cells), since the selection lacks 2 "
+        "donors a side for a donor-level test (" +
+        donors + ")");
     return Test::kCells;
   }
   if (d.paired >= 2) {
-    notes->push_back("test: donors, paired (t-test on per-donor differences): " +
-                     std::to_string(d.paired) + " donors with at least " + min +
-                     " cells on both sides");
+    notes->push_back(
+        "test: donors, paired (t-test on per-donor differences): " + std::to_string(d.paired) +
+        " donors with at least " + min + " cells on both sides");
     return Test::kDonorsPaired;
   }
   notes->push_back("test: donors, unpaired (Welch's t-test on per-donor means; " + donors + ")");
@@ -335,7 +340,8 @@ void NoteTransforms(const QueryEngine& engine, const Design& d, std::vector<std:
   const StoreData& m = engine.store().meta();
   std::set<std::string> transforms;
   for (int32_t g : d.groups)
-    transforms.insert(m.datasets[static_cast<size_t>(m.codes[0][static_cast<size_t>(g)])].transform);
+    transforms.insert(
+        m.datasets[static_cast<size_t>(m.codes[0][static_cast<size_t>(g)])].transform);
   if (transforms.size() < 2) return;
   std::string list;
   for (const auto& t : transforms) list += (list.empty() ? "" : ", ") + t;
@@ -416,18 +422,24 @@ void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
   };
   auto text = [&](const std::string& v) {
     key();
-    if (json) AppendJsonString(out, v);
-    else AppendCsvField(out, v);
+    if (json)
+      AppendJsonString(out, v);
+    else
+      AppendCsvField(out, v);
   };
   auto integer = [&](int64_t v) {
     key();
-    if (v >= 0) AppendInt(out, v);
-    else if (json) out->append("null");
+    if (v >= 0)
+      AppendInt(out, v);
+    else if (json)
+      out->append("null");
   };
   auto number = [&](double v) {
     key();
-    if (std::isfinite(v)) AppendDouble(out, v);
-    else if (json) out->append("null");
+    if (std::isfinite(v))
+      AppendDouble(out, v);
+    else if (json)
+      out->append("null");
   };
   if (lead) text(*lead);
   text(r.gene_ids[i]);
@@ -436,8 +448,8 @@ void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
   integer(row.n_cells2);
   integer(row.n_donors1);
   integer(row.n_donors2);
-  for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t,
-                   row.df, row.pvalue, row.padj})
+  for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t, row.df,
+                   row.pvalue, row.padj})
     number(v);
 }
 
@@ -515,7 +527,8 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   const auto& codes = m.codes[static_cast<size_t>(column)];
   std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);
   for (int32_t g : population)
-    if (codes[static_cast<size_t>(g)] >= 0) present[static_cast<size_t>(codes[static_cast<size_t>(g)])] = 1;
+    if (codes[static_cast<size_t>(g)] >= 0)
+      present[static_cast<size_t>(codes[static_cast<size_t>(g)])] = 1;
   std::vector<std::string> values;
   for (size_t l = 0; l < present.size(); ++l)
     if (present[l]) values.push_back(m.labels[static_cast<size_t>(column)][l]);
@@ -563,8 +576,8 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
 
 const std::vector<std::string>& DeColumnNames() {
   static const std::vector<std::string> kNames = {
-      "gene",   "symbol", "n_cells1", "n_cells2", "n_donors1", "n_donors2", "mean1", "mean2",
-      "frac1",  "frac2",  "logfc",    "effect",   "t",         "df",        "pvalue", "padj"};
+      "gene",  "symbol", "n_cells1", "n_cells2", "n_donors1", "n_donors2", "mean1",  "mean2",
+      "frac1", "frac2",  "logfc",    "effect",   "t",         "df",        "pvalue", "padj"};
   return kNames;
 }
 

@@ -104,7 +104,6 @@ std::vector<std::string> QueryResult::ColumnNames() const {
 
 // ---------------------------------------------------------------------------
 
-
 QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
   const StoreData& m = store_->meta();
   inverse_cells_.reserve(m.n_cells.size());
@@ -262,8 +261,8 @@ void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange
 
 // Pass 1: nnz and sum per split.
 template <typename Index, typename Nnz, typename Sum>
-void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
-              int64_t base, const int32_t* split_of, Acc* acc) {
+void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, int64_t base,
+              const int32_t* split_of, Acc* acc) {
   const auto* idx = s.indices().As<Index>();
   const auto* nnz = s.nnz().As<Nnz>();
   const auto* sum = s.sum().As<Sum>();
@@ -377,7 +376,8 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
     if (q.second) {
       b->mean.assign(n_splits + 1, 0);
       for (size_t sp = 0; sp < n_splits; ++sp)
-        if (gene[sp].n_cells > 0) b->mean[sp] = gene[sp].sum / static_cast<double>(gene[sp].n_cells);
+        if (gene[sp].n_cells > 0)
+          b->mean[sp] = gene[sp].sum / static_cast<double>(gene[sp].n_cells);
       b->second.assign(n_splits + 1, SecondAcc{0, 0});
       q.second(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
                b->second.data());
@@ -405,8 +405,9 @@ void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
   for (size_t gi = 0; gi < genes.size(); ++gi)
     before[gi + 1] = before[gi] + indptr.IntAt(genes[gi] + 1) - indptr.IntAt(genes[gi]);
   const auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
-  const int64_t workers = std::min<int64_t>({cores, static_cast<int64_t>(genes.size()),
-                                             before.back() / std::max<int64_t>(1, parallel_min_entries / 2)});
+  const int64_t workers =
+      std::min<int64_t>({cores, static_cast<int64_t>(genes.size()),
+                         before.back() / std::max<int64_t>(1, parallel_min_entries / 2)});
   if (parallel_min_entries <= 0 || before.back() < parallel_min_entries || workers < 2) {
     ScanGenes(q, genes, 0, genes.size(), own, agg);
     return;
@@ -534,8 +535,8 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
   return Status::Ok();
 }
 
-Result<std::vector<int32_t>> QueryEngine::SelectGroups(const std::vector<std::string>& datasets,
-                                                       const std::vector<WhereClause>& where) const {
+Result<std::vector<int32_t>> QueryEngine::SelectGroups(
+    const std::vector<std::string>& datasets, const std::vector<WhereClause>& where) const {
   std::vector<int32_t> out;
   CC_RETURN_IF_ERROR(SelectGroupsInto(datasets, where, &out));
   return out;
@@ -545,7 +546,8 @@ Result<std::vector<int32_t>> QueryEngine::SelectGroups(const std::vector<std::st
 // (SPEC §2; `groups` ascending, `split_of_group` per group), n_cells counting only the
 // datasets that measured the gene; m2 only when `want_m2`. Each gene's entries are
 // checked first (SPEC §10). The one roll-up behind queries and DE.
-Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
+                               const std::vector<int32_t>& groups,
                                const std::vector<int32_t>& split_of_group, int32_t n_splits,
                                bool want_m2, std::vector<Aggregate>* out,
                                const RollUpVisitor* visit) const {
@@ -571,8 +573,7 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes, const std::vec
   t.runs.clear();
   for (size_t i = 0; i < n_selected; ++i) {
     const int32_t g = groups[i];
-    if (i > 0 && g <= groups[i - 1])
-      return Status::Internal("roll-up groups are not ascending");
+    if (i > 0 && g <= groups[i - 1]) return Status::Internal("roll-up groups are not ascending");
     if (t.runs.empty() ||
         (g != t.runs.back().end && group_dataset[static_cast<size_t>(g)] !=
                                        group_dataset[static_cast<size_t>(groups[i - 1])]))
@@ -653,7 +654,8 @@ Result<std::vector<Aggregate>> QueryEngine::RollUp(const std::vector<int32_t>& g
   return out;
 }
 
-Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes,
+                               const std::vector<int32_t>& groups,
                                const std::vector<int32_t>& split_of_group, int32_t n_splits,
                                bool want_m2, const RollUpVisitor& visit) const {
   return RollUpInto(genes, groups, split_of_group, n_splits, want_m2, nullptr, &visit);
@@ -729,8 +731,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   }
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
-  CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits),
-                                want_m2, &t.agg, nullptr));
+  CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits), want_m2,
+                                &t.agg, nullptr));
   const size_t n_genes = genes.size();
 
   // The result: genes, split labels, rows split-major.

@@ -62,7 +62,6 @@ namespace {
 
 using namespace text_out;
 
-
 // Appends metric `m` of `a`; false (nothing appended) when the value is missing.
 bool AppendMetric(std::string* out, Metric m, const Aggregate& a) {
   if (m == Metric::kNCells || m == Metric::kNnz) {

@@ -27,8 +27,7 @@ bool CaseInsensitiveIndex::SameIgnoringCase(std::string_view a, std::string_view
   return true;
 }
 
-CaseInsensitiveIndex::CaseInsensitiveIndex(const StringList& names)
-    : names_(&names) {
+CaseInsensitiveIndex::CaseInsensitiveIndex(const StringList& names) : names_(&names) {
   // At most two thirds full, so a probe ends after a few slots.
   const uint64_t size = std::bit_ceil(std::max<uint64_t>(16, names.size() + names.size() / 2));
   slots_.assign(size, -1);

@@ -102,8 +102,10 @@ Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
     const double s1 = static_cast<double>(sum[k]);
     double m2 = static_cast<double>(second[k]);
     if (sumsq && group >= 0 && group < r.n_groups()) {
-      if (!(m2 >= 0)) m2 = -1;  // a negative or NaN sumsq is broken, whatever sum is
-      else m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
+      if (!(m2 >= 0))
+        m2 = -1;  // a negative or NaN sumsq is broken, whatever sum is
+      else
+        m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
     }
     if (const char* fault = EntryFault(context, gene, group, previous, nnz[k], s1, m2))
       return Broken("entry " + std::to_string(k) + " of gene '" +
@@ -268,11 +270,13 @@ struct StoreReader::Internals {
                         Load(names.indptr, ints, r->n_genes() + 1, "the number of genes + 1"));
     r->n_entries_ = r->indptr_.IntAt(r->n_genes());
     if (r->n_entries_ < 0) return Broken(names.indptr + " ends below 0");
-    CC_ASSIGN_OR_RETURN(r->indices_, Load(names.indices, {r->indptr_.type}, r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->indices_,
+                        Load(names.indices, {r->indptr_.type}, r->n_entries_, by_indptr));
     CC_ASSIGN_OR_RETURN(r->nnz_, Load(names.nnz, nnz_types, r->n_entries_, by_indptr));
     CC_ASSIGN_OR_RETURN(r->sum_, Load(names.sum, floats, r->n_entries_, by_indptr));
-    CC_ASSIGN_OR_RETURN(r->second_, Load(names.second, v1 ? std::vector<ArrayType>{r->sum_.type} : floats,
-                                         r->n_entries_, by_indptr));
+    CC_ASSIGN_OR_RETURN(r->second_,
+                        Load(names.second, v1 ? std::vector<ArrayType>{r->sum_.type} : floats,
+                             r->n_entries_, by_indptr));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indptr, r->indptr_));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.sum_indices, r->indices_));
     CC_RETURN_IF_ERROR(CheckSamePattern(names.second_indptr, r->indptr_));

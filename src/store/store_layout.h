@@ -11,7 +11,7 @@ inline constexpr const char* kLayersGroup = "layers";
 inline constexpr const char* kLayerNnz = "nnz";
 inline constexpr const char* kLayerSum = "sum";
 inline constexpr const char* kLayerM2 = "m2";
-inline constexpr const char* kLayerSumsq = "sumsq";  // format 1 only
+inline constexpr const char* kLayerSumsq = "sumsq";   // format 1 only
 inline constexpr const char* kMeasured = "measured";  // format 2: packed bits
 inline constexpr const char* kUnsGroup = "uns/cellcube";
 

@@ -37,9 +37,9 @@ Result<int> CheckFormat(const File& f) {
   CC_ASSIGN_OR_RETURN(std::string version, f.ReadScalarString(root + "/format_version"));
   if (version == "1") return 1;
   if (version == kStoreFormatVersion) return 2;
-  return Status::Unsupported("'" + f.path() + "' is a cellcube store of format version " +
-                             version + "; this cellcube reads versions 1 and " +
-                             kStoreFormatVersion + " (a newer cellcube wrote it)");
+  return Status::Unsupported("'" + f.path() + "' is a cellcube store of format version " + version +
+                             "; this cellcube reads versions 1 and " + kStoreFormatVersion +
+                             " (a newer cellcube wrote it)");
 }
 
 Status LoadGroups(const File& f, StoreData* s) {
@@ -170,7 +170,8 @@ Status LoadGeneLists(const File& f, MappedBytes map, StoreMetadata* out) {
   }
   if (out->gene_symbols.size() != out->gene_ids.size())
     return Status::Corrupt("var 'symbol' and the var index have different lengths");
-  if (out->gene_ids.size() >= static_cast<size_t>(INT32_MAX)) return Status::Corrupt("too many genes");
+  if (out->gene_ids.size() >= static_cast<size_t>(INT32_MAX))
+    return Status::Corrupt("too many genes");
   out->n_genes = static_cast<int64_t>(out->gene_ids.size());
   return Status::Ok();
 }
@@ -191,9 +192,8 @@ Result<MeasuredBits> LoadMeasuredBitset(const File& f, const StoreData& s, int64
                            ") array of bytes");
   MeasuredBits bits;
   CC_ASSIGN_OR_RETURN(h5ad::File::Extent e, f.Locate(path));
-  if (std::endian::native == std::endian::little && map.data && e.in_place &&
-      e.bytes == bytes && e.offset % 8 == 0 && e.offset <= map.size &&
-      bytes <= map.size - e.offset) {
+  if (std::endian::native == std::endian::little && map.data && e.in_place && e.bytes == bytes &&
+      e.offset % 8 == 0 && e.offset <= map.size && bytes <= map.size - e.offset) {
     bits = MeasuredBits::View(n_genes, reinterpret_cast<const uint64_t*>(map.data + e.offset));
   } else {
     bits = MeasuredBits(n_datasets, n_genes);
@@ -249,9 +249,9 @@ EntryArrayNames EntryArraysOf(int format_version) {
   const std::string nnz = layers + store_layout::kLayerNnz, sum = layers + store_layout::kLayerSum;
   const std::string second =
       layers + (format_version == 1 ? store_layout::kLayerSumsq : store_layout::kLayerM2);
-  return {nnz + "/indptr",  nnz + "/indices",     nnz + "/data",        sum + "/data",
-          second + "/data", sum + "/indptr",      sum + "/indices",     second + "/indptr",
-          second + "/indices"};
+  return {nnz + "/indptr",  nnz + "/indices",   nnz + "/data",
+          sum + "/data",    second + "/data",   sum + "/indptr",
+          sum + "/indices", second + "/indptr", second + "/indices"};
 }
 
 Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions& options) {

@@ -46,8 +46,7 @@ Result<StoreMetadata> LoadStoreMetadata(const h5ad::File& file, const MetadataOp
 
 // Opens the store at `path` and reads its metadata (with the gene lists); errors name
 // the store. The file stays open for the caller's reads of the entry arrays.
-Result<std::unique_ptr<h5ad::File>> OpenStoreMetadata(const std::string& path,
-                                                      StoreMetadata* out);
+Result<std::unique_ptr<h5ad::File>> OpenStoreMetadata(const std::string& path, StoreMetadata* out);
 
 // The bits of the records' measured_genes lists.
 MeasuredBits MeasuredGeneBits(const StoreData& s);

@@ -94,7 +94,8 @@ class LayerWriter {
     CC_RETURN_IF_ERROR(w_.CreateFixedArray(names_.indptr, index_type_, n_genes_ + 1));
     CC_RETURN_IF_ERROR(w_.CreateFixedArray(
         names_.nnz, narrow_nnz_ ? ElemType::kUInt16 : ElemType::kUInt32, n_entries_));
-    CC_RETURN_IF_ERROR(w_.MarkSparse(LayerPath(store_layout::kLayerNnz), false, n_groups_, n_genes_));
+    CC_RETURN_IF_ERROR(
+        w_.MarkSparse(LayerPath(store_layout::kLayerNnz), false, n_groups_, n_genes_));
     // One sparsity pattern: the other layers name the nnz layer's objects (hard links).
     const struct {
       const char* layer;
@@ -102,11 +103,10 @@ class LayerWriter {
       ElemType type;
       const std::string& indices;
       const std::string& indptr;
-    } others[] = {
-        {store_layout::kLayerSum, names_.sum, ElemType::kFloat64, names_.sum_indices,
-         names_.sum_indptr},
-        {store_layout::kLayerM2, names_.second, ElemType::kFloat32, names_.second_indices,
-         names_.second_indptr}};
+    } others[] = {{store_layout::kLayerSum, names_.sum, ElemType::kFloat64, names_.sum_indices,
+                   names_.sum_indptr},
+                  {store_layout::kLayerM2, names_.second, ElemType::kFloat32, names_.second_indices,
+                   names_.second_indptr}};
     for (const auto& layer : others) {
       CC_RETURN_IF_ERROR(w_.CreateGroup(LayerPath(layer.layer)));
       CC_RETURN_IF_ERROR(w_.CreateFixedArray(layer.data, layer.type, n_entries_));

@@ -144,9 +144,8 @@ TEST(Accumulator, SecondMomentOfNearlyEqualLargeValuesKeepsItsDigits) {
   std::vector<int32_t> group_of_cell = {0, 0, 0, 0, 0};
   CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
   Accumulator acc(1, 0, 1);
-  ASSERT_FALSE(
-      acc.AddRows(Rows({0, 1, 2, 3, 4, 4}, {0, 0, 0, 0}, {1e5, 1e5 + 0.1, 1e5 + 0.2, 1e5 + 0.3}),
-                  ctx, 0, 1));
+  ASSERT_FALSE(acc.AddRows(
+      Rows({0, 1, 2, 3, 4, 4}, {0, 0, 0, 0}, {1e5, 1e5 + 0.1, 1e5 + 0.2, 1e5 + 0.3}), ctx, 0, 1));
   EXPECT_NEAR(SlotM2(acc.At(0, 0), 4), 0.05, 1e-10);
   // With the zero cell: mean m = (4e5 + 0.6) / 5, m2 = Σ(v − m)² + m².
   const double m = (4e5 + 0.6) / 5;
