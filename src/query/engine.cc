@@ -222,6 +222,8 @@ struct RollUpScratch {
   ScanBuffers buffers;                      // this thread's accumulators
   std::vector<int64_t> cells;               // per split
   std::vector<int64_t> cells_by_dataset;    // per split x contributing dataset
+  std::vector<int64_t> dataset_splits_begin;
+  std::vector<int32_t> dataset_splits;
   std::vector<int32_t> contributing;        // datasets with a selected group
   std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
   std::vector<int32_t> unmeasured;          // per gene: contributing indices, flattened
@@ -346,6 +348,8 @@ struct GeneScan {
   size_t n_splits = 0, n_genes = 0, n_contributing = 0;
   const int64_t* cells = nullptr;             // per split
   const int64_t* cells_by_dataset = nullptr;  // per split x contributing dataset
+  const int64_t* dataset_splits_begin = nullptr;  // per contributing dataset, into:
+  const int32_t* dataset_splits = nullptr;        // the splits with cells of that dataset
   const int32_t* unmeasured = nullptr;
   const int64_t* unmeasured_begin = nullptr;  // per gene
   const double* inverse_cells = nullptr;      // per group
@@ -366,12 +370,18 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
     gene.assign(n_splits, Aggregate{});
     q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
     for (size_t sp = 0; sp < n_splits; ++sp) {
-      int64_t cells = q.cells[sp];
-      for (int64_t u = q.unmeasured_begin[gi]; u < q.unmeasured_begin[gi + 1]; ++u)
-        cells -= q.cells_by_dataset[sp * q.n_contributing + static_cast<size_t>(q.unmeasured[u])];
-      gene[sp].n_cells = cells;
+      gene[sp].n_cells = q.cells[sp];
       gene[sp].nnz = static_cast<int64_t>(b->acc[sp].nnz);
       gene[sp].sum = b->acc[sp].sum;
+    }
+    // The cells of datasets that did not measure the gene leave its splits (only the
+    // splits holding cells of such a dataset are visited).
+    for (int64_t u = q.unmeasured_begin[gi]; u < q.unmeasured_begin[gi + 1]; ++u) {
+      const auto j = static_cast<size_t>(q.unmeasured[u]);
+      for (int64_t k = q.dataset_splits_begin[j]; k < q.dataset_splits_begin[j + 1]; ++k) {
+        const auto sp = static_cast<size_t>(q.dataset_splits[k]);
+        gene[sp].n_cells -= q.cells_by_dataset[sp * q.n_contributing + j];
+      }
     }
     if (q.second) {
       b->mean.assign(n_splits + 1, 0);
@@ -618,11 +628,18 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
       t.cells_by_dataset[static_cast<size_t>(split_of_group[i]) * n_contributing + j] +=
           m.n_cells[static_cast<size_t>(g)];
     }
+    t.dataset_splits_begin.assign(1, 0);
+    t.dataset_splits.clear();
+    for (size_t j = 0; j < n_contributing; ++j) {
+      for (size_t sp = 0; sp < static_cast<size_t>(n_splits); ++sp)
+        if (t.cells_by_dataset[sp * n_contributing + j] != 0)
+          t.dataset_splits.push_back(static_cast<int32_t>(sp));
+      t.dataset_splits_begin.push_back(static_cast<int64_t>(t.dataset_splits.size()));
+    }
   }
 
-  // Per gene: check its entries once (SPEC §10), then scan them into the per-split
-  // accumulators; the second moment only when asked for.
-  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
+  // Per gene, scan its entries (checked above) into the per-split accumulators; the
+  // second moment only when asked for.
   GeneScan scan;
   scan.store = &s;
   scan.runs = &t.runs;
@@ -633,6 +650,8 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   scan.n_contributing = n_contributing;
   scan.cells = t.cells.data();
   scan.cells_by_dataset = t.cells_by_dataset.data();
+  scan.dataset_splits_begin = t.dataset_splits_begin.data();
+  scan.dataset_splits = t.dataset_splits.data();
   scan.unmeasured = t.unmeasured.data();
   scan.unmeasured_begin = t.unmeasured_begin.data();
   scan.inverse_cells = inverse_cells_.data();

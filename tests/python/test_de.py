@@ -1,0 +1,293 @@
+"""Differential expression (SPEC §9, issue 12) against scipy on the same cells.
+
+Two studies whose donor labels repeat (D1..D6 in both), each donor with cells of every
+cell type; half the donors of each study are diseased. Values are written as they are
+aggregated (`--transform none`), so the reference tests the very values:
+
+- cell-level: scipy.stats.ttest_ind(equal_var=False) on the side's cells;
+- donor-level: each (study, donor)'s mean over its cells on a side, kept with at least
+  --min-cells cells there; ttest_rel on the differences when donors sit on both sides
+  (paired), ttest_ind(equal_var=False) on the means otherwise;
+- Benjamini-Hochberg written out here, independently of cellcube's.
+
+Planted genes: MARK (high in cell type T), DON (a donor-level effect: every cell of a
+diseased donor shifted by the donor's own random offset, so cells look significant and
+donors do not), LOST (not measured in study 2), ZERO (no value anywhere), and noise genes.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats as st
+
+from helpers import run, run_ok, assert_error
+
+warnings.filterwarnings("ignore")
+
+N_NOISE = 40
+MIN_CELLS = 10
+
+
+def bh(p):
+    p = np.asarray(p, dtype=float)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = len(order)
+    running = 1.0
+    for rank in range(m, 0, -1):
+        i = order[rank - 1]
+        running = min(running, p[i] * m / rank)
+        out[i] = running
+    return out
+
+
+def write_study(path, study, rng, with_lost):
+    import anndata
+
+    cell_types = ["T", "B", "M"]
+    rows, obs = [], []
+    genes = ["MARK", "DON", "ZERO"] + (["LOST"] if with_lost else []) + [f"N{i:02d}" for i in range(N_NOISE)]
+    for d in range(6):
+        donor = f"D{d + 1}"
+        diseased = d % 2 == 1
+        offset = rng.normal(0, 1.5) if diseased else 0.0
+        for ct in cell_types:
+            n = int(rng.integers(12, 40)) if not (d == 5 and ct == "M") else 4  # one small side
+            x = rng.gamma(2.0, 0.5, size=(n, len(genes)))
+            x[rng.random(x.shape) < 0.3] = 0.0
+            col = {g: i for i, g in enumerate(genes)}
+            x[:, col["MARK"]] += 3.0 if ct == "T" else 0.0
+            x[:, col["DON"]] += offset + (0.8 if diseased else 0.0) * 0  # donor noise only
+            x[:, col["DON"]] = np.abs(x[:, col["DON"]])
+            x[:, col["ZERO"]] = 0.0
+            rows.append(x)
+            for _ in range(n):
+                obs.append((ct, donor, "disease" if diseased else "normal"))
+    X = np.vstack(rows)
+    df = pd.DataFrame(obs, columns=["cell_type", "donor", "condition"])
+    for c in df:
+        df[c] = pd.Categorical(df[c])
+    df.index = [f"{study}_c{i}" for i in range(len(df))]
+    anndata.AnnData(X=X, obs=df, var=pd.DataFrame(index=genes), dtype=X.dtype).write_h5ad(path)
+    return X, df, genes
+
+
+@pytest.fixture(scope="module")
+def de_store(tmp_path_factory, cellcube):
+    d = tmp_path_factory.mktemp("de")
+    rng = np.random.default_rng(7)
+    cells = {}
+    for study, lost in (("s1", True), ("s2", False)):
+        X, obs, genes = write_study(d / f"{study}.h5ad", study, rng, lost)
+        cells[study] = (X, obs, genes)
+    store = d / "store.h5ad"
+    run_ok([cellcube, "build", "-o", store, "--quiet", "--transform", "none", "--cell-type",
+            "cell_type", "--groupby", "donor,condition", d / "s1.h5ad", d / "s2.h5ad"])
+    return store, cells
+
+
+def gene_values(cells, gene, mask_of):
+    """Per study: the gene's values on the cells mask_of(obs) selects; None when the study
+    did not measure the gene."""
+    out = {}
+    for study, (X, obs, genes) in cells.items():
+        if gene not in genes:
+            continue
+        m = mask_of(obs)
+        out[study] = (X[m, genes.index(gene)], obs[m])
+    return out
+
+
+def de(cellcube, store, *args):
+    p = run_ok([cellcube, "de", store, *args, "--format", "csv"])
+    return pd.read_csv(io.StringIO(p.stdout), keep_default_na=False, na_values=[""]), p.stderr
+
+
+def close(a, b, rel, abs_=0.0):
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return a is None or (isinstance(a, float) and math.isnan(a))
+    return math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+
+
+def all_genes(cells):
+    g = []
+    for _, (_, _, genes) in cells.items():
+        g += [x for x in genes if x not in g]
+    return g
+
+
+def check_against(got, want_rows, test):
+    got = got.set_index("gene")
+    assert set(got.index) == set(want_rows), (sorted(set(got.index) ^ set(want_rows)))
+    p = [want_rows[g]["pvalue"] for g in want_rows]
+    padj = dict(zip(want_rows, bh(p)))
+    for g, w in want_rows.items():
+        r = got.loc[g]
+        assert int(r.n_cells1) == w["n1"] and int(r.n_cells2) == w["n2"], (g, r, w)
+        for k in ("frac1", "frac2"):
+            assert close(float(r[k]), w[k], 1e-12), (g, k)
+        for k in ("mean1", "mean2", "effect"):
+            assert close(float(r[k]), w[k], 1e-5, 1e-12), (g, k, r[k], w[k])
+        assert close(float(r.t), w["t"], 1e-6, 1e-9), (g, r.t, w["t"])
+        assert close(float(r.df), w["df"], 1e-6), (g, r.df, w["df"])
+        assert close(float(r.pvalue), w["pvalue"], 1e-6, 1e-12), (g, r.pvalue, w["pvalue"])
+        assert close(float(r.padj), padj[g], 1e-6, 1e-12), (g, r.padj, padj[g])
+        if test != "cells":
+            assert int(r.n_donors1) == w["k1"] and int(r.n_donors2) == w["k2"], (g, r, w)
+
+
+def welch(a, b):
+    out = {"t": float("nan"), "df": float("nan"), "pvalue": float("nan"), "effect": float("nan")}
+    if len(a) < 2 or len(b) < 2:
+        return out
+    va, vb = np.var(a, ddof=1), np.var(b, ddof=1)
+    pooled = ((len(a) - 1) * va + (len(b) - 1) * vb) / (len(a) + len(b) - 2)
+    if pooled > 0:
+        out["effect"] = (np.mean(a) - np.mean(b)) / math.sqrt(pooled)
+    se2 = va / len(a) + vb / len(b)
+    if se2 > 0:
+        r = st.ttest_ind(a, b, equal_var=False)
+        out["t"], out["pvalue"] = float(r.statistic), float(r.pvalue)
+        out["df"] = se2 ** 2 / ((va / len(a)) ** 2 / (len(a) - 1) + (vb / len(b)) ** 2 / (len(b) - 1))
+    return out
+
+
+def test_cells_test_matches_scipy(cellcube, de_store):
+    store, cells = de_store
+    got, err = de(cellcube, store, "--compare", "cell_type", "--group1", "T", "--test", "cells")
+    assert "test: cells" in err
+    want = {}
+    for g in all_genes(cells):
+        s1 = gene_values(cells, g, lambda o: (o.cell_type == "T").to_numpy())
+        s2 = gene_values(cells, g, lambda o: (o.cell_type != "T").to_numpy())
+        a = np.concatenate([v for v, _ in s1.values()])
+        b = np.concatenate([v for v, _ in s2.values()])
+        w = {"n1": len(a), "n2": len(b), "mean1": a.mean(), "mean2": b.mean(),
+             "frac1": (a > 0).mean(), "frac2": (b > 0).mean(), **welch(a, b)}
+        want[g] = w
+    check_against(got, want, "cells")
+    zero = got.set_index("gene").loc["ZERO"]
+    assert math.isnan(zero.t) and math.isnan(zero.pvalue) and math.isnan(zero.effect)
+    assert int(got.set_index("gene").loc["LOST"].n_cells1) < int(got.set_index("gene").loc["MARK"].n_cells1)
+
+
+def donor_means(per_study, min_cells, side_mask, kept_keys=None):
+    """{(study, donor): mean} over the donors with >= min_cells cells on the side (their
+    cell count taken over every gene: the population's cells)."""
+    out = {}
+    for study, (v, obs) in per_study.items():
+        for donor, idx in obs.groupby("donor", observed=True).indices.items():
+            key = (study, donor)
+            if kept_keys is not None and key not in kept_keys:
+                continue
+            out[key] = v[idx].mean()
+    return out
+
+
+def kept_donors(cells, mask_of, min_cells):
+    keys = set()
+    for study, (X, obs, genes) in cells.items():
+        counts = obs[mask_of(obs)].groupby("donor", observed=True).size()
+        keys |= {(study, d) for d, n in counts.items() if n >= min_cells}
+    return keys
+
+
+def test_paired_donor_test_matches_ttest_rel(cellcube, de_store):
+    store, cells = de_store
+    side1 = lambda o: (o.cell_type == "T").to_numpy()
+    side2 = lambda o: (o.cell_type != "T").to_numpy()
+    got, err = de(cellcube, store, "--compare", "cell_type", "--group1", "T")
+    assert "paired" in err
+    pairs = kept_donors(cells, side1, MIN_CELLS) & kept_donors(cells, side2, MIN_CELLS)
+    want = {}
+    for g in all_genes(cells):
+        s1, s2 = gene_values(cells, g, side1), gene_values(cells, g, side2)
+        m1, m2 = donor_means(s1, MIN_CELLS, side1, pairs), donor_means(s2, MIN_CELLS, side2, pairs)
+        keys = sorted(set(m1) & set(m2))
+        x1 = np.array([m1[k] for k in keys])
+        x2 = np.array([m2[k] for k in keys])
+        d = x1 - x2
+        w = {"n1": sum(len(v) for v, _ in s1.values()), "n2": sum(len(v) for v, _ in s2.values()),
+             "k1": len(keys), "k2": len(keys), "mean1": x1.mean(), "mean2": x2.mean(),
+             "frac1": np.mean(np.concatenate([v for v, _ in s1.values()]) > 0),
+             "frac2": np.mean(np.concatenate([v for v, _ in s2.values()]) > 0),
+             "t": float("nan"), "df": float("nan"), "pvalue": float("nan"), "effect": float("nan")}
+        if len(d) >= 2 and np.std(d, ddof=1) > 0:
+            r = st.ttest_rel(x1, x2)
+            w.update(t=float(r.statistic), pvalue=float(r.pvalue), df=len(d) - 1,
+                     effect=d.mean() / np.std(d, ddof=1))
+        want[g] = w
+    check_against(got, want, "donors")
+    # Donor labels repeat across studies: 12 pairs, not 6.
+    assert int(got.set_index("gene").loc["MARK"].n_donors1) == 12
+
+
+def test_unpaired_donor_test_and_the_contrast_with_cells(cellcube, de_store):
+    store, cells = de_store
+    side1 = lambda o: (o.condition == "disease").to_numpy()
+    side2 = lambda o: (o.condition == "normal").to_numpy()
+    got, err = de(cellcube, store, "--compare", "condition", "--group1", "disease", "--group2", "normal")
+    assert "unpaired" in err
+    k1, k2 = kept_donors(cells, side1, MIN_CELLS), kept_donors(cells, side2, MIN_CELLS)
+    want = {}
+    for g in all_genes(cells):
+        s1, s2 = gene_values(cells, g, side1), gene_values(cells, g, side2)
+        x1 = np.array(list(donor_means(s1, MIN_CELLS, side1, k1).values()))
+        x2 = np.array(list(donor_means(s2, MIN_CELLS, side2, k2).values()))
+        w = {"n1": sum(len(v) for v, _ in s1.values()), "n2": sum(len(v) for v, _ in s2.values()),
+             "k1": len(x1), "k2": len(x2), "mean1": x1.mean(), "mean2": x2.mean(),
+             "frac1": np.mean(np.concatenate([v for v, _ in s1.values()]) > 0),
+             "frac2": np.mean(np.concatenate([v for v, _ in s2.values()]) > 0), **welch(x1, x2)}
+        want[g] = w
+    check_against(got, want, "donors")
+    # DON differs only by donor: cells call it, donors do not.
+    cells_run, _ = de(cellcube, store, "--compare", "condition", "--group1", "disease", "--test", "cells")
+    assert float(cells_run.set_index("gene").loc["DON"].padj) < 1e-6
+    assert float(got.set_index("gene").loc["DON"].padj) > 0.05
+
+
+def test_order_filters_and_json(cellcube, de_store):
+    store, _ = de_store
+    got, _ = de(cellcube, store, "--compare", "cell_type", "--group1", "T")
+    padj = got.padj.to_numpy()
+    finite = padj[~np.isnan(padj)]
+    assert np.all(np.diff(finite) >= 0) and np.isnan(padj[len(finite):]).all()
+    up, _ = de(cellcube, store, "--compare", "cell_type", "--group1", "T", "--direction", "up", "--top", "3")
+    assert len(up) == 3 and (up.logfc > 0).all() and up.gene.iloc[0] == "MARK"
+    p = run_ok([cellcube, "de", store, "--compare", "cell_type", "--group1", "T", "--format", "json"])
+    j = json.loads(p.stdout)
+    assert j["test"] == "donors-paired" and j["columns"][0] == "gene" and len(j["rows"]) == len(got)
+    assert any("paired" in n for n in j["notes"]) and isinstance(j["took_us"], int)
+
+
+def test_markers(cellcube, de_store):
+    store, _ = de_store
+    p = run_ok([cellcube, "markers", store, "--format", "csv"])
+    m = pd.read_csv(io.StringIO(p.stdout), keep_default_na=False, na_values=[""])
+    assert list(m.columns[:3]) == ["cell_type", "gene", "symbol"]
+    t = m[m.cell_type == "T"]
+    assert t.gene.iloc[0] == "MARK" and (t.logfc > 0).all() and (t.padj <= 0.05).all()
+    assert (m.groupby("cell_type").size() <= 10).all()
+
+
+def test_bad_input(cellcube, de_store):
+    store, _ = de_store
+    base = [cellcube, "de", store]
+    assert_error(run(base + ["--compare", "nope", "--group1", "T"]), mentions=["nope"])
+    assert_error(run(base + ["--compare", "cell_type", "--group1", "X"]), mentions=["'X'"])
+    assert_error(run(base + ["--compare", "cell_type", "--group1", "T", "--group2", "T"]),
+                 mentions=["both sides"])
+    assert_error(run(base + ["--compare", "cell_type", "--group1", "T", "--where", "cell_type=B"]),
+                 mentions=["side 1"])
+    assert_error(run(base + ["--compare", "cell_type", "--group1", "T", "--test", "donors",
+                             "--min-cells", "1000"]), mentions=["--test donors", "--donor"])
+    assert_error(run(base + ["--compare", "cell_type", "--group1", "T", "--group2", "rest",
+                             "--group2", "B"]), mentions=["rest"])
+    assert_error(run(base + ["--group1", "T"]), code=2)
