@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cellcube/de.h"
 #include "cellcube/query.h"
 
 namespace py = pybind11;
@@ -147,8 +148,64 @@ class PyStore {
     if (!text.ok()) Raise(text.status());
     return std::move(text).value();
   }
+  // Differential expression (SPEC §9) as CSV or JSON text: what `cellcube de` prints.
+  std::string de_text(const std::string& compare, const std::vector<std::string>& group1,
+                      const std::vector<std::string>& group2,
+                      const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                      const std::vector<std::string>& datasets, const std::string& test,
+                      const std::string& donor, int64_t min_cells, double min_frac,
+                      const std::string& direction, int64_t top, const std::string& format) const {
+    DeOptions o;
+    o.compare = compare;
+    o.group1 = group1;
+    o.group2 = group2;
+    for (const auto& [column, values] : where) o.where.push_back({column, values});
+    o.datasets = datasets;
+    o.test = test;
+    o.donor = donor;
+    o.min_cells = min_cells;
+    o.min_frac = min_frac;
+    o.direction = direction;
+    o.top = top;
+    return Text([&]() -> Result<std::string> {
+      CC_ASSIGN_OR_RETURN(DeResult r, RunDe(*engine_, o));
+      return format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0);
+    }, format);
+  }
+
+  // Marker genes (SPEC §9) as CSV or JSON text: what `cellcube markers` prints.
+  std::string markers_text(const std::string& column,
+                           const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                           const std::vector<std::string>& datasets, int64_t top, double max_padj,
+                           const std::string& test, const std::string& donor, int64_t min_cells,
+                           const std::string& format) const {
+    MarkersOptions o;
+    o.column = column;
+    for (const auto& [c, values] : where) o.where.push_back({c, values});
+    o.datasets = datasets;
+    o.top = top;
+    o.max_padj = max_padj;
+    o.test = test;
+    o.donor = donor;
+    o.min_cells = min_cells;
+    return Text([&]() -> Result<std::string> {
+      CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
+      return format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0);
+    }, format);
+  }
 
  private:
+  template <typename F>
+  static std::string Text(F&& make, const std::string& format) {
+    if (format != "csv" && format != "json")
+      Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
+    Result<std::string> text = [&] {
+      py::gil_scoped_release release;
+      return make();
+    }();
+    if (!text.ok()) Raise(text.status());
+    return std::move(text).value();
+  }
   const StoreReader& meta_store() const { return engine_->store(); }
   const StoreData& meta() const { return engine_->store().meta(); }
   std::shared_ptr<const QueryEngine> engine_;
@@ -172,7 +229,14 @@ PYBIND11_MODULE(_cellcube, m) {
       .def("query", &PyStore::query, py::arg("genes"), py::arg("by"), py::arg("where"),
            py::arg("datasets"), py::arg("metrics"))
       .def("query_text", &PyStore::query_text, py::arg("genes"), py::arg("by"), py::arg("where"),
-           py::arg("datasets"), py::arg("metrics"), py::arg("format"));
+           py::arg("datasets"), py::arg("metrics"), py::arg("format"))
+      .def("de_text", &PyStore::de_text, py::arg("compare"), py::arg("group1"), py::arg("group2"),
+           py::arg("where"), py::arg("datasets"), py::arg("test"), py::arg("donor"),
+           py::arg("min_cells"), py::arg("min_frac"), py::arg("direction"), py::arg("top"),
+           py::arg("format"))
+      .def("markers_text", &PyStore::markers_text, py::arg("column"), py::arg("where"),
+           py::arg("datasets"), py::arg("top"), py::arg("max_padj"), py::arg("test"),
+           py::arg("donor"), py::arg("min_cells"), py::arg("format"));
   m.def("open", &PyStore::Open, py::arg("path"));
   py::list metrics;
   for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));

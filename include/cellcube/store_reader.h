@@ -113,6 +113,9 @@ class StoreReader {
   // Checks gene g's entries against the rules above the first time it is called for g
   // and remembers the verdict; Corrupt naming the first broken entry. Thread-safe.
   [[nodiscard]] Status CheckGene(int64_t gene) const;
+  // CheckGene for each of `genes` (on every core when they hold many unchecked entries);
+  // the error is the first damaged gene in the order given.
+  [[nodiscard]] Status CheckGenes(const std::vector<int32_t>& genes) const;
   // CheckGene for every gene (what `cellcube info --check` runs).
   [[nodiscard]] Status CheckAllGenes() const;
 

@@ -159,6 +159,54 @@ class Store:
         """The same query as JSON text, exactly as `cellcube query --format json` prints it."""
         return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "json")
 
+    def de(self, compare: str, group1: Names, group2: Names = "rest",
+           where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
+           donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
+           direction: str = "both", top: Optional[int] = None):
+        """Differential expression between two sides of the selected cells (SPEC §9), as a
+        pandas DataFrame with the columns of `cellcube de --format csv` (NaN = empty).
+
+        compare   the column whose values make the sides, e.g. "cell_type"
+        group1    side 1's value(s) of that column
+        group2    side 2's value(s), or "rest" (default): every other selected group
+        where, datasets   the population, as in query()
+        test      "auto" (default), "donors" (pseudobulk) or "cells"
+        donor     the donor column (default: donor, donor_id, individual, patient, subject)
+        min_cells a donor counts on a side with this many cells there (default 10)
+        min_frac, direction, top   filters, as `cellcube de`
+        """
+        return _frame(self.de_csv(compare, group1, group2, where, datasets, test, donor,
+                                  min_cells, min_frac, direction, top))
+
+    def de_csv(self, compare: str, group1: Names, group2: Names = "rest",
+               where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
+               donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
+               direction: str = "both", top: Optional[int] = None) -> str:
+        """de() as CSV text, exactly as `cellcube de --format csv` prints it."""
+        return self._s.de_text(compare, _names(group1, "group1"), _names(group2, "group2"),
+                               _where(where), _names(datasets, "datasets"), test, donor or "",
+                               int(min_cells), float(min_frac), direction,
+                               -1 if top is None else int(top), "csv")
+
+    def markers(self, column: str = "cell_type", where: Optional[Mapping] = None,
+                datasets: Names = None, top: int = 10, max_padj: float = 0.05,
+                test: str = "auto", donor: Optional[str] = None, min_cells: int = 10):
+        """Marker genes of each value of `column` (SPEC §9), as a pandas DataFrame with the
+        columns of `cellcube markers --format csv`."""
+        return _frame(self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
+                                           int(top), float(max_padj), test, donor or "",
+                                           int(min_cells), "csv"))
+
+
+def _frame(csv_text: str):
+    """A DataFrame equal to the CSV: empty fields NaN, labels and genes as str."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
+                       dtype={"gene": str, "symbol": str})
+
 
 def open(path) -> Store:  # noqa: A001 - the documented name
     """Opens a cellcube store (memory-mapped, validated) for queries."""

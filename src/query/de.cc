@@ -240,12 +240,33 @@ SplitPlan PlanSplits(const Design& d, Test test) {
   return p;
 }
 
+// The genes some dataset of each side measured: the only ones a side can have cells of.
+std::vector<int32_t> CandidateGenes(const QueryEngine& engine, const Design& d) {
+  const StoreReader& s = engine.store();
+  const MeasuredBits& measured = s.measured();
+  const auto words = static_cast<size_t>(measured.words_per_row());
+  std::vector<uint64_t> any[2] = {std::vector<uint64_t>(words, 0), std::vector<uint64_t>(words, 0)};
+  std::vector<uint8_t> seen[2] = {std::vector<uint8_t>(static_cast<size_t>(s.n_datasets()), 0),
+                                  std::vector<uint8_t>(static_cast<size_t>(s.n_datasets()), 0)};
+  for (size_t i = 0; i < d.groups.size(); ++i) {
+    const int32_t dataset = s.group_dataset()[static_cast<size_t>(d.groups[i])];
+    auto& flag = seen[d.side[i]][static_cast<size_t>(dataset)];
+    if (flag) continue;
+    flag = 1;
+    const uint64_t* row = measured.row(dataset);
+    for (size_t w = 0; w < words; ++w) any[d.side[i]][w] |= row[w];
+  }
+  std::vector<int32_t> genes;
+  for (int64_t g = 0; g < s.n_genes(); ++g)
+    if ((any[0][static_cast<size_t>(g / 64)] & any[1][static_cast<size_t>(g / 64)]) >> (g & 63) & 1)
+      genes.push_back(static_cast<int32_t>(g));
+  return genes;
+}
+
 // Every gene: its row when both sides have cells in datasets that measured it.
 Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
                     std::vector<DeRow>* rows) {
-  const int64_t n_genes = engine.store().n_genes();
-  std::vector<int32_t> genes(static_cast<size_t>(n_genes));
-  std::iota(genes.begin(), genes.end(), 0);
+  const std::vector<int32_t> genes = CandidateGenes(engine, d);
   const SplitPlan plan = PlanSplits(d, test);
   const size_t n_units = d.units.size();
   std::vector<DeRow> by_gene(genes.size());

@@ -569,7 +569,7 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   const size_t n_selected = groups.size();
   if (out) out->clear();
   if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
-  for (int32_t g : genes) CC_RETURN_IF_ERROR(s.CheckGene(g));
+  CC_RETURN_IF_ERROR(s.CheckGenes(genes));
   if (n_selected == 0 || n_splits <= 0) {
     const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
     if (out) out->assign(none.size() * genes.size(), Aggregate{});

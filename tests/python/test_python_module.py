@@ -289,3 +289,61 @@ def test_damaged_files_raise_instead_of_crashing(setup):
         if "unbounded" in path:
             assert kind == "MemoryError", (kind, message)
     assert int(got[-1][1]) > 0
+
+
+def test_de_and_markers_equal_the_cli(setup, tmp_path):
+    """s.de(...) / s.markers(...) (SPEC §9): their CSV text is byte for byte the CLI's, and
+    their DataFrames hold the same numbers (NaN where the CSV is empty)."""
+    import pandas as pd
+
+    import test_de
+
+    cellcube, _store, build, _d = setup
+    rng = np.random.default_rng(7)
+    for study, lost in (("s1", True), ("s2", False)):
+        test_de.write_study(tmp_path / f"{study}.h5ad", study, rng, lost)
+    store = tmp_path / "de.h5ad"
+    helpers.run_ok([cellcube, "build", "-o", store, "--quiet", "--transform", "none",
+                    "--cell-type", "cell_type", "--groupby", "donor,condition",
+                    tmp_path / "s1.h5ad", tmp_path / "s2.h5ad"])
+    cli = {
+        "de": helpers.run_ok([cellcube, "de", store, "--compare", "condition", "--group1", "disease",
+                              "--top", "20", "--format", "csv"]).stdout,
+        "cells": helpers.run_ok([cellcube, "de", store, "--compare", "cell_type", "--group1", "T",
+                                 "--test", "cells", "--where", "donor=D1", "--where", "donor=D2",
+                                 "--format", "csv"]).stdout,
+        "markers": helpers.run_ok([cellcube, "markers", store, "--top", "3", "--format", "csv"]).stdout,
+    }
+    out = tmp_path / "de.pkl"
+    code = f"""
+        import pickle, cellcube
+        s = cellcube.open({str(store)!r})
+        got = {{
+            "de": (s.de_csv("condition", "disease", top=20),
+                   s.de("condition", "disease", top=20)),
+            "cells": (s.de_csv("cell_type", ["T"], test="cells", where={{"donor": ["D1", "D2"]}}),
+                      s.de("cell_type", ["T"], test="cells", where={{"donor": ["D1", "D2"]}})),
+            "markers": (None, s.markers(top=3)),
+        }}
+        errors = []
+        for kwargs in ({{"compare": "nope", "group1": "T"}}, {{"compare": "cell_type", "group1": "T", "group2": "T"}}):
+            try:
+                s.de(**kwargs)
+            except ValueError as e:
+                errors.append(str(e))
+        with open({str(out)!r}, "wb") as f:
+            pickle.dump((got, errors), f)
+    """
+    proc = run_python(build, code)
+    assert proc.returncode == 0, f"module failed:\n{proc.stderr}"
+    with open(out, "rb") as f:
+        got, errors = pickle.load(f)
+    for key, text in cli.items():
+        csv_text, frame = got[key]
+        if csv_text is not None:
+            assert csv_text == text, key
+        want = pd.read_csv(__import__("io").StringIO(text), keep_default_na=False, na_values=[""])
+        assert list(frame.columns) == list(want.columns), key
+        assert len(frame) == len(want) > 0, key
+        pd.testing.assert_frame_equal(frame.reset_index(drop=True), want, check_dtype=False)
+    assert len(errors) == 2 and "nope" in errors[0] and "both sides" in errors[1], errors
