@@ -1,5 +1,7 @@
 #include "server/api.h"
 
+#include "cellcube/de.h"
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -222,6 +224,125 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   return Json(std::move(body));
 }
 
+// A number parameter; `fallback` when absent.
+Result<double> NumberParam(const Request& req, const std::string& key, double fallback) {
+  const std::string text = Param(req, key);
+  if (text.empty()) return fallback;
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || *end != '\0' || !std::isfinite(v))
+    return Status::InvalidArgument(key + " must be a number, not '" + text + "'");
+  return v;
+}
+
+Result<int64_t> CountParam(const Request& req, const std::string& key, int64_t fallback) {
+  CC_ASSIGN_OR_RETURN(const double v, NumberParam(req, key, static_cast<double>(fallback)));
+  if (v < 0 || v != std::floor(v) || v > 1e12)
+    return Status::InvalidArgument(key + " must be a whole number, 0 or more");
+  return static_cast<int64_t>(v);
+}
+
+std::vector<std::string> AllParams(const Request& req, const std::string& key) {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : req.params)
+    if (k == key) out.push_back(v);
+  return out;
+}
+
+// SPEC §9's answers: CSV byte for byte the CLI's, or its JSON with the time taken.
+template <typename Csv, typename JsonOut>
+Response TextAnswer(const Request& req, Csv&& csv, JsonOut&& json_out, const char* filename) {
+  if (Param(req, "format", "json") == "csv") {
+    Response r;
+    r.content_type = "text/csv; charset=utf-8";
+    r.body = csv();
+    r.headers.emplace_back("Content-Disposition",
+                           std::string("attachment; filename=\"") + filename + "\"");
+    return r;
+  }
+  return Json(json_out());
+}
+
+Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (Status s = CheckParams(req, {"compare", "group1", "group2", "where", "datasets", "test",
+                                   "donor", "min_cells", "min_frac", "direction", "top", "format"});
+      !s.ok())
+    return ErrorFor(s);
+  const std::string format = Param(req, "format", "json");
+  if (format != "json" && format != "csv") return Error(400, "format must be json or csv");
+  DeOptions o;
+  o.compare = Param(req, "compare");
+  if (o.compare.empty())
+    return Error(400, "compare is required, e.g. ?compare=cell_type&group1=B%20cell");
+  o.group1 = AllParams(req, "group1");
+  if (o.group1.empty()) return Error(400, "group1 is required");
+  o.group2 = AllParams(req, "group2");
+  auto sel = ParseSelection(req, limits);
+  if (!sel.ok()) return ErrorFor(sel.status());
+  o.where = std::move(sel->where);
+  o.datasets = std::move(sel->datasets);
+  o.test = Param(req, "test", "auto");
+  o.donor = Param(req, "donor");
+  o.direction = Param(req, "direction", "both");
+  auto min_cells = CountParam(req, "min_cells", 10);
+  auto min_frac = NumberParam(req, "min_frac", 0);
+  auto top = CountParam(req, "top", 0);
+  for (const Status& s : {min_cells.status(), min_frac.status(), top.status()})
+    if (!s.ok()) return ErrorFor(s);
+  o.min_cells = *min_cells;
+  o.min_frac = *min_frac;
+  o.top = Param(req, "top").empty() ? -1 : *top;
+  auto result = RunDe(*snap.engine, o);
+  if (!result.ok()) return ErrorFor(result.status());
+  return TextAnswer(
+      req, [&] { return FormatDeCsv(*result); },
+      [&] {
+        const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
+        return FormatDeJson(*result, took);
+      },
+      "cellcube-de.csv");
+}
+
+Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (Status s = CheckParams(req, {"column", "where", "datasets", "top", "max_padj", "test",
+                                   "donor", "min_cells", "format"});
+      !s.ok())
+    return ErrorFor(s);
+  const std::string format = Param(req, "format", "json");
+  if (format != "json" && format != "csv") return Error(400, "format must be json or csv");
+  MarkersOptions o;
+  o.column = Param(req, "column", "cell_type");
+  auto sel = ParseSelection(req, limits);
+  if (!sel.ok()) return ErrorFor(sel.status());
+  o.where = std::move(sel->where);
+  o.datasets = std::move(sel->datasets);
+  o.test = Param(req, "test", "auto");
+  o.donor = Param(req, "donor");
+  auto min_cells = CountParam(req, "min_cells", 10);
+  auto top = CountParam(req, "top", 10);
+  auto max_padj = NumberParam(req, "max_padj", 0.05);
+  for (const Status& s : {min_cells.status(), top.status(), max_padj.status()})
+    if (!s.ok()) return ErrorFor(s);
+  o.min_cells = *min_cells;
+  o.top = *top;
+  o.max_padj = *max_padj;
+  auto result = RunMarkers(*snap.engine, o);
+  if (!result.ok()) return ErrorFor(result.status());
+  return TextAnswer(
+      req, [&] { return FormatMarkersCsv(*result); },
+      [&] {
+        const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - t0)
+                              .count();
+        return FormatMarkersJson(*result, took);
+      },
+      "cellcube-markers.csv");
+}
+
 Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   if (Status s = CheckParams(req, {"where", "datasets"}); !s.ok()) return ErrorFor(s);
   auto sel = ParseSelection(req, limits);
@@ -288,7 +409,7 @@ namespace {
 
 bool Cacheable(const std::string& path) {
   return path == "/api/v1/query" || path == "/api/v1/counts" || path == "/api/v1/genes" ||
-         path == "/api/v1/meta";
+         path == "/api/v1/meta" || path == "/api/v1/de" || path == "/api/v1/markers";
 }
 
 // The request as the answer depends on it: the path and the parameters in order.
@@ -320,13 +441,16 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
   if (req.path == "/api/v1/meta") return Json(snap.catalog->meta_json());
   if (req.path == "/api/v1/counts") return HandleCounts(snap, req, limits);
   if (req.path == "/api/v1/genes") return HandleGenes(snap, req);
+  if (req.path == "/api/v1/de") return HandleDe(snap, req, limits);
+  if (req.path == "/api/v1/markers") return HandleMarkers(snap, req, limits);
   if (req.path == "/healthz") {
     std::string name = snap.store().path();
     return NoStore(
         Json(json{{"status", "ok"}, {"store", name}, {"generation", snap.generation}}.dump()));
   }
   return Error(404, "no such endpoint: " + req.path +
-                        " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes)");
+                        " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, "
+                        "/api/v1/de, /api/v1/markers)");
 }
 
 }  // namespace

@@ -291,3 +291,33 @@ def test_bad_input(cellcube, de_store):
     assert_error(run(base + ["--compare", "cell_type", "--group1", "T", "--group2", "rest",
                              "--group2", "B"]), mentions=["rest"])
     assert_error(run(base + ["--group1", "T"]), code=2)
+
+
+def test_http_de_and_markers(cellcube, de_store, tmp_path):
+    """GET /api/v1/de and /api/v1/markers: CSV byte for byte the CLI's, JSON in SPEC §9's
+    shape, bad input a 4xx with a JSON error."""
+    from test_server import Server, get
+
+    store, _ = de_store
+    srv = Server(cellcube, store, tmp_path)
+    try:
+        params = [("compare", "cell_type"), ("group1", "T"), ("where", "condition:normal")]
+        cli = run_ok([cellcube, "de", store, "--compare", "cell_type", "--group1", "T",
+                      "--where", "condition=normal", "--format", "csv"]).stdout
+        r = get(srv.port, "/api/v1/de", params + [("format", "csv")])
+        assert r.status == 200 and r.body.decode() == cli
+        r = get(srv.port, "/api/v1/de", params)
+        j = json.loads(r.body)
+        assert r.status == 200 and j["test"] in ("donors-paired", "donors-unpaired", "cells")
+        assert j["columns"] == list(pd.read_csv(io.StringIO(cli)).columns)
+        assert len(j["rows"]) == len(cli.splitlines()) - 1 and j["notes"]
+        cli_m = run_ok([cellcube, "markers", store, "--top", "2", "--format", "csv"]).stdout
+        r = get(srv.port, "/api/v1/markers", [("top", "2"), ("format", "csv")])
+        assert r.status == 200 and r.body.decode() == cli_m
+        for bad in ([("compare", "cell_type")], [("compare", "nope"), ("group1", "T")],
+                    [("compare", "cell_type"), ("group1", "T"), ("group2", "T")],
+                    [("compare", "cell_type"), ("group1", "T"), ("min_cells", "x")]):
+            r = get(srv.port, "/api/v1/de", bad)
+            assert 400 <= r.status < 500 and "error" in json.loads(r.body), (bad, r.status)
+    finally:
+        srv.stop()
