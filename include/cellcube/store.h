@@ -91,6 +91,7 @@ struct DatasetRecord {
   std::string cell_type_column;  // its name in the source
   std::vector<std::string> groupby;
   std::string gene_symbols_column;      // "" when none
+  std::string donor_column;             // the source column stored as "donor"; "" = none
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };
 
@@ -218,6 +219,9 @@ struct BuildOptions {
   std::string matrix = "auto";
   std::string transform = "auto";
   std::string gene_symbols;  // "" = the first of SPEC §5's list that exists
+  // Donor column candidates (SPEC §9): each dataset groups by the first it has, stored as
+  // one grouping column named "donor"; empty = none.
+  std::vector<std::string> donor;
   int64_t max_groups = 10000;
   int threads = 0;  // 0 = every core
   // The memory the whole command may use; accumulators, read-ahead and write buffers are

@@ -34,6 +34,9 @@ namespace cellcube::cli {
   "                        integer counts, else none)\n"                                         \
   "  --gene-symbols COL    var column with gene symbols (default: feature_name, gene_symbols,\n" \
   "                        gene_symbol, gene_name or symbol, if present)\n"                      \
+  "  --donor COL[,COL]    donor column candidates: each file also groups its cells by the\n"     \
+  "                        first it has, stored as one column named 'donor' (the unit of\n"      \
+  "                        'cellcube de's donor-level test)\n"                                   \
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes\n"                                           \
@@ -67,9 +70,9 @@ uint64_t MemoryToPlanFor() {
 }
 
 const std::vector<OptionSpec> kBuildSpecs = {
-    {"output", true},  {"o", true},         {"cell-type", true},       {"groupby", true},
-    {"matrix", true},  {"transform", true}, {"gene-symbols", true},    {"max-groups", true},
-    {"threads", true}, {"quiet", false},    {"no-direct-reads", false}};
+    {"output", true}, {"o", true},         {"cell-type", true},    {"groupby", true},
+    {"matrix", true}, {"transform", true}, {"gene-symbols", true}, {"max-groups", true},
+    {"donor", true},  {"threads", true},   {"quiet", false},       {"no-direct-reads", false}};
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
@@ -85,6 +88,7 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
     return Status::Usage("unknown --transform '" + o.transform +
                          "' (choose auto, none, log1p or cp10k_log1p)");
   o.gene_symbols = args.GetOr("gene-symbols", "");
+  if (auto d = args.Get("donor")) o.donor = SplitList(*d);
   CC_ASSIGN_OR_RETURN(o.max_groups, args.GetInt("max-groups", 10000, 1, 100000000));
   CC_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 0, 0, 1024));
   o.threads = static_cast<int>(threads);

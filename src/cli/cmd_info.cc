@@ -84,7 +84,8 @@ Status RunInfo(const std::vector<std::string>& argv) {
                           {"transform", d.transform},
                           {"cell_type_column", d.cell_type_column},
                           {"groupby", d.groupby},
-                          {"gene_symbols_column", d.gene_symbols_column}});
+                          {"gene_symbols_column", d.gene_symbols_column},
+                          {"donor_column", d.donor_column}});
     json columns = json::array();
     for (size_t c = 0; c < s.columns.size(); ++c) {
       json values = json::array();

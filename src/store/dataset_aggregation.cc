@@ -81,6 +81,7 @@ Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
   grouping_columns.insert(grouping_columns.end(), plan.groupby.begin(), plan.groupby.end());
   for (const std::string& name : grouping_columns) {
     CC_ASSIGN_OR_RETURN(Column col, w->file->ReadObsColumn(name));
+    if (!plan.donor_column.empty() && name == plan.donor_column) col.name = "donor";
     columns.push_back(std::move(col));
   }
   std::vector<const std::vector<int32_t>*> codes;
@@ -203,6 +204,7 @@ StoreData DatasetPart(const DatasetWork& w) {
   r.cell_type_column = plan.cell_type_column;
   r.groupby = plan.groupby;
   r.gene_symbols_column = plan.symbols_column;
+  r.donor_column = plan.donor_column;
   r.measured_genes.resize(plan.gene_map.size());
   std::iota(r.measured_genes.begin(), r.measured_genes.end(), 0);
   s.datasets.push_back(std::move(r));

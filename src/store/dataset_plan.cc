@@ -131,6 +131,51 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   return Status::Ok();
 }
 
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + Quote(n);
+  return out;
+}
+
+// build --donor (SPEC §9): the first candidate the dataset has joins its grouping as the
+// store column "donor" (replacing any group-by column of either name); none: a note.
+Status ChooseDonor(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
+                   const BuildOptions& options, const BuildCallbacks& callbacks) {
+  if (options.donor.empty()) return Status::Ok();
+  std::string chosen;
+  for (const auto& name : options.donor)
+    if (Contains(obs_columns, name)) {
+      chosen = name;
+      break;
+    }
+  const std::string dataset = "dataset " + Quote(plan->input.name) + ": ";
+  if (chosen.empty()) {
+    if (callbacks.note)
+      callbacks.note(dataset + "none of the --donor columns (" + JoinNames(options.donor) +
+                     ") is in obs; its cells have no donor");
+    return Status::Ok();
+  }
+  if (chosen == plan->cell_type_column)
+    return Status::InvalidArgument(dataset + "--donor column " + Quote(chosen) +
+                                   " is the cell-type column");
+  for (size_t i = 0; i < plan->groupby.size();) {
+    if (plan->groupby[i] == chosen || plan->groupby[i] == "donor") {
+      plan->groupby.erase(plan->groupby.begin() + static_cast<std::ptrdiff_t>(i));
+      plan->columns.erase(plan->columns.begin() + static_cast<std::ptrdiff_t>(i) + 1);
+    } else {
+      ++i;
+    }
+  }
+  CC_ASSIGN_OR_RETURN(Column col, plan->file->ReadObsColumn(chosen));
+  if (!Groupable(col))
+    return Status::InvalidArgument(dataset + "--donor column " + Quote(chosen) +
+                                   " holds numbers, not donor labels");
+  plan->groupby.push_back(chosen);
+  plan->columns.push_back(std::move(col));
+  plan->donor_column = chosen;
+  return Status::Ok();
+}
+
 // anndata's var_names_make_unique: later duplicates become NAME-1, NAME-2, ...
 std::vector<std::string> MakeUnique(std::vector<std::string> names, int64_t* renamed) {
   std::unordered_set<std::string> taken(names.begin(), names.end());
@@ -198,6 +243,7 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
   CC_ASSIGN_OR_RETURN(Column cell_type, file.ReadObsColumn(plan.cell_type_column));
   plan.columns.push_back(std::move(cell_type));
   CC_RETURN_IF_ERROR(ChooseGroupby(&plan, obs.column_names, options, callbacks));
+  CC_RETURN_IF_ERROR(ChooseDonor(&plan, obs.column_names, options, callbacks));
 
   CC_ASSIGN_OR_RETURN(auto var, file.VarInfo(plan.matrix.path));
   if (!options.gene_symbols.empty()) {

@@ -28,6 +28,7 @@ struct DatasetPlan {
   std::vector<std::string> groupby;
   std::vector<h5ad::Column> columns;  // cell type, then groupby (while planning)
   std::string symbols_column;
+  std::string donor_column;  // the source column grouped by as "donor" (build --donor)
   aggregate::Transform transform = aggregate::Transform::kNone;
   struct stat source_stat {};  // the input as it was when planned, before it was opened
   int64_t n_obs = 0;

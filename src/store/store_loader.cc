@@ -2,6 +2,7 @@
 // reader; formats 1 and 2 (docs/FORMAT.md). Everything read is checked before use.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <bit>
 #include <climits>
 #include <cstring>
@@ -113,6 +114,14 @@ Status LoadDatasets(const File& f, StoreData* s) {
   CC_ASSIGN_OR_RETURN(auto cell_type_cols, strings("cell_type_column"));
   CC_ASSIGN_OR_RETURN(auto groupbys, strings("groupby"));
   CC_ASSIGN_OR_RETURN(auto symbol_cols, strings("gene_symbols_column"));
+  // Recorded since build --donor; absent from stores written before.
+  std::vector<std::string> donor_cols(names.size());
+  if (std::find(frame.column_names.begin(), frame.column_names.end(), "donor_column") !=
+      frame.column_names.end()) {
+    CC_ASSIGN_OR_RETURN(donor_cols, strings("donor_column"));
+    if (donor_cols.size() != names.size())
+      return Status::Corrupt("store: dataset columns of different lengths");
+  }
   CC_ASSIGN_OR_RETURN(auto sizes, ints("source_size"));
   CC_ASSIGN_OR_RETURN(auto mtimes, ints("source_mtime"));
   CC_ASSIGN_OR_RETURN(auto cells, ints("n_cells"));
@@ -135,6 +144,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.cell_type_column = cell_type_cols[d];
     r.groupby = SplitList(groupbys[d]);
     r.gene_symbols_column = symbol_cols[d];
+    r.donor_column = donor_cols[d];
     s->datasets.push_back(std::move(r));
   }
   return Status::Ok();

@@ -183,7 +183,8 @@ Status WriteUns(Writer& w, const StoreData& s) {
   CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/format_version", kStoreFormatVersion));
   CC_RETURN_IF_ERROR(
       w.WriteScalarString(root + "/created_by", std::string("cellcube ") + CELLCUBE_VERSION));
-  std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols;
+  std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols,
+      donors;
   std::vector<int64_t> sizes, mtimes, cells, genes, groups;
   for (const auto& d : s.datasets) {
     names.push_back(d.name);
@@ -193,6 +194,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
     cell_type_cols.push_back(d.cell_type_column);
     groupbys.push_back(Join(d.groupby));
     symbols.push_back(d.gene_symbols_column);
+    donors.push_back(d.donor_column);
     sizes.push_back(d.source_size);
     mtimes.push_back(d.source_mtime);
     cells.push_back(d.n_cells);
@@ -205,7 +207,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
        Integers("n_cells", cells), Integers("n_genes", genes), Integers("n_groups", groups),
        Strings("matrix", matrices), Strings("transform", transforms),
        Strings("cell_type_column", cell_type_cols), Strings("groupby", groupbys),
-       Strings("gene_symbols_column", symbols)}));
+       Strings("gene_symbols_column", symbols), Strings("donor_column", donors)}));
   return WriteMeasured(w, s);
 }
 

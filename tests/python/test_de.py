@@ -321,3 +321,38 @@ def test_http_de_and_markers(cellcube, de_store, tmp_path):
             assert 400 <= r.status < 500 and "error" in json.loads(r.body), (bad, r.status)
     finally:
         srv.stop()
+
+
+def test_build_donor_candidates(cellcube, tmp_path):
+    """build --donor patient,subject: each file groups by the first candidate it has,
+    stored as one 'donor' column (recorded per dataset); a file with none gets NA donors
+    and a note; de then finds the donors itself."""
+    import anndata
+
+    rng = np.random.default_rng(3)
+    paths = []
+    for name, column in (("a", "patient"), ("b", "subject"), ("c", None)):
+        n = 120
+        obs = pd.DataFrame({"cell_type": pd.Categorical(np.repeat(["T", "B"], n // 2)),
+                            "batch": pd.Categorical(rng.choice(["x", "y"], n))},
+                           index=[f"{name}{i}" for i in range(n)])
+        if column:
+            obs[column] = pd.Categorical(np.tile([f"P{i}" for i in range(4)], n // 4))
+            obs["donor"] = pd.Categorical(["ignored"] * n)  # a column of that name loses
+        X = rng.poisson(2.0, (n, 5)).astype(np.float32)
+        p = tmp_path / f"{name}.h5ad"
+        anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(5)])).write_h5ad(p)
+        paths.append(p)
+    store = tmp_path / "donors.h5ad"
+    proc = run_ok([cellcube, "build", "-o", store, "--donor", "patient,subject", "--groupby", "batch",
+                   *paths])
+    assert "none of the --donor columns" in proc.stderr and "'c'" in proc.stderr
+    info = json.loads(run_ok([cellcube, "info", store, "--json"]).stdout)
+    cols = {c["name"]: [v["value"] for v in c["values"]] for c in info["columns"]}
+    assert cols["donor"] == ["P0", "P1", "P2", "P3", "NA"], cols
+    assert [d["donor_column"] for d in info["datasets"]] == ["patient", "subject", ""]
+    got, err = de(cellcube, store, "--compare", "cell_type", "--group1", "T")
+    assert "paired" in err and "8 donors" in err  # (a, P0..P3) and (b, P0..P3)
+    assert (got.n_donors1 == 8).all()
+    bad = run([cellcube, "build", "-o", tmp_path / "bad.h5ad", "--donor", "cell_type", paths[0]])
+    assert_error(bad, mentions=["cell-type column"])
