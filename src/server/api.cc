@@ -183,6 +183,12 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     return r;
   }
   const StoreReader& store = snap.store();
+  // not_measured_in: the datasets of the selected population (datasets and where alike)
+  // that did not measure the gene.
+  std::vector<uint8_t> in_selection(static_cast<size_t>(store.n_datasets()), 0);
+  if (auto groups = snap.engine->SelectGroups(q.datasets, q.where); groups.ok())
+    for (int32_t g : *groups)
+      in_selection[static_cast<size_t>(store.group_dataset()[static_cast<size_t>(g)])] = 1;
   std::string body;
   body.reserve(256 + result->genes.size() * 64 +
                result->rows.size() * (16 + 12 * q.metrics.size()));
@@ -202,9 +208,8 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     bool first = true;
     for (int64_t d = 0; d < store.n_datasets(); ++d) {
       const std::string& name = store.meta().datasets[d].name;
-      bool selected = q.datasets.empty() ||
-                      std::find(q.datasets.begin(), q.datasets.end(), name) != q.datasets.end();
-      if (!selected || store.Measured(d, result->gene_indices[i])) continue;
+      if (!in_selection[static_cast<size_t>(d)] || store.Measured(d, result->gene_indices[i]))
+        continue;
       if (!first) body.push_back(',');
       AppendJsonString(&body, name);
       first = false;

@@ -1,6 +1,7 @@
 #include "server/catalog.h"
 
 #include <algorithm>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "util/text.h"
@@ -83,12 +84,6 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
   auto by_key = [](const Key& a, const Key& b) { return a.lower < b.lower; };
   std::sort(ids_.begin(), ids_.end(), by_key);
   std::sort(symbols_.begin(), symbols_.end(), by_key);
-  for (size_t c = 0; c < m.columns.size(); ++c) {
-    std::unordered_map<std::string, int32_t> codes;
-    for (size_t l = 0; l < m.labels[c].size(); ++l)
-      codes.emplace(m.labels[c][l], static_cast<int32_t>(l));
-    code_of_.push_back(std::move(codes));
-  }
 }
 
 std::vector<int32_t> Catalog::SearchGenes(const std::string& prefix, size_t limit) const {
@@ -108,64 +103,46 @@ std::vector<int32_t> Catalog::SearchGenes(const std::string& prefix, size_t limi
   return out;
 }
 
+// Facet counts from the engine's own selection (QueryEngine::SelectGroups), so that a
+// facet, a query and a DE side agree on every edge (literal "NA" labels, empty lists,
+// error wording): the groups the whole selection takes count for every column; a group
+// only one column's filter excludes counts for that column too, so each facet shows what
+// choosing another of its values would give.
 Result<Catalog::Counts> Catalog::FacetCounts(const std::vector<WhereClause>& where,
                                              const std::vector<std::string>& datasets) const {
   const StoreData& m = engine_->store().meta();
   const size_t n_cols = m.columns.size();
-  // allowed[c][code + 1]: whether a group with that code passes column c's filter.
-  std::vector<std::vector<bool>> allowed(n_cols);
-  auto restrict_column = [&](int32_t c, const std::vector<std::string>& values) -> Status {
-    std::vector<bool> ok(m.labels[c].size() + 1, false);
-    for (const auto& v : values) {
-      if (v == "NA") {
-        ok[0] = true;
-        continue;
-      }
-      auto it = code_of_[c].find(v);
-      if (it == code_of_[c].end())
-        return Status::NotFound("no value '" + v + "' in column '" + m.columns[c] + "'" +
-                                SuggestionSuffix(v, m.labels[c]));
-      ok[static_cast<size_t>(it->second) + 1] = true;
-    }
-    if (allowed[c].empty()) {
-      allowed[c] = ok;
-    } else {
-      for (size_t i = 0; i < ok.size(); ++i) allowed[c][i] = allowed[c][i] || ok[i];
-    }
-    return Status::Ok();
-  };
-  if (!datasets.empty()) CC_RETURN_IF_ERROR(restrict_column(0, datasets));
-  for (const auto& clause : where) {
-    CC_ASSIGN_OR_RETURN(int32_t c, engine_->ColumnIndex(clause.column));
-    if (c == 0 && !datasets.empty()) {
-      // Both `datasets` and a where on dataset: groups must pass both.
-      std::vector<bool> before = allowed[0];
-      allowed[0].clear();
-      CC_RETURN_IF_ERROR(restrict_column(0, clause.values));
-      for (size_t i = 0; i < before.size(); ++i) allowed[0][i] = allowed[0][i] && before[i];
-      continue;
-    }
-    CC_RETURN_IF_ERROR(restrict_column(c, clause.values));
-  }
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> all, engine_->SelectGroups(datasets, where));
   Counts out;
   out.per_value.resize(n_cols);
   for (size_t c = 0; c < n_cols; ++c) out.per_value[c].assign(m.labels[c].size() + 1, 0);
-  for (int64_t g = 0; g < m.n_groups(); ++g) {
-    size_t failing = 0, failed_column = 0;
-    for (size_t c = 0; c < n_cols; ++c) {
-      if (allowed[c].empty()) continue;
-      if (!allowed[c][static_cast<size_t>(m.codes[c][g] + 1)]) {
-        ++failing;
-        failed_column = c;
-      }
-    }
-    if (failing > 1) continue;
-    for (size_t c = 0; c < n_cols; ++c) {
-      if (failing == 1 && c != failed_column) continue;  // only its own filter excludes it there
-      int32_t code = m.codes[c][g];
-      out.per_value[c][code < 0 ? m.labels[c].size() : static_cast<size_t>(code)] += m.n_cells[g];
-    }
-    if (failing == 0) out.selected += m.n_cells[g];
+  auto add = [&](size_t c, int32_t g) {
+    const int32_t code = m.codes[c][static_cast<size_t>(g)];
+    out.per_value[c][code < 0 ? m.labels[c].size() : static_cast<size_t>(code)] +=
+        m.n_cells[static_cast<size_t>(g)];
+  };
+  for (int32_t g : all) {
+    for (size_t c = 0; c < n_cols; ++c) add(c, g);
+    out.selected += m.n_cells[static_cast<size_t>(g)];
+  }
+  // Each filtered column: the groups the selection takes without its own filter.
+  std::vector<int32_t> filtered;
+  if (!datasets.empty()) filtered.push_back(0);
+  for (const auto& clause : where) {
+    CC_ASSIGN_OR_RETURN(const int32_t c, engine_->ColumnIndex(clause.column));
+    if (std::find(filtered.begin(), filtered.end(), c) == filtered.end()) filtered.push_back(c);
+  }
+  for (int32_t c : filtered) {
+    std::vector<WhereClause> others;
+    for (const auto& clause : where)
+      if (clause.column != m.columns[static_cast<size_t>(c)]) others.push_back(clause);
+    CC_ASSIGN_OR_RETURN(
+        const std::vector<int32_t> loose,
+        engine_->SelectGroups(c == 0 ? std::vector<std::string>{} : datasets, others));
+    std::vector<int32_t> extra;
+    std::set_difference(loose.begin(), loose.end(), all.begin(), all.end(),
+                        std::back_inserter(extra));
+    for (int32_t g : extra) add(static_cast<size_t>(c), g);
   }
   return out;
 }

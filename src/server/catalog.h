@@ -39,8 +39,7 @@ class Catalog {
     std::string lower;
     int32_t gene;
   };
-  std::vector<Key> symbols_, ids_;                                 // sorted by `lower`
-  std::vector<std::unordered_map<std::string, int32_t>> code_of_;  // per column: label -> code
+  std::vector<Key> symbols_, ids_;  // sorted by `lower`
 };
 
 // Which grouping column holds donors: the first named donor, donor_id or individual.

@@ -356,3 +356,45 @@ def test_build_donor_candidates(cellcube, tmp_path):
     assert (got.n_donors1 == 8).all()
     bad = run([cellcube, "build", "-o", tmp_path / "bad.h5ad", "--donor", "cell_type", paths[0]])
     assert_error(bad, mentions=["cell-type column"])
+
+
+def test_one_selection_for_counts_queries_and_de(cellcube, tmp_path):
+    """Facet counts, queries, not_measured_in and DE sides come from one selection: a
+    literal 'NA' label and missing values alike for where=NA, the same error for an
+    unknown value, and where=dataset:X honoured by not_measured_in (issue 12)."""
+    import anndata
+    from test_server import Server, get
+
+    rng = np.random.default_rng(11)
+    paths = []
+    for name, genes in (("a", ["G0", "G1"]), ("b", ["G0"])):
+        n = 60
+        stage = pd.Categorical(rng.choice(["I", "NA", None], n), categories=["I", "NA"])
+        obs = pd.DataFrame({"cell_type": pd.Categorical(np.repeat(["T", "B"], n // 2)),
+                            "stage": stage}, index=[f"{name}{i}" for i in range(n)])
+        X = rng.poisson(2.0, (n, len(genes))).astype(np.float32)
+        p = tmp_path / f"{name}.h5ad"
+        anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(p)
+        paths.append(p)
+    store = tmp_path / "sel.h5ad"
+    run_ok([cellcube, "build", "-o", store, "--quiet", "--groupby", "stage", *paths])
+    srv = Server(cellcube, store, tmp_path)
+    try:
+        q = json.loads(get(srv.port, "/api/v1/query", [("genes", "G0"), ("where", "stage:NA")]).body)
+        query_cells = sum(r["n_cells"] for r in q["rows"])
+        counts = json.loads(get(srv.port, "/api/v1/counts", [("where", "stage:NA")]).body)
+        assert counts["n_cells"] == query_cells > 0
+        d = json.loads(get(srv.port, "/api/v1/de", [("compare", "cell_type"), ("group1", "T"),
+                                                     ("where", "stage:NA")]).body)
+        g0 = next(r for r in d["rows"] if r["gene"] == "G0")
+        assert g0["n_cells1"] + g0["n_cells2"] == query_cells
+        errors = [json.loads(get(srv.port, path, params).body)["error"]
+                  for path, params in (("/api/v1/query", [("genes", "G0"), ("where", "stage:II")]),
+                                       ("/api/v1/counts", [("where", "stage:II")]))]
+        assert errors[0] == errors[1], errors
+        q = json.loads(get(srv.port, "/api/v1/query", [("genes", "G1"), ("where", "dataset:a")]).body)
+        assert q["genes"][0]["not_measured_in"] == []
+        q = json.loads(get(srv.port, "/api/v1/query", [("genes", "G1")]).body)
+        assert q["genes"][0]["not_measured_in"] == ["b"]
+    finally:
+        srv.stop()

@@ -134,8 +134,10 @@ async function refresh() {
     if (!answer) return showMessage("nogenes", "No gene to plot", "None of the genes typed above is in this store: pick one of the suggested names.");
     let donor = null;
     const dc = meta.donor_column;
-    if (s.plot === "bars" && dc && !s.by.includes(dc) && answer.rows.length && s.by.length < 4) {
-      const a = await get("/api/v1/query", queryPairs(s, list, [...s.by, dc], ["n_cells", "mean"]), signal);
+    // A donor is a (dataset, donor) pair (SPEC §9): donor labels repeat across studies.
+    const extra = s.by.includes("dataset") ? [dc] : ["dataset", dc];
+    if (s.plot === "bars" && dc && !s.by.includes(dc) && answer.rows.length && s.by.length + extra.length <= 4) {
+      const a = await get("/api/v1/query", queryPairs(s, list, [...s.by, ...extra], ["n_cells", "mean"]), signal);
       donor = { answer: a, column: dc };
     }
     await counts.catch(() => {});

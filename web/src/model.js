@@ -67,15 +67,19 @@ export function buildModel(answer, state, donor) {
   return model;
 }
 
-// Per-donor means of each (group, gene), from a query split additionally by the donor
-// column; the error bar is the standard error of those means: sd(donor means) / sqrt(k).
+// Per-donor means of each (group, gene), from a query split additionally by dataset and
+// the donor column: a donor is a (dataset, donor) pair, since labels repeat across
+// studies, and cells without a donor (NA) belong to none (SPEC §9). The error bar is the
+// standard error of those means: sd(donor means) / sqrt(k).
 function attachDonors(data, rowMap, by, { answer, column }) {
   const perCell = new Map();
   for (const r of answer.rows) {
     if (r.mean == null || !r.n_cells) continue;
+    const label = r[column];
+    if (label == null || label === "NA") continue;
     const key = by.map((c) => String(r[c] ?? "NA")).join(SEP) + SEP + r.gene;
     if (!perCell.has(key)) perCell.set(key, []);
-    perCell.get(key).push({ donor: String(r[column] ?? "NA"), mean: r.mean, n_cells: r.n_cells });
+    perCell.get(key).push({ donor: `${r.dataset} / ${label}`, mean: r.mean, n_cells: r.n_cells });
   }
   for (const d of data) {
     const donors = perCell.get(d.row.key + SEP + d.gene.id) || [];

@@ -85,6 +85,26 @@ test("model: bar error bars are the standard error of the per-donor means", () =
   assert.ok(Math.abs(cells.data[0].se - 1 / Math.sqrt(10)) < 1e-12);
 });
 
+test("model: a donor is a (dataset, donor) pair, and NA donors count for none", () => {
+  // "d1" of study a and "d1" of study b are two donors; the NA row is no donor.
+  const donor = {
+    column: "donor",
+    answer: {
+      columns: ["cell_type", "disease", "dataset", "donor", "gene", "n_cells", "mean"],
+      rows: [
+        { cell_type: "T", disease: "tumor", dataset: "a", donor: "d1", gene: "G1", n_cells: 10, mean: 3 },
+        { cell_type: "T", disease: "tumor", dataset: "b", donor: "d1", gene: "G1", n_cells: 10, mean: 5 },
+        { cell_type: "T", disease: "tumor", dataset: "b", donor: "NA", gene: "G1", n_cells: 10, mean: 9 },
+      ],
+    },
+  };
+  const m = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, donor);
+  const t = m.data.find((d) => d.row.label === "T · tumor" && d.gene.id === "G1");
+  assert.equal(t.k, 2);
+  assert.deepEqual(t.donors.map((x) => x.donor), ["a / d1", "b / d1"]);
+  assert.ok(Math.abs(t.se - Math.SQRT2 / Math.sqrt(2)) < 1e-12); // sd of 3,5 is sqrt(2)
+});
+
 test("a compact query answer expands into the same rows as the objects layout", async () => {
   const { expandRows } = await import("../src/api.js");
   const compact = {
