@@ -242,8 +242,22 @@ struct Scratch {
 
 constexpr uint64_t kDenseKeys = uint64_t{1} << 16;
 
-// The entries of `gene` in the runs of groups: [lo, hi) per run, found by binary search
-// on the ascending groups.
+// The first k in [from, end) with idx[k] >= target (ascending idx): galloping from
+// `from`, so that the many short hops between the runs of a selection (one cell type in
+// each of 300 datasets) cost the log of the hop, not of the gene's entries.
+template <typename Index>
+int64_t Gallop(const Index* idx, int64_t from, int64_t end, Index target) {
+  int64_t lo = from, step = 1;
+  while (lo + step < end && idx[lo + step] < target) {
+    lo += step;
+    step <<= 1;
+  }
+  const int64_t hi = std::min(end, lo + step + 1);
+  return std::lower_bound(idx + lo, idx + hi, target) - idx;
+}
+
+// The entries of `gene` in the runs of groups: [lo, hi) per run, found by galloping
+// search on the ascending groups.
 template <typename Index, typename F>
 void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, F&& f) {
   const auto* idx = s.indices().As<Index>();
@@ -251,11 +265,10 @@ void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange
   const int64_t n_groups = s.n_groups();
   int64_t from = s.indptr().IntAt(gene);
   for (const GroupRange& run : runs) {
+    if (from >= gene_end) break;
     int64_t lo = from, hi = gene_end;
-    if (run.begin > 0)
-      lo = std::lower_bound(idx + from, idx + gene_end, static_cast<Index>(run.begin)) - idx;
-    if (run.end < n_groups)
-      hi = std::lower_bound(idx + lo, idx + gene_end, static_cast<Index>(run.end)) - idx;
+    if (run.begin > 0) lo = Gallop(idx, from, gene_end, static_cast<Index>(run.begin));
+    if (run.end < n_groups) hi = Gallop(idx, lo, gene_end, static_cast<Index>(run.end));
     f(lo, hi);
     from = hi;
   }
