@@ -398,3 +398,30 @@ def test_one_selection_for_counts_queries_and_de(cellcube, tmp_path):
         assert q["genes"][0]["not_measured_in"] == ["b"]
     finally:
         srv.stop()
+
+
+def test_mixed_transforms_are_compared_with_a_note(cellcube, tmp_path):
+    """Datasets aggregated with different transforms are compared anyway, with a note
+    (SPEC §9); the numbers are still those of the stored values."""
+    import anndata
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for name in ("counts", "scaled"):
+        n = 80
+        obs = pd.DataFrame({"cell_type": pd.Categorical(np.repeat(["T", "B"], n // 2)),
+                            "donor": pd.Categorical(np.tile(["D1", "D2", "D3", "D4"], n // 4))},
+                           index=[f"{name}{i}" for i in range(n)])
+        X = rng.poisson(3.0, (n, 4)).astype(np.float32)
+        if name == "scaled":
+            X = X * 0.5 + 0.25  # not integers: auto picks none
+        p = tmp_path / f"{name}.h5ad"
+        anndata.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(4)])).write_h5ad(p)
+        paths.append(p)
+    store = tmp_path / "mixed.h5ad"
+    run_ok([cellcube, "build", "-o", store, "--quiet", "--groupby", "donor", *paths])
+    got, err = de(cellcube, store, "--compare", "cell_type", "--group1", "T", "--test", "cells")
+    assert "different transforms" in err and "cp10k_log1p" in err and "none" in err, err
+    assert len(got) == 4 and got.pvalue.notna().all()
+    p = run_ok([cellcube, "de", store, "--compare", "cell_type", "--group1", "T", "--format", "json"])
+    assert any("different transforms" in n for n in json.loads(p.stdout)["notes"])
