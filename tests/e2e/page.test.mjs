@@ -85,6 +85,29 @@ describe("web page", () => {
     assert.ok(await page.locator(`.sec[data-column="${col.name}"] li.checked`).count() === 1);
   });
 
+  test("Compare: a volcano circle per gene with a padj, the ranked table, a click adds the gene", async () => {
+    const ct = meta.columns.find((c) => c.name === "cell_type").values[0].value;
+    const answer = await api(base, "/api/v1/de", [["compare", "cell_type"], ["group1", ct]]);
+    const withPadj = answer.rows.filter((r) => r.padj != null).length;
+    assert.ok(withPadj > 0, "the test store gives p-values");
+    const page = await openPage(`?plot=de&compare=cell_type&group1=${encodeURIComponent(ct)}&group2=rest`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("svg.volcano circle").count(), withPadj);
+    assert.ok((await page.locator(".de-table tbody tr").count()) >= Math.min(60, answer.rows.length));
+    assert.match(await page.textContent("#footnote"), /Test: /);
+    const first = answer.rows[0];
+    await page.locator(".de-table tbody tr").first().click();
+    await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "").split(",").includes(first.symbol || first.gene));
+    // The Compare controls drive the URL; a reload redraws the same view.
+    await page.reload();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("svg.volcano circle").count(), withPadj);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#dl-csv")]);
+    const csv = fs.readFileSync(await download.path(), "utf8");
+    assert.equal(csv.split("\n")[0].split(",")[0], "gene");
+    assert.deepEqual(page.errors, []);
+  });
+
   test("switching between dot plot, heatmap and bars", async () => {
     const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
     await settled(page);

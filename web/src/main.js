@@ -6,6 +6,7 @@ import { FilterPanel, prettyColumn } from "./filters.js";
 import { el, fmtInt } from "./format.js";
 import { GeneInput } from "./genes.js";
 import { buildModel } from "./model.js";
+import { deTooltip, rankedTable, volcano } from "./compare.js";
 import { barChart, dotPlot, heatmap } from "./plots.js";
 import { parseState, stateToSearch, withWhere } from "./state.js";
 import { Tooltip, tooltipContent } from "./tooltip.js";
@@ -51,12 +52,14 @@ function syncControls() {
   genes.set(state.genes, new Set([...unknown.keys()]));
   for (const b of $("plot-type").children) b.setAttribute("aria-checked", String(b.dataset.value === state.plot));
   for (const b of $("color").children) b.setAttribute("aria-checked", String(b.dataset.value === state.color));
-  $("color-ctl").classList.toggle("disabled", state.plot === "bars");
+  $("color-ctl").classList.toggle("disabled", state.plot === "bars" || state.plot === "de");
+  $("compare-ctl").hidden = state.plot !== "de";
   if (meta) {
     const cols = meta.columns.map((c) => c.name);
     fillSelect($("by-1"), [["", "(none)"], ...cols.map((c) => [c, prettyColumn(c)])], state.by[0] ?? "");
     fillSelect($("by-2"), [["", "—"], ...cols.filter((c) => c !== state.by[0]).map((c) => [c, prettyColumn(c)])], state.by[1] ?? "");
     $("by-2").disabled = !state.by.length;
+    syncCompare(cols);
   }
   const rowOpts = [["name", "by name"], ["cluster", "clustered"], ...state.genes.filter((g) => !unknown.has(g.toLowerCase())).map((g) => [`expr:${g}`, `by ${g} expression`])];
   if (!rowOpts.some(([v]) => v === state.rows)) rowOpts.push([state.rows, `by ${state.rows.slice(5)} expression`]);
@@ -64,6 +67,27 @@ function syncControls() {
   $("cols").value = state.cols;
   panel?.update(state);
   renderGeneMessage();
+}
+
+// The Compare controls: the column, side 1's value, side 2 ("the rest" or a value).
+function syncCompare(cols) {
+  const column = state.compare || state.by[0] || "cell_type";
+  fillSelect($("cmp-col"), cols.map((c) => [c, prettyColumn(c)]), column);
+  const values = meta.columns.find((c) => c.name === column)?.values.map((v) => v.value).filter((v) => v !== "NA") ?? [];
+  fillSelect($("cmp-g1"), [["", "choose a group…"], ...values.map((v) => [v, v])], state.group1[0] ?? "");
+  const g2 = state.group2[0] ?? "rest";
+  fillSelect($("cmp-g2"), [["rest", "all the others"], ...values.filter((v) => v !== state.group1[0]).map((v) => [v, v])], g2);
+}
+$("cmp-col").addEventListener("change", (e) => update({ compare: e.target.value, group1: [], group2: ["rest"] }));
+$("cmp-g1").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group1: e.target.value ? [e.target.value] : [], group2: state.group2.filter((v) => v !== e.target.value).length ? state.group2.filter((v) => v !== e.target.value) : ["rest"] }));
+$("cmp-g2").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group2: [e.target.value] }));
+
+function dePairs(s, format) {
+  const pairs = [["compare", s.compare || s.by[0] || "cell_type"], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
+    ...s.where.map(([c, v]) => ["where", `${c}:${v}`])];
+  if (s.datasets.length) pairs.push(["datasets", s.datasets.join(",")]);
+  if (format) pairs.push(["format", format]);
+  return pairs;
 }
 
 function fillSelect(select, options, value) {
@@ -126,6 +150,17 @@ async function refresh() {
   });
   counts.catch(() => {}); // reported through the query, or below when there are no genes
   try {
+    if (s.plot === "de") {
+      if (!s.group1.length) {
+        await counts.catch(() => {});
+        return showMessage("idle", "Choose two groups to compare",
+          "Pick a column and a group in “Compare” above: its cells are compared with all the others (or with a second group) over every gene.");
+      }
+      const answer = await get("/api/v1/de", dePairs(s), signal);
+      await counts.catch(() => {});
+      if (signal.aborted) return;
+      return drawDe(s, answer);
+    }
     if (!s.genes.length) {
       await counts;
       return showIntro(s);
@@ -244,6 +279,43 @@ function draw(s, answer, list, donor) {
   document.body.dataset.groups = String(groups);
 }
 
+function drawDe(s, answer) {
+  if (!answer.rows.length) return showMessage("empty", "No gene to compare", "No gene was measured on both sides in the selected cells.");
+  $("message").hidden = true;
+  const area = $("plot-area");
+  const room = { width: area.clientWidth - 32, height: area.clientHeight - 28 };
+  const label = `${s.group1.join(", ")} vs ${s.group2[0] === "rest" ? "the rest" : s.group2.join(", ")}`;
+  const fig = volcano(answer, room, label);
+  const addGene = (g) => {
+    if (!state.genes.some((x) => x.toLowerCase() === g.toLowerCase())) update({ genes: [...state.genes, g] }, { push: false });
+  };
+  const table = rankedTable(answer, addGene);
+  const box = el("div", { class: "figure de-figure" }, el("div", { class: "chart-box" }, fig.chart, fig.legend), el("div", { class: "de-table-box" }, table));
+  $("chart").replaceChildren(box);
+  fig.chart.addEventListener("pointermove", (e) => {
+    const r = fig.chart.getBoundingClientRect();
+    const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
+    if (d) tooltip.show(deTooltip(d), e.clientX, e.clientY);
+    else tooltip.hide();
+  });
+  fig.chart.addEventListener("pointerleave", () => tooltip.hide());
+  fig.chart.addEventListener("click", (e) => {
+    const r = fig.chart.getBoundingClientRect();
+    const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
+    if (d) addGene(d.symbol || d.gene);
+  });
+  const test = { cells: "cells (Welch's t)", "donors-paired": "donors, paired", "donors-unpaired": "donors, unpaired" }[answer.test] ?? answer.test;
+  $("footnote").replaceChildren(el("div", {}, `Test: ${test}. `, ...answer.notes.map((n) => el("div", {}, n))));
+  const tested = answer.rows.length, sig = answer.rows.filter((r) => r.padj != null && r.padj <= 0.05).length;
+  $("summary").replaceChildren(el("b", {}, fmtInt(selectionCells ?? 0)), ` cells selected · ${fmtInt(tested)} genes tested, ${fmtInt(sig)} with padj ≤ 0.05`,
+    answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${(answer.took_us / 1000).toFixed(1)} ms`) : "");
+  view = { state: s, genes: [], chart: fig.chart, legend: fig.legend, de: true };
+  for (const id of ["dl-csv", "dl-svg", "dl-png"]) $(id).disabled = false;
+  setStatus("ready");
+  document.body.dataset.rendered = stateToSearch(s);
+  document.body.dataset.groups = String(fig.points.length);
+}
+
 function renderGeneMessage() {
   const box = $("gene-msg");
   const bad = state.genes.filter((g) => unknown.has(g.toLowerCase()));
@@ -269,6 +341,10 @@ function fileStem() {
 
 function caption() {
   const s = view.state;
+  if (view.de) {
+    const g2 = s.group2[0] === "rest" ? "the rest" : s.group2.join(" or ");
+    return [`${prettyColumn(s.compare || s.by[0] || "cell_type")}: ${s.group1.join(" or ")} against ${g2}`, meta.store].join("  ·  ");
+  }
   const parts = [view.genes.join(", ")];
   if (s.by.length) parts.push(`by ${s.by.map(prettyColumn).join(" · ")}`);
   const byCol = new Map();
@@ -284,7 +360,10 @@ async function download(kind) {
   const button = $(`dl-${kind}`);
   button.disabled = true;
   try {
-    if (kind === "csv") {
+    if (kind === "csv" && view.de) {
+      const text = await get("/api/v1/de", dePairs(view.state, "csv"), undefined, { as: "text", cached: false });
+      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), "cellcube_de.csv");
+    } else if (kind === "csv") {
       const text = await get("/api/v1/query", queryPairs(view.state, view.genes, view.state.by, ALL_METRICS, "csv"), undefined, { as: "text", cached: false });
       saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
     } else {

@@ -1,9 +1,10 @@
 // The whole page state, and its round trip through the URL's query string:
 //   /?genes=CD3E,MS4A1&by=cell_type,disease&where=disease:normal&plot=dot
 //     &datasets=lung_a,lung_b&color=scaled&rows=cluster&cols=name
+//   /?plot=de&compare=cell_type&group1=B%20cell&group2=rest   (the Compare view)
 // A pasted link therefore redraws the same plot; back/forward restore earlier states.
 
-export const PLOTS = ["dot", "heatmap", "bars"];
+export const PLOTS = ["dot", "heatmap", "bars", "de"];
 export const COLORS = ["mean", "scaled"];
 export const GENE_ORDERS = ["typed", "name", "cluster"];
 // Row orders: "name", "cluster", or "expr:GENE" (descending mean of that gene).
@@ -17,6 +18,9 @@ export const DEFAULTS = Object.freeze({
   color: "mean",
   rows: "name",
   cols: "typed",
+  compare: "", // the Compare view's column, its side 1 values and side 2 ("rest" or values)
+  group1: [],
+  group2: ["rest"],
 });
 
 const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
@@ -39,6 +43,9 @@ export function parseState(search) {
     color: oneOf(q.get("color"), COLORS, DEFAULTS.color),
     rows: rows === "name" || rows === "cluster" || rows.startsWith("expr:") ? rows : DEFAULTS.rows,
     cols: oneOf(q.get("cols"), GENE_ORDERS, DEFAULTS.cols),
+    compare: q.get("compare") || "",
+    group1: q.getAll("group1"),
+    group2: q.getAll("group2").length ? q.getAll("group2") : ["rest"],
   };
 }
 
@@ -71,6 +78,11 @@ export function stateToSearch(s) {
   if (s.color !== DEFAULTS.color) pairs.push(["color", s.color]);
   if (s.rows !== DEFAULTS.rows) pairs.push(["rows", s.rows]);
   if (s.cols !== DEFAULTS.cols) pairs.push(["cols", s.cols]);
+  if (s.plot === "de" || s.compare) {
+    if (s.compare) pairs.push(["compare", s.compare]);
+    for (const v of s.group1) pairs.push(["group1", v]);
+    for (const v of s.group2) pairs.push(["group2", v]);
+  }
   return "?" + toQueryString(pairs);
 }
 

@@ -120,3 +120,29 @@ test("a compact query answer expands into the same rows as the objects layout", 
   const objects = { columns: ["gene"], rows: [{ gene: "G1" }] };
   assert.equal(expandRows(objects), objects);
 });
+
+test("the Compare view's state round-trips through the URL", () => {
+  const s = { ...DEFAULTS, plot: "de", compare: "disease", group1: ["COVID-19"], group2: ["normal"], where: [["cell_type", "B cell"]] };
+  const search = stateToSearch(s);
+  assert.ok(search.includes("plot=de") && search.includes("compare=disease") && search.includes("group2=normal"));
+  assert.deepEqual(parseState(search), s);
+  assert.deepEqual(parseState("?plot=de&compare=cell_type&group1=T").group2, ["rest"]);
+});
+
+test("volcano points: padj = 0 sits on the top edge, significance colours by direction", async () => {
+  const { volcanoPoints } = await import("../src/compare.js");
+  const answer = {
+    rows: [
+      { gene: "A", logfc: 2, padj: 0 },
+      { gene: "B", logfc: -1, padj: 1e-4 },
+      { gene: "C", logfc: 0.1, padj: 0.5 },
+      { gene: "D", logfc: null, padj: null },
+    ],
+  };
+  const { top, points } = volcanoPoints(answer);
+  assert.equal(points.length, 3); // genes without a padj are not drawn
+  assert.equal(top, 4 * 1.05);
+  assert.deepEqual(points.map((p) => [p.gene, p.side, p.beyond]), [["A", "up", true], ["B", "down", false], ["C", "flat", false]]);
+  assert.equal(points[0].y, top);
+  assert.ok(Math.abs(points[1].y - 4) < 1e-12);
+});
