@@ -108,6 +108,21 @@ describe("web page", () => {
     assert.deepEqual(page.errors, []);
   });
 
+  test("a cell type's row label in the dot plot opens its markers", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
+    await settled(page);
+    const label = page.locator("#chart .markers-link").first();
+    const text = await label.textContent();
+    await label.click();
+    await page.waitForURL((u) => new URL(u).searchParams.get("plot") === "de");
+    const q = new URL(page.url()).searchParams;
+    assert.equal(q.get("compare"), "cell_type");
+    assert.ok(text.startsWith(q.get("group1")), `${text} / ${q.get("group1")}`);
+    assert.equal(await settled(page), "ready");
+    assert.ok(await page.locator("svg.volcano circle").count() > 0);
+    assert.deepEqual(page.errors, []);
+  });
+
   test("switching between dot plot, heatmap and bars", async () => {
     const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot`);
     await settled(page);

@@ -265,6 +265,7 @@ function draw(s, answer, list, donor) {
     else tooltip.hide();
   });
   fig.chart.addEventListener("pointerleave", () => tooltip.hide());
+  offerMarkers(fig.chart, model, s);
 
   const missing = model.genes.filter((g) => g.notMeasured.length);
   $("footnote").replaceChildren(...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)));
@@ -277,6 +278,20 @@ function draw(s, answer, list, donor) {
   setStatus("ready");
   document.body.dataset.rendered = stateToSearch(s);
   document.body.dataset.groups = String(groups);
+}
+
+// A row label of a one-column split offers the markers of that group: the Compare view
+// of that value against the rest (SPEC §9).
+function offerMarkers(chart, model, s) {
+  if (s.by.length !== 1 || s.plot === "bars") return;
+  const byLabel = new Map(model.rows.map((r) => [r.label, r]));
+  for (const t of chart.querySelectorAll('g[aria-label="y-axis tick label"] text')) {
+    const row = byLabel.get(t.textContent);
+    if (!row || row.values[0] === "NA") continue;
+    t.classList.add("markers-link");
+    t.append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"), { textContent: `Markers of ${row.label}: compare with the rest` }));
+    t.addEventListener("click", () => update({ plot: "de", compare: s.by[0], group1: [row.values[0]], group2: ["rest"] }));
+  }
 }
 
 function drawDe(s, answer) {
