@@ -167,18 +167,21 @@ class PyStore {
     o.min_frac = min_frac;
     o.direction = direction;
     o.top = top;
-    return Text([&]() -> Result<std::string> {
-      CC_ASSIGN_OR_RETURN(DeResult r, RunDe(*engine_, o));
-      return format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0);
-    }, format);
+    return Text(
+        [&]() -> Result<std::string> {
+          CC_ASSIGN_OR_RETURN(DeResult r, RunDe(*engine_, o));
+          return format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0);
+        },
+        format);
   }
 
   // Marker genes (SPEC §9) as CSV or JSON text: what `cellcube markers` prints.
-  std::string markers_text(const std::string& column,
-                           const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
-                           const std::vector<std::string>& datasets, int64_t top, double max_padj,
-                           const std::string& test, const std::string& donor, int64_t min_cells,
-                           const std::string& format) const {
+  std::string markers_text(
+      const std::string& column,
+      const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+      const std::vector<std::string>& datasets, int64_t top, double max_padj,
+      const std::string& test, const std::string& donor, int64_t min_cells,
+      const std::string& format) const {
     MarkersOptions o;
     o.column = column;
     for (const auto& [c, values] : where) o.where.push_back({c, values});
@@ -188,10 +191,12 @@ class PyStore {
     o.test = test;
     o.donor = donor;
     o.min_cells = min_cells;
-    return Text([&]() -> Result<std::string> {
-      CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
-      return format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0);
-    }, format);
+    return Text(
+        [&]() -> Result<std::string> {
+          CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
+          return format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0);
+        },
+        format);
   }
 
  private:

@@ -219,9 +219,9 @@ struct SelectScratch {
 struct RollUpScratch {
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
-  ScanBuffers buffers;                      // this thread's accumulators
-  std::vector<int64_t> cells;               // per split
-  std::vector<int64_t> cells_by_dataset;    // per split x contributing dataset
+  ScanBuffers buffers;                    // this thread's accumulators
+  std::vector<int64_t> cells;             // per split
+  std::vector<int64_t> cells_by_dataset;  // per split x contributing dataset
   std::vector<int64_t> dataset_splits_begin;
   std::vector<int32_t> dataset_splits;
   std::vector<int32_t> contributing;        // datasets with a selected group
@@ -359,8 +359,8 @@ struct GeneScan {
   int64_t base = 0;
   const int32_t* split_of = nullptr;
   size_t n_splits = 0, n_genes = 0, n_contributing = 0;
-  const int64_t* cells = nullptr;             // per split
-  const int64_t* cells_by_dataset = nullptr;  // per split x contributing dataset
+  const int64_t* cells = nullptr;                 // per split
+  const int64_t* cells_by_dataset = nullptr;      // per split x contributing dataset
   const int64_t* dataset_splits_begin = nullptr;  // per contributing dataset, into:
   const int32_t* dataset_splits = nullptr;        // the splits with cells of that dataset
   const int32_t* unmeasured = nullptr;
