@@ -19,6 +19,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
+#include "cellcube/de.h"
 #include "cellcube/query.h"
 #include "cli/args.h"
 
@@ -101,6 +102,40 @@ json Stats(std::vector<double> us) {
           {"min_us", us.front()}};
 }
 
+// --de-compare COL --de-group1 V [--de-group2 V|rest] [--de-test T] [--where/--datasets]:
+// the latency of one differential expression over every gene (RunDe, in process), the
+// first run (which checks the entries of every gene read) apart.
+Status BenchDe(const QueryEngine& engine, const cli::Args& args, int64_t iterations, double open_s) {
+  DeOptions o;
+  o.compare = args.GetOr("de-compare", "");
+  o.group1 = args.GetAll("de-group1");
+  o.group2 = args.GetAll("de-group2");
+  o.test = args.GetOr("de-test", "auto");
+  for (const auto& d : args.GetAll("datasets"))
+    for (auto& item : cli::SplitList(d)) o.datasets.push_back(item);
+  for (const auto& w : args.GetAll("where")) {
+    auto eq = w.find('=');
+    if (eq == std::string::npos) return Status::Usage("--where needs COL=VALUE");
+    o.where.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
+  }
+  auto a = Clock::now();
+  CC_ASSIGN_OR_RETURN(DeResult first, RunDe(engine, o));
+  const double first_s = std::chrono::duration<double>(Clock::now() - a).count();
+  std::vector<double> us;
+  size_t sink = 0;
+  for (int64_t i = 0; i < iterations; ++i) {
+    a = Clock::now();
+    CC_ASSIGN_OR_RETURN(DeResult r, RunDe(engine, o));
+    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count());
+    sink += r.rows.size();
+  }
+  json out = {{"store", args.positionals()[0]}, {"open_s", open_s},      {"test", first.test},
+              {"notes", first.notes},           {"rows", first.rows.size()}, {"first_s", first_s},
+              {"run", Stats(us)},               {"sink", sink % 7}};
+  std::cout << out.dump(2) << "\n";
+  return Status::Ok();
+}
+
 Status Main(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(cli::Args args, cli::Args::Parse(argv, {{"genes", true, true},
                                                               {"by", true, true},
@@ -109,6 +144,10 @@ Status Main(const std::vector<std::string>& argv) {
                                                               {"metrics", true, true},
                                                               {"iterations", true},
                                                               {"parallel-min-entries", true},
+                                                              {"de-compare", true},
+                                                              {"de-group1", true, true},
+                                                              {"de-group2", true, true},
+                                                              {"de-test", true},
                                                               {"no-csv", false}}));
   if (args.positionals().size() != 1) return Status::Usage("usage: cellcube-bench-query STORE ...");
   CC_ASSIGN_OR_RETURN(int64_t iterations, args.GetInt("iterations", 20000, 1, 100000000));
@@ -120,6 +159,8 @@ Status Main(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto reader, StoreReader::Open(args.positionals()[0]));
   auto engine = QueryEngine::Create(std::move(reader), options);
   const double open_s = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  if (args.Get("de-compare")) return BenchDe(*engine, args, iterations, open_s);
 
   std::vector<Named> queries;
   if (args.Get("genes")) {
