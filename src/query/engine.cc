@@ -373,34 +373,12 @@ struct GeneScan {
   const std::function<void(size_t, const Aggregate*)>* visit = nullptr;
 };
 
-size_t ElementBytes(ArrayType t) {
-  switch (t) {
-    case ArrayType::kUInt16:
-      return 2;
-    case ArrayType::kInt64:
-    case ArrayType::kFloat64:
-      return 8;
-    default:
-      return 4;
-  }
-}
-
-void PrefetchGene(const StoreReader& s, int32_t gene) {
-  const int64_t first = s.indptr().IntAt(gene);
-  for (const ArrayView* a : {&s.indices(), &s.nnz(), &s.sum()})
-    __builtin_prefetch(static_cast<const char*>(a->data) +
-                       static_cast<size_t>(first) * ElementBytes(a->type));
-}
-
 // Genes [begin, end) of `genes` into agg[split * n_genes + gene].
 void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begin, size_t end,
                ScanBuffers* b, Aggregate* agg) {
   const size_t n_splits = q.n_splits, n_genes = q.n_genes;
   std::vector<Aggregate>& gene = b->gene;  // this gene's splits
   for (size_t gi = begin; gi < end; ++gi) {
-    // The next gene's first entries, while this one is summed: a query of thousands of
-    // genes otherwise waits on a cache and TLB miss per array per gene.
-    if (gi + 1 < end) PrefetchGene(*q.store, genes[gi + 1]);
     b->acc.assign(n_splits + 1, Acc{0, 0});
     gene.assign(n_splits, Aggregate{});
     q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
