@@ -99,6 +99,9 @@ void PrintDeTable(const DeResult& r, const std::vector<std::string>* lead,
   t.Print(std::cout, right, "");
 }
 
+const std::vector<std::string>& NotesOf(const DeResult& r) { return r.notes; }
+const std::vector<std::string>& NotesOf(const MarkersResult& r) { return r.de.notes; }
+
 std::vector<std::string> ListOf(const Args& args, const char* name) {
   std::vector<std::string> out;
   for (const auto& v : args.GetAll(name))
@@ -137,6 +140,40 @@ void PrintNotes(const std::vector<std::string>& notes) {
   for (const auto& n : notes) std::cerr << "note: " << n << "\n";
 }
 
+// The options de and markers share: the population, the test and the donors.
+template <typename Options>
+Status ParsePopulation(const Args& args, Options* o) {
+  CC_ASSIGN_OR_RETURN(o->where, WhereOf(args));
+  o->datasets = ListOf(args, "datasets");
+  o->test = args.GetOr("test", "auto");
+  o->donor = args.GetOr("donor", "");
+  CC_ASSIGN_OR_RETURN(o->min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
+  return Status::Ok();
+}
+
+// Opens the store, runs `run`, and prints its answer as `format` (notes on stderr).
+template <typename Output, typename Run, typename Table>
+Status PrintAnswer(const Args& args, const std::string& format, Run&& run,
+                   std::string (*csv)(const Output&),
+                   std::string (*json_of)(const Output&, int64_t), Table&& table) {
+  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
+  const auto t0 = std::chrono::steady_clock::now();
+  CC_ASSIGN_OR_RETURN(Output result, run(*engine));
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  PrintNotes(NotesOf(result));
+  if (format == "csv")
+    std::cout << csv(result);
+  else if (format == "json")
+    std::cout << json_of(result, took);
+  else
+    table(result);
+  std::cout.flush();
+  if (!std::cout) return Status::IoError("cannot write the output");
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status RunDe(const std::vector<std::string>& argv) {
@@ -155,38 +192,20 @@ Status RunDe(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1)
     return Status::Usage("de needs exactly one STORE (see 'cellcube de --help')");
   DeOptions o;
+  CC_RETURN_IF_ERROR(ParsePopulation(args, &o));
   o.compare = args.GetOr("compare", "");
   if (o.compare.empty()) return Status::Usage("de needs --compare COL");
   o.group1 = args.GetAll("group1");
   if (o.group1.empty()) return Status::Usage("de needs --group1 VALUE");
   o.group2 = args.GetAll("group2");
-  CC_ASSIGN_OR_RETURN(o.where, WhereOf(args));
-  o.datasets = ListOf(args, "datasets");
-  o.test = args.GetOr("test", "auto");
-  o.donor = args.GetOr("donor", "");
-  CC_ASSIGN_OR_RETURN(o.min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
   CC_ASSIGN_OR_RETURN(o.min_frac, NumberOf(args, "min-frac", 0));
   o.direction = args.GetOr("direction", "both");
   CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", -1, 0, int64_t{1} << 40));
   const std::string format = args.GetOr("format", "table");
   CC_RETURN_IF_ERROR(CheckFormat(format));
-
-  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
-  const auto t0 = std::chrono::steady_clock::now();
-  CC_ASSIGN_OR_RETURN(DeResult result, RunDe(*engine, o));
-  const auto took =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  PrintNotes(result.notes);
-  if (format == "csv")
-    std::cout << FormatDeCsv(result);
-  else if (format == "json")
-    std::cout << FormatDeJson(result, took);
-  else
-    PrintDeTable(result, nullptr, "");
-  std::cout.flush();
-  if (!std::cout) return Status::IoError("cannot write the output");
-  return Status::Ok();
+  return PrintAnswer<DeResult>(
+      args, format, [&](const QueryEngine& e) { return RunDe(e, o); }, &FormatDeCsv, &FormatDeJson,
+      [](const DeResult& r) { PrintDeTable(r, nullptr, ""); });
 }
 
 Status RunMarkers(const std::vector<std::string>& argv) {
@@ -202,33 +221,15 @@ Status RunMarkers(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1)
     return Status::Usage("markers needs exactly one STORE (see 'cellcube markers --help')");
   MarkersOptions o;
+  CC_RETURN_IF_ERROR(ParsePopulation(args, &o));
   o.column = args.GetOr("column", "cell_type");
-  CC_ASSIGN_OR_RETURN(o.where, WhereOf(args));
-  o.datasets = ListOf(args, "datasets");
   CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", 10, 0, int64_t{1} << 40));
   CC_ASSIGN_OR_RETURN(o.max_padj, NumberOf(args, "max-padj", 0.05));
-  o.test = args.GetOr("test", "auto");
-  o.donor = args.GetOr("donor", "");
-  CC_ASSIGN_OR_RETURN(o.min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
   const std::string format = args.GetOr("format", "table");
   CC_RETURN_IF_ERROR(CheckFormat(format));
-
-  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
-  const auto t0 = std::chrono::steady_clock::now();
-  CC_ASSIGN_OR_RETURN(MarkersResult result, RunMarkers(*engine, o));
-  const auto took =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  PrintNotes(result.de.notes);
-  if (format == "csv")
-    std::cout << FormatMarkersCsv(result);
-  else if (format == "json")
-    std::cout << FormatMarkersJson(result, took);
-  else
-    PrintDeTable(result.de, &result.values, result.column);
-  std::cout.flush();
-  if (!std::cout) return Status::IoError("cannot write the output");
-  return Status::Ok();
+  return PrintAnswer<MarkersResult>(
+      args, format, [&](const QueryEngine& e) { return RunMarkers(e, o); }, &FormatMarkersCsv,
+      &FormatMarkersJson, [](const MarkersResult& r) { PrintDeTable(r.de, &r.values, r.column); });
 }
 
 }  // namespace cellcube::cli

@@ -254,18 +254,39 @@ std::vector<std::string> AllParams(const Request& req, const std::string& key) {
   return out;
 }
 
+// The options de and markers share: the population, the test and the donors.
+template <typename Options>
+Status ParseDePopulation(const Request& req, const ApiLimits& limits, Options* o) {
+  const std::string format = Param(req, "format", "json");
+  if (format != "json" && format != "csv")
+    return Status::InvalidArgument("format must be json or csv");
+  CC_ASSIGN_OR_RETURN(Selection sel, ParseSelection(req, limits));
+  o->where = std::move(sel.where);
+  o->datasets = std::move(sel.datasets);
+  o->test = Param(req, "test", "auto");
+  o->donor = Param(req, "donor");
+  CC_ASSIGN_OR_RETURN(o->min_cells, CountParam(req, "min_cells", 10));
+  return Status::Ok();
+}
+
 // SPEC §9's answers: CSV byte for byte the CLI's, or its JSON with the time taken.
-template <typename Csv, typename JsonOut>
-Response TextAnswer(const Request& req, Csv&& csv, JsonOut&& json_out, const char* filename) {
+template <typename Answer>
+Response DeAnswer(const Request& req, std::chrono::steady_clock::time_point t0,
+                  const Result<Answer>& answer, std::string (*csv)(const Answer&),
+                  std::string (*json_of)(const Answer&, int64_t), const char* filename) {
+  if (!answer.ok()) return ErrorFor(answer.status());
   if (Param(req, "format", "json") == "csv") {
     Response r;
     r.content_type = "text/csv; charset=utf-8";
-    r.body = csv();
+    r.body = csv(*answer);
     r.headers.emplace_back("Content-Disposition",
                            std::string("attachment; filename=\"") + filename + "\"");
     return r;
   }
-  return Json(json_out());
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  return Json(json_of(*answer, took));
 }
 
 Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
@@ -274,41 +295,23 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
                                    "donor", "min_cells", "min_frac", "direction", "top", "format"});
       !s.ok())
     return ErrorFor(s);
-  const std::string format = Param(req, "format", "json");
-  if (format != "json" && format != "csv") return Error(400, "format must be json or csv");
   DeOptions o;
+  if (Status s = ParseDePopulation(req, limits, &o); !s.ok()) return ErrorFor(s);
   o.compare = Param(req, "compare");
   if (o.compare.empty())
     return Error(400, "compare is required, e.g. ?compare=cell_type&group1=B%20cell");
   o.group1 = AllParams(req, "group1");
   if (o.group1.empty()) return Error(400, "group1 is required");
   o.group2 = AllParams(req, "group2");
-  auto sel = ParseSelection(req, limits);
-  if (!sel.ok()) return ErrorFor(sel.status());
-  o.where = std::move(sel->where);
-  o.datasets = std::move(sel->datasets);
-  o.test = Param(req, "test", "auto");
-  o.donor = Param(req, "donor");
   o.direction = Param(req, "direction", "both");
-  auto min_cells = CountParam(req, "min_cells", 10);
   auto min_frac = NumberParam(req, "min_frac", 0);
   auto top = CountParam(req, "top", 0);
-  for (const Status& s : {min_cells.status(), min_frac.status(), top.status()})
+  for (const Status& s : {min_frac.status(), top.status()})
     if (!s.ok()) return ErrorFor(s);
-  o.min_cells = *min_cells;
   o.min_frac = *min_frac;
   o.top = Param(req, "top").empty() ? -1 : *top;
-  auto result = RunDe(*snap.engine, o);
-  if (!result.ok()) return ErrorFor(result.status());
-  return TextAnswer(
-      req, [&] { return FormatDeCsv(*result); },
-      [&] {
-        const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - t0)
-                              .count();
-        return FormatDeJson(*result, took);
-      },
-      "cellcube-de.csv");
+  return DeAnswer<DeResult>(req, t0, RunDe(*snap.engine, o), &FormatDeCsv, &FormatDeJson,
+                            "cellcube-de.csv");
 }
 
 Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
@@ -317,35 +320,17 @@ Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits
                                    "donor", "min_cells", "format"});
       !s.ok())
     return ErrorFor(s);
-  const std::string format = Param(req, "format", "json");
-  if (format != "json" && format != "csv") return Error(400, "format must be json or csv");
   MarkersOptions o;
+  if (Status s = ParseDePopulation(req, limits, &o); !s.ok()) return ErrorFor(s);
   o.column = Param(req, "column", "cell_type");
-  auto sel = ParseSelection(req, limits);
-  if (!sel.ok()) return ErrorFor(sel.status());
-  o.where = std::move(sel->where);
-  o.datasets = std::move(sel->datasets);
-  o.test = Param(req, "test", "auto");
-  o.donor = Param(req, "donor");
-  auto min_cells = CountParam(req, "min_cells", 10);
   auto top = CountParam(req, "top", 10);
   auto max_padj = NumberParam(req, "max_padj", 0.05);
-  for (const Status& s : {min_cells.status(), top.status(), max_padj.status()})
+  for (const Status& s : {top.status(), max_padj.status()})
     if (!s.ok()) return ErrorFor(s);
-  o.min_cells = *min_cells;
   o.top = *top;
   o.max_padj = *max_padj;
-  auto result = RunMarkers(*snap.engine, o);
-  if (!result.ok()) return ErrorFor(result.status());
-  return TextAnswer(
-      req, [&] { return FormatMarkersCsv(*result); },
-      [&] {
-        const auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - t0)
-                              .count();
-        return FormatMarkersJson(*result, took);
-      },
-      "cellcube-markers.csv");
+  return DeAnswer<MarkersResult>(req, t0, RunMarkers(*snap.engine, o), &FormatMarkersCsv,
+                                 &FormatMarkersJson, "cellcube-markers.csv");
 }
 
 Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
