@@ -105,7 +105,8 @@ json Stats(std::vector<double> us) {
 // --de-compare COL --de-group1 V [--de-group2 V|rest] [--de-test T] [--where/--datasets]:
 // the latency of one differential expression over every gene (RunDe, in process), the
 // first run (which checks the entries of every gene read) apart.
-Status BenchDe(const QueryEngine& engine, const cli::Args& args, int64_t iterations, double open_s) {
+Status BenchDe(const QueryEngine& engine, const cli::Args& args, int64_t iterations,
+               double open_s) {
   DeOptions o;
   o.compare = args.GetOr("de-compare", "");
   o.group1 = args.GetAll("de-group1");
@@ -129,9 +130,14 @@ Status BenchDe(const QueryEngine& engine, const cli::Args& args, int64_t iterati
     us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - a).count());
     sink += r.rows.size();
   }
-  json out = {{"store", args.positionals()[0]}, {"open_s", open_s},      {"test", first.test},
-              {"notes", first.notes},           {"rows", first.rows.size()}, {"first_s", first_s},
-              {"run", Stats(us)},               {"sink", sink % 7}};
+  json out = {{"store", args.positionals()[0]},
+              {"open_s", open_s},
+              {"test", first.test},
+              {"notes", first.notes},
+              {"rows", first.rows.size()},
+              {"first_s", first_s},
+              {"run", Stats(us)},
+              {"sink", sink % 7}};
   std::cout << out.dump(2) << "\n";
   return Status::Ok();
 }
