@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -278,16 +279,24 @@ uint64_t ResidentBytes(pid_t pid) {
 // Reads the child's report until it closes the pipe. With `rss_limit` (sanitizer
 // builds, where RLIMIT_DATA cannot apply), checks the child's resident memory ten times
 // a second and kills it past the limit, setting *over_limit.
-std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit) {
+std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit, int stuck_after_ms,
+                       bool* stuck) {
   std::string out;
   char buf[4096];
+  const auto start = std::chrono::steady_clock::now();
   for (;;) {
     struct pollfd p {};
     p.fd = fd;
     p.events = POLLIN;
-    const int ready = ::poll(&p, 1, rss_limit ? 100 : -1);
+    const int ready = ::poll(&p, 1, rss_limit || stuck_after_ms ? 100 : -1);
     if (ready < 0 && errno != EINTR) return out;
     if (ready <= 0) {
+      if (stuck_after_ms && out.empty() &&
+          std::chrono::steady_clock::now() - start > std::chrono::milliseconds(stuck_after_ms)) {
+        *stuck = true;
+        ::kill(pid, SIGKILL);
+        return out;
+      }
       if (rss_limit && !*over_limit && ResidentBytes(pid) > rss_limit) {
         *over_limit = true;
         ::kill(pid, SIGKILL);
@@ -467,11 +476,34 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
 #else
   const uint64_t rss_limit = 0;  // RLIMIT_DATA holds the child
 #endif
-  bool over_limit = false;
-  const std::string wire = ReadReport(fds[0], pid, rss_limit, &over_limit);
+  bool over_limit = false, stuck = false;
+#ifdef CELLCUBE_ASAN
+  const int stuck_after_ms = options.stuck_after_ms;
+#else
+  const int stuck_after_ms = 0;
+#endif
+  const std::string wire = ReadReport(fds[0], pid, rss_limit, &over_limit, stuck_after_ms, &stuck);
   ::close(fds[0]);
   uint64_t peak = 0;
   const int status = WaitFor(pid, &peak);
+  if (stuck) {  // see IsolationOptions::stuck_after_ms: fork again
+    if (options.forward_signals) {
+      g_child_pid = 0;
+      for (size_t i = 0; i < std::size(kForwarded); ++i)
+        ::sigaction(kForwarded[i], &saved[i], nullptr);
+    }
+    ::munmap(page, sizeof(SharedNote));
+    IsolationOptions again = options;
+    thread_local int attempts = 0;
+    if (++attempts < 5) {
+      Status s = RunIsolated(work, again);
+      attempts = 0;
+      return s;
+    }
+    attempts = 0;
+    again.stuck_after_ms = 0;
+    return RunIsolated(work, again);
+  }
   if (options.forward_signals) {
     g_child_pid = 0;
     for (size_t i = 0; i < std::size(kForwarded); ++i)

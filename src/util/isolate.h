@@ -24,6 +24,12 @@ struct IsolationOptions {
   // The command-line option that sets memory_limit ("--memory-limit"), which an
   // out-of-memory message names beside CELLCUBE_MEMORY_LIMIT; empty: the variable only.
   std::string memory_limit_option;
+  // Sanitizer builds only (release builds ignore it): GCC 12's AddressSanitizer does not
+  // lock its allocator around fork(), so a child forked while another thread of this
+  // process allocates can wait forever on that lock. For quick work (opening a store),
+  // a child that has not answered after `stuck_after_ms` is killed and the work forked
+  // again, up to 5 times; 0 = wait as long as it takes.
+  int stuck_after_ms = 0;
 };
 
 // Runs `work` in a child process and returns its Status (work's stdout/stderr output is
