@@ -10,10 +10,11 @@
 
 namespace cellcube {
 
-// m2 from a group's Σv and Σv² (format 1 stores, and the build's float64 sums): the
-// subtraction is done once per group, in float64, where Σv² is exact to 2⁻⁵³ relative;
-// rounding can leave it slightly negative, which means 0. NaN stays NaN.
+// m2 from an entry's Σv and Σv² (format-1 stores), in float64; rounding can leave it
+// slightly negative, which means 0. A damaged Σv² (negative or NaN) gives NaN, which
+// EntryFault's second-moment rule refuses, so every reader rejects it the same way.
 inline double M2FromSumsq(double sum, double sumsq, int64_t n_cells) {
+  if (!(sumsq >= 0)) return std::nan("");
   const double m2 = sumsq - sum * (sum / static_cast<double>(n_cells));
   return m2 < 0 ? 0 : m2;
 }
@@ -37,7 +38,8 @@ inline const char* EntryFault(const EntryContext& c, int64_t gene, int64_t group
   if (!(nnz >= 0 && nnz <= static_cast<double>(c.n_cells[group])) || nnz != std::floor(nnz))
     return "its nnz is not a count of its group's cells";
   if (!std::isfinite(sum)) return "its sum is not finite";
-  if (!(m2 >= 0) || !std::isfinite(m2)) return "its m2 is not a finite non-negative number";
+  if (!(m2 >= 0) || !std::isfinite(m2))
+    return "its m2 (format 1: sumsq) is not a finite non-negative number";
   return nullptr;
 }
 

@@ -102,12 +102,8 @@ Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
     const int64_t group = idx[k];
     const double s1 = static_cast<double>(sum[k]);
     double m2 = static_cast<double>(second[k]);
-    if (sumsq && group >= 0 && group < r.n_groups()) {
-      if (!(m2 >= 0))
-        m2 = -1;  // a negative or NaN sumsq is broken, whatever sum is
-      else
-        m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
-    }
+    if (sumsq && group >= 0 && group < r.n_groups())
+      m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
     if (const char* fault = EntryFault(context, gene, group, previous, nnz[k], s1, m2))
       return Broken("entry " + std::to_string(k) + " of gene '" +
                     std::string(r.gene_ids()[static_cast<size_t>(gene)]) + "': " + fault);

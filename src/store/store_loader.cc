@@ -57,21 +57,6 @@ Status LoadGroups(const File& f, StoreData* s) {
   return Status::Ok();
 }
 
-Status LoadGenes(const File& f, StoreData* s) {
-  CC_ASSIGN_OR_RETURN(s->gene_ids, f.ReadVarIndex());
-  // As cellcube writes it, `symbol` is a plain string array: read it as one (decoding it
-  // as a dataframe column factorizes 60,000 strings only to expand them again). A tool
-  // may have re-saved it in another encoding (categorical): then as a column.
-  const std::string symbols = std::string("var/") + store_layout::kSymbolColumn;
-  if (auto plain = f.ReadStrings(symbols); plain.ok()) {
-    s->gene_symbols = std::move(*plain);
-    return Status::Ok();
-  }
-  CC_ASSIGN_OR_RETURN(Column column, f.ReadVarColumn(store_layout::kSymbolColumn));
-  s->gene_symbols = Expand(column);
-  return Status::Ok();
-}
-
 // The entries, whole (LoadStore); format 1's sumsq becomes m2.
 Status LoadEntries(const File& f, int version, StoreData* s) {
   const EntryArrayNames names = EntryArraysOf(version);
@@ -270,9 +255,11 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions&
   StoreData& s = out.meta;
   CC_RETURN_IF_ERROR(LoadGroups(file, &s));
   switch (options.names) {
-    case MetadataOptions::Names::kStrings:
-      CC_RETURN_IF_ERROR(LoadGenes(file, &s));
-      out.n_genes = s.n_genes();
+    case MetadataOptions::Names::kStrings:  // the lists, read into memory, as vectors
+      CC_RETURN_IF_ERROR(LoadGeneLists(file, {}, &out));
+      s.gene_ids = out.gene_ids.ToVector();
+      s.gene_symbols = out.gene_symbols.ToVector();
+      out.gene_ids = out.gene_symbols = StringList();
       break;
     case MetadataOptions::Names::kLists:
       CC_RETURN_IF_ERROR(LoadGeneLists(file, options.map, &out));

@@ -304,10 +304,8 @@ Status StoreFileSource::TakeRun(int64_t group_offset, EntryBuffer* out) {
       const int64_t group = m.indices.Int(i);
       const double nnz = m.nnz.Real(i), sum = m.sum.Real(i);
       double m2 = m.second.Real(i);
-      if (m.format_version == 1 && group >= 0 && group < m.n_groups) {
-        if (!(m2 >= 0)) return m.Broken("an entry's sumsq is not a non-negative number");
+      if (m.format_version == 1 && group >= 0 && group < m.n_groups)
         m2 = M2FromSumsq(sum, m2, m.n_cells[group]);
-      }
       if (const char* fault = EntryFault(context, gene, group, previous_group, nnz, sum, m2))
         return m.Broken("entry " + std::to_string(i) + " of gene " + std::to_string(gene) + ": " +
                         fault);

@@ -432,7 +432,12 @@ void NoteTemporaryFile(const std::string& path) {
   g_note->temporary.Set(path);
 }
 
-Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& options) {
+namespace {
+
+// RunIsolated, with `stuck_retries` more forks allowed for a child stuck in the
+// sanitizer's allocator (IsolationOptions::stuck_after_ms).
+Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptions& options,
+                       int stuck_retries) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     return Status::IoError(std::string("cannot create a pipe: ") + std::strerror(errno));
@@ -494,15 +499,8 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
     }
     ::munmap(page, sizeof(SharedNote));
     IsolationOptions again = options;
-    thread_local int attempts = 0;
-    if (++attempts < 5) {
-      Status s = RunIsolated(work, again);
-      attempts = 0;
-      return s;
-    }
-    attempts = 0;
-    again.stuck_after_ms = 0;
-    return RunIsolated(work, again);
+    if (stuck_retries == 0) again.stuck_after_ms = 0;  // the last time: wait it out
+    return RunIsolatedFork(work, again, stuck_retries - 1);
   }
   if (options.forward_signals) {
     g_child_pid = 0;
@@ -543,6 +541,12 @@ Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& 
   }
   ::munmap(page, sizeof(SharedNote));
   return result;
+}
+
+}  // namespace
+
+Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& options) {
+  return RunIsolatedFork(work, options, 5);
 }
 
 Result<uint64_t> ParseMemoryLimit(const std::string& given, const std::string& source) {
