@@ -368,7 +368,7 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& 
     // do we. (The entry checks, cellcube's own code and most of the time, run here only.)
     IsolationOptions isolation;
     isolation.memory_limit = limit;
-    isolation.stuck_after_ms = 1000;  // sanitizer builds: see IsolationOptions
+    isolation.stuck_after_ms = 300;  // sanitizer builds: see IsolationOptions
     CC_RETURN_IF_ERROR(
         RunIsolated([&] { return OpenInProcess(path, /*hdf5_only=*/true).status(); }, isolation));
     CC_ASSIGN_OR_RETURN(auto reader, OpenInProcess(path));

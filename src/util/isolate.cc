@@ -20,6 +20,7 @@
 #include <iostream>
 #include <mutex>
 #include <new>
+#include <sstream>
 #include <system_error>
 
 #include "util/text.h"
@@ -276,14 +277,37 @@ uint64_t ResidentBytes(pid_t pid) {
   return StatusBytes("/proc/" + std::to_string(pid) + "/status", "VmRSS:");
 }
 
+// The CPU time (user + system, in clock ticks) of `pid` so far and whether it sleeps
+// ('S') now, from /proc/PID/stat; false when unknown.
+bool CpuTicksAndSleeping(pid_t pid, uint64_t* ticks, bool* sleeping) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  // The command name (field 2) may hold spaces; the fields after it follow its ')'.
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return false;
+  std::istringstream fields(line.substr(close + 1));
+  std::string state, skip;
+  fields >> state;
+  for (int i = 0; i < 10; ++i) fields >> skip;  // fields 4..13
+  uint64_t utime = 0, stime = 0;
+  if (!(fields >> utime >> stime)) return false;
+  *ticks = utime + stime;
+  *sleeping = state == "S";
+  return true;
+}
+
 // Reads the child's report until it closes the pipe. With `rss_limit` (sanitizer
 // builds, where RLIMIT_DATA cannot apply), checks the child's resident memory ten times
-// a second and kills it past the limit, setting *over_limit.
+// a second and kills it past the limit, setting *over_limit. With `stuck_after_ms`,
+// kills a child that has slept without using any CPU time for that long, setting
+// *stuck: a child at work, however slow, uses CPU or waits on the disk ('D').
 std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit, int stuck_after_ms,
                        bool* stuck) {
   std::string out;
   char buf[4096];
-  const auto start = std::chrono::steady_clock::now();
+  uint64_t last_ticks = 0;
+  auto idle_since = std::chrono::steady_clock::now();
   for (;;) {
     struct pollfd p {};
     p.fd = fd;
@@ -291,11 +315,18 @@ std::string ReadReport(int fd, pid_t pid, uint64_t rss_limit, bool* over_limit, 
     const int ready = ::poll(&p, 1, rss_limit || stuck_after_ms ? 100 : -1);
     if (ready < 0 && errno != EINTR) return out;
     if (ready <= 0) {
-      if (stuck_after_ms && out.empty() &&
-          std::chrono::steady_clock::now() - start > std::chrono::milliseconds(stuck_after_ms)) {
-        *stuck = true;
-        ::kill(pid, SIGKILL);
-        return out;
+      if (stuck_after_ms && out.empty()) {
+        uint64_t ticks = 0;
+        bool sleeping = false;
+        const auto now = std::chrono::steady_clock::now();
+        if (!CpuTicksAndSleeping(pid, &ticks, &sleeping) || !sleeping || ticks != last_ticks) {
+          last_ticks = ticks;
+          idle_since = now;
+        } else if (now - idle_since > std::chrono::milliseconds(stuck_after_ms)) {
+          *stuck = true;
+          ::kill(pid, SIGKILL);
+          return out;
+        }
       }
       if (rss_limit && !*over_limit && ResidentBytes(pid) > rss_limit) {
         *over_limit = true;
@@ -498,9 +529,11 @@ Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptio
         ::sigaction(kForwarded[i], &saved[i], nullptr);
     }
     ::munmap(page, sizeof(SharedNote));
-    IsolationOptions again = options;
-    if (stuck_retries == 0) again.stuck_after_ms = 0;  // the last time: wait it out
-    return RunIsolatedFork(work, again, stuck_retries - 1);
+    if (stuck_retries == 0)
+      return Status::Internal(
+          "a sanitizer build's child process was stuck in its allocator 10 times in a row; "
+          "try again");
+    return RunIsolatedFork(work, options, stuck_retries - 1);
   }
   if (options.forward_signals) {
     g_child_pid = 0;
@@ -546,7 +579,7 @@ Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptio
 }  // namespace
 
 Status RunIsolated(const std::function<Status()>& work, const IsolationOptions& options) {
-  return RunIsolatedFork(work, options, 5);
+  return RunIsolatedFork(work, options, 10);
 }
 
 Result<uint64_t> ParseMemoryLimit(const std::string& given, const std::string& source) {

@@ -26,9 +26,10 @@ struct IsolationOptions {
   std::string memory_limit_option;
   // Sanitizer builds only (release builds ignore it): GCC 12's AddressSanitizer does not
   // lock its allocator around fork(), so a child forked while another thread of this
-  // process allocates can wait forever on that lock. For quick work (opening a store),
-  // a child that has not answered after `stuck_after_ms` is killed and the work forked
-  // again, up to 5 times; 0 = wait as long as it takes.
+  // process allocates can wait forever on that lock. A child that has slept without
+  // using CPU time for `stuck_after_ms` before answering is killed and the work forked
+  // again, up to 10 times (then kInternal); 0 = wait as long as it takes. Work that
+  // runs, however slowly, uses CPU time, so only a stuck child is killed.
   int stuck_after_ms = 0;
 };
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -224,6 +225,58 @@ TEST(IsolatedRun, AnAllocationRefusedByTheLimitIsOutOfMemory) {
   EXPECT_EQ(s.code(), StatusCode::kOutOfMemory) << s.message();
   EXPECT_TRUE(Has(s, "out of memory while writing the store (used ")) << s.message();
 #endif
+}
+
+// A child that sleeps without answering looks like one stuck on the sanitizer's
+// allocator lock (IsolationOptions::stuck_after_ms): sanitizer builds kill it and fork
+// again, 11 times in all, then give up; release builds wait for it.
+TEST(IsolatedRun, AChildAsleepWithoutAnsweringIsForkedAgainUnderASan) {
+  char path[] = "/tmp/cellcube-stuck-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  IsolationOptions options;
+  options.stuck_after_ms = 200;
+  Status s = RunIsolated(
+      [fd] {
+        if (::write(fd, "x", 1) != 1) return Status::IoError("write");
+        ::usleep(600 * 1000);
+        return Status::Ok();
+      },
+      options);
+  const off_t attempts = ::lseek(fd, 0, SEEK_END);
+  ::close(fd);
+  ::unlink(path);
+#ifdef ISOLATE_TEST_ASAN
+  EXPECT_EQ(s.code(), StatusCode::kInternal) << s.message();
+  EXPECT_TRUE(Has(s, "stuck")) << s.message();
+  EXPECT_EQ(attempts, 11);
+#else
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(attempts, 1);
+#endif
+}
+
+// A child at work uses CPU time, however long it takes: never taken for a stuck one.
+TEST(IsolatedRun, ABusyChildIsNotTakenForAStuckOne) {
+  char path[] = "/tmp/cellcube-busy-XXXXXX";
+  const int fd = ::mkstemp(path);
+  ASSERT_GE(fd, 0);
+  IsolationOptions options;
+  options.stuck_after_ms = 200;
+  Status s = RunIsolated(
+      [fd] {
+        if (::write(fd, "x", 1) != 1) return Status::IoError("write");
+        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
+        volatile uint64_t spin = 0;
+        while (std::chrono::steady_clock::now() < end) spin = spin + 1;
+        return Status::Ok();
+      },
+      options);
+  const off_t attempts = ::lseek(fd, 0, SEEK_END);
+  ::close(fd);
+  ::unlink(path);
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(attempts, 1);
 }
 
 TEST(IsolatedRun, AnExceptionEscapingAThreadIsInternalNotACrash) {
