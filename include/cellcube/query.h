@@ -145,10 +145,21 @@ class QueryEngine {
                                         const std::vector<int32_t>& groups,
                                         const std::vector<int32_t>& split_of_group,
                                         int32_t n_splits, bool want_m2) const;
-  // The same, handing each gene's n_splits aggregates to `visit(index in genes, splits)`
-  // instead of keeping a (splits x genes) matrix. A large roll-up calls it from several
-  // threads at once, each gene once: the visitor must be safe for that.
-  using RollUpVisitor = std::function<void(size_t, const Aggregate*)>;
+  // One gene's roll-up as a visitor sees it: `at[sp]` for every split in [0, n_splits),
+  // and the splits that can hold cells for this gene (those with cells of a dataset that
+  // measured it), `active[0, n_active)`, each once, in an order fixed by the groups and
+  // splits (not necessarily ascending). Every split not listed is all zeros.
+  struct GeneSplits {
+    const Aggregate* at = nullptr;
+    const int32_t* active = nullptr;
+    size_t n_active = 0;
+  };
+  // The same, handing each gene's splits to `visit(index in genes, splits)` instead of
+  // keeping a (splits x genes) matrix. A large roll-up calls it from several threads at
+  // once, each gene once: the visitor must be safe for that. With many splits, each
+  // gene costs the visitor only its active splits (e.g. the donors of the datasets that
+  // measured it, not every donor of the selection).
+  using RollUpVisitor = std::function<void(size_t, const GeneSplits&)>;
   Status RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
                     const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
                     const RollUpVisitor& visit) const;

@@ -169,16 +169,17 @@ enum class Test { kCells, kDonorsUnpaired, kDonorsPaired };
 double Mean(const Aggregate& a) { return a.sum / static_cast<double>(a.n_cells); }
 
 // Unpaired donors: Welch's test on the means of the donors kept on each side.
-// `units[side * n_units + u]` are the donors' aggregates for this gene.
-void TestDonorsUnpaired(const Design& d, const Aggregate* units, DeRow* row) {
+// Split side * n_units + u holds donor u's aggregate on that side for this gene.
+void TestDonorsUnpaired(const Design& d, const QueryEngine::GeneSplits& splits, DeRow* row) {
   const size_t n_units = d.units.size();
   Moments x[2];
-  for (int side = 0; side < 2; ++side)
-    for (size_t u = 0; u < n_units; ++u) {
-      if (!d.kept[side][u]) continue;
-      const Aggregate& a = units[static_cast<size_t>(side) * n_units + u];
-      if (a.n_cells > 0) x[side].Add(Mean(a));  // its dataset measured the gene
-    }
+  for (size_t i = 0; i < splits.n_active; ++i) {
+    const auto sp = static_cast<size_t>(splits.active[i]);
+    if (sp >= 2 * n_units) continue;  // the rest of a side
+    const size_t side = sp / n_units, u = sp % n_units;
+    const Aggregate& a = splits.at[sp];
+    if (d.kept[side][u] && a.n_cells > 0) x[side].Add(Mean(a));  // its dataset measured the gene
+  }
   row->n_donors1 = static_cast<int64_t>(x[0].n);
   row->n_donors2 = static_cast<int64_t>(x[1].n);
   row->mean1 = x[0].n > 0 ? x[0].mean : kEmpty;
@@ -187,13 +188,14 @@ void TestDonorsUnpaired(const Design& d, const Aggregate* units, DeRow* row) {
 }
 
 // Paired donors: a t-test on the differences of the donors kept on both sides.
-void TestDonorsPaired(const Design& d, const Aggregate* units, DeRow* row) {
+void TestDonorsPaired(const Design& d, const QueryEngine::GeneSplits& splits, DeRow* row) {
   const size_t n_units = d.units.size();
   Moments diff, x1, x2;
-  for (size_t u = 0; u < n_units; ++u) {
-    if (!d.kept[0][u] || !d.kept[1][u]) continue;
-    const Aggregate& a = units[u];
-    const Aggregate& b = units[n_units + u];
+  for (size_t i = 0; i < splits.n_active; ++i) {
+    const auto u = static_cast<size_t>(splits.active[i]);
+    if (u >= n_units || !d.kept[0][u] || !d.kept[1][u]) continue;  // side 1 comes with side 0
+    const Aggregate& a = splits.at[u];
+    const Aggregate& b = splits.at[n_units + u];
     if (a.n_cells <= 0 || b.n_cells <= 0) continue;
     diff.Add(Mean(a) - Mean(b));
     x1.Add(Mean(a));
@@ -278,20 +280,19 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
   std::vector<uint8_t>& tested = tested_buffer;
   by_gene.resize(genes.size());
   tested.assign(genes.size(), 0);
-  const QueryEngine::RollUpVisitor visit = [&](size_t gi, const Aggregate* splits) {
+  const QueryEngine::RollUpVisitor visit = [&](size_t gi, const QueryEngine::GeneSplits& splits) {
     Aggregate side[2];
     if (test == Test::kCells) {
-      side[0] = splits[0];
-      side[1] = splits[1];
+      side[0] = splits.at[0];
+      side[1] = splits.at[1];
     } else {
-      for (int s = 0; s < 2; ++s) {
-        side[s] = splits[2 * n_units + static_cast<size_t>(s)];
-        for (size_t u = 0; u < n_units; ++u) {
-          const Aggregate& a = splits[static_cast<size_t>(s) * n_units + u];
-          side[s].n_cells += a.n_cells;
-          side[s].nnz += a.nnz;
-          side[s].sum += a.sum;
-        }
+      for (size_t i = 0; i < splits.n_active; ++i) {
+        const auto sp = static_cast<size_t>(splits.active[i]);
+        const Aggregate& a = splits.at[sp];
+        Aggregate& to = side[sp >= 2 * n_units ? sp - 2 * n_units : sp / n_units];
+        to.n_cells += a.n_cells;
+        to.nnz += a.nnz;
+        to.sum += a.sum;
       }
     }
     if (side[0].n_cells <= 0 || side[1].n_cells <= 0) return;  // not tested
@@ -380,13 +381,32 @@ void NoteTransforms(const QueryEngine& engine, const Design& d, std::vector<std:
 
 // SPEC §9's order: padj ascending, then |logfc| descending (empty last), then genes.
 void Order(std::vector<DeRow>* rows) {
-  auto key = [](double v) { return std::isnan(v) ? std::numeric_limits<double>::infinity() : v; };
-  std::sort(rows->begin(), rows->end(), [&](const DeRow& a, const DeRow& b) {
-    if (key(a.padj) != key(b.padj)) return key(a.padj) < key(b.padj);
-    const double fa = key(-std::fabs(a.logfc)), fb = key(-std::fabs(b.logfc));
-    if (fa != fb) return fa < fb;
+  // Sorted as small keys, then moved once: rows are large, and there are 20,000 or more.
+  struct Key {
+    double padj, neg_abs_logfc;
+    int32_t gene;
+    uint32_t row;
+  };
+  auto finite = [](double v) {
+    return std::isnan(v) ? std::numeric_limits<double>::infinity() : v;
+  };
+  thread_local std::vector<Key> key_buffer;  // reused: fresh pages cost more than the sort
+  thread_local std::vector<DeRow> sorted_buffer;
+  std::vector<Key>& keys = key_buffer;
+  std::vector<DeRow>& sorted = sorted_buffer;
+  keys.resize(rows->size());
+  for (size_t i = 0; i < rows->size(); ++i) {
+    const DeRow& r = (*rows)[i];
+    keys[i] = {finite(r.padj), finite(-std::fabs(r.logfc)), r.gene, static_cast<uint32_t>(i)};
+  }
+  std::sort(keys.begin(), keys.end(), [](const Key& a, const Key& b) {
+    if (a.padj != b.padj) return a.padj < b.padj;
+    if (a.neg_abs_logfc != b.neg_abs_logfc) return a.neg_abs_logfc < b.neg_abs_logfc;
     return a.gene < b.gene;
   });
+  sorted.clear();
+  for (const Key& k : keys) sorted.push_back((*rows)[k.row]);
+  rows->swap(sorted);  // both stay this thread's buffers
 }
 
 bool Keep(const DeOptions& o, const DeRow& r) {
@@ -399,35 +419,47 @@ bool Keep(const DeOptions& o, const DeRow& r) {
   return true;
 }
 
-}  // namespace
-
-Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
+// Every tested gene's row with its padj, in gene order, and the test and notes in
+// `result` (rows, ids and symbols left empty): what RunDe and RunMarkers order and cut.
+Status TestedRows(const QueryEngine& engine, const DeOptions& o, DeResult* result,
+                  std::vector<DeRow>* rows) {
   if (o.direction != "up" && o.direction != "down" && o.direction != "both")
     return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
                                    "'");
   if (o.min_cells < 0) return Status::InvalidArgument("--min-cells must be 0 or more");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o));
-  DeResult result;
-  CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result.notes));
-  result.test = test == Test::kCells          ? "cells"
-                : test == Test::kDonorsPaired ? "donors-paired"
-                                              : "donors-unpaired";
-  NoteTransforms(engine, d, &result.notes);
-  thread_local std::vector<DeRow> rows;
-  rows.clear();
-  CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, &rows));
+  CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));
+  result->test = test == Test::kCells          ? "cells"
+                 : test == Test::kDonorsPaired ? "donors-paired"
+                                               : "donors-unpaired";
+  NoteTransforms(engine, d, &result->notes);
+  rows->clear();
+  CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, rows));
   std::vector<double> p;
-  p.reserve(rows.size());
-  for (const DeRow& r : rows) p.push_back(r.pvalue);
+  p.reserve(rows->size());
+  for (const DeRow& r : *rows) p.push_back(r.pvalue);
   const std::vector<double> padj = BenjaminiHochberg(p);
-  for (size_t i = 0; i < rows.size(); ++i) rows[i].padj = padj[i];
+  for (size_t i = 0; i < rows->size(); ++i) (*rows)[i].padj = padj[i];
+  return Status::Ok();
+}
+
+void AppendNames(const QueryEngine& engine, const DeRow& r, DeResult* result) {
+  result->gene_ids.emplace_back(engine.store().gene_ids()[static_cast<size_t>(r.gene)]);
+  result->symbols.emplace_back(engine.store().gene_symbols()[static_cast<size_t>(r.gene)]);
+}
+
+}  // namespace
+
+Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
+  DeResult result;
+  thread_local std::vector<DeRow> rows;
+  CC_RETURN_IF_ERROR(TestedRows(engine, o, &result, &rows));
   Order(&rows);
   for (const DeRow& r : rows) {
     if (!Keep(o, r)) continue;
     if (o.top >= 0 && static_cast<int64_t>(result.rows.size()) >= o.top) break;
     result.rows.push_back(r);
-    result.gene_ids.emplace_back(engine.store().gene_ids()[static_cast<size_t>(r.gene)]);
-    result.symbols.emplace_back(engine.store().gene_symbols()[static_cast<size_t>(r.gene)]);
+    AppendNames(engine, r, &result);
   }
   return result;
 }
@@ -579,14 +611,16 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     de.test = o.test;
     de.donor = o.donor;
     de.min_cells = o.min_cells;
-    CC_ASSIGN_OR_RETURN(DeResult r, RunDe(engine, de));
+    DeResult r;
+    thread_local std::vector<DeRow> rows;  // in gene order
+    CC_RETURN_IF_ERROR(TestedRows(engine, de, &r, &rows));
     tests.insert(r.test);
     for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
     std::vector<size_t> keep;
-    for (size_t i = 0; i < r.rows.size(); ++i)
-      if (r.rows[i].logfc > 0 && r.rows[i].padj <= o.max_padj) keep.push_back(i);
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i].logfc > 0 && rows[i].padj <= o.max_padj) keep.push_back(i);
     std::stable_sort(keep.begin(), keep.end(), [&](size_t a, size_t b) {
-      const DeRow &x = r.rows[a], &y = r.rows[b];
+      const DeRow &x = rows[a], &y = rows[b];
       if (x.logfc != y.logfc) return x.logfc > y.logfc;
       const double ex = std::isnan(x.effect) ? -INFINITY : x.effect;
       const double ey = std::isnan(y.effect) ? -INFINITY : y.effect;
@@ -596,9 +630,8 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     if (static_cast<int64_t>(keep.size()) > o.top) keep.resize(static_cast<size_t>(o.top));
     for (size_t i : keep) {
       out.values.push_back(value);
-      out.de.rows.push_back(r.rows[i]);
-      out.de.gene_ids.push_back(r.gene_ids[i]);
-      out.de.symbols.push_back(r.symbols[i]);
+      out.de.rows.push_back(rows[i]);
+      AppendNames(engine, rows[i], &out.de);
     }
   }
   out.de.test = tests.size() == 1 ? *tests.begin() : "mixed";

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
 #include <thread>
 
 #include "cellcube/query.h"
@@ -196,10 +197,12 @@ struct SecondAcc {
   double cells;
 };
 
-// A range of groups whose entries are scanned.
+// A range of groups whose entries are scanned; in a roll-up, the selected ones all
+// belong to `dataset` (-1: not known).
 struct GroupRange {
   int64_t begin;
   int64_t end;
+  int32_t dataset;
 };
 
 // One thread's accumulators.
@@ -208,6 +211,8 @@ struct ScanBuffers {
   std::vector<SecondAcc> second;
   std::vector<double> mean;
   std::vector<Aggregate> gene;
+  std::vector<int32_t> active;  // this gene's splits (sparse roll-ups)
+  std::vector<uint32_t> stamp;  // per split: 1 + the gene it was last activated for
 };
 
 struct SelectScratch {
@@ -219,15 +224,16 @@ struct SelectScratch {
 struct RollUpScratch {
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
-  ScanBuffers buffers;                    // this thread's accumulators
-  std::vector<int64_t> cells;             // per split
-  std::vector<int64_t> cells_by_dataset;  // per split x contributing dataset
-  std::vector<int64_t> dataset_splits_begin;
-  std::vector<int32_t> dataset_splits;
+  ScanBuffers buffers;                      // this thread's accumulators
+  std::vector<int64_t> cells;               // per split
   std::vector<int32_t> contributing;        // datasets with a selected group
   std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
-  std::vector<int32_t> unmeasured;          // per gene: contributing indices, flattened
-  std::vector<int64_t> unmeasured_begin;
+  std::vector<int64_t> pairs_begin;         // per contributing dataset, into:
+  std::vector<int32_t> pair_split;          // the splits with cells of that dataset
+  std::vector<int64_t> pair_cells;          // and how many
+  std::vector<int32_t> last_pair;           // per split, while the pairs are made
+  std::vector<int32_t> all_splits;          // 0, 1, ..., n_splits - 1
+  std::vector<size_t> by_dataset;           // selected groups by contributing dataset
 };
 
 struct Scratch {
@@ -257,7 +263,9 @@ int64_t Gallop(const Index* idx, int64_t from, int64_t end, Index target) {
 }
 
 // The entries of `gene` in the runs of groups: [lo, hi) per run, found by galloping
-// search on the ascending groups.
+// search on the ascending groups; entries of groups outside the selection
+// (split_of < 0) may lie within. The runs of datasets that did not measure the gene
+// hold none of its entries (CheckGene saw to that): they are skipped without a search.
 template <typename Index, typename F>
 void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, F&& f) {
   const auto* idx = s.indices().As<Index>();
@@ -266,6 +274,7 @@ void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange
   int64_t from = s.indptr().IntAt(gene);
   for (const GroupRange& run : runs) {
     if (from >= gene_end) break;
+    if (run.dataset >= 0 && !s.Measured(run.dataset, gene)) continue;
     int64_t lo = from, hi = gene_end;
     if (run.begin > 0) lo = Gallop(idx, from, gene_end, static_cast<Index>(run.begin));
     if (run.end < n_groups) hi = Gallop(idx, lo, gene_end, static_cast<Index>(run.end));
@@ -290,6 +299,7 @@ void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>&
     double s1 = 0;
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
+      if (split < 0) continue;  // a group outside the selection
       if (split != current) {
         if (current >= 0) {
           acc[current].nnz += n;
@@ -305,6 +315,25 @@ void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>&
     if (current >= 0) {
       acc[current].nnz += n;
       acc[current].sum += s1;
+    }
+  });
+}
+
+// Pass 1 for roll-ups into many splits (a DE's donors), where consecutive entries
+// rarely share one: added straight into each entry's split, without a branch.
+template <typename Index, typename Nnz, typename Sum>
+void ScanSumsScattered(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
+                       int64_t base, const int32_t* split_of, Acc* acc) {
+  const auto* idx = s.indices().As<Index>();
+  const auto* nnz = s.nnz().As<Nnz>();
+  const auto* sum = s.sum().As<Sum>();
+  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
+    for (int64_t k = lo; k < hi; ++k) {
+      const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
+      if (split < 0) continue;  // a group outside the selection
+      Acc& a = acc[split];
+      a.nnz += nnz[k];
+      a.sum += static_cast<double>(sum[k]);
     }
   });
 }
@@ -325,6 +354,7 @@ void ScanSecondMoment(const StoreReader& s, int64_t gene, const std::vector<Grou
     for (int64_t k = lo; k < hi; ++k) {
       const auto group = static_cast<int64_t>(idx[k]);
       const int32_t split = split_of[group - base];
+      if (split < 0) continue;  // a group outside the selection
       const auto n = static_cast<double>(n_cells[static_cast<size_t>(group)]);
       const auto s1 = static_cast<double>(sum[k]);
       double m2 = static_cast<double>(second[k]);
@@ -341,9 +371,10 @@ using SumsFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRang
 using SecondFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
                           const int32_t*, const double*, const double*, SecondAcc*);
 
-SumsFn PickSums(const StoreReader& s) {
-  return VisitEntryTypes(s, [](auto index, auto nnz, auto sum, auto) {
-    return &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
+SumsFn PickSums(const StoreReader& s, bool scattered) {
+  return VisitEntryTypes(s, [scattered](auto index, auto nnz, auto sum, auto) {
+    return scattered ? &ScanSumsScattered<decltype(index), decltype(nnz), decltype(sum)>
+                     : &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
   });
 }
 SecondFn PickSecond(const StoreReader& s) {
@@ -359,61 +390,110 @@ struct GeneScan {
   int64_t base = 0;
   const int32_t* split_of = nullptr;
   size_t n_splits = 0, n_genes = 0, n_contributing = 0;
-  const int64_t* cells = nullptr;                 // per split
-  const int64_t* cells_by_dataset = nullptr;      // per split x contributing dataset
-  const int64_t* dataset_splits_begin = nullptr;  // per contributing dataset, into:
-  const int32_t* dataset_splits = nullptr;        // the splits with cells of that dataset
-  const int32_t* unmeasured = nullptr;
-  const int64_t* unmeasured_begin = nullptr;  // per gene
-  const double* inverse_cells = nullptr;      // per group
+  const int64_t* cells = nullptr;         // per split
+  const int32_t* contributing = nullptr;  // per contributing dataset: its index
+  const int64_t* pairs_begin = nullptr;   // per contributing dataset, into:
+  const int32_t* pair_split = nullptr;    // the splits with cells of that dataset
+  const int64_t* pair_cells = nullptr;    // and how many
+  const int32_t* all_splits = nullptr;    // 0, 1, ..., n_splits - 1
+  // Many splits, each holding the cells of about one dataset (a DE's donors): per gene,
+  // only the splits of the datasets that measured it are reset, summed and visited.
+  bool sparse = false;
+  const double* inverse_cells = nullptr;  // per group
   SumsFn sums = nullptr;
   SecondFn second = nullptr;  // null: no var/std asked
   // When set, each gene's splits go here (from whichever thread summed it) instead of
   // into the split-major matrix.
-  const std::function<void(size_t, const Aggregate*)>* visit = nullptr;
+  const QueryEngine::RollUpVisitor* visit = nullptr;
 };
 
-// Genes [begin, end) of `genes` into agg[split * n_genes + gene].
+// This gene's active splits (QueryEngine::GeneSplits), their n_cells (the cells of the
+// datasets that measured the gene) and zeroed accumulators.
+std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, int64_t gene,
+                                                 ScanBuffers* b) {
+  const StoreReader& s = *q.store;
+  std::vector<Aggregate>& agg = b->gene;
+  if (!q.sparse) {
+    for (size_t sp = 0; sp < q.n_splits; ++sp) {
+      agg[sp] = Aggregate{};
+      agg[sp].n_cells = q.cells[sp];
+      b->acc[sp] = Acc{0, 0};
+    }
+    for (size_t j = 0; j < q.n_contributing; ++j) {
+      if (s.Measured(q.contributing[j], gene)) continue;
+      for (int64_t k = q.pairs_begin[j]; k < q.pairs_begin[j + 1]; ++k)
+        agg[static_cast<size_t>(q.pair_split[k])].n_cells -= q.pair_cells[k];
+    }
+    return {q.all_splits, q.n_splits};
+  }
+  b->active.clear();
+  const auto stamp = static_cast<uint32_t>(gi + 1);
+  for (size_t j = 0; j < q.n_contributing; ++j) {
+    if (!s.Measured(q.contributing[j], gene)) continue;
+    for (int64_t k = q.pairs_begin[j]; k < q.pairs_begin[j + 1]; ++k) {
+      const auto sp = static_cast<size_t>(q.pair_split[k]);
+      if (b->stamp[sp] != stamp) {
+        b->stamp[sp] = stamp;
+        b->active.push_back(static_cast<int32_t>(sp));
+        agg[sp] = Aggregate{};
+        b->acc[sp] = Acc{0, 0};
+      }
+      agg[sp].n_cells += q.pair_cells[k];
+    }
+  }
+  return {b->active.data(), b->active.size()};
+}
+
+// Pass 2 and the second moment of the active splits (their sums known).
+void AddSecondMoment(const GeneScan& q, int64_t gene, const int32_t* active, size_t n_active,
+                     ScanBuffers* b) {
+  std::vector<Aggregate>& agg = b->gene;
+  for (size_t i = 0; i < n_active; ++i) {
+    const auto sp = static_cast<size_t>(active[i]);
+    b->mean[sp] = agg[sp].n_cells > 0 ? agg[sp].sum / static_cast<double>(agg[sp].n_cells) : 0;
+    b->second[sp] = SecondAcc{0, 0};
+  }
+  q.second(*q.store, gene, *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
+           b->second.data());
+  for (size_t i = 0; i < n_active; ++i) {
+    const auto sp = static_cast<size_t>(active[i]);
+    // The groups without an entry hold zeros: their cells lie mean away from the mean.
+    const double zero_cells = static_cast<double>(agg[sp].n_cells) - b->second[sp].cells;
+    agg[sp].m2 = b->second[sp].m2 + zero_cells * b->mean[sp] * b->mean[sp];
+  }
+}
+
+// Genes [begin, end) of `genes` into agg[split * n_genes + gene] (zeroed by the caller),
+// or to the visitor.
 void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begin, size_t end,
                ScanBuffers* b, Aggregate* agg) {
   const size_t n_splits = q.n_splits, n_genes = q.n_genes;
   std::vector<Aggregate>& gene = b->gene;  // this gene's splits
+  gene.assign(n_splits, Aggregate{});
+  b->acc.assign(n_splits, Acc{0, 0});
+  b->stamp.assign(n_splits, 0);
+  if (q.second) {
+    b->mean.assign(n_splits, 0);
+    b->second.assign(n_splits, SecondAcc{0, 0});
+  }
   for (size_t gi = begin; gi < end; ++gi) {
-    b->acc.assign(n_splits + 1, Acc{0, 0});
-    gene.assign(n_splits, Aggregate{});
+    const auto [active, n_active] = ActivateSplits(q, gi, genes[gi], b);
     q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
-    for (size_t sp = 0; sp < n_splits; ++sp) {
-      gene[sp].n_cells = q.cells[sp];
+    for (size_t i = 0; i < n_active; ++i) {
+      const auto sp = static_cast<size_t>(active[i]);
       gene[sp].nnz = static_cast<int64_t>(b->acc[sp].nnz);
       gene[sp].sum = b->acc[sp].sum;
     }
-    // The cells of datasets that did not measure the gene leave its splits (only the
-    // splits holding cells of such a dataset are visited).
-    for (int64_t u = q.unmeasured_begin[gi]; u < q.unmeasured_begin[gi + 1]; ++u) {
-      const auto j = static_cast<size_t>(q.unmeasured[u]);
-      for (int64_t k = q.dataset_splits_begin[j]; k < q.dataset_splits_begin[j + 1]; ++k) {
-        const auto sp = static_cast<size_t>(q.dataset_splits[k]);
-        gene[sp].n_cells -= q.cells_by_dataset[sp * q.n_contributing + j];
-      }
-    }
-    if (q.second) {
-      b->mean.assign(n_splits + 1, 0);
-      for (size_t sp = 0; sp < n_splits; ++sp)
-        if (gene[sp].n_cells > 0)
-          b->mean[sp] = gene[sp].sum / static_cast<double>(gene[sp].n_cells);
-      b->second.assign(n_splits + 1, SecondAcc{0, 0});
-      q.second(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
-               b->second.data());
-      for (size_t sp = 0; sp < n_splits; ++sp) {
-        // The groups without an entry hold zeros: their cells lie mean away from the mean.
-        const double zero_cells = static_cast<double>(gene[sp].n_cells) - b->second[sp].cells;
-        gene[sp].m2 = b->second[sp].m2 + zero_cells * b->mean[sp] * b->mean[sp];
-      }
-    }
+    if (q.second) AddSecondMoment(q, genes[gi], active, n_active, b);
     if (q.visit) {
-      (*q.visit)(gi, gene.data());
+      (*q.visit)(gi, QueryEngine::GeneSplits{gene.data(), active, n_active});
+      if (q.sparse)  // the next gene's inactive splits must read as zeros
+        for (size_t i = 0; i < n_active; ++i) gene[static_cast<size_t>(active[i])] = Aggregate{};
     } else {
-      for (size_t sp = 0; sp < n_splits; ++sp) agg[sp * n_genes + gi] = gene[sp];
+      for (size_t i = 0; i < n_active; ++i) {
+        const auto sp = static_cast<size_t>(active[i]);
+        agg[sp * n_genes + gi] = gene[sp];
+      }
     }
   }
 }
@@ -521,11 +601,12 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
   if (!s.dataset_group_begin().empty()) {
     for (size_t d = 0; d < n_datasets; ++d)
       if (w.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
-        w.runs.push_back({s.dataset_group_begin()[d], s.dataset_group_end()[d]});
+        w.runs.push_back(
+            {s.dataset_group_begin()[d], s.dataset_group_end()[d], static_cast<int32_t>(d)});
     std::sort(w.runs.begin(), w.runs.end(),
               [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
   } else {
-    w.runs.push_back({0, s.n_groups()});
+    w.runs.push_back({0, s.n_groups(), -1});
   }
 
   // Select groups, tightening each run to its first and last selected group, and give
@@ -549,7 +630,7 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
       if (first < 0) first = g;
       last = g;
     }
-    if (first >= 0) w.runs[n_runs++] = {first, last + 1};
+    if (first >= 0) w.runs[n_runs++] = {first, last + 1, run.dataset};
   }
   w.runs.resize(n_runs);
   // Runs follow dataset order, which is group order in a store cellcube wrote.
@@ -587,26 +668,25 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
     const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
     if (out) out->assign(none.size() * genes.size(), Aggregate{});
     if (visit)
-      for (size_t gi = 0; gi < genes.size(); ++gi) (*visit)(gi, none.data());
+      for (size_t gi = 0; gi < genes.size(); ++gi)
+        (*visit)(gi, GeneSplits{none.data(), nullptr, 0});
     return Status::Ok();
   }
 
-  // Runs of groups to scan: a new run where the groups jump to another dataset (within a
-  // dataset, unselected groups in between go to a dummy split).
+  // Runs of groups to scan: one per dataset (within a dataset, unselected groups in
+  // between are skipped).
   t.runs.clear();
   for (size_t i = 0; i < n_selected; ++i) {
     const int32_t g = groups[i];
     if (i > 0 && g <= groups[i - 1]) return Status::Internal("roll-up groups are not ascending");
-    if (t.runs.empty() ||
-        (g != t.runs.back().end && group_dataset[static_cast<size_t>(g)] !=
-                                       group_dataset[static_cast<size_t>(groups[i - 1])]))
-      t.runs.push_back({g, g + 1});
+    const int32_t dataset = group_dataset[static_cast<size_t>(g)];
+    if (t.runs.empty() || dataset != t.runs.back().dataset)
+      t.runs.push_back({g, g + 1, dataset});
     else
       t.runs.back().end = g + 1;
   }
-  const auto dummy = n_splits;  // the slot of unselected groups
   const int64_t base = t.runs.front().begin;
-  t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), dummy);
+  t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), -1);  // -1: unselected
   t.cells.assign(n_splits, 0);
   t.contributing.clear();
   t.contributing_index.assign(n_datasets, -1);
@@ -622,34 +702,45 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
       t.contributing.push_back(d);
     }
   }
-  // The contributing datasets that did not measure each gene; cells per (split,
-  // dataset) are needed only when there are some.
-  t.unmeasured.clear();
-  t.unmeasured_begin.assign(1, 0);
-  for (int32_t g : genes) {
-    for (size_t j = 0; j < t.contributing.size(); ++j)
-      if (!s.Measured(t.contributing[j], g)) t.unmeasured.push_back(static_cast<int32_t>(j));
-    t.unmeasured_begin.push_back(static_cast<int64_t>(t.unmeasured.size()));
-  }
+  // Per contributing dataset, the splits holding its cells and how many: a gene's
+  // splits count the cells of the datasets that measured it.
   const size_t n_contributing = t.contributing.size();
-  if (!t.unmeasured.empty()) {
-    t.cells_by_dataset.assign(n_splits * n_contributing, 0);
-    for (size_t i = 0; i < n_selected; ++i) {
-      const int32_t g = groups[i];
-      const auto j = static_cast<size_t>(
-          t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]);
-      t.cells_by_dataset[static_cast<size_t>(split_of_group[i]) * n_contributing + j] +=
-          m.n_cells[static_cast<size_t>(g)];
+  t.pairs_begin.assign(1, 0);
+  t.pair_split.clear();
+  t.pair_cells.clear();
+  t.last_pair.assign(static_cast<size_t>(n_splits), -1);
+  // The selected groups by contributing dataset: as they come in a store cellcube wrote
+  // (each dataset's groups together, in order), else sorted so.
+  auto contributing_of = [&](size_t i) {
+    return t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(groups[i])])];
+  };
+  t.by_dataset.resize(n_selected);
+  std::iota(t.by_dataset.begin(), t.by_dataset.end(), 0);
+  bool together = true;
+  for (size_t i = 1; i < n_selected && together; ++i)
+    together = contributing_of(i) >= contributing_of(i - 1);
+  if (!together)
+    std::stable_sort(t.by_dataset.begin(), t.by_dataset.end(),
+                     [&](size_t a, size_t b) { return contributing_of(a) < contributing_of(b); });
+  for (size_t n = 0; n < n_selected; ++n) {
+    const size_t i = t.by_dataset[n];
+    const auto sp = static_cast<size_t>(split_of_group[i]);
+    if (n > 0 && contributing_of(i) != contributing_of(t.by_dataset[n - 1]))
+      t.pairs_begin.push_back(static_cast<int64_t>(t.pair_split.size()));
+    if (t.last_pair[sp] < t.pairs_begin.back()) {
+      t.last_pair[sp] = static_cast<int32_t>(t.pair_split.size());
+      t.pair_split.push_back(static_cast<int32_t>(sp));
+      t.pair_cells.push_back(0);
     }
-    t.dataset_splits_begin.assign(1, 0);
-    t.dataset_splits.clear();
-    for (size_t j = 0; j < n_contributing; ++j) {
-      for (size_t sp = 0; sp < static_cast<size_t>(n_splits); ++sp)
-        if (t.cells_by_dataset[sp * n_contributing + j] != 0)
-          t.dataset_splits.push_back(static_cast<int32_t>(sp));
-      t.dataset_splits_begin.push_back(static_cast<int64_t>(t.dataset_splits.size()));
-    }
+    t.pair_cells[static_cast<size_t>(t.last_pair[sp])] += m.n_cells[static_cast<size_t>(groups[i])];
   }
+  t.pairs_begin.push_back(static_cast<int64_t>(t.pair_split.size()));
+  if (t.all_splits.size() != static_cast<size_t>(n_splits)) {
+    t.all_splits.resize(static_cast<size_t>(n_splits));
+    std::iota(t.all_splits.begin(), t.all_splits.end(), 0);
+  }
+  // Sparse when there are many splits and few of them hold cells of several datasets.
+  const bool sparse = n_splits >= 64 && t.pair_split.size() <= 2 * static_cast<size_t>(n_splits);
 
   // Per gene, scan its entries (checked above) into the per-split accumulators; the
   // second moment only when asked for.
@@ -662,13 +753,14 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   scan.n_genes = genes.size();
   scan.n_contributing = n_contributing;
   scan.cells = t.cells.data();
-  scan.cells_by_dataset = t.cells_by_dataset.data();
-  scan.dataset_splits_begin = t.dataset_splits_begin.data();
-  scan.dataset_splits = t.dataset_splits.data();
-  scan.unmeasured = t.unmeasured.data();
-  scan.unmeasured_begin = t.unmeasured_begin.data();
+  scan.contributing = t.contributing.data();
+  scan.pairs_begin = t.pairs_begin.data();
+  scan.pair_split = t.pair_split.data();
+  scan.pair_cells = t.pair_cells.data();
+  scan.all_splits = t.all_splits.data();
+  scan.sparse = sparse;
   scan.inverse_cells = inverse_cells_.data();
-  scan.sums = PickSums(s);
+  scan.sums = PickSums(s, sparse);
   scan.second = want_m2 ? PickSecond(s) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});

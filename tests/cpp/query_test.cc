@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -248,6 +249,75 @@ TEST(Query, MatchesBruteForce) {
       ASSERT_TRUE(r.ok()) << r.status().message();
       ExpectSame(*r, BruteForce(s, c.genes, c.by, c.where, c.datasets),
                  "case " + std::to_string(k++) + (interleave ? " interleaved" : ""));
+    }
+  }
+}
+
+// Many splits, each within one dataset (a DE's donors): the roll-up's sparse path. The
+// visitor sees the same aggregates as the matrix, which match brute force, and its
+// active list holds exactly the splits with cells of a dataset that measured the gene.
+TEST(Query, RollUpIntoManySplitsVisitsOnlyActiveOnes) {
+  TempDir dir;
+  for (bool interleave : {false, true}) {
+    Spec spec;
+    spec.interleave = interleave;
+    spec.seed = interleave ? 11 : 5;
+    StoreData s = RandomStore(spec);
+    auto engine = OpenEngine(s, dir.File(interleave ? "i.h5ad" : "c.h5ad"));
+    ASSERT_TRUE(engine);
+    // Every other group; pairs of them share a split, and split ids skip (some splits
+    // never hold a group).
+    std::vector<int32_t> groups, split;
+    for (int32_t g = 0; g < static_cast<int32_t>(s.n_groups()); g += 2) groups.push_back(g);
+    for (size_t i = 0; i < groups.size(); ++i) split.push_back(static_cast<int32_t>(i / 2 * 3));
+    const int32_t n_splits = split.back() + 40;
+    ASSERT_GE(n_splits, 64);
+    std::vector<int32_t> genes;
+    for (int32_t g = 0; g < spec.n_genes; ++g) genes.push_back(g);
+    auto matrix = engine->RollUp(genes, groups, split, n_splits, true);
+    ASSERT_TRUE(matrix.ok()) << matrix.status().message();
+    std::vector<std::vector<Aggregate>> seen(genes.size());
+    std::vector<std::vector<int32_t>> active(genes.size());
+    Status st = engine->RollUpEach(genes, groups, split, n_splits, true,
+                                   [&](size_t gi, const QueryEngine::GeneSplits& at) {
+                                     seen[gi].assign(at.at, at.at + n_splits);
+                                     active[gi].assign(at.active, at.active + at.n_active);
+                                   });
+    ASSERT_TRUE(st.ok()) << st.message();
+    for (size_t gi = 0; gi < genes.size(); ++gi) {
+      const int g = genes[gi];
+      std::vector<Aggregate> want(static_cast<size_t>(n_splits));
+      std::vector<int32_t> want_active;
+      for (size_t i = 0; i < groups.size(); ++i) {
+        const int64_t grp = groups[i];
+        const auto& m = s.datasets[static_cast<size_t>(s.codes[0][grp])].measured_genes;
+        if (std::find(m.begin(), m.end(), g) == m.end()) continue;
+        Aggregate& a = want[static_cast<size_t>(split[i])];
+        a.n_cells += s.n_cells[grp];
+        for (int64_t k = s.indptr[g]; k < s.indptr[g + 1]; ++k)
+          if (s.group[k] == grp) {
+            a.nnz += s.nnz[k];
+            a.sum += s.sum[k];
+          }
+        want_active.push_back(split[i]);
+      }
+      std::sort(want_active.begin(), want_active.end());
+      want_active.erase(std::unique(want_active.begin(), want_active.end()), want_active.end());
+      std::vector<int32_t> got_active = active[gi];
+      std::sort(got_active.begin(), got_active.end());
+      EXPECT_EQ(got_active, want_active) << "gene " << g;
+      for (int32_t sp = 0; sp < n_splits; ++sp) {
+        const Aggregate& m = (*matrix)[static_cast<size_t>(sp) * genes.size() + gi];
+        const Aggregate& v = seen[gi][static_cast<size_t>(sp)];
+        const Aggregate& w = want[static_cast<size_t>(sp)];
+        EXPECT_EQ(v.n_cells, w.n_cells) << "gene " << g << " split " << sp;
+        EXPECT_EQ(v.nnz, w.nnz) << "gene " << g << " split " << sp;
+        EXPECT_NEAR(v.sum, w.sum, 1e-9 * std::max(1.0, std::fabs(w.sum)));
+        EXPECT_EQ(m.n_cells, v.n_cells);
+        EXPECT_EQ(m.nnz, v.nnz);
+        EXPECT_EQ(m.sum, v.sum);
+        EXPECT_EQ(m.m2, v.m2);
+      }
     }
   }
 }
