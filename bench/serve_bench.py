@@ -66,10 +66,12 @@ def wait_http(url, timeout=30):
     raise RuntimeError(f"{url} did not come up")
 
 
-def wrk(url, connections, seconds):
+def wrk(url, connections, seconds, headers=()):
     threads = min(2, connections)
+    extra = [a for h in headers for a in ("-H", h)]
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s",
-                          "--timeout", "30s", "--latency", url], capture_output=True, text=True, check=True).stdout
+                          "--timeout", "30s", "--latency", *extra, url],
+                         capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {}
     for p in ("50%", "90%", "99%"):
@@ -129,6 +131,14 @@ def main():
         answer = json.load(urllib.request.urlopen(
             base + "/api/v1/query?" + urllib.parse.urlencode(params)))["rows"]
         results = {"cellcube": {c: wrk(url, c, seconds) for c in (1, 64)}}
+        # The same answer gzip-compressed (compressed once, then served from the cache).
+        gz = ("Accept-Encoding: gzip",)
+        results["gzip"] = {c: wrk(url, c, seconds, gz) for c in (1, 64)}
+        sizes = {}
+        for enc in ("identity", "gzip"):
+            req = urllib.request.Request(url, headers={"Accept-Encoding": enc})
+            with urllib.request.urlopen(req) as resp:
+                sizes[enc] = len(resp.read())
         procs[-1].terminate()
         procs[-1].wait()
         # The same without the answer cache: every request computed (engine + JSON).
@@ -159,6 +169,7 @@ def main():
                  "| server | connections | requests/s | p50 ms | p90 ms | p99 ms | non-2xx |",
                  "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for name, label in (("cellcube", "`cellcube serve` (answer cache, the default)"),
+                            ("gzip", "`cellcube serve`, `Accept-Encoding: gzip`"),
                             ("nocache", "`cellcube serve --cache-mb 0` (every answer computed)"),
                             ("flask", "Flask + h5py (seed layout)")):
             for c in (1, 64):
@@ -167,7 +178,9 @@ def main():
                              f"{r['lat']['90%']:.2f} | {r['lat']['99%']:.2f} | {r['non2xx']} |")
         one = results["nocache"][1]["rps"] / max(results["flask"][1]["rps"], 1e-9)
         lines += ["", f"With one connection and no answer cache, cellcube serves {one:,.0f}× the requests/s of the "
-                      f"Flask + h5py server. wrk: {seconds} s per run, 2 threads, 30 s timeout."]
+                      f"Flask + h5py server. wrk: {seconds} s per run, 2 threads, 30 s timeout.",
+                  f"The answer is {sizes['identity']:,} bytes plain and {sizes['gzip']:,} gzip-compressed "
+                  f"(compressed once, when it is first computed, and cached in both forms)."]
         if results["flask"][64]["rps"] == 0:
             lines.append("At 64 connections the Flask server completed no request within the run "
                          "(each waits behind the others for the GIL and the HDF5 reads).")

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "server/assets.h"
+#include "server/gzip.h"
 #include "server/response_cache.h"
 #include "util/text.h"
 
@@ -363,19 +364,67 @@ Response HandleGenes(const Snapshot& snap, const Request& req) {
   return Json(json{{"genes", genes}}.dump());
 }
 
+// The ETag of a representation: the plain one's, or for gzip the same with "-gzip"
+// inside the quotes (RFC 9110 §8.8.3: each encoding its own tag).
+std::string TagFor(const std::string& plain_etag, bool gzip) {
+  if (!gzip || plain_etag.size() < 2) return plain_etag;
+  return plain_etag.substr(0, plain_etag.size() - 1) + "-gzip\"";
+}
+
+// Every asset gzip-compressed once, in kAssets order; empty where that is no smaller.
+const std::vector<std::string>& AssetsGzip() {
+  static const std::vector<std::string> compressed = [] {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < kAssetCount; ++i) {
+      std::string gz = Gzip(kAssets[i].data, kAssets[i].size, 9);
+      out.push_back(gz.size() < kAssets[i].size ? std::move(gz) : std::string());
+    }
+    return out;
+  }();
+  return compressed;
+}
+
 Response HandleStatic(const Request& req) {
   const Asset* asset = FindAsset(req.path);
   if (!asset) return Error(404, "no such page: " + req.path);
+  const std::string& gz = AssetsGzip()[static_cast<size_t>(asset - kAssets)];
+  const bool gzip = req.accepts_gzip && !gz.empty();
+  const std::string etag = TagFor(asset->etag, gzip);
   Response r;
   r.content_type = asset->content_type;
-  r.headers.emplace_back("ETag", asset->etag);
+  r.headers.emplace_back("ETag", etag);
   r.headers.emplace_back("Cache-Control", "no-cache");
-  if (req.header_if_none_match == asset->etag) {
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  if (req.header_if_none_match == etag) {
     r.status = 304;
     return r;
   }
-  r.static_body = asset->data;
-  r.static_size = asset->size;
+  if (gzip) {
+    r.headers.emplace_back("Content-Encoding", "gzip");
+    r.static_body = reinterpret_cast<const unsigned char*>(gz.data());
+    r.static_size = gz.size();
+  } else {
+    r.static_body = asset->data;
+    r.static_size = asset->size;
+  }
+  return r;
+}
+
+// The cached answer in the encoding asked for, with its tag.
+Response Represent(const CachedAnswer& answer, bool gzip, const std::string& etag) {
+  Response r;
+  r.status = answer.plain.status;
+  r.content_type = answer.plain.content_type;
+  r.headers = answer.plain.headers;
+  r.headers.emplace_back("ETag", etag);
+  r.headers.emplace_back("Cache-Control", "no-cache");
+  r.headers.emplace_back("Vary", "Accept-Encoding");
+  if (gzip) {
+    r.headers.emplace_back("Content-Encoding", "gzip");
+    r.body = answer.gzip;
+  } else {
+    r.body = answer.plain.body;
+  }
   return r;
 }
 
@@ -447,6 +496,7 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
 
 Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
   auto cache = std::make_shared<ResponseCache>(limits.cache_bytes);
+  (void)AssetsGzip();  // compressed now, not on the first page load
   return [holder, limits, cache](const Request& req) -> Response {
     size_t query_bytes = 0;
     for (const auto& [k, v] : req.params) query_bytes += k.size() + v.size() + 2;
@@ -457,21 +507,28 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     auto snap = holder->Get();
     if (!Cacheable(req.path)) return Route(*snap, req, limits);
     const std::string key = CacheKey(req);
-    const std::string etag = ETagFor(*snap, key);
+    // Every cacheable answer has a gzip form (compressed once, kept beside the plain one).
+    const bool gzip = req.accepts_gzip;
+    const std::string etag = TagFor(ETagFor(*snap, key), gzip);
     if (req.header_if_none_match == etag) {
       Response r;
       r.status = 304;
       r.headers.emplace_back("ETag", etag);
+      r.headers.emplace_back("Vary", "Accept-Encoding");
       return r;
     }
-    if (auto hit = cache->Find(snap->generation, key)) return *hit;
+    if (auto hit = cache->Find(snap->generation, key))
+      if (!gzip || !hit->gzip.empty()) return Represent(*hit, gzip, etag);
     Response r = Route(*snap, req, limits);
     if (r.status != 200) return r;  // an error: not kept (Error)
+    auto answer = std::make_shared<CachedAnswer>();
+    answer->gzip = Gzip(r.body.data(), r.body.size());
+    answer->plain = std::move(r);
     // Browsers revalidate (no-cache) and get 304 while the store is unchanged.
-    r.headers.emplace_back("ETag", etag);
-    r.headers.emplace_back("Cache-Control", "no-cache");
-    cache->Insert(snap->generation, key, r);
-    return r;
+    Response out = Represent(*answer, gzip && !answer->gzip.empty(),
+                             answer->gzip.empty() ? TagFor(ETagFor(*snap, key), false) : etag);
+    cache->Insert(snap->generation, key, std::move(answer));
+    return out;
   };
 }
 }  // namespace cellcube::server

@@ -14,6 +14,8 @@
 #include <thread>
 #include <unordered_map>
 
+#include "server/gzip.h"
+
 namespace cellcube::server {
 
 struct HttpServer::Impl {
@@ -137,6 +139,8 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, con
   MHD_get_connection_values(connection, MHD_GET_ARGUMENT_KIND, CollectParam, &req.params);
   if (const char* inm = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "If-None-Match"))
     req.header_if_none_match = inm;
+  if (const char* ae = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "Accept-Encoding"))
+    req.accepts_gzip = AcceptsGzip(ae);
   Response r;
   try {
     r = impl->handler(req);

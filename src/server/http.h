@@ -19,6 +19,7 @@ struct Request {
   std::string path;  // URL path, decoded, without the query string
   std::vector<std::pair<std::string, std::string>> params;  // decoded, in order, repeats kept
   std::string header_if_none_match;
+  bool accepts_gzip = false;  // Accept-Encoding allows gzip (AcceptsGzip)
 };
 
 struct Response {

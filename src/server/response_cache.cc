@@ -10,21 +10,24 @@ ResponseCache::Shard& ResponseCache::ShardFor(const std::string& key) {
   return shards_[std::hash<std::string>{}(key) % kShards];
 }
 
-std::shared_ptr<const Response> ResponseCache::Find(int64_t generation, const std::string& key) {
+std::shared_ptr<const CachedAnswer> ResponseCache::Find(int64_t generation,
+                                                        const std::string& key) {
   if (max_bytes_ == 0) return nullptr;
   Shard& shard = ShardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.index.find(key);
   if (it == shard.index.end() || it->second->generation != generation) return nullptr;
   shard.lru.splice(shard.lru.begin(), shard.lru, it->second);
-  return it->second->response;
+  return it->second->answer;
 }
 
-void ResponseCache::Insert(int64_t generation, const std::string& key, Response response) {
-  const size_t bytes = key.size() + response.body.size() + 256;  // + bookkeeping
+void ResponseCache::Insert(int64_t generation, const std::string& key,
+                           std::shared_ptr<const CachedAnswer> answer) {
+  const size_t bytes =
+      key.size() + answer->plain.body.size() + answer->gzip.size() + 256;  // + bookkeeping
   const size_t budget = max_bytes_ / kShards;
   if (max_bytes_ == 0 || bytes > budget) return;
-  auto shared = std::make_shared<const Response>(std::move(response));
+  auto shared = std::move(answer);
   Shard& shard = ShardFor(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   if (auto it = shard.index.find(key); it != shard.index.end()) {

@@ -18,6 +18,13 @@ namespace cellcube::server {
 // Thread safety: every method may be called from any thread (the map is split into
 // shards, each behind its own mutex). Memory: at most about `max_bytes` of bodies and
 // keys; 0 disables the cache.
+// An answer in both its encodings: `plain`, and `gzip` its body compressed (empty when
+// it could not be).
+struct CachedAnswer {
+  Response plain;
+  std::string gzip;
+};
+
 class ResponseCache {
  public:
   explicit ResponseCache(size_t max_bytes);
@@ -25,10 +32,11 @@ class ResponseCache {
   ResponseCache& operator=(const ResponseCache&) = delete;
 
   // The answer stored for `key` under `generation`, or null.
-  std::shared_ptr<const Response> Find(int64_t generation, const std::string& key);
-  // Stores `response` (a 200 answer) for `key` under `generation`, evicting the least
+  std::shared_ptr<const CachedAnswer> Find(int64_t generation, const std::string& key);
+  // Stores `answer` (a 200 answer) for `key` under `generation`, evicting the least
   // recently used entries of its shard beyond the budget.
-  void Insert(int64_t generation, const std::string& key, Response response);
+  void Insert(int64_t generation, const std::string& key,
+              std::shared_ptr<const CachedAnswer> answer);
 
   size_t max_bytes() const { return max_bytes_; }
 
@@ -36,7 +44,7 @@ class ResponseCache {
   struct Entry {
     std::string key;
     int64_t generation;
-    std::shared_ptr<const Response> response;
+    std::shared_ptr<const CachedAnswer> answer;
     size_t bytes;
   };
   struct Shard {

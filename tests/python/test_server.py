@@ -892,6 +892,47 @@ def test_static_index_and_assets(server):
     assert i.headers.get("etag") and get(server.port, "/", headers={"If-None-Match": i.headers["etag"]}).status == 304
 
 
+def test_gzip_when_asked_compressed_once_with_its_own_etag(server, names):
+    """SPEC §6: answers and assets go out gzip-compressed when Accept-Encoding allows it,
+    with Vary: Accept-Encoding and an ETag per encoding; the compressed bytes inflate to
+    exactly the plain ones; q=0 refuses gzip; errors stay plain."""
+    import gzip as gz
+
+    gzip_ok = {"Accept-Encoding": "gzip, deflate"}
+    cases = [("/api/v1/query", [("genes", ",".join(names["sym"][:5])), ("by", "cell_type")]),
+             ("/api/v1/query", [("genes", names["sym"][0]), ("by", "cell_type"), ("format", "csv")]),
+             ("/api/v1/meta", []), ("/assets/app.js", []), ("/", [])]
+    for path, params in cases:
+        plain = get(server.port, path, params, headers={"Accept-Encoding": "identity"})
+        packed = get(server.port, path, params, headers=gzip_ok)
+        again = get(server.port, path, params, headers=gzip_ok)  # from the cache
+        assert plain.status == packed.status == 200, (path, plain, packed)
+        assert "content-encoding" not in plain.headers, (path, plain.headers)
+        assert packed.headers.get("content-encoding") == "gzip", (path, packed.headers)
+        for r in (plain, packed):
+            assert r.headers.get("vary") == "Accept-Encoding", (path, r.headers)
+        assert gz.decompress(packed.body) == plain.body, path
+        assert again.body == packed.body and again.headers["etag"] == packed.headers["etag"]
+        assert len(packed.body) < len(plain.body), (path, len(packed.body), len(plain.body))
+        tag, gz_tag = plain.headers["etag"], packed.headers["etag"]
+        assert tag != gz_tag, path
+        # A tag names one encoding: it revalidates that one only.
+        assert get(server.port, path, params, headers={**gzip_ok, "If-None-Match": gz_tag}).status == 304
+        assert get(server.port, path, params, headers={"If-None-Match": tag}).status == 304
+        cross = get(server.port, path, params, headers={**gzip_ok, "If-None-Match": tag})
+        assert cross.status == 200 and cross.body == packed.body, path
+        cross = get(server.port, path, params, headers={"Accept-Encoding": "identity", "If-None-Match": gz_tag})
+        assert cross.status == 200 and cross.body == plain.body, path
+    q = [("genes", names["sym"][0]), ("by", "cell_type")]
+    for header, packed in (("gzip;q=0", False), ("gzip; q=0.000", False), ("*", True),
+                           ("gzip;q=0, *", False), ("br;q=1, GZIP;q=0.5", True), ("deflate", False)):
+        r = get(server.port, "/api/v1/query", q, headers={"Accept-Encoding": header})
+        assert r.status == 200 and (r.headers.get("content-encoding") == "gzip") == packed, (header, r.headers)
+    bad = get(server.port, "/api/v1/query", [("genes", "NO_SUCH_GENE_X")], headers=gzip_ok)
+    assert bad.status == 400 and "content-encoding" not in bad.headers
+    assert "error" in json.loads(bad.body)
+
+
 TRAVERSALS = [
     b"/../etc/passwd",
     b"/../../../../../../etc/passwd",
