@@ -213,12 +213,16 @@ struct DatasetInput {
 DatasetInput ParseDatasetInput(const std::string& arg);
 
 struct BuildOptions {
-  std::string cell_type_column;      // "" = the first of SPEC §5's list that exists
+  // Cell-type column candidates: each dataset uses the first it has (SPEC §5); empty =
+  // the first of SPEC §5's list that exists.
+  std::vector<std::string> cell_type;
   std::vector<std::string> groupby;  // used when groupby_given
   bool groupby_given = false;        // else: every other categorical/boolean column, 2-200 values
   std::string matrix = "auto";
   std::string transform = "auto";
-  std::string gene_symbols;  // "" = the first of SPEC §5's list that exists
+  // Gene-symbol column candidates, as cell_type; empty = the first of SPEC §5's list that
+  // exists, or none.
+  std::vector<std::string> gene_symbols;
   // Donor column candidates (SPEC §9): each dataset groups by the first it has, stored as
   // one grouping column named "donor"; empty = none.
   std::vector<std::string> donor;

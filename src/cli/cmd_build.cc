@@ -19,7 +19,8 @@
 namespace cellcube::cli {
 
 #define CC_BUILD_OPTIONS_HELP                                                                    \
-  "  --cell-type COL       the cell-type column (default: the first of cell_type, celltype,\n"   \
+  "  --cell-type COL[,COL] the cell-type column; a list is candidates, each file using the\n"    \
+  "                        first it has (default: the first of cell_type, celltype,\n"           \
   "                        cell_ontology_class, CellType, cell_type_ontology_term_id, leiden,\n" \
   "                        louvain that exists)\n"                                               \
   "  --groupby COL[,COL]   the other columns to group cells by ('' = none). Default: the\n"      \
@@ -32,9 +33,11 @@ namespace cellcube::cli {
   "                        layers/counts, else X)\n"                                             \
   "  --transform T         auto | none | log1p | cp10k_log1p (default auto: cp10k_log1p for\n"   \
   "                        integer counts, else none)\n"                                         \
-  "  --gene-symbols COL    var column with gene symbols (default: feature_name, gene_symbols,\n" \
-  "                        gene_symbol, gene_name or symbol, if present)\n"                      \
-  "  --donor COL[,COL]    donor column candidates: each file also groups its cells by the\n"     \
+  "  --gene-symbols COL[,COL]\n"                                                                 \
+  "                        var column with gene symbols; a list is candidates, as for\n"         \
+  "                        --cell-type (default: feature_name, gene_symbols, gene_symbol,\n"     \
+  "                        gene_name or symbol, if present)\n"                                   \
+  "  --donor COL[,COL]     donor column candidates: each file also groups its cells by the\n"    \
   "                        first it has, stored as one column named 'donor' (the unit of\n"      \
   "                        'cellcube de's donor-level test)\n"                                   \
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
@@ -76,7 +79,7 @@ const std::vector<OptionSpec> kBuildSpecs = {
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
-  o.cell_type_column = args.GetOr("cell-type", "");
+  if (auto c = args.Get("cell-type")) o.cell_type = SplitList(*c);
   if (auto g = args.Get("groupby")) {
     o.groupby_given = true;
     o.groupby = SplitList(*g);
@@ -87,7 +90,7 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
       o.transform != "cp10k_log1p")
     return Status::Usage("unknown --transform '" + o.transform +
                          "' (choose auto, none, log1p or cp10k_log1p)");
-  o.gene_symbols = args.GetOr("gene-symbols", "");
+  if (auto g = args.Get("gene-symbols")) o.gene_symbols = SplitList(*g);
   if (auto d = args.Get("donor")) o.donor = SplitList(*d);
   CC_ASSIGN_OR_RETURN(o.max_groups, args.GetInt("max-groups", 10000, 1, 100000000));
   CC_ASSIGN_OR_RETURN(int64_t threads, args.GetInt("threads", 0, 0, 1024));

@@ -48,18 +48,26 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-Result<std::string> ChooseCellType(const File& file, const std::vector<std::string>& obs_columns,
+// The first of `candidates` (an option's comma list, SPEC §5) that `columns` has;
+// NotFound naming the option, with suggestions, when none is there.
+Result<std::string> FirstGiven(const std::vector<std::string>& candidates,
+                               const std::vector<std::string>& columns, const std::string& where,
+                               const std::string& option) {
+  for (const auto& c : candidates)
+    if (Contains(columns, c)) return c;
+  if (candidates.size() == 1)
+    return Status::NotFound("no " + where + " column " + Quote(candidates[0]) + " for " + option +
+                            SuggestionSuffix(candidates[0], columns));
+  return Status::NotFound("none of the " + option + " columns (" + QuoteList(candidates) +
+                          ") is in " + where + " (it has " + QuoteList(columns) + ")");
+}
+
+Result<std::string> ChooseCellType(const std::vector<std::string>& obs_columns,
                                    const BuildOptions& options) {
-  if (!options.cell_type_column.empty()) {
-    if (!Contains(obs_columns, options.cell_type_column))
-      return Status::NotFound("no obs column " + Quote(options.cell_type_column) +
-                              " for --cell-type" +
-                              SuggestionSuffix(options.cell_type_column, obs_columns));
-    return options.cell_type_column;
-  }
+  if (!options.cell_type.empty())
+    return FirstGiven(options.cell_type, obs_columns, "obs", "--cell-type");
   for (const auto& c : kCellTypeCandidates)
     if (Contains(obs_columns, c)) return c;
-  (void)file;
   return Status::NotFound("no cell-type column (none of " + QuoteList(kCellTypeCandidates) +
                           " is in obs); choose one with --cell-type (obs has " +
                           QuoteList(obs_columns) + ")");
@@ -131,12 +139,6 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   return Status::Ok();
 }
 
-std::string JoinNames(const std::vector<std::string>& names) {
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + Quote(n);
-  return out;
-}
-
 // build --donor (SPEC §9): the first candidate the dataset has joins its grouping as the
 // store column "donor" (replacing any group-by column of either name); none: a note.
 Status ChooseDonor(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
@@ -151,7 +153,7 @@ Status ChooseDonor(DatasetPlan* plan, const std::vector<std::string>& obs_column
   const std::string dataset = "dataset " + Quote(plan->input.name) + ": ";
   if (chosen.empty()) {
     if (callbacks.note)
-      callbacks.note(dataset + "none of the --donor columns (" + JoinNames(options.donor) +
+      callbacks.note(dataset + "none of the --donor columns (" + QuoteList(options.donor) +
                      ") is in obs; its cells have no donor");
     return Status::Ok();
   }
@@ -239,7 +241,7 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
     return Status::InvalidArgument("matrix " + Quote(plan.matrix.path) +
                                    " has no stored values: nothing to aggregate");
   CC_ASSIGN_OR_RETURN(auto obs, file.ObsInfo());
-  CC_ASSIGN_OR_RETURN(plan.cell_type_column, ChooseCellType(file, obs.column_names, options));
+  CC_ASSIGN_OR_RETURN(plan.cell_type_column, ChooseCellType(obs.column_names, options));
   CC_ASSIGN_OR_RETURN(Column cell_type, file.ReadObsColumn(plan.cell_type_column));
   plan.columns.push_back(std::move(cell_type));
   CC_RETURN_IF_ERROR(ChooseGroupby(&plan, obs.column_names, options, callbacks));
@@ -247,11 +249,8 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
 
   CC_ASSIGN_OR_RETURN(auto var, file.VarInfo(plan.matrix.path));
   if (!options.gene_symbols.empty()) {
-    if (!Contains(var.column_names, options.gene_symbols))
-      return Status::NotFound("no var column " + Quote(options.gene_symbols) +
-                              " for --gene-symbols" +
-                              SuggestionSuffix(options.gene_symbols, var.column_names));
-    plan.symbols_column = options.gene_symbols;
+    CC_ASSIGN_OR_RETURN(plan.symbols_column, FirstGiven(options.gene_symbols, var.column_names,
+                                                        "var", "--gene-symbols"));
   } else {
     for (const auto& c : kSymbolCandidates)
       if (Contains(var.column_names, c)) {

@@ -870,6 +870,34 @@ def test_build_unknown_cell_type_column(cellcube, studies, tmp_path):
     assert_build_fails(cellcube, tmp_path, [studies["alpha"]], ["--cell-type", "nosuch"], mentions=["nosuch"])
 
 
+def test_build_cell_type_and_symbol_candidates_per_file(cellcube, studies, trio, tmp_path):
+    """SPEC §5: a comma list to --cell-type / --gene-symbols is a list of candidates;
+    each file uses the first it has, and info records each dataset's choice. alpha,
+    beta and gamma name both columns differently, so one command builds them, with the
+    same statistics as the default build (which finds the same columns)."""
+    out = tmp_path / "cands.h5ad"
+    build(cellcube, out, [studies["alpha"], studies["beta"], studies["gamma"]],
+          ["--cell-type", "cell_ontology_class,celltype,cell_type",
+           "--gene-symbols", "symbol,gene_symbols,feature_name"])
+    info = helpers.run_json([cellcube, "info", out, "--json"])
+    chosen = {d["name"]: (d["cell_type_column"], d["gene_symbols_column"]) for d in info["datasets"]}
+    assert chosen == {"alpha": ("cell_type", "feature_name"), "beta": ("celltype", "gene_symbols"),
+                      "gamma": ("cell_ontology_class", "symbol")}, chosen
+    import h5py
+
+    with h5py.File(trio, "r") as f:
+        ids = [x.decode() for x in f["var"]["_index"][:]]
+    q = ["--by", "dataset,cell_type", "--metrics", "n_cells,nnz,sum,var", "--format", "csv",
+         "--genes", ",".join(ids[::9])]
+    got = run_ok([cellcube, "query", out, *q]).stdout
+    assert got.count("\n") > 20 and got == run_ok([cellcube, "query", trio, *q]).stdout
+    # None of the candidates: one error naming them all.
+    line, _ = assert_build_fails(cellcube, tmp_path, [studies["delta"]], ["--gene-symbols", "symbol,feature_name"],
+                                 mentions=["'symbol'", "'feature_name'", "--gene-symbols"])
+    line, _ = assert_build_fails(cellcube, tmp_path, [studies["alpha"]], ["--cell-type", "nope,nada"],
+                                 mentions=["'nope'", "'nada'", "--cell-type"])
+
+
 def test_build_unknown_groupby_column(cellcube, studies, tmp_path):
     assert_build_fails(cellcube, tmp_path, [studies["alpha"]], ["--groupby", "stage,nosuchcol"],
                        mentions=["nosuchcol"])
