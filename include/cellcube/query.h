@@ -98,6 +98,8 @@ struct QueryResult {
     Aggregate stats;
   };
   std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out
+  // Why there are no rows, when there are none: kNoCellsSelected or kNotMeasured.
+  std::vector<std::string> notes;
 
   const std::string& Label(const Row& row, size_t by_column) const {
     return split_labels[static_cast<size_t>(row.split) * by.size() + by_column];
@@ -105,6 +107,14 @@ struct QueryResult {
   // The output columns: the by-columns, "gene", then the metrics.
   std::vector<std::string> ColumnNames() const;
 };
+
+// QueryResult::notes of an empty answer: the selection holds no cells at all, or it
+// does, but none of its datasets measured the genes asked.
+inline constexpr const char* kNoCellsSelected =
+    "no rows: the selection holds no cells (no cell group matches the datasets and where "
+    "filters)";
+inline constexpr const char* kNotMeasured =
+    "no rows: none of the selected datasets measured these genes";
 
 // Output formats shared by the CLI, the server and the Python module.
 // CSV (RFC 4180 quoting, "\n" line ends): header = ColumnNames(); an empty field for

@@ -79,4 +79,21 @@ Result<int64_t> Args::GetInt(const std::string& name, int64_t fallback, int64_t 
   return out;
 }
 
+Result<std::vector<WhereClause>> WhereOptions(const Args& args) {
+  std::vector<WhereClause> out;
+  for (const auto& w : args.GetAll("where")) {
+    const auto eq = w.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      const auto colon = w.find(':');
+      std::string hint;
+      if (eq == std::string::npos && colon != std::string::npos && colon > 0)
+        hint = " (the command line takes COL=VALUE, e.g. --where '" + w.substr(0, colon) + "=" +
+               w.substr(colon + 1) + "'; URLs take COL:VALUE)";
+      return Status::Usage("--where needs COL=VALUE, not '" + w + "'" + hint);
+    }
+    out.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
+  }
+  return out;
+}
+
 }  // namespace cellcube::cli

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "cellcube/query.h"
 #include "cellcube/status.h"
 #include "util/text.h"
 
@@ -36,6 +37,10 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positionals_;
 };
+
+// Every --where COL=VALUE (split at the first '='). Usage error for anything else,
+// with a hint when it looks like the URL form COL:VALUE.
+Result<std::vector<WhereClause>> WhereOptions(const Args& args);
 
 using cellcube::SplitList;  // from util/text.h
 

@@ -109,17 +109,6 @@ std::vector<std::string> ListOf(const Args& args, const char* name) {
   return out;
 }
 
-Result<std::vector<WhereClause>> WhereOf(const Args& args) {
-  std::vector<WhereClause> out;
-  for (const auto& w : args.GetAll("where")) {
-    const auto eq = w.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return Status::Usage("--where needs COL=VALUE, not '" + w + "'");
-    out.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
-  }
-  return out;
-}
-
 Result<double> NumberOf(const Args& args, const char* name, double fallback) {
   const std::string text = args.GetOr(name, "");
   if (text.empty()) return fallback;
@@ -143,7 +132,7 @@ void PrintNotes(const std::vector<std::string>& notes) {
 // The options de and markers share: the population, the test and the donors.
 template <typename Options>
 Status ParsePopulation(const Args& args, Options* o) {
-  CC_ASSIGN_OR_RETURN(o->where, WhereOf(args));
+  CC_ASSIGN_OR_RETURN(o->where, WhereOptions(args));
   o->datasets = ListOf(args, "datasets");
   o->test = args.GetOr("test", "auto");
   o->donor = args.GetOr("donor", "");

@@ -65,7 +65,7 @@ std::string TableNumber(double v) {
 
 void PrintTable(const QueryResult& r) {
   if (r.rows.empty()) {
-    std::cout << "no rows: no selected cells in a dataset that measured these genes\n";
+    std::cout << "no rows\n";  // why: on stderr (RunQuery)
     return;
   }
   // Gene ids are often opaque (ENSG...): the table shows the symbols too, when known.
@@ -121,12 +121,7 @@ Status RunQuery(const std::vector<std::string>& argv) {
   q.by = list("by");
   q.datasets = list("datasets");
   q.metrics = list("metrics");
-  for (const auto& w : args.GetAll("where")) {
-    const auto eq = w.find('=');
-    if (eq == std::string::npos || eq == 0)
-      return Status::Usage("--where needs COL=VALUE, not '" + w + "'");
-    q.where.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
-  }
+  CC_ASSIGN_OR_RETURN(q.where, WhereOptions(args));
   const std::string format = args.GetOr("format", "table");
   if (format != "table" && format != "csv" && format != "json")
     return Status::Usage("--format must be table, csv or json, not '" + format + "'");
@@ -142,6 +137,7 @@ Status RunQuery(const std::vector<std::string>& argv) {
   } else {
     PrintTable(result);
   }
+  for (const auto& note : result.notes) std::cerr << "cellcube: " << note << "\n";
   std::cout.flush();
   if (!std::cout) return Status::IoError("cannot write the output");
   return Status::Ok();

@@ -811,7 +811,10 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   result.by = q.by;
 
   CC_RETURN_IF_ERROR(SelectGroupsInto(q.datasets, q.where, &t.selected));
-  if (t.selected.empty()) return result;
+  if (t.selected.empty()) {
+    result.notes.push_back(kNoCellsSelected);
+    return result;
+  }
 
   const size_t n_selected = t.selected.size();
   t.keys.assign(n_selected, 0);
@@ -883,6 +886,8 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
       if (a.n_cells > 0)
         result.rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
     }
+  // Selected groups have cells, so a split is empty only where no dataset measured the gene.
+  if (result.rows.empty()) result.notes.push_back(kNotMeasured);
   return result;
 }
 

@@ -226,7 +226,12 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   const auto took =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
           .count();
-  body += ",\"took_us\":" + std::to_string(took) + "}";
+  body.append(",\"notes\":[");
+  for (size_t i = 0; i < result->notes.size(); ++i) {
+    if (i) body.push_back(',');
+    AppendJsonString(&body, result->notes[i]);
+  }
+  body += "],\"took_us\":" + std::to_string(took) + "}";
   return Json(std::move(body));
 }
 

@@ -933,6 +933,45 @@ def test_gzip_when_asked_compressed_once_with_its_own_etag(server, names):
     assert "error" in json.loads(bad.body)
 
 
+def test_an_empty_answer_says_why(cc, store, server, names):
+    """An empty answer tells "the selection holds no cells" apart from "no selected
+    dataset measured these genes": on stderr from the CLI (stdout: "no rows"), in the
+    API's JSON notes; a non-empty answer has no notes. CSV carries none."""
+    cases = [
+        ("not measured", [("genes", names["only1"]), ("datasets", names["d2"])],
+         "none of the selected datasets measured these genes"),
+        ("no cells", [("genes", names["sym"][0]), ("datasets", names["d1"]), ("where", f"dataset:{names['d2']}")],
+         "the selection holds no cells"),
+    ]
+    for what, params, why in cases:
+        doc = get(server.port, "/api/v1/query", params).json()
+        assert doc["rows"] == [] and len(doc["notes"]) == 1 and why in doc["notes"][0], (what, doc)
+        csv = get(server.port, "/api/v1/query", params + [("format", "csv")])
+        assert csv.status == 200 and csv.body.decode().count("\n") == 1, (what, csv.body)  # header only
+        cli = ["--genes", params[0][1], "--datasets", params[1][1]]
+        if len(params) > 2:
+            col, _, value = params[2][1].partition(":")
+            cli += ["--where", f"{col}={value}"]
+        for fmt in ("table", "csv", "json"):
+            proc = run_ok([cc, "query", store, *cli, "--format", fmt])
+            assert why in proc.stderr and proc.stderr.count("\n") == 1, (what, fmt, proc.stderr)
+            assert why not in proc.stdout
+        assert run_ok([cc, "query", store, *cli]).stdout == "no rows\n"
+    other = [w for _, _, w in cases]
+    full = get(server.port, "/api/v1/query", [("genes", names["only1"]), ("datasets", names["d1"])]).json()
+    assert full["rows"] and full["notes"] == [], full["notes"]
+    proc = run_ok([cc, "query", store, "--genes", names["only1"], "--datasets", names["d1"]])
+    assert proc.stderr == "" and all(w not in proc.stdout for w in other)
+
+
+def test_where_in_url_form_on_the_command_line_gets_a_hint(cc, store):
+    for cmd in (["query", store, "--genes", "x"], ["de", store, "--compare", "cell_type", "--group1", "x"],
+                ["markers", store]):
+        proc = helpers.run([cc, *cmd, "--where", "tissue:blood"])
+        line = helpers.assert_error(proc, code=2, mentions=["tissue:blood", "tissue=blood", "COL=VALUE"])
+        assert "URL" in line, line
+
+
 TRAVERSALS = [
     b"/../etc/passwd",
     b"/../../../../../../etc/passwd",
