@@ -152,12 +152,9 @@ Status QueryEngine::UnknownGene(const std::string& name) const {
     if (!first.empty() && first.front() == static_cast<int32_t>(g))
       candidates.emplace_back(symbols[g]);
   }
-  auto near = NearNames(name, candidates);
-  std::string hint;
-  for (size_t i = 0; i < near.size(); ++i)
-    hint += (i ? (i + 1 == near.size() ? " or '" : ", '") : " (did you mean '") + near[i] + "'";
+  const std::string hint = DidYouMean(NearNames(name, candidates));
   return Status::NotFound("unknown gene '" + name + "': no gene id or symbol matches" +
-                          (hint.empty() ? std::string(" (nothing close either)") : hint + "?)"));
+                          (hint.empty() ? std::string(" (nothing close either)") : hint));
 }
 
 Result<std::vector<int32_t>> QueryEngine::ResolveGenes(

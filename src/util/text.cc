@@ -96,8 +96,13 @@ std::vector<std::string> NearNames(std::string_view name,
   for (const auto& c : candidates) {
     std::string lc = ToLower(c);
     size_t d = EditDistance(lname, lc);
-    bool contains = !lname.empty() && (lc.find(lname) != std::string::npos ||
-                                       (lname.size() >= 3 && lname.find(lc) != std::string::npos));
+    // Containment counts both ways, but only for names of 3 or more characters, and a
+    // candidate inside the name must cover half of it: else a one-letter gene ('a', in
+    // mouse) is "close" to every name that has an 'a'.
+    bool contains =
+        lname.size() >= 3 &&
+        (lc.find(lname) != std::string::npos ||
+         (lc.size() >= 3 && 2 * lc.size() >= lname.size() && lname.find(lc) != std::string::npos));
     if (d <= limit || contains) scored.push_back({contains ? std::min(d, limit) : d, &c});
   }
   std::stable_sort(scored.begin(), scored.end(),
@@ -117,16 +122,18 @@ std::string QuoteList(const std::vector<std::string>& items, size_t max) {
   return out;
 }
 
-std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates) {
-  auto near = NearNames(name, candidates);
-  if (!near.empty()) {
-    std::string out = " (did you mean ";
-    for (size_t i = 0; i < near.size(); ++i) {
-      if (i) out += i + 1 == near.size() ? " or " : ", ";
-      out += "'" + near[i] + "'";
-    }
-    return out + "?)";
+std::string DidYouMean(const std::vector<std::string>& near) {
+  if (near.empty()) return "";
+  std::string out = " (did you mean ";
+  for (size_t i = 0; i < near.size(); ++i) {
+    if (i) out += i + 1 == near.size() ? " or " : ", ";
+    out += "'" + near[i] + "'";
   }
+  return out + "?)";
+}
+
+std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates) {
+  if (std::string hint = DidYouMean(NearNames(name, candidates)); !hint.empty()) return hint;
   if (candidates.empty()) return " (there are none)";
   return " (available: " + QuoteList(candidates) + ")";
 }

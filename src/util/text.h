@@ -21,6 +21,8 @@ size_t EditDistance(std::string_view a, std::string_view b);
 std::vector<std::string> NearNames(std::string_view name,
                                    const std::vector<std::string>& candidates, size_t max = 3);
 
+// " (did you mean 'a', 'b' or 'c'?)" for these near names; "" for none.
+std::string DidYouMean(const std::vector<std::string>& near);
 // " (did you mean 'a' or 'b'?)" or " (available: 'a', 'b', ...)" or "".
 std::string SuggestionSuffix(std::string_view name, const std::vector<std::string>& candidates);
 

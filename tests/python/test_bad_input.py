@@ -224,3 +224,29 @@ def test_usage_no_file(cellcube):
 
 def test_usage_unknown_option(cellcube, base_csr):
     helpers.assert_error(helpers.run([cellcube, "inspect", base_csr, "--no-such-option"]), code=2, mentions=["--no-such-option"])
+
+
+def test_gene_suggestions_are_close_names_only(cellcube, tmp_path):
+    """A one-letter gene ('a', a real mouse gene) is not "close" to every name holding
+    an 'a'; real near misses are still suggested, both ways of containment."""
+    import anndata
+    import pandas as pd
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    genes = ["a", "Cd3e", "Foxp3", "Xist", "Actb", "Gapdh"]
+    x = sp.csr_matrix(gen_anndata.make_counts(rng, 40, len(genes)).astype(np.float32))
+    obs = pd.DataFrame({"cell_type": pd.Categorical(rng.choice(["T", "B"], 40))},
+                       index=[f"c{i}" for i in range(40)])
+    src = tmp_path / "mouse.h5ad"
+    anndata.AnnData(X=x, obs=obs, var=pd.DataFrame(index=genes)).write_h5ad(src)
+    store = tmp_path / "mouse_store.h5ad"
+    helpers.run_ok([cellcube, "build", "-o", store, "--quiet", src])
+
+    def error(name):
+        return helpers.assert_error(helpers.run([cellcube, "query", store, "--genes", name]), mentions=[name])
+
+    line = error("FOOBAR1")
+    assert "'a'" not in line and "nothing close" in line, line
+    assert "'Cd3e'" in error("Cd3") and "'Foxp3'" in error("FOXP") and "'Gapdh'" in error("Gapdhx")
+    assert "'a'" not in error("Xista"), "a one-letter name is never close by containment"
