@@ -204,6 +204,11 @@ inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{2} << 30;
 
 // ---- building from .h5ad files ----
 
+// SPEC §5's defaults, in order: the cell-type columns build looks for in obs, and the
+// gene-symbol columns in the matrix's var (the first present is used).
+const std::vector<std::string>& DefaultCellTypeColumns();
+const std::vector<std::string>& DefaultGeneSymbolColumns();
+
 struct DatasetInput {
   std::string name;  // the file stem unless given as NAME=PATH
   std::string path;

@@ -1,11 +1,13 @@
 // `cellcube inspect FILE`: what an .h5ad file holds, read from its metadata.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "cellcube/h5ad.h"
+#include "cellcube/store.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"
@@ -124,6 +126,57 @@ Status PrintColumnValues(const File& file, const std::string& name, bool as_json
   return Status::Ok();
 }
 
+// What `build` would take as gene names: the var index of the matrix `--matrix auto`
+// picks, and the symbol column it would use by default, with the first few of each.
+struct GeneNames {
+  std::string matrix;  // "" when the file has no matrix
+  std::vector<std::string> first_ids;
+  std::string symbol_column;  // "" when none of the defaults is there
+  std::vector<std::string> first_symbols;
+};
+
+constexpr size_t kFirstNames = 5;
+
+Result<GeneNames> GeneNamesOf(const File& file) {
+  GeneNames out;
+  auto matrix = file.ResolveMatrix("auto");
+  if (!matrix.ok()) return out;  // no matrix: nothing to name
+  out.matrix = matrix->path;
+  CC_ASSIGN_OR_RETURN(auto ids, file.ReadVarIndex(out.matrix));
+  ids.resize(std::min(ids.size(), kFirstNames));
+  out.first_ids = std::move(ids);
+  CC_ASSIGN_OR_RETURN(auto var, file.VarInfo(out.matrix));
+  for (const auto& c : DefaultGeneSymbolColumns())
+    if (std::find(var.column_names.begin(), var.column_names.end(), c) != var.column_names.end()) {
+      out.symbol_column = c;
+      break;
+    }
+  if (out.symbol_column.empty()) return out;
+  CC_ASSIGN_OR_RETURN(Column col, file.ReadVarColumn(out.symbol_column, out.matrix));
+  for (size_t g = 0; g < col.codes.size() && g < kFirstNames; ++g)
+    out.first_symbols.push_back(col.codes[g] >= 0 ? col.labels[static_cast<size_t>(col.codes[g])]
+                                                  : std::string());
+  return out;
+}
+
+void PrintGeneNames(const GeneNames& g, int64_t n_vars) {
+  if (g.matrix.empty()) return;
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : ", ") + (n.empty() ? "-" : n);
+    return out;
+  };
+  std::cout << "\ngenes (the var names of " << g.matrix << ", which build reads by default)\n"
+            << "  ids:     " << list(g.first_ids)
+            << (n_vars > static_cast<int64_t>(g.first_ids.size()) ? ", ..." : "") << "\n";
+  if (g.symbol_column.empty())
+    std::cout << "  symbols: none (no var column " << QuoteList(DefaultGeneSymbolColumns())
+              << "; build --gene-symbols COL names one)\n";
+  else
+    std::cout << "  symbols: " << list(g.first_symbols) << ", ... (var column '" << g.symbol_column
+              << "', build's default)\n";
+}
+
 }  // namespace
 
 Status RunInspect(const std::vector<std::string>& argv) {
@@ -151,6 +204,7 @@ Status RunInspect(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto var_cols, SummariseColumns(*file, false));
   CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
   CC_ASSIGN_OR_RETURN(auto var_info, file->VarInfo());
+  CC_ASSIGN_OR_RETURN(const GeneNames genes, GeneNamesOf(*file));
   struct stat st {};
   ::stat(path.c_str(), &st);
 
@@ -178,7 +232,13 @@ Status RunInspect(const std::vector<std::string>& argv) {
                 {"var_index", var_info.index_name},
                 {"matrices", matrices},
                 {"obs", ColumnsJson(obs_cols)},
-                {"var", ColumnsJson(var_cols)}};
+                {"var", ColumnsJson(var_cols)},
+                {"genes",
+                 {{"matrix", genes.matrix.empty() ? json(nullptr) : json(genes.matrix)},
+                  {"first_ids", genes.first_ids},
+                  {"symbol_column",
+                   genes.symbol_column.empty() ? json(nullptr) : json(genes.symbol_column)},
+                  {"first_symbols", genes.first_symbols}}}};
     std::cout << out.dump(2) << "\n";
     return Status::Ok();
   }
@@ -203,6 +263,7 @@ Status RunInspect(const std::vector<std::string>& argv) {
               << "\n";
   PrintColumns("obs", obs_cols);
   PrintColumns("var", var_cols);
+  PrintGeneNames(genes, file->n_vars());
   return Status::Ok();
 }
 

@@ -17,14 +17,22 @@ using h5ad::Column;
 using h5ad::ColumnKind;
 using h5ad::File;
 
-const std::vector<std::string> kCellTypeCandidates = {
-    "cell_type", "celltype", "cell_ontology_class", "CellType", "cell_type_ontology_term_id",
-    "leiden",    "louvain"};
-const std::vector<std::string> kSymbolCandidates = {"feature_name", "gene_symbols", "gene_symbol",
-                                                    "gene_name", "symbol"};
 constexpr int64_t kTransformSample = 10000;
 
 }  // namespace
+
+const std::vector<std::string>& DefaultCellTypeColumns() {
+  static const std::vector<std::string> kColumns = {
+      "cell_type", "celltype", "cell_ontology_class", "CellType", "cell_type_ontology_term_id",
+      "leiden",    "louvain"};
+  return kColumns;
+}
+
+const std::vector<std::string>& DefaultGeneSymbolColumns() {
+  static const std::vector<std::string> kColumns = {"feature_name", "gene_symbols", "gene_symbol",
+                                                    "gene_name", "symbol"};
+  return kColumns;
+}
 
 // An input that vanished or was modified (size, mtime, inode) since it was planned:
 // its statistics may mix old and new contents.
@@ -66,9 +74,9 @@ Result<std::string> ChooseCellType(const std::vector<std::string>& obs_columns,
                                    const BuildOptions& options) {
   if (!options.cell_type.empty())
     return FirstGiven(options.cell_type, obs_columns, "obs", "--cell-type");
-  for (const auto& c : kCellTypeCandidates)
+  for (const auto& c : DefaultCellTypeColumns())
     if (Contains(obs_columns, c)) return c;
-  return Status::NotFound("no cell-type column (none of " + QuoteList(kCellTypeCandidates) +
+  return Status::NotFound("no cell-type column (none of " + QuoteList(DefaultCellTypeColumns()) +
                           " is in obs); choose one with --cell-type (obs has " +
                           QuoteList(obs_columns) + ")");
 }
@@ -252,7 +260,7 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
     CC_ASSIGN_OR_RETURN(plan.symbols_column, FirstGiven(options.gene_symbols, var.column_names,
                                                         "var", "--gene-symbols"));
   } else {
-    for (const auto& c : kSymbolCandidates)
+    for (const auto& c : DefaultGeneSymbolColumns())
       if (Contains(var.column_names, c)) {
         plan.symbols_column = c;
         break;

@@ -13,6 +13,7 @@ anndata 0.6 - 0.11, SeuratDisk, ...) the way anndata 0.8 and h5py do.
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 import helpers
@@ -76,3 +77,33 @@ def test_inspect_column(cellcube, path, column):
     assert proc.returncode == 0, helpers.describe(proc)
     problems = helpers.column_listing_problems(proc.stdout, labels)
     assert not problems, "\n".join(problems) + "\n" + helpers.describe(proc)
+
+
+SYMBOL_DEFAULTS = ["feature_name", "gene_symbols", "gene_symbol", "gene_name", "symbol"]
+
+
+@pytest.mark.parametrize("path", FILES, ids=IDS)
+def test_inspect_shows_the_gene_names_build_reads(cellcube, path):
+    """inspect names the genes as build --matrix auto will: the var index of raw/X,
+    else layers/counts, else X, and the first default symbol column of that var."""
+    got = helpers.run_json([cellcube, "inspect", path, "--json"])["genes"]
+    adata = reference.read_adata(path)
+    paths = reference.matrix_paths(path)
+    if not paths:  # nothing to read: nothing named
+        assert got == {"matrix": None, "first_ids": [], "symbol_column": None, "first_symbols": []}, got
+    else:
+        check_gene_names(cellcube, path, adata, paths, got)
+
+
+def check_gene_names(cellcube, path, adata, paths, got):
+    matrix = next(m for m in ("raw/X", "raw.X", "layers/counts", "X") if m in paths)
+    var = adata.raw.var if matrix.startswith("raw") else adata.var
+    assert got["matrix"] == matrix, got
+    assert got["first_ids"] == [str(v) for v in var.index[:5]], got
+    column = next((c for c in SYMBOL_DEFAULTS if c in var.columns), None)
+    assert got["symbol_column"] == column, got
+    if column is not None:
+        want = ["" if pd.isna(v) else str(v) for v in var[column].iloc[:5]]
+        assert got["first_symbols"] == want, (got, want)
+    text = helpers.run_ok([cellcube, "inspect", path]).stdout
+    assert f"var names of {matrix}" in text and (column is None or f"'{column}'" in text), text[-400:]
