@@ -9,6 +9,7 @@ PACKAGES=(
   libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev libboost-math-dev
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-pytest
   python3-dev redis-server python3-redis python3-flask wrk
+  snakemake nginx
   chromium
   clang-14 libclang-rt-14-dev
 )
