@@ -171,8 +171,17 @@ def test_workflow_equals_direct_build_and_reruns_only_what_an_added_file_touches
             shutil.copy2(f, inputs / f.name)
     store = tmp_path / "out" / "atlas.h5ad"
     work = Path(str(store) + ".work")
+    served = tmp_path / "served" / "atlas.h5ad"
+    served.parent.mkdir()
+    publish = [f"publish={served}"]
 
-    first = snakemake(tmp_path, cellcube, inputs, store)
+    def published():
+        """The served name is a hard link of the store, and no temporary link is left."""
+        assert served.stat().st_ino == store.stat().st_ino
+        assert [p.name for p in served.parent.iterdir()] == [served.name]
+        return served.stat().st_ino
+
+    first = snakemake(tmp_path, cellcube, inputs, store, publish)
     assert first.returncode == 0, helpers.describe(first)
     names = sorted(p.stem for p in inputs.glob("*.h5ad"))
     counts = job_counts(first.stdout + first.stderr)
@@ -184,18 +193,20 @@ def test_workflow_equals_direct_build_and_reruns_only_what_an_added_file_touches
     assert_same_store(store, direct)
     check_tree(work, names)
     assert not [p for p in store.parent.iterdir() if ".tmp-" in p.name]
+    first_inode = published()
 
     # Nothing changed: nothing runs, nothing is rewritten.
     before = work_files(work)
-    again = snakemake(tmp_path, cellcube, inputs, store)
+    again = snakemake(tmp_path, cellcube, inputs, store, publish)
     assert again.returncode == 0, helpers.describe(again)
     assert "Nothing to be done" in again.stdout + again.stderr, helpers.describe(again)
     assert work_files(work) == before
+    assert published() == first_inode
 
     # One file more, in the middle of the name order.
     shutil.copy2(held_back, inputs / held_back.name)
     old_merges = {k: set(datasets_of(work / k)) for k in before if k.startswith("merge/")}
-    added = snakemake(tmp_path, cellcube, inputs, store)
+    added = snakemake(tmp_path, cellcube, inputs, store, publish)
     assert added.returncode == 0, helpers.describe(added)
     after = work_files(work)
     names = sorted(p.stem for p in inputs.glob("*.h5ad"))
@@ -226,6 +237,7 @@ def test_workflow_equals_direct_build_and_reruns_only_what_an_added_file_touches
     helpers.run_ok([cellcube, "build", "--quiet", "-o", direct, *BUILD_OPTIONS, inputs])
     assert_same_store(store, direct)
     check_tree(work, names)
+    assert published() != first_inode
 
 
 def test_bad_config_is_one_clear_line(cellcube, tmp_path):
