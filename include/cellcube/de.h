@@ -47,6 +47,10 @@ struct DeResult {
   std::vector<DeRow> rows;                     // in SPEC §9's order, filtered
 };
 
+// A store's donor column by SPEC §9's names: the first of donor, donor_id, individual,
+// patient, subject among its columns; "" when none. (DeOptions::donor overrides it.)
+std::string DefaultDonorColumn(const StoreData& meta);
+
 // The output columns of `de` (SPEC §9), in order.
 const std::vector<std::string>& DeColumnNames();
 

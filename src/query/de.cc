@@ -18,7 +18,6 @@ namespace cellcube {
 namespace {
 
 constexpr double kEmpty = std::numeric_limits<double>::quiet_NaN();
-const char* const kDonorColumns[] = {"donor", "donor_id", "individual", "patient", "subject"};
 
 using StudentsT = boost::math::students_t_distribution<
     double, boost::math::policies::policy<boost::math::policies::promote_double<false>>>;
@@ -51,11 +50,9 @@ Result<std::vector<uint8_t>> ValueFlags(const QueryEngine& engine, int32_t colum
 // The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
 Result<int32_t> DonorColumn(const QueryEngine& engine, const std::string& asked) {
   if (!asked.empty()) return engine.ColumnIndex(asked);
-  const auto& columns = engine.store().meta().columns;
-  for (const char* name : kDonorColumns)
-    for (size_t c = 0; c < columns.size(); ++c)
-      if (columns[c] == name) return static_cast<int32_t>(c);
-  return -1;
+  const std::string name = DefaultDonorColumn(engine.store().meta());
+  if (name.empty()) return -1;
+  return engine.ColumnIndex(name);
 }
 
 // The comparison, resolved to groups: every group of the population on side 0 or 1,
@@ -636,6 +633,13 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   }
   out.de.test = tests.size() == 1 ? *tests.begin() : "mixed";
   return out;
+}
+
+std::string DefaultDonorColumn(const StoreData& meta) {
+  for (const char* name : {"donor", "donor_id", "individual", "patient", "subject"})
+    for (const auto& c : meta.columns)
+      if (c == name) return c;
+  return "";
 }
 
 const std::vector<std::string>& DeColumnNames() {

@@ -4,6 +4,7 @@
 #include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "cellcube/de.h"
 #include "util/text.h"
 
 namespace cellcube::server {
@@ -40,13 +41,6 @@ json ColumnsJson(const StoreData& m, const std::vector<std::vector<int64_t>>& co
 
 }  // namespace
 
-std::string DonorColumn(const StoreData& meta) {
-  for (const char* name : {"donor", "donor_id", "individual"})
-    for (const auto& c : meta.columns)
-      if (c == name) return c;
-  return "";
-}
-
 Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(engine)) {
   const StoreData& m = engine_->store().meta();
   int64_t cells = 0;
@@ -61,7 +55,7 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
   }
   json metrics = json::array();
   for (Metric metric : AllMetrics()) metrics.push_back(MetricName(metric));
-  const std::string donor = DonorColumn(m);
+  const std::string donor = DefaultDonorColumn(m);
   std::string name = engine_->store().path();
   name = name.substr(name.find_last_of('/') == std::string::npos ? 0 : name.find_last_of('/') + 1);
   meta_json_ = json{{"store", name},

@@ -972,6 +972,33 @@ def test_where_in_url_form_on_the_command_line_gets_a_hint(cc, store):
         assert "URL" in line, line
 
 
+@pytest.mark.parametrize("column", ["patient", "subject", "donor_id"])
+def test_meta_finds_every_donor_column_name_of_spec_9(cc, work, column):
+    """The page's per-donor error bars and `de` find the donor column by SPEC §9's names,
+    patient and subject included: one rule (DefaultDonorColumn) for both."""
+    import anndata
+
+    rng = np.random.default_rng(5)
+    n = 90
+    x = sp.csr_matrix(rng.poisson(1.0, size=(n, 12)).astype(np.float32))
+    obs = pd.DataFrame({"cell_type": pd.Categorical(rng.choice(["T", "B"], n)),
+                        column: pd.Categorical(rng.choice(["p1", "p2", "p3"], n))},
+                       index=[f"c{i}" for i in range(n)])
+    d = work / f"donor-{column}"
+    d.mkdir()
+    anndata.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(12)])).write_h5ad(d / "in.h5ad")
+    store = d / "store.h5ad"
+    run_ok([cc, "build", "-o", store, "--quiet", "--groupby", column, d / "in.h5ad"])
+    srv = Server(cc, store, d)
+    try:
+        meta = get(srv.port, "/api/v1/meta").json()
+        assert meta["donor_column"] == column and meta["has_donor"] is True, meta
+    finally:
+        srv.stop()
+    de = run_ok([cc, "de", store, "--compare", "cell_type", "--group1", "T", "--min-cells", "2", "--format", "json"])
+    assert json.loads(de.stdout)["test"].startswith("donors"), de.stdout[:300]
+
+
 TRAVERSALS = [
     b"/../etc/passwd",
     b"/../../../../../../etc/passwd",

@@ -59,9 +59,12 @@ export function buildModel(answer, state, donor) {
     d.se = d.std != null && d.n_cells > 1 ? d.std / Math.sqrt(d.n_cells) : null;
     d.seKind = "cells";
   }
-  if (donor) attachDonors(data, rowMap, by, donor);
+  // Per-donor error bars need donors: a selection whose cells all lack a donor value
+  // (NA) keeps the error bars across cells, and the legend says why.
+  const noDonors = Boolean(donor) && !hasDonorValues(donor);
+  if (donor && !noDonors) attachDonors(data, rowMap, by, donor);
 
-  const model = { by, genes, rows, data, twoLevel: by.length === 2 };
+  const model = { by, genes, rows, data, twoLevel: by.length === 2, noDonors };
   model.rowOrder = orderRows(model, state.rows);
   model.geneOrder = orderGenes(model, state.cols);
   return model;
@@ -71,6 +74,10 @@ export function buildModel(answer, state, donor) {
 // the donor column: a donor is a (dataset, donor) pair, since labels repeat across
 // studies, and cells without a donor (NA) belong to none (SPEC §9). The error bar is the
 // standard error of those means: sd(donor means) / sqrt(k).
+function hasDonorValues({ answer, column }) {
+  return answer.rows.some((r) => r.n_cells > 0 && r[column] != null && r[column] !== "NA");
+}
+
 function attachDonors(data, rowMap, by, { answer, column }) {
   const perCell = new Map();
   for (const r of answer.rows) {

@@ -203,7 +203,7 @@ export function barChart(model, state, units, room) {
   });
   chart.classList.add("chart", "chart-bars");
   const donorMode = model.data.some((d) => d.seKind === "donors");
-  const legend = makeLegend([barLegend(donorMode)]);
+  const legend = makeLegend([barLegend(donorMode, model.noDonors)]);
   return { chart, legend, hitTest: facetHitTest(chart, model) };
 }
 
@@ -290,12 +290,14 @@ function colorLegend(state, cmax, units) {
   };
 }
 
-function barLegend(donorMode) {
+function barLegend(donorMode, noDonors) {
   return (g) => {
     let y = title(g, "Bars", "mean over all cells of the group");
     const lines = donorMode
       ? ["Error bar: standard error of", "the per-donor means (k ≥ 2)", "● one donor's mean"]
-      : ["Error bar: standard error", "across cells (sd / √n)"];
+      : noDonors
+        ? ["Error bar: standard error", "across cells (sd / √n): no", "cell here has a donor value"]
+        : ["Error bar: standard error", "across cells (sd / √n)"];
     g.append(svg("rect", { x: 0, y: y, width: 46, height: 12, fill: "#8b98dc" }));
     g.append(svg("line", { x1: 34, x2: 58, y1: y + 6, y2: y + 6, stroke: INK, "stroke-width": 1.2 }));
     y += 28;

@@ -105,6 +105,27 @@ test("model: a donor is a (dataset, donor) pair, and NA donors count for none", 
   assert.ok(Math.abs(t.se - Math.SQRT2 / Math.sqrt(2)) < 1e-12); // sd of 3,5 is sqrt(2)
 });
 
+test("model: a selection without donor values keeps the error bars across cells", () => {
+  // pbmc68k-like: the store has a donor column, but every selected cell is NA there.
+  const donor = {
+    column: "donor",
+    answer: {
+      columns: ["cell_type", "disease", "dataset", "donor", "gene", "n_cells", "mean"],
+      rows: [
+        { cell_type: "T", disease: "tumor", dataset: "a", donor: "NA", gene: "G1", n_cells: 10, mean: 3 },
+        { cell_type: "B", disease: "normal", dataset: "a", donor: "NA", gene: "G1", n_cells: 20, mean: 1 },
+      ],
+    },
+  };
+  const m = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, donor);
+  const cells = buildModel(answer, { ...DEFAULTS, by: ["cell_type", "disease"] }, null);
+  assert.equal(m.noDonors, true);
+  assert.equal(cells.noDonors, false);
+  assert.ok(m.data.every((d) => d.seKind === "cells" && !d.donors));
+  assert.deepEqual(m.data.map((d) => d.se), cells.data.map((d) => d.se));
+  assert.ok(m.data.some((d) => d.se != null));
+});
+
 test("a compact query answer expands into the same rows as the objects layout", async () => {
   const { expandRows } = await import("../src/api.js");
   const compact = {
