@@ -177,7 +177,8 @@ export async function settled(page, timeout = 15000) {
   return page.evaluate(() => document.body.dataset.status);
 }
 
-export const DOTS = '#chart g[aria-label="dot"] circle';
+// The dot plot's dots (not the dashed rings that mark groups with few cells).
+export const DOTS = '#chart g[aria-label="dot"]:not(.few-cells) circle';
 
 export function dotFingerprint(page) {
   return page.$$eval(DOTS, (cs) => cs.map((c) => ["cx", "cy", "r", "fill"].map((a) => c.getAttribute(a)).join(",")).sort().join(";"));

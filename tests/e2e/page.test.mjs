@@ -256,11 +256,11 @@ describe("web page", () => {
       const svg = document.querySelector("#chart svg.chart");
       const tick = [...svg.querySelectorAll("[aria-label='x-axis tick label'] text")].find((t) => t.textContent === label);
       const x = tick.getBoundingClientRect().left + tick.getBoundingClientRect().width / 2;
-      const dots = [...svg.querySelectorAll('g[aria-label="dot"] circle')].map((c, i) => ({ r: c.getBoundingClientRect(), i }));
+      const dots = [...svg.querySelectorAll('g[aria-label="dot"]:not(.few-cells) circle')].map((c, i) => ({ r: c.getBoundingClientRect(), i }));
       const mine = dots.filter((d) => Math.abs(d.r.left + d.r.width / 2 - x) < 3).sort((a, b) => b.r.width - a.r.width)[0];
       return mine.i;
     }, `${name} *`);
-    await page.locator('#chart svg.chart g[aria-label="dot"] circle').nth(index).hover();
+    await page.locator('#chart svg.chart g[aria-label="dot"]:not(.few-cells) circle').nth(index).hover();
     await page.locator("#tooltip").waitFor({ state: "visible" });
     const tip = await page.textContent("#tooltip");
     for (const metric of ["cells", "expressing", "mean", "mean in expressing", "sum", "variance", "sd"]) assert.ok(tip.includes(metric), `tooltip shows ${metric}`);
@@ -290,6 +290,47 @@ describe("web page", () => {
     assert.equal((svg.match(/<circle/g) || []).length >= rows.length, true);
     assert.deepEqual([...saved.png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
     assert.ok(saved.png.length > 2000);
+  });
+
+  test("groups with fewer than 10 cells get a dashed ring, and their tooltip says so", async () => {
+    // A split fine enough to have small groups, found from the API (nothing hard-coded).
+    let by = null, rows = null;
+    for (const c of meta.columns.filter((x) => !["dataset", "cell_type"].includes(x.name))) {
+      const r = await apiRows([["genes", genes.join(",")], ["by", `cell_type,${c.name}`]]);
+      if (r.some((x) => x.n_cells < 10) && r.some((x) => x.n_cells >= 10)) { by = `cell_type,${c.name}`; rows = r; break; }
+    }
+    assert.ok(by, "the test store has groups of fewer than 10 cells under some split");
+    const page = await openPage(`?genes=${genes.join(",")}&by=${by}&plot=dot`);
+    assert.equal(await settled(page), "ready");
+    const few = rows.filter((x) => x.n_cells < 10).length;
+    assert.equal(await page.locator("#chart g.few-cells circle").count(), few);
+    assert.equal(await page.locator(DOTS).count(), rows.length);
+    assert.match(await page.textContent(".legend-box"), /Fewer than 10 cells/);
+    // Hover one ring's dot: its tooltip gives n and the warning.
+    const box = await page.locator("#chart g.few-cells circle").first().boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.waitForSelector("#tooltip:not([hidden]) .tt-few");
+    assert.match(await page.textContent("#tooltip .tt-few"), /Only \d+ cells? in this group/);
+    await page.click('#plot-type button[data-value="heatmap"]');
+    await page.waitForURL(/plot=heatmap/);
+    await settled(page);
+    assert.equal(await page.locator("#chart g.few-cells circle").count(), few);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("with one dataset ticked, the filters list the values it has cells of first", async () => {
+    const ds = meta.datasets[0].name;
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=dot&datasets=${encodeURIComponent(ds)}`);
+    assert.equal(await settled(page), "ready");
+    const counts = await api(base, "/api/v1/counts", [["datasets", ds]]);
+    const ct = counts.columns.find((c) => c.name === "cell_type").values;
+    const withCells = ct.filter((v) => v.n_cells > 0).length;
+    assert.ok(withCells > 0);
+    await page.waitForFunction((n) => document.querySelectorAll('.sec[data-column="cell_type"] li.val:not(.zero)').length >= Math.min(n, 8), withCells);
+    const zeros = await page.$$eval('.sec[data-column="cell_type"] li.val', (lis) => lis.map((li) => li.classList.contains("zero")));
+    const firstZero = zeros.indexOf(true);
+    assert.ok(firstZero === -1 || zeros.slice(firstZero).every(Boolean), `a value with cells after one without: ${zeros}`);
+    assert.deepEqual(page.errors, []);
   });
 
   test("an empty selection says that no cells match", async () => {

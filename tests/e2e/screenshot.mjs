@@ -51,7 +51,7 @@ try {
   if (status !== "ready") throw new Error(`the page says '${status}': ${await page.textContent("#message")}`);
   // Hover a large dot of the last gene column, so the tooltip opens over the free space beside the plot.
   const hit = await page.evaluate(() => {
-    const circles = [...document.querySelectorAll('#chart g[aria-label="dot"] circle')];
+    const circles = [...document.querySelectorAll('#chart g[aria-label="dot"]:not(.few-cells) circle')];
     const maxX = Math.max(...circles.map((c) => +c.getAttribute("cx")));
     const c = circles.filter((x) => +x.getAttribute("cx") === maxX).sort((a, b) => b.getAttribute("r") - a.getAttribute("r"))[0];
     const r = c.getBoundingClientRect();

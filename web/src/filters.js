@@ -10,6 +10,13 @@ const SHOW = 8;
 
 export const prettyColumn = (name) => name.replace(/_/g, " ");
 
+// The values the current selection has cells of first, each part in label order: with
+// one dataset ticked, its own cell types lead and the others' (count 0) follow, instead
+// of hiding the relevant ones behind "Show all".
+export function withCellsFirst(values) {
+  return [...values.filter((v) => v.n > 0), ...values.filter((v) => !(v.n > 0))];
+}
+
 export class FilterPanel {
   constructor(root, meta, { onFilter, onDatasets }) {
     this.root = root;
@@ -86,7 +93,7 @@ export class FilterPanel {
     if (!this.state) return;
     const sel = new Set(this.selected(name));
     const counts = this.counts.get(name) ?? new Map();
-    const values = this.values(name).map((v) => ({ value: String(v.value), n: counts.has(String(v.value)) ? counts.get(String(v.value)) : counts.size ? 0 : v.n_cells }));
+    const values = withCellsFirst(this.values(name).map((v) => ({ value: String(v.value), n: counts.has(String(v.value)) ? counts.get(String(v.value)) : counts.size ? 0 : v.n_cells })));
     const max = Math.max(1, ...values.map((v) => v.n));
     let shown = ui.q ? values.filter((v) => v.value.toLowerCase().includes(ui.q)) : values;
     const hidden = !ui.q && !ui.all && shown.length > SHOW + 2;

@@ -136,6 +136,24 @@ function cellSize(model, room, { max = 30, extraW = 6 } = {}) {
   return { rowH, colW };
 }
 
+// Groups with fewer cells than this get a dashed ring: their fraction and mean rest on
+// a handful of cells, so a big dark dot there says little.
+export const FEW_CELLS = 10;
+const FEW_STROKE = "#b45309";
+
+function fewCellsMark(model, r) {
+  return Plot.dot(model.data.filter((d) => d.n_cells < FEW_CELLS), {
+    x: (d) => d.gene.id, y: (d) => d.row.key, r, fill: "none",
+    stroke: FEW_STROKE, strokeWidth: 1.1, strokeDasharray: "2,1.6", className: "few-cells",
+  });
+}
+
+function fewCellsLegend(g) {
+  let y = title(g, `Fewer than ${FEW_CELLS} cells`, "a noisy estimate (dashed ring)");
+  g.append(svg("circle", { cx: 10, cy: y + 8, r: 7, fill: "none", stroke: FEW_STROKE, "stroke-width": 1.1, "stroke-dasharray": "2,1.6" }));
+  return y + 18;
+}
+
 export function dotPlot(model, state, units, room) {
   const { rowH, colW } = cellSize(model, room);
   const maxR = Math.min(colW, rowH) / 2 - 1;
@@ -152,9 +170,11 @@ export function dotPlot(model, state, units, room) {
       strokeOpacity: 0.28,
       strokeWidth: 0.6,
     }),
+    fewCellsMark(model, maxR),
   ], rowH);
   chart.classList.add("chart", "chart-dot");
-  const legend = makeLegend([sizeLegend(maxR), colorLegend(state, cmax, units)]);
+  const few = model.data.some((d) => d.n_cells < FEW_CELLS);
+  const legend = makeLegend([sizeLegend(maxR), colorLegend(state, cmax, units), ...(few ? [fewCellsLegend] : [])]);
   return { chart, legend, hitTest: gridHitTest(chart, model) };
 }
 
@@ -166,9 +186,11 @@ export function heatmap(model, state, units, room) {
     Plot.cell(model.data, {
       x: (d) => d.gene.id, y: (d) => d.row.key, fill: (d) => RAMP(d.v / cmax), inset: 0.5,
     }),
+    fewCellsMark(model, Math.min(colW, rowH) / 2 - 3),
   ], rowH);
   chart.classList.add("chart", "chart-heatmap");
-  const legend = makeLegend([colorLegend(state, cmax, units)]);
+  const few = model.data.some((d) => d.n_cells < FEW_CELLS);
+  const legend = makeLegend([colorLegend(state, cmax, units), ...(few ? [fewCellsLegend] : [])]);
   return { chart, legend, hitTest: gridHitTest(chart, model) };
 }
 

@@ -2,6 +2,7 @@
 // not measured in some of the selected datasets (their cells are not counted).
 
 import { el, fmtInt, fmtNum, fmtPct } from "./format.js";
+import { FEW_CELLS } from "./plots.js";
 
 export function tooltipContent(d, { plot, color, units }) {
   const head = el("div", { class: "tt-head" }, el("strong", {}, d.gene.symbol), el("span", { class: "tt-id" }, d.gene.id !== d.gene.symbol ? d.gene.id : ""));
@@ -26,6 +27,9 @@ export function tooltipContent(d, { plot, color, units }) {
   }
   const table = el("table", { class: "tt-table" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
   const out = [head, group, table, el("div", { class: "tt-units" }, `values: ${units}`)];
+  if (d.n_cells < FEW_CELLS) {
+    out.push(el("div", { class: "tt-warn tt-few" }, `Only ${fmtInt(d.n_cells)} cell${d.n_cells === 1 ? "" : "s"} in this group: its fraction and mean are noisy.`));
+  }
   if (d.gene.notMeasured.length) {
     out.push(el("div", { class: "tt-warn" }, `⚠ ${d.gene.symbol} was not measured in ${d.gene.notMeasured.join(", ")}; those cells are not counted.`));
   }

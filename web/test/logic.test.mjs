@@ -167,3 +167,13 @@ test("volcano points: padj = 0 sits on the top edge, significance colours by dir
   assert.equal(points[0].y, top);
   assert.ok(Math.abs(points[1].y - 4) < 1e-12);
 });
+
+test("filters: values with cells come first, each part in label order", async () => {
+  const { withCellsFirst } = await import("../src/filters.js");
+  const values = [
+    { value: "B cell", n: 0 }, { value: "T cell", n: 12 }, { value: "enterocyte", n: 0 },
+    { value: "goblet cell", n: 3 }, { value: "NA", n: 0 },
+  ];
+  assert.deepEqual(withCellsFirst(values).map((v) => v.value), ["T cell", "goblet cell", "B cell", "enterocyte", "NA"]);
+  assert.deepEqual(withCellsFirst([]), []);
+});
