@@ -250,3 +250,13 @@ def test_gene_suggestions_are_close_names_only(cellcube, tmp_path):
     assert "'a'" not in line and "nothing close" in line, line
     assert "'Cd3e'" in error("Cd3") and "'Foxp3'" in error("FOXP") and "'Gapdh'" in error("Gapdhx")
     assert "'a'" not in error("Xista"), "a one-letter name is never close by containment"
+
+
+def test_output_directory_is_checked_before_any_input_is_read(cellcube, tmp_path):
+    """A missing output directory is reported first, before any input is opened (here
+    the input does not exist either, so reading it first would give another error)."""
+    missing_dir = tmp_path / "no" / "such" / "dir"
+    for cmd in (["build", "-o", missing_dir / "s.h5ad", tmp_path / "absent.h5ad"],
+                ["merge", "-o", missing_dir / "s.h5ad", tmp_path / "a.h5ad", tmp_path / "b.h5ad"]):
+        line = helpers.assert_error(helpers.run([cellcube, *cmd]), mentions=[str(missing_dir)])
+        assert "does not exist" in line and "absent" not in line and "a.h5ad" not in line, line
