@@ -37,25 +37,6 @@ void AppendCsvField(std::string* out, const std::string& s) {
   out->push_back('"');
 }
 
-void AppendJsonString(std::string* out, const std::string& s) {
-  static const char* kHex = "0123456789abcdef";
-  out->push_back('"');
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out->push_back('\\');
-      out->push_back(c);
-    } else if (u < 0x20) {
-      out->append("\\u00");
-      out->push_back(kHex[u >> 4]);
-      out->push_back(kHex[u & 15]);
-    } else {
-      out->push_back(c);
-    }
-  }
-  out->push_back('"');
-}
-
 }  // namespace text_out
 
 namespace {

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "util/text.h"
+
 namespace cellcube::text_out {
 
 void AppendInt(std::string* out, int64_t v);
@@ -12,6 +14,6 @@ void AppendInt(std::string* out, int64_t v);
 void AppendDouble(std::string* out, double v);
 // RFC 4180: quoted when it holds ',', '"', CR or LF.
 void AppendCsvField(std::string* out, const std::string& s);
-void AppendJsonString(std::string* out, const std::string& s);
+using cellcube::AppendJsonString;  // util/text.h: one JSON escaper for every part
 
 }  // namespace cellcube::text_out

@@ -21,9 +21,8 @@ namespace {
 
 using nlohmann::json;
 
-Response Json(std::string body, int status = 200) {
+Response Json(std::string body) {
   Response r;
-  r.status = status;
   r.body = std::move(body);
   return r;
 }
@@ -35,9 +34,8 @@ Response NoStore(Response r) {
   return r;
 }
 
-Response Error(int status, const std::string& message) {
-  return NoStore(
-      Json(json{{"error", message}}.dump(-1, ' ', false, json::error_handler_t::replace), status));
+Response Error(HttpStatus status, const std::string& message) {
+  return ErrorResponse(status, message);
 }
 
 Response ErrorFor(const Status& s) { return Error(HttpStatusFor(s), s.message()); }
@@ -89,29 +87,6 @@ std::string Param(const Request& req, const std::string& key, const std::string&
   return out;
 }
 
-// Appends `s` as a JSON string; runs that need no escaping are copied whole.
-void AppendJsonString(std::string* out, std::string_view s) {
-  out->push_back('"');
-  size_t start = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out->append(s.data() + start, i - start);
-    char esc[8];
-    if (c == '"' || c == '\\') {
-      esc[0] = '\\';
-      esc[1] = static_cast<char>(c);
-      out->append(esc, 2);
-    } else {
-      std::snprintf(esc, sizeof esc, "\\u%04x", c);
-      out->append(esc, 6);
-    }
-    start = i + 1;
-  }
-  out->append(s.data() + start, s.size() - start);
-  out->push_back('"');
-}
-
 // layout=compact: each split's labels and each gene once, rows as arrays of
 // [split, gene, metrics...] (a third the size of row objects; what the web page asks).
 void AppendCompactRows(const QueryResult& r, std::string* out) {
@@ -158,17 +133,20 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
       !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
-  if (format != "json" && format != "csv") return Error(400, "format must be json or csv");
+  if (format != "json" && format != "csv")
+    return Error(HttpStatus::kBadRequest, "format must be json or csv");
   const std::string layout = Param(req, "layout", "objects");
   if (layout != "objects" && layout != "compact")
-    return Error(400, "layout must be objects or compact");
+    return Error(HttpStatus::kBadRequest, "layout must be objects or compact");
   Query q;
   q.genes = SplitList(Param(req, "genes"));
-  if (q.genes.empty()) return Error(400, "genes is required, e.g. ?genes=CD3E,MS4A1");
+  if (q.genes.empty())
+    return Error(HttpStatus::kBadRequest, "genes is required, e.g. ?genes=CD3E,MS4A1");
   if (q.genes.size() > limits.max_genes)
-    return Error(400, "at most " + std::to_string(limits.max_genes) + " genes per query");
+    return Error(HttpStatus::kBadRequest,
+                 "at most " + std::to_string(limits.max_genes) + " genes per query");
   q.by = SplitList(Param(req, "by"));
-  if (q.by.size() > 4) return Error(400, "split by at most 4 columns");
+  if (q.by.size() > 4) return Error(HttpStatus::kBadRequest, "split by at most 4 columns");
   q.metrics = SplitList(Param(req, "metrics"));
   auto sel = ParseSelection(req, limits);
   if (!sel.ok()) return ErrorFor(sel.status());
@@ -305,9 +283,10 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
   if (Status s = ParseDePopulation(req, limits, &o); !s.ok()) return ErrorFor(s);
   o.compare = Param(req, "compare");
   if (o.compare.empty())
-    return Error(400, "compare is required, e.g. ?compare=cell_type&group1=B%20cell");
+    return Error(HttpStatus::kBadRequest,
+                 "compare is required, e.g. ?compare=cell_type&group1=B%20cell");
   o.group1 = AllParams(req, "group1");
-  if (o.group1.empty()) return Error(400, "group1 is required");
+  if (o.group1.empty()) return Error(HttpStatus::kBadRequest, "group1 is required");
   o.group2 = AllParams(req, "group2");
   o.direction = Param(req, "direction", "both");
   auto min_frac = NumberParam(req, "min_frac", 0);
@@ -357,9 +336,10 @@ Response HandleGenes(const Snapshot& snap, const Request& req) {
     limit = std::stol(text, &used);
     if (used != text.size()) throw std::invalid_argument(text);
   } catch (const std::exception&) {
-    return Error(400, "limit must be an integer from 1 to 100");
+    return Error(HttpStatus::kBadRequest, "limit must be an integer from 1 to 100");
   }
-  if (limit < 1 || limit > 100) return Error(400, "limit must be an integer from 1 to 100");
+  if (limit < 1 || limit > 100)
+    return Error(HttpStatus::kBadRequest, "limit must be an integer from 1 to 100");
   const StringList& ids = snap.store().gene_ids();
   const StringList& symbols = snap.store().gene_symbols();
   json genes = json::array();
@@ -391,7 +371,7 @@ const std::vector<std::string>& AssetsGzip() {
 
 Response HandleStatic(const Request& req) {
   const Asset* asset = FindAsset(req.path);
-  if (!asset) return Error(404, "no such page: " + req.path);
+  if (!asset) return Error(HttpStatus::kNotFound, "no such page: " + req.path);
   const std::string& gz = AssetsGzip()[static_cast<size_t>(asset - kAssets)];
   const bool gzip = req.accepts_gzip && !gz.empty();
   const std::string etag = TagFor(asset->etag, gzip);
@@ -401,7 +381,7 @@ Response HandleStatic(const Request& req) {
   r.headers.emplace_back("Cache-Control", "no-cache");
   r.headers.emplace_back("Vary", "Accept-Encoding");
   if (req.header_if_none_match == etag) {
-    r.status = 304;
+    r.status = static_cast<int>(HttpStatus::kNotModified);
     return r;
   }
   if (gzip) {
@@ -435,17 +415,17 @@ Response Represent(const CachedAnswer& answer, bool gzip, const std::string& eta
 
 }  // namespace
 
-int HttpStatusFor(const Status& status) {
+HttpStatus HttpStatusFor(const Status& status) {
   switch (status.code()) {
     case StatusCode::kOk:
-      return 200;
+      return HttpStatus::kOk;
     case StatusCode::kUsage:
     case StatusCode::kInvalidArgument:
-      return 400;
+      return HttpStatus::kBadRequest;
     case StatusCode::kNotFound:
-      return 400;  // an unknown gene/column is a bad query
+      return HttpStatus::kBadRequest;  // an unknown gene/column is a bad query
     default:
-      return 500;
+      return HttpStatus::kInternalError;
   }
 }
 
@@ -492,9 +472,10 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
     return NoStore(
         Json(json{{"status", "ok"}, {"store", name}, {"generation", snap.generation}}.dump()));
   }
-  return Error(404, "no such endpoint: " + req.path +
-                        " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, "
-                        "/api/v1/de, /api/v1/markers)");
+  return Error(HttpStatus::kNotFound,
+               "no such endpoint: " + req.path +
+                   " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, "
+                   "/api/v1/de, /api/v1/markers)");
 }
 
 }  // namespace
@@ -506,8 +487,9 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     size_t query_bytes = 0;
     for (const auto& [k, v] : req.params) query_bytes += k.size() + v.size() + 2;
     if (query_bytes > limits.max_query_string)
-      return Error(414, "query string too long (at most " +
-                            std::to_string(limits.max_query_string) + " bytes)");
+      return Error(
+          HttpStatus::kUriTooLong,
+          "query string too long (at most " + std::to_string(limits.max_query_string) + " bytes)");
     if (req.path.rfind("/api/", 0) != 0 && req.path != "/healthz") return HandleStatic(req);
     auto snap = holder->Get();
     if (!Cacheable(req.path)) return Route(*snap, req, limits);
@@ -517,7 +499,7 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     const std::string etag = TagFor(ETagFor(*snap, key), gzip);
     if (req.header_if_none_match == etag) {
       Response r;
-      r.status = 304;
+      r.status = static_cast<int>(HttpStatus::kNotModified);
       r.headers.emplace_back("ETag", etag);
       r.headers.emplace_back("Vary", "Accept-Encoding");
       return r;

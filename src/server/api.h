@@ -20,7 +20,9 @@ struct ApiLimits {
 // matching If-None-Match gets 304) and are cached per store generation.
 Handler MakeApi(const StoreHolder* holder, ApiLimits limits = {});
 
-// 400 for a bad query, 404 for something that does not exist, 500 otherwise.
-int HttpStatusFor(const Status& status);
+// The one Status -> HTTP mapping: 400 for a bad query (usage, invalid argument, and an
+// unknown gene, column or value: NotFound), 500 otherwise. (404 is for paths the server
+// does not have, which MakeApi answers itself.)
+HttpStatus HttpStatusFor(const Status& status);
 
 }  // namespace cellcube::server

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <unordered_map>
 
@@ -97,18 +98,6 @@ MHD_Result Queue(MHD_Connection* connection, const Response& r) {
   return ret;
 }
 
-Response Error(int status, const std::string& message) {
-  Response r;
-  r.status = status;
-  std::string escaped;
-  for (char c : message) {
-    if (c == '"' || c == '\\') escaped += '\\';
-    escaped += (static_cast<unsigned char>(c) < 0x20) ? ' ' : c;
-  }
-  r.body = "{\"error\": \"" + escaped + "\"}";
-  return r;
-}
-
 MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, const char* method,
                      const char*, const char*, size_t* upload_data_size, void** con_cls) {
   auto* impl = static_cast<HttpServer::Impl*>(cls);
@@ -126,10 +115,11 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, con
     return MHD_YES;
   }
   impl->Answering(connection, true);  // the whole request is in
-  if (*con_cls == &body_seen) return Queue(connection, Error(413, "requests carry no body"));
+  if (*con_cls == &body_seen)
+    return Queue(connection, ErrorResponse(HttpStatus::kPayloadTooLarge, "requests carry no body"));
   const std::string m = method ? method : "";
   if (m != "GET" && m != "HEAD") {
-    Response r = Error(405, "only GET and HEAD are served");
+    Response r = ErrorResponse(HttpStatus::kMethodNotAllowed, "only GET and HEAD are served");
     r.headers.emplace_back("Allow", "GET, HEAD");
     return Queue(connection, r);
   }
@@ -145,7 +135,7 @@ MHD_Result OnRequest(void* cls, MHD_Connection* connection, const char* url, con
   try {
     r = impl->handler(req);
   } catch (const std::exception& e) {
-    r = Error(500, std::string("internal error: ") + e.what());
+    r = ErrorResponse(HttpStatus::kInternalError, std::string("internal error: ") + e.what());
   }
   return Queue(connection, r);
 }
@@ -215,6 +205,15 @@ void OnConnection(void* cls, MHD_Connection* connection, void**,
 }
 
 }  // namespace
+
+Response ErrorResponse(HttpStatus status, const std::string& message) {
+  Response r;
+  r.status = static_cast<int>(status);
+  r.body = nlohmann::json{{"error", message}}.dump(-1, ' ', false,
+                                                   nlohmann::json::error_handler_t::replace);
+  r.headers.emplace_back("Cache-Control", "no-store");
+  return r;
+}
 
 HttpServer::HttpServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 

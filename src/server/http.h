@@ -31,6 +31,22 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
+// The HTTP status codes cellcube answers with, named once.
+enum class HttpStatus : int {
+  kOk = 200,
+  kNotModified = 304,
+  kBadRequest = 400,
+  kNotFound = 404,
+  kMethodNotAllowed = 405,
+  kPayloadTooLarge = 413,
+  kUriTooLong = 414,
+  kInternalError = 500,
+};
+
+// An error answer: {"error": message} (invalid UTF-8 replaced), Cache-Control: no-store
+// (an error describes a moment, not the store). The one error body of the server.
+Response ErrorResponse(HttpStatus status, const std::string& message);
+
 using Handler = std::function<Response(const Request&)>;
 
 struct HttpOptions {

@@ -211,4 +211,26 @@ std::string FormatBytes(uint64_t bytes) {
   return FormatScaled(bytes, 1000, kUnits);
 }
 
+void AppendJsonString(std::string* out, std::string_view s) {
+  static const char* kHex = "0123456789abcdef";
+  out->push_back('"');
+  size_t start = 0;  // runs that need no escaping are copied whole
+  for (size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out->append(s.data() + start, i - start);
+    if (c == '"' || c == '\\') {
+      out->push_back('\\');
+      out->push_back(static_cast<char>(c));
+    } else {
+      out->append("\\u00");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+    }
+    start = i + 1;
+  }
+  out->append(s.data() + start, s.size() - start);
+  out->push_back('"');
+}
+
 }  // namespace cellcube

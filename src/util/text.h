@@ -31,6 +31,10 @@ std::string QuoteList(const std::vector<std::string>& items, size_t max = 8);
 
 std::string ToLower(std::string_view s);
 
+// Appends `s` as a JSON string literal: '"' and '\\' escaped, control characters as
+// \u00XX, everything else (UTF-8 included) as is. The one JSON escaper of cellcube.
+void AppendJsonString(std::string* out, std::string_view s);
+
 // Splits "a,b,,c" into {"a", "b", "c"}: the items between `sep`s, empty ones dropped.
 std::vector<std::string> SplitList(std::string_view s, char sep = ',');
 
