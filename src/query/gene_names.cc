@@ -4,27 +4,17 @@
 #include <bit>
 #include <thread>
 
+#include "util/text.h"
+
 namespace cellcube {
-namespace {
-
-inline char Lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-}  // namespace
 
 uint64_t CaseInsensitiveIndex::Hash(std::string_view s) {
   uint64_t h = 1469598103934665603ull;  // FNV-1a
   for (char c : s) {
-    h ^= static_cast<unsigned char>(Lower(c));
+    h ^= static_cast<unsigned char>(AsciiLower(c));
     h *= 1099511628211ull;
   }
   return h ^ (h >> 29);
-}
-
-bool CaseInsensitiveIndex::SameIgnoringCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  return true;
 }
 
 CaseInsensitiveIndex::CaseInsensitiveIndex(const StringList& names) : names_(&names) {
@@ -46,7 +36,7 @@ bool CaseInsensitiveIndex::Find(std::string_view key, std::vector<int32_t>* out)
   // Equal names were inserted in ascending order along one probe sequence.
   for (uint64_t slot = Hash(key) & mask_; slots_[slot] >= 0; slot = (slot + 1) & mask_) {
     const int32_t i = slots_[slot];
-    if (SameIgnoringCase((*names_)[static_cast<size_t>(i)], key)) {
+    if (EqualsIgnoringCase((*names_)[static_cast<size_t>(i)], key)) {
       out->push_back(i);
       found = true;
     }

@@ -25,7 +25,6 @@ class CaseInsensitiveIndex {
 
  private:
   static uint64_t Hash(std::string_view s);
-  static bool SameIgnoringCase(std::string_view a, std::string_view b);
 
   const StringList* names_ = nullptr;
   std::vector<int32_t> slots_;  // name index, -1 = empty

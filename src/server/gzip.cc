@@ -2,8 +2,9 @@
 
 #include <libdeflate.h>
 
-#include <cctype>
 #include <memory>
+
+#include "util/text.h"
 
 namespace cellcube::server {
 namespace {
@@ -16,15 +17,6 @@ std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
   return s;
-}
-
-bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) !=
-        std::tolower(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
 }
 
 // Whether a coding's parameters (";q=0.5") leave it acceptable: only q=0 (0, 0.0,

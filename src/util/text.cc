@@ -53,8 +53,15 @@ std::string FormatPythonFloat32(float v) { return FormatShortestPython(v); }
 
 std::string ToLower(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out) c = AsciiLower(c);
   return out;
+}
+
+bool EqualsIgnoringCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i)
+    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+  return true;
 }
 
 std::vector<std::string> SplitList(std::string_view s, char sep) {

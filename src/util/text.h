@@ -29,7 +29,13 @@ std::string SuggestionSuffix(std::string_view name, const std::vector<std::strin
 // "'a', 'b', 'c'" with at most `max` items and ", ..." after.
 std::string QuoteList(const std::vector<std::string>& items, size_t max = 8);
 
+// ASCII case folding (never the locale's): the one lower-casing of cellcube, for gene
+// names, column names and HTTP tokens alike.
+inline char AsciiLower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
 std::string ToLower(std::string_view s);
+bool EqualsIgnoringCase(std::string_view a, std::string_view b);
 
 // Appends `s` as a JSON string literal: '"' and '\\' escaped, control characters as
 // \u00XX, everything else (UTF-8 included) as is. The one JSON escaper of cellcube.
