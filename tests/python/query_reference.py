@@ -227,6 +227,22 @@ class Reference:
         cats = self.order[col]
         return len(cats) if label is None else cats.index(label)
 
+    def selects_cells(self, where=None, datasets=None):
+        """Whether the datasets and where filters leave any cell at all."""
+        for ds in self.datasets:
+            if datasets and ds.name not in datasets:
+                continue
+            mask = np.ones(ds.n, dtype=bool)
+            for col, values in (where or {}).items():
+                labs = ds.column(col)
+                m = np.zeros(ds.n, dtype=bool)
+                for v in values:
+                    m |= np.array([x is None for x in labs]) if v == "NA" else (labs == v)
+                mask &= m
+            if mask.any():
+                return True
+        return False
+
     def expected(self, genes, by=(), where=None, datasets=None, metrics=None):
         """Rows [{col: str, ..., 'gene': id, metric: int/float/None}] in output order."""
         metrics = metrics or DEFAULT_METRICS

@@ -29,10 +29,15 @@ def setup(tmp_path_factory):
     return cellcube, store, qr.Reference(inputs, store)
 
 
-def run_csv(cellcube, store, *args):
+NO_CELLS = "cellcube: no rows: the selection holds no cells (no cell group matches the datasets and where filters)\n"
+NOT_MEASURED = "cellcube: no rows: none of the selected datasets measured these genes\n"
+
+
+def run_csv(cellcube, store, *args, why=""):
+    """The query's CSV rows; stderr must be `why` (only an empty answer says something)."""
     proc = helpers.run([cellcube, "query", store, *args, "--format", "csv"])
     assert proc.returncode == 0, helpers.describe(proc)
-    assert proc.stderr == "", helpers.describe(proc)
+    assert proc.stderr == why, helpers.describe(proc)
     return qr.parse_csv(proc.stdout)
 
 
@@ -74,8 +79,9 @@ QUERIES = [
                          ids=[q[0] for q in QUERIES])
 def test_csv_matches_numpy(setup, qid, genes, by, where, datasets, metrics):
     cellcube, store, ref = setup
-    header, rows = run_csv(cellcube, store, *qr.query_args(genes, by, where, datasets, metrics))
     want = ref.expected(genes, by, where, datasets, metrics)
+    why = "" if want else NOT_MEASURED if ref.selects_cells(where, datasets) else NO_CELLS
+    header, rows = run_csv(cellcube, store, *qr.query_args(genes, by, where, datasets, metrics), why=why)
     problems = qr.compare_rows(header, rows, want, by, metrics or qr.DEFAULT_METRICS)
     assert not problems, f"query {qid} disagrees with numpy:\n  " + "\n  ".join(problems)
 
