@@ -15,6 +15,7 @@
 #include "cellcube/h5ad_writer.h"
 #include "h5ad/hdf5_util.h"
 #include "h5ad/write_driver.h"
+#include "util/parallel.h"
 
 namespace cellcube::h5ad {
 
@@ -310,22 +311,15 @@ struct Writer::Impl {
         std::max<size_t>(1, std::min(chunks.size(), static_cast<size_t>(std::max(1, threads))));
     CC_ASSIGN_OR_RETURN(auto* comps, Compressors(level, n_threads));
     for (auto& c : chunks) c.packed.resize(chunk_bytes);
-    std::atomic<size_t> next{0};
-    auto work = [&](libdeflate_compressor* comp) {
-      for (size_t i = next++; i < chunks.size(); i = next++) {
-        EncodedChunk& c = chunks[i];
-        // Room for one byte less than the input: a chunk that does not shrink is
-        // stored raw with its filter skipped, as HDF5's own deflate filter does.
-        size_t n =
-            libdeflate_zlib_compress(comp, c.raw, chunk_bytes, c.packed.data(), chunk_bytes - 1);
-        c.compressed = n > 0;
-        c.packed.resize(n);
-      }
-    };
-    std::vector<std::thread> pool;
-    for (size_t t = 1; t < n_threads; ++t) pool.emplace_back(work, (*comps)[t]);
-    work((*comps)[0]);
-    for (auto& th : pool) th.join();
+    ParallelFor(chunks.size(), static_cast<int>(n_threads), 1, [&](int worker, size_t i) {
+      EncodedChunk& c = chunks[i];
+      // Room for one byte less than the input: a chunk that does not shrink is stored
+      // raw with its filter skipped, as HDF5's own deflate filter does.
+      size_t n = libdeflate_zlib_compress((*comps)[static_cast<size_t>(worker)], c.raw, chunk_bytes,
+                                          c.packed.data(), chunk_bytes - 1);
+      c.compressed = n > 0;
+      c.packed.resize(n);
+    });
     return Status::Ok();
   }
 

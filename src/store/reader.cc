@@ -20,6 +20,7 @@
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 #include "util/isolate.h"
+#include "util/parallel.h"
 
 namespace cellcube {
 
@@ -413,17 +414,9 @@ Status StoreReader::CheckGenes(const std::vector<int32_t>& genes) const {
   }
   constexpr int64_t kWorthThreads = int64_t{1} << 20;
   const auto cores = static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
-  if (entries >= kWorthThreads && cores > 1 && pending.size() > 1) {
-    std::atomic<size_t> next{0};
-    auto work = [&] {
-      for (size_t i = next.fetch_add(64); i < pending.size(); i = next.fetch_add(64))
-        for (size_t k = i; k < std::min(pending.size(), i + 64); ++k) (void)CheckGene(pending[k]);
-    };
-    std::vector<std::thread> threads;
-    for (size_t t = 1; t < cores; ++t) threads.emplace_back(work);
-    work();
-    for (auto& t : threads) t.join();
-  }
+  if (entries >= kWorthThreads && cores > 1 && pending.size() > 1)
+    ParallelFor(pending.size(), static_cast<int>(cores), 64,
+                [&](int, size_t i) { (void)CheckGene(pending[i]); });
   // The verdicts are known now: the first damaged gene, in the order asked, is the error.
   for (int32_t g : pending) CC_RETURN_IF_ERROR(CheckGene(g));
   return Status::Ok();

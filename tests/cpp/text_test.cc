@@ -2,8 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
+#include <thread>
+#include <vector>
+
+#include "util/parallel.h"
 
 namespace cellcube {
 namespace {
@@ -59,6 +66,52 @@ TEST(SplitList, DropsEmptyItems) {
   EXPECT_EQ(SplitList("a,b,,c,"), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_TRUE(SplitList("").empty());
   EXPECT_EQ(SplitList("x=1;y", ';'), (std::vector<std::string>{"x=1", "y"}));
+}
+
+TEST(Text, AsciiCaseFoldingOnly) {
+  EXPECT_EQ(ToLower("CD3E-Ab_9"), "cd3e-ab_9");
+  EXPECT_EQ(ToLower("\xc3\x89"), "\xc3\x89");  // UTF-8 É: bytes untouched
+  EXPECT_TRUE(EqualsIgnoringCase("GZip", "gzip"));
+  EXPECT_FALSE(EqualsIgnoringCase("gzip", "gzi"));
+  EXPECT_FALSE(EqualsIgnoringCase("gzip", "gzjp"));
+}
+
+TEST(Text, JsonStringEscapesQuotesBackslashesAndControls) {
+  std::string out;
+  AppendJsonString(&out, std::string("a\"b\\c\n\x01\xc3\xa9", 9));
+  EXPECT_EQ(out, "\"a\\\"b\\\\c\\u000a\\u0001\xc3\xa9\"");
+  out.clear();
+  AppendJsonString(&out, std::string_view("\0x", 2));
+  EXPECT_EQ(out, "\"\\u0000x\"");
+}
+
+TEST(Parallel, EveryItemOnceOnSomeWorker) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{7}, size_t{1000}}) {
+    for (size_t grain : {size_t{1}, size_t{64}, size_t{5000}}) {
+      std::vector<std::atomic<int>> seen(n);
+      std::atomic<int> bad_worker{0};
+      ParallelFor(n, 4, grain, [&](int worker, size_t i) {
+        if (worker < 0 || worker >= 4) bad_worker++;
+        seen[i]++;
+      });
+      for (size_t i = 0; i < n; ++i) EXPECT_EQ(seen[i].load(), 1) << n << " " << grain << " " << i;
+      EXPECT_EQ(bad_worker.load(), 0);
+    }
+  }
+}
+
+TEST(Parallel, UsesSeveralThreadsWhenAsked) {
+  std::atomic<int> max_worker{0};
+  std::vector<std::thread::id> ids(64);
+  ParallelFor(64, 2, 1, [&](int worker, size_t i) {
+    ids[i] = std::this_thread::get_id();
+    int m = max_worker.load();
+    while (worker > m && !max_worker.compare_exchange_weak(m, worker)) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // let the other start
+  });
+  EXPECT_EQ(max_worker.load(), 1);
+  EXPECT_NE(std::count(ids.begin(), ids.end(), std::this_thread::get_id()), 0);
 }
 
 }  // namespace
