@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 
@@ -50,17 +51,33 @@ void InitHdf5() {
 }
 
 namespace {
-herr_t CollectInnermost(unsigned n, const H5E_error2_t* err, void* data) {
-  auto* out = static_cast<std::string*>(data);
-  if (n == 0 && err->desc) *out = err->desc;
+
+struct ErrorWalk {
+  std::string innermost;
+  int os_errno = 0;
+};
+
+// Walking upward, frame 0 is where the error was detected (the innermost call); a
+// low-level file call records the operating system's errno in its message.
+herr_t CollectError(unsigned n, const H5E_error2_t* err, void* data) {
+  auto* w = static_cast<ErrorWalk*>(data);
+  if (!err->desc) return 0;
+  const std::string desc = err->desc;
+  if (n == 0) w->innermost = desc;
+  if (w->os_errno == 0) {
+    const auto pos = desc.find("errno = ");
+    if (pos != std::string::npos) w->os_errno = std::atoi(desc.c_str() + pos + 8);
+  }
   return 0;
 }
+
 }  // namespace
 
 std::string Hdf5ErrorDetail() {
-  std::string detail;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, CollectInnermost, &detail);
-  return detail;
+  ErrorWalk w;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, CollectError, &w);
+  if (w.os_errno > 0) return std::strerror(w.os_errno);
+  return w.innermost;
 }
 
 void Handle::Reset() {

@@ -35,7 +35,10 @@ class Hdf5Lock {
 // Opens the library and registers the lzf filter, once per process.
 void InitHdf5();
 
-// The innermost message on HDF5's error stack, or "" (for error details).
+// Why the last HDF5 call failed, from its error stack: the operating system's message
+// when a low-level file call failed (disk full, permission denied), else the message
+// of the innermost call (where the error was detected); "" when the stack is empty.
+// The one walker of HDF5's error stack.
 std::string Hdf5ErrorDetail();
 
 // Owns one hid_t and closes it with the function its type needs.

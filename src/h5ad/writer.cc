@@ -118,33 +118,6 @@ Handle BoolType() {
   return t;
 }
 
-// Walks HDF5's error stack for the reason of the last failure: the operating
-// system's message when a low-level call failed (disk full, permission denied),
-// else the innermost HDF5 message.
-struct ErrorWalk {
-  std::string innermost;
-  int os_errno = 0;
-};
-
-herr_t CollectError(unsigned n, const H5E_error2_t* err, void* data) {
-  auto* w = static_cast<ErrorWalk*>(data);
-  if (!err->desc) return 0;
-  std::string desc = err->desc;
-  if (n == 0) w->innermost = desc;
-  if (w->os_errno == 0) {
-    auto pos = desc.find("errno = ");
-    if (pos != std::string::npos) w->os_errno = std::atoi(desc.c_str() + pos + 8);
-  }
-  return 0;
-}
-
-std::string Hdf5Reason() {
-  ErrorWalk w;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, CollectError, &w);
-  if (w.os_errno > 0) return std::strerror(w.os_errno);
-  return w.innermost;
-}
-
 // "X/data" and "/X/data" name the same object.
 std::string Key(const std::string& path) {
   size_t start = path.find_first_not_of('/');
@@ -203,7 +176,7 @@ struct Writer::Impl {
 
   // An I/O failure of an HDF5 call, with the file's path and the reason.
   Status Fail(const std::string& what) {
-    std::string reason = Hdf5Reason();
+    std::string reason = Hdf5ErrorDetail();
     Status s = Status::IoError(path + ": " + what + (reason.empty() ? "" : ": " + reason));
     if (io_error.ok()) io_error = s;
     return s;
@@ -396,7 +369,7 @@ Result<std::unique_ptr<Writer>> Writer::Create(const std::string& path, uint64_t
     return Status::Internal("cannot set HDF5's alignment");
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
   if (id < 0) {
-    std::string reason = Hdf5Reason();
+    std::string reason = Hdf5ErrorDetail();
     return Status::IoError("cannot create '" + path + "'" + (reason.empty() ? "" : ": " + reason));
   }
   impl->file = id;
