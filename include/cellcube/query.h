@@ -33,15 +33,12 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "cellcube/status.h"
 #include "cellcube/store_reader.h"
 
 namespace cellcube {
-
-struct GeneNames;
 
 enum class Metric : uint8_t { kNCells, kNnz, kFrac, kSum, kMean, kMeanExpr, kVar, kStd };
 
@@ -180,14 +177,13 @@ class QueryEngine {
   Result<int32_t> ColumnIndex(const std::string& name) const;
   // The values a column takes in at least one group, in label order, then "NA" if some
   // group lacks a value.
-  const std::vector<std::string>& ColumnValues(int32_t column) const {
-    return present_values_[static_cast<size_t>(column)];
-  }
+  const std::vector<std::string>& ColumnValues(int32_t column) const;
 
-  struct Impl;
+  ~QueryEngine();
 
  private:
-  explicit QueryEngine(std::shared_ptr<const StoreReader> store);
+  struct Impl;  // the name indexes and per-group constants (engine.cc)
+  QueryEngine(std::shared_ptr<const StoreReader> store, const EngineOptions& options);
   Status UnknownGene(const std::string& name) const;
   Status SelectGroupsInto(const std::vector<std::string>& datasets,
                           const std::vector<WhereClause>& where,
@@ -196,16 +192,8 @@ class QueryEngine {
                     const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
                     std::vector<Aggregate>* out, const RollUpVisitor* visit) const;
 
- public:
-  ~QueryEngine();
-
- private:
   std::shared_ptr<const StoreReader> store_;
-  std::unique_ptr<const GeneNames> genes_;  // ids and symbols, ignoring case
-  std::vector<std::unordered_map<std::string, int32_t>> label_code_;  // per column
-  std::vector<std::vector<std::string>> present_values_;
-  std::vector<double> inverse_cells_;  // per group: 1 / n_cells
-  int64_t parallel_min_entries_ = EngineOptions{}.parallel_min_entries;
+  std::unique_ptr<const Impl> impl_;
 };
 
 }  // namespace cellcube

@@ -128,7 +128,7 @@ Status PrintColumnValues(const File& file, const std::string& name, bool as_json
 
 // What `build` would take as gene names: the var index of the matrix `--matrix auto`
 // picks, and the symbol column it would use by default, with the first few of each.
-struct GeneNames {
+struct InspectedGenes {
   std::string matrix;  // "" when the file has no matrix
   std::vector<std::string> first_ids;
   std::string symbol_column;  // "" when none of the defaults is there
@@ -137,8 +137,8 @@ struct GeneNames {
 
 constexpr size_t kFirstNames = 5;
 
-Result<GeneNames> GeneNamesOf(const File& file) {
-  GeneNames out;
+Result<InspectedGenes> GeneNamesOf(const File& file) {
+  InspectedGenes out;
   auto matrix = file.ResolveMatrix("auto");
   if (!matrix.ok()) return out;  // no matrix: nothing to name
   out.matrix = matrix->path;
@@ -159,7 +159,7 @@ Result<GeneNames> GeneNamesOf(const File& file) {
   return out;
 }
 
-void PrintGeneNames(const GeneNames& g, int64_t n_vars) {
+void PrintGeneNames(const InspectedGenes& g, int64_t n_vars) {
   if (g.matrix.empty()) return;
   auto list = [](const std::vector<std::string>& names) {
     std::string out;
@@ -204,7 +204,7 @@ Status RunInspect(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(auto var_cols, SummariseColumns(*file, false));
   CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
   CC_ASSIGN_OR_RETURN(auto var_info, file->VarInfo());
-  CC_ASSIGN_OR_RETURN(const GeneNames genes, GeneNamesOf(*file));
+  CC_ASSIGN_OR_RETURN(const InspectedGenes genes, GeneNamesOf(*file));
   struct stat st {};
   ::stat(path.c_str(), &st);
 

@@ -9,6 +9,7 @@
 #include <limits>
 #include <numeric>
 #include <thread>
+#include <unordered_map>
 
 #include "cellcube/query.h"
 
@@ -105,31 +106,45 @@ std::vector<std::string> QueryResult::ColumnNames() const {
 
 // ---------------------------------------------------------------------------
 
-QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store) : store_(std::move(store)) {
+struct QueryEngine::Impl {
+  std::unique_ptr<const GeneNames> genes;                            // ids and symbols
+  std::vector<std::unordered_map<std::string, int32_t>> label_code;  // per column
+  std::vector<std::vector<std::string>> present_values;              // per column
+  std::vector<double> inverse_cells;                                 // per group: 1 / n_cells
+  int64_t parallel_min_entries = 0;
+};
+
+QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store, const EngineOptions& options)
+    : store_(std::move(store)) {
+  auto impl = std::make_unique<Impl>();
   const StoreData& m = store_->meta();
-  inverse_cells_.reserve(m.n_cells.size());
-  for (int64_t n : m.n_cells) inverse_cells_.push_back(1.0 / static_cast<double>(n));
-  genes_ = std::make_unique<const GeneNames>(store_->gene_ids(), store_->gene_symbols());
+  impl->parallel_min_entries = options.parallel_min_entries;
+  impl->inverse_cells.reserve(m.n_cells.size());
+  for (int64_t n : m.n_cells) impl->inverse_cells.push_back(1.0 / static_cast<double>(n));
+  impl->genes = std::make_unique<const GeneNames>(store_->gene_ids(), store_->gene_symbols());
   for (size_t c = 0; c < m.columns.size(); ++c) {
-    auto& codes = label_code_.emplace_back();
+    auto& codes = impl->label_code.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
       codes.emplace(m.labels[c][l], static_cast<int32_t>(l));
     std::vector<bool> used(m.labels[c].size() + 1, false);
     for (int32_t code : m.codes[c]) used[static_cast<size_t>(code + 1)] = true;
-    auto& present = present_values_.emplace_back();
+    auto& present = impl->present_values.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
       if (used[l + 1]) present.push_back(m.labels[c][l]);
     if (used[0]) present.push_back("NA");
   }
+  impl_ = std::move(impl);
 }
 
 QueryEngine::~QueryEngine() = default;
 
 std::shared_ptr<const QueryEngine> QueryEngine::Create(std::shared_ptr<const StoreReader> store,
                                                        const EngineOptions& options) {
-  auto engine = std::shared_ptr<QueryEngine>(new QueryEngine(std::move(store)));
-  engine->parallel_min_entries_ = options.parallel_min_entries;
-  return engine;
+  return std::shared_ptr<QueryEngine>(new QueryEngine(std::move(store), options));
+}
+
+const std::vector<std::string>& QueryEngine::ColumnValues(int32_t column) const {
+  return impl_->present_values[static_cast<size_t>(column)];
 }
 
 Result<std::shared_ptr<const QueryEngine>> QueryEngine::Open(const std::string& path,
@@ -148,7 +163,7 @@ Status QueryEngine::UnknownGene(const std::string& name) const {
   for (size_t g = 0; g < symbols.size(); ++g) {
     if (symbols[g].empty()) continue;
     first.clear();
-    genes_->symbols.Find(symbols[g], &first);
+    impl_->genes->symbols.Find(symbols[g], &first);
     if (!first.empty() && first.front() == static_cast<int32_t>(g))
       candidates.emplace_back(symbols[g]);
   }
@@ -163,7 +178,7 @@ Result<std::vector<int32_t>> QueryEngine::ResolveGenes(
   std::vector<int32_t> found;
   for (const auto& name : names) {
     found.clear();
-    if (!genes_->ids.Find(name, &found) && !genes_->symbols.Find(name, &found))
+    if (!impl_->genes->ids.Find(name, &found) && !impl_->genes->symbols.Find(name, &found))
       return UnknownGene(name);
     for (int32_t g : found)
       if (std::find(out.begin(), out.end(), g) == out.end()) out.push_back(g);
@@ -555,8 +570,8 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
   const auto n_datasets = static_cast<size_t>(s.n_datasets());
   w.dataset_selected.assign(n_datasets, datasets.empty() ? 1 : 0);
   for (const auto& name : datasets) {
-    auto it = label_code_[0].find(name);
-    if (it == label_code_[0].end())
+    auto it = impl_->label_code[0].find(name);
+    if (it == impl_->label_code[0].end())
       return Status::NotFound("unknown dataset '" + name + "'" +
                               SuggestionSuffix(name, m.labels[0]));
     w.dataset_selected[static_cast<size_t>(it->second)] = 1;
@@ -578,16 +593,17 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
     if (clause.values.empty())
       return Status::InvalidArgument("no value given for column '" + clause.column + "'");
     for (const auto& value : clause.values) {
-      auto it = label_code_[static_cast<size_t>(c)].find(value);
+      auto it = impl_->label_code[static_cast<size_t>(c)].find(value);
       if (value == "NA") {  // missing values (and a value literally called NA, if any)
         w.allowed[offset] = 1;
-        if (it != label_code_[static_cast<size_t>(c)].end())
+        if (it != impl_->label_code[static_cast<size_t>(c)].end())
           w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
         continue;
       }
-      if (it == label_code_[static_cast<size_t>(c)].end())
-        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
-                                SuggestionSuffix(value, present_values_[static_cast<size_t>(c)]));
+      if (it == impl_->label_code[static_cast<size_t>(c)].end())
+        return Status::NotFound(
+            "column '" + clause.column + "' has no value '" + value + "'" +
+            SuggestionSuffix(value, impl_->present_values[static_cast<size_t>(c)]));
       w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
     }
   }
@@ -756,13 +772,13 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   scan.pair_cells = t.pair_cells.data();
   scan.all_splits = t.all_splits.data();
   scan.sparse = sparse;
-  scan.inverse_cells = inverse_cells_.data();
+  scan.inverse_cells = impl_->inverse_cells.data();
   scan.sums = PickSums(s, sparse);
   scan.second = want_m2 ? PickSecond(s) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
   if (!genes.empty())
-    ScanAllGenes(scan, genes, parallel_min_entries_, &t.buffers, out ? out->data() : nullptr);
+    ScanAllGenes(scan, genes, impl_->parallel_min_entries, &t.buffers, out ? out->data() : nullptr);
   return Status::Ok();
 }
 
