@@ -145,7 +145,7 @@ HTTP_EXPECTED = {
 }
 
 
-def _exchange(port, data: bytes, timeout=10):
+def exchange(port, data: bytes, timeout=10):
     """Sends the whole request, then reads until the server closes. Returns (outcome,
     status, body): outcome "answered", "closed" (nothing came back) or "timeout".
 
@@ -223,7 +223,7 @@ def test_http_regress(http_server, path):
     server = http_server
     assert path.name in HTTP_EXPECTED, f"{path.name}: no outcome in HTTP_EXPECTED"
     want_status, want_kind = HTTP_EXPECTED[path.name]
-    outcome, status, body = _exchange(server.port, _request_bytes(path))
+    outcome, status, body = exchange(server.port, _request_bytes(path))
     got = f"{path.name}: {outcome}, status {status}, body {body[:200]!r}"
     if want_kind == "closed":
         assert outcome == "closed", got
