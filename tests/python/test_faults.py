@@ -10,19 +10,24 @@ or the complete new one, and errors are one clear line (docs/RELIABILITY.md).
     fails with exit 1 and one line saying there is no space, leaving no file at all;
     `add` to a small store already there fails the same way and leaves the store
     byte-identical.
- 3. test_source_*_mid_build: the last of three inputs is truncated, overwritten,
-    replaced (rename) or deleted while a build runs: the build fails with one line
-    naming the file (changed/vanished, or the reader's error when the change came
-    before the file was opened), or succeeds only with what the file holds now.
+ 3. test_source_changes_mid_build: the last of three inputs is truncated, overwritten,
+    replaced (rename) or deleted at moments the test picks by watching the build open
+    its inputs (inotify) and stopping it there: before the input was planned (the
+    build reads the new file, or fails with one line naming it), after it was planned,
+    and while it is being read (the build fails with one line naming it as changed or
+    vanished, every time).
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import time
 import warnings
@@ -234,57 +239,175 @@ def _delete(path, spare):
 CHANGES = {"truncate": _truncate, "overwrite": _overwrite, "replace": _replace, "delete": _delete}
 
 
+class OpenWatch:
+    """inotify on a directory: the names of the files opened in it, in order. The build
+    opens each input several times (libhdf5), first to plan them all, then to
+    aggregate them one after another; these opens mark the moments the test acts at."""
+
+    IN_OPEN = 0x20
+
+    def __init__(self, directory):
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self.fd = self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        if self._libc.inotify_add_watch(self.fd, os.fsencode(directory), self.IN_OPEN) < 0:
+            err = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(err, f"inotify_add_watch {directory}")
+        self._pending = []
+
+    def pending(self):
+        """The opens queued now, without waiting."""
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            i = 0
+            while i < len(buf):
+                _, _, _, length = struct.unpack_from("iIII", buf, i)
+                self._pending.append(buf[i + 16:i + 16 + length].rstrip(b"\0").decode())
+                i += 16 + length
+        out, self._pending = self._pending, []
+        return out
+
+    def wait(self, timeout):
+        """The next open, or None after `timeout` seconds."""
+        if not self._pending:
+            select.select([self.fd], [], [], timeout)
+            self._pending = self.pending()
+        return self._pending.pop(0) if self._pending else None
+
+    def close(self):
+        os.close(self.fd)
+
+
+# The moments at which big2 (in2) is changed, as opens the build makes:
+#   "before-plan": the first open of in0, when in2 has not been planned: the build then
+#                  reads in2 as it is after the change;
+#   "after-plan":  the first open of in0 after in2's (planning done, in0 being
+#                  aggregated): in2 changed after its plan must be reported as changed;
+#   "mid-read":    the next open of in2 (it is being aggregated): the same.
+MOMENTS = {
+    "before-plan": ["in0.h5ad"],
+    "after-plan": ["in2.h5ad", "in0.h5ad"],
+    "mid-read": ["in2.h5ad", "in0.h5ad", "in2.h5ad"],
+}
+
+
+def _stop_group(proc):
+    """SIGSTOPs the build and its worker; returns once every one of them is stopped."""
+    os.killpg(proc.pid, signal.SIGSTOP)
+    deadline = time.monotonic() + 10
+    while any(_state(p) not in (None, "T", "t", "Z") for p in helpers.process_tree(proc.pid)):
+        assert time.monotonic() < deadline, "the build did not stop on SIGSTOP"
+        time.sleep(0.001)
+
+
+def _holds_open(proc, path):
+    want = os.path.realpath(path)
+    for pid in helpers.process_tree(proc.pid):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == want:
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def _build_changing(argv, watch_dir, inputs, moment, change, spare):
+    """Runs the build, stops it (SIGSTOP of its process group) at `moment`, changes
+    in2 if the stopped build is where the moment says, and lets it go on. Returns
+    (changed, exit code, stderr); changed is False when the stop came too late (the
+    build had moved past the moment while the test reacted), and nothing was changed."""
+    watch = OpenWatch(watch_dir)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        todo = list(MOMENTS[moment])
+        deadline = time.monotonic() + 120
+        while todo:
+            name = watch.wait(0.2)
+            if name is None:
+                assert proc.poll() is None, f"the build ended (exit {proc.returncode}) before {todo} was opened"
+                assert time.monotonic() < deadline, f"no open of {todo} within 120 s"
+            elif name == todo[0]:
+                todo.pop(0)
+        _stop_group(proc)
+        later = watch.pending()  # complete: every process of the build is stopped
+        if moment == "before-plan":
+            in_time = "in2.h5ad" not in later
+        elif moment == "after-plan":
+            in_time = "in2.h5ad" not in later and _holds_open(proc, inputs[0])
+        else:
+            in_time = _holds_open(proc, inputs[2])
+        if in_time:
+            CHANGES[change](inputs[2], spare)
+        os.killpg(proc.pid, signal.SIGCONT)
+        _, stderr = proc.communicate(timeout=300)
+        return in_time, proc.returncode, stderr
+    finally:
+        watch.close()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.parametrize("change", list(CHANGES))
 def test_source_changes_mid_build(cellcube, big, tmp_path, change):
-    """The build reads big0, big1, then big2 (plans all three first); big2 is changed
-    at several moments of the run. Each run must fail naming big2, or succeed with a
-    store that records big2 exactly as it is now (the change came before it was read)."""
+    """The build plans big0, big1, big2, then aggregates them in that order. big2 is
+    changed at three moments the test controls (MOMENTS), with the build stopped while
+    it is changed. Changed after it was planned, the build must fail with one line
+    naming big2 as changed (vanished, for a delete) and leave no file; changed before,
+    it reads big2 as it now is: a store recording the new file, or one error line
+    naming big2 when there is nothing to read."""
     spare = tmp_path / "spare.h5ad"
     gen_studies.write_big(spare, seed=77, gene_offset=500)
-    inputs = [tmp_path / f"in{k}.h5ad" for k in range(3)]
+    work = tmp_path / "work"
+    work.mkdir()
+    inputs = [work / f"in{k}.h5ad" for k in range(3)]
     for src, dst in zip(big, inputs):
         shutil.copyfile(src, dst)
-    out = tmp_path / "store.h5ad"
-    argv, total = timed_build(cellcube, out, inputs)
+    out = work / "store.h5ad"
+    argv = [str(a) for a in (cellcube, "build", "-o", out, "--quiet", "--threads", "1", *inputs)]
+    word = "vanished" if change == "delete" else "changed"
 
-    detected = 0
-    # Fractions of a normal run's duration at which big2 is changed: the plan step is
-    # short, so most land while big0/big1 are aggregated (after big2 was opened).
-    fractions = [0.3, 0.5, 0.7]
-    for frac in fractions:
-        shutil.copyfile(big[2], inputs[2])
-        st = inputs[2].stat()
-        before = (st.st_size, int(st.st_mtime))
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(frac * total)
-        running = proc.poll() is None
-        CHANGES[change](inputs[2], spare)
-        _, stderr = proc.communicate(timeout=300)
-        STATS["source_changes"] += 1
-        desc = f"{change} at {frac:.0%} of {total:.2f}s (still running: {running}): exit {proc.returncode}\n{stderr}"
-        assert proc.returncode in (0, 1), "killed by a signal? " + desc
-        if proc.returncode == 1:
-            lines = stderr.splitlines()
-            assert len(lines) == 1 and lines[0].startswith(helpers.ERROR_PREFIX), "not one error line: " + desc
-            assert str(inputs[2]) in lines[0], "the error must name the changed file: " + desc
-            if "changed while it was being read" in lines[0] or "vanished while it was being read" in lines[0]:
-                detected += 1
-            assert not out.exists() and not tmp_leftovers(tmp_path), "a failed build left files: " + desc
-        else:
-            # It succeeded: big2 was read whole either before the change (the store records
-            # the original file) or after it (it records the file as it is now).
-            row = sr.StoreView(out).datasets.loc["in2"]
-            got = (int(row["source_size"]), int(row["source_mtime"]))
-            now = (inputs[2].stat().st_size, int(inputs[2].stat().st_mtime)) if inputs[2].exists() else None
-            assert got in (before, now), (
-                f"the build succeeded but records big2 as {got}, neither the original {before} nor "
-                f"the current {now}: " + desc)
-            out.unlink()
-        if not inputs[2].exists():
+    runs = []
+    for moment in MOMENTS:
+        for attempt in range(3):
             shutil.copyfile(big[2], inputs[2])
-    STATS["source_detected"] += detected
-    print(f"{change}: {detected} of {len(fractions)} changes detected mid-read (build takes {total:.2f}s)")
-    assert detected >= 1, f"no {change} of the last input was detected while the build ran ({total:.2f}s)"
+            changed, rc, stderr = _build_changing(argv, work, inputs, moment, change, spare)
+            if changed:
+                break
+            assert rc == 0, f"{moment}: the unchanged build failed: exit {rc}\n{stderr}"
+            out.unlink()
+        else:
+            pytest.fail(f"{change} {moment}: in 3 runs the build never stopped where the moment is")
+        STATS["source_changes"] += 1
+        runs.append(f"{moment} on run {attempt + 1}")
+        desc = f"{change} {moment} (run {attempt + 1}): exit {rc}\n{stderr}"
+        lines = stderr.splitlines()
+        if moment == "before-plan" and change in ("overwrite", "replace"):
+            assert rc == 0 and stderr == "", desc
+            row = sr.StoreView(out).datasets.loc["in2"]
+            st = inputs[2].stat()
+            assert (int(row["source_size"]), int(row["source_mtime"])) == (st.st_size, int(st.st_mtime)), (
+                "the store must record big2 as it was read (after the change): " + desc)
+            out.unlink()
+            continue
+        assert rc == 1 and len(lines) == 1 and lines[0].startswith(helpers.ERROR_PREFIX), "not one error line: " + desc
+        assert str(inputs[2]) in lines[0], "the error must name the changed file: " + desc
+        if moment != "before-plan":
+            assert f"{word} while it was being read" in lines[0], desc
+            STATS["source_detected"] += 1
+        assert not out.exists() and not tmp_leftovers(work), "a failed build left files: " + desc
+    print(f"{change}: changed {', '.join(runs)}")
 
 
 # --------------------------------------------------------------------------
