@@ -1,5 +1,6 @@
 # cellcube: the two commands a user needs are `make demo` and `make test`.
-# Every target installs missing Debian packages first (scripts/install-deps.sh).
+# Every target first installs the missing Debian packages its purpose needs
+# (scripts/install-deps.sh build|test|bench|fuzz|format).
 
 BUILD_DIR   ?= build
 ASAN_DIR    ?= build-asan
@@ -10,41 +11,53 @@ JOBS        ?= $(shell nproc)
 DEMO_PORT   ?= 8080
 ATLAS_ARGS  ?=
 
-.PHONY: all deps web build test test-cpp test-python test-asan test-e2e demo bench bench-atlas format clean fuzz
+.PHONY: all deps deps-build deps-test deps-bench deps-fuzz deps-format web build test test-e2e \
+        test-asan fuzz demo bench bench-atlas format clean
 
 all: build
 
-deps:
-	@bash scripts/install-deps.sh
+# Each purpose's packages include the build's; the chain installs those first, so
+# under `make -j` no two apt-get runs overlap.
+deps: deps-bench deps-fuzz deps-format
+deps-build:
+	@bash scripts/install-deps.sh build
+deps-test: deps-build
+	@bash scripts/install-deps.sh test
+deps-bench: deps-test
+	@bash scripts/install-deps.sh bench
+deps-fuzz: deps-build
+	@bash scripts/install-deps.sh fuzz
+deps-format:
+	@bash scripts/install-deps.sh format
 
-$(BUILD_DIR)/build.ninja: | deps
+$(BUILD_DIR)/build.ninja: | deps-build
 	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
 
 # The web page: npm ci when web/node_modules is missing or older than the lockfile, then
 # the esbuild bundle into web/dist, which the C++ build embeds into the binary.
-web: deps
+web: deps-build
 	@if [ ! -f web/node_modules/.package-lock.json ] || [ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then \
 	  cd web && npm ci --no-audit --no-fund; fi
 	cd web && npm run --silent build
 
-build: deps web $(BUILD_DIR)/build.ninja
+build: deps-build web $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+test: deps-test build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) -m pytest tests/python -q
 	$(MAKE) --no-print-directory test-e2e
 
 # The page's logic (web/test), then the page in a real browser (Debian chromium driven by
 # playwright-core) against `cellcube serve` on a small synthetic store (tests/e2e/).
-test-e2e: build
+test-e2e: deps-test build
 	cd web && node --test test/
 	@if [ ! -f tests/e2e/node_modules/.package-lock.json ] || [ tests/e2e/package-lock.json -nt tests/e2e/node_modules/.package-lock.json ]; then \
 	  cd tests/e2e && npm ci --no-audit --no-fund; fi
 	CELLCUBE_BIN=$(abspath $(BUILD_DIR))/cellcube CELLCUBE_E2E_REAL=1 node --test --test-concurrency=1 tests/e2e/page.test.mjs
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer.
-test-asan: deps
+test-asan: deps-test web
 	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCELLCUBE_SANITIZE=ON
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS)
@@ -56,7 +69,7 @@ test-asan: deps
 
 # libFuzzer (clang-14, ASan + UBSan): the h5ad reader, the store reader + query engine and
 # the HTTP API handler, FUZZ_SECONDS each (fuzz/run.sh; docs/RELIABILITY.md).
-fuzz: deps web
+fuzz: deps-fuzz web
 	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCELLCUBE_FUZZ=ON -DCELLCUBE_TESTS=OFF -DCELLCUBE_WERROR=OFF
 	cmake --build $(FUZZ_DIR) -j $(JOBS) --target h5ad_fuzz store_fuzz http_fuzz cellcube
@@ -68,18 +81,18 @@ demo: build
 
 # Benchmarks (never run by the tests); each prints a Markdown section for
 # docs/BENCHMARKS.md.
-bench: build
+bench: deps-bench build
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) $(PYTHON) bench/compare_seed.py --out $(BUILD_DIR)/bench-query.md
 	$(PYTHON) bench/build_bench.py --out $(BUILD_DIR)/bench-build.md
 	$(PYTHON) bench/serve_bench.py --out $(BUILD_DIR)/bench-serve.md
 
 # The atlas-scale benchmark (300 datasets, 1.5 M cells, 20,000 genes: tens of minutes and
 # GBs of disk; ATLAS_ARGS=--quick for a smoke run, --keep-inputs to reuse the inputs).
-bench-atlas: build
+bench-atlas: deps-bench build
 	CELLCUBE_BUILD=$(abspath $(BUILD_DIR)) CELLCUBE_BIN=$(abspath $(BUILD_DIR))/cellcube \
 	  $(PYTHON) bench/atlas_bench.py $(ATLAS_ARGS) --out $(BUILD_DIR)/bench-atlas.md
 
-format:
+format: deps-format
 	clang-format -i $$(git ls-files '*.cc' '*.h')
 
 clean:
