@@ -34,6 +34,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "cellcube/status.h"
@@ -45,6 +46,25 @@ namespace cellcube {
 enum class ArrayType { kInt32, kInt64, kUInt16, kUInt32, kFloat32, kFloat64 };
 const char* ArrayTypeName(ArrayType t);
 
+// The ArrayType of element type T (a compile error for a type no store array holds).
+template <typename T>
+constexpr ArrayType ArrayTypeOf() {
+  if constexpr (std::is_same_v<T, int32_t>)
+    return ArrayType::kInt32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return ArrayType::kInt64;
+  else if constexpr (std::is_same_v<T, uint16_t>)
+    return ArrayType::kUInt16;
+  else if constexpr (std::is_same_v<T, uint32_t>)
+    return ArrayType::kUInt32;
+  else if constexpr (std::is_same_v<T, float>)
+    return ArrayType::kFloat32;
+  else {
+    static_assert(std::is_same_v<T, double>, "no store array holds this element type");
+    return ArrayType::kFloat64;
+  }
+}
+
 // A read-only 1-D array: in the mapped file or owned by the reader.
 struct ArrayView {
   const void* data = nullptr;
@@ -52,9 +72,12 @@ struct ArrayView {
   int64_t size = 0;
   bool mapped = false;  // true when read in place from the mapped file
 
+  // The elements as T, which must be the array's own element type: asked as another
+  // type, it gives nullptr (no data), never the bytes reinterpreted. Dispatch on `type`
+  // first (VisitEntryTypes does it for the entry arrays).
   template <typename T>
   const T* As() const {
-    return static_cast<const T*>(data);
+    return type == ArrayTypeOf<T>() ? static_cast<const T*>(data) : nullptr;
   }
   // Element i as int64 (int32 or int64 arrays only).
   int64_t IntAt(int64_t i) const {
@@ -134,24 +157,22 @@ class StoreReader {
   // cellcube writes it).
   int arrays_mapped() const;
 
-  struct Internals;
-
  private:
-  StoreReader() = default;
+  struct Internals;  // the open: checks the file and fills in the members (reader.cc)
+  struct Storage;    // the file's mapping and the arrays read into memory (reader.cc)
+  StoreReader();
   friend struct Internals;
 
   std::string path_;
   uint64_t file_size_ = 0;
   uint64_t file_inode_ = 0;
   int64_t file_mtime_ns_ = 0;
-  void* map_ = nullptr;
-  size_t map_bytes_ = 0;
+  std::unique_ptr<Storage> storage_;  // what the array views point into
   StoreData meta_;
   StringList gene_ids_, gene_symbols_;
   int64_t n_entries_ = 0;
   int format_version_ = 0;
   ArrayView indptr_, indices_, nnz_, sum_, second_;
-  std::vector<std::vector<uint64_t>> owned_;  // arrays read into memory (8-byte aligned)
   MeasuredBits measured_;
   // Per gene: 0 = entries not checked yet, 1 = good, 2 = damaged.
   std::unique_ptr<std::atomic<uint8_t>[]> gene_verdict_;

@@ -115,6 +115,18 @@ Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
 
 }  // namespace
 
+struct StoreReader::Storage {
+  void* map = nullptr;
+  size_t map_bytes = 0;
+  std::vector<std::vector<uint64_t>> owned;  // arrays read into memory (8-byte aligned)
+
+  ~Storage() {
+    if (map) ::munmap(map, map_bytes);
+  }
+};
+
+StoreReader::StoreReader() : storage_(std::make_unique<Storage>()) {}
+
 struct StoreReader::Internals {
   StoreReader* r;
   const File* file;
@@ -144,19 +156,20 @@ struct StoreReader::Internals {
         return Broken("'" + dataset + "' lies outside the file (bytes " + std::to_string(e.offset) +
                       " to " + std::to_string(e.offset + e.bytes) + " of a " +
                       std::to_string(r->file_size_) + "-byte file)");
-      const char* p = static_cast<const char*>(r->map_) + e.offset;
+      const char* p = static_cast<const char*>(r->storage_->map) + e.offset;
       if (e.offset % width == 0) {
         v.data = p;
         v.mapped = true;
         return v;
       }
-      auto& buf = r->owned_.emplace_back((e.bytes + 7) / 8);
+      auto& buf = r->storage_->owned.emplace_back((e.bytes + 7) / 8);
       if (e.bytes) std::memcpy(buf.data(), p, e.bytes);
       v.data = buf.data();
       return v;
     }
     // Not in place (chunked, compressed, big-endian): read through the h5ad reader.
-    auto& buf = r->owned_.emplace_back((static_cast<uint64_t>(e.elements) * width + 7) / 8);
+    auto& buf =
+        r->storage_->owned.emplace_back((static_cast<uint64_t>(e.elements) * width + 7) / 8);
     v.data = buf.data();
     if (type == ArrayType::kFloat32 || type == ArrayType::kFloat64) {
       CC_ASSIGN_OR_RETURN(auto values, file->ReadDoubles(dataset));
@@ -187,15 +200,15 @@ struct StoreReader::Internals {
   Status CheckSamePattern(const std::string& dataset, const ArrayView& reference) {
     CC_ASSIGN_OR_RETURN(File::Extent e, file->Locate(dataset));
     if (e.in_place && reference.mapped &&
-        static_cast<const char*>(r->map_) + e.offset == reference.data)
+        static_cast<const char*>(r->storage_->map) + e.offset == reference.data)
       return Status::Ok();
-    const size_t mark = r->owned_.size();
+    const size_t mark = r->storage_->owned.size();
     CC_ASSIGN_OR_RETURN(ArrayView copy,
                         Load(dataset, {reference.type}, reference.size, "the nnz layer"));
     bool same = reference.size == 0 ||
                 std::memcmp(copy.data, reference.data,
                             static_cast<size_t>(reference.size) * Width(reference.type)) == 0;
-    r->owned_.resize(mark);  // drop the copy if it was read into memory
+    r->storage_->owned.resize(mark);  // drop the copy if it was read into memory
     if (!same) return Broken("'" + dataset + "' differs from the nnz layer's");
     return Status::Ok();
   }
@@ -246,7 +259,7 @@ struct StoreReader::Internals {
     file = &f;
     MetadataOptions options;
     options.names = MetadataOptions::Names::kLists;
-    options.map = {static_cast<const char*>(r->map_), r->map_bytes_};
+    options.map = {static_cast<const char*>(r->storage_->map), r->storage_->map_bytes};
     CC_ASSIGN_OR_RETURN(StoreMetadata loaded, LoadStoreMetadata(f, options));
     r->meta_ = std::move(loaded.meta);
     r->measured_ = std::move(loaded.measured);
@@ -318,8 +331,8 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(cons
       ::close(fd);
       return Status::IoError("cannot map '" + path + "': " + std::strerror(err));
     }
-    r->map_ = map;
-    r->map_bytes_ = r->file_size_;
+    r->storage_->map = map;
+    r->storage_->map_bytes = r->file_size_;
   }
   ::close(fd);
 
@@ -378,9 +391,7 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& 
   }
 }
 
-StoreReader::~StoreReader() {
-  if (map_) ::munmap(map_, map_bytes_);
-}
+StoreReader::~StoreReader() = default;
 
 int StoreReader::arrays_mapped() const {
   return indptr_.mapped + indices_.mapped + nnz_.mapped + sum_.mapped + second_.mapped;
