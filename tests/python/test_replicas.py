@@ -279,6 +279,11 @@ class Load:
         with self.lock:
             return sum(1 for a in self.answers if a[0] > t)
 
+    def wait(self, what, n, since=0.0, timeout=60):
+        """Until n answers came after `since`; a failed request ends the wait at once
+        (the assertions after the loop name it)."""
+        wait_until(what, lambda: self.failures or self.count_since(since) >= n, timeout)
+
 
 def expected_answers(port) -> dict:
     """{path: canonical answer} asked of one replica directly, without gzip."""
@@ -324,7 +329,7 @@ def test_store_replaced_under_load_every_replica_reloads_no_request_fails(cellcu
     assert [r.generation() for r in replicas] == [1, 1]
 
     with Load(proxy.port) as load:
-        wait_until("load through nginx", lambda: load.count() >= 200, 30)
+        load.wait("load through nginx", 200)
         # The update procedure: a new store built beside the served one, renamed over it.
         beside = store.with_name("atlas.next.h5ad")
         shutil.copy2(store, beside)
@@ -333,7 +338,7 @@ def test_store_replaced_under_load_every_replica_reloads_no_request_fails(cellcu
         os.replace(beside, store)
         wait_until("every replica's reload", lambda: [r.generation() for r in replicas] == [2, 2], 60)
         reloaded = time.monotonic()
-        wait_until("load after the reload", lambda: load.count_since(reloaded + 0.5) >= 200, 30)
+        load.wait("load after the reload", 200, since=reloaded + 0.5)
 
     new = expected_answers(replicas[0].port)
     assert expected_answers(replicas[1].port) == new
@@ -368,11 +373,11 @@ def test_a_killed_replica_is_routed_around(cluster):
     expected = expected_answers(replicas[1].port)
     victim, survivor = replicas
     with Load(proxy.port) as load:
-        wait_until("load through nginx", lambda: load.count() >= 200, 30)
+        load.wait("load through nginx", 200)
         killed = time.monotonic()
         victim.proc.kill()
         victim.proc.wait(timeout=10)
-        wait_until("load after the kill", lambda: load.count_since(killed) >= 400, 30)
+        load.wait("load after the kill", 400, since=killed)
 
     assert not load.failures, f"{len(load.failures)} of {len(load.failures) + len(load.answers)} " \
                               f"requests failed, e.g. {load.failures[:3]}"

@@ -133,7 +133,7 @@ def snakemake(tmp_path, cellcube, inputs, store, extra=()):
     bin_dir = tmp_path / "bin"
     if not bin_dir.exists():
         bin_dir.mkdir()
-        (bin_dir / "cellcube").symlink_to(cellcube)
+        (bin_dir / "cellcube").symlink_to(Path(cellcube).resolve())
     argv = [snakemake_binary(), "-s", SNAKEFILE, "--cores", "2", "--config",
             f"inputs={inputs}", f"store={store}", "fanin=2", "threads=1", *OPTIONS, *extra]
     return helpers.run(argv, cwd=tmp_path, timeout=300,
