@@ -18,6 +18,10 @@
 
 namespace cellcube::h5ad {
 
+// What to tell a user whose file crashed libhdf5 (a child process reading it died of a
+// signal): its structure is damaged beyond what libhdf5 survives, and how to check it.
+extern const char* const kCrashedReaderAdvice;
+
 enum class Encoding { kDense, kCsr, kCsc };
 const char* EncodingName(Encoding e);
 

@@ -214,9 +214,6 @@ struct DatasetInput {
   std::string path;
 };
 
-// Parses "NAME=PATH" or "PATH" (name = file stem).
-DatasetInput ParseDatasetInput(const std::string& arg);
-
 struct BuildOptions {
   // Cell-type column candidates: each dataset uses the first it has (SPEC §5); empty =
   // the first of SPEC §5's list that exists.

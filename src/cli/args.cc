@@ -96,4 +96,20 @@ Result<std::vector<WhereClause>> WhereOptions(const Args& args) {
   return out;
 }
 
+DatasetInput ParseDatasetInput(const std::string& arg) {
+  DatasetInput in;
+  auto eq = arg.find('=');
+  if (eq != std::string::npos && eq > 0 && arg.find('/') > eq) {
+    in.name = arg.substr(0, eq);
+    in.path = arg.substr(eq + 1);
+    return in;
+  }
+  in.path = arg;
+  std::string base =
+      arg.substr(arg.find_last_of('/') == std::string::npos ? 0 : arg.find_last_of('/') + 1);
+  auto dot = base.rfind(".h5ad");
+  in.name = dot != std::string::npos && dot + 5 == base.size() ? base.substr(0, dot) : base;
+  return in;
+}
+
 }  // namespace cellcube::cli

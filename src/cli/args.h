@@ -9,6 +9,7 @@
 
 #include "cellcube/query.h"
 #include "cellcube/status.h"
+#include "cellcube/store.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
@@ -37,6 +38,10 @@ class Args {
   std::map<std::string, std::vector<std::string>> values_;
   std::vector<std::string> positionals_;
 };
+
+// A command-line input "NAME=PATH" or "PATH" (name = the file stem, less ".h5ad"). An
+// '=' after a '/' belongs to the path.
+DatasetInput ParseDatasetInput(const std::string& arg);
 
 // Every --where COL=VALUE (split at the first '='). Usage error for anything else,
 // with a hint when it looks like the URL form COL:VALUE.

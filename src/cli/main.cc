@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "cellcube/h5ad.h"
 #include "cli/commands.h"
 #include "util/isolate.h"
 #include "util/text.h"
@@ -106,6 +107,7 @@ Status RunIsolatedCommand(const Command& c, std::vector<std::string> args) {
   options.memory_limit = limit;
   options.forward_signals = true;
   options.memory_limit_option = "--memory-limit";
+  options.crash_advice = h5ad::kCrashedReaderAdvice;  // the commands read .h5ad files
   return RunIsolated([&] { return c.run(args); }, options);
 }
 

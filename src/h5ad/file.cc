@@ -15,6 +15,10 @@
 
 namespace cellcube::h5ad {
 
+const char* const kCrashedReaderAdvice =
+    "its HDF5 structure is most likely damaged in a way libhdf5 does not survive; check it "
+    "with 'h5dump -H', then re-create or re-download it";
+
 const char* EncodingName(Encoding e) {
   switch (e) {
     case Encoding::kDense:

@@ -376,12 +376,13 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& 
     if (::stat(path.c_str(), &before) != 0) return OpenInProcess(path);  // its own error
     uint64_t limit = options.memory_limit;
     if (limit == 0) {
-      CC_ASSIGN_OR_RETURN(limit, MemoryLimitFor(static_cast<uint64_t>(before.st_size)));
+      CC_ASSIGN_OR_RETURN(limit, DefaultMemoryLimit());
     }
     // The child makes every HDF5 call of the open on the same bytes: if it survives, so
     // do we. (The entry checks, cellcube's own code and most of the time, run here only.)
     IsolationOptions isolation;
     isolation.memory_limit = limit;
+    isolation.crash_advice = h5ad::kCrashedReaderAdvice;
     isolation.stuck_after_ms = 300;  // sanitizer builds: see IsolationOptions
     CC_RETURN_IF_ERROR(
         RunIsolated([&] { return OpenInProcess(path, /*hdf5_only=*/true).status(); }, isolation));

@@ -434,9 +434,10 @@ Status Death(int status, const SharedNote* note, uint64_t used, const IsolationO
     return Status::IoError("was stopped by " + SignalName(sig) + reading);
   if (reading.empty())
     return Status::Internal("crashed (" + SignalName(sig) + "); please report this");
-  return Status::Corrupt("crashed (" + SignalName(sig) + ")" + reading +
-                         ": its HDF5 structure is most likely damaged in a way libhdf5 does not "
-                         "survive; check it with 'h5dump -H', then re-create or re-download it");
+  return Status::Corrupt("crashed (" + SignalName(sig) + ")" + reading + ": " +
+                         (options.crash_advice.empty()
+                              ? std::string("the file is most likely damaged")
+                              : options.crash_advice));
 }
 
 }  // namespace
@@ -616,7 +617,5 @@ Result<uint64_t> DefaultMemoryLimit() {
     return ParseMemoryLimit(env, "CELLCUBE_MEMORY_LIMIT");
   return uint64_t{2} << 30;  // SPEC §10: 2 GB by default
 }
-
-Result<uint64_t> MemoryLimitFor(uint64_t /*input_bytes*/) { return DefaultMemoryLimit(); }
 
 }  // namespace cellcube

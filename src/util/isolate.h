@@ -24,6 +24,10 @@ struct IsolationOptions {
   // The command-line option that sets memory_limit ("--memory-limit"), which an
   // out-of-memory message names beside CELLCUBE_MEMORY_LIMIT; empty: the variable only.
   std::string memory_limit_option;
+  // What a crash (a real signal) while reading a noted file means and what to do, after
+  // "crashed (SIGSEGV, ...) while reading 'F': ". The caller knows the file's format
+  // (h5ad::kCrashedReaderAdvice for HDF5); empty: "the file is most likely damaged".
+  std::string crash_advice;
   // Sanitizer builds only (release builds ignore it): GCC 12's AddressSanitizer does not
   // lock its allocator around fork(), so a child forked while another thread of this
   // process allocates can wait forever on that lock. A child that has slept without
@@ -82,9 +86,5 @@ Result<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& so
 // The memory limit when the command line gives none: CELLCUBE_MEMORY_LIMIT if set, else
 // 2 GiB (SPEC §10). Usage error for a malformed variable.
 Result<uint64_t> DefaultMemoryLimit();
-
-// For isolated store opens (StoreOpenOptions::memory_limit == 0): DefaultMemoryLimit();
-// the size of the inputs no longer changes the limit.
-Result<uint64_t> MemoryLimitFor(uint64_t input_bytes);
 
 }  // namespace cellcube

@@ -154,13 +154,5 @@ TEST(StoreData, ValidateCatchesBrokenInvariants) {
   EXPECT_FALSE(bad.Validate().ok());
 }
 
-TEST(DatasetInput, NamesComeFromStemOrNameEquals) {
-  EXPECT_EQ(ParseDatasetInput("dir/lung_1.h5ad").name, "lung_1");
-  auto named = ParseDatasetInput("lung=dir/x.h5ad");
-  EXPECT_EQ(named.name, "lung");
-  EXPECT_EQ(named.path, "dir/x.h5ad");
-  EXPECT_EQ(ParseDatasetInput("dir/a=b.h5ad").name, "a=b");
-}
-
 }  // namespace
 }  // namespace cellcube

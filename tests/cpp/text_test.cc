@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cli/args.h"
 #include "util/parallel.h"
 
 namespace cellcube {
@@ -112,6 +113,15 @@ TEST(Parallel, UsesSeveralThreadsWhenAsked) {
   });
   EXPECT_EQ(max_worker.load(), 1);
   EXPECT_NE(std::count(ids.begin(), ids.end(), std::this_thread::get_id()), 0);
+}
+
+TEST(DatasetInput, NamesComeFromStemOrNameEquals) {
+  using cli::ParseDatasetInput;
+  EXPECT_EQ(ParseDatasetInput("dir/lung_1.h5ad").name, "lung_1");
+  auto named = ParseDatasetInput("lung=dir/x.h5ad");
+  EXPECT_EQ(named.name, "lung");
+  EXPECT_EQ(named.path, "dir/x.h5ad");
+  EXPECT_EQ(ParseDatasetInput("dir/a=b.h5ad").name, "a=b");
 }
 
 }  // namespace
