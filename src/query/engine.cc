@@ -663,31 +663,15 @@ Result<std::vector<int32_t>> QueryEngine::SelectGroups(
 // (SPEC §2; `groups` ascending, `split_of_group` per group), n_cells counting only the
 // datasets that measured the gene; m2 only when `want_m2`. Each gene's entries are
 // checked first (SPEC §10). The one roll-up behind queries and DE.
-Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
-                               const std::vector<int32_t>& groups,
-                               const std::vector<int32_t>& split_of_group, int32_t n_splits,
-                               bool want_m2, std::vector<Aggregate>* out,
-                               const RollUpVisitor* visit) const {
-  thread_local RollUpScratch t;
-  const StoreReader& s = *store_;
-  const StoreData& m = s.meta();
-  const std::vector<int32_t>& group_dataset = s.group_dataset();
-  const auto n_datasets = static_cast<size_t>(s.n_datasets());
-  const size_t n_selected = groups.size();
-  if (out) out->clear();
-  if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
-  CC_RETURN_IF_ERROR(s.CheckGenes(genes));
-  if (n_selected == 0 || n_splits <= 0) {
-    const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
-    if (out) out->assign(none.size() * genes.size(), Aggregate{});
-    if (visit)
-      for (size_t gi = 0; gi < genes.size(); ++gi)
-        (*visit)(gi, GeneSplits{none.data(), nullptr, 0});
-    return Status::Ok();
-  }
+namespace {
 
-  // Runs of groups to scan: one per dataset (within a dataset, unselected groups in
-  // between are skipped).
+// The runs of groups to scan, one per dataset (within a dataset, unselected groups in
+// between are skipped), each selected group's split (t.split_of, from t.runs' first
+// group), the cells per split, and the datasets with a selected group.
+Status PlanRuns(const StoreReader& s, const std::vector<int32_t>& groups,
+                const std::vector<int32_t>& split_of_group, int32_t n_splits, RollUpScratch& t) {
+  const std::vector<int32_t>& group_dataset = s.group_dataset();
+  const size_t n_selected = groups.size();
   t.runs.clear();
   for (size_t i = 0; i < n_selected; ++i) {
     const int32_t g = groups[i];
@@ -702,22 +686,29 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   t.split_of.assign(static_cast<size_t>(t.runs.back().end - base), -1);  // -1: unselected
   t.cells.assign(n_splits, 0);
   t.contributing.clear();
-  t.contributing_index.assign(n_datasets, -1);
+  t.contributing_index.assign(static_cast<size_t>(s.n_datasets()), -1);
   for (size_t i = 0; i < n_selected; ++i) {
     const int32_t g = groups[i];
     const int32_t split = split_of_group[i];
     if (split < 0 || split >= n_splits) return Status::Internal("roll-up split out of range");
     t.split_of[static_cast<size_t>(g - base)] = split;
-    t.cells[static_cast<size_t>(split)] += m.n_cells[static_cast<size_t>(g)];
+    t.cells[static_cast<size_t>(split)] += s.meta().n_cells[static_cast<size_t>(g)];
     const int32_t d = group_dataset[static_cast<size_t>(g)];
     if (t.contributing_index[static_cast<size_t>(d)] < 0) {
       t.contributing_index[static_cast<size_t>(d)] = static_cast<int32_t>(t.contributing.size());
       t.contributing.push_back(d);
     }
   }
-  // Per contributing dataset, the splits holding its cells and how many: a gene's
-  // splits count the cells of the datasets that measured it.
-  const size_t n_contributing = t.contributing.size();
+  return Status::Ok();
+}
+
+// Per contributing dataset, the splits holding its cells and how many (t.pairs_*): a
+// gene's splits count the cells of the datasets that measured it. Returns whether the
+// roll-up is sparse: many splits, few of them holding cells of several datasets.
+bool PlanPairs(const StoreReader& s, const std::vector<int32_t>& groups,
+               const std::vector<int32_t>& split_of_group, int32_t n_splits, RollUpScratch& t) {
+  const std::vector<int32_t>& group_dataset = s.group_dataset();
+  const size_t n_selected = groups.size();
   t.pairs_begin.assign(1, 0);
   t.pair_split.clear();
   t.pair_cells.clear();
@@ -745,26 +736,50 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
       t.pair_split.push_back(static_cast<int32_t>(sp));
       t.pair_cells.push_back(0);
     }
-    t.pair_cells[static_cast<size_t>(t.last_pair[sp])] += m.n_cells[static_cast<size_t>(groups[i])];
+    t.pair_cells[static_cast<size_t>(t.last_pair[sp])] +=
+        s.meta().n_cells[static_cast<size_t>(groups[i])];
   }
   t.pairs_begin.push_back(static_cast<int64_t>(t.pair_split.size()));
   if (t.all_splits.size() != static_cast<size_t>(n_splits)) {
     t.all_splits.resize(static_cast<size_t>(n_splits));
     std::iota(t.all_splits.begin(), t.all_splits.end(), 0);
   }
-  // Sparse when there are many splits and few of them hold cells of several datasets.
-  const bool sparse = n_splits >= 64 && t.pair_split.size() <= 2 * static_cast<size_t>(n_splits);
+  return n_splits >= 64 && t.pair_split.size() <= 2 * static_cast<size_t>(n_splits);
+}
 
-  // Per gene, scan its entries (checked above) into the per-split accumulators; the
-  // second moment only when asked for.
+}  // namespace
+
+// Checks the genes' entries, plans the runs and the per-dataset splits, then scans
+// every gene (on every core when that pays) into the matrix or the visitor.
+Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
+                               const std::vector<int32_t>& groups,
+                               const std::vector<int32_t>& split_of_group, int32_t n_splits,
+                               bool want_m2, std::vector<Aggregate>* out,
+                               const RollUpVisitor* visit) const {
+  thread_local RollUpScratch t;
+  const StoreReader& s = *store_;
+  if (out) out->clear();
+  if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
+  CC_RETURN_IF_ERROR(s.CheckGenes(genes));
+  if (groups.empty() || n_splits <= 0) {
+    const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
+    if (out) out->assign(none.size() * genes.size(), Aggregate{});
+    if (visit)
+      for (size_t gi = 0; gi < genes.size(); ++gi)
+        (*visit)(gi, GeneSplits{none.data(), nullptr, 0});
+    return Status::Ok();
+  }
+  CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
+  const bool sparse = PlanPairs(s, groups, split_of_group, n_splits, t);
+
   GeneScan scan;
   scan.store = &s;
   scan.runs = &t.runs;
-  scan.base = base;
+  scan.base = t.runs.front().begin;
   scan.split_of = t.split_of.data();
   scan.n_splits = static_cast<size_t>(n_splits);
   scan.n_genes = genes.size();
-  scan.n_contributing = n_contributing;
+  scan.n_contributing = t.contributing.size();
   scan.cells = t.cells.data();
   scan.contributing = t.contributing.data();
   scan.pairs_begin = t.pairs_begin.data();
@@ -798,37 +813,31 @@ Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes,
   return RollUpInto(genes, groups, split_of_group, n_splits, want_m2, nullptr, &visit);
 }
 
-Result<QueryResult> QueryEngine::Run(const Query& q) const {
-  thread_local Scratch t;
-  const StoreReader& s = *store_;
-  const StoreData& m = s.meta();
-  QueryResult result;
+namespace {
 
-  CC_ASSIGN_OR_RETURN(result.metrics, ParseMetrics(q.metrics));
-  if (q.genes.empty()) return Status::InvalidArgument("no genes asked for");
-  CC_ASSIGN_OR_RETURN(std::vector<int32_t> genes, ResolveGenes(q.genes));
-
-  // Split columns.
+// The split columns of a query, as column indices; no column twice, none named like an
+// output column.
+Result<std::vector<int32_t>> SplitColumns(const QueryEngine& engine, const Query& q,
+                                          const std::vector<Metric>& metrics) {
   std::vector<int32_t> by;
   for (const auto& name : q.by) {
-    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(name));
+    CC_ASSIGN_OR_RETURN(int32_t c, engine.ColumnIndex(name));
     if (std::find(by.begin(), by.end(), c) != by.end())
       return Status::InvalidArgument("column '" + name + "' is split by twice");
     bool clash = name == "gene";
-    for (Metric metric : result.metrics) clash |= name == MetricName(metric);
+    for (Metric metric : metrics) clash |= name == MetricName(metric);
     if (clash)
       return Status::InvalidArgument("cannot split by column '" + name +
                                      "': the output has a column of that name already");
     by.push_back(c);
   }
-  result.by = q.by;
+  return by;
+}
 
-  CC_RETURN_IF_ERROR(SelectGroupsInto(q.datasets, q.where, &t.selected));
-  if (t.selected.empty()) {
-    result.notes.push_back(kNoCellsSelected);
-    return result;
-  }
-
+// Numbers the selected groups' splits in key order (mixed radix over the by-columns'
+// label positions, NA last): t.split per selected group, t.representative per split (a
+// group holding its labels). Returns how many splits there are.
+uint64_t NumberSplits(const StoreData& m, const std::vector<int32_t>& by, Scratch& t) {
   const size_t n_selected = t.selected.size();
   t.keys.assign(n_selected, 0);
   uint64_t key_space = 1;
@@ -862,43 +871,71 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   } else {
     n_splits = RankKeys(t.keys, t.distinct);
   }
-  // Per split: a representative group (for its labels); then the roll-up.
   t.representative.assign(n_splits, -1);
   t.split.assign(n_selected, 0);
   for (size_t i = 0; i < n_selected; ++i) {
     t.split[i] = static_cast<int32_t>(t.keys[i]);
     if (t.representative[t.keys[i]] < 0) t.representative[t.keys[i]] = t.selected[i];
   }
-  bool want_m2 = false;
-  for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
-  CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits), want_m2,
-                                &t.agg, nullptr));
-  const size_t n_genes = genes.size();
+  return n_splits;
+}
 
-  // The result: genes, split labels, rows split-major.
-  result.gene_indices = genes;
+// The answer from the roll-up t.agg (split-major): genes, split labels, and the rows of
+// (split, gene)s with cells.
+void FillResult(const StoreReader& s, const std::vector<int32_t>& genes,
+                const std::vector<int32_t>& by, uint64_t n_splits, const Scratch& t,
+                QueryResult* result) {
+  const StoreData& m = s.meta();
+  result->gene_indices = genes;
   for (int32_t g : genes) {
-    result.genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
-    result.symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
+    result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
+    result->symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
   }
-  result.n_splits = static_cast<int64_t>(n_splits);
-  result.split_labels.reserve(n_splits * by.size());
+  result->n_splits = static_cast<int64_t>(n_splits);
+  result->split_labels.reserve(n_splits * by.size());
   static const std::string kNA = "NA";
   for (size_t sp = 0; sp < n_splits; ++sp) {
     const auto g = static_cast<size_t>(t.representative[sp]);
     for (int32_t c : by) {
       const int32_t code = m.codes[static_cast<size_t>(c)][g];
-      result.split_labels.push_back(
+      result->split_labels.push_back(
           code < 0 ? kNA : m.labels[static_cast<size_t>(c)][static_cast<size_t>(code)]);
     }
   }
-  result.rows.reserve(n_splits * n_genes);
+  const size_t n_genes = genes.size();
+  result->rows.reserve(n_splits * n_genes);
   for (size_t sp = 0; sp < n_splits; ++sp)
     for (size_t gi = 0; gi < n_genes; ++gi) {
       const Aggregate& a = t.agg[sp * n_genes + gi];
       if (a.n_cells > 0)
-        result.rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+        result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
     }
+}
+
+}  // namespace
+
+// Resolve the genes and split columns, select the groups, number their splits, roll
+// up, and lay out the answer.
+Result<QueryResult> QueryEngine::Run(const Query& q) const {
+  thread_local Scratch t;
+  QueryResult result;
+  CC_ASSIGN_OR_RETURN(result.metrics, ParseMetrics(q.metrics));
+  if (q.genes.empty()) return Status::InvalidArgument("no genes asked for");
+  CC_ASSIGN_OR_RETURN(std::vector<int32_t> genes, ResolveGenes(q.genes));
+  CC_ASSIGN_OR_RETURN(std::vector<int32_t> by, SplitColumns(*this, q, result.metrics));
+  result.by = q.by;
+
+  CC_RETURN_IF_ERROR(SelectGroupsInto(q.datasets, q.where, &t.selected));
+  if (t.selected.empty()) {
+    result.notes.push_back(kNoCellsSelected);
+    return result;
+  }
+  const uint64_t n_splits = NumberSplits(store_->meta(), by, t);
+  bool want_m2 = false;
+  for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
+  CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits), want_m2,
+                                &t.agg, nullptr));
+  FillResult(*store_, genes, by, n_splits, t, &result);
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
   if (result.rows.empty()) result.notes.push_back(kNotMeasured);
   return result;
