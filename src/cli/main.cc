@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "util/isolate.h"
 #include "util/text.h"
+#include "util/version.h"
 
 namespace cellcube::cli {
 
@@ -123,7 +124,7 @@ int Main(int argc, char** argv) {
     return 0;
   }
   if (name == "--version") {
-    std::cout << "cellcube " << CELLCUBE_VERSION << "\n";
+    std::cout << "cellcube " << Version() << "\n";
     return 0;
   }
   std::vector<std::string> names;

@@ -15,6 +15,7 @@
 #include "server/gzip.h"
 #include "server/response_cache.h"
 #include "util/text.h"
+#include "util/version.h"
 
 namespace cellcube::server {
 namespace {
@@ -456,7 +457,7 @@ std::string ETagFor(const Snapshot& snap, const std::string& key) {
   std::snprintf(buf, sizeof buf, "\"%zx-%llx-%llx-%llx-%s\"", std::hash<std::string>{}(key),
                 static_cast<unsigned long long>(s.file_inode()),
                 static_cast<unsigned long long>(s.file_size()),
-                static_cast<unsigned long long>(s.file_mtime_ns()), CELLCUBE_VERSION);
+                static_cast<unsigned long long>(s.file_mtime_ns()), Version());
   return buf;
 }
 

@@ -10,6 +10,7 @@
 #include "store/store_loader.h"
 #include "store/store_stream.h"
 #include "util/isolate.h"
+#include "util/version.h"
 
 namespace cellcube {
 namespace {
@@ -182,7 +183,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
   CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/format", store_layout::kFormatName));
   CC_RETURN_IF_ERROR(w.WriteScalarString(root + "/format_version", kStoreFormatVersion));
   CC_RETURN_IF_ERROR(
-      w.WriteScalarString(root + "/created_by", std::string("cellcube ") + CELLCUBE_VERSION));
+      w.WriteScalarString(root + "/created_by", std::string("cellcube ") + Version()));
   std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols,
       donors;
   std::vector<int64_t> sizes, mtimes, cells, genes, groups;

@@ -1,0 +1,7 @@
+#include "util/version.h"
+
+namespace cellcube {
+
+const char* Version() { return CELLCUBE_VERSION; }
+
+}  // namespace cellcube
