@@ -227,21 +227,22 @@ class Reference:
         cats = self.order[col]
         return len(cats) if label is None else cats.index(label)
 
+    @staticmethod
+    def _selected(ds, where):
+        """Per cell of `ds`, whether the where filters keep it (OR within a column)."""
+        mask = np.ones(ds.n, dtype=bool)
+        for col, values in (where or {}).items():
+            labs = ds.column(col)
+            m = np.zeros(ds.n, dtype=bool)
+            for v in values:
+                m |= np.array([x is None for x in labs]) if v == "NA" else (labs == v)
+            mask &= m
+        return mask
+
     def selects_cells(self, where=None, datasets=None):
         """Whether the datasets and where filters leave any cell at all."""
-        for ds in self.datasets:
-            if datasets and ds.name not in datasets:
-                continue
-            mask = np.ones(ds.n, dtype=bool)
-            for col, values in (where or {}).items():
-                labs = ds.column(col)
-                m = np.zeros(ds.n, dtype=bool)
-                for v in values:
-                    m |= np.array([x is None for x in labs]) if v == "NA" else (labs == v)
-                mask &= m
-            if mask.any():
-                return True
-        return False
+        return any(self._selected(ds, where).any() for ds in self.datasets
+                   if not datasets or ds.name in datasets)
 
     def expected(self, genes, by=(), where=None, datasets=None, metrics=None):
         """Rows [{col: str, ..., 'gene': id, metric: int/float/None}] in output order."""
@@ -251,13 +252,7 @@ class Reference:
         for ds in self.datasets:
             if datasets and ds.name not in datasets:
                 continue
-            mask = np.ones(ds.n, dtype=bool)
-            for col, values in (where or {}).items():
-                labs = ds.column(col)
-                m = np.zeros(ds.n, dtype=bool)
-                for v in values:
-                    m |= np.array([x is None for x in labs]) if v == "NA" else (labs == v)
-                mask &= m
+            mask = self._selected(ds, where)
             if not mask.any():
                 continue
             keys = [tuple(ds.column(c)[i] for c in by) for i in range(ds.n)]
