@@ -8,10 +8,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <new>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "util/text.h"
@@ -227,56 +229,51 @@ TEST(IsolatedRun, AnAllocationRefusedByTheLimitIsOutOfMemory) {
 #endif
 }
 
+// Runs `work` isolated with stuck_after_ms = 200, each fork of it appending a byte to a
+// temporary file; returns the Status and how many forks ran.
+std::pair<Status, off_t> RunCountingForks(const std::function<void()>& work) {
+  char path[] = "/tmp/cellcube-forks-XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0) return {Status::IoError("mkstemp"), 0};
+  IsolationOptions options;
+  options.stuck_after_ms = 200;
+  Status s = RunIsolated(
+      [fd, &work] {
+        if (::write(fd, "x", 1) != 1) return Status::IoError("write");
+        work();
+        return Status::Ok();
+      },
+      options);
+  const off_t forks = ::lseek(fd, 0, SEEK_END);
+  ::close(fd);
+  ::unlink(path);
+  return {s, forks};
+}
+
 // A child that sleeps without answering looks like one stuck on the sanitizer's
 // allocator lock (IsolationOptions::stuck_after_ms): sanitizer builds kill it and fork
 // again, 11 times in all, then give up; release builds wait for it.
 TEST(IsolatedRun, AChildAsleepWithoutAnsweringIsForkedAgainUnderASan) {
-  char path[] = "/tmp/cellcube-stuck-XXXXXX";
-  const int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  IsolationOptions options;
-  options.stuck_after_ms = 200;
-  Status s = RunIsolated(
-      [fd] {
-        if (::write(fd, "x", 1) != 1) return Status::IoError("write");
-        ::usleep(600 * 1000);
-        return Status::Ok();
-      },
-      options);
-  const off_t attempts = ::lseek(fd, 0, SEEK_END);
-  ::close(fd);
-  ::unlink(path);
+  auto [s, forks] = RunCountingForks([] { ::usleep(600 * 1000); });
 #ifdef ISOLATE_TEST_ASAN
   EXPECT_EQ(s.code(), StatusCode::kInternal) << s.message();
   EXPECT_TRUE(Has(s, "stuck")) << s.message();
-  EXPECT_EQ(attempts, 11);
+  EXPECT_EQ(forks, 11);
 #else
   EXPECT_TRUE(s.ok()) << s.message();
-  EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(forks, 1);
 #endif
 }
 
 // A child at work uses CPU time, however long it takes: never taken for a stuck one.
 TEST(IsolatedRun, ABusyChildIsNotTakenForAStuckOne) {
-  char path[] = "/tmp/cellcube-busy-XXXXXX";
-  const int fd = ::mkstemp(path);
-  ASSERT_GE(fd, 0);
-  IsolationOptions options;
-  options.stuck_after_ms = 200;
-  Status s = RunIsolated(
-      [fd] {
-        if (::write(fd, "x", 1) != 1) return Status::IoError("write");
-        const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
-        volatile uint64_t spin = 0;
-        while (std::chrono::steady_clock::now() < end) spin = spin + 1;
-        return Status::Ok();
-      },
-      options);
-  const off_t attempts = ::lseek(fd, 0, SEEK_END);
-  ::close(fd);
-  ::unlink(path);
+  auto [s, forks] = RunCountingForks([] {
+    const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(800);
+    volatile uint64_t spin = 0;
+    while (std::chrono::steady_clock::now() < end) spin = spin + 1;
+  });
   EXPECT_TRUE(s.ok()) << s.message();
-  EXPECT_EQ(attempts, 1);
+  EXPECT_EQ(forks, 1);
 }
 
 TEST(IsolatedRun, AnExceptionEscapingAThreadIsInternalNotACrash) {
