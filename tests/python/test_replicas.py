@@ -87,6 +87,20 @@ def wait_until(what, predicate, timeout):
     pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
 
 
+def answers_healthz(port, proc, timeout) -> bool:
+    """Whether the process serving `port` answers /healthz with 200 within `timeout` s
+    (False at once if it exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if get(port, "/healthz", timeout=2)[0] == 200:
+                return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
 class Replica:
     """`cellcube serve STORE --port P --quiet`."""
 
@@ -103,16 +117,8 @@ class Replica:
             self.stop()
         pytest.fail(f"cellcube serve did not start: {self.output()}", pytrace=False)
 
-    def _ready(self, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if get(self.port, "/healthz", timeout=2)[0] == 200:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
+    def _ready(self):
+        return answers_healthz(self.port, self.proc, timeout=30)
 
     def generation(self) -> int:
         status, _, body = get(self.port, "/healthz")
@@ -169,16 +175,8 @@ class Proxy:
             self.stop()
         pytest.fail(f"nginx did not start: {self.errors()}", pytrace=False)
 
-    def _ready(self, timeout=15):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                if get(self.port, "/healthz", timeout=2)[0] == 200:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
+    def _ready(self):
+        return answers_healthz(self.port, self.proc, timeout=15)
 
     def errors(self) -> str:
         parts = []
