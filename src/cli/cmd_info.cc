@@ -48,6 +48,86 @@ std::vector<std::vector<int64_t>> CellsPerValue(const StoreData& s) {
 
 }  // namespace
 
+namespace {
+
+// What info shows, read once for both forms.
+struct InfoFacts {
+  std::string path, version;
+  int64_t size = 0, cells = 0, n_entries = 0, n_genes = 0;
+  double per_entry = 0;
+  std::vector<std::vector<int64_t>> counts;  // CellsPerValue: per column, label, then NA
+};
+
+json InfoJson(const StoreData& s, const InfoFacts& f) {
+  json datasets = json::array();
+  for (const auto& d : s.datasets)
+    datasets.push_back({{"name", d.name},
+                        {"source", d.source},
+                        {"source_size", d.source_size},
+                        {"source_mtime", d.source_mtime},
+                        {"n_cells", d.n_cells},
+                        {"n_groups", d.n_groups},
+                        {"n_genes", d.n_genes},
+                        {"matrix", d.matrix},
+                        {"transform", d.transform},
+                        {"cell_type_column", d.cell_type_column},
+                        {"groupby", d.groupby},
+                        {"gene_symbols_column", d.gene_symbols_column},
+                        {"donor_column", d.donor_column}});
+  json columns = json::array();
+  for (size_t c = 0; c < s.columns.size(); ++c) {
+    json values = json::array();
+    for (size_t l = 0; l < s.labels[c].size(); ++l)
+      values.push_back({{"value", s.labels[c][l]}, {"n_cells", f.counts[c][l]}});
+    if (f.counts[c].back()) values.push_back({{"value", "NA"}, {"n_cells", f.counts[c].back()}});
+    columns.push_back({{"name", s.columns[c]}, {"values", values}});
+  }
+  return {{"path", f.path},
+          {"format_version", f.version},
+          {"size_bytes", f.size},
+          {"n_datasets", s.datasets.size()},
+          {"n_cells", f.cells},
+          {"n_groups", s.n_groups()},
+          {"n_genes", f.n_genes},
+          {"n_entries", f.n_entries},
+          {"bytes_per_entry", f.per_entry},
+          {"datasets", datasets},
+          {"columns", columns}};
+}
+
+void PrintInfo(const StoreData& s, const InfoFacts& f) {
+  std::printf("%s: cellcube store (format %s), %s on disk\n", f.path.c_str(), f.version.c_str(),
+              FormatBytes(static_cast<uint64_t>(f.size)).c_str());
+  std::printf(
+      "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
+      "%.1f bytes per entry\n\n",
+      s.datasets.size(), WithThousands(f.cells).c_str(), WithThousands(s.n_groups()).c_str(),
+      WithThousands(f.n_genes).c_str(), WithThousands(f.n_entries).c_str(), f.per_entry);
+  TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
+               "symbols column", "group-by", "source"});
+  for (const auto& d : s.datasets)
+    t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
+              d.transform, d.matrix, d.cell_type_column,
+              d.gene_symbols_column.empty() ? "-" : d.gene_symbols_column,
+              d.groupby.empty() ? "-" : Join(d.groupby), d.source});
+  t.Print(std::cout, {1, 2, 3});
+  std::cout << "\ncolumns\n";
+  for (size_t c = 0; c < s.columns.size(); ++c) {
+    std::string line = "  " + s.columns[c] + " (" + std::to_string(s.labels[c].size()) + "): ";
+    for (size_t l = 0; l < s.labels[c].size(); ++l) {
+      if (l == 12) {
+        line += ", ...";
+        break;
+      }
+      line += (l ? ", " : "") + s.labels[c][l] + " [" + WithThousands(f.counts[c][l]) + "]";
+    }
+    if (f.counts[c].back()) line += ", NA [" + WithThousands(f.counts[c].back()) + "]";
+    std::cout << line << "\n";
+  }
+}
+
+}  // namespace
+
 Status RunInfo(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"json", false}, {"check", false}}));
   if (args.positionals().size() != 1) return Status::Usage("info needs exactly one STORE");
@@ -60,81 +140,21 @@ Status RunInfo(const std::vector<std::string>& argv) {
                  WithThousands(reader->n_entries()).c_str());
   }
   const StoreData& s = loaded.meta;
-  const int64_t n_entries = loaded.n_entries;
-  const std::string version = std::to_string(loaded.format_version);
+  InfoFacts f;
+  f.path = path;
+  f.version = std::to_string(loaded.format_version);
   struct stat st {};
   ::stat(path.c_str(), &st);
-  const auto size = static_cast<int64_t>(st.st_size);
-  const double per_entry = n_entries ? static_cast<double>(size) / n_entries : 0;
-  auto counts = CellsPerValue(s);
-  int64_t cells = 0;
-  for (const auto& d : s.datasets) cells += d.n_cells;
-
-  if (args.Flag("json")) {
-    json datasets = json::array();
-    for (const auto& d : s.datasets)
-      datasets.push_back({{"name", d.name},
-                          {"source", d.source},
-                          {"source_size", d.source_size},
-                          {"source_mtime", d.source_mtime},
-                          {"n_cells", d.n_cells},
-                          {"n_groups", d.n_groups},
-                          {"n_genes", d.n_genes},
-                          {"matrix", d.matrix},
-                          {"transform", d.transform},
-                          {"cell_type_column", d.cell_type_column},
-                          {"groupby", d.groupby},
-                          {"gene_symbols_column", d.gene_symbols_column},
-                          {"donor_column", d.donor_column}});
-    json columns = json::array();
-    for (size_t c = 0; c < s.columns.size(); ++c) {
-      json values = json::array();
-      for (size_t l = 0; l < s.labels[c].size(); ++l)
-        values.push_back({{"value", s.labels[c][l]}, {"n_cells", counts[c][l]}});
-      if (counts[c].back()) values.push_back({{"value", "NA"}, {"n_cells", counts[c].back()}});
-      columns.push_back({{"name", s.columns[c]}, {"values", values}});
-    }
-    json out = {{"path", path},
-                {"format_version", version},
-                {"size_bytes", size},
-                {"n_datasets", s.datasets.size()},
-                {"n_cells", cells},
-                {"n_groups", s.n_groups()},
-                {"n_genes", loaded.n_genes},
-                {"n_entries", n_entries},
-                {"bytes_per_entry", per_entry},
-                {"datasets", datasets},
-                {"columns", columns}};
-    std::cout << out.dump(2) << "\n";
-    return Status::Ok();
-  }
-  std::printf("%s: cellcube store (format %s), %s on disk\n", path.c_str(), version.c_str(),
-              FormatBytes(static_cast<uint64_t>(size)).c_str());
-  std::printf(
-      "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
-      "%.1f bytes per entry\n\n",
-      s.datasets.size(), WithThousands(cells).c_str(), WithThousands(s.n_groups()).c_str(),
-      WithThousands(loaded.n_genes).c_str(), WithThousands(n_entries).c_str(), per_entry);
-  TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
-               "group-by", "source"});
-  for (const auto& d : s.datasets)
-    t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
-              d.transform, d.matrix, d.cell_type_column, d.groupby.empty() ? "-" : Join(d.groupby),
-              d.source});
-  t.Print(std::cout, {1, 2, 3});
-  std::cout << "\ncolumns\n";
-  for (size_t c = 0; c < s.columns.size(); ++c) {
-    std::string line = "  " + s.columns[c] + " (" + std::to_string(s.labels[c].size()) + "): ";
-    for (size_t l = 0; l < s.labels[c].size(); ++l) {
-      if (l == 12) {
-        line += ", ...";
-        break;
-      }
-      line += (l ? ", " : "") + s.labels[c][l] + " [" + WithThousands(counts[c][l]) + "]";
-    }
-    if (counts[c].back()) line += ", NA [" + WithThousands(counts[c].back()) + "]";
-    std::cout << line << "\n";
-  }
+  f.size = static_cast<int64_t>(st.st_size);
+  f.n_entries = loaded.n_entries;
+  f.n_genes = loaded.n_genes;
+  f.per_entry = f.n_entries ? static_cast<double>(f.size) / static_cast<double>(f.n_entries) : 0;
+  f.counts = CellsPerValue(s);
+  for (const auto& d : s.datasets) f.cells += d.n_cells;
+  if (args.Flag("json"))
+    std::cout << InfoJson(s, f).dump(2) << "\n";
+  else
+    PrintInfo(s, f);
   return Status::Ok();
 }
 

@@ -127,6 +127,35 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
   out->push_back(']');
 }
 
+// "genes":[{"id", "symbol", "not_measured_in"}...]: per gene answered, the datasets of
+// the selected population (datasets and where alike) that did not measure it.
+void AppendGenesJson(const Snapshot& snap, const Query& q, const QueryResult& result,
+                     std::string* body) {
+  const StoreReader& store = snap.store();
+  std::vector<uint8_t> in_selection(static_cast<size_t>(store.n_datasets()), 0);
+  if (auto groups = snap.engine->SelectGroups(q.datasets, q.where); groups.ok())
+    for (int32_t g : *groups)
+      in_selection[static_cast<size_t>(store.group_dataset()[static_cast<size_t>(g)])] = 1;
+  body->append("\"genes\":[");
+  for (size_t i = 0; i < result.genes.size(); ++i) {
+    body->append(i ? ",{\"id\":" : "{\"id\":");
+    AppendJsonString(body, result.genes[i]);
+    body->append(",\"symbol\":");
+    AppendJsonString(body, result.symbols[i]);
+    body->append(",\"not_measured_in\":[");
+    bool first = true;
+    for (int64_t d = 0; d < store.n_datasets(); ++d) {
+      if (!in_selection[static_cast<size_t>(d)] || store.Measured(d, result.gene_indices[i]))
+        continue;
+      if (!first) body->push_back(',');
+      AppendJsonString(body, store.meta().datasets[static_cast<size_t>(d)].name);
+      first = false;
+    }
+    body->append("]}");
+  }
+  body->push_back(']');
+}
+
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
   if (Status s =
@@ -162,13 +191,6 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     r.headers.emplace_back("Content-Disposition", "attachment; filename=\"cellcube.csv\"");
     return r;
   }
-  const StoreReader& store = snap.store();
-  // not_measured_in: the datasets of the selected population (datasets and where alike)
-  // that did not measure the gene.
-  std::vector<uint8_t> in_selection(static_cast<size_t>(store.n_datasets()), 0);
-  if (auto groups = snap.engine->SelectGroups(q.datasets, q.where); groups.ok())
-    for (int32_t g : *groups)
-      in_selection[static_cast<size_t>(store.group_dataset()[static_cast<size_t>(g)])] = 1;
   std::string body;
   body.reserve(256 + result->genes.size() * 64 +
                result->rows.size() * (16 + 12 * q.metrics.size()));
@@ -178,25 +200,9 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     if (i) body.push_back(',');
     AppendJsonString(&body, names[i]);
   }
-  body.append("],\"genes\":[");
-  for (size_t i = 0; i < result->genes.size(); ++i) {
-    body.append(i ? ",{\"id\":" : "{\"id\":");
-    AppendJsonString(&body, result->genes[i]);
-    body.append(",\"symbol\":");
-    AppendJsonString(&body, result->symbols[i]);
-    body.append(",\"not_measured_in\":[");
-    bool first = true;
-    for (int64_t d = 0; d < store.n_datasets(); ++d) {
-      const std::string& name = store.meta().datasets[d].name;
-      if (!in_selection[static_cast<size_t>(d)] || store.Measured(d, result->gene_indices[i]))
-        continue;
-      if (!first) body.push_back(',');
-      AppendJsonString(&body, name);
-      first = false;
-    }
-    body.append("]}");
-  }
   body.append("],");
+  AppendGenesJson(snap, q, *result, &body);
+  body.push_back(',');
   if (layout == "compact") {
     AppendCompactRows(*result, &body);
   } else {
