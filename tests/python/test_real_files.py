@@ -106,4 +106,9 @@ def check_gene_names(cellcube, path, adata, paths, got):
         want = ["" if pd.isna(v) else str(v) for v in var[column].iloc[:5]]
         assert got["first_symbols"] == want, (got, want)
     text = helpers.run_ok([cellcube, "inspect", path]).stdout
-    assert f"var names of {matrix}" in text and (column is None or f"'{column}'" in text), text[-400:]
+    genes = text[text.index(f"genes (the var names of {matrix},"):]
+    ids_line, symbols_line = genes.splitlines()[1:3]
+    assert ids_line.split(":", 1)[1].strip().startswith(", ".join(str(v) for v in var.index[:2])), ids_line
+    # The symbols line names the column build would use, or says there is none.
+    want_symbols = "symbols: none (no var column" if column is None else f"(var column '{column}', build's default)"
+    assert want_symbols in symbols_line, symbols_line
