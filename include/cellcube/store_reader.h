@@ -7,15 +7,18 @@
 // checks the metadata (sizes, codes, datasets, measured genes), every array's dtype,
 // offset and length against the file size and the shapes, and indptr as a whole
 // (monotone from 0 to the number of entries), so no entry lies outside the file. A
-// gene's entries are checked the first time something reads them (CheckGene): groups in
-// range and ascending, only in genes their dataset measured, nnz a count of at most the
-// group's cells, finite sums, non-negative m2. The verdict is kept per gene, so a
-// damaged gene is refused by every reader and a good one is checked once. Arrays a tool
+// gene's entries are checked the first time something reads them (CheckEntries): groups
+// in range and ascending, only in genes their dataset measured, nnz a count of at most
+// the group's cells, finite sums, non-negative m2. A read of a few datasets checks only
+// their entries in each gene (DatasetEntries, found by one deterministic search that the
+// scan repeats); others check the whole gene. The verdicts are kept per gene and per
+// (gene, dataset), so a damaged entry is refused by every reader that reads it and good
+// ones are checked once. Arrays a tool
 // re-saved compressed or chunked (h5py, anndata) are not in place: they are read into
 // memory at open instead, as are arrays whose offset is not aligned to their element.
 //
 // Ownership and thread safety: a StoreReader owns its mapping and is immutable after
-// Open except for the per-gene verdicts, which are atomics; share it between threads
+// Open except for the verdicts, which are atomics; share it between threads
 // through the shared_ptr (no HDF5 call happens after Open). The mapping stays valid
 // while the reader lives even if the file is renamed over or deleted; cellcube replaces
 // stores atomically (rename), never in place.
@@ -85,6 +88,43 @@ struct ArrayView {
   }
 };
 
+// The entry arrays a scan reads, in the store's layout (StoreReader's accessors): the
+// store's own, in the mapping, or an EntryCopy's.
+struct EntryArrays {
+  ArrayView indptr, indices, nnz, sum, second;
+  // Every entry in them was checked (an EntryCopy's); else StoreReader::GeneChecked and
+  // DatasetEntries say which entries of the mapping may be read.
+  bool all_checked = false;
+};
+
+class StoreReader;
+
+// Some genes' entries in a few datasets, read out of the file into memory by
+// StoreReader::PrepareRead and checked on the way: the store's layout with an indptr
+// over all its genes, empty for the genes and datasets not copied. Owns its memory;
+// immutable once filled, so any thread may read it.
+class EntryCopy {
+ public:
+  EntryCopy();
+  ~EntryCopy();
+  EntryCopy(const EntryCopy&) = delete;
+  EntryCopy& operator=(const EntryCopy&) = delete;
+
+  const EntryArrays& arrays() const { return arrays_; }
+
+ private:
+  friend class StoreReader;
+  struct Memory;
+  // Reads and checks the entries of `genes` in `datasets` (ascending by their groups)
+  // through `fd`, at the offsets the arrays have in the mapping that starts at `map`.
+  [[nodiscard]] Status Fill(const StoreReader& r, int fd, const void* map,
+                            const std::vector<int32_t>& genes,
+                            const std::vector<int32_t>& datasets);
+
+  std::unique_ptr<Memory> memory_;
+  EntryArrays arrays_;
+};
+
 struct StoreOpenOptions {
   bool isolate = false;       // see "Isolation" above
   uint64_t memory_limit = 0;  // for the isolated child; 0 = MemoryLimitFor(file size)
@@ -124,8 +164,9 @@ class StoreReader {
   // `indices` (int32 or int64) holds each entry's group. Format 2: `nnz` uint16 or
   // uint32, `sum` float64 and `second_moment` (m2) float32 as cellcube writes them (either
   // float width is read). Format 1: `nnz` uint32, `sum` and `second_moment` (sumsq, Σv²)
-  // both float32 or both float64. Read a gene's entries only after CheckGene(gene)
-  // succeeded.
+  // both float32 or both float64. Read a gene's entries only after CheckEntries
+  // succeeded for them: the whole gene when GeneChecked(gene), else only
+  // DatasetEntries(gene, d) of the datasets d it was asked for.
   const ArrayView& indptr() const { return indptr_; }
   const ArrayView& indices() const { return indices_; }
   const ArrayView& nnz() const { return nnz_; }
@@ -136,11 +177,40 @@ class StoreReader {
   // Checks gene g's entries against the rules above the first time it is called for g
   // and remembers the verdict; Corrupt naming the first broken entry. Thread-safe.
   [[nodiscard]] Status CheckGene(int64_t gene) const;
-  // CheckGene for each of `genes` (on every core when they hold many unchecked entries);
-  // the error is the first damaged gene in the order given.
-  [[nodiscard]] Status CheckGenes(const std::vector<int32_t>& genes) const;
+  // Whether CheckGene found all of gene g's entries good (then any search of its
+  // ascending groups finds the same entries).
+  bool GeneChecked(int64_t gene) const;
+  // The entries of `gene` a read of `datasets` (dataset indices) may touch, checked once
+  // each (on every core when they are many); the error is the first damaged gene in the
+  // order given. When the datasets are few (at most an eighth of the store's) and each
+  // dataset's groups are consecutive, only DatasetEntries(gene, d) of the datasets d that
+  // measured the gene are checked, with their neighbours on both sides; otherwise the
+  // whole gene (CheckGene). Thread-safe.
+  [[nodiscard]] Status CheckEntries(const std::vector<int32_t>& genes,
+                                    const std::vector<int32_t>& datasets) const;
+  // Where a read of `genes` in `datasets` finds entries that are safe to read: the
+  // mapping after CheckEntries, or, for the first read of a few datasets in many genes,
+  // `copy`, filled with pread and checked on the way. Such a read touches a little of
+  // each gene, scattered through the file; on a cold mapping every piece costs page
+  // faults, while a read copies it for a fraction of that (docs/BENCHMARKS.md). Errors
+  // as CheckEntries, and IoError when the file cannot be read. Thread-safe.
+  [[nodiscard]] Result<EntryArrays> PrepareRead(const std::vector<int32_t>& genes,
+                                                const std::vector<int32_t>& datasets,
+                                                EntryCopy* copy) const;
+  // The store's own entry arrays, in the mapping.
+  EntryArrays arrays() const { return {indptr_, indices_, nnz_, sum_, second_, false}; }
   // CheckGene for every gene (what `cellcube info --check` runs).
   [[nodiscard]] Status CheckAllGenes() const;
+
+  // Entries [begin, end) of one gene.
+  struct EntryRange {
+    int64_t begin = 0, end = 0;
+  };
+  // The entries of `gene` whose groups lie in dataset d's groups (dataset_group_begin()
+  // [d] to dataset_group_end()[d]): two binary searches of the gene's groups, a pure
+  // function of the file, so the check and the scan agree on the range even in a
+  // damaged gene. Empty when the datasets' groups are not consecutive.
+  EntryRange DatasetEntries(int64_t gene, int64_t dataset) const;
 
   // Whether dataset d measured gene g.
   bool Measured(int64_t dataset, int64_t gene) const { return measured_.Get(dataset, gene); }
@@ -176,7 +246,18 @@ class StoreReader {
   MeasuredBits measured_;
   // Per gene: 0 = entries not checked yet, 1 = good, 2 = damaged.
   std::unique_ptr<std::atomic<uint8_t>[]> gene_verdict_;
-  Status (*check_gene_)(const StoreReader&, int64_t) = nullptr;
+  // Checks entries `range` of `gene`, all of whose groups must lie in
+  // [group_begin, group_end), with the entries on either side outside it.
+  Status (*check_range_)(const StoreReader&, int64_t gene, EntryRange range, int64_t group_begin,
+                         int64_t group_end) = nullptr;
+  // Whether a read of n datasets is checked per (gene, dataset); makes the verdict bits.
+  bool ChecksByDataset(size_t n_datasets_read) const;
+  Status CheckRead(const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const;
+  bool DatasetChecked(int64_t gene, int64_t dataset) const;
+  void MarkDatasetChecked(int64_t gene, int64_t dataset) const;
+  // Whether PrepareRead copies: a first read of a few datasets in many genes.
+  bool CopyPays(const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const;
+  Status CheckDatasetEntries(int64_t gene, int64_t dataset) const;
   std::vector<int64_t> dataset_begin_, dataset_end_;
 };
 

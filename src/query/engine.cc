@@ -277,13 +277,26 @@ int64_t Gallop(const Index* idx, int64_t from, int64_t end, Index target) {
 // The entries of `gene` in the runs of groups: [lo, hi) per run, found by galloping
 // search on the ascending groups; entries of groups outside the selection
 // (split_of < 0) may lie within. The runs of datasets that did not measure the gene
-// hold none of its entries (CheckGene saw to that): they are skipped without a search.
+// hold none of its entries (the check saw to that): they are skipped without a search.
+// Only checked entries are read (StoreReader::CheckEntries): across the whole gene when
+// it was checked whole, else within each run's DatasetEntries, the range its check
+// covered.
 template <typename Index, typename F>
-void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, F&& f) {
-  const auto* idx = s.indices().As<Index>();
-  const int64_t gene_end = s.indptr().IntAt(gene + 1);
+void ForEachRun(const StoreReader& s, const EntryArrays& a, int64_t gene,
+                const std::vector<GroupRange>& runs, F&& f) {
+  const auto* idx = a.indices.As<Index>();
   const int64_t n_groups = s.n_groups();
-  int64_t from = s.indptr().IntAt(gene);
+  if (!a.all_checked && !s.GeneChecked(gene)) {
+    for (const GroupRange& run : runs) {
+      if (!s.Measured(run.dataset, gene)) continue;
+      const auto [begin, end] = s.DatasetEntries(gene, run.dataset);
+      const int64_t lo = Gallop(idx, begin, end, static_cast<Index>(run.begin));
+      f(lo, Gallop(idx, lo, end, static_cast<Index>(run.end)));
+    }
+    return;
+  }
+  const int64_t gene_end = a.indptr.IntAt(gene + 1);
+  int64_t from = a.indptr.IntAt(gene);
   for (const GroupRange& run : runs) {
     if (from >= gene_end) break;
     if (run.dataset >= 0 && !s.Measured(run.dataset, gene)) continue;
@@ -297,12 +310,13 @@ void ForEachRun(const StoreReader& s, int64_t gene, const std::vector<GroupRange
 
 // Pass 1: nnz and sum per split.
 template <typename Index, typename Nnz, typename Sum>
-void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs, int64_t base,
-              const int32_t* split_of, Acc* acc) {
-  const auto* idx = s.indices().As<Index>();
-  const auto* nnz = s.nnz().As<Nnz>();
-  const auto* sum = s.sum().As<Sum>();
-  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
+void ScanSums(const StoreReader& s, const EntryArrays& a, int64_t gene,
+              const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
+              Acc* acc) {
+  const auto* idx = a.indices.As<Index>();
+  const auto* nnz = a.nnz.As<Nnz>();
+  const auto* sum = a.sum.As<Sum>();
+  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
     // Consecutive entries mostly share a split (groups are sorted by cell type first):
     // sum in registers and write to the split's accumulator when the split changes,
     // instead of a read-modify-write through memory per entry.
@@ -334,12 +348,13 @@ void ScanSums(const StoreReader& s, int64_t gene, const std::vector<GroupRange>&
 // Pass 1 for roll-ups into many splits (a DE's donors), where consecutive entries
 // rarely share one: added straight into each entry's split, without a branch.
 template <typename Index, typename Nnz, typename Sum>
-void ScanSumsScattered(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
-                       int64_t base, const int32_t* split_of, Acc* acc) {
-  const auto* idx = s.indices().As<Index>();
-  const auto* nnz = s.nnz().As<Nnz>();
-  const auto* sum = s.sum().As<Sum>();
-  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
+void ScanSumsScattered(const StoreReader& s, const EntryArrays& a, int64_t gene,
+                       const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
+                       Acc* acc) {
+  const auto* idx = a.indices.As<Index>();
+  const auto* nnz = a.nnz.As<Nnz>();
+  const auto* sum = a.sum.As<Sum>();
+  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
       if (split < 0) continue;  // a group outside the selection
@@ -354,15 +369,15 @@ void ScanSumsScattered(const StoreReader& s, int64_t gene, const std::vector<Gro
 // m2 + (sum − n·mean)²/n, all terms non-negative (Chan et al.'s pairwise combination in
 // its two-pass form); format 1's sumsq is turned into m2 first.
 template <typename Index, typename Sum, typename Second>
-void ScanSecondMoment(const StoreReader& s, int64_t gene, const std::vector<GroupRange>& runs,
-                      int64_t base, const int32_t* split_of, const double* mean,
-                      const double* inverse_cells, SecondAcc* acc) {
-  const auto* idx = s.indices().As<Index>();
-  const auto* sum = s.sum().As<Sum>();
-  const auto* second = s.second_moment().As<Second>();
+void ScanSecondMoment(const StoreReader& s, const EntryArrays& a, int64_t gene,
+                      const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
+                      const double* mean, const double* inverse_cells, SecondAcc* acc) {
+  const auto* idx = a.indices.As<Index>();
+  const auto* sum = a.sum.As<Sum>();
+  const auto* second = a.second.As<Second>();
   const bool sumsq = s.second_moment_is_sumsq();
   const auto& n_cells = s.meta().n_cells;
-  ForEachRun<Index>(s, gene, runs, [&](int64_t lo, int64_t hi) {
+  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const auto group = static_cast<int64_t>(idx[k]);
       const int32_t split = split_of[group - base];
@@ -378,10 +393,11 @@ void ScanSecondMoment(const StoreReader& s, int64_t gene, const std::vector<Grou
   });
 }
 
-using SumsFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
-                        const int32_t*, Acc*);
-using SecondFn = void (*)(const StoreReader&, int64_t, const std::vector<GroupRange>&, int64_t,
-                          const int32_t*, const double*, const double*, SecondAcc*);
+using SumsFn = void (*)(const StoreReader&, const EntryArrays&, int64_t,
+                        const std::vector<GroupRange>&, int64_t, const int32_t*, Acc*);
+using SecondFn = void (*)(const StoreReader&, const EntryArrays&, int64_t,
+                          const std::vector<GroupRange>&, int64_t, const int32_t*, const double*,
+                          const double*, SecondAcc*);
 
 SumsFn PickSums(const StoreReader& s, bool scattered) {
   return VisitEntryTypes(s, [scattered](auto index, auto nnz, auto sum, auto) {
@@ -398,6 +414,7 @@ SecondFn PickSecond(const StoreReader& s) {
 // Everything the per-gene scans of one query share (read-only while they run).
 struct GeneScan {
   const StoreReader* store = nullptr;
+  const EntryArrays* arrays = nullptr;  // the store's, or a copy of the entries read
   const std::vector<GroupRange>* runs = nullptr;
   int64_t base = 0;
   const int32_t* split_of = nullptr;
@@ -465,7 +482,7 @@ void AddSecondMoment(const GeneScan& q, int64_t gene, const int32_t* active, siz
     b->mean[sp] = agg[sp].n_cells > 0 ? agg[sp].sum / static_cast<double>(agg[sp].n_cells) : 0;
     b->second[sp] = SecondAcc{0, 0};
   }
-  q.second(*q.store, gene, *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
+  q.second(*q.store, *q.arrays, gene, *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
            b->second.data());
   for (size_t i = 0; i < n_active; ++i) {
     const auto sp = static_cast<size_t>(active[i]);
@@ -490,7 +507,7 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
   }
   for (size_t gi = begin; gi < end; ++gi) {
     const auto [active, n_active] = ActivateSplits(q, gi, genes[gi], b);
-    q.sums(*q.store, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
+    q.sums(*q.store, *q.arrays, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
     for (size_t i = 0; i < n_active; ++i) {
       const auto sp = static_cast<size_t>(active[i]);
       gene[sp].nnz = static_cast<int64_t>(b->acc[sp].nnz);
@@ -515,7 +532,7 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
 // (a gene is always summed by one thread in one order, so the answer is the same bits).
 void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
                   int64_t parallel_min_entries, ScanBuffers* own, Aggregate* agg) {
-  const ArrayView& indptr = q.store->indptr();
+  const ArrayView& indptr = q.arrays->indptr;
   std::vector<int64_t> before(genes.size() + 1, 0);  // entries of the genes before each
   for (size_t gi = 0; gi < genes.size(); ++gi)
     before[gi + 1] = before[gi] + indptr.IntAt(genes[gi] + 1) - indptr.IntAt(genes[gi]);
@@ -661,7 +678,7 @@ Result<std::vector<int32_t>> QueryEngine::SelectGroups(
 
 // Per (split, gene), split-major: the statistics of the groups assigned to each split
 // (SPEC §2; `groups` ascending, `split_of_group` per group), n_cells counting only the
-// datasets that measured the gene; m2 only when `want_m2`. Each gene's entries are
+// datasets that measured the gene; m2 only when `want_m2`. The entries to be read are
 // checked first (SPEC §10). The one roll-up behind queries and DE.
 namespace {
 
@@ -749,7 +766,7 @@ bool PlanPairs(const StoreReader& s, const std::vector<int32_t>& groups,
 
 }  // namespace
 
-// Checks the genes' entries, plans the runs and the per-dataset splits, then scans
+// Plans the runs and the per-dataset splits, checks the entries they will read, then scans
 // every gene (on every core when that pays) into the matrix or the visitor.
 Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
                                const std::vector<int32_t>& groups,
@@ -760,7 +777,6 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   const StoreReader& s = *store_;
   if (out) out->clear();
   if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
-  CC_RETURN_IF_ERROR(s.CheckGenes(genes));
   if (groups.empty() || n_splits <= 0) {
     const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
     if (out) out->assign(none.size() * genes.size(), Aggregate{});
@@ -771,9 +787,12 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   }
   CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
   const bool sparse = PlanPairs(s, groups, split_of_group, n_splits, t);
+  EntryCopy copy;
+  CC_ASSIGN_OR_RETURN(const EntryArrays arrays, s.PrepareRead(genes, t.contributing, &copy));
 
   GeneScan scan;
   scan.store = &s;
+  scan.arrays = &arrays;
   scan.runs = &t.runs;
   scan.base = t.runs.front().begin;
   scan.split_of = t.split_of.data();

@@ -8,14 +8,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <mutex>
 #include <thread>
 
 #include "cellcube/h5ad.h"
+#include "store/entry_check.h"
 #include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
@@ -86,31 +89,25 @@ void CopyAs(const std::vector<In>& values, uint64_t* dst) {
   for (size_t i = 0; i < values.size(); ++i) out[i] = static_cast<Out>(values[i]);
 }
 
-// Checks gene g's entries (EntryFault), compiled per layout; Corrupt naming the first
-// broken entry.
+// Checks entries `range` of `gene` in place: their groups lie in [group_begin,
+// group_end), and the entries on either side hold none of them. Compiled per layout.
 template <typename Index, typename Nnz, typename Sum, typename Second>
-Status CheckGeneEntries(const StoreReader& r, int64_t gene) {
-  const StoreData& m = r.meta();
-  const EntryContext context{r.n_groups(), m.n_cells.data(), m.codes[0].data(), &r.measured()};
-  const auto* idx = r.indices().As<Index>();
-  const auto* nnz = r.nnz().As<Nnz>();
-  const auto* sum = r.sum().As<Sum>();
-  const auto* second = r.second_moment().As<Second>();
-  const bool sumsq = r.second_moment_is_sumsq();
-  const int64_t begin = r.indptr().IntAt(gene), end = r.indptr().IntAt(gene + 1);
-  int64_t previous = -1;
-  for (int64_t k = begin; k < end; ++k) {
-    const int64_t group = idx[k];
-    const double s1 = static_cast<double>(sum[k]);
-    double m2 = static_cast<double>(second[k]);
-    if (sumsq && group >= 0 && group < r.n_groups())
-      m2 = M2FromSumsq(s1, m2, m.n_cells[static_cast<size_t>(group)]);
-    if (const char* fault = EntryFault(context, gene, group, previous, nnz[k], s1, m2))
-      return Broken("entry " + std::to_string(k) + " of gene '" +
-                    std::string(r.gene_ids()[static_cast<size_t>(gene)]) + "': " + fault);
-    previous = group;
+Status CheckEntryRange(const StoreReader& r, int64_t gene, StoreReader::EntryRange range,
+                       int64_t group_begin, int64_t group_end) {
+  const int64_t gene_begin = r.indptr().IntAt(gene);
+  const int64_t n = r.indptr().IntAt(gene + 1) - gene_begin;
+  const Index* idx = r.indices().As<Index>() + gene_begin;
+  const StoreReader::EntryRange local{range.begin - gene_begin, range.end - gene_begin};
+  entry_check::Fault fault = entry_check::NeighbourFault(idx, n, local, group_begin, group_end);
+  if (fault.at < 0) {
+    fault = entry_check::SpanFault(r, gene, idx + local.begin, r.nnz().As<Nnz>() + range.begin,
+                                   r.sum().As<Sum>() + range.begin,
+                                   r.second_moment().As<Second>() + range.begin,
+                                   local.end - local.begin, group_begin, group_end);
+    if (fault.at >= 0) fault.at += local.begin;
   }
-  return Status::Ok();
+  if (fault.at < 0) return Status::Ok();
+  return entry_check::Damaged(r, gene, gene_begin + fault.at, fault.why);
 }
 
 }  // namespace
@@ -119,9 +116,15 @@ struct StoreReader::Storage {
   void* map = nullptr;
   size_t map_bytes = 0;
   std::vector<std::vector<uint64_t>> owned;  // arrays read into memory (8-byte aligned)
+  // Per (gene, dataset), gene-major, a bit: its entries checked good. Made on the first
+  // check by dataset, so an open pays nothing for it.
+  std::once_flag dataset_bits_made;
+  std::unique_ptr<std::atomic<uint64_t>[]> dataset_good;
+  int fd = -1;  // the mapped file, for EntryCopy's reads
 
   ~Storage() {
     if (map) ::munmap(map, map_bytes);
+    if (fd >= 0) ::close(fd);
   }
 };
 
@@ -295,8 +298,8 @@ struct StoreReader::Internals {
     if (hdf5_only) return Status::Ok();
     CC_RETURN_IF_ERROR(CheckIndptr());
     r->gene_verdict_ = std::make_unique<std::atomic<uint8_t>[]>(static_cast<size_t>(r->n_genes()));
-    r->check_gene_ = VisitEntryTypes(*r, [](auto index, auto nnz, auto sum, auto second) {
-      return &CheckGeneEntries<decltype(index), decltype(nnz), decltype(sum), decltype(second)>;
+    r->check_range_ = VisitEntryTypes(*r, [](auto index, auto nnz, auto sum, auto second) {
+      return &CheckEntryRange<decltype(index), decltype(nnz), decltype(sum), decltype(second)>;
     });
     return Status::Ok();
   }
@@ -334,7 +337,7 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Internals::OpenOnce(cons
     r->storage_->map = map;
     r->storage_->map_bytes = r->file_size_;
   }
-  ::close(fd);
+  r->storage_->fd = fd;
 
   auto file = File::Open(path);
   if (!file.ok()) return file.status();
@@ -408,36 +411,144 @@ Status StoreReader::CheckGene(int64_t gene) const {
   const uint8_t known = verdict.load(std::memory_order_acquire);
   if (known == kGood) return Status::Ok();
   // Unchecked, or damaged (checked again for the message: it is rare and cheap).
-  Status s = check_gene_(*this, gene);
+  const EntryRange all{indptr_.IntAt(gene), indptr_.IntAt(gene + 1)};
+  Status s = check_range_(*this, gene, all, 0, n_groups());
   if (known == kUnchecked) verdict.store(s.ok() ? kGood : kDamaged, std::memory_order_release);
-  if (s.ok()) return s;
-  return Status::Corrupt("store '" + path_ + "' is damaged: " + s.message() + " (rebuild it)");
+  return s;
 }
 
-Status StoreReader::CheckGenes(const std::vector<int32_t>& genes) const {
-  // Genes not checked yet, and their entries: many are checked on every core.
+bool StoreReader::GeneChecked(int64_t gene) const {
+  return gene_verdict_[static_cast<size_t>(gene)].load(std::memory_order_acquire) == kGood;
+}
+
+StoreReader::EntryRange StoreReader::DatasetEntries(int64_t gene, int64_t dataset) const {
+  if (dataset_begin_.empty()) return {};
+  const int64_t begin = indptr_.IntAt(gene), n = indptr_.IntAt(gene + 1) - begin;
+  const auto d = static_cast<size_t>(dataset);
+  const EntryRange local = indices_.type == ArrayType::kInt64
+                               ? entry_check::LocateGroups(indices_.As<int64_t>() + begin, n,
+                                                           dataset_begin_[d], dataset_end_[d])
+                               : entry_check::LocateGroups(indices_.As<int32_t>() + begin, n,
+                                                           dataset_begin_[d], dataset_end_[d]);
+  return {begin + local.begin, begin + local.end};
+}
+
+bool StoreReader::DatasetChecked(int64_t gene, int64_t dataset) const {
+  const auto bit = static_cast<uint64_t>(gene) * static_cast<uint64_t>(n_datasets()) +
+                   static_cast<uint64_t>(dataset);
+  const uint64_t word = storage_->dataset_good[bit / 64].load(std::memory_order_acquire);
+  return (word >> (bit % 64)) & 1;
+}
+
+Status StoreReader::CheckDatasetEntries(int64_t gene, int64_t dataset) const {
+  if (DatasetChecked(gene, dataset)) return Status::Ok();
+  const auto d = static_cast<size_t>(dataset);
+  CC_RETURN_IF_ERROR(
+      check_range_(*this, gene, DatasetEntries(gene, dataset), dataset_begin_[d], dataset_end_[d]));
+  MarkDatasetChecked(gene, dataset);
+  return Status::Ok();
+}
+
+void StoreReader::MarkDatasetChecked(int64_t gene, int64_t dataset) const {
+  const auto bit = static_cast<uint64_t>(gene) * static_cast<uint64_t>(n_datasets()) +
+                   static_cast<uint64_t>(dataset);
+  storage_->dataset_good[bit / 64].fetch_or(uint64_t{1} << (bit % 64), std::memory_order_release);
+}
+
+bool StoreReader::ChecksByDataset(size_t n_datasets_read) const {
+  if (dataset_begin_.empty() || n_datasets_read * 8 > meta_.datasets.size()) return false;
+  std::call_once(storage_->dataset_bits_made, [&] {
+    const uint64_t bits = static_cast<uint64_t>(n_genes()) * meta_.datasets.size();
+    storage_->dataset_good = std::make_unique<std::atomic<uint64_t>[]>(bits / 64 + 1);
+  });
+  return true;
+}
+
+Status StoreReader::CheckRead(const std::vector<int32_t>& genes,
+                              const std::vector<int32_t>& datasets) const {
+  for (int32_t d : datasets)
+    if (d < 0 || d >= n_datasets()) return Status::Internal("dataset index out of range");
+  for (int32_t g : genes)
+    if (g < 0 || g >= n_genes()) return Status::Internal("gene index out of range");
+  return Status::Ok();
+}
+
+Status StoreReader::CheckEntries(const std::vector<int32_t>& genes,
+                                 const std::vector<int32_t>& datasets) const {
+  CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
+  const bool by_dataset = ChecksByDataset(datasets.size());
+  // Genes not wholly checked yet, and about how many entries their check reads: many
+  // are checked on every core.
   std::vector<int32_t> pending;
   int64_t entries = 0;
   for (int32_t g : genes) {
-    if (g < 0 || g >= n_genes()) return Status::Internal("gene index out of range");
-    if (gene_verdict_[static_cast<size_t>(g)].load(std::memory_order_acquire) == kGood) continue;
+    if (GeneChecked(g)) continue;
     pending.push_back(g);
-    entries += indptr_.IntAt(g + 1) - indptr_.IntAt(g);
+    const int64_t in_gene = indptr_.IntAt(g + 1) - indptr_.IntAt(g);
+    entries +=
+        by_dataset ? in_gene * static_cast<int64_t>(datasets.size()) / n_datasets() + 64 : in_gene;
   }
+  auto check = [&](int32_t g) {
+    if (!by_dataset) return CheckGene(g);
+    for (int32_t d : datasets)
+      if (Measured(d, g)) CC_RETURN_IF_ERROR(CheckDatasetEntries(g, d));
+    return Status::Ok();
+  };
   constexpr int64_t kWorthThreads = int64_t{1} << 20;
   const auto cores = static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
   if (entries >= kWorthThreads && cores > 1 && pending.size() > 1)
     ParallelFor(pending.size(), static_cast<int>(cores), 64,
-                [&](int, size_t i) { (void)CheckGene(pending[i]); });
+                [&](int, size_t i) { (void)check(pending[i]); });
   // The verdicts are known now: the first damaged gene, in the order asked, is the error.
-  for (int32_t g : pending) CC_RETURN_IF_ERROR(CheckGene(g));
+  for (int32_t g : pending) CC_RETURN_IF_ERROR(check(g));
   return Status::Ok();
 }
 
+bool StoreReader::CopyPays(const std::vector<int32_t>& genes,
+                           const std::vector<int32_t>& datasets) const {
+  // Below this many genes to read for the first time, the page faults are few.
+  constexpr size_t kCopyWorthGenes = 1024;
+  if (genes.size() < kCopyWorthGenes || !ChecksByDataset(datasets.size()) || storage_->fd < 0 ||
+      arrays_mapped() != 5)
+    return false;
+  size_t first_reads = 0;
+  for (int32_t g : genes) {
+    if (GeneChecked(g)) continue;
+    for (int32_t d : datasets)
+      if (Measured(d, g) && !DatasetChecked(g, d)) {
+        ++first_reads;
+        break;
+      }
+  }
+  return first_reads >= kCopyWorthGenes;
+}
+
+Result<EntryArrays> StoreReader::PrepareRead(const std::vector<int32_t>& genes,
+                                             const std::vector<int32_t>& datasets,
+                                             EntryCopy* copy) const {
+  CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
+  if (!CopyPays(genes, datasets)) {
+    CC_RETURN_IF_ERROR(CheckEntries(genes, datasets));
+    return arrays();
+  }
+  std::vector<int32_t> ordered(datasets);
+  std::sort(ordered.begin(), ordered.end(), [&](int32_t a, int32_t b) {
+    return dataset_begin_[static_cast<size_t>(a)] < dataset_begin_[static_cast<size_t>(b)];
+  });
+  ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
+  CC_RETURN_IF_ERROR(copy->Fill(*this, storage_->fd, storage_->map, genes, ordered));
+  for (int32_t g : genes)
+    for (int32_t d : ordered)
+      if (Measured(d, g)) MarkDatasetChecked(g, d);
+  return copy->arrays();
+}
+
 Status StoreReader::CheckAllGenes() const {
-  std::vector<int32_t> all(static_cast<size_t>(n_genes()));
-  for (size_t g = 0; g < all.size(); ++g) all[g] = static_cast<int32_t>(g);
-  return CheckGenes(all);
+  std::vector<int32_t> all_genes(static_cast<size_t>(n_genes()));
+  for (size_t g = 0; g < all_genes.size(); ++g) all_genes[g] = static_cast<int32_t>(g);
+  std::vector<int32_t> all_datasets(meta_.datasets.size());
+  for (size_t d = 0; d < all_datasets.size(); ++d) all_datasets[d] = static_cast<int32_t>(d);
+  return CheckEntries(all_genes, all_datasets);
 }
 
 }  // namespace cellcube

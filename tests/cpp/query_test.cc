@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -680,6 +681,144 @@ TEST_F(DamagedStore, NotAStore) {
   auto missing = StoreReader::Open(dir_.File("missing.h5ad"));
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+}
+
+// Reads of one dataset among many (SPEC §10): only that dataset's entries in each gene
+// are checked; the first read of many genes copies them out of the file (EntryCopy),
+// later ones read the mapping. Every path answers as brute force does.
+class OneDatasetReads : public ::testing::Test {
+ protected:
+  static constexpr int kDataset = 4;
+  void SetUp() override {
+    Spec spec;
+    spec.n_datasets = 10;
+    spec.n_genes = 1500;  // about 1,100 measured by each dataset: enough to copy
+    spec.groups_per_dataset = 6;
+    spec.seed = 21;
+    s_ = RandomStore(spec);
+    good_ = dir_.File("good.h5ad");
+    ASSERT_TRUE(s_.Validate().ok());
+    ASSERT_TRUE(WriteStore(s_, good_).ok());
+    for (int g = 0; g < spec.n_genes; ++g) all_genes_.push_back(g);
+  }
+  std::shared_ptr<const StoreReader> Open(const std::string& path) {
+    auto r = StoreReader::Open(path);
+    EXPECT_TRUE(r.ok()) << r.status().message();
+    return r.ok() ? *r : nullptr;
+  }
+  // The query of `genes` by cell type within `dataset`.
+  Case Within(int dataset, std::vector<int> genes) const { return {genes, {1}, {}, {dataset}}; }
+  // The first entry k of `dataset` in a gene where another dataset's entry comes before,
+  // one whose nnz would fit k's group (so that moving it there breaks only the order).
+  int64_t EntryOf(int dataset, int* gene) const {
+    auto dataset_of = [&](int64_t k) { return s_.codes[0][static_cast<size_t>(s_.group[k])]; };
+    for (int g = 0; g < s_.n_genes(); ++g)
+      for (int64_t k = s_.indptr[g] + 1; k < s_.indptr[g + 1]; ++k)
+        if (dataset_of(k) == dataset && dataset_of(k - 1) != dataset &&
+            s_.nnz[static_cast<size_t>(k - 1)] <= s_.n_cells[static_cast<size_t>(s_.group[k])]) {
+          *gene = g;
+          return k;
+        }
+    return -1;
+  }
+  TempDir dir_;
+  StoreData s_;
+  std::string good_;
+  std::vector<int> all_genes_;
+};
+
+TEST_F(OneDatasetReads, CopyThenMappingMatchBruteForce) {
+  auto store = Open(good_);
+  ASSERT_TRUE(store);
+  std::vector<int32_t> genes(all_genes_.begin(), all_genes_.end());
+  EntryCopy copy;
+  auto first = store->PrepareRead(genes, {kDataset}, &copy);
+  ASSERT_TRUE(first.ok()) << first.status().message();
+  EXPECT_TRUE(first->all_checked) << "the first read of ~1,100 genes in one dataset copies";
+  // The copy holds exactly the dataset's entries of each gene, as the mapping has them.
+  const EntryArrays mapping = store->arrays();
+  for (int32_t g : genes) {
+    const auto [begin, end] = store->DatasetEntries(g, kDataset);
+    const int64_t at = first->indptr.IntAt(g);
+    ASSERT_EQ(first->indptr.IntAt(g + 1) - at, store->Measured(kDataset, g) ? end - begin : 0);
+    for (int64_t k = 0; k < first->indptr.IntAt(g + 1) - at; ++k) {
+      EXPECT_EQ(first->indices.As<int32_t>()[at + k], mapping.indices.As<int32_t>()[begin + k]);
+      EXPECT_EQ(first->nnz.As<uint16_t>()[at + k], mapping.nnz.As<uint16_t>()[begin + k]);
+      EXPECT_EQ(first->sum.As<double>()[at + k], mapping.sum.As<double>()[begin + k]);
+      EXPECT_EQ(first->second.As<float>()[at + k], mapping.second.As<float>()[begin + k]);
+    }
+    EXPECT_FALSE(store->GeneChecked(g)) << "only the dataset's entries were checked";
+  }
+  EntryCopy unused;
+  auto second = store->PrepareRead(genes, {kDataset}, &unused);
+  ASSERT_TRUE(second.ok());
+  EXPECT_FALSE(second->all_checked) << "checked entries are read in the mapping";
+
+  // Through the engine, on fresh readers: copied, then mapped, then a few genes.
+  auto engine = QueryEngine::Create(Open(good_));
+  const Case all = Within(kDataset, all_genes_), few = Within(kDataset, {3, 7, 200, 1001});
+  for (const char* what : {"copied", "mapped"}) {
+    auto r = engine->Run(ToQuery(s_, all));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ExpectSame(*r, BruteForce(s_, all.genes, all.by, all.where, all.datasets), what);
+  }
+  auto r = QueryEngine::Create(Open(good_))->Run(ToQuery(s_, few));
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ExpectSame(*r, BruteForce(s_, few.genes, few.by, few.where, few.datasets), "few genes");
+}
+
+TEST_F(OneDatasetReads, DamageIsFoundByTheReadsOfItsDataset) {
+  int gene = -1;
+  const int64_t k = EntryOf(kDataset, &gene);
+  ASSERT_GE(k, 1);
+  const std::string bytes = ReadAll(good_);
+  struct Damage {
+    const char* array;
+    std::function<void(std::string*, uint64_t)> poke;
+    const char* mention;
+  };
+  const std::vector<Damage> damages = {
+      {"layers/sum/data",
+       [&](std::string* b, uint64_t at) {
+         const double nan = std::nan("");
+         std::memcpy(b->data() + at + 8 * static_cast<uint64_t>(k), &nan, 8);
+       },
+       "sum is not finite"},
+      // The entry before the dataset's first takes a group of the dataset: its entries
+      // are no longer all where the search finds them.
+      {"layers/nnz/indices",
+       [&](std::string* b, uint64_t at) {
+         const int32_t group = s_.group[static_cast<size_t>(k)];
+         std::memcpy(b->data() + at + 4 * static_cast<uint64_t>(k - 1), &group, 4);
+       },
+       "ascend"},
+  };
+  int n = 0;
+  for (const Damage& damage : damages) {
+    std::string b = bytes;
+    damage.poke(&b, OffsetOf(good_, damage.array));
+    const std::string bad = dir_.File("bad" + std::to_string(n++) + ".h5ad");
+    WriteAll(bad, b);
+    for (const Case& c : {Within(kDataset, all_genes_), Within(kDataset, {gene})}) {
+      auto r = QueryEngine::Create(Open(bad))->Run(ToQuery(s_, c));
+      ASSERT_FALSE(r.ok()) << "answered from a damaged entry (" << damage.mention << ")";
+      EXPECT_EQ(r.status().code(), StatusCode::kCorrupt);
+      EXPECT_NE(r.status().message().find(damage.mention), std::string::npos)
+          << r.status().message();
+      EXPECT_NE(r.status().message().find("of gene '" + s_.gene_ids[gene] + "'"), std::string::npos)
+          << r.status().message();
+    }
+    // Another dataset's reads do not touch the entry (a group-index change moves an
+    // entry from the dataset before, whose reads then rightly miss it).
+    const int other = damage.array == std::string("layers/sum/data") ? kDataset - 1 : kDataset + 1;
+    for (const Case& c : {Within(other, all_genes_), Within(other, {gene})}) {
+      auto r = QueryEngine::Create(Open(bad))->Run(ToQuery(s_, c));
+      ASSERT_TRUE(r.ok()) << r.status().message();
+      ExpectSame(*r, BruteForce(s_, c.genes, c.by, c.where, c.datasets), "other dataset");
+    }
+    auto whole = Open(bad);
+    EXPECT_EQ(whole->CheckAllGenes().code(), StatusCode::kCorrupt);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,250 @@
+// EntryCopy: a few datasets' entries in many genes, read out of the store file with
+// pread and checked on the way (see StoreReader::PrepareRead for when, and
+// docs/BENCHMARKS.md for why: on a cold mapping each scattered piece costs page faults).
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "cellcube/store_reader.h"
+#include "store/entry_check.h"
+#include "util/parallel.h"
+
+namespace cellcube {
+
+// One anonymous mapping for the whole copy, asked for in huge pages: its first touch
+// then costs a few faults instead of one per 4 KB page.
+struct EntryCopy::Memory {
+  void* base = nullptr;
+  size_t bytes = 0;
+  ~Memory() {
+    if (base) ::munmap(base, bytes);
+  }
+};
+
+EntryCopy::EntryCopy() = default;
+EntryCopy::~EntryCopy() = default;
+
+namespace {
+
+Status ReadAt(int fd, void* dst, size_t bytes, uint64_t offset) {
+  auto* out = static_cast<char*>(dst);
+  while (bytes > 0) {
+    const ssize_t n = ::pread(fd, out, bytes, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      return Status::IoError(std::string("cannot read the store: ") + std::strerror(errno));
+    if (n == 0) return Status::IoError("the store file ended early (was it changed in place?)");
+    out += n;
+    bytes -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+  return Status::Ok();
+}
+
+constexpr size_t kAlign = 64;
+size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// The copy of one layout: locate each gene's datasets in its groups (pass 1), lay out
+// the copy (pass 2), read the slices' statistics and check them (pass 3).
+template <typename Index, typename Nnz, typename Sum, typename Second>
+class Copier {
+ public:
+  Copier(const StoreReader& r, int fd, const void* map, std::vector<int32_t> genes,
+         const std::vector<int32_t>& datasets)
+      : r_(r),
+        fd_(fd),
+        map_(static_cast<const char*>(map)),
+        genes_(std::move(genes)),
+        datasets_(datasets),
+        nd_(datasets.size()),
+        ranges_(genes_.size() * nd_),
+        faults_(genes_.size()),
+        io_(genes_.size()),
+        parts_(Workers()),
+        part_at_(genes_.size()) {}
+
+  Status Run(void** base, size_t* bytes, EntryArrays* out) {
+    ParallelFor(genes_.size(), Workers(), 64, [&](int worker, size_t gi) { Locate(worker, gi); });
+    CC_RETURN_IF_ERROR(FirstError());
+    CC_RETURN_IF_ERROR(Layout(base, bytes, out));
+    ParallelFor(genes_.size(), Workers(), 64, [&](int, size_t gi) { ReadAndCheck(gi, *out); });
+    return FirstError();
+  }
+
+ private:
+  struct GeneFault {
+    size_t dataset = SIZE_MAX;  // the first damaged dataset's position in datasets_
+    int64_t entry = -1;         // in the store's entry arrays
+    const char* why = nullptr;
+  };
+
+  static int Workers() {
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }
+
+  uint64_t Offset(const ArrayView& a, int64_t entry, size_t width) const {
+    return static_cast<uint64_t>(static_cast<const char*>(a.data) - map_) +
+           static_cast<uint64_t>(entry) * width;
+  }
+
+  // A fault of dataset position j, kept when it comes before the gene's earlier one.
+  void Note(size_t gi, size_t j, int64_t entry, const char* why) {
+    if (j < faults_[gi].dataset) faults_[gi] = {j, entry, why};
+  }
+
+  // Pass 1: reads the gene's groups, finds each dataset's entries in them exactly as
+  // StoreReader::DatasetEntries does, checks their neighbours, keeps their groups.
+  void Locate(int worker, size_t gi) {
+    thread_local std::vector<Index> groups;
+    const int32_t g = genes_[gi];
+    const int64_t begin = r_.indptr().IntAt(g), n = r_.indptr().IntAt(g + 1) - begin;
+    groups.resize(static_cast<size_t>(n));
+    io_[gi] = ReadAt(fd_, groups.data(), groups.size() * sizeof(Index),
+                     Offset(r_.indices(), begin, sizeof(Index)));
+    if (!io_[gi].ok()) return;
+    std::vector<Index>& part = parts_[static_cast<size_t>(worker)];
+    part_at_[gi] = {worker, part.size()};
+    for (size_t j = 0; j < nd_; ++j) {
+      const auto d = static_cast<size_t>(datasets_[j]);
+      StoreReader::EntryRange& range = ranges_[gi * nd_ + j];
+      if (!r_.Measured(static_cast<int64_t>(d), g)) {
+        range = {begin, begin};
+        continue;
+      }
+      const int64_t first = r_.dataset_group_begin()[d], last = r_.dataset_group_end()[d];
+      const StoreReader::EntryRange local =
+          entry_check::LocateGroups(groups.data(), n, first, last);
+      const entry_check::Fault f =
+          entry_check::NeighbourFault(groups.data(), n, local, first, last);
+      if (f.at >= 0) Note(gi, j, begin + f.at, f.why);
+      range = {begin + local.begin, begin + local.end};
+      part.insert(part.end(), groups.begin() + local.begin, groups.begin() + local.end);
+    }
+  }
+
+  // Pass 2: the copy's indptr over all the store's genes, and its arrays in one mapping.
+  Status Layout(void** mapped, size_t* mapped_bytes, EntryArrays* out) {
+    const auto n_genes = static_cast<size_t>(r_.n_genes());
+    std::vector<int64_t> count(n_genes, 0);
+    for (size_t gi = 0; gi < genes_.size(); ++gi)
+      for (size_t j = 0; j < nd_; ++j)
+        count[static_cast<size_t>(genes_[gi])] +=
+            ranges_[gi * nd_ + j].end - ranges_[gi * nd_ + j].begin;
+    int64_t total = 0;
+    for (int64_t c : count) total += c;
+    const auto t = static_cast<size_t>(total);
+    const size_t sizes[] = {(n_genes + 1) * sizeof(int64_t), t * sizeof(Index), t * sizeof(Nnz),
+                            t * sizeof(Sum), t * sizeof(Second)};
+    size_t bytes = 0;
+    for (size_t s : sizes) bytes += AlignUp(s);
+    void* base = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+      return Status::OutOfMemory("cannot allocate a copy of the entries read");
+    (void)::madvise(base, bytes, MADV_HUGEPAGE);  // a hint: without it, only slower
+    *mapped = base;
+    *mapped_bytes = bytes;
+    char* at = static_cast<char*>(base);
+    void* arrays[5];
+    for (size_t i = 0; i < 5; ++i) {
+      arrays[i] = at;
+      at += AlignUp(sizes[i]);
+    }
+    auto* indptr = static_cast<int64_t*>(arrays[0]);
+    indptr[0] = 0;
+    for (size_t g = 0; g < n_genes; ++g) indptr[g + 1] = indptr[g] + count[g];
+    out->indptr = {arrays[0], ArrayType::kInt64, static_cast<int64_t>(n_genes + 1), false};
+    out->indices = {arrays[1], ArrayTypeOf<Index>(), total, false};
+    out->nnz = {arrays[2], ArrayTypeOf<Nnz>(), total, false};
+    out->sum = {arrays[3], ArrayTypeOf<Sum>(), total, false};
+    out->second = {arrays[4], ArrayTypeOf<Second>(), total, false};
+    out->all_checked = true;
+    return Status::Ok();
+  }
+
+  // Pass 3: per dataset, its groups from pass 1 and its statistics from the file, then
+  // EntryFault's rules over the copy.
+  void ReadAndCheck(size_t gi, const EntryArrays& out) {
+    const int32_t g = genes_[gi];
+    int64_t at = out.indptr.As<int64_t>()[g];
+    const Index* part =
+        parts_[static_cast<size_t>(part_at_[gi].first)].data() + part_at_[gi].second;
+    auto* idx = const_cast<Index*>(out.indices.As<Index>());
+    auto* nnz = const_cast<Nnz*>(out.nnz.As<Nnz>());
+    auto* sum = const_cast<Sum*>(out.sum.As<Sum>());
+    auto* second = const_cast<Second*>(out.second.As<Second>());
+    for (size_t j = 0; j < nd_; ++j) {
+      const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
+      const int64_t n = range.end - range.begin;
+      if (n == 0) continue;
+      const auto un = static_cast<size_t>(n);
+      std::copy(part, part + n, idx + at);
+      part += n;
+      Status s =
+          ReadAt(fd_, nnz + at, un * sizeof(Nnz), Offset(r_.nnz(), range.begin, sizeof(Nnz)));
+      if (s.ok())
+        s = ReadAt(fd_, sum + at, un * sizeof(Sum), Offset(r_.sum(), range.begin, sizeof(Sum)));
+      if (s.ok())
+        s = ReadAt(fd_, second + at, un * sizeof(Second),
+                   Offset(r_.second_moment(), range.begin, sizeof(Second)));
+      if (!s.ok()) {
+        io_[gi] = s;
+        return;
+      }
+      const auto d = static_cast<size_t>(datasets_[j]);
+      const entry_check::Fault f =
+          entry_check::SpanFault(r_, g, idx + at, nnz + at, sum + at, second + at, n,
+                                 r_.dataset_group_begin()[d], r_.dataset_group_end()[d]);
+      if (f.at >= 0) Note(gi, j, range.begin + f.at, f.why);
+      at += n;
+    }
+  }
+
+  // The first gene, in the order asked, that could not be read or is damaged.
+  Status FirstError() const {
+    for (size_t gi = 0; gi < genes_.size(); ++gi) {
+      CC_RETURN_IF_ERROR(io_[gi]);
+      if (faults_[gi].entry >= 0)
+        return entry_check::Damaged(r_, genes_[gi], faults_[gi].entry, faults_[gi].why);
+    }
+    return Status::Ok();
+  }
+
+  const StoreReader& r_;
+  const int fd_;
+  const char* const map_;
+  const std::vector<int32_t> genes_;  // each once
+  const std::vector<int32_t>& datasets_;
+  const size_t nd_;
+  std::vector<StoreReader::EntryRange> ranges_;  // per (gene, dataset), in the store
+  std::vector<GeneFault> faults_;                // per gene
+  std::vector<Status> io_;                       // per gene
+  std::vector<std::vector<Index>> parts_;        // per worker: the slices' groups
+  std::vector<std::pair<int, size_t>> part_at_;  // per gene: its worker and offset
+};
+
+}  // namespace
+
+Status EntryCopy::Fill(const StoreReader& r, int fd, const void* map,
+                       const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) {
+  // Each gene once (a query may name one twice): the copy has one range per gene.
+  std::vector<int32_t> once;
+  std::vector<bool> seen(static_cast<size_t>(r.n_genes()), false);
+  for (int32_t g : genes)
+    if (!seen[static_cast<size_t>(g)]) {
+      seen[static_cast<size_t>(g)] = true;
+      once.push_back(g);
+    }
+  memory_ = std::make_unique<Memory>();
+  arrays_ = {};
+  return VisitEntryTypes(r, [&](auto index, auto nnz, auto sum, auto second) {
+    Copier<decltype(index), decltype(nnz), decltype(sum), decltype(second)> copier(
+        r, fd, map, std::move(once), datasets);
+    return copier.Run(&memory_->base, &memory_->bytes, &arrays_);
+  });
+}
+
+}  // namespace cellcube
