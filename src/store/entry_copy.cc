@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "cellcube/store_reader.h"
+#include "store/batch_read.h"
 #include "store/entry_check.h"
 #include "util/parallel.h"
 
@@ -30,21 +31,6 @@ EntryCopy::~EntryCopy() = default;
 
 namespace {
 
-Status ReadAt(int fd, void* dst, size_t bytes, uint64_t offset) {
-  auto* out = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const ssize_t n = ::pread(fd, out, bytes, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      return Status::IoError(std::string("cannot read the store: ") + std::strerror(errno));
-    if (n == 0) return Status::IoError("the store file ended early (was it changed in place?)");
-    out += n;
-    bytes -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return Status::Ok();
-}
-
 constexpr size_t kAlign = 64;
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
@@ -64,14 +50,14 @@ class Copier {
         ranges_(genes_.size() * nd_),
         faults_(genes_.size()),
         io_(genes_.size()),
-        parts_(Workers()),
-        part_at_(genes_.size()) {}
+        parts_(genes_.size()) {}
 
   Status Run(void** base, size_t* bytes, EntryArrays* out) {
-    ParallelFor(genes_.size(), Workers(), 64, [&](int worker, size_t gi) { Locate(worker, gi); });
+    ForEachChunk([&](BatchRead& reads, size_t begin, size_t end) { Locate(reads, begin, end); });
     CC_RETURN_IF_ERROR(FirstError());
     CC_RETURN_IF_ERROR(Layout(base, bytes, out));
-    ParallelFor(genes_.size(), Workers(), 64, [&](int, size_t gi) { ReadAndCheck(gi, *out); });
+    ForEachChunk(
+        [&](BatchRead& reads, size_t begin, size_t end) { ReadAndCheck(reads, begin, end, *out); });
     return FirstError();
   }
 
@@ -96,18 +82,49 @@ class Copier {
     if (j < faults_[gi].dataset) faults_[gi] = {j, entry, why};
   }
 
-  // Pass 1: reads the gene's groups, finds each dataset's entries in them exactly as
+  // Calls f(reads, begin, end) for chunks [begin, end) of the genes, on every core, each
+  // core with its own BatchRead, so that a chunk's reads go to the kernel together.
+  template <typename F>
+  void ForEachChunk(F&& f) {
+    constexpr size_t kChunk = 64;
+    std::vector<std::unique_ptr<BatchRead>> readers(static_cast<size_t>(Workers()));
+    const size_t n_chunks = (genes_.size() + kChunk - 1) / kChunk;
+    ParallelFor(n_chunks, Workers(), 1, [&](int worker, size_t c) {
+      std::unique_ptr<BatchRead>& reads = readers[static_cast<size_t>(worker)];
+      if (!reads) reads = std::make_unique<BatchRead>(fd_);
+      f(*reads, c * kChunk, std::min(genes_.size(), (c + 1) * kChunk));
+    });
+  }
+
+  // Pass 1: reads the genes' groups, finds each dataset's entries in them exactly as
   // StoreReader::DatasetEntries does, checks their neighbours, keeps their groups.
-  void Locate(int worker, size_t gi) {
+  void Locate(BatchRead& reads, size_t begin, size_t end) {
     thread_local std::vector<Index> groups;
+    thread_local std::vector<size_t> at;  // per gene of the chunk, into groups
+    at.assign(1, 0);
+    for (size_t gi = begin; gi < end; ++gi)
+      at.push_back(at.back() + static_cast<size_t>(Entries(genes_[gi])));
+    groups.resize(at.back());
+    for (size_t gi = begin; gi < end; ++gi) {
+      const int64_t first = r_.indptr().IntAt(genes_[gi]);
+      reads.Add(Offset(r_.indices(), first, sizeof(Index)), groups.data() + at[gi - begin],
+                static_cast<size_t>(Entries(genes_[gi])) * sizeof(Index));
+    }
+    if (Status s = reads.Finish(); !s.ok()) {
+      io_[begin] = s;
+      return;
+    }
+    for (size_t gi = begin; gi < end; ++gi) LocateInGene(gi, groups.data() + at[gi - begin]);
+  }
+
+  int64_t Entries(int32_t gene) const {
+    return r_.indptr().IntAt(gene + 1) - r_.indptr().IntAt(gene);
+  }
+
+  void LocateInGene(size_t gi, const Index* groups) {
     const int32_t g = genes_[gi];
-    const int64_t begin = r_.indptr().IntAt(g), n = r_.indptr().IntAt(g + 1) - begin;
-    groups.resize(static_cast<size_t>(n));
-    io_[gi] = ReadAt(fd_, groups.data(), groups.size() * sizeof(Index),
-                     Offset(r_.indices(), begin, sizeof(Index)));
-    if (!io_[gi].ok()) return;
-    std::vector<Index>& part = parts_[static_cast<size_t>(worker)];
-    part_at_[gi] = {worker, part.size()};
+    const int64_t begin = r_.indptr().IntAt(g), n = Entries(g);
+    std::vector<Index>& part = parts_[gi];
     for (size_t j = 0; j < nd_; ++j) {
       const auto d = static_cast<size_t>(datasets_[j]);
       StoreReader::EntryRange& range = ranges_[gi * nd_ + j];
@@ -116,13 +133,11 @@ class Copier {
         continue;
       }
       const int64_t first = r_.dataset_group_begin()[d], last = r_.dataset_group_end()[d];
-      const StoreReader::EntryRange local =
-          entry_check::LocateGroups(groups.data(), n, first, last);
-      const entry_check::Fault f =
-          entry_check::NeighbourFault(groups.data(), n, local, first, last);
+      const StoreReader::EntryRange local = entry_check::LocateGroups(groups, n, first, last);
+      const entry_check::Fault f = entry_check::NeighbourFault(groups, n, local, first, last);
       if (f.at >= 0) Note(gi, j, begin + f.at, f.why);
       range = {begin + local.begin, begin + local.end};
-      part.insert(part.end(), groups.begin() + local.begin, groups.begin() + local.end);
+      part.insert(part.end(), groups + local.begin, groups + local.end);
     }
   }
 
@@ -167,39 +182,43 @@ class Copier {
 
   // Pass 3: per dataset, its groups from pass 1 and its statistics from the file, then
   // EntryFault's rules over the copy.
-  void ReadAndCheck(size_t gi, const EntryArrays& out) {
-    const int32_t g = genes_[gi];
-    int64_t at = out.indptr.As<int64_t>()[g];
-    const Index* part =
-        parts_[static_cast<size_t>(part_at_[gi].first)].data() + part_at_[gi].second;
+  void ReadAndCheck(BatchRead& reads, size_t begin, size_t end, const EntryArrays& out) {
     auto* idx = const_cast<Index*>(out.indices.As<Index>());
     auto* nnz = const_cast<Nnz*>(out.nnz.As<Nnz>());
     auto* sum = const_cast<Sum*>(out.sum.As<Sum>());
     auto* second = const_cast<Second*>(out.second.As<Second>());
-    for (size_t j = 0; j < nd_; ++j) {
-      const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
-      const int64_t n = range.end - range.begin;
-      if (n == 0) continue;
-      const auto un = static_cast<size_t>(n);
-      std::copy(part, part + n, idx + at);
-      part += n;
-      Status s =
-          ReadAt(fd_, nnz + at, un * sizeof(Nnz), Offset(r_.nnz(), range.begin, sizeof(Nnz)));
-      if (s.ok())
-        s = ReadAt(fd_, sum + at, un * sizeof(Sum), Offset(r_.sum(), range.begin, sizeof(Sum)));
-      if (s.ok())
-        s = ReadAt(fd_, second + at, un * sizeof(Second),
-                   Offset(r_.second_moment(), range.begin, sizeof(Second)));
-      if (!s.ok()) {
-        io_[gi] = s;
-        return;
+    for (size_t gi = begin; gi < end; ++gi) {
+      int64_t at = out.indptr.As<int64_t>()[genes_[gi]];
+      std::copy(parts_[gi].begin(), parts_[gi].end(), idx + at);
+      for (size_t j = 0; j < nd_; ++j) {
+        const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
+        const auto n = static_cast<size_t>(range.end - range.begin);
+        if (n == 0) continue;
+        reads.Add(Offset(r_.nnz(), range.begin, sizeof(Nnz)), nnz + at, n * sizeof(Nnz));
+        reads.Add(Offset(r_.sum(), range.begin, sizeof(Sum)), sum + at, n * sizeof(Sum));
+        reads.Add(Offset(r_.second_moment(), range.begin, sizeof(Second)), second + at,
+                  n * sizeof(Second));
+        at += static_cast<int64_t>(n);
       }
-      const auto d = static_cast<size_t>(datasets_[j]);
-      const entry_check::Fault f =
-          entry_check::SpanFault(r_, g, idx + at, nnz + at, sum + at, second + at, n,
-                                 r_.dataset_group_begin()[d], r_.dataset_group_end()[d]);
-      if (f.at >= 0) Note(gi, j, range.begin + f.at, f.why);
-      at += n;
+    }
+    if (Status s = reads.Finish(); !s.ok()) {
+      io_[begin] = s;
+      return;
+    }
+    for (size_t gi = begin; gi < end; ++gi) {
+      const int32_t g = genes_[gi];
+      int64_t at = out.indptr.As<int64_t>()[g];
+      for (size_t j = 0; j < nd_; ++j) {
+        const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
+        const int64_t n = range.end - range.begin;
+        if (n == 0) continue;
+        const auto d = static_cast<size_t>(datasets_[j]);
+        const entry_check::Fault f =
+            entry_check::SpanFault(r_, g, idx + at, nnz + at, sum + at, second + at, n,
+                                   r_.dataset_group_begin()[d], r_.dataset_group_end()[d]);
+        if (f.at >= 0) Note(gi, j, range.begin + f.at, f.why);
+        at += n;
+      }
     }
   }
 
@@ -222,8 +241,7 @@ class Copier {
   std::vector<StoreReader::EntryRange> ranges_;  // per (gene, dataset), in the store
   std::vector<GeneFault> faults_;                // per gene
   std::vector<Status> io_;                       // per gene
-  std::vector<std::vector<Index>> parts_;        // per worker: the slices' groups
-  std::vector<std::pair<int, size_t>> part_at_;  // per gene: its worker and offset
+  std::vector<std::vector<Index>> parts_;        // per gene: its slices' groups
 };
 
 }  // namespace
