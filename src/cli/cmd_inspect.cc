@@ -177,6 +177,110 @@ void PrintGeneNames(const InspectedGenes& g, int64_t n_vars) {
               << "', build's default)\n";
 }
 
+// Everything inspect reports about a file, read before anything is printed (so that an
+// error leaves no partial description behind).
+struct Inspection {
+  std::vector<std::pair<std::string, CheckResult>> checks;  // (matrix path, result), --check
+  std::vector<ColumnSummary> obs_cols, var_cols;
+  h5ad::DataFrameInfo obs_info, var_info;
+  InspectedGenes genes;
+  int64_t size_bytes = 0;
+};
+
+Result<Inspection> Inspect(const File& file, const std::string& path, bool check) {
+  Inspection in;
+  // Opening every stream validates each sparse matrix's indptr (cheap: one entry a row).
+  for (const auto& m : file.matrices()) {
+    CC_ASSIGN_OR_RETURN(auto stream, file.StreamMatrix(m.path));
+    (void)stream;
+  }
+  if (check) {
+    for (const auto& m : file.matrices()) {
+      CC_ASSIGN_OR_RETURN(CheckResult r, CheckMatrix(file, m.path));
+      in.checks.emplace_back(m.path, r);
+    }
+  }
+  CC_ASSIGN_OR_RETURN(in.obs_cols, SummariseColumns(file, true));
+  CC_ASSIGN_OR_RETURN(in.var_cols, SummariseColumns(file, false));
+  CC_ASSIGN_OR_RETURN(in.obs_info, file.ObsInfo());
+  CC_ASSIGN_OR_RETURN(in.var_info, file.VarInfo());
+  CC_ASSIGN_OR_RETURN(in.genes, GeneNamesOf(file));
+  struct stat st {};
+  ::stat(path.c_str(), &st);
+  in.size_bytes = static_cast<int64_t>(st.st_size);
+  return in;
+}
+
+json MatricesJson(const File& file, const Inspection& in) {
+  json matrices = json::array();
+  for (const auto& m : file.matrices()) {
+    json jm = {{"path", m.path},
+               {"encoding", h5ad::EncodingName(m.encoding)},
+               {"dtype", m.dtype},
+               {"shape", {m.n_rows, m.n_cols}},
+               {"stored", m.stored},
+               {"chunks", m.chunks.empty() ? json(nullptr) : json(m.chunks)},
+               {"filter", m.filter},
+               {"index_dtype", m.index_dtype.empty() ? json(nullptr) : json(m.index_dtype)}};
+    for (const auto& [p, r] : in.checks)
+      if (p == m.path) jm["check"] = {{"values", r.values}, {"non_finite", r.non_finite}};
+    matrices.push_back(jm);
+  }
+  return matrices;
+}
+
+json GenesJson(const InspectedGenes& genes) {
+  return {
+      {"matrix", genes.matrix.empty() ? json(nullptr) : json(genes.matrix)},
+      {"first_ids", genes.first_ids},
+      {"symbol_column", genes.symbol_column.empty() ? json(nullptr) : json(genes.symbol_column)},
+      {"first_symbols", genes.first_symbols}};
+}
+
+void PrintJson(const File& file, const std::string& path, const Inspection& in) {
+  json out = {{"path", path},
+              {"layout", file.layout()},
+              {"size_bytes", in.size_bytes},
+              {"n_obs", file.n_obs()},
+              {"n_vars", file.n_vars()},
+              {"obs_index", in.obs_info.index_name},
+              {"var_index", in.var_info.index_name},
+              {"matrices", MatricesJson(file, in)},
+              {"obs", ColumnsJson(in.obs_cols)},
+              {"var", ColumnsJson(in.var_cols)},
+              {"genes", GenesJson(in.genes)}};
+  std::cout << out.dump(2) << "\n";
+}
+
+void PrintMatrices(const File& file, const Inspection& in) {
+  std::cout << "\nmatrices (" << file.matrices().size() << ")\n";
+  if (file.matrices().empty()) {
+    std::cout << "  none: this file stores no X, raw/X or layers\n";
+  } else {
+    TextTable t({"path", "encoding", "dtype", "shape", "stored", "chunks", "filter", "index"});
+    for (const auto& m : file.matrices())
+      t.AddRow({m.path, h5ad::EncodingName(m.encoding), m.dtype, ShapeText({m.n_rows, m.n_cols}),
+                WithThousands(m.stored), ShapeText(m.chunks), m.filter,
+                m.index_dtype.empty() ? "-" : m.index_dtype});
+    t.Print(std::cout, {4});
+  }
+  for (const auto& [p, r] : in.checks)
+    std::cout << "  checked " << p << ": " << WithThousands(r.values) << " values read, "
+              << (r.non_finite ? WithThousands(r.non_finite) + " not finite (NaN or inf)"
+                               : std::string("all finite"))
+              << "\n";
+}
+
+void PrintText(const File& file, const std::string& path, const Inspection& in) {
+  std::cout << path << "\n  " << file.layout() << ", " << FormatBytes(in.size_bytes) << "; "
+            << WithThousands(file.n_obs()) << " cells (obs) x " << WithThousands(file.n_vars())
+            << " genes (var)\n";
+  PrintMatrices(file, in);
+  PrintColumns("obs", in.obs_cols);
+  PrintColumns("var", in.var_cols);
+  PrintGeneNames(in.genes, file.n_vars());
+}
+
 }  // namespace
 
 Status RunInspect(const std::vector<std::string>& argv) {
@@ -187,83 +291,11 @@ Status RunInspect(const std::vector<std::string>& argv) {
   const std::string& path = args.positionals()[0];
   CC_ASSIGN_OR_RETURN(auto file, File::Open(path));
   if (auto column = args.Get("column")) return PrintColumnValues(*file, *column, args.Flag("json"));
-
-  // Opening every stream validates each sparse matrix's indptr (cheap: one entry a row).
-  for (const auto& m : file->matrices()) {
-    CC_ASSIGN_OR_RETURN(auto stream, file->StreamMatrix(m.path));
-    (void)stream;
-  }
-  std::vector<std::pair<std::string, CheckResult>> checks;
-  if (args.Flag("check")) {
-    for (const auto& m : file->matrices()) {
-      CC_ASSIGN_OR_RETURN(CheckResult r, CheckMatrix(*file, m.path));
-      checks.emplace_back(m.path, r);
-    }
-  }
-  CC_ASSIGN_OR_RETURN(auto obs_cols, SummariseColumns(*file, true));
-  CC_ASSIGN_OR_RETURN(auto var_cols, SummariseColumns(*file, false));
-  CC_ASSIGN_OR_RETURN(auto obs_info, file->ObsInfo());
-  CC_ASSIGN_OR_RETURN(auto var_info, file->VarInfo());
-  CC_ASSIGN_OR_RETURN(const InspectedGenes genes, GeneNamesOf(*file));
-  struct stat st {};
-  ::stat(path.c_str(), &st);
-
-  if (args.Flag("json")) {
-    json matrices = json::array();
-    for (const auto& m : file->matrices()) {
-      json jm = {{"path", m.path},
-                 {"encoding", h5ad::EncodingName(m.encoding)},
-                 {"dtype", m.dtype},
-                 {"shape", {m.n_rows, m.n_cols}},
-                 {"stored", m.stored},
-                 {"chunks", m.chunks.empty() ? json(nullptr) : json(m.chunks)},
-                 {"filter", m.filter},
-                 {"index_dtype", m.index_dtype.empty() ? json(nullptr) : json(m.index_dtype)}};
-      for (const auto& [p, r] : checks)
-        if (p == m.path) jm["check"] = {{"values", r.values}, {"non_finite", r.non_finite}};
-      matrices.push_back(jm);
-    }
-    json out = {{"path", path},
-                {"layout", file->layout()},
-                {"size_bytes", static_cast<int64_t>(st.st_size)},
-                {"n_obs", file->n_obs()},
-                {"n_vars", file->n_vars()},
-                {"obs_index", obs_info.index_name},
-                {"var_index", var_info.index_name},
-                {"matrices", matrices},
-                {"obs", ColumnsJson(obs_cols)},
-                {"var", ColumnsJson(var_cols)},
-                {"genes",
-                 {{"matrix", genes.matrix.empty() ? json(nullptr) : json(genes.matrix)},
-                  {"first_ids", genes.first_ids},
-                  {"symbol_column",
-                   genes.symbol_column.empty() ? json(nullptr) : json(genes.symbol_column)},
-                  {"first_symbols", genes.first_symbols}}}};
-    std::cout << out.dump(2) << "\n";
-    return Status::Ok();
-  }
-
-  std::cout << path << "\n  " << file->layout() << ", " << FormatBytes(st.st_size) << "; "
-            << WithThousands(file->n_obs()) << " cells (obs) x " << WithThousands(file->n_vars())
-            << " genes (var)\n\nmatrices (" << file->matrices().size() << ")\n";
-  if (file->matrices().empty()) {
-    std::cout << "  none: this file stores no X, raw/X or layers\n";
-  } else {
-    TextTable t({"path", "encoding", "dtype", "shape", "stored", "chunks", "filter", "index"});
-    for (const auto& m : file->matrices())
-      t.AddRow({m.path, h5ad::EncodingName(m.encoding), m.dtype, ShapeText({m.n_rows, m.n_cols}),
-                WithThousands(m.stored), ShapeText(m.chunks), m.filter,
-                m.index_dtype.empty() ? "-" : m.index_dtype});
-    t.Print(std::cout, {4});
-  }
-  for (const auto& [p, r] : checks)
-    std::cout << "  checked " << p << ": " << WithThousands(r.values) << " values read, "
-              << (r.non_finite ? WithThousands(r.non_finite) + " not finite (NaN or inf)"
-                               : std::string("all finite"))
-              << "\n";
-  PrintColumns("obs", obs_cols);
-  PrintColumns("var", var_cols);
-  PrintGeneNames(genes, file->n_vars());
+  CC_ASSIGN_OR_RETURN(const Inspection in, Inspect(*file, path, args.Flag("check")));
+  if (args.Flag("json"))
+    PrintJson(*file, path, in);
+  else
+    PrintText(*file, path, in);
   return Status::Ok();
 }
 

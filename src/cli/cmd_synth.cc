@@ -92,30 +92,77 @@ Status AppendIndptr(h5ad::Writer& w, const synth::CsrRows& rows, int64_t* nnz, b
   return w.Append("X/indptr", indptr.data(), static_cast<int64_t>(indptr.size()));
 }
 
-Result<Written> WriteDataset(const synth::Dataset& d, const std::string& path,
-                             const std::string& label, bool quiet) {
-  const int64_t n_cells = d.n_cells(), n_genes = d.n_genes();
-  CC_ASSIGN_OR_RETURN(auto writer, h5ad::Writer::Create(path));
-  h5ad::Writer& w = *writer;
-  // 32-bit indices whenever no count of stored values can outgrow them (as scipy).
-  const bool wide = n_cells > std::numeric_limits<int32_t>::max() / n_genes;
+// scanpy-style QC metrics of every cell and gene, summed as the matrix streams past
+// (the matrix itself is never held whole).
+struct QcMetrics {
+  std::vector<int64_t> cell_genes;  // per cell: genes with a count
+  std::vector<double> cell_total;   // per cell: sum of its counts
+  std::vector<int64_t> gene_cells;  // per gene: cells with a count
+  std::vector<double> gene_total;   // per gene: sum of its counts
+};
+
+// The CSR index type: 32-bit whenever no count of stored values can outgrow it (as
+// scipy does).
+bool NeedsWideIndices(const synth::Dataset& d) {
+  return d.n_cells() > std::numeric_limits<int32_t>::max() / d.n_genes();
+}
+
+Status CreateMatrix(h5ad::Writer& w, bool wide) {
   const ElemType index_type = wide ? ElemType::kInt64 : ElemType::kInt32;
   const h5ad::Compression gzip{kGzipLevel, kChunkElements};
   CC_RETURN_IF_ERROR(w.CreateGroup("X"));
   CC_RETURN_IF_ERROR(w.CreateAppendable("X/data", ElemType::kFloat32, gzip));
   CC_RETURN_IF_ERROR(w.CreateAppendable("X/indices", index_type, gzip));
-  CC_RETURN_IF_ERROR(w.CreateAppendable("X/indptr", index_type, gzip));
+  return w.CreateAppendable("X/indptr", index_type, gzip);
+}
 
-  // Blocks of about a million stored values.
-  const auto per_row = static_cast<double>(n_genes) * d.target_density();
-  const auto rows_per_block =
-      std::clamp<int64_t>(static_cast<int64_t>((1 << 20) / std::max(1.0, per_row)), 64, 1 << 16);
+// Blocks of about a million stored values: large enough to keep the threads busy,
+// small enough to bound memory.
+int64_t RowsPerBlock(const synth::Dataset& d) {
+  const auto per_row = static_cast<double>(d.n_genes()) * d.target_density();
+  return std::clamp<int64_t>(static_cast<int64_t>((1 << 20) / std::max(1.0, per_row)), 64, 1 << 16);
+}
+
+// Appends a block of rows to X; *nnz: the values stored so far (indptr's last entry).
+// Wide indices are widened here: the generator makes 32-bit ones.
+Status AppendRows(h5ad::Writer& w, const synth::CsrRows& rows, bool wide, bool first,
+                  std::vector<int64_t>* wide_indices, int64_t* nnz) {
+  const auto count = static_cast<int64_t>(rows.data.size());
+  CC_RETURN_IF_ERROR(w.Append("X/data", rows.data.data(), count));
+  if (wide) {
+    wide_indices->assign(rows.indices.begin(), rows.indices.end());
+    CC_RETURN_IF_ERROR(w.Append("X/indices", wide_indices->data(), count));
+    return AppendIndptr<int64_t>(w, rows, nnz, first);
+  }
+  CC_RETURN_IF_ERROR(w.Append("X/indices", rows.indices.data(), count));
+  return AppendIndptr<int32_t>(w, rows, nnz, first);
+}
+
+void AddToMetrics(const synth::CsrRows& rows, QcMetrics* qc) {
+  for (int64_t i = 0; i < rows.n_rows; ++i) {
+    auto c = static_cast<size_t>(rows.row_begin + i);
+    qc->cell_genes[c] = rows.row_nnz[static_cast<size_t>(i)];
+    qc->cell_total[c] = rows.row_total[static_cast<size_t>(i)];
+  }
+  for (size_t g = 0; g < qc->gene_cells.size(); ++g) {
+    qc->gene_cells[g] += rows.gene_nnz[g];
+    qc->gene_total[g] += rows.gene_sum[g];
+  }
+}
+
+// Writes X (CSR, gzip), generated block by block on worker threads, and fills *qc.
+// Returns the number of stored values.
+Result<int64_t> WriteMatrix(const synth::Dataset& d, h5ad::Writer& w, const std::string& label,
+                            bool quiet, QcMetrics* qc) {
+  const int64_t n_cells = d.n_cells(), n_genes = d.n_genes();
+  const bool wide = NeedsWideIndices(d);
+  CC_RETURN_IF_ERROR(CreateMatrix(w, wide));
   const int threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
-  synth::RowStream stream(d, rows_per_block, threads);
-  std::vector<int64_t> cell_genes(static_cast<size_t>(n_cells));
-  std::vector<double> cell_total(static_cast<size_t>(n_cells));
-  std::vector<int64_t> gene_cells(static_cast<size_t>(n_genes), 0);
-  std::vector<double> gene_total(static_cast<size_t>(n_genes), 0);
+  synth::RowStream stream(d, RowsPerBlock(d), threads);
+  qc->cell_genes.resize(static_cast<size_t>(n_cells));
+  qc->cell_total.resize(static_cast<size_t>(n_cells));
+  qc->gene_cells.assign(static_cast<size_t>(n_genes), 0);
+  qc->gene_total.assign(static_cast<size_t>(n_genes), 0);
   int64_t nnz = 0;
   ProgressBar progress(quiet);
   synth::CsrRows rows;
@@ -124,79 +171,82 @@ Result<Written> WriteDataset(const synth::Dataset& d, const std::string& path,
   while (true) {
     CC_ASSIGN_OR_RETURN(bool more, stream.Next(&rows));
     if (!more) break;
-    const auto count = static_cast<int64_t>(rows.data.size());
-    CC_RETURN_IF_ERROR(w.Append("X/data", rows.data.data(), count));
-    if (wide) {
-      wide_indices.assign(rows.indices.begin(), rows.indices.end());
-      CC_RETURN_IF_ERROR(w.Append("X/indices", wide_indices.data(), count));
-      CC_RETURN_IF_ERROR(AppendIndptr<int64_t>(w, rows, &nnz, first));
-    } else {
-      CC_RETURN_IF_ERROR(w.Append("X/indices", rows.indices.data(), count));
-      CC_RETURN_IF_ERROR(AppendIndptr<int32_t>(w, rows, &nnz, first));
-    }
+    CC_RETURN_IF_ERROR(AppendRows(w, rows, wide, first, &wide_indices, &nnz));
     first = false;
-    for (int64_t i = 0; i < rows.n_rows; ++i) {
-      auto c = static_cast<size_t>(rows.row_begin + i);
-      cell_genes[c] = rows.row_nnz[static_cast<size_t>(i)];
-      cell_total[c] = rows.row_total[static_cast<size_t>(i)];
-    }
-    for (size_t g = 0; g < gene_cells.size(); ++g) {
-      gene_cells[g] += rows.gene_nnz[g];
-      gene_total[g] += rows.gene_sum[g];
-    }
+    AddToMetrics(rows, qc);
     progress.Update(rows.row_begin + rows.n_rows, n_cells, label);
   }
   CC_RETURN_IF_ERROR(w.MarkSparse("X", true, n_cells, n_genes));
   progress.Finish();
+  return nnz;
+}
 
-  // obs: the plan's categorical columns and scanpy-style QC metrics.
-  {
-    std::vector<ColumnData> cols;
-    for (const auto& c : d.obs()) cols.push_back(Categorical(c));
-    ColumnData n_genes_col;
-    n_genes_col.name = "n_genes_by_counts";
-    n_genes_col.type = ColumnData::Type::kInt64;
-    n_genes_col.ints = std::move(cell_genes);
-    cols.push_back(std::move(n_genes_col));
-    ColumnData total_col;
-    total_col.name = "total_counts";
-    total_col.type = ColumnData::Type::kFloat64;
-    total_col.floats = std::move(cell_total);
-    cols.push_back(std::move(total_col));
-    CC_RETURN_IF_ERROR(w.WriteDataFrame("obs", d.Barcodes(), cols));
-  }
-  // var: gene ids, symbols (feature_name, as CELLxGENE names it), biotypes, metrics.
-  {
-    std::vector<ColumnData> cols;
-    cols.push_back(CategoricalOf("feature_name", d.gene_symbols()));
-    cols.push_back(CategoricalOf("gene_biotype", d.gene_biotypes()));
-    ColumnData mt;
-    mt.name = "mt";
-    mt.type = ColumnData::Type::kBool;
-    for (const auto& s : d.gene_symbols()) mt.ints.push_back(s.rfind("MT-", 0) == 0);
-    cols.push_back(std::move(mt));
-    ColumnData cells_col;
-    cells_col.name = "n_cells_by_counts";
-    cells_col.type = ColumnData::Type::kInt64;
-    cells_col.ints = std::move(gene_cells);
-    cols.push_back(std::move(cells_col));
-    ColumnData total_col;
-    total_col.name = "total_counts";
-    total_col.type = ColumnData::Type::kFloat64;
-    total_col.floats = std::move(gene_total);
-    cols.push_back(std::move(total_col));
-    CC_RETURN_IF_ERROR(w.WriteDataFrame("var", d.gene_ids(), cols));
-  }
+ColumnData Int64Column(const std::string& name, std::vector<int64_t> values) {
+  ColumnData col;
+  col.name = name;
+  col.type = ColumnData::Type::kInt64;
+  col.ints = std::move(values);
+  return col;
+}
+
+ColumnData Float64Column(const std::string& name, std::vector<double> values) {
+  ColumnData col;
+  col.name = name;
+  col.type = ColumnData::Type::kFloat64;
+  col.floats = std::move(values);
+  return col;
+}
+
+// obs: the plan's categorical columns and the cells' QC metrics, indexed by barcode.
+Status WriteObs(h5ad::Writer& w, const synth::Dataset& d, QcMetrics* qc) {
+  std::vector<ColumnData> cols;
+  for (const auto& c : d.obs()) cols.push_back(Categorical(c));
+  cols.push_back(Int64Column("n_genes_by_counts", std::move(qc->cell_genes)));
+  cols.push_back(Float64Column("total_counts", std::move(qc->cell_total)));
+  return w.WriteDataFrame("obs", d.Barcodes(), cols);
+}
+
+// var: gene ids (the index), symbols (feature_name, as CELLxGENE names it), biotypes,
+// the mitochondrial flag and the genes' QC metrics.
+Status WriteVar(h5ad::Writer& w, const synth::Dataset& d, QcMetrics* qc) {
+  std::vector<ColumnData> cols;
+  cols.push_back(CategoricalOf("feature_name", d.gene_symbols()));
+  cols.push_back(CategoricalOf("gene_biotype", d.gene_biotypes()));
+  ColumnData mt;
+  mt.name = "mt";
+  mt.type = ColumnData::Type::kBool;
+  for (const auto& s : d.gene_symbols()) mt.ints.push_back(s.rfind("MT-", 0) == 0);
+  cols.push_back(std::move(mt));
+  cols.push_back(Int64Column("n_cells_by_counts", std::move(qc->gene_cells)));
+  cols.push_back(Float64Column("total_counts", std::move(qc->gene_total)));
+  return w.WriteDataFrame("var", d.gene_ids(), cols);
+}
+
+// The groups anndata expects even when empty, and the dataset's title in uns.
+Status WriteEmptyGroupsAndTitle(h5ad::Writer& w, const synth::Dataset& d) {
   for (const char* group : {"layers", "obsm", "obsp", "varm", "varp"})
     CC_RETURN_IF_ERROR(w.CreateGroup(group, "dict", "0.1.0"));
   CC_RETURN_IF_ERROR(w.CreateGroup("uns", "dict", "0.1.0"));
-  CC_RETURN_IF_ERROR(w.WriteScalarString("uns/title", d.title()));
-  CC_RETURN_IF_ERROR(w.Close());
+  return w.WriteScalarString("uns/title", d.title());
+}
 
-  Written out;
-  out.nnz = nnz;
+uint64_t FileSize(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) out.bytes = static_cast<uint64_t>(st.st_size);
+  return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+Result<Written> WriteDataset(const synth::Dataset& d, const std::string& path,
+                             const std::string& label, bool quiet) {
+  CC_ASSIGN_OR_RETURN(auto writer, h5ad::Writer::Create(path));
+  h5ad::Writer& w = *writer;
+  QcMetrics qc;
+  Written out;
+  CC_ASSIGN_OR_RETURN(out.nnz, WriteMatrix(d, w, label, quiet, &qc));
+  CC_RETURN_IF_ERROR(WriteObs(w, d, &qc));
+  CC_RETURN_IF_ERROR(WriteVar(w, d, &qc));
+  CC_RETURN_IF_ERROR(WriteEmptyGroupsAndTitle(w, d));
+  CC_RETURN_IF_ERROR(w.Close());
+  out.bytes = FileSize(path);
   return out;
 }
 

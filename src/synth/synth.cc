@@ -476,48 +476,47 @@ const std::vector<std::string>& Dataset::gene_ids() const { return m_->ids; }
 const std::vector<std::string>& Dataset::gene_symbols() const { return m_->symbols; }
 const std::vector<std::string>& Dataset::gene_biotypes() const { return m_->biotypes; }
 
-Dataset Dataset::Plan(const Options& o, int index) {
-  Dataset d;
-  Model& m = *d.m_;
-  const uint64_t seed = o.seed;
-  const auto ix = static_cast<uint64_t>(index);
-  Rng rng(SubSeed(seed, kTagDataset, ix));
-  m.name = Concat("synth_", ZeroPad(index + 1, 2));
-  m.n_cells = o.cells;
-  m.n_genes = o.genes;
-  m.cell_seed = SubSeed(seed, kTagCells, ix);
-  m.barcode_seed = SubSeed(seed, kTagBarcodes, ix);
-  m.target_density = 0.06 + 0.06 * rng.Uniform();
+namespace {
 
-  // Tissues: the datasets of a run cycle through the tissues in a seed-given order;
-  // half of them also sampled a second tissue (blood, or lung for a blood study).
+// The tissues a dataset sampled: its study's tissue, and perhaps a second one.
+struct TissuePlan {
+  TissueId primary = kLung;
+  std::vector<TissueId> tissues;   // in the order drawn: the primary tissue first
+  std::vector<std::string> names;  // sorted, as the tissue column's categories
+  std::vector<size_t> rank;        // per entry of `tissues`: its category code
+  uint32_t mask = 0;               // a bit per tissue, as CellTypeInfo::tissues
+};
+
+// The datasets of a run cycle through the tissues in a seed-given order (so a run of
+// five covers them all); half of them also sampled a second tissue (blood, or lung
+// for a blood study).
+TissuePlan PlanTissues(uint64_t seed, int index, Rng& rng) {
   std::vector<int> tissue_order(kNumTissues);
   std::iota(tissue_order.begin(), tissue_order.end(), 0);
   Rng order_rng(SubSeed(seed, kTagTissueOrder));
   for (int i = kNumTissues - 1; i > 0; --i)
     std::swap(tissue_order[static_cast<size_t>(i)],
               tissue_order[order_rng.Below(static_cast<uint64_t>(i) + 1)]);
-  const auto primary =
-      static_cast<TissueId>(tissue_order[static_cast<size_t>(index) % kNumTissues]);
-  std::vector<TissueId> tissues = {primary};
-  if (rng.Uniform() < 0.5) tissues.push_back(primary == kBlood ? kLung : kBlood);
-  std::vector<std::string> tissue_names;
-  for (TissueId t : tissues) tissue_names.push_back(Tissues()[t].name);
-  std::vector<size_t> tissue_rank(tissues.size());  // category code of each tissue
-  {
-    std::vector<std::string> sorted = tissue_names;
-    std::sort(sorted.begin(), sorted.end());
-    for (size_t i = 0; i < tissues.size(); ++i)
-      tissue_rank[i] = static_cast<size_t>(
-          std::find(sorted.begin(), sorted.end(), tissue_names[i]) - sorted.begin());
-    tissue_names = sorted;
-  }
-  m.n_tissues = static_cast<int64_t>(tissues.size());
-  const TissueInfo& study = Tissues()[primary];
-  uint32_t tissue_mask = 0;
-  for (TissueId t : tissues) tissue_mask |= 1u << t;
+  TissuePlan t;
+  t.primary = static_cast<TissueId>(tissue_order[static_cast<size_t>(index) % kNumTissues]);
+  t.tissues = {t.primary};
+  if (rng.Uniform() < 0.5) t.tissues.push_back(t.primary == kBlood ? kLung : kBlood);
+  std::vector<std::string> drawn;
+  for (TissueId id : t.tissues) drawn.push_back(Tissues()[id].name);
+  t.names = drawn;
+  std::sort(t.names.begin(), t.names.end());
+  t.rank.resize(t.tissues.size());
+  for (size_t i = 0; i < t.tissues.size(); ++i)
+    t.rank[i] =
+        static_cast<size_t>(std::find(t.names.begin(), t.names.end(), drawn[i]) - t.names.begin());
+  for (TissueId id : t.tissues) t.mask |= 1u << id;
+  return t;
+}
 
-  // Donors: sex, disease, and a cancer stage for donors with cancer.
+// Donors: sex (both present), disease (some donors of each state), and a cancer stage
+// for donors with cancer. Fills the model's per-donor columns; returns each donor's
+// stage code (-1: none).
+std::vector<int32_t> PlanDonors(bool cancer, Rng& rng, Dataset::Model& m) {
   const int n_donors = 4 + static_cast<int>(rng.Below(5));
   m.donor_female.resize(static_cast<size_t>(n_donors));
   for (auto& f : m.donor_female) f = static_cast<uint8_t>(rng.Below(2));
@@ -537,39 +536,58 @@ Dataset Dataset::Plan(const Options& o, int index) {
   std::vector<int32_t> donor_stage(static_cast<size_t>(n_donors), -1);
   const std::vector<double> stage_cum = {0.3, 0.6, 0.85, 1.0};
   for (int dn = 0; dn < n_donors; ++dn)
-    if (study.cancer && m.donor_diseased[static_cast<size_t>(dn)])
+    if (cancer && m.donor_diseased[static_cast<size_t>(dn)])
       donor_stage[static_cast<size_t>(dn)] = static_cast<int32_t>(PickWeighted(stage_cum, rng));
+  return donor_stage;
+}
 
-  // Cell types: 10-25 of those living in the dataset's tissues, drawn by abundance
-  // (Efraimidis-Spirakis keys); the malignant type in every cancer study.
+// The cell types of a dataset, in code order.
+struct CellTypePlan {
+  std::vector<size_t> chosen;     // indices into CellTypes(), sorted by name
+  std::vector<double> abundance;  // per cell type code: this dataset's typical share
+};
+
+// 10-25 of the cell types living in the dataset's tissues, drawn by abundance
+// (Efraimidis-Spirakis keys); the malignant type in every cancer study.
+CellTypePlan PlanCellTypes(uint32_t tissue_mask, bool cancer, Rng& rng) {
   const auto& catalog = CellTypes();
   std::vector<std::pair<double, size_t>> keyed;
   for (size_t c = 0; c < catalog.size(); ++c) {
     if (!(catalog[c].tissues & tissue_mask)) continue;
-    if (catalog[c].malignant && !study.cancer) continue;
+    if (catalog[c].malignant && !cancer) continue;
     double key = catalog[c].malignant ? 0.0 : std::log(rng.Uniform()) / catalog[c].abundance;
     keyed.emplace_back(key, c);
   }
   std::sort(keyed.begin(), keyed.end(), std::greater<>());
   const size_t n_types = std::min(keyed.size(), static_cast<size_t>(10 + rng.Below(16)));
-  std::vector<size_t> chosen;
-  for (size_t i = 0; i < n_types; ++i) chosen.push_back(keyed[i].second);
-  std::sort(chosen.begin(), chosen.end(),
+  CellTypePlan p;
+  for (size_t i = 0; i < n_types; ++i) p.chosen.push_back(keyed[i].second);
+  std::sort(p.chosen.begin(), p.chosen.end(),
             [&](size_t a, size_t b) { return std::string(catalog[a].name) < catalog[b].name; });
-  std::vector<double> abundance;  // per cell type code
-  for (size_t c : chosen) abundance.push_back(catalog[c].abundance * rng.LogNormal(0.6));
+  for (size_t c : p.chosen) p.abundance.push_back(catalog[c].abundance * rng.LogNormal(0.6));
+  return p;
+}
 
-  // Samples: each donor in the primary tissue, most also in the second one.
-  const auto n_samples_max = static_cast<size_t>(n_donors) * tissues.size();
+// The slot of a (donor, tissue) sample in the model's per-sample vectors.
+size_t SampleSlot(const TissuePlan& t, int donor, size_t tissue) {
+  return static_cast<size_t>(donor) * t.tissues.size() + t.rank[tissue];
+}
+
+// Samples: each donor in the primary tissue, most also in the second one (at least
+// one donor, so that the second tissue is not a category without cells). Fills the
+// model's per-sample size factors and barcode numbers; returns each sample's weight
+// in the split of the cells (0: not sampled).
+std::vector<double> PlanSamples(const TissuePlan& t, int n_donors, Rng& rng, Dataset::Model& m) {
+  const auto n_samples_max = static_cast<size_t>(n_donors) * t.tissues.size();
   std::vector<double> sample_weight(n_samples_max, 0);
   m.sample_size.assign(n_samples_max, 1.0);
   m.sample_number.assign(n_samples_max, 0);
   int32_t next_sample = 0;
-  for (size_t ti = 0; ti < tissues.size(); ++ti) {
+  for (size_t ti = 0; ti < t.tissues.size(); ++ti) {
     bool any = false;
     for (int dn = 0; dn < n_donors; ++dn) {
       bool present = ti == 0 || rng.Uniform() < 0.7 || (dn == n_donors - 1 && !any);
-      size_t slot = static_cast<size_t>(dn) * tissues.size() + tissue_rank[ti];
+      size_t slot = SampleSlot(t, dn, ti);
       m.sample_size[slot] = rng.LogNormal(0.2);
       if (!present) continue;
       any = true;
@@ -577,52 +595,73 @@ Dataset Dataset::Plan(const Options& o, int index) {
       m.sample_number[slot] = ++next_sample;
     }
   }
+  return sample_weight;
+}
 
-  // Cells, sample by sample; each sample with its own cell type proportions.
+// The obs columns' names and categories (sorted where pandas would sort them), with a
+// code slot per cell. Returns the disease column's code of "normal".
+int32_t DescribeObs(const TissuePlan& t, const TissueInfo& study, const CellTypePlan& types,
+                    int n_donors, int index, int64_t cells, Dataset::Model& m) {
   m.obs.resize(kNumObs);
   const char* names[kNumObs] = {"cell_type", "tissue", "disease", "cancer_stage", "sex", "donor"};
   for (int i = 0; i < kNumObs; ++i) {
     m.obs[static_cast<size_t>(i)].name = names[i];
-    m.obs[static_cast<size_t>(i)].codes.resize(static_cast<size_t>(o.cells));
+    m.obs[static_cast<size_t>(i)].codes.resize(static_cast<size_t>(cells));
   }
-  for (size_t c : chosen) m.obs[kCellType].categories.emplace_back(catalog[c].name);
-  m.obs[kTissue].categories = tissue_names;
+  for (size_t c : types.chosen) m.obs[kCellType].categories.emplace_back(CellTypes()[c].name);
+  m.obs[kTissue].categories = t.names;
   m.obs[kDisease].categories = {study.disease, "normal"};
   std::sort(m.obs[kDisease].categories.begin(), m.obs[kDisease].categories.end());
-  const int32_t normal_code = m.obs[kDisease].categories[0] == "normal" ? 0 : 1;
   m.obs[kStage].categories = {"I", "II", "III", "IV"};
   m.obs[kStage].ordered = true;
   m.obs[kSex].categories = {"female", "male"};
   for (int dn = 0; dn < n_donors; ++dn)
     m.obs[kDonor].categories.push_back(
         Concat("S", ZeroPad(index + 1, 2), "-D", ZeroPad(dn + 1, 2)));
+  return m.obs[kDisease].categories[0] == "normal" ? 0 : 1;
+}
 
-  const std::vector<int64_t> per_sample = Apportion(o.cells, sample_weight);
+// One sample's cell type proportions, as cumulative weights: the dataset's abundances
+// with noise of the sample's own, only types living in its tissue; malignant cells only
+// in the primary tissue of donors with cancer, more of them at later stages.
+std::vector<double> SampleTypeWeights(const CellTypePlan& types, TissueId tissue,
+                                      bool primary_tissue, int32_t stage, Rng& rng) {
   const double stage_factor[kStages] = {0.5, 1.0, 1.6, 2.4};
+  std::vector<double> cum;
+  double acc = 0;
+  for (size_t k = 0; k < types.chosen.size(); ++k) {
+    const CellTypeInfo& info = CellTypes()[types.chosen[k]];
+    double w = 0;
+    if (info.tissues & (1u << tissue)) {
+      w = types.abundance[k] * rng.LogNormal(0.35);
+      if (info.malignant) w = primary_tissue && stage >= 0 ? w * stage_factor[stage] : 0;
+    }
+    cum.push_back(acc += w);
+  }
+  if (acc <= 0)  // none of the chosen types lives here: any of them will do
+    for (size_t k = 0; k < cum.size(); ++k) cum[k] = static_cast<double>(k + 1);
+  return cum;
+}
+
+// Every cell's obs codes, sample by sample (so that a sample's cells are consecutive
+// rows), each sample's cells split by its own cell type proportions.
+void AssignCells(const TissuePlan& t, const CellTypePlan& types,
+                 const std::vector<int32_t>& donor_stage, const std::vector<double>& sample_weight,
+                 int32_t normal_code, int64_t cells, Rng& rng, Dataset::Model& m) {
+  const std::vector<int64_t> per_sample = Apportion(cells, sample_weight);
+  const auto n_donors = static_cast<int>(donor_stage.size());
   int64_t cell = 0;
   for (int dn = 0; dn < n_donors; ++dn) {
-    for (size_t ti = 0; ti < tissues.size(); ++ti) {
-      size_t slot = static_cast<size_t>(dn) * tissues.size() + tissue_rank[ti];
+    for (size_t ti = 0; ti < t.tissues.size(); ++ti) {
+      size_t slot = SampleSlot(t, dn, ti);
       if (per_sample[slot] == 0) continue;
       const auto d = static_cast<size_t>(dn);
-      std::vector<double> cum;
-      double acc = 0;
-      for (size_t k = 0; k < chosen.size(); ++k) {
-        const CellTypeInfo& info = catalog[chosen[k]];
-        double w = 0;
-        if (info.tissues & (1u << tissues[ti])) {
-          w = abundance[k] * rng.LogNormal(0.35);
-          if (info.malignant)
-            w = ti == 0 && donor_stage[d] >= 0 ? w * stage_factor[donor_stage[d]] : 0;
-        }
-        cum.push_back(acc += w);
-      }
-      if (acc <= 0)  // none of the chosen types lives here: any of them will do
-        for (size_t k = 0; k < cum.size(); ++k) cum[k] = static_cast<double>(k + 1);
+      const std::vector<double> cum =
+          SampleTypeWeights(types, t.tissues[ti], ti == 0, donor_stage[d], rng);
       for (int64_t i = 0; i < per_sample[slot]; ++i, ++cell) {
         auto c = static_cast<size_t>(cell);
         m.obs[kCellType].codes[c] = static_cast<int32_t>(PickWeighted(cum, rng));
-        m.obs[kTissue].codes[c] = static_cast<int32_t>(tissue_rank[ti]);
+        m.obs[kTissue].codes[c] = static_cast<int32_t>(t.rank[ti]);
         m.obs[kDisease].codes[c] = m.donor_diseased[d] ? 1 - normal_code : normal_code;
         m.obs[kStage].codes[c] = donor_stage[d];
         m.obs[kSex].codes[c] = m.donor_female[d] ? 0 : 1;
@@ -630,10 +669,24 @@ Dataset Dataset::Plan(const Options& o, int index) {
       }
     }
   }
+}
 
-  // Genes: every known gene plus a random subset of the synthetic ones, in universe order.
-  const std::vector<UniverseGene> universe = MakeUniverse(o);
-  std::vector<size_t> synthetic, picked;
+// The dataset's genes, as columns of its matrix.
+struct GenePlan {
+  std::vector<UniverseGene> universe;
+  std::vector<size_t> picked;                           // per column: its universe gene
+  std::unordered_map<std::string, uint32_t> by_symbol;  // column of each known gene
+};
+
+// Every known gene plus a random subset of the synthetic ones, in universe order (so
+// the datasets of a run share most genes, in the same order). Fills the model's var
+// columns, dispersion levels and sex-specific genes.
+GenePlan PickGenes(const Options& o, Rng& rng, Dataset::Model& m) {
+  GenePlan p;
+  p.universe = MakeUniverse(o);
+  const std::vector<UniverseGene>& universe = p.universe;
+  std::vector<size_t> synthetic;
+  std::vector<size_t>& picked = p.picked;
   for (size_t u = 0; u < universe.size(); ++u)
     (universe[u].group == GeneGroup::kSynthetic ? synthetic : picked).push_back(u);
   const size_t n_synthetic =
@@ -644,42 +697,47 @@ Dataset Dataset::Plan(const Options& o, int index) {
                 synthetic.begin() + static_cast<long>(n_synthetic));
   std::sort(picked.begin(), picked.end());
   picked.resize(static_cast<size_t>(o.genes));
-  const size_t n_genes = picked.size();
-  std::unordered_map<std::string, uint32_t> by_symbol;
-  for (size_t j = 0; j < n_genes; ++j) {
+  for (size_t j = 0; j < picked.size(); ++j) {
     const UniverseGene& g = universe[picked[j]];
     m.ids.push_back(g.id);
     m.symbols.push_back(g.symbol);
     m.biotypes.push_back(g.biotype);
     m.level.push_back(LevelOf(g.r));
-    if (g.group != GeneGroup::kSynthetic) by_symbol.emplace(g.symbol, static_cast<uint32_t>(j));
+    if (g.group != GeneGroup::kSynthetic) p.by_symbol.emplace(g.symbol, static_cast<uint32_t>(j));
     if (g.group == GeneGroup::kFemale || g.group == GeneGroup::kMale)
       (g.group == GeneGroup::kFemale ? m.female_genes : m.male_genes)
           .emplace_back(static_cast<uint32_t>(j), static_cast<float>(std::exp(g.base)));
   }
+  return p;
+}
 
-  // Expression profiles per (cell type, disease state): a gene's base level, the cell
-  // type's own deviations (the same in every dataset of a seed), this dataset's batch
-  // effect, marker genes strongly up, and the disease's response genes.
+// Expression profiles per (cell type, disease state): a gene's base level, the cell
+// type's own deviations (the same in every dataset of a seed), this dataset's batch
+// effect, marker genes strongly up, and the disease's response genes. Each value draws
+// from a stream of its own (seed, purpose, cell type, universe gene), so that it does
+// not depend on which other genes or types a dataset has.
+void MakeProfiles(const GenePlan& genes, const CellTypePlan& types, bool cancer, uint64_t seed,
+                  uint64_t ix, Dataset::Model& m) {
+  const auto& catalog = CellTypes();
+  const size_t n_genes = genes.picked.size();
   std::vector<double> batch(n_genes);
   for (size_t j = 0; j < n_genes; ++j)
-    batch[j] = kBatchSd * Rng(SubSeed(seed, kTagBatch, ix, picked[j])).Normal();
-  for (size_t k = 0; k < chosen.size(); ++k) {
-    const size_t c = chosen[k];
+    batch[j] = kBatchSd * Rng(SubSeed(seed, kTagBatch, ix, genes.picked[j])).Normal();
+  for (const size_t c : types.chosen) {
     std::vector<uint8_t> is_marker(n_genes, 0);
-    for (const char* s : catalog[c].markers) is_marker[by_symbol.at(s)] = 1;
+    for (const char* s : catalog[c].markers) is_marker[genes.by_symbol.at(s)] = 1;
     std::vector<float> healthy(n_genes, 0), diseased(n_genes, 0);
     for (size_t j = 0; j < n_genes; ++j) {
-      const UniverseGene& g = universe[picked[j]];
+      const size_t u = genes.picked[j];
+      const UniverseGene& g = genes.universe[u];
       if (g.group == GeneGroup::kFemale || g.group == GeneGroup::kMale) continue;
-      double lp = g.base + batch[j] +
-                  kTypeNoiseSd * Rng(SubSeed(seed, kTagTypeNoise, c, picked[j])).Normal();
-      if (is_marker[j])
-        lp = batch[j] + Rng(SubSeed(seed, kTagMarker, c, picked[j])).Normal(3.8, 0.4);
+      double lp =
+          g.base + batch[j] + kTypeNoiseSd * Rng(SubSeed(seed, kTagTypeNoise, c, u)).Normal();
+      if (is_marker[j]) lp = batch[j] + Rng(SubSeed(seed, kTagMarker, c, u)).Normal(3.8, 0.4);
       double ld = lp + g.disease;
-      if ((g.group == GeneGroup::kInterferon && !study.cancer) ||
-          (g.group == GeneGroup::kTumour && study.cancer))
-        ld += std::max(0.5, Rng(SubSeed(seed, kTagDiseaseGene, c, picked[j])).Normal(1.8, 0.6));
+      if ((g.group == GeneGroup::kInterferon && !cancer) ||
+          (g.group == GeneGroup::kTumour && cancer))
+        ld += std::max(0.5, Rng(SubSeed(seed, kTagDiseaseGene, c, u)).Normal(1.8, 0.6));
       healthy[j] = static_cast<float>(std::exp(lp));
       diseased[j] = static_cast<float>(std::exp(ld));
     }
@@ -687,33 +745,65 @@ Dataset Dataset::Plan(const Options& o, int index) {
     m.profiles.push_back(MakeProfile(std::move(diseased)));
     m.type_rna.push_back(catalog[c].rna * Rng(SubSeed(seed, kTagTypeRna, c)).LogNormal(0.15));
   }
+}
 
-  // Library size scale: the expected fraction of non-zero counts over a sample of
-  // cells (and of genes, for wide matrices) meets the dataset's target density.
-  {
-    Rng cal(SubSeed(seed, kTagCalibration, ix));
-    std::vector<std::pair<const Profile*, double>> cells;
-    const int64_t n_probe = std::min<int64_t>(o.cells, 256);
-    for (int64_t i = 0; i < n_probe; ++i) {
-      int64_t c =
-          o.cells <= 256 ? i : static_cast<int64_t>(cal.Below(static_cast<uint64_t>(o.cells)));
-      m.scale = 1;
-      Model::CellSetup s = m.Setup(c, cal);
-      cells.emplace_back(s.profile, s.library);
-    }
-    std::vector<uint32_t> genes;
-    const size_t stride = std::max<size_t>(1, n_genes / 4096);
-    for (size_t j = 0; j < n_genes; j += stride) genes.push_back(static_cast<uint32_t>(j));
-    double lo = std::log(1e-8), hi = std::log(1e8);
-    for (int it = 0; it < 30; ++it) {
-      double mid = (lo + hi) / 2;
-      (m.ExpectedDensity(std::exp(mid), cells, genes) < m.target_density ? lo : hi) = mid;
-    }
-    m.scale = std::exp((lo + hi) / 2);
+// Library size scale: the expected fraction of non-zero counts over a sample of
+// cells (and of genes, for wide matrices) meets the dataset's target density. A
+// bisection on log(scale): the density grows with the scale.
+void CalibrateScale(int64_t cells, uint64_t seed, uint64_t ix, Dataset::Model& m) {
+  Rng cal(SubSeed(seed, kTagCalibration, ix));
+  std::vector<std::pair<const Profile*, double>> probes;
+  const int64_t n_probe = std::min<int64_t>(cells, 256);
+  for (int64_t i = 0; i < n_probe; ++i) {
+    int64_t c = cells <= 256 ? i : static_cast<int64_t>(cal.Below(static_cast<uint64_t>(cells)));
+    m.scale = 1;
+    Dataset::Model::CellSetup s = m.Setup(c, cal);
+    probes.emplace_back(s.profile, s.library);
   }
+  std::vector<uint32_t> genes;
+  const auto n_genes = static_cast<size_t>(m.n_genes);
+  const size_t stride = std::max<size_t>(1, n_genes / 4096);
+  for (size_t j = 0; j < n_genes; j += stride) genes.push_back(static_cast<uint32_t>(j));
+  double lo = std::log(1e-8), hi = std::log(1e8);
+  for (int it = 0; it < 30; ++it) {
+    double mid = (lo + hi) / 2;
+    (m.ExpectedDensity(std::exp(mid), probes, genes) < m.target_density ? lo : hi) = mid;
+  }
+  m.scale = std::exp((lo + hi) / 2);
+}
+
+}  // namespace
+
+// The phases below share one random stream (`rng`) and must keep drawing from it in
+// this order: a seed's datasets are pinned by tests, number for number.
+Dataset Dataset::Plan(const Options& o, int index) {
+  Dataset d;
+  Model& m = *d.m_;
+  const uint64_t seed = o.seed;
+  const auto ix = static_cast<uint64_t>(index);
+  Rng rng(SubSeed(seed, kTagDataset, ix));
+  m.name = Concat("synth_", ZeroPad(index + 1, 2));
+  m.n_cells = o.cells;
+  m.n_genes = o.genes;
+  m.cell_seed = SubSeed(seed, kTagCells, ix);
+  m.barcode_seed = SubSeed(seed, kTagBarcodes, ix);
+  m.target_density = 0.06 + 0.06 * rng.Uniform();
+
+  const TissuePlan tissues = PlanTissues(seed, index, rng);
+  m.n_tissues = static_cast<int64_t>(tissues.tissues.size());
+  const TissueInfo& study = Tissues()[tissues.primary];
+  const std::vector<int32_t> donor_stage = PlanDonors(study.cancer, rng, m);
+  const auto n_donors = static_cast<int>(donor_stage.size());
+  const CellTypePlan types = PlanCellTypes(tissues.mask, study.cancer, rng);
+  const std::vector<double> sample_weight = PlanSamples(tissues, n_donors, rng, m);
+  const int32_t normal_code = DescribeObs(tissues, study, types, n_donors, index, o.cells, m);
+  AssignCells(tissues, types, donor_stage, sample_weight, normal_code, o.cells, rng, m);
+  const GenePlan genes = PickGenes(o, rng, m);
+  MakeProfiles(genes, types, study.cancer, seed, ix, m);
+  CalibrateScale(o.cells, seed, ix, m);
 
   m.title = Concat("synthetic ", study.name, " study: ", study.disease, " and normal, ",
-                   std::to_string(n_donors), " donors, ", std::to_string(chosen.size()),
+                   std::to_string(n_donors), " donors, ", std::to_string(types.chosen.size()),
                    " cell types (cellcube synth, seed ", std::to_string(seed), ")");
   return d;
 }

@@ -466,10 +466,16 @@ void NoteTemporaryFile(const std::string& path) {
 
 namespace {
 
-// RunIsolated, with `stuck_retries` more forks allowed for a child stuck in the
-// sanitizer's allocator (IsolationOptions::stuck_after_ms).
-Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptions& options,
-                       int stuck_retries) {
+// The parent's means of hearing from a child: a pipe for the Status it reports, and
+// the shared page for what it notes (which outlives the child, whatever killed it).
+struct ChildChannel {
+  int read_fd = -1;
+  int write_fd = -1;
+  void* page = nullptr;
+  SharedNote* note = nullptr;
+};
+
+Status OpenChannel(ChildChannel* out) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     return Status::IoError(std::string("cannot create a pipe: ") + std::strerror(errno));
@@ -480,100 +486,148 @@ Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptio
     ::close(fds[1]);
     return Status::IoError(std::string("cannot map a page: ") + std::strerror(errno));
   }
-  auto* note = new (page) SharedNote();
+  out->read_fd = fds[0];
+  out->write_fd = fds[1];
+  out->page = page;
+  out->note = new (page) SharedNote();
+  return Status::Ok();
+}
+
+// The caller's handlers of the forwarded signals while they go to the child instead
+// (IsolationOptions::forward_signals). Restored by hand, not on destruction: the caller's
+// handlers must be back before the child's death is acted on (even by raising its
+// signal again).
+class SignalForwarding {
+ public:
+  SignalForwarding(bool enabled, pid_t child) : enabled_(enabled) {
+    if (!enabled_) return;
+    g_received = 0;
+    g_child_pid = child;
+    struct sigaction forward {};
+    forward.sa_handler = ForwardToChild;
+    sigemptyset(&forward.sa_mask);
+    forward.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < std::size(kForwarded); ++i)
+      ::sigaction(kForwarded[i], &forward, &saved_[i]);
+  }
+
+  void Restore() {
+    if (!enabled_) return;
+    g_child_pid = 0;
+    for (size_t i = 0; i < std::size(kForwarded); ++i)
+      ::sigaction(kForwarded[i], &saved_[i], nullptr);
+  }
+
+ private:
+  bool enabled_;
+  struct sigaction saved_[std::size(kForwarded)];
+};
+
+// How a child ended, as the parent saw it.
+struct ChildEnd {
+  std::string wire;         // its report (Encode), if it sent a whole one
+  int status = 0;           // from wait4
+  uint64_t peak = 0;        // its peak resident memory
+  bool over_limit = false;  // killed by the parent past the memory limit (sanitizer builds)
+  bool stuck = false;       // killed stuck in the sanitizer's allocator
+};
+
+// Reads the child's report and reaps it. Only sanitizer builds watch the child: release
+// builds have RLIMIT_DATA hold it, and their allocator cannot get stuck across fork.
+ChildEnd AwaitChild(int read_fd, pid_t pid, const IsolationOptions& options) {
+#ifdef CELLCUBE_ASAN
+  const uint64_t rss_limit = options.memory_limit;
+  const int stuck_after_ms = options.stuck_after_ms;
+#else
+  (void)options;
+  const uint64_t rss_limit = 0;
+  const int stuck_after_ms = 0;
+#endif
+  ChildEnd end;
+  end.wire = ReadReport(read_fd, pid, rss_limit, &end.over_limit, stuck_after_ms, &end.stuck);
+  ::close(read_fd);
+  end.status = WaitFor(pid, &end.peak);
+  return end;
+}
+
+// "used": the larger of the child's peak resident memory and its data segment (what
+// RLIMIT_DATA counts) when an allocation failed, both beyond what it had at the fork.
+uint64_t MemoryUsed(const SharedNote* note, uint64_t peak) {
+  const uint64_t data = note->data_at_failure.load();
+  return std::max(data > note->start_data ? data - note->start_data : 0,
+                  peak > note->start_resident ? peak - note->start_resident : 0);
+}
+
+// The Status of a child that died without reporting one. May not return: a child
+// stopped by the signal the caller was sent (or by a broken pipe) stops the caller the
+// same way, silently.
+Status Unreported(const ChildEnd& end, SharedNote* note, uint64_t used, bool out_of_memory,
+                  const IsolationOptions& options) {
+  // The child cannot clean up after itself any more: a partial file must not stay.
+  if (const std::string temporary = note->temporary.Get(); !temporary.empty())
+    ::unlink(temporary.c_str());
+  const int sig = WIFSIGNALED(end.status) ? WTERMSIG(end.status) : 0;
+  if (!out_of_memory && options.forward_signals && sig != 0 &&
+      (sig == g_received || sig == SIGPIPE)) {
+    ::munmap(note, sizeof(SharedNote));
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
+  if (out_of_memory) return OutOfMemory("", note, used, options);
+  if (note->terminated.load() != 0) return Status::Internal(TerminateMessage(note));
+  return Death(end.status, note, used, options);
+}
+
+// The child's Status, or why it has none; an out-of-memory Status of its own is
+// reworded to say what it was doing, how much it used and what gives it more.
+Status Outcome(const ChildEnd& end, SharedNote* note, const IsolationOptions& options) {
+  const uint64_t used = MemoryUsed(note, end.peak);
+  const bool out_of_memory = end.over_limit || note->out_of_memory.load() != 0;
+  Status result;
+  const bool reported = !end.over_limit && Decode(end.wire, &result);
+  if (!reported) return Unreported(end, note, used, out_of_memory, options);
+  if (result.code() != StatusCode::kOutOfMemory) return result;
+  std::string detail = result.message();
+  if (detail.rfind("out of memory", 0) == 0) detail = detail.substr(13);
+  while (!detail.empty() && (detail[0] == ':' || detail[0] == ' ')) detail.erase(0, 1);
+  return OutOfMemory(detail, note, used, options);
+}
+
+// RunIsolated, with `stuck_retries` more forks allowed for a child stuck in the
+// sanitizer's allocator (IsolationOptions::stuck_after_ms).
+Status RunIsolatedFork(const std::function<Status()>& work, const IsolationOptions& options,
+                       int stuck_retries) {
+  ChildChannel channel;
+  CC_RETURN_IF_ERROR(OpenChannel(&channel));
   // Output buffered now would otherwise be written twice, by the child and by us.
   std::cout.flush();
   std::fflush(nullptr);
   const pid_t parent = ::getpid();
   const pid_t pid = ::fork();
   if (pid == 0) {
-    ::close(fds[0]);
-    RunChild(fds[1], note, parent, work, options);
+    ::close(channel.read_fd);
+    RunChild(channel.write_fd, channel.note, parent, work, options);
   }
-  ::close(fds[1]);
+  ::close(channel.write_fd);
   if (pid < 0) {
     const int err = errno;
-    ::close(fds[0]);
-    ::munmap(page, sizeof(SharedNote));
+    ::close(channel.read_fd);
+    ::munmap(channel.page, sizeof(SharedNote));
     return Status::IoError(std::string("cannot start a process: ") + std::strerror(err));
   }
-  struct sigaction saved[std::size(kForwarded)];
-  if (options.forward_signals) {
-    g_received = 0;
-    g_child_pid = pid;
-    struct sigaction forward {};
-    forward.sa_handler = ForwardToChild;
-    sigemptyset(&forward.sa_mask);
-    forward.sa_flags = SA_RESTART;
-    for (size_t i = 0; i < std::size(kForwarded); ++i)
-      ::sigaction(kForwarded[i], &forward, &saved[i]);
-  }
-#ifdef CELLCUBE_ASAN
-  const uint64_t rss_limit = options.memory_limit;
-#else
-  const uint64_t rss_limit = 0;  // RLIMIT_DATA holds the child
-#endif
-  bool over_limit = false, stuck = false;
-#ifdef CELLCUBE_ASAN
-  const int stuck_after_ms = options.stuck_after_ms;
-#else
-  const int stuck_after_ms = 0;
-#endif
-  const std::string wire = ReadReport(fds[0], pid, rss_limit, &over_limit, stuck_after_ms, &stuck);
-  ::close(fds[0]);
-  uint64_t peak = 0;
-  const int status = WaitFor(pid, &peak);
-  if (stuck) {  // see IsolationOptions::stuck_after_ms: fork again
-    if (options.forward_signals) {
-      g_child_pid = 0;
-      for (size_t i = 0; i < std::size(kForwarded); ++i)
-        ::sigaction(kForwarded[i], &saved[i], nullptr);
-    }
-    ::munmap(page, sizeof(SharedNote));
+  SignalForwarding forwarding(options.forward_signals, pid);
+  const ChildEnd end = AwaitChild(channel.read_fd, pid, options);
+  forwarding.Restore();
+  if (end.stuck) {  // see IsolationOptions::stuck_after_ms: fork again
+    ::munmap(channel.page, sizeof(SharedNote));
     if (stuck_retries == 0)
       return Status::Internal(
           "a sanitizer build's child process was stuck in its allocator 10 times in a row; "
           "try again");
     return RunIsolatedFork(work, options, stuck_retries - 1);
   }
-  if (options.forward_signals) {
-    g_child_pid = 0;
-    for (size_t i = 0; i < std::size(kForwarded); ++i)
-      ::sigaction(kForwarded[i], &saved[i], nullptr);
-  }
-  // "used": the larger of the child's peak resident memory and its data segment (what
-  // RLIMIT_DATA counts) when an allocation failed, both beyond what it had at the fork.
-  const uint64_t data = note->data_at_failure.load();
-  const uint64_t used = std::max(data > note->start_data ? data - note->start_data : 0,
-                                 peak > note->start_resident ? peak - note->start_resident : 0);
-  const bool out_of_memory = over_limit || note->out_of_memory.load() != 0;
-  Status result;
-  const bool reported = !over_limit && Decode(wire, &result);
-  if (!reported) {
-    // The child cannot clean up after itself any more: a partial file must not stay.
-    if (const std::string temporary = note->temporary.Get(); !temporary.empty())
-      ::unlink(temporary.c_str());
-    const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
-    // Asked to stop (or our output went away): stop the same way, silently.
-    if (!out_of_memory && options.forward_signals && sig != 0 &&
-        (sig == g_received || sig == SIGPIPE)) {
-      ::munmap(page, sizeof(SharedNote));
-      ::signal(sig, SIG_DFL);
-      ::raise(sig);
-    }
-    if (out_of_memory)
-      result = OutOfMemory("", note, used, options);
-    else if (note->terminated.load() != 0)
-      result = Status::Internal(TerminateMessage(note));
-    else
-      result = Death(status, note, used, options);
-  } else if (result.code() == StatusCode::kOutOfMemory) {
-    std::string detail = result.message();
-    if (detail.rfind("out of memory", 0) == 0) detail = detail.substr(13);
-    while (!detail.empty() && (detail[0] == ':' || detail[0] == ' ')) detail.erase(0, 1);
-    result = OutOfMemory(detail, note, used, options);
-  }
-  ::munmap(page, sizeof(SharedNote));
+  const Status result = Outcome(end, channel.note, options);
+  ::munmap(channel.page, sizeof(SharedNote));
   return result;
 }
 
