@@ -20,6 +20,10 @@ const std::vector<TissueInfo>& Tissues() {
   return kTissues;
 }
 
+// A data table, not logic: one braced entry per cell type (name, tissues, abundance,
+// RNA content, malignant, markers). Kept whole, as one list to read and extend; split
+// into functions it would only be harder to scan. Its order is part of the seeded
+// output: cell types are drawn in this order.
 const std::vector<CellTypeInfo>& CellTypes() {
   static const std::vector<CellTypeInfo> kTypes = {
       // Immune cells.
