@@ -111,6 +111,7 @@ class EntryCopy {
   EntryCopy& operator=(const EntryCopy&) = delete;
 
   const EntryArrays& arrays() const { return arrays_; }
+  size_t bytes() const;
 
  private:
   friend class StoreReader;
@@ -182,21 +183,28 @@ class StoreReader {
   bool GeneChecked(int64_t gene) const;
   // The entries of `gene` a read of `datasets` (dataset indices) may touch, checked once
   // each (on every core when they are many); the error is the first damaged gene in the
-  // order given. When the datasets are few (at most an eighth of the store's) and each
+  // order given. When the datasets are few (at most 4, and an eighth of the store's) and each
   // dataset's groups are consecutive, only DatasetEntries(gene, d) of the datasets d that
   // measured the gene are checked, with their neighbours on both sides; otherwise the
   // whole gene (CheckGene). Thread-safe.
   [[nodiscard]] Status CheckEntries(const std::vector<int32_t>& genes,
                                     const std::vector<int32_t>& datasets) const;
-  // Where a read of `genes` in `datasets` finds entries that are safe to read: the
-  // mapping after CheckEntries, or, for the first read of a few datasets in many genes,
-  // `copy`, filled with pread and checked on the way. Such a read touches a little of
-  // each gene, scattered through the file; on a cold mapping every piece costs page
-  // faults, while a read copies it for a fraction of that (docs/BENCHMARKS.md). Errors
-  // as CheckEntries, and IoError when the file cannot be read. Thread-safe.
-  [[nodiscard]] Result<EntryArrays> PrepareRead(const std::vector<int32_t>& genes,
-                                                const std::vector<int32_t>& datasets,
-                                                EntryCopy* copy) const;
+  // Where a read of `genes` in `datasets` finds entries that are safe to read. A read of
+  // many genes (a DE, markers) in a few datasets reads a copy of those datasets'
+  // entries in every gene they measured: made once with batched reads and checked on
+  // the way (EntryCopy), then kept for the next such reads (up to 256 MB of copies,
+  // the least recently used dropped first). Such a read touches a little of each gene,
+  // scattered through the file: on a cold mapping every piece costs page faults, and
+  // even on a warm one the copy is compact. Any other read is checked in place
+  // (CheckEntries) and reads the mapping. `copy` keeps a copy alive while it is read.
+  // Errors as CheckEntries (a damaged entry the copy met but the read does not touch
+  // is no error), and IoError when the file cannot be read. Thread-safe.
+  struct PreparedRead {
+    EntryArrays arrays;
+    std::shared_ptr<const EntryCopy> copy;  // null: the mapping
+  };
+  [[nodiscard]] Result<PreparedRead> PrepareRead(const std::vector<int32_t>& genes,
+                                                 const std::vector<int32_t>& datasets) const;
   // The store's own entry arrays, in the mapping.
   EntryArrays arrays() const { return {indptr_, indices_, nnz_, sum_, second_, false}; }
   // CheckGene for every gene (what `cellcube info --check` runs).
@@ -255,8 +263,11 @@ class StoreReader {
   Status CheckRead(const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const;
   bool DatasetChecked(int64_t gene, int64_t dataset) const;
   void MarkDatasetChecked(int64_t gene, int64_t dataset) const;
-  // Whether PrepareRead copies: a first read of a few datasets in many genes.
-  bool CopyPays(const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const;
+  static constexpr size_t kCopyBudgetBytes = size_t{256} << 20;
+  // Whether PrepareRead reads a copy of `datasets` (ascending by their groups).
+  bool CopyPays(size_t n_genes_read, const std::vector<int32_t>& datasets) const;
+  // The cached copy of `datasets`, or a new one (null when it met damage).
+  Result<std::shared_ptr<const EntryCopy>> CopyOf(const std::vector<int32_t>& datasets) const;
   Status CheckDatasetEntries(int64_t gene, int64_t dataset) const;
   std::vector<int64_t> dataset_begin_, dataset_end_;
 };

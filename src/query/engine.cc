@@ -787,12 +787,11 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
   }
   CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
   const bool sparse = PlanPairs(s, groups, split_of_group, n_splits, t);
-  EntryCopy copy;
-  CC_ASSIGN_OR_RETURN(const EntryArrays arrays, s.PrepareRead(genes, t.contributing, &copy));
+  CC_ASSIGN_OR_RETURN(const StoreReader::PreparedRead read, s.PrepareRead(genes, t.contributing));
 
   GeneScan scan;
   scan.store = &s;
-  scan.arrays = &arrays;
+  scan.arrays = &read.arrays;
   scan.runs = &t.runs;
   scan.base = t.runs.front().begin;
   scan.split_of = t.split_of.data();

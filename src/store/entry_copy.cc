@@ -28,6 +28,7 @@ struct EntryCopy::Memory {
 
 EntryCopy::EntryCopy() = default;
 EntryCopy::~EntryCopy() = default;
+size_t EntryCopy::bytes() const { return memory_ ? memory_->bytes : 0; }
 
 namespace {
 

@@ -121,6 +121,13 @@ struct StoreReader::Storage {
   std::once_flag dataset_bits_made;
   std::unique_ptr<std::atomic<uint64_t>[]> dataset_good;
   int fd = -1;  // the mapped file, for EntryCopy's reads
+  // Copies of some datasets' entries (PrepareRead), most recently used first.
+  struct Copy {
+    std::vector<int32_t> datasets;
+    std::shared_ptr<const EntryCopy> copy;
+  };
+  std::mutex copies_mu;
+  std::vector<Copy> copies;
 
   ~Storage() {
     if (map) ::munmap(map, map_bytes);
@@ -456,7 +463,12 @@ void StoreReader::MarkDatasetChecked(int64_t gene, int64_t dataset) const {
 }
 
 bool StoreReader::ChecksByDataset(size_t n_datasets_read) const {
-  if (dataset_begin_.empty() || n_datasets_read * 8 > meta_.datasets.size()) return false;
+  // Beyond a few datasets, a scan's search for each dataset's entries costs more than
+  // the check of the whole gene saves.
+  constexpr size_t kMaxDatasets = 4;
+  if (dataset_begin_.empty() || n_datasets_read > kMaxDatasets ||
+      n_datasets_read * 8 > meta_.datasets.size())
+    return false;
   std::call_once(storage_->dataset_bits_made, [&] {
     const uint64_t bits = static_cast<uint64_t>(n_genes()) * meta_.datasets.size();
     storage_->dataset_good = std::make_unique<std::atomic<uint64_t>[]>(bits / 64 + 1);
@@ -504,43 +516,85 @@ Status StoreReader::CheckEntries(const std::vector<int32_t>& genes,
   return Status::Ok();
 }
 
-bool StoreReader::CopyPays(const std::vector<int32_t>& genes,
-                           const std::vector<int32_t>& datasets) const {
-  // Below this many genes to read for the first time, the page faults are few.
+bool StoreReader::CopyPays(size_t n_genes_read, const std::vector<int32_t>& datasets) const {
+  // Below this many genes, the pages a read faults in are few; above the budget, a
+  // copy would hold too much of the store.
   constexpr size_t kCopyWorthGenes = 1024;
-  if (genes.size() < kCopyWorthGenes || !ChecksByDataset(datasets.size()) || storage_->fd < 0 ||
+  if (n_genes_read < kCopyWorthGenes || !ChecksByDataset(datasets.size()) || storage_->fd < 0 ||
       arrays_mapped() != 5)
     return false;
-  size_t first_reads = 0;
-  for (int32_t g : genes) {
-    if (GeneChecked(g)) continue;
-    for (int32_t d : datasets)
-      if (Measured(d, g) && !DatasetChecked(g, d)) {
-        ++first_reads;
-        break;
-      }
+  // The datasets' share of the entries, by their groups times the genes they measured.
+  double mine = 0, all = 0;
+  for (size_t d = 0; d < meta_.datasets.size(); ++d) {
+    const double weight = static_cast<double>(dataset_end_[d] - dataset_begin_[d]) *
+                          static_cast<double>(meta_.datasets[d].n_genes);
+    all += weight;
+    if (std::find(datasets.begin(), datasets.end(), static_cast<int32_t>(d)) != datasets.end())
+      mine += weight;
   }
-  return first_reads >= kCopyWorthGenes;
+  constexpr double kBytesPerEntry = 18;
+  return all > 0 && static_cast<double>(n_entries_) * (mine / all) * kBytesPerEntry <=
+                        static_cast<double>(kCopyBudgetBytes);
 }
 
-Result<EntryArrays> StoreReader::PrepareRead(const std::vector<int32_t>& genes,
-                                             const std::vector<int32_t>& datasets,
-                                             EntryCopy* copy) const {
-  CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
-  if (!CopyPays(genes, datasets)) {
-    CC_RETURN_IF_ERROR(CheckEntries(genes, datasets));
-    return arrays();
+Result<std::shared_ptr<const EntryCopy>> StoreReader::CopyOf(
+    const std::vector<int32_t>& datasets) const {
+  Storage& st = *storage_;
+  {
+    std::lock_guard<std::mutex> lock(st.copies_mu);
+    for (size_t i = 0; i < st.copies.size(); ++i)
+      if (st.copies[i].datasets == datasets) {
+        std::rotate(st.copies.begin(), st.copies.begin() + static_cast<ptrdiff_t>(i),
+                    st.copies.begin() + static_cast<ptrdiff_t>(i) + 1);
+        return st.copies.front().copy;
+      }
   }
-  std::vector<int32_t> ordered(datasets);
-  std::sort(ordered.begin(), ordered.end(), [&](int32_t a, int32_t b) {
-    return dataset_begin_[static_cast<size_t>(a)] < dataset_begin_[static_cast<size_t>(b)];
-  });
-  ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
-  CC_RETURN_IF_ERROR(copy->Fill(*this, storage_->fd, storage_->map, genes, ordered));
+  // Every gene the datasets measured, so that the next read of them finds it here.
+  std::vector<int32_t> genes;
+  for (int64_t g = 0; g < n_genes(); ++g)
+    for (int32_t d : datasets)
+      if (Measured(d, g)) {
+        genes.push_back(static_cast<int32_t>(g));
+        break;
+      }
+  auto copy = std::make_shared<EntryCopy>();
+  Status filled = copy->Fill(*this, st.fd, st.map, genes, datasets);
+  if (filled.code() == StatusCode::kCorrupt) return std::shared_ptr<const EntryCopy>();
+  CC_RETURN_IF_ERROR(filled);
   for (int32_t g : genes)
-    for (int32_t d : ordered)
+    for (int32_t d : datasets)
       if (Measured(d, g)) MarkDatasetChecked(g, d);
-  return copy->arrays();
+  std::lock_guard<std::mutex> lock(st.copies_mu);
+  st.copies.insert(st.copies.begin(), Storage::Copy{datasets, copy});
+  size_t kept = 0;
+  for (size_t i = 0; i < st.copies.size(); ++i) {
+    kept += st.copies[i].copy->bytes();
+    if (kept > kCopyBudgetBytes && i > 0) {
+      st.copies.resize(i);
+      break;
+    }
+  }
+  return std::shared_ptr<const EntryCopy>(copy);
+}
+
+Result<StoreReader::PreparedRead> StoreReader::PrepareRead(
+    const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const {
+  CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
+  std::vector<int32_t> ordered(datasets);
+  if (!dataset_begin_.empty()) {
+    std::sort(ordered.begin(), ordered.end(), [&](int32_t a, int32_t b) {
+      return dataset_begin_[static_cast<size_t>(a)] < dataset_begin_[static_cast<size_t>(b)];
+    });
+    ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
+  }
+  if (CopyPays(genes.size(), ordered)) {
+    CC_ASSIGN_OR_RETURN(std::shared_ptr<const EntryCopy> copy, CopyOf(ordered));
+    // A copy that met damage is not kept: the read is then checked in place, so that
+    // it fails only when it reads the damage.
+    if (copy) return PreparedRead{copy->arrays(), copy};
+  }
+  CC_RETURN_IF_ERROR(CheckEntries(genes, datasets));
+  return PreparedRead{arrays(), nullptr};
 }
 
 Status StoreReader::CheckAllGenes() const {

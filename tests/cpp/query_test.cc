@@ -727,44 +727,51 @@ class OneDatasetReads : public ::testing::Test {
   std::vector<int> all_genes_;
 };
 
-TEST_F(OneDatasetReads, CopyThenMappingMatchBruteForce) {
+TEST_F(OneDatasetReads, CopiedOnceThenReusedAndAllMatchBruteForce) {
   auto store = Open(good_);
   ASSERT_TRUE(store);
   std::vector<int32_t> genes(all_genes_.begin(), all_genes_.end());
-  EntryCopy copy;
-  auto first = store->PrepareRead(genes, {kDataset}, &copy);
+  auto first = store->PrepareRead(genes, {kDataset});
   ASSERT_TRUE(first.ok()) << first.status().message();
-  EXPECT_TRUE(first->all_checked) << "the first read of ~1,100 genes in one dataset copies";
+  ASSERT_TRUE(first->copy) << "a read of 1,500 genes in one dataset reads a copy";
+  const EntryArrays& copied = first->arrays;
+  EXPECT_TRUE(copied.all_checked);
   // The copy holds exactly the dataset's entries of each gene, as the mapping has them.
   const EntryArrays mapping = store->arrays();
   for (int32_t g : genes) {
     const auto [begin, end] = store->DatasetEntries(g, kDataset);
-    const int64_t at = first->indptr.IntAt(g);
-    ASSERT_EQ(first->indptr.IntAt(g + 1) - at, store->Measured(kDataset, g) ? end - begin : 0);
-    for (int64_t k = 0; k < first->indptr.IntAt(g + 1) - at; ++k) {
-      EXPECT_EQ(first->indices.As<int32_t>()[at + k], mapping.indices.As<int32_t>()[begin + k]);
-      EXPECT_EQ(first->nnz.As<uint16_t>()[at + k], mapping.nnz.As<uint16_t>()[begin + k]);
-      EXPECT_EQ(first->sum.As<double>()[at + k], mapping.sum.As<double>()[begin + k]);
-      EXPECT_EQ(first->second.As<float>()[at + k], mapping.second.As<float>()[begin + k]);
+    const int64_t at = copied.indptr.IntAt(g);
+    ASSERT_EQ(copied.indptr.IntAt(g + 1) - at, store->Measured(kDataset, g) ? end - begin : 0);
+    for (int64_t k = 0; k < end - begin && store->Measured(kDataset, g); ++k) {
+      EXPECT_EQ(copied.indices.As<int32_t>()[at + k], mapping.indices.As<int32_t>()[begin + k]);
+      EXPECT_EQ(copied.nnz.As<uint16_t>()[at + k], mapping.nnz.As<uint16_t>()[begin + k]);
+      EXPECT_EQ(copied.sum.As<double>()[at + k], mapping.sum.As<double>()[begin + k]);
+      EXPECT_EQ(copied.second.As<float>()[at + k], mapping.second.As<float>()[begin + k]);
     }
     EXPECT_FALSE(store->GeneChecked(g)) << "only the dataset's entries were checked";
   }
-  EntryCopy unused;
-  auto second = store->PrepareRead(genes, {kDataset}, &unused);
-  ASSERT_TRUE(second.ok());
-  EXPECT_FALSE(second->all_checked) << "checked entries are read in the mapping";
+  // The next read of the dataset, of other genes, reuses it; a read of a few genes, or
+  // of another dataset's few genes, reads the mapping.
+  std::vector<int32_t> half(genes.begin(), genes.begin() + 1200);
+  auto again = store->PrepareRead(half, {kDataset});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->copy, first->copy);
+  auto few = store->PrepareRead({1, 2, 3}, {kDataset});
+  ASSERT_TRUE(few.ok());
+  EXPECT_FALSE(few->copy);
 
-  // Through the engine, on fresh readers: copied, then mapped, then a few genes.
+  // Through the engine: copied, then the copy again, then a few genes in the mapping
+  // (on a fresh reader, so their entries are checked in place).
   auto engine = QueryEngine::Create(Open(good_));
-  const Case all = Within(kDataset, all_genes_), few = Within(kDataset, {3, 7, 200, 1001});
-  for (const char* what : {"copied", "mapped"}) {
+  const Case all = Within(kDataset, all_genes_), some = Within(kDataset, {3, 7, 200, 1001});
+  for (const char* what : {"copied", "copy reused"}) {
     auto r = engine->Run(ToQuery(s_, all));
     ASSERT_TRUE(r.ok()) << r.status().message();
     ExpectSame(*r, BruteForce(s_, all.genes, all.by, all.where, all.datasets), what);
   }
-  auto r = QueryEngine::Create(Open(good_))->Run(ToQuery(s_, few));
+  auto r = QueryEngine::Create(Open(good_))->Run(ToQuery(s_, some));
   ASSERT_TRUE(r.ok()) << r.status().message();
-  ExpectSame(*r, BruteForce(s_, few.genes, few.by, few.where, few.datasets), "few genes");
+  ExpectSame(*r, BruteForce(s_, some.genes, some.by, some.where, some.datasets), "in place");
 }
 
 TEST_F(OneDatasetReads, DamageIsFoundByTheReadsOfItsDataset) {
@@ -816,6 +823,16 @@ TEST_F(OneDatasetReads, DamageIsFoundByTheReadsOfItsDataset) {
       ASSERT_TRUE(r.ok()) << r.status().message();
       ExpectSame(*r, BruteForce(s_, c.genes, c.by, c.where, c.datasets), "other dataset");
     }
+    // A read of every other gene of the dataset: the copy meets the damage, and the
+    // read, checked in place instead, answers.
+    std::vector<int> others;
+    for (int g : all_genes_)
+      if (g != gene) others.push_back(g);
+    const Case rest = Within(kDataset, others);
+    auto answer = QueryEngine::Create(Open(bad))->Run(ToQuery(s_, rest));
+    ASSERT_TRUE(answer.ok()) << answer.status().message();
+    ExpectSame(*answer, BruteForce(s_, rest.genes, rest.by, rest.where, rest.datasets),
+               "the other genes");
     auto whole = Open(bad);
     EXPECT_EQ(whole->CheckAllGenes().code(), StatusCode::kCorrupt);
   }
