@@ -580,14 +580,13 @@ Result<std::shared_ptr<const EntryCopy>> StoreReader::CopyOf(
 Result<StoreReader::PreparedRead> StoreReader::PrepareRead(
     const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const {
   CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
-  std::vector<int32_t> ordered(datasets);
-  if (!dataset_begin_.empty()) {
+  if (CopyPays(genes.size(), datasets)) {
+    // One copy per set of datasets, whatever order a read names them in.
+    std::vector<int32_t> ordered(datasets);
     std::sort(ordered.begin(), ordered.end(), [&](int32_t a, int32_t b) {
       return dataset_begin_[static_cast<size_t>(a)] < dataset_begin_[static_cast<size_t>(b)];
     });
     ordered.erase(std::unique(ordered.begin(), ordered.end()), ordered.end());
-  }
-  if (CopyPays(genes.size(), ordered)) {
     CC_ASSIGN_OR_RETURN(std::shared_ptr<const EntryCopy> copy, CopyOf(ordered));
     // A copy that met damage is not kept: the read is then checked in place, so that
     // it fails only when it reads the damage.
