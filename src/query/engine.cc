@@ -574,76 +574,91 @@ uint64_t RankKeys(std::vector<uint64_t>& keys, std::vector<uint64_t>& distinct) 
 
 }  // namespace
 
-// The groups that `datasets` (empty = all) and `where` select, ascending: the one
-// definition of a population, for queries, facet counts and both sides of a DE.
-Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
-                                     const std::vector<WhereClause>& where,
-                                     std::vector<int32_t>* selected) const {
-  thread_local SelectScratch w;
-  const StoreReader& s = *store_;
-  const StoreData& m = s.meta();
-  std::vector<int32_t>& out_groups = *selected;
-  // Datasets.
-  const auto n_datasets = static_cast<size_t>(s.n_datasets());
-  w.dataset_selected.assign(n_datasets, datasets.empty() ? 1 : 0);
-  for (const auto& name : datasets) {
-    auto it = impl_->label_code[0].find(name);
-    if (it == impl_->label_code[0].end())
-      return Status::NotFound("unknown dataset '" + name + "'" +
-                              SuggestionSuffix(name, m.labels[0]));
-    w.dataset_selected[static_cast<size_t>(it->second)] = 1;
-  }
+namespace {
 
-  // Where: one flag per (column, label), index 0 for NA.
-  std::vector<std::pair<int32_t, size_t>> filters;  // column, offset into w.allowed
-  w.allowed.clear();
+using LabelCodes = std::unordered_map<std::string, int32_t>;
+
+// Flags the datasets named (all of them when none is).
+Status MarkDatasets(const std::vector<std::string>& datasets, const LabelCodes& codes,
+                    const std::vector<std::string>& names, std::vector<uint8_t>& selected) {
+  selected.assign(names.size(), datasets.empty() ? 1 : 0);
+  for (const auto& name : datasets) {
+    auto it = codes.find(name);
+    if (it == codes.end())
+      return Status::NotFound("unknown dataset '" + name + "'" + SuggestionSuffix(name, names));
+    selected[static_cast<size_t>(it->second)] = 1;
+  }
+  return Status::Ok();
+}
+
+// A where column and where its flags start in `allowed`.
+struct WhereFilter {
+  int32_t column;
+  size_t offset;
+};
+
+// The where clauses as flags, one per (column, label), index 0 for NA; clauses on one
+// column add up (any of their values).
+Status AllowValues(const QueryEngine& engine, const std::vector<WhereClause>& where,
+                   const std::vector<LabelCodes>& label_code,
+                   const std::vector<std::vector<std::string>>& present_values,
+                   std::vector<WhereFilter>& filters, std::vector<uint8_t>& allowed) {
+  filters.clear();
+  allowed.clear();
   for (const auto& clause : where) {
-    CC_ASSIGN_OR_RETURN(int32_t c, ColumnIndex(clause.column));
-    size_t offset = w.allowed.size();
+    CC_ASSIGN_OR_RETURN(int32_t c, engine.ColumnIndex(clause.column));
+    const auto column = static_cast<size_t>(c);
+    size_t offset = allowed.size();
     bool seen = false;
     for (const auto& f : filters)
-      if (f.first == c) offset = f.second, seen = true;
+      if (f.column == c) offset = f.offset, seen = true;
     if (!seen) {
-      filters.emplace_back(c, offset);
-      w.allowed.resize(offset + m.labels[static_cast<size_t>(c)].size() + 1, 0);
+      filters.push_back({c, offset});
+      allowed.resize(offset + engine.store().meta().labels[column].size() + 1, 0);
     }
     if (clause.values.empty())
       return Status::InvalidArgument("no value given for column '" + clause.column + "'");
     for (const auto& value : clause.values) {
-      auto it = impl_->label_code[static_cast<size_t>(c)].find(value);
+      auto it = label_code[column].find(value);
       if (value == "NA") {  // missing values (and a value literally called NA, if any)
-        w.allowed[offset] = 1;
-        if (it != impl_->label_code[static_cast<size_t>(c)].end())
-          w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+        allowed[offset] = 1;
+        if (it != label_code[column].end())
+          allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
         continue;
       }
-      if (it == impl_->label_code[static_cast<size_t>(c)].end())
-        return Status::NotFound(
-            "column '" + clause.column + "' has no value '" + value + "'" +
-            SuggestionSuffix(value, impl_->present_values[static_cast<size_t>(c)]));
-      w.allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
+      if (it == label_code[column].end())
+        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
+                                SuggestionSuffix(value, present_values[column]));
+      allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
     }
   }
+  return Status::Ok();
+}
 
-  // Candidate group ranges: the selected datasets' (when groups are consecutive per
-  // dataset, as cellcube writes them), else every group.
-  w.runs.clear();
-  if (!s.dataset_group_begin().empty()) {
-    for (size_t d = 0; d < n_datasets; ++d)
-      if (w.dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
-        w.runs.push_back(
-            {s.dataset_group_begin()[d], s.dataset_group_end()[d], static_cast<int32_t>(d)});
-    std::sort(w.runs.begin(), w.runs.end(),
-              [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
-  } else {
-    w.runs.push_back({0, s.n_groups(), -1});
+// Candidate group ranges: the selected datasets' (when groups are consecutive per
+// dataset, as cellcube writes them), else every group.
+void CandidateRuns(const StoreReader& s, const std::vector<uint8_t>& dataset_selected,
+                   std::vector<GroupRange>& runs) {
+  runs.clear();
+  if (s.dataset_group_begin().empty()) {
+    runs.push_back({0, s.n_groups(), -1});
+    return;
   }
+  for (size_t d = 0; d < dataset_selected.size(); ++d)
+    if (dataset_selected[d] && s.dataset_group_end()[d] > s.dataset_group_begin()[d])
+      runs.push_back(
+          {s.dataset_group_begin()[d], s.dataset_group_end()[d], static_cast<int32_t>(d)});
+  std::sort(runs.begin(), runs.end(),
+            [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
+}
 
-  // Select groups, tightening each run to its first and last selected group, and give
-  // each selected group its split key (mixed radix over the by-columns' label positions,
-  // NA after the labels, re-ranked whenever the radix would overflow 64 bits).
+// The groups of the runs that the datasets and filters keep, ascending; each run
+// tightened to its first and last kept group (runs without one dropped).
+void CollectGroups(const StoreReader& s, const std::vector<WhereFilter>& filters, SelectScratch& w,
+                   std::vector<int32_t>& out) {
+  const StoreData& m = s.meta();
   const std::vector<int32_t>& group_dataset = s.group_dataset();
-  out_groups.clear();
+  out.clear();
   size_t n_runs = 0;
   for (const GroupRange& run : w.runs) {
     int64_t first = -1, last = -1;
@@ -656,7 +671,7 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
                                    m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] + 1)] !=
             0;
       if (!keep) continue;
-      out_groups.push_back(static_cast<int32_t>(g));
+      out.push_back(static_cast<int32_t>(g));
       if (first < 0) first = g;
       last = g;
     }
@@ -664,8 +679,25 @@ Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
   }
   w.runs.resize(n_runs);
   // Runs follow dataset order, which is group order in a store cellcube wrote.
-  if (!std::is_sorted(out_groups.begin(), out_groups.end()))
-    std::sort(out_groups.begin(), out_groups.end());
+  if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
+}
+
+}  // namespace
+
+// The groups that `datasets` (empty = all) and `where` select, ascending: the one
+// definition of a population, for queries, facet counts and both sides of a DE.
+Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
+                                     const std::vector<WhereClause>& where,
+                                     std::vector<int32_t>* selected) const {
+  thread_local SelectScratch w;
+  thread_local std::vector<WhereFilter> filters;
+  const StoreReader& s = *store_;
+  CC_RETURN_IF_ERROR(
+      MarkDatasets(datasets, impl_->label_code[0], s.meta().labels[0], w.dataset_selected));
+  CC_RETURN_IF_ERROR(
+      AllowValues(*this, where, impl_->label_code, impl_->present_values, filters, w.allowed));
+  CandidateRuns(s, w.dataset_selected, w.runs);
+  CollectGroups(s, filters, w, *selected);
   return Status::Ok();
 }
 
