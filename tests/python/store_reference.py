@@ -16,7 +16,6 @@ data are read back from the files.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import warnings
@@ -368,88 +367,109 @@ def _close(got, want, scale, rtol):
     return np.abs(got - want) <= rtol * np.abs(want) + 1e-9 * scale + 1e-30
 
 
+class _Problems(list):
+    """Problem lines, at most MAX_PROBLEMS and a line saying more were left out."""
+
+    def add(self, msg):
+        if len(self) < MAX_PROBLEMS:
+            self.append(msg)
+        elif len(self) == MAX_PROBLEMS:
+            self.append("... (more problems not shown)")
+
+
 def compare_dataset(view: StoreView, exp: Expected, rtol=1e-5) -> list:
     """Problems with dataset `exp.name` in the store, against the reference."""
-    P = []
-
-    def add(msg):
-        if len(P) < MAX_PROBLEMS:
-            P.append(msg)
-        elif len(P) == MAX_PROBLEMS:
-            P.append("... (more problems not shown)")
-
     name = exp.name
     if name not in view.dataset_names:
         return [f"dataset {name!r} not in uns/cellcube/datasets ({view.dataset_names})"]
-    got_rec = view.record(name)
+    P = _Problems()
+    _record_problems(view, exp, P)
+    _measured_problems(view, exp, P)
+    row_of_key, exp_keys = _group_problems(view, exp, P)
+    matched = [(g, row_of_key[k]) for g, k in enumerate(exp_keys) if k in row_of_key]
+    if matched:
+        _value_problems(view, exp, exp_keys, matched, rtol, P)
+    return list(P)
+
+
+def _record_problems(view, exp, P):
+    got_rec = view.record(exp.name)
     for k, w in exp.record.items():
         g = got_rec.get(k)
         if k == "groupby":  # order as the columns are chosen; compare as lists
             if sorted(str(g).split(",")) != sorted(w.split(",")):
-                add(f"{name}: datasets.groupby = {g!r}, want {w!r}")
+                P.add(f"{exp.name}: datasets.groupby = {g!r}, want {w!r}")
         elif g != w:
-            add(f"{name}: datasets.{k} = {g!r}, want {w!r}")
+            P.add(f"{exp.name}: datasets.{k} = {g!r}, want {w!r}")
 
-    # measured genes
+
+def _measured_problems(view, exp, P):
+    name = exp.name
     measured = view.measured.get(name)
     if measured is None:
-        add(f"{name}: no measured genes recorded")
+        P.add(f"{name}: no measured genes recorded")
         measured = []
     if sorted(measured) != sorted(exp.gene_ids):
         missing = sorted(set(exp.gene_ids) - set(measured))[:5]
         extra = sorted(set(measured) - set(exp.gene_ids))[:5]
-        add(f"{name}: measured genes differ: {len(measured)} recorded, {len(exp.gene_ids)} in the "
-            f"file; missing e.g. {missing}, extra e.g. {extra}")
+        P.add(f"{name}: measured genes differ: {len(measured)} recorded, {len(exp.gene_ids)} in the "
+              f"file; missing e.g. {missing}, extra e.g. {extra}")
 
-    # groups
+
+def _group_problems(view, exp, P):
+    """The dataset's group rows against the reference's groups; returns the store's row
+    of each key and the reference's keys."""
+    name = exp.name
     rows = view.rows_of(name)
     own = set(exp.columns)
     for c in view.columns[1:]:
         if c not in own:
             bad = [r for r in rows if view.labels[c][r] is not None]
             if bad:
-                add(f"{name}: column {c!r} is not one of its grouping columns but group row {bad[0]} "
-                    f"has value {view.labels[c][bad[0]]!r} (want NA)")
+                P.add(f"{name}: column {c!r} is not one of its grouping columns but group row {bad[0]} "
+                      f"has value {view.labels[c][bad[0]]!r} (want NA)")
     for c in exp.columns:
         if c not in view.columns:
-            add(f"{name}: grouping column {c!r} missing from the store's obs ({view.columns})")
+            P.add(f"{name}: grouping column {c!r} missing from the store's obs ({view.columns})")
     row_of_key = {}
     for r in rows:
         k = view.key_set(r)
         if k in row_of_key:
-            add(f"{name}: two group rows ({row_of_key[k]}, {r}) with the same values {sorted(k)}")
+            P.add(f"{name}: two group rows ({row_of_key[k]}, {r}) with the same values {sorted(k)}")
         row_of_key[k] = r
     exp_keys = [exp.key_set(g) for g in range(len(exp.keys))]
     want_set = set(exp_keys)
     for k in sorted(set(row_of_key) - want_set, key=str)[:5]:
-        add(f"{name}: store has a group the reference lacks: {sorted(k)}")
+        P.add(f"{name}: store has a group the reference lacks: {sorted(k)}")
     for k in sorted(want_set - set(row_of_key), key=str)[:5]:
-        add(f"{name}: store lacks the group {sorted(k)}")
+        P.add(f"{name}: store lacks the group {sorted(k)}")
     if len(rows) != len(exp.keys):
-        add(f"{name}: {len(rows)} group rows, want {len(exp.keys)}")
+        P.add(f"{name}: {len(rows)} group rows, want {len(exp.keys)}")
+    return row_of_key, exp_keys
 
-    matched = [(g, row_of_key[k]) for g, k in enumerate(exp_keys) if k in row_of_key]
-    if not matched:
-        return P
+
+def _value_problems(view, exp, exp_keys, matched, rtol, P):
+    """n_cells per group; which (group, gene) entries are stored; nnz, sum and sumsq."""
+    name = exp.name
     eg = np.array([g for g, _ in matched])
     sr = np.array([r for _, r in matched])
     for g, r in matched:
         if int(view.n_cells[r]) != int(exp.n_cells[g]):
-            add(f"{name}: group {sorted(exp_keys[g])}: n_cells {view.n_cells[r]} want {exp.n_cells[g]}")
+            P.add(f"{name}: group {sorted(exp_keys[g])}: n_cells {view.n_cells[r]} want {exp.n_cells[g]}")
 
     nnz, ssum, sumsq, pat = view.dense_rows(sr)
     # entries of genes the dataset did not measure
     cols = np.array([view.gene_index.get(gid, -1) for gid in exp.gene_ids])
     for j, gid in enumerate(exp.gene_ids):
         if cols[j] < 0:
-            add(f"{name}: gene {gid!r} it measured is not in the store's var")
+            P.add(f"{name}: gene {gid!r} it measured is not in the store's var")
     not_measured = np.ones(len(view.genes), dtype=bool)
     not_measured[cols[cols >= 0]] = False
     if pat[:, not_measured].any():
         gi, gj = np.argwhere(pat[:, not_measured])[0]
         gene = np.array(view.genes)[not_measured][gj]
-        add(f"{name}: entry in gene {gene!r}, which the dataset did not measure "
-            f"(group {sorted(exp_keys[eg[gi]])})")
+        P.add(f"{name}: entry in gene {gene!r}, which the dataset did not measure "
+              f"(group {sorted(exp_keys[eg[gi]])})")
     ok = cols >= 0
     ec = np.nonzero(ok)[0]
     sc = cols[ok]
@@ -458,11 +478,11 @@ def compare_dataset(view: StoreView, exp: Expected, rtol=1e-5) -> list:
 
     def where(mask, what, got, want):
         for i, j in np.argwhere(mask)[:4]:
-            add(f"{name}: group {sorted(exp_keys[eg[i]])}, gene {exp.gene_ids[ec[j]]!r}: {what} "
-                f"got {got[i, j]!r} want {want[i, j]!r}")
+            P.add(f"{name}: group {sorted(exp_keys[eg[i]])}, gene {exp.gene_ids[ec[j]]!r}: {what} "
+                  f"got {got[i, j]!r} want {want[i, j]!r}")
         n = int(mask.sum())
         if n > 4:
-            add(f"{name}: ... {what}: {n} (group, gene) pairs differ in all")
+            P.add(f"{name}: ... {what}: {n} (group, gene) pairs differ in all")
 
     where(g_pat != w_pat, "entry stored", g_pat, w_pat)
     both = g_pat & w_pat
@@ -473,7 +493,6 @@ def compare_dataset(view: StoreView, exp: Expected, rtol=1e-5) -> list:
     where(both & ~_close(ssum[:, sc], w_sum, scale, rtol), "sum", ssum[:, sc], w_sum)
     w_sq = exp.sumsq[eg][:, ec]
     where(both & ~_close(sumsq[:, sc], w_sq, w_sq, rtol), "sumsq", sumsq[:, sc], w_sq)
-    return P
 
 
 def expected_symbols(exps) -> dict:

@@ -331,15 +331,27 @@ def _smallest_code_dtype(n_categories):
 
 
 def layout_problems(path) -> list:
+    """What in the store at `path` differs from docs/FORMAT.md, as one line each."""
     import anndata
 
-    P = []
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             a = anndata.read_h5ad(str(path))
     except Exception as e:  # noqa: BLE001
         return [f"anndata.read_h5ad fails: {type(e).__name__}: {e}"]
+    P = _anndata_layer_problems(a)
+    with h5py.File(path, "r") as f:
+        P += _hdf5_layer_problems(a, f)
+        P += _entry_problems(a, f)
+        P += _in_place_problems(path, f)
+        P += _obs_var_problems(a, f)
+        P += _uns_problems(a, f)
+    return P
+
+
+def _anndata_layer_problems(a) -> list:
+    P = []
     if a.X is not None:
         P.append("the store has an X (FORMAT.md: there is no X)")
     for k in ("nnz", "sum", "m2"):
@@ -351,142 +363,168 @@ def layout_problems(path) -> list:
             P.append(f"layers/{k} reads as {type(m).__name__}, not CSC")
         if m.shape != (a.n_obs, a.n_vars):
             P.append(f"layers/{k} shape {m.shape} != (groups, genes) {(a.n_obs, a.n_vars)}")
+    return P
+
+
+def _hdf5_layer_problems(a, f) -> list:
+    """Root attributes, the layers' encodings and dtypes, and their shared indices."""
+    P = []
     # FORMAT.md: nnz uint16 when every group has < 65,536 cells, sum float64, m2 float32.
     narrow = int(a.obs["n_cells"].max()) < 65536
     want_data = {"nnz": "uint16" if narrow else "uint32", "sum": "float64", "m2": "float32"}
-    with h5py.File(path, "r") as f:
-        if _attr(f, "encoding-type") != "anndata" or _attr(f, "encoding-version") != "0.1.0":
-            P.append(f"root attrs {dict(f.attrs)}")
-        for g in ("obsm", "varm", "obsp", "varp"):
-            if g not in f:
-                P.append(f"/{g} missing")
-        addrs = {}
-        for k in ("nnz", "sum", "m2"):
-            g = f["layers"][k]
-            if _attr(g, "encoding-type") != "csc_matrix" or _attr(g, "encoding-version") != "0.1.0":
-                P.append(f"layers/{k} encoding attrs {dict(g.attrs)}")
-            if list(np.asarray(g.attrs.get("shape", []))) != [a.n_obs, a.n_vars]:
-                P.append(f"layers/{k} shape attr {g.attrs.get('shape')}")
-            if g["data"].dtype.name != want_data[k]:
-                P.append(f"layers/{k}/data dtype {g['data'].dtype}, want {want_data[k]}")
-            if g["indices"].dtype != g["indptr"].dtype:
-                P.append(f"layers/{k}: indices {g['indices'].dtype} and indptr {g['indptr'].dtype} differ")
-            if g["indices"].dtype.name != "int32":
-                P.append(f"layers/{k}/indices dtype {g['indices'].dtype}: a small store uses int32")
-            for part in ("indices", "indptr"):
-                info = h5py.h5o.get_info(g[part].id)
-                addrs.setdefault(part, set()).add(info.addr)
-                if info.rc < 3:
-                    P.append(f"layers/{k}/{part}: link count {info.rc}, want >= 3 (one object, hard-linked)")
-        for part, s in addrs.items():
-            if len(s) != 1:
-                P.append(f"layers/*/{part} are {len(s)} different objects, want one shared object")
-        nnz = f["layers/nnz"]
-        ind, ptr, dat = nnz["indices"][:], nnz["indptr"][:], nnz["data"][:]
-        if len(ptr) != a.n_vars + 1 or ptr[0] != 0 or ptr[-1] != len(ind) or np.any(np.diff(ptr) < 0):
-            P.append("layers/nnz/indptr is not a valid CSC indptr")
-        else:
-            for j in range(a.n_vars):
-                seg = ind[ptr[j]:ptr[j + 1]]
-                if len(seg) and (np.any(np.diff(seg) <= 0) or seg[0] < 0 or seg[-1] >= a.n_obs):
-                    P.append(f"gene {j}: group indices not ascending / in range")
-                    break
-        if len(dat) and dat.min() == 0:
-            P.append("an entry with nnz = 0 is stored (the inputs are non-negative: only nnz > 0)")
-        # every numeric dataset: contiguous, uncompressed, little-endian, mappable in place
-        numeric = []
-        f.visititems(lambda name, obj: numeric.append(name)
-                     if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iuf" else None)
-        with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            for name in numeric:
-                ds = f[name]
-                dcpl = ds.id.get_create_plist()
-                if ds.chunks is not None or dcpl.get_layout() != h5py.h5d.CONTIGUOUS:
-                    P.append(f"{name}: not contiguous (chunks {ds.chunks})")
-                if ds.compression is not None or dcpl.get_nfilters() != 0:
-                    P.append(f"{name}: has filters ({ds.compression})")
-                if ds.id.get_type().get_order() != h5py.h5t.ORDER_LE:
-                    P.append(f"{name}: not little-endian")
-                if ds.size == 0 or ds.shape == ():
-                    continue
-                off = ds.id.get_offset()
-                if off is None:
-                    P.append(f"{name}: no file offset (not allocated contiguously)")
-                    continue
-                nbytes = ds.size * ds.dtype.itemsize
-                inplace = np.frombuffer(mm[off:off + nbytes], dtype=ds.dtype.newbyteorder("<"))
-                if not np.array_equal(inplace, ds[()].ravel()):
-                    P.append(f"{name}: bytes at H5Dget_offset {off} (+{nbytes}) are not its values")
-        # obs
-        obs = f["obs"]
-        if _attr(obs, "encoding-type") != "dataframe" or _attr(obs, "encoding-version") != "0.2.0":
-            P.append(f"obs encoding attrs {dict(obs.attrs)}")
-        if _attr(obs, "_index") != "_index":
-            P.append(f"obs _index attr {_attr(obs, '_index')!r}")
-        order = _attr(obs, "column-order") or []
-        if order[:2] != ["dataset", "cell_type"] or order[-1:] != ["n_cells"]:
-            P.append(f"obs column-order {order}: want dataset, cell_type, group-by columns..., n_cells")
-        idx = [x.decode() if isinstance(x, bytes) else x for x in obs["_index"][:]]
-        if idx != [str(i) for i in range(a.n_obs)]:
-            P.append("obs _index is not '0', '1', ...")
-        for c in order:
-            if c == "n_cells":
-                if obs[c].dtype.name != "int64":
-                    P.append(f"obs/n_cells dtype {obs[c].dtype}")
+    if _attr(f, "encoding-type") != "anndata" or _attr(f, "encoding-version") != "0.1.0":
+        P.append(f"root attrs {dict(f.attrs)}")
+    for g in ("obsm", "varm", "obsp", "varp"):
+        if g not in f:
+            P.append(f"/{g} missing")
+    addrs = {}
+    for k in ("nnz", "sum", "m2"):
+        g = f["layers"][k]
+        if _attr(g, "encoding-type") != "csc_matrix" or _attr(g, "encoding-version") != "0.1.0":
+            P.append(f"layers/{k} encoding attrs {dict(g.attrs)}")
+        if list(np.asarray(g.attrs.get("shape", []))) != [a.n_obs, a.n_vars]:
+            P.append(f"layers/{k} shape attr {g.attrs.get('shape')}")
+        if g["data"].dtype.name != want_data[k]:
+            P.append(f"layers/{k}/data dtype {g['data'].dtype}, want {want_data[k]}")
+        if g["indices"].dtype != g["indptr"].dtype:
+            P.append(f"layers/{k}: indices {g['indices'].dtype} and indptr {g['indptr'].dtype} differ")
+        if g["indices"].dtype.name != "int32":
+            P.append(f"layers/{k}/indices dtype {g['indices'].dtype}: a small store uses int32")
+        for part in ("indices", "indptr"):
+            info = h5py.h5o.get_info(g[part].id)
+            addrs.setdefault(part, set()).add(info.addr)
+            if info.rc < 3:
+                P.append(f"layers/{k}/{part}: link count {info.rc}, want >= 3 (one object, hard-linked)")
+    for part, s in addrs.items():
+        if len(s) != 1:
+            P.append(f"layers/*/{part} are {len(s)} different objects, want one shared object")
+    return P
+
+
+def _entry_problems(a, f) -> list:
+    """indptr, ascending groups in range, no zero nnz, nnz at most the group's cells."""
+    P = []
+    nnz = f["layers/nnz"]
+    ind, ptr, dat = nnz["indices"][:], nnz["indptr"][:], nnz["data"][:]
+    if len(ptr) != a.n_vars + 1 or ptr[0] != 0 or ptr[-1] != len(ind) or np.any(np.diff(ptr) < 0):
+        P.append("layers/nnz/indptr is not a valid CSC indptr")
+    else:
+        for j in range(a.n_vars):
+            seg = ind[ptr[j]:ptr[j + 1]]
+            if len(seg) and (np.any(np.diff(seg) <= 0) or seg[0] < 0 or seg[-1] >= a.n_obs):
+                P.append(f"gene {j}: group indices not ascending / in range")
+                break
+    if len(dat) and dat.min() == 0:
+        P.append("an entry with nnz = 0 is stored (the inputs are non-negative: only nnz > 0)")
+    ncell = a.obs["n_cells"].to_numpy()
+    if len(dat) and np.any(dat > ncell[ind]):
+        P.append("an entry's nnz exceeds its group's n_cells")
+    return P
+
+
+def _in_place_problems(path, f) -> list:
+    """Every numeric dataset: contiguous, uncompressed, little-endian, mappable in place."""
+    P = []
+    numeric = []
+    f.visititems(lambda name, obj: numeric.append(name)
+                 if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iuf" else None)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        for name in numeric:
+            ds = f[name]
+            dcpl = ds.id.get_create_plist()
+            if ds.chunks is not None or dcpl.get_layout() != h5py.h5d.CONTIGUOUS:
+                P.append(f"{name}: not contiguous (chunks {ds.chunks})")
+            if ds.compression is not None or dcpl.get_nfilters() != 0:
+                P.append(f"{name}: has filters ({ds.compression})")
+            if ds.id.get_type().get_order() != h5py.h5t.ORDER_LE:
+                P.append(f"{name}: not little-endian")
+            if ds.size == 0 or ds.shape == ():
                 continue
-            g = obs[c]
-            if not isinstance(g, h5py.Group) or _attr(g, "encoding-type") != "categorical":
-                P.append(f"obs/{c} is not categorical")
+            off = ds.id.get_offset()
+            if off is None:
+                P.append(f"{name}: no file offset (not allocated contiguously)")
                 continue
-            want = _smallest_code_dtype(g["categories"].shape[0])
-            if g["codes"].dtype.name != want:
-                P.append(f"obs/{c}/codes dtype {g['codes'].dtype}, want the smallest: {want}")
-        # var
-        var = f["var"]
-        if _attr(var, "_index") != "_index" or "symbol" not in var:
-            P.append(f"var: _index attr {_attr(var, '_index')!r}, columns {list(var)}")
-        # uns/cellcube
-        u = f["uns/cellcube"]
-        fmt = u["format"][()]
-        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        ver = u["format_version"][()]
-        ver = ver.decode() if isinstance(ver, bytes) else ver
-        cb = u["created_by"][()]
-        cb = cb.decode() if isinstance(cb, bytes) else cb
-        if fmt != "cellcube store" or ver != "2" or not str(cb).startswith("cellcube "):
-            P.append(f"uns/cellcube format {fmt!r}, format_version {ver!r}, created_by {cb!r}")
-        if _attr(u["datasets"], "encoding-type") != "dataframe":
-            P.append("uns/cellcube/datasets is not a dataframe")
-        ds_df = a.uns["cellcube"]["datasets"]
-        bits = u["measured"]
-        want_shape = (len(ds_df), 8 * ((a.n_vars + 63) // 64))
-        if bits.dtype.name != "uint8" or bits.shape != want_shape:
-            P.append(f"uns/cellcube/measured {bits.dtype} {bits.shape}, want uint8 {want_shape}")
-        else:
-            flags = np.unpackbits(bits[:], axis=1, bitorder="little")
-            if flags[:, a.n_vars:].any():
-                P.append("uns/cellcube/measured marks genes beyond the last")
-            for d in range(len(ds_df)):
-                if int(ds_df["n_genes"].iloc[d]) != int(flags[d].sum()):
-                    P.append(f"datasets.n_genes of dataset {d} = {ds_df['n_genes'].iloc[d]}, "
-                             f"measured {int(flags[d].sum())}")
-        for c in sr.DATASET_COLUMNS:
-            if c not in ds_df.columns:
-                P.append(f"uns/cellcube/datasets lacks column {c!r}")
-        cats = list(a.obs["dataset"].cat.categories)
-        if cats != [str(x) for x in ds_df.index]:
-            P.append(f"dataset categories {cats} != uns/cellcube/datasets index {list(ds_df.index)}")
-        # per dataset: cells and groups add up; nnz <= n_cells
-        for name in ds_df.index:
-            rows = (a.obs["dataset"] == name).to_numpy()
-            if int(a.obs["n_cells"][rows].sum()) != int(ds_df.loc[name, "n_cells"]):
-                P.append(f"{name}: obs n_cells sum {a.obs['n_cells'][rows].sum()} != datasets.n_cells "
-                         f"{ds_df.loc[name, 'n_cells']}")
-            if int(rows.sum()) != int(ds_df.loc[name, "n_groups"]):
-                P.append(f"{name}: {rows.sum()} group rows != datasets.n_groups {ds_df.loc[name, 'n_groups']}")
-        ncell = a.obs["n_cells"].to_numpy()
-        if len(dat) and np.any(dat > ncell[ind]):
-            P.append("an entry's nnz exceeds its group's n_cells")
+            nbytes = ds.size * ds.dtype.itemsize
+            inplace = np.frombuffer(mm[off:off + nbytes], dtype=ds.dtype.newbyteorder("<"))
+            if not np.array_equal(inplace, ds[()].ravel()):
+                P.append(f"{name}: bytes at H5Dget_offset {off} (+{nbytes}) are not its values")
+    return P
+
+
+def _obs_var_problems(a, f) -> list:
+    P = []
+    obs = f["obs"]
+    if _attr(obs, "encoding-type") != "dataframe" or _attr(obs, "encoding-version") != "0.2.0":
+        P.append(f"obs encoding attrs {dict(obs.attrs)}")
+    if _attr(obs, "_index") != "_index":
+        P.append(f"obs _index attr {_attr(obs, '_index')!r}")
+    order = _attr(obs, "column-order") or []
+    if order[:2] != ["dataset", "cell_type"] or order[-1:] != ["n_cells"]:
+        P.append(f"obs column-order {order}: want dataset, cell_type, group-by columns..., n_cells")
+    idx = [x.decode() if isinstance(x, bytes) else x for x in obs["_index"][:]]
+    if idx != [str(i) for i in range(a.n_obs)]:
+        P.append("obs _index is not '0', '1', ...")
+    for c in order:
+        if c == "n_cells":
+            if obs[c].dtype.name != "int64":
+                P.append(f"obs/n_cells dtype {obs[c].dtype}")
+            continue
+        g = obs[c]
+        if not isinstance(g, h5py.Group) or _attr(g, "encoding-type") != "categorical":
+            P.append(f"obs/{c} is not categorical")
+            continue
+        want = _smallest_code_dtype(g["categories"].shape[0])
+        if g["codes"].dtype.name != want:
+            P.append(f"obs/{c}/codes dtype {g['codes'].dtype}, want the smallest: {want}")
+    # var
+    var = f["var"]
+    if _attr(var, "_index") != "_index" or "symbol" not in var:
+        P.append(f"var: _index attr {_attr(var, '_index')!r}, columns {list(var)}")
+    return P
+
+
+def _uns_problems(a, f) -> list:
+    """uns/cellcube: format, the datasets table, the measured bits; per dataset, cells
+    and groups add up."""
+    P = []
+    u = f["uns/cellcube"]
+    fmt = u["format"][()]
+    fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+    ver = u["format_version"][()]
+    ver = ver.decode() if isinstance(ver, bytes) else ver
+    cb = u["created_by"][()]
+    cb = cb.decode() if isinstance(cb, bytes) else cb
+    if fmt != "cellcube store" or ver != "2" or not str(cb).startswith("cellcube "):
+        P.append(f"uns/cellcube format {fmt!r}, format_version {ver!r}, created_by {cb!r}")
+    if _attr(u["datasets"], "encoding-type") != "dataframe":
+        P.append("uns/cellcube/datasets is not a dataframe")
+    ds_df = a.uns["cellcube"]["datasets"]
+    bits = u["measured"]
+    want_shape = (len(ds_df), 8 * ((a.n_vars + 63) // 64))
+    if bits.dtype.name != "uint8" or bits.shape != want_shape:
+        P.append(f"uns/cellcube/measured {bits.dtype} {bits.shape}, want uint8 {want_shape}")
+    else:
+        flags = np.unpackbits(bits[:], axis=1, bitorder="little")
+        if flags[:, a.n_vars:].any():
+            P.append("uns/cellcube/measured marks genes beyond the last")
+        for d in range(len(ds_df)):
+            if int(ds_df["n_genes"].iloc[d]) != int(flags[d].sum()):
+                P.append(f"datasets.n_genes of dataset {d} = {ds_df['n_genes'].iloc[d]}, "
+                         f"measured {int(flags[d].sum())}")
+    for c in sr.DATASET_COLUMNS:
+        if c not in ds_df.columns:
+            P.append(f"uns/cellcube/datasets lacks column {c!r}")
+    cats = list(a.obs["dataset"].cat.categories)
+    if cats != [str(x) for x in ds_df.index]:
+        P.append(f"dataset categories {cats} != uns/cellcube/datasets index {list(ds_df.index)}")
+    # per dataset: cells and groups add up
+    for name in ds_df.index:
+        rows = (a.obs["dataset"] == name).to_numpy()
+        if int(a.obs["n_cells"][rows].sum()) != int(ds_df.loc[name, "n_cells"]):
+            P.append(f"{name}: obs n_cells sum {a.obs['n_cells'][rows].sum()} != datasets.n_cells "
+                     f"{ds_df.loc[name, 'n_cells']}")
+        if int(rows.sum()) != int(ds_df.loc[name, "n_groups"]):
+            P.append(f"{name}: {rows.sum()} group rows != datasets.n_groups {ds_df.loc[name, 'n_groups']}")
     return P
 
 
