@@ -33,14 +33,18 @@ Status ReadAt(int fd, void* dst, size_t bytes, uint64_t offset) {
 
 struct BatchRead::Ring {
   io_uring ring{};
-  ~Ring() { io_uring_queue_exit(&ring); }
+  bool ready = false;  // io_uring_queue_init succeeded: only then is there a ring to exit
+  ~Ring() {
+    if (ready) io_uring_queue_exit(&ring);
+  }
 };
 
 BatchRead::BatchRead(int fd, bool allow_uring) : fd_(fd) {
   if (!allow_uring) return;
   auto ring = std::make_unique<Ring>();
   // Refused (ENOSYS, EPERM under seccomp, ENOMEM under a low memlock limit): pread.
-  if (io_uring_queue_init(kRingEntries, &ring->ring, 0) == 0) ring_ = std::move(ring);
+  ring->ready = io_uring_queue_init(kRingEntries, &ring->ring, 0) == 0;
+  if (ring->ready) ring_ = std::move(ring);
 }
 
 BatchRead::~BatchRead() = default;
