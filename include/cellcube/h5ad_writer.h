@@ -41,6 +41,29 @@ struct ColumnData {
   bool ordered = false;             // kCategorical
   std::vector<int64_t> ints;        // kInt64, kBool (0/1)
   std::vector<double> floats;       // kFloat64
+
+  // A column of plain values of one type.
+  static ColumnData Strings(std::string name, std::vector<std::string> values) {
+    ColumnData c;
+    c.name = std::move(name);
+    c.type = Type::kStrings;
+    c.labels = std::move(values);
+    return c;
+  }
+  static ColumnData Int64(std::string name, std::vector<int64_t> values) {
+    ColumnData c;
+    c.name = std::move(name);
+    c.type = Type::kInt64;
+    c.ints = std::move(values);
+    return c;
+  }
+  static ColumnData Float64(std::string name, std::vector<double> values) {
+    ColumnData c;
+    c.name = std::move(name);
+    c.type = Type::kFloat64;
+    c.floats = std::move(values);
+    return c;
+  }
 };
 
 struct Compression {

@@ -181,28 +181,12 @@ Result<int64_t> WriteMatrix(const synth::Dataset& d, h5ad::Writer& w, const std:
   return nnz;
 }
 
-ColumnData Int64Column(const std::string& name, std::vector<int64_t> values) {
-  ColumnData col;
-  col.name = name;
-  col.type = ColumnData::Type::kInt64;
-  col.ints = std::move(values);
-  return col;
-}
-
-ColumnData Float64Column(const std::string& name, std::vector<double> values) {
-  ColumnData col;
-  col.name = name;
-  col.type = ColumnData::Type::kFloat64;
-  col.floats = std::move(values);
-  return col;
-}
-
 // obs: the plan's categorical columns and the cells' QC metrics, indexed by barcode.
 Status WriteObs(h5ad::Writer& w, const synth::Dataset& d, QcMetrics* qc) {
   std::vector<ColumnData> cols;
   for (const auto& c : d.obs()) cols.push_back(Categorical(c));
-  cols.push_back(Int64Column("n_genes_by_counts", std::move(qc->cell_genes)));
-  cols.push_back(Float64Column("total_counts", std::move(qc->cell_total)));
+  cols.push_back(ColumnData::Int64("n_genes_by_counts", std::move(qc->cell_genes)));
+  cols.push_back(ColumnData::Float64("total_counts", std::move(qc->cell_total)));
   return w.WriteDataFrame("obs", d.Barcodes(), cols);
 }
 
@@ -217,8 +201,8 @@ Status WriteVar(h5ad::Writer& w, const synth::Dataset& d, QcMetrics* qc) {
   mt.type = ColumnData::Type::kBool;
   for (const auto& s : d.gene_symbols()) mt.ints.push_back(s.rfind("MT-", 0) == 0);
   cols.push_back(std::move(mt));
-  cols.push_back(Int64Column("n_cells_by_counts", std::move(qc->gene_cells)));
-  cols.push_back(Float64Column("total_counts", std::move(qc->gene_total)));
+  cols.push_back(ColumnData::Int64("n_cells_by_counts", std::move(qc->gene_cells)));
+  cols.push_back(ColumnData::Float64("total_counts", std::move(qc->gene_total)));
   return w.WriteDataFrame("var", d.gene_ids(), cols);
 }
 

@@ -29,22 +29,6 @@ ColumnData Categorical(const std::string& name, const std::vector<std::string>& 
   return c;
 }
 
-ColumnData Strings(const std::string& name, std::vector<std::string> values) {
-  ColumnData c;
-  c.name = name;
-  c.type = ColumnData::Type::kStrings;
-  c.labels = std::move(values);
-  return c;
-}
-
-ColumnData Integers(const std::string& name, std::vector<int64_t> values) {
-  ColumnData c;
-  c.name = name;
-  c.type = ColumnData::Type::kInt64;
-  c.ints = std::move(values);
-  return c;
-}
-
 std::string Join(const std::vector<std::string>& items) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
@@ -58,13 +42,13 @@ Status WriteObs(Writer& w, const StoreData& s) {
   std::vector<ColumnData> cols;
   for (size_t c = 0; c < s.columns.size(); ++c)
     cols.push_back(Categorical(s.columns[c], s.labels[c], s.codes[c]));
-  cols.push_back(Integers(store_layout::kNCellsColumn, s.n_cells));
+  cols.push_back(ColumnData::Int64(store_layout::kNCellsColumn, s.n_cells));
   return w.WriteDataFrame("obs", index, cols);
 }
 
 Status WriteVar(Writer& w, const StoreData& s) {
   return w.WriteDataFrame("var", s.gene_ids,
-                          {Strings(store_layout::kSymbolColumn, s.gene_symbols)});
+                          {ColumnData::Strings(store_layout::kSymbolColumn, s.gene_symbols)});
 }
 
 std::string LayerPath(const char* layer) {
@@ -204,11 +188,14 @@ Status WriteUns(Writer& w, const StoreData& s) {
   }
   CC_RETURN_IF_ERROR(w.WriteDataFrame(
       root + "/datasets", names,
-      {Strings("source", sources), Integers("source_size", sizes), Integers("source_mtime", mtimes),
-       Integers("n_cells", cells), Integers("n_genes", genes), Integers("n_groups", groups),
-       Strings("matrix", matrices), Strings("transform", transforms),
-       Strings("cell_type_column", cell_type_cols), Strings("groupby", groupbys),
-       Strings("gene_symbols_column", symbols), Strings("donor_column", donors)}));
+      {ColumnData::Strings("source", sources), ColumnData::Int64("source_size", sizes),
+       ColumnData::Int64("source_mtime", mtimes), ColumnData::Int64("n_cells", cells),
+       ColumnData::Int64("n_genes", genes), ColumnData::Int64("n_groups", groups),
+       ColumnData::Strings("matrix", matrices), ColumnData::Strings("transform", transforms),
+       ColumnData::Strings("cell_type_column", cell_type_cols),
+       ColumnData::Strings("groupby", groupbys),
+       ColumnData::Strings("gene_symbols_column", symbols),
+       ColumnData::Strings("donor_column", donors)}));
   return WriteMeasured(w, s);
 }
 
