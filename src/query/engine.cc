@@ -14,6 +14,7 @@
 #include "cellcube/query.h"
 
 #include "query/gene_names.h"
+#include "util/parallel.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -236,16 +237,18 @@ struct SelectScratch {
 struct RollUpScratch {
   std::vector<int32_t> split_of;  // per group in [base, base + size)
   std::vector<GroupRange> runs;
-  ScanBuffers buffers;                      // this thread's accumulators
-  std::vector<int64_t> cells;               // per split
-  std::vector<int32_t> contributing;        // datasets with a selected group
-  std::vector<int32_t> contributing_index;  // per dataset: into contributing, or -1
-  std::vector<int64_t> pairs_begin;         // per contributing dataset, into:
-  std::vector<int32_t> pair_split;          // the splits with cells of that dataset
-  std::vector<int64_t> pair_cells;          // and how many
-  std::vector<int32_t> last_pair;           // per split, while the pairs are made
-  std::vector<int32_t> all_splits;          // 0, 1, ..., n_splits - 1
-  std::vector<size_t> by_dataset;           // selected groups by contributing dataset
+  ScanBuffers buffers;                         // this thread's accumulators
+  std::vector<int64_t> cells;                  // per split
+  std::vector<int32_t> contributing;           // datasets with a selected group
+  std::vector<int32_t> contributing_index;     // per dataset: into contributing, or -1
+  std::vector<int64_t> pairs_begin;            // per contributing dataset, into:
+  std::vector<int32_t> pair_split;             // the splits with cells of that dataset
+  std::vector<int64_t> pair_cells;             // and how many
+  std::vector<int32_t> last_pair;              // per split, while the pairs are made
+  std::vector<int32_t> all_splits;             // 0, 1, ..., n_splits - 1
+  std::vector<size_t> by_dataset;              // selected groups by contributing dataset
+  std::vector<int32_t> selected_contributing;  // per selected group: its dataset's index
+  std::vector<int64_t> selected_cells;         // per selected group: its cells
 };
 
 struct Scratch {
@@ -536,7 +539,7 @@ void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
   std::vector<int64_t> before(genes.size() + 1, 0);  // entries of the genes before each
   for (size_t gi = 0; gi < genes.size(); ++gi)
     before[gi + 1] = before[gi] + indptr.IntAt(genes[gi] + 1) - indptr.IntAt(genes[gi]);
-  const auto cores = static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const auto cores = static_cast<int64_t>(Cores());
   const int64_t workers =
       std::min<int64_t>({cores, static_cast<int64_t>(genes.size()),
                          before.back() / std::max<int64_t>(1, parallel_min_entries / 2)});
@@ -736,17 +739,22 @@ Status PlanRuns(const StoreReader& s, const std::vector<int32_t>& groups,
   t.cells.assign(n_splits, 0);
   t.contributing.clear();
   t.contributing_index.assign(static_cast<size_t>(s.n_datasets()), -1);
+  t.selected_contributing.resize(n_selected);
+  t.selected_cells.resize(n_selected);
   for (size_t i = 0; i < n_selected; ++i) {
     const int32_t g = groups[i];
     const int32_t split = split_of_group[i];
     if (split < 0 || split >= n_splits) return Status::Internal("roll-up split out of range");
     t.split_of[static_cast<size_t>(g - base)] = split;
-    t.cells[static_cast<size_t>(split)] += s.meta().n_cells[static_cast<size_t>(g)];
-    const int32_t d = group_dataset[static_cast<size_t>(g)];
-    if (t.contributing_index[static_cast<size_t>(d)] < 0) {
-      t.contributing_index[static_cast<size_t>(d)] = static_cast<int32_t>(t.contributing.size());
-      t.contributing.push_back(d);
+    const int64_t cells = s.meta().n_cells[static_cast<size_t>(g)];
+    t.cells[static_cast<size_t>(split)] += cells;
+    t.selected_cells[i] = cells;
+    const auto d = static_cast<size_t>(group_dataset[static_cast<size_t>(g)]);
+    if (t.contributing_index[d] < 0) {
+      t.contributing_index[d] = static_cast<int32_t>(t.contributing.size());
+      t.contributing.push_back(static_cast<int32_t>(d));
     }
+    t.selected_contributing[i] = t.contributing_index[d];
   }
   return Status::Ok();
 }
@@ -754,39 +762,33 @@ Status PlanRuns(const StoreReader& s, const std::vector<int32_t>& groups,
 // Per contributing dataset, the splits holding its cells and how many (t.pairs_*): a
 // gene's splits count the cells of the datasets that measured it. Returns whether the
 // roll-up is sparse: many splits, few of them holding cells of several datasets.
-bool PlanPairs(const StoreReader& s, const std::vector<int32_t>& groups,
-               const std::vector<int32_t>& split_of_group, int32_t n_splits, RollUpScratch& t) {
-  const std::vector<int32_t>& group_dataset = s.group_dataset();
-  const size_t n_selected = groups.size();
+bool PlanPairs(const std::vector<int32_t>& split_of_group, int32_t n_splits, RollUpScratch& t) {
+  const size_t n_selected = split_of_group.size();
+  const std::vector<int32_t>& contributing = t.selected_contributing;
   t.pairs_begin.assign(1, 0);
   t.pair_split.clear();
   t.pair_cells.clear();
   t.last_pair.assign(static_cast<size_t>(n_splits), -1);
-  // The selected groups by contributing dataset: as they come in a store cellcube wrote
-  // (each dataset's groups together, in order), else sorted so.
-  auto contributing_of = [&](size_t i) {
-    return t.contributing_index[static_cast<size_t>(group_dataset[static_cast<size_t>(groups[i])])];
-  };
-  t.by_dataset.resize(n_selected);
-  std::iota(t.by_dataset.begin(), t.by_dataset.end(), 0);
-  bool together = true;
-  for (size_t i = 1; i < n_selected && together; ++i)
-    together = contributing_of(i) >= contributing_of(i - 1);
-  if (!together)
+  // The selected groups by contributing dataset: in order in a store cellcube wrote (each
+  // dataset's groups together), else sorted so.
+  const bool together = std::is_sorted(contributing.begin(), contributing.end());
+  if (!together) {
+    t.by_dataset.resize(n_selected);
+    std::iota(t.by_dataset.begin(), t.by_dataset.end(), 0);
     std::stable_sort(t.by_dataset.begin(), t.by_dataset.end(),
-                     [&](size_t a, size_t b) { return contributing_of(a) < contributing_of(b); });
+                     [&](size_t a, size_t b) { return contributing[a] < contributing[b]; });
+  }
   for (size_t n = 0; n < n_selected; ++n) {
-    const size_t i = t.by_dataset[n];
+    const size_t i = together ? n : t.by_dataset[n];
     const auto sp = static_cast<size_t>(split_of_group[i]);
-    if (n > 0 && contributing_of(i) != contributing_of(t.by_dataset[n - 1]))
+    if (n > 0 && contributing[i] != contributing[together ? n - 1 : t.by_dataset[n - 1]])
       t.pairs_begin.push_back(static_cast<int64_t>(t.pair_split.size()));
     if (t.last_pair[sp] < t.pairs_begin.back()) {
       t.last_pair[sp] = static_cast<int32_t>(t.pair_split.size());
       t.pair_split.push_back(static_cast<int32_t>(sp));
       t.pair_cells.push_back(0);
     }
-    t.pair_cells[static_cast<size_t>(t.last_pair[sp])] +=
-        s.meta().n_cells[static_cast<size_t>(groups[i])];
+    t.pair_cells[static_cast<size_t>(t.last_pair[sp])] += t.selected_cells[i];
   }
   t.pairs_begin.push_back(static_cast<int64_t>(t.pair_split.size()));
   if (t.all_splits.size() != static_cast<size_t>(n_splits)) {
@@ -818,7 +820,7 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
     return Status::Ok();
   }
   CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
-  const bool sparse = PlanPairs(s, groups, split_of_group, n_splits, t);
+  const bool sparse = PlanPairs(split_of_group, n_splits, t);
   CC_ASSIGN_OR_RETURN(const StoreReader::PreparedRead read, s.PrepareRead(genes, t.contributing));
 
   GeneScan scan;

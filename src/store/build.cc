@@ -17,6 +17,7 @@
 #include "store/store_stream.h"
 #include "store/temp_output.h"
 #include "util/isolate.h"
+#include "util/parallel.h"
 
 namespace cellcube {
 namespace {
@@ -42,8 +43,7 @@ size_t OpenFilesAllowed() {
 }
 
 int ThreadsFor(const BuildOptions& options) {
-  return options.threads > 0 ? options.threads
-                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return options.threads > 0 ? options.threads : Cores();
 }
 
 // Window bytes per part for reading `parts` parts back at once.

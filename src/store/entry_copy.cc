@@ -69,9 +69,7 @@ class Copier {
     const char* why = nullptr;
   };
 
-  static int Workers() {
-    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  }
+  static int Workers() { return Cores(); }
 
   uint64_t Offset(const ArrayView& a, int64_t entry, size_t width) const {
     return static_cast<uint64_t>(static_cast<const char*>(a.data) - map_) +

@@ -507,7 +507,7 @@ Status StoreReader::CheckEntries(const std::vector<int32_t>& genes,
     return Status::Ok();
   };
   constexpr int64_t kWorthThreads = int64_t{1} << 20;
-  const auto cores = static_cast<size_t>(std::max(1u, std::thread::hardware_concurrency()));
+  const auto cores = static_cast<size_t>(Cores());
   if (entries >= kWorthThreads && cores > 1 && pending.size() > 1)
     ParallelFor(pending.size(), static_cast<int>(cores), 64,
                 [&](int, size_t i) { (void)check(pending[i]); });

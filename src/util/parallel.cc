@@ -30,4 +30,9 @@ void ParallelFor(size_t n, int workers, size_t grain,
   for (auto& t : threads) t.join();
 }
 
+int Cores() {
+  static const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return cores;
+}
+
 }  // namespace cellcube

@@ -15,4 +15,8 @@ namespace cellcube {
 void ParallelFor(size_t n, int workers, size_t grain,
                  const std::function<void(int worker, size_t i)>& body);
 
+// The machine's cores (at least 1), asked of the system once: the library reads
+// /sys on every call, which costs microseconds per query on a virtual machine.
+int Cores();
+
 }  // namespace cellcube
