@@ -249,6 +249,21 @@ struct RollUpScratch {
   std::vector<size_t> by_dataset;              // selected groups by contributing dataset
   std::vector<int32_t> selected_contributing;  // per selected group: its dataset's index
   std::vector<int64_t> selected_cells;         // per selected group: its cells
+  bool sparse = false;                         // PlanPairs' verdict
+
+  // What the plan above was made for: PlanRuns and PlanPairs depend on nothing else, so
+  // the next roll-up of the same selection (a page adding genes, a DE's two passes)
+  // reuses it. A weak pointer, so the scratch never keeps a replaced store alive.
+  std::weak_ptr<const StoreReader> planned_store;
+  std::vector<int32_t> planned_groups, planned_splits;
+  int32_t planned_n_splits = -1;
+
+  bool PlannedFor(const std::shared_ptr<const StoreReader>& store,
+                  const std::vector<int32_t>& groups, const std::vector<int32_t>& splits,
+                  int32_t n_splits) const {
+    return planned_n_splits == n_splits && planned_store.lock() == store &&
+           planned_groups == groups && planned_splits == splits;
+  }
 };
 
 struct Scratch {
@@ -819,8 +834,16 @@ Status QueryEngine::RollUpInto(const std::vector<int32_t>& genes,
         (*visit)(gi, GeneSplits{none.data(), nullptr, 0});
     return Status::Ok();
   }
-  CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
-  const bool sparse = PlanPairs(split_of_group, n_splits, t);
+  if (!t.PlannedFor(store_, groups, split_of_group, n_splits)) {
+    t.planned_n_splits = -1;  // no plan until this one is whole
+    CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
+    t.sparse = PlanPairs(split_of_group, n_splits, t);
+    t.planned_store = store_;
+    t.planned_groups = groups;
+    t.planned_splits = split_of_group;
+    t.planned_n_splits = n_splits;
+  }
+  const bool sparse = t.sparse;
   CC_ASSIGN_OR_RETURN(const StoreReader::PreparedRead read, s.PrepareRead(genes, t.contributing));
 
   GeneScan scan;

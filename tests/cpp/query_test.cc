@@ -254,6 +254,38 @@ TEST(Query, MatchesBruteForce) {
   }
 }
 
+// The roll-up's plan is kept for the next roll-up of the same selection: the same
+// selection with other genes, and the same selection in another store of the same
+// shape (other cells per group), alternating on one thread, all match brute force.
+TEST(Query, RepeatedSelectionsReuseOnlyTheirOwnPlan) {
+  TempDir dir;
+  Spec spec;
+  std::vector<StoreData> stores = {RandomStore(spec), (spec.seed = 9, RandomStore(spec))};
+  ASSERT_EQ(stores[0].n_groups(), stores[1].n_groups());
+  ASSERT_NE(stores[0].n_cells, stores[1].n_cells);
+  std::vector<std::shared_ptr<const QueryEngine>> engines;
+  for (size_t i = 0; i < stores.size(); ++i)
+    engines.push_back(OpenEngine(stores[i], dir.File("s" + std::to_string(i) + ".h5ad")));
+  ASSERT_TRUE(engines[0] && engines[1]);
+  const std::vector<Case> cases = {{{0, 1, 2}, {1}, {}, {}},
+                                   {{5, 9, 13, 21}, {1}, {}, {}},
+                                   {{5, 9}, {1}, {}, {0, 2}},
+                                   {{3, 4}, {1}, {}, {0, 2}}};
+  // Each selection twice in a row on a store (the second time with other genes: the
+  // plan is reused), then on the other store (the plan is made anew).
+  for (int round = 0; round < 2; ++round)
+    for (const Case& c : cases)
+      for (size_t i = 0; i < stores.size(); ++i)
+        for (const std::vector<int>& genes : {c.genes, std::vector<int>{7, 11, 30}}) {
+          Case q = c;
+          q.genes = genes;
+          auto r = engines[i]->Run(ToQuery(stores[i], q));
+          ASSERT_TRUE(r.ok()) << r.status().message();
+          ExpectSame(*r, BruteForce(stores[i], q.genes, q.by, q.where, q.datasets),
+                     "store " + std::to_string(i));
+        }
+}
+
 // Many splits, each within one dataset (a DE's donors): the roll-up's sparse path. The
 // visitor sees the same aggregates as the matrix, which match brute force, and its
 // active list holds exactly the splits with cells of a dataset that measured the gene.
