@@ -116,8 +116,10 @@ class EntryCopy {
  private:
   friend class StoreReader;
   struct Memory;
-  // Reads and checks the entries of `genes` in `datasets` (ascending by their groups)
-  // through `fd`, at the offsets the arrays have in the mapping that starts at `map`.
+  // Reads and checks the entries of `genes` (ascending, each once) in `datasets`
+  // (ascending by their groups) through `fd`, at the offsets the arrays have in the
+  // mapping that starts at `map`. Corrupt when an entry breaks the rules (without
+  // naming it: the reader then checks its read in place).
   [[nodiscard]] Status Fill(const StoreReader& r, int fd, const void* map,
                             const std::vector<int32_t>& genes,
                             const std::vector<int32_t>& datasets);

@@ -670,16 +670,13 @@ void CandidateRuns(const StoreReader& s, const std::vector<uint8_t>& dataset_sel
             [](const GroupRange& a, const GroupRange& b) { return a.begin < b.begin; });
 }
 
-// The groups of the runs that the datasets and filters keep, ascending; each run
-// tightened to its first and last kept group (runs without one dropped).
-void CollectGroups(const StoreReader& s, const std::vector<WhereFilter>& filters, SelectScratch& w,
-                   std::vector<int32_t>& out) {
+// The groups of the runs that the datasets and filters keep, ascending.
+void CollectGroups(const StoreReader& s, const std::vector<WhereFilter>& filters,
+                   const SelectScratch& w, std::vector<int32_t>& out) {
   const StoreData& m = s.meta();
   const std::vector<int32_t>& group_dataset = s.group_dataset();
   out.clear();
-  size_t n_runs = 0;
-  for (const GroupRange& run : w.runs) {
-    int64_t first = -1, last = -1;
+  for (const GroupRange& run : w.runs)
     for (int64_t g = run.begin; g < run.end; ++g) {
       if (!w.dataset_selected[static_cast<size_t>(group_dataset[static_cast<size_t>(g)])]) continue;
       bool keep = true;
@@ -688,14 +685,8 @@ void CollectGroups(const StoreReader& s, const std::vector<WhereFilter>& filters
             w.allowed[offset + static_cast<size_t>(
                                    m.codes[static_cast<size_t>(c)][static_cast<size_t>(g)] + 1)] !=
             0;
-      if (!keep) continue;
-      out.push_back(static_cast<int32_t>(g));
-      if (first < 0) first = g;
-      last = g;
+      if (keep) out.push_back(static_cast<int32_t>(g));
     }
-    if (first >= 0) w.runs[n_runs++] = {first, last + 1, run.dataset};
-  }
-  w.runs.resize(n_runs);
   // Runs follow dataset order, which is group order in a store cellcube wrote.
   if (!std::is_sorted(out.begin(), out.end())) std::sort(out.begin(), out.end());
 }

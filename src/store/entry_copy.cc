@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <thread>
@@ -40,16 +41,15 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 template <typename Index, typename Nnz, typename Sum, typename Second>
 class Copier {
  public:
-  Copier(const StoreReader& r, int fd, const void* map, std::vector<int32_t> genes,
+  Copier(const StoreReader& r, int fd, const void* map, const std::vector<int32_t>& genes,
          const std::vector<int32_t>& datasets)
       : r_(r),
         fd_(fd),
         map_(static_cast<const char*>(map)),
-        genes_(std::move(genes)),
+        genes_(genes),
         datasets_(datasets),
         nd_(datasets.size()),
         ranges_(genes_.size() * nd_),
-        faults_(genes_.size()),
         io_(genes_.size()),
         parts_(genes_.size()) {}
 
@@ -63,22 +63,11 @@ class Copier {
   }
 
  private:
-  struct GeneFault {
-    size_t dataset = SIZE_MAX;  // the first damaged dataset's position in datasets_
-    int64_t entry = -1;         // in the store's entry arrays
-    const char* why = nullptr;
-  };
-
   static int Workers() { return Cores(); }
 
   uint64_t Offset(const ArrayView& a, int64_t entry, size_t width) const {
     return static_cast<uint64_t>(static_cast<const char*>(a.data) - map_) +
            static_cast<uint64_t>(entry) * width;
-  }
-
-  // A fault of dataset position j, kept when it comes before the gene's earlier one.
-  void Note(size_t gi, size_t j, int64_t entry, const char* why) {
-    if (j < faults_[gi].dataset) faults_[gi] = {j, entry, why};
   }
 
   // Calls f(reads, begin, end) for chunks [begin, end) of the genes, on every core, each
@@ -134,7 +123,7 @@ class Copier {
       const int64_t first = r_.dataset_group_begin()[d], last = r_.dataset_group_end()[d];
       const StoreReader::EntryRange local = entry_check::LocateGroups(groups, n, first, last);
       const entry_check::Fault f = entry_check::NeighbourFault(groups, n, local, first, last);
-      if (f.at >= 0) Note(gi, j, begin + f.at, f.why);
+      if (f.at >= 0) damaged_ = true;
       range = {begin + local.begin, begin + local.end};
       part.insert(part.end(), groups + local.begin, groups + local.end);
     }
@@ -215,51 +204,42 @@ class Copier {
         const entry_check::Fault f =
             entry_check::SpanFault(r_, g, idx + at, nnz + at, sum + at, second + at, n,
                                    r_.dataset_group_begin()[d], r_.dataset_group_end()[d]);
-        if (f.at >= 0) Note(gi, j, range.begin + f.at, f.why);
+        if (f.at >= 0) damaged_ = true;
         at += n;
       }
     }
   }
 
-  // The first gene, in the order asked, that could not be read or is damaged.
+  // The first gene that could not be read, else whether any entry broke the rules. The
+  // reader drops a damaged copy and checks the read in place, which names the entry a
+  // read meets (and only if it meets one), so the copy needs no more than the verdict.
   Status FirstError() const {
-    for (size_t gi = 0; gi < genes_.size(); ++gi) {
-      CC_RETURN_IF_ERROR(io_[gi]);
-      if (faults_[gi].entry >= 0)
-        return entry_check::Damaged(r_, genes_[gi], faults_[gi].entry, faults_[gi].why);
-    }
+    for (const Status& s : io_) CC_RETURN_IF_ERROR(s);
+    if (damaged_) return Status::Corrupt("the entries copied break the store's rules");
     return Status::Ok();
   }
 
   const StoreReader& r_;
   const int fd_;
   const char* const map_;
-  const std::vector<int32_t> genes_;  // each once
+  const std::vector<int32_t>& genes_;  // ascending, each once
   const std::vector<int32_t>& datasets_;
   const size_t nd_;
   std::vector<StoreReader::EntryRange> ranges_;  // per (gene, dataset), in the store
-  std::vector<GeneFault> faults_;                // per gene
-  std::vector<Status> io_;                       // per gene
-  std::vector<std::vector<Index>> parts_;        // per gene: its slices' groups
+  std::atomic<bool> damaged_{false};
+  std::vector<Status> io_;                 // per gene
+  std::vector<std::vector<Index>> parts_;  // per gene: its slices' groups
 };
 
 }  // namespace
 
 Status EntryCopy::Fill(const StoreReader& r, int fd, const void* map,
                        const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) {
-  // Each gene once (a query may name one twice): the copy has one range per gene.
-  std::vector<int32_t> once;
-  std::vector<bool> seen(static_cast<size_t>(r.n_genes()), false);
-  for (int32_t g : genes)
-    if (!seen[static_cast<size_t>(g)]) {
-      seen[static_cast<size_t>(g)] = true;
-      once.push_back(g);
-    }
   memory_ = std::make_unique<Memory>();
   arrays_ = {};
   return VisitEntryTypes(r, [&](auto index, auto nnz, auto sum, auto second) {
-    Copier<decltype(index), decltype(nnz), decltype(sum), decltype(second)> copier(
-        r, fd, map, std::move(once), datasets);
+    Copier<decltype(index), decltype(nnz), decltype(sum), decltype(second)> copier(r, fd, map,
+                                                                                   genes, datasets);
     return copier.Run(&memory_->base, &memory_->bytes, &arrays_);
   });
 }

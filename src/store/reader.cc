@@ -579,8 +579,8 @@ Result<std::shared_ptr<const EntryCopy>> StoreReader::CopyOf(
 
 Result<StoreReader::PreparedRead> StoreReader::PrepareRead(
     const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) const {
-  CC_RETURN_IF_ERROR(CheckRead(genes, datasets));
   if (CopyPays(genes.size(), datasets)) {
+    CC_RETURN_IF_ERROR(CheckRead(genes, datasets));  // else CheckEntries checks them
     // One copy per set of datasets, whatever order a read names them in.
     std::vector<int32_t> ordered(datasets);
     std::sort(ordered.begin(), ordered.end(), [&](int32_t a, int32_t b) {
