@@ -81,7 +81,7 @@ class PyStore {
     return engine_->ColumnValues(*c);
   }
 
-  // Returns (column names, list of columns): labels and genes as lists of str,
+  // Returns (column names, list of columns, notes): labels and genes as lists of str,
   // n_cells/nnz as int64 arrays, other metrics as float64 arrays (NaN = missing).
   py::tuple query(const std::vector<std::string>& genes, const std::vector<std::string>& by,
                   const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
@@ -125,11 +125,11 @@ class PyStore {
       } else {
         py::array_t<double> a(n);
         auto* p = a.mutable_data();
-        for (py::ssize_t i = 0; i < n; ++i) p[i] = MetricValue(m, res.rows[i].stats);
+        for (py::ssize_t i = 0; i < n; ++i) p[i] = res.rows[i].Value(m);
         columns.append(a);
       }
     }
-    return py::make_tuple(names, columns);
+    return py::make_tuple(names, columns, res.notes);
   }
 
   // The same query rendered as CSV or JSON text (what the CLI prints).
@@ -148,8 +148,9 @@ class PyStore {
     if (!text.ok()) Raise(text.status());
     return std::move(text).value();
   }
-  // Differential expression (SPEC §9) as CSV or JSON text: what `cellcube de` prints.
-  std::string de_text(const std::string& compare, const std::vector<std::string>& group1,
+  // Differential expression (SPEC §9) as (CSV or JSON text, notes): what `cellcube de`
+  // prints on stdout and stderr.
+  py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
                       const std::vector<std::string>& group2,
                       const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
                       const std::vector<std::string>& datasets, const std::string& test,
@@ -168,15 +169,15 @@ class PyStore {
     o.direction = direction;
     o.top = top;
     return Text(
-        [&]() -> Result<std::string> {
+        [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(DeResult r, RunDe(*engine_, o));
-          return format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0);
+          return TextAndNotes{format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0), r.notes};
         },
         format);
   }
 
-  // Marker genes (SPEC §9) as CSV or JSON text: what `cellcube markers` prints.
-  std::string markers_text(
+  // Marker genes (SPEC §9) as (CSV or JSON text, notes): what `cellcube markers` prints.
+  py::tuple markers_text(
       const std::string& column,
       const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
       const std::vector<std::string>& datasets, int64_t top, double max_padj,
@@ -192,24 +193,29 @@ class PyStore {
     o.donor = donor;
     o.min_cells = min_cells;
     return Text(
-        [&]() -> Result<std::string> {
+        [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
-          return format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0);
+          return TextAndNotes{format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0),
+                              r.de.notes};
         },
         format);
   }
 
  private:
+  struct TextAndNotes {
+    std::string text;
+    std::vector<std::string> notes;
+  };
   template <typename F>
-  static std::string Text(F&& make, const std::string& format) {
+  static py::tuple Text(F&& make, const std::string& format) {
     if (format != "csv" && format != "json")
       Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
-    Result<std::string> text = [&] {
+    Result<TextAndNotes> out = [&] {
       py::gil_scoped_release release;
       return make();
     }();
-    if (!text.ok()) Raise(text.status());
-    return std::move(text).value();
+    if (!out.ok()) Raise(out.status());
+    return py::make_tuple(out->text, out->notes);
   }
   const StoreReader& meta_store() const { return engine_->store(); }
   const StoreData& meta() const { return engine_->store().meta(); }

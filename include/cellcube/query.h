@@ -31,6 +31,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -93,9 +94,20 @@ struct QueryResult {
     int32_t split = 0;  // into split_labels
     int32_t gene = 0;   // into genes
     Aggregate stats;
+    // The row holds cells of a dataset whose values go below 0 (scaled data) and that
+    // measured the gene: only values above 0 count in nnz there, so sum / nnz is no mean
+    // of any cells and mean_expr is missing (docs/QUERY.md, "Values on different scales").
+    bool holds_negative = false;
+
+    // A metric of the row, as every surface shows it: MetricValue, with mean_expr missing
+    // (NaN) where the row holds negative values.
+    double Value(Metric m) const {
+      return m == Metric::kMeanExpr && holds_negative ? std::numeric_limits<double>::quiet_NaN() : MetricValue(m, stats);
+    }
   };
   std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out
-  // Why there are no rows, when there are none: kNoCellsSelected or kNotMeasured.
+  // Why there are no rows, when there are none (kNoCellsSelected or kNotMeasured), and
+  // what the answer pools: datasets on different scales (docs/QUERY.md).
   std::vector<std::string> notes;
 
   const std::string& Label(const Row& row, size_t by_column) const {

@@ -77,6 +77,12 @@ class MeasuredBits {
   const uint64_t* words_ = nullptr;
 };
 
+// Whether a dataset's transformed values went below 0 (scaled data such as z-scores),
+// where nnz counts only the positive values, so frac and sum / nnz (mean_expr) describe
+// no cells (docs/FORMAT.md "Negative values"). kUnknown: aggregated before stores
+// recorded it.
+enum class NegativeValues : int8_t { kUnknown = -1, kNone = 0, kSome = 1 };
+
 // Where one dataset came from and how it was aggregated.
 struct DatasetRecord {
   std::string name;
@@ -92,6 +98,7 @@ struct DatasetRecord {
   std::vector<std::string> groupby;
   std::string gene_symbols_column;      // "" when none
   std::string donor_column;             // the source column stored as "donor"; "" = none
+  NegativeValues negative_values = NegativeValues::kUnknown;
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };
 

@@ -11,7 +11,11 @@ missing value), ``gene`` (the store's gene id), then the metrics in the order gi
 (``n_cells`` and ``nnz`` int64, the others float64; NaN where the CSV has an empty
 field). Rows are the splits in the by-columns' value order (NA last), genes in the
 order asked; a (split, gene) without cells of a dataset that measured the gene has
-no row. Metrics: n_cells, nnz, frac, sum, mean, mean_expr, var, std (SPEC §2).
+no row. Metrics: n_cells, nnz, frac, sum, mean, mean_expr, var, std (docs/QUERY.md).
+
+Each answer's notes (why there are no rows; datasets on different scales; scaled data,
+whose rows have an empty mean_expr) are in ``df.attrs["notes"]`` and are also issued as
+``CellcubeWarning``s, as the command line prints them on stderr.
 
 Errors raise ``FileNotFoundError`` (no store at the path) or ``ValueError`` (an
 unknown gene, column, value, dataset or metric, or a damaged store), with the same
@@ -22,11 +26,12 @@ between threads; queries release the GIL.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Iterable, Mapping, Optional, Sequence, Union
 
 from . import _cellcube
 
-__all__ = ["open", "Store", "METRICS"]
+__all__ = ["open", "Store", "METRICS", "CellcubeWarning"]
 
 METRICS = list(_cellcube.METRICS)
 
@@ -137,7 +142,7 @@ class Store:
         import numpy as np
         import pandas as pd
 
-        names, columns = self._s.query(*self._args(genes, by, where, datasets, metrics))
+        names, columns, notes = self._s.query(*self._args(genes, by, where, datasets, metrics))
         data = {}
         for name, col in zip(names, columns):
             if isinstance(col, list):  # labels and gene ids: str objects
@@ -147,7 +152,7 @@ class Store:
             data[name] = col
         # A dict keeps the column order; passing columns= as well would make pandas
         # reindex (several times slower).
-        return pd.DataFrame(data)
+        return _with_notes(pd.DataFrame(data), notes)
 
     def query_csv(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
                   datasets: Names = None, metrics: Names = None) -> str:
@@ -175,14 +180,20 @@ class Store:
         min_cells a donor counts on a side with this many cells there (default 10)
         min_frac, direction, top   filters, as `cellcube de`
         """
-        return _frame(self.de_csv(compare, group1, group2, where, datasets, test, donor,
-                                  min_cells, min_frac, direction, top))
+        return _frame(*self._de(compare, group1, group2, where, datasets, test, donor,
+                                min_cells, min_frac, direction, top))
 
     def de_csv(self, compare: str, group1: Names, group2: Names = "rest",
                where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
                donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
                direction: str = "both", top: Optional[int] = None) -> str:
         """de() as CSV text, exactly as `cellcube de --format csv` prints it."""
+        return self._de(compare, group1, group2, where, datasets, test, donor, min_cells,
+                        min_frac, direction, top)[0]
+
+    def _de(self, compare, group1, group2, where, datasets, test, donor, min_cells, min_frac,
+            direction, top):
+        """(CSV text, notes) of a DE."""
         return self._s.de_text(compare, _names(group1, "group1"), _names(group2, "group2"),
                                _where(where), _names(datasets, "datasets"), test, donor or "",
                                int(min_cells), float(min_frac), direction,
@@ -193,19 +204,33 @@ class Store:
                 test: str = "auto", donor: Optional[str] = None, min_cells: int = 10):
         """Marker genes of each value of `column` (SPEC §9), as a pandas DataFrame with the
         columns of `cellcube markers --format csv`."""
-        return _frame(self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
-                                           int(top), float(max_padj), test, donor or "",
-                                           int(min_cells), "csv"))
+        return _frame(*self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
+                                            int(top), float(max_padj), test, donor or "",
+                                            int(min_cells), "csv"))
 
 
-def _frame(csv_text: str):
-    """A DataFrame equal to the CSV: empty fields NaN, labels and genes as str."""
+class CellcubeWarning(UserWarning):
+    """A note on an answer: datasets on different scales, scaled data, no rows and why."""
+
+
+def _with_notes(frame, notes):
+    """The frame with its answer's notes in ``frame.attrs["notes"]``, each also warned
+    (CellcubeWarning), as the command line prints them on stderr."""
+    frame.attrs["notes"] = list(notes)
+    for note in notes:
+        warnings.warn(note, CellcubeWarning, stacklevel=3)
+    return frame
+
+
+def _frame(csv_text: str, notes):
+    """A DataFrame equal to the CSV (empty fields NaN, labels and genes as str), with the
+    answer's notes."""
     import io
 
     import pandas as pd
 
-    return pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
-                       dtype={"gene": str, "symbol": str})
+    return _with_notes(pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
+                                   dtype={"gene": str, "symbol": str}), notes)
 
 
 def open(path) -> Store:  # noqa: A001 - the documented name

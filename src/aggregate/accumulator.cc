@@ -72,6 +72,7 @@ Accumulator::Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end)
 std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const CellContext& cells,
                                              int worker, int workers) {
   const auto& group_of_cell = *cells.group_of_cell;
+  bool negative = false;
   const int32_t* rank = cells.gene_rank ? cells.gene_rank->data() : nullptr;
   for (int64_t m = 0; m < block.major_count; ++m) {
     const int64_t cell = block.major_begin + m;
@@ -107,15 +108,18 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
       const double raw = block.values[k];
       const double v = transform(raw);
       if (!std::isfinite(v)) return BadValue{cell, block.minor[k], raw, v};
+      negative |= v < 0;
       Update(row[gene - gene_begin_], v);
     }
   }
+  if (negative) saw_negative_.store(true, std::memory_order_relaxed);
   return std::nullopt;
 }
 
 std::optional<BadValue> Accumulator::AddColumns(const SparseBlock& block,
                                                 const CellContext& cells) {
   const auto& group_of_cell = *cells.group_of_cell;
+  bool negative = false;
   for (int64_t m = 0; m < block.major_count; ++m) {
     const int64_t major = block.major_begin + m;
     const int32_t gene = cells.gene_rank ? (*cells.gene_rank)[major] : static_cast<int32_t>(major);
@@ -127,9 +131,11 @@ std::optional<BadValue> Accumulator::AddColumns(const SparseBlock& block,
       const double scale = cells.cell_scale ? (*cells.cell_scale)[cell] : 0.0;
       const double v = ApplyTransform(cells.transform, raw, scale);
       if (!std::isfinite(v)) return BadValue{cell, major, raw, v};
+      negative |= v < 0;
       Update(column[static_cast<size_t>(group_of_cell[cell]) * width_], v);
     }
   }
+  if (negative) saw_negative_.store(true, std::memory_order_relaxed);
   return std::nullopt;
 }
 

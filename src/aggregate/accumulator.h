@@ -13,6 +13,7 @@
 // at 20,000 genes the array is far larger than the caches and the updates are random.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -90,6 +91,10 @@ class Accumulator {
   // blocks of distinct genes.
   std::optional<BadValue> AddColumns(const SparseBlock& block, const CellContext& cells);
 
+  // Whether some value added so far was below 0 after the transform (scaled data: the
+  // store flags such a dataset, docs/FORMAT.md "Negative values").
+  bool saw_negative() const { return saw_negative_.load(std::memory_order_relaxed); }
+
   int32_t n_groups() const { return n_groups_; }
   int32_t gene_begin() const { return gene_begin_; }
   int32_t gene_end() const { return gene_end_; }
@@ -122,6 +127,7 @@ class Accumulator {
   int32_t n_groups_, gene_begin_, gene_end_;
   size_t width_;  // slots per row: the genes rounded up to whole cache lines
   std::unique_ptr<SlotStats[], FreeSlots> slots_;
+  std::atomic<bool> saw_negative_{false};  // set by any worker; read after the pass
 };
 
 // Row totals (for cp10k) of the cells in a block of columns (CSC), added into

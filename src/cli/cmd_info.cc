@@ -26,12 +26,6 @@ namespace {
 
 using nlohmann::json;
 
-std::string Join(const std::vector<std::string>& v) {
-  std::string out;
-  for (size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + v[i];
-  return out;
-}
-
 // Cells per value of each column.
 std::vector<std::vector<int64_t>> CellsPerValue(const StoreData& s) {
   std::vector<std::vector<int64_t>> out;
@@ -58,6 +52,15 @@ struct InfoFacts {
   std::vector<std::vector<int64_t>> counts;  // CellsPerValue: per column, label, then NA
 };
 
+// Whether the dataset's values go below 0: true, false, or null when the store was
+// built before cellcube recorded it.
+json NegativeValuesJson(NegativeValues v) {
+  return v == NegativeValues::kUnknown ? json(nullptr) : json(v == NegativeValues::kSome);
+}
+std::string NegativeValuesText(NegativeValues v) {
+  return v == NegativeValues::kUnknown ? "not recorded" : v == NegativeValues::kSome ? "yes" : "no";
+}
+
 json InfoJson(const StoreData& s, const InfoFacts& f) {
   json datasets = json::array();
   for (const auto& d : s.datasets)
@@ -73,7 +76,8 @@ json InfoJson(const StoreData& s, const InfoFacts& f) {
                         {"cell_type_column", d.cell_type_column},
                         {"groupby", d.groupby},
                         {"gene_symbols_column", d.gene_symbols_column},
-                        {"donor_column", d.donor_column}});
+                        {"donor_column", d.donor_column},
+                        {"negative_values", NegativeValuesJson(d.negative_values)}});
   json columns = json::array();
   for (size_t c = 0; c < s.columns.size(); ++c) {
     json values = json::array();
@@ -103,11 +107,11 @@ void PrintInfo(const StoreData& s, const InfoFacts& f) {
       "%.1f bytes per entry\n\n",
       s.datasets.size(), WithThousands(f.cells).c_str(), WithThousands(s.n_groups()).c_str(),
       WithThousands(f.n_genes).c_str(), WithThousands(f.n_entries).c_str(), f.per_entry);
-  TextTable t({"dataset", "cells", "groups", "genes", "transform", "matrix", "cell type column",
-               "symbols column", "group-by", "source"});
+  TextTable t({"dataset", "cells", "groups", "genes", "transform", "values < 0", "matrix",
+               "cell type column", "symbols column", "group-by", "source"});
   for (const auto& d : s.datasets)
     t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
-              d.transform, d.matrix, d.cell_type_column,
+              d.transform, NegativeValuesText(d.negative_values), d.matrix, d.cell_type_column,
               d.gene_symbols_column.empty() ? "-" : d.gene_symbols_column,
               d.groupby.empty() ? "-" : Join(d.groupby), d.source});
   t.Print(std::cout, {1, 2, 3});

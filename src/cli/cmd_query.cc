@@ -89,7 +89,7 @@ void PrintTable(const QueryResult& r) {
       } else if (m == Metric::kNnz) {
         cells.push_back(WithThousands(row.stats.nnz));
       } else {
-        double v = MetricValue(m, row.stats);
+        double v = row.Value(m);
         cells.push_back(std::isfinite(v) ? TableNumber(v) : "-");
       }
     }

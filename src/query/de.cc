@@ -11,6 +11,7 @@
 #include <numeric>
 #include <set>
 
+#include "query/scales.h"
 #include "query/text_out.h"
 #include "util/text.h"
 
@@ -363,19 +364,6 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
   return Test::kDonorsUnpaired;
 }
 
-void NoteTransforms(const QueryEngine& engine, const Design& d, std::vector<std::string>* notes) {
-  const StoreData& m = engine.store().meta();
-  std::set<std::string> transforms;
-  for (int32_t g : d.groups)
-    transforms.insert(
-        m.datasets[static_cast<size_t>(m.codes[0][static_cast<size_t>(g)])].transform);
-  if (transforms.size() < 2) return;
-  std::string list;
-  for (const auto& t : transforms) list += (list.empty() ? "" : ", ") + t;
-  notes->push_back("the compared datasets were aggregated with different transforms (" + list +
-                   "): compared anyway, as the dot plot does");
-}
-
 // SPEC §9's order: padj ascending, then |logfc| descending (empty last), then genes.
 void Order(std::vector<DeRow>* rows) {
   // Sorted as small keys, then moved once: rows are large, and there are 20,000 or more.
@@ -418,8 +406,9 @@ bool Keep(const DeOptions& o, const DeRow& r) {
 
 // Every tested gene's row with its padj, in gene order, and the test and notes in
 // `result` (rows, ids and symbols left empty): what RunDe and RunMarkers order and cut.
+// The notes on the compared datasets' scales go to `scale_notes` when it is not null.
 Status TestedRows(const QueryEngine& engine, const DeOptions& o, DeResult* result,
-                  std::vector<DeRow>* rows) {
+                  std::vector<DeRow>* rows, std::vector<std::string>* scale_notes) {
   if (o.direction != "up" && o.direction != "down" && o.direction != "both")
     return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
                                    "'");
@@ -429,7 +418,9 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o, DeResult* resul
   result->test = test == Test::kCells          ? "cells"
                  : test == Test::kDonorsPaired ? "donors-paired"
                                                : "donors-unpaired";
-  NoteTransforms(engine, d, &result->notes);
+  if (scale_notes)
+    query::DatasetScales(engine.store().meta())
+        .NoteComparison(engine.store().meta(), d.groups, scale_notes);
   rows->clear();
   CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, rows));
   std::vector<double> p;
@@ -450,7 +441,7 @@ void AppendNames(const QueryEngine& engine, const DeRow& r, DeResult* result) {
 Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
   DeResult result;
   thread_local std::vector<DeRow> rows;
-  CC_RETURN_IF_ERROR(TestedRows(engine, o, &result, &rows));
+  CC_RETURN_IF_ERROR(TestedRows(engine, o, &result, &rows, &result.notes));
   Order(&rows);
   for (const DeRow& r : rows) {
     if (!Keep(o, r)) continue;
@@ -610,7 +601,9 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     de.min_cells = o.min_cells;
     DeResult r;
     thread_local std::vector<DeRow> rows;  // in gene order
-    CC_RETURN_IF_ERROR(TestedRows(engine, de, &r, &rows));
+    // Every value's comparison covers the whole population: its scales are noted once.
+    CC_RETURN_IF_ERROR(
+        TestedRows(engine, de, &r, &rows, value == values.front() ? &out.de.notes : nullptr));
     tests.insert(r.test);
     for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
     std::vector<size_t> keep;

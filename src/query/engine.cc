@@ -14,6 +14,7 @@
 #include "cellcube/query.h"
 
 #include "query/gene_names.h"
+#include "query/scales.h"
 #include "util/parallel.h"
 #include "util/text.h"
 
@@ -113,6 +114,7 @@ struct QueryEngine::Impl {
   std::vector<std::vector<std::string>> present_values;              // per column
   std::vector<double> inverse_cells;                                 // per group: 1 / n_cells
   int64_t parallel_min_entries = 0;
+  std::unique_ptr<const query::DatasetScales> scales;  // what answers note about scales
 };
 
 QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store, const EngineOptions& options)
@@ -123,6 +125,7 @@ QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store, const EngineO
   impl->inverse_cells.reserve(m.n_cells.size());
   for (int64_t n : m.n_cells) impl->inverse_cells.push_back(1.0 / static_cast<double>(n));
   impl->genes = std::make_unique<const GeneNames>(store_->gene_ids(), store_->gene_symbols());
+  impl->scales = std::make_unique<const query::DatasetScales>(m);
   for (size_t c = 0; c < m.columns.size(); ++c) {
     auto& codes = impl->label_code.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
@@ -1002,6 +1005,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits), want_m2,
                                 &t.agg, nullptr));
   FillResult(*store_, genes, by, n_splits, t, &result);
+  impl_->scales->Annotate(*store_, t.selected, t.split, &result);
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
   if (result.rows.empty()) result.notes.push_back(kNotMeasured);
   return result;

@@ -43,14 +43,15 @@ namespace {
 
 using namespace text_out;
 
-// Appends metric `m` of `a`; false (nothing appended) when the value is missing.
-bool AppendMetric(std::string* out, Metric m, const Aggregate& a) {
+// Appends metric `m` of `row`; false (nothing appended) when the value is missing.
+bool AppendMetric(std::string* out, Metric m, const QueryResult::Row& row) {
+  const Aggregate& a = row.stats;
   if (m == Metric::kNCells || m == Metric::kNnz) {
     if (a.n_cells <= 0) return false;
     AppendInt(out, m == Metric::kNCells ? a.n_cells : a.nnz);
     return true;
   }
-  const double v = MetricValue(m, a);
+  const double v = row.Value(m);
   if (!std::isfinite(v)) return false;
   AppendDouble(out, v);
   return true;
@@ -82,7 +83,7 @@ std::string FormatCsv(const QueryResult& r) {
     out.append(gene_field[static_cast<size_t>(row.gene)]);
     for (Metric m : r.metrics) {
       out.push_back(',');
-      AppendMetric(&out, m, row.stats);
+      AppendMetric(&out, m, row);
     }
     out.push_back('\n');
   }
@@ -116,7 +117,7 @@ std::string FormatJson(const QueryResult& r) {
     out.append(gene_field[static_cast<size_t>(row.gene)]);
     for (size_t k = 0; k < r.metrics.size(); ++k) {
       out.append(metric_key[k]);
-      if (!AppendMetric(&out, r.metrics[k], row.stats)) out.append("null");
+      if (!AppendMetric(&out, r.metrics[k], row)) out.append("null");
     }
     out.push_back('}');
   }

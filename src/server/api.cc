@@ -111,7 +111,7 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
     put(std::to_chars(buf, buf + sizeof buf, row.gene).ptr);
     for (Metric m : r.metrics) {
       out->push_back(',');
-      const double v = MetricValue(m, row.stats);
+      const double v = row.Value(m);
       if (std::isnan(v)) {
         out->append("null");
       } else if (MetricIsInteger(m)) {

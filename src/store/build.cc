@@ -115,7 +115,7 @@ Result<SpilledDatasets> AggregateAll(const std::vector<DatasetPlan>& plans,
   out.bounds.push_back(spill->offset());
   for (const auto& plan : plans) {
     out.group_offsets.push_back(meta->n_groups());
-    auto part = AggregateDataset(plan, options, threads, &ring, spill, &progress);
+    auto part = AggregateDataset(plan, options, callbacks, threads, &ring, spill, &progress);
     if (!part.ok()) {
       // A read error in a file that changed underneath is reported as the change.
       if (Status changed = CheckSourceUnchanged(plan); !changed.ok()) return changed;

@@ -68,6 +68,7 @@ struct DatasetWork {
   aggregate::CellContext cells;
   int threads = 1;
   BlockRing* ring = nullptr;  // the build's blocks, reused dataset after dataset
+  bool saw_negative = false;  // some transformed value was below 0
 
   Status Bad(const aggregate::BadValue& bad) const {
     return Status::InvalidArgument(DescribeBad(plan, *file, bad));
@@ -177,6 +178,42 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
   return status;
 }
 
+// How `spec` of --matrix names a matrix path.
+std::string MatrixOption(const std::string& path) {
+  return path == "raw/X" || path == "raw.X" ? "raw" : path;
+}
+
+// The file's other matrices whose first values hold nothing below 0: what a dataset of
+// scaled values could be built from instead (counts first, then other non-negative data).
+std::string NonNegativeAlternatives(const File& file, const std::string& chosen) {
+  std::vector<std::string> counts, other;
+  for (const h5ad::MatrixInfo& m : file.matrices()) {
+    if (m.path == chosen || m.stored == 0) continue;
+    auto sample = file.SampleValues(m.path, 10000);
+    if (!sample.ok() || sample->empty()) continue;
+    const bool non_negative = std::all_of(sample->begin(), sample->end(),
+                                          [](double v) { return v >= 0; });
+    if (!non_negative) continue;
+    const bool integers = aggregate::ChooseTransform(*sample) == Transform::kCp10kLog1p;
+    (integers ? counts : other).push_back("--matrix " + MatrixOption(m.path) + " (" + m.path +
+                                          (integers ? ", counts)" : ")"));
+  }
+  counts.insert(counts.end(), other.begin(), other.end());
+  return Join(counts, " or ");
+}
+
+// The warning for a dataset whose transformed values went below 0.
+std::string NegativeValuesWarning(const DatasetWork& w) {
+  const std::string& matrix = w.plan.matrix.path;
+  const std::string instead = NonNegativeAlternatives(*w.file, matrix);
+  return "warning: dataset " + Quote(w.plan.input.name) + ": " + matrix +
+         " holds values below 0 (scaled data, e.g. z-scores); nnz counts only values above 0, "
+         "so frac and mean_expr mean little there, and answers leave its mean_expr empty. " +
+         (instead.empty() ? "The file has no matrix without negative values (raw/X or a counts "
+                            "layer) to build from instead"
+                          : "Build it from " + instead + " instead");
+}
+
 // The dataset's groups and record, for the store's metadata.
 StoreData DatasetPart(const DatasetWork& w) {
   const DatasetPlan& plan = w.plan;
@@ -205,6 +242,7 @@ StoreData DatasetPart(const DatasetWork& w) {
   r.groupby = plan.groupby;
   r.gene_symbols_column = plan.symbols_column;
   r.donor_column = plan.donor_column;
+  r.negative_values = w.saw_negative ? NegativeValues::kSome : NegativeValues::kNone;
   r.measured_genes.resize(plan.gene_map.size());
   std::iota(r.measured_genes.begin(), r.measured_genes.end(), 0);
   s.datasets.push_back(std::move(r));
@@ -221,8 +259,8 @@ int32_t GenesPerPass(int32_t n_groups, int32_t n_genes, uint64_t budget) {
 }  // namespace
 
 Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& options,
-                                   int threads, BlockRing* ring, SpillFile* spill,
-                                   ProgressCounter* progress) {
+                                   const BuildCallbacks& callbacks, int threads, BlockRing* ring,
+                                   SpillFile* spill, ProgressCounter* progress) {
   NoteActivity("aggregating dataset " + Quote(plan.input.name));
   DatasetWork w(plan);
   w.threads = threads;
@@ -244,7 +282,9 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
     Accumulator acc(n_groups, lo, hi);
     CC_RETURN_IF_ERROR(Accumulate(&w, &acc, /*count_progress=*/hi >= n_genes, progress));
     CC_RETURN_IF_ERROR(SpillAccumulator(w, acc, spill));
+    w.saw_negative |= acc.saw_negative();
   }
+  if (w.saw_negative && callbacks.note) callbacks.note(NegativeValuesWarning(w));
   StoreData part = DatasetPart(w);
   // Everything of this input has been read: it must not have changed meanwhile.
   CC_RETURN_IF_ERROR(CheckSourceUnchanged(plan));

@@ -41,9 +41,10 @@ class ProgressCounter {
 };
 
 // Aggregates one dataset on `threads` threads into `spill` (reading into `ring`'s
-// blocks) and returns its groups and record for the store's metadata.
+// blocks) and returns its groups and record for the store's metadata. A dataset with
+// values below 0 after the transform is flagged in its record, with a warning note.
 Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& options,
-                                   int threads, BlockRing* ring, SpillFile* spill,
-                                   ProgressCounter* progress);
+                                   const BuildCallbacks& callbacks, int threads, BlockRing* ring,
+                                   SpillFile* spill, ProgressCounter* progress);
 
 }  // namespace cellcube

@@ -84,6 +84,27 @@ Status LoadEntries(const File& f, int version, StoreData* s) {
   return Status::Ok();
 }
 
+// The datasets' negative-values flags: recorded since stores flag scaled data; absent from
+// stores written before, whose datasets are kUnknown.
+Result<std::vector<NegativeValues>> ReadNegativeValues(const File& f, const h5ad::DataFrameInfo& frame,
+                                                       size_t n_datasets) {
+  std::vector<NegativeValues> out(n_datasets, NegativeValues::kUnknown);
+  if (std::find(frame.column_names.begin(), frame.column_names.end(), "negative_values") ==
+      frame.column_names.end())
+    return out;
+  CC_ASSIGN_OR_RETURN(auto flags, f.ReadIntegers(std::string(store_layout::kUnsGroup) +
+                                                 "/datasets/negative_values"));
+  if (flags.size() != n_datasets)
+    return Status::Corrupt("store: dataset columns of different lengths");
+  for (size_t d = 0; d < n_datasets; ++d) {
+    if (flags[d] < -1 || flags[d] > 1)
+      return Status::Corrupt("store: a dataset's negative_values flag is " +
+                             std::to_string(flags[d]) + ", not -1, 0 or 1");
+    out[d] = static_cast<NegativeValues>(flags[d]);
+  }
+  return out;
+}
+
 Status LoadDatasets(const File& f, StoreData* s) {
   const std::string root = std::string(store_layout::kUnsGroup) + "/datasets";
   CC_ASSIGN_OR_RETURN(auto frame, f.DataFrameAt(root));
@@ -107,6 +128,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
     if (donor_cols.size() != names.size())
       return Status::Corrupt("store: dataset columns of different lengths");
   }
+  CC_ASSIGN_OR_RETURN(std::vector<NegativeValues> negative, ReadNegativeValues(f, frame, names.size()));
   CC_ASSIGN_OR_RETURN(auto sizes, ints("source_size"));
   CC_ASSIGN_OR_RETURN(auto mtimes, ints("source_mtime"));
   CC_ASSIGN_OR_RETURN(auto cells, ints("n_cells"));
@@ -130,6 +152,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.groupby = SplitList(groupbys[d]);
     r.gene_symbols_column = symbol_cols[d];
     r.donor_column = donor_cols[d];
+    r.negative_values = negative[d];
     s->datasets.push_back(std::move(r));
   }
   return Status::Ok();

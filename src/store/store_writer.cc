@@ -10,6 +10,7 @@
 #include "store/store_loader.h"
 #include "store/store_stream.h"
 #include "util/isolate.h"
+#include "util/text.h"
 #include "util/version.h"
 
 namespace cellcube {
@@ -27,12 +28,6 @@ ColumnData Categorical(const std::string& name, const std::vector<std::string>& 
   c.labels = labels;
   c.codes = codes;
   return c;
-}
-
-std::string Join(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? "," : "") + items[i];
-  return out;
 }
 
 Status WriteObs(Writer& w, const StoreData& s) {
@@ -170,7 +165,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
       w.WriteScalarString(root + "/created_by", std::string("cellcube ") + Version()));
   std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols,
       donors;
-  std::vector<int64_t> sizes, mtimes, cells, genes, groups;
+  std::vector<int64_t> sizes, mtimes, cells, genes, groups, negative;
   for (const auto& d : s.datasets) {
     names.push_back(d.name);
     sources.push_back(d.source);
@@ -185,6 +180,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
     cells.push_back(d.n_cells);
     genes.push_back(d.n_genes);
     groups.push_back(d.n_groups);
+    negative.push_back(static_cast<int64_t>(d.negative_values));
   }
   CC_RETURN_IF_ERROR(w.WriteDataFrame(
       root + "/datasets", names,
@@ -195,7 +191,8 @@ Status WriteUns(Writer& w, const StoreData& s) {
        ColumnData::Strings("cell_type_column", cell_type_cols),
        ColumnData::Strings("groupby", groupbys),
        ColumnData::Strings("gene_symbols_column", symbols),
-       ColumnData::Strings("donor_column", donors)}));
+       ColumnData::Strings("donor_column", donors),
+       ColumnData::Int64("negative_values", negative)}));
   return WriteMeasured(w, s);
 }
 

@@ -76,6 +76,15 @@ std::vector<std::string> SplitList(std::string_view s, char sep) {
   return out;
 }
 
+std::string Join(const std::vector<std::string>& items, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out.append(sep);
+    out.append(items[i]);
+  }
+  return out;
+}
+
 size_t EditDistance(std::string_view a_in, std::string_view b_in) {
   std::string a = ToLower(a_in), b = ToLower(b_in);
   std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);

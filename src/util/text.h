@@ -43,6 +43,8 @@ void AppendJsonString(std::string* out, std::string_view s);
 
 // Splits "a,b,,c" into {"a", "b", "c"}: the items between `sep`s, empty ones dropped.
 std::vector<std::string> SplitList(std::string_view s, char sep = ',');
+// The items with `sep` between them: Join({"a", "b"}) = "a,b".
+std::string Join(const std::vector<std::string>& items, std::string_view sep = ",");
 
 // Human-readable byte count: "1.4 MB".
 std::string FormatBytes(uint64_t bytes);

@@ -268,7 +268,8 @@ function draw(s, answer, list, donor) {
   offerMarkers(fig.chart, model, s);
 
   const missing = model.genes.filter((g) => g.notMeasured.length);
-  $("footnote").replaceChildren(...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)));
+  $("footnote").replaceChildren(...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)),
+    ...(answer.notes || []).map((n) => el("div", { class: "note" }, `Note: ${n}.`)));
   const groups = model.rows.length;
   $("summary").replaceChildren(
     el("b", {}, fmtInt(selectionCells ?? 0)), ` of ${fmtInt(meta.n_cells)} cells · ${groups} group${groups === 1 ? "" : "s"} × ${model.genes.length} gene${model.genes.length === 1 ? "" : "s"}`,

@@ -1,5 +1,6 @@
-// The hover card: every metric of one (group, gene), and a warning when the gene was
-// not measured in some of the selected datasets (their cells are not counted).
+// The hover card: every metric of one (group, gene), and warnings when the gene was not
+// measured in some of the selected datasets (their cells are not counted) or when the
+// group holds scaled data (no mean in expressing cells).
 
 import { el, fmtInt, fmtNum, fmtPct } from "./format.js";
 import { FEW_CELLS } from "./plots.js";
@@ -14,7 +15,7 @@ export function tooltipContent(d, { plot, color, units }) {
     ["cells", fmtInt(d.n_cells)],
     ["expressing", `${fmtInt(d.nnz)} (${fmtPct(d.frac)})`],
     ["mean", fmtNum(d.mean)],
-    ["mean in expressing", fmtNum(d.mean_expr)],
+    ["mean in expressing", meanExprText(d)],
     ["sum", fmtNum(d.sum)],
     ["variance", fmtNum(d.var)],
     ["sd", fmtNum(d.std)],
@@ -30,10 +31,23 @@ export function tooltipContent(d, { plot, color, units }) {
   if (d.n_cells < FEW_CELLS) {
     out.push(el("div", { class: "tt-warn tt-few" }, `Only ${fmtInt(d.n_cells)} cell${d.n_cells === 1 ? "" : "s"} in this group: its fraction and mean are noisy.`));
   }
+  if (scaledData(d)) {
+    out.push(el("div", { class: "tt-warn tt-scaled" }, "Some of these cells come from a dataset with values below 0 (scaled data): only values above 0 count as expressing, so the fraction means little and the mean in expressing cells is not given."));
+  }
   if (d.gene.notMeasured.length) {
     out.push(el("div", { class: "tt-warn" }, `⚠ ${d.gene.symbol} was not measured in ${d.gene.notMeasured.join(", ")}; those cells are not counted.`));
   }
   return out;
+}
+
+// The server leaves mean_expr empty where a group holds cells of a dataset with values
+// below 0 (docs/QUERY.md); with expressing cells, an empty mean_expr means that.
+function scaledData(d) {
+  return d.mean_expr == null && d.nnz > 0;
+}
+
+function meanExprText(d) {
+  return scaledData(d) ? "— (scaled data)" : fmtNum(d.mean_expr);
 }
 
 export class Tooltip {
