@@ -151,11 +151,11 @@ class PyStore {
   // Differential expression (SPEC §9) as (CSV or JSON text, notes): what `cellcube de`
   // prints on stdout and stderr.
   py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
-                      const std::vector<std::string>& group2,
-                      const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
-                      const std::vector<std::string>& datasets, const std::string& test,
-                      const std::string& donor, int64_t min_cells, double min_frac,
-                      const std::string& direction, int64_t top, const std::string& format) const {
+                    const std::vector<std::string>& group2,
+                    const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                    const std::vector<std::string>& datasets, const std::string& test,
+                    const std::string& donor, int64_t min_cells, double min_frac,
+                    const std::string& direction, int64_t top, const std::string& format) const {
     DeOptions o;
     o.compare = compare;
     o.group1 = group1;
@@ -177,12 +177,11 @@ class PyStore {
   }
 
   // Marker genes (SPEC §9) as (CSV or JSON text, notes): what `cellcube markers` prints.
-  py::tuple markers_text(
-      const std::string& column,
-      const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
-      const std::vector<std::string>& datasets, int64_t top, double max_padj,
-      const std::string& test, const std::string& donor, int64_t min_cells,
-      const std::string& format) const {
+  py::tuple markers_text(const std::string& column,
+                         const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                         const std::vector<std::string>& datasets, int64_t top, double max_padj,
+                         const std::string& test, const std::string& donor, int64_t min_cells,
+                         const std::string& format) const {
     MarkersOptions o;
     o.column = column;
     for (const auto& [c, values] : where) o.where.push_back({c, values});

@@ -102,7 +102,8 @@ struct QueryResult {
     // A metric of the row, as every surface shows it: MetricValue, with mean_expr missing
     // (NaN) where the row holds negative values.
     double Value(Metric m) const {
-      return m == Metric::kMeanExpr && holds_negative ? std::numeric_limits<double>::quiet_NaN() : MetricValue(m, stats);
+      return m == Metric::kMeanExpr && holds_negative ? std::numeric_limits<double>::quiet_NaN()
+                                                      : MetricValue(m, stats);
     }
   };
   std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out

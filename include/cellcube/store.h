@@ -96,8 +96,8 @@ struct DatasetRecord {
   std::string transform;         // "none" | "log1p" | "cp10k_log1p"
   std::string cell_type_column;  // its name in the source
   std::vector<std::string> groupby;
-  std::string gene_symbols_column;      // "" when none
-  std::string donor_column;             // the source column stored as "donor"; "" = none
+  std::string gene_symbols_column;  // "" when none
+  std::string donor_column;         // the source column stored as "donor"; "" = none
   NegativeValues negative_values = NegativeValues::kUnknown;
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };

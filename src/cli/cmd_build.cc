@@ -32,9 +32,9 @@ namespace cellcube::cli {
   "  --matrix M            auto | X | raw | layers/NAME (default auto: raw/X, else\n"            \
   "                        layers/counts, else X)\n"                                             \
   "  --transform T         auto | none | log1p | cp10k_log1p (default auto: cp10k_log1p for\n"   \
-  "                        integer counts, else none). A matrix with values below 0 after\n"    \
-  "                        it (scaled data) is flagged, with a warning: answers leave its\n"    \
-  "                        mean_expr empty (docs/BUILD.md)\n"                                   \
+  "                        integer counts, else none). A matrix with values below 0 after\n"     \
+  "                        it (scaled data) is flagged, with a warning: answers leave its\n"     \
+  "                        mean_expr empty (docs/BUILD.md)\n"                                    \
   "  --gene-symbols COL[,COL]\n"                                                                 \
   "                        var column with gene symbols; a list is candidates, as for\n"         \
   "                        --cell-type (default: feature_name, gene_symbols, gene_symbol,\n"     \
@@ -44,7 +44,7 @@ namespace cellcube::cli {
   "                        'cellcube de's donor-level test)\n"                                   \
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
   "  --threads N           worker threads (default: every core)\n"                               \
-  "  --quiet               no progress bar or notes (warnings still print)\n"                 \
+  "  --quiet               no progress bar or notes (warnings still print)\n"                    \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
   "Datasets are named by file stem, or NAME=FILE.h5ad. A FOLDER stands for the .h5ad\n"          \
   "files directly in it, in name order.\n"

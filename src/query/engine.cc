@@ -1005,9 +1005,11 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   CC_RETURN_IF_ERROR(RollUpInto(genes, t.selected, t.split, static_cast<int32_t>(n_splits), want_m2,
                                 &t.agg, nullptr));
   FillResult(*store_, genes, by, n_splits, t, &result);
-  impl_->scales->Annotate(*store_, t.selected, t.split, &result);
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
-  if (result.rows.empty()) result.notes.push_back(kNotMeasured);
+  if (result.rows.empty())
+    result.notes.push_back(kNotMeasured);
+  else
+    impl_->scales->Annotate(*store_, t.selected, t.split, &result);
   return result;
 }
 

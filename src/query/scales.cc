@@ -42,7 +42,8 @@ std::string Subject(const StoreData& meta, const std::vector<int32_t>& datasets,
 void NoteTransforms(const StoreData& meta, const std::vector<int32_t>& datasets,
                     std::vector<std::string>* notes) {
   std::map<std::string, std::vector<int32_t>> by_transform;
-  for (int32_t d : datasets) by_transform[meta.datasets[static_cast<size_t>(d)].transform].push_back(d);
+  for (int32_t d : datasets)
+    by_transform[meta.datasets[static_cast<size_t>(d)].transform].push_back(d);
   if (by_transform.size() < 2) return;
   std::string list;
   for (const auto& [transform, members] : by_transform)

@@ -47,14 +47,15 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
   json datasets = json::array();
   for (const auto& d : m.datasets) {
     cells += d.n_cells;
-    datasets.push_back({{"name", d.name},
-                        {"n_cells", d.n_cells},
-                        {"n_genes", d.n_genes},
-                        {"n_groups", d.n_groups},
-                        {"transform", d.transform},
-                        {"negative_values", d.negative_values == NegativeValues::kUnknown
-                                                ? json(nullptr)
-                                                : json(d.negative_values == NegativeValues::kSome)}});
+    datasets.push_back(
+        {{"name", d.name},
+         {"n_cells", d.n_cells},
+         {"n_genes", d.n_genes},
+         {"n_groups", d.n_groups},
+         {"transform", d.transform},
+         {"negative_values", d.negative_values == NegativeValues::kUnknown
+                                 ? json(nullptr)
+                                 : json(d.negative_values == NegativeValues::kSome)}});
   }
   json metrics = json::array();
   for (Metric metric : AllMetrics()) metrics.push_back(MetricName(metric));

@@ -191,12 +191,13 @@ std::string NonNegativeAlternatives(const File& file, const std::string& chosen)
     if (m.path == chosen || m.stored == 0) continue;
     auto sample = file.SampleValues(m.path, 10000);
     if (!sample.ok() || sample->empty()) continue;
-    const bool non_negative = std::all_of(sample->begin(), sample->end(),
-                                          [](double v) { return v >= 0; });
+    const bool non_negative =
+        std::all_of(sample->begin(), sample->end(), [](double v) { return v >= 0; });
     if (!non_negative) continue;
     const bool integers = aggregate::ChooseTransform(*sample) == Transform::kCp10kLog1p;
-    (integers ? counts : other).push_back("--matrix " + MatrixOption(m.path) + " (" + m.path +
-                                          (integers ? ", counts)" : ")"));
+    (integers ? counts : other)
+        .push_back("--matrix " + MatrixOption(m.path) + " (" + m.path +
+                   (integers ? ", counts)" : ")"));
   }
   counts.insert(counts.end(), other.begin(), other.end());
   return Join(counts, " or ");

@@ -86,7 +86,8 @@ Status LoadEntries(const File& f, int version, StoreData* s) {
 
 // The datasets' negative-values flags: recorded since stores flag scaled data; absent from
 // stores written before, whose datasets are kUnknown.
-Result<std::vector<NegativeValues>> ReadNegativeValues(const File& f, const h5ad::DataFrameInfo& frame,
+Result<std::vector<NegativeValues>> ReadNegativeValues(const File& f,
+                                                       const h5ad::DataFrameInfo& frame,
                                                        size_t n_datasets) {
   std::vector<NegativeValues> out(n_datasets, NegativeValues::kUnknown);
   if (std::find(frame.column_names.begin(), frame.column_names.end(), "negative_values") ==
@@ -128,7 +129,8 @@ Status LoadDatasets(const File& f, StoreData* s) {
     if (donor_cols.size() != names.size())
       return Status::Corrupt("store: dataset columns of different lengths");
   }
-  CC_ASSIGN_OR_RETURN(std::vector<NegativeValues> negative, ReadNegativeValues(f, frame, names.size()));
+  CC_ASSIGN_OR_RETURN(std::vector<NegativeValues> negative,
+                      ReadNegativeValues(f, frame, names.size()));
   CC_ASSIGN_OR_RETURN(auto sizes, ints("source_size"));
   CC_ASSIGN_OR_RETURN(auto mtimes, ints("source_mtime"));
   CC_ASSIGN_OR_RETURN(auto cells, ints("n_cells"));

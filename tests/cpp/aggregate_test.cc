@@ -70,6 +70,32 @@ TEST(Accumulator, RowAndColumnBlocksGiveTheSameStatistics) {
   EXPECT_EQ(by_rows.At(1, 0).nnz, 1u);
 }
 
+TEST(Accumulator, SeesValuesBelowZeroAfterTheTransform) {
+  // 2 cells x 2 genes; only the second gene goes below 0, and only under `none`.
+  std::vector<int32_t> group_of_cell = {0, 0};
+  const SparseBlock rows = Rows({0, 2, 4}, {0, 1, 0, 1}, {1, 0.5, 2, -0.25});
+  const SparseBlock cols = Rows({0, 2, 4}, {0, 1, 0, 1}, {1, 2, 0.5, -0.25});
+  for (bool by_rows : {true, false}) {
+    CellContext none{&group_of_cell, Transform::kNone, nullptr, nullptr};
+    Accumulator both(1, 0, 2), first_gene(1, 0, 1), positive(1, 0, 2);
+    auto add = [&](Accumulator& acc, const SparseBlock& b, const CellContext& ctx) {
+      return by_rows ? acc.AddRows(rows, ctx, 0, 1) : acc.AddColumns(b, ctx);
+    };
+    ASSERT_FALSE(add(both, cols, none));
+    EXPECT_TRUE(both.saw_negative()) << by_rows;
+    // A pass over genes [0, 1) does not look at gene 1's values.
+    ASSERT_FALSE(add(first_gene, cols, none));
+    EXPECT_FALSE(first_gene.saw_negative()) << by_rows;
+    // log1p(-0.25) is below 0 too; log1p of the non-negative values is not.
+    CellContext log1p{&group_of_cell, Transform::kLog1p, nullptr, nullptr};
+    ASSERT_FALSE(add(both, cols, log1p));
+    EXPECT_TRUE(both.saw_negative());
+    const SparseBlock plus = Rows({0, 2, 4}, {0, 1, 0, 1}, {1, 0.5, 2, 0.25});
+    ASSERT_FALSE(by_rows ? positive.AddRows(plus, none, 0, 1) : positive.AddColumns(plus, none));
+    EXPECT_FALSE(positive.saw_negative()) << by_rows;
+  }
+}
+
 TEST(Accumulator, WorkersSplitGenesAndAddUpToOneWorker) {
   // 2 cells x 200 genes (genes beyond one owner span), every gene valued.
   std::vector<int32_t> group_of_cell = {0, 0};

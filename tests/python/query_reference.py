@@ -239,6 +239,21 @@ class Reference:
             mask &= m
         return mask
 
+    def scale_note(self, where=None, datasets=None):
+        """What `cellcube query` prints on stderr for an answer with rows over this
+        selection: a note when its cells come from datasets aggregated with different
+        transforms (the datasets per transform, in store order), else nothing."""
+        by_transform = {}
+        for ds, (_name, _g, transform, _gb) in zip(self.datasets, DATASETS):
+            if (not datasets or ds.name in datasets) and self._selected(ds, where).any():
+                by_transform.setdefault(transform, []).append(f"'{ds.name}'")
+        if len(by_transform) < 2:
+            return ""
+        listed = "; ".join(f"{t}: {', '.join(names)}" for t, names in sorted(by_transform.items()))
+        return (f"cellcube: the selected cells come from datasets aggregated with different "
+                f"transforms ({listed}): their values are on different scales, pooled and "
+                f"compared anyway\n")
+
     def selects_cells(self, where=None, datasets=None):
         """Whether the datasets and where filters leave any cell at all."""
         return any(self._selected(ds, where).any() for ds in self.datasets
