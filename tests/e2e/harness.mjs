@@ -21,7 +21,8 @@ import { startStub } from "./stub-server.mjs";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const ROOT = path.resolve(here, "../..");
-const BIN = process.env.CELLCUBE_BIN || path.join(ROOT, "build/cellcube");
+export const BIN = process.env.CELLCUBE_BIN || path.join(ROOT, "build/cellcube");
+
 
 export const BROWSER_ARGS = [
   "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -77,6 +78,28 @@ function buildStore(dir, cmds) {
   return store;
 }
 
+// `cellcube serve STORE` on a free loopback port, once healthy; returns {base, close()}.
+export async function serveStore(store) {
+  const port = await freePort();
+  const proc = spawn(BIN, ["serve", store, "--port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
+  let stderr = "";
+  proc.stderr.on("data", (d) => (stderr += d));
+  const base = `http://127.0.0.1:${port}`;
+  try {
+    await waitHealthy(base, proc);
+  } catch (e) {
+    proc.kill("SIGKILL");
+    throw new Error(`${e.message}\n${stderr}`);
+  }
+  return {
+    base,
+    async close() {
+      proc.kill("SIGTERM");
+      await new Promise((r) => (proc.exitCode != null ? r() : proc.once("exit", r)));
+    },
+  };
+}
+
 // Starts everything; returns {base, browser, kind, close()}.
 export async function setup() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-"));
@@ -86,22 +109,13 @@ export async function setup() {
   if (!real && !wantStub && process.env.CELLCUBE_E2E_REAL === "1") {
     throw new Error(`${BIN} has no 'serve' command (CELLCUBE_E2E_REAL=1 forbids the stub server)`);
   }
-  let proc = null, stub = null, base, kind;
-  const port = await freePort();
+  let server = null, stub = null, base, kind;
   if (real) {
-    const store = buildStore(dir, cmds);
-    proc = spawn(BIN, ["serve", store, "--port", String(port)], { stdio: ["ignore", "ignore", "pipe"] });
-    let stderr = "";
-    proc.stderr.on("data", (d) => (stderr += d));
-    base = `http://127.0.0.1:${port}`;
-    try {
-      await waitHealthy(base, proc);
-    } catch (e) {
-      proc.kill("SIGKILL");
-      throw new Error(`${e.message}\n${stderr}`);
-    }
+    server = await serveStore(buildStore(dir, cmds));
+    base = server.base;
     kind = "cellcube serve";
   } else {
+    const port = await freePort();
     const dist = path.join(ROOT, "web/dist");
     if (!fs.existsSync(path.join(dist, "index.html"))) throw new Error("web/dist is missing: run `make web` first");
     stub = await startStub({ port, dist });
@@ -132,10 +146,7 @@ export async function setup() {
     },
     async close() {
       await browser.close().catch(() => {});
-      if (proc) {
-        proc.kill("SIGTERM");
-        await new Promise((r) => (proc.exitCode != null ? r() : proc.once("exit", r)));
-      }
+      if (server) await server.close();
       if (stub) await new Promise((r) => stub.close(r));
       fs.rmSync(dir, { recursive: true, force: true });
     },

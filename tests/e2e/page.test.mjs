@@ -2,10 +2,13 @@
 // against `cellcube serve` on a small synthetic store.  Run: node --test tests/e2e/
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { api, dotFingerprint, DOTS, pickGenes, settled, setup } from "./harness.mjs";
+import { chromium } from "playwright-core";
+import { api, BIN, BROWSER_ARGS, dotFingerprint, DOTS, pickGenes, ROOT, serveStore, settled, setup } from "./harness.mjs";
 
 let env, base, genes, meta;
 
@@ -392,5 +395,49 @@ describe("web page", () => {
     await page.unroute("**/api/v1/**");
     await page.click("#message button");
     assert.equal(await settled(page), "ready");
+  });
+});
+
+// A store of scaled data (krumsiek11's X: values below 0), served on its own.
+describe("web page on scaled data", () => {
+  let server, browser, scaled;
+  before(async () => {
+    const file = path.join(ROOT, "..", "shared", "data", "h5ad", "anndata-0.7_krumsiek11_dense-f32.h5ad");
+    scaled = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-scaled-")), "scaled.h5ad");
+    execFileSync(BIN, ["build", "-o", scaled, "--quiet", `krumsiek11=${file}`], { stdio: "pipe" });
+    server = await serveStore(scaled);
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (scaled) fs.rmSync(path.dirname(scaled), { recursive: true, force: true });
+  });
+
+  test("the footnote names the scaled dataset and the tooltip gives no mean in expressing cells", async () => {
+    const answer = await api(server.base, "/api/v1/query", [["genes", "Gata1"], ["by", "cell_type"], ["metrics", "n_cells,nnz,mean_expr"]]);
+    assert.ok(answer.rows.some((r) => r.nnz > 0), "Gata1 has cells above 0");
+    assert.ok(answer.rows.every((r) => r.mean_expr === null), "the server leaves mean_expr empty");
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${server.base}/?genes=Gata1&by=cell_type&plot=dot`);
+    assert.equal(await settled(page), "ready");
+    assert.match(await page.textContent("#footnote"), /dataset 'krumsiek11' holds values below 0/);
+    const dots = page.locator(DOTS);
+    assert.equal(await dots.count(), answer.rows.length);
+    const tips = [];
+    for (let i = 0; i < answer.rows.length; ++i) {
+      await dots.nth(i).hover();
+      await page.locator("#tooltip").waitFor({ state: "visible" });
+      tips.push(await page.textContent("#tooltip"));
+      await page.mouse.move(2, 2);
+      await page.locator("#tooltip").waitFor({ state: "hidden" });
+    }
+    // Every group shows no number there; those with expressing cells say why.
+    assert.ok(tips.every((t) => /mean in expressing—/.test(t)), tips.join("\n"));
+    const why = tips.filter((t) => /mean in expressing— \(scaled data\)/.test(t) && /values below 0 \(scaled data\)/.test(t));
+    assert.equal(why.length, answer.rows.filter((r) => r.nnz > 0).length, tips.join("\n"));
+    assert.deepEqual(errors, []);
   });
 });
