@@ -70,8 +70,8 @@ std::vector<Named> StandardQueries(const QueryEngine& engine) {
   Named dotplot{"dotplot", {}};
   dotplot.query.genes = genes;
   dotplot.query.by = {"cell_type"};
-  if (!where.column.empty()) dotplot.query.where = {where};
-  dotplot.query.datasets = {m.labels[0][static_cast<size_t>(d0)]};
+  if (!where.column.empty()) dotplot.query.population.where = {where};
+  dotplot.query.population.datasets = {m.labels[0][static_cast<size_t>(d0)]};
   Named atlas{"atlas", {}};
   atlas.query.genes = genes;
   atlas.query.by = {engine.ColumnIndex("tissue").ok() ? "tissue" : "dataset", "cell_type"};
@@ -80,11 +80,11 @@ std::vector<Named> StandardQueries(const QueryEngine& engine) {
 
 json QueryJson(const Query& q) {
   json where = json::object();
-  for (const auto& w : q.where) where[w.column] = w.values;
+  for (const auto& w : q.population.where) where[w.column] = w.values;
   return {{"genes", q.genes},
           {"by", q.by},
           {"where", where},
-          {"datasets", q.datasets},
+          {"datasets", q.population.datasets},
           {"metrics",
            q.metrics.empty() ? std::vector<std::string>{"n_cells", "frac", "mean"} : q.metrics}};
 }
@@ -111,14 +111,8 @@ Status BenchDe(const QueryEngine& engine, const cli::Args& args, int64_t iterati
   o.compare = args.GetOr("de-compare", "");
   o.group1 = args.GetAll("de-group1");
   o.group2 = args.GetAll("de-group2");
-  o.test = args.GetOr("de-test", "auto");
-  for (const auto& d : args.GetAll("datasets"))
-    for (auto& item : cli::SplitList(d)) o.datasets.push_back(item);
-  for (const auto& w : args.GetAll("where")) {
-    auto eq = w.find('=');
-    if (eq == std::string::npos) return Status::Usage("--where needs COL=VALUE");
-    o.where.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
-  }
+  o.testing.test = args.GetOr("de-test", "auto");
+  CC_ASSIGN_OR_RETURN(o.population, cli::PopulationOptions(args));
   auto a = Clock::now();
   CC_ASSIGN_OR_RETURN(DeResult first, RunDe(engine, o));
   const double first_s = std::chrono::duration<double>(Clock::now() - a).count();
@@ -170,22 +164,11 @@ Status Main(const std::vector<std::string>& argv) {
 
   std::vector<Named> queries;
   if (args.Get("genes")) {
-    auto list = [&](const char* name) {
-      std::vector<std::string> out;
-      for (const auto& v : args.GetAll(name))
-        for (auto& item : cli::SplitList(v)) out.push_back(item);
-      return out;
-    };
     Named n{"custom", {}};
-    n.query.genes = list("genes");
-    n.query.by = list("by");
-    n.query.datasets = list("datasets");
-    n.query.metrics = list("metrics");
-    for (const auto& w : args.GetAll("where")) {
-      auto eq = w.find('=');
-      if (eq == std::string::npos) return Status::Usage("--where needs COL=VALUE");
-      n.query.where.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
-    }
+    n.query.genes = cli::ListOption(args, "genes");
+    n.query.by = cli::ListOption(args, "by");
+    n.query.metrics = cli::ListOption(args, "metrics");
+    CC_ASSIGN_OR_RETURN(n.query.population, cli::PopulationOptions(args));
     queries.push_back(n);
   } else {
     queries = StandardQueries(*engine);

@@ -41,8 +41,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (c + 1 < meta.columns.size()) q.by.push_back(meta.columns[c + 1]);
     const auto& values = engine->ColumnValues(static_cast<int32_t>(c));
     if (!values.empty())
-      q.where.push_back({meta.columns[c], {values.front(), values.back(), "NA"}});
-    if (!meta.datasets.empty()) q.datasets = {meta.datasets.front().name};
+      q.population.where.push_back({meta.columns[c], {values.front(), values.back(), "NA"}});
+    if (!meta.datasets.empty()) q.population.datasets = {meta.datasets.front().name};
     if (auto r = engine->Run(q); r.ok()) (void)FormatCsv(*r);
   }
   return 0;

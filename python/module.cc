@@ -32,14 +32,22 @@ namespace {
 
 using WhereList = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
+// The population of every call: cellcube/__init__.py has made `where` a list of
+// (column, labels) and `datasets` a list of names.
+Population MakePopulation(const WhereList& where, const std::vector<std::string>& datasets) {
+  Population p;
+  for (const auto& [column, values] : where) p.where.push_back({column, values});
+  p.datasets = datasets;
+  return p;
+}
+
 Query MakeQuery(const std::vector<std::string>& genes, const std::vector<std::string>& by,
                 const WhereList& where, const std::vector<std::string>& datasets,
                 const std::vector<std::string>& metrics) {
   Query q;
   q.genes = genes;
   q.by = by;
-  for (const auto& [column, values] : where) q.where.push_back({column, values});
-  q.datasets = datasets;
+  q.population = MakePopulation(where, datasets);
   q.metrics = metrics;
   return q;
 }
@@ -84,7 +92,7 @@ class PyStore {
   // Returns (column names, list of columns, notes): labels and genes as lists of str,
   // n_cells/nnz as int64 arrays, other metrics as float64 arrays (NaN = missing).
   py::tuple query(const std::vector<std::string>& genes, const std::vector<std::string>& by,
-                  const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                  const WhereList& where,
                   const std::vector<std::string>& datasets,
                   const std::vector<std::string>& metrics) const {
     const Query q = MakeQuery(genes, by, where, datasets, metrics);
@@ -134,7 +142,7 @@ class PyStore {
 
   // The same query rendered as CSV or JSON text (what the CLI prints).
   std::string query_text(const std::vector<std::string>& genes, const std::vector<std::string>& by,
-                         const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                         const WhereList& where,
                          const std::vector<std::string>& datasets,
                          const std::vector<std::string>& metrics, const std::string& format) const {
     if (format != "csv" && format != "json")
@@ -152,7 +160,7 @@ class PyStore {
   // prints on stdout and stderr.
   py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
                     const std::vector<std::string>& group2,
-                    const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                    const WhereList& where,
                     const std::vector<std::string>& datasets, const std::string& test,
                     const std::string& donor, int64_t min_cells, double min_frac,
                     const std::string& direction, int64_t top, const std::string& format) const {
@@ -160,11 +168,8 @@ class PyStore {
     o.compare = compare;
     o.group1 = group1;
     o.group2 = group2;
-    for (const auto& [column, values] : where) o.where.push_back({column, values});
-    o.datasets = datasets;
-    o.test = test;
-    o.donor = donor;
-    o.min_cells = min_cells;
+    o.population = MakePopulation(where, datasets);
+    o.testing = {test, donor, min_cells};
     o.min_frac = min_frac;
     o.direction = direction;
     o.top = top;
@@ -178,19 +183,16 @@ class PyStore {
 
   // Marker genes (SPEC §9) as (CSV or JSON text, notes): what `cellcube markers` prints.
   py::tuple markers_text(const std::string& column,
-                         const std::vector<std::pair<std::string, std::vector<std::string>>>& where,
+                         const WhereList& where,
                          const std::vector<std::string>& datasets, int64_t top, double max_padj,
                          const std::string& test, const std::string& donor, int64_t min_cells,
                          const std::string& format) const {
     MarkersOptions o;
     o.column = column;
-    for (const auto& [c, values] : where) o.where.push_back({c, values});
-    o.datasets = datasets;
+    o.population = MakePopulation(where, datasets);
+    o.testing = {test, donor, min_cells};
     o.top = top;
     o.max_padj = max_padj;
-    o.test = test;
-    o.donor = donor;
-    o.min_cells = min_cells;
     return Text(
         [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));

@@ -17,16 +17,20 @@
 
 namespace cellcube {
 
+// How a comparison picks and runs its test: what DE and markers share.
+struct DeTest {
+  std::string test = "auto";  // auto | donors | cells
+  std::string donor;          // the donor column; "" = donor, donor_id, individual, ...
+  int64_t min_cells = 10;     // a donor is kept on a side with this many cells there
+};
+
 struct DeOptions {
   std::string compare;              // the column that splits the sides
   std::vector<std::string> group1;  // its values on side 1 (literal; "NA" = missing)
   std::vector<std::string> group2;  // side 2's values; empty or {"rest"} = the rest
-  std::vector<WhereClause> where;   // the population, as in Query
-  std::vector<std::string> datasets;
-  std::string test = "auto";       // auto | donors | cells
-  std::string donor;               // the donor column; "" = donor, donor_id, individual, ...
-  int64_t min_cells = 10;          // a donor is kept on a side with this many cells there
-  double min_frac = 0;             // output filter (SPEC §9)
+  Population population;            // the cells compared, as in Query
+  DeTest testing;
+  double min_frac = 0;             // output filter (docs/DE.md)
   std::string direction = "both";  // up | down | both
   int64_t top = -1;                // -1 = every row
 };
@@ -62,11 +66,8 @@ Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& options);
 // store's gene order.
 struct MarkersOptions {
   std::string column = "cell_type";
-  std::vector<WhereClause> where;
-  std::vector<std::string> datasets;
-  std::string test = "auto";
-  std::string donor;
-  int64_t min_cells = 10;
+  Population population;
+  DeTest testing;
   int64_t top = 10;
   double max_padj = 0.05;
 };

@@ -8,10 +8,10 @@
 //     id (ignoring case) means those ids; otherwise every gene whose symbol matches.
 //     A gene named twice (or by id and by symbol) is answered once, at its first place.
 //     An unknown name is a NotFound error suggesting near names.
-//   - datasets: empty = all; else only these (exact names).
-//   - where: per column, the groups whose value is one of the listed values (OR);
-//     different columns AND-ed. Values match the labels literally (they may contain ','
-//     or '='); "NA" matches a missing value. A column a dataset lacks is NA there.
+//   - population.datasets: empty = all; else only these (exact names).
+//   - population.where: per column, the groups whose value is one of the listed values
+//     (OR); different columns AND-ed. Values match the labels literally (they may contain
+//     ',' or '='); "NA" matches a missing value. A column a dataset lacks is NA there.
 //   - by: 0 or more columns to split by (`dataset` and `cell_type` are columns like
 //     the others). Splits come in the order of the columns' label order (the store's
 //     category order), NA last, the first by-column varying slowest; within a split,
@@ -73,12 +73,20 @@ struct WhereClause {
   std::vector<std::string> values;  // OR-ed
 };
 
+// The cells a question is about: the one definition of a selection, for queries, facet
+// counts and DE/markers alike (docs/QUERY.md). `datasets` (empty = every dataset) and
+// `where` are AND-ed; clauses on one column are merged (OR). `datasets = {D}` and a
+// where clause `dataset: D` select the same cells by the same path.
+struct Population {
+  std::vector<std::string> datasets;
+  std::vector<WhereClause> where;
+};
+
 struct Query {
   std::vector<std::string> genes;
   std::vector<std::string> by;
-  std::vector<WhereClause> where;     // clauses on one column are merged (OR)
-  std::vector<std::string> datasets;  // empty = every dataset
-  std::vector<std::string> metrics;   // empty = DefaultMetrics()
+  Population population;
+  std::vector<std::string> metrics;  // empty = DefaultMetrics()
 };
 
 struct QueryResult {
@@ -107,6 +115,9 @@ struct QueryResult {
     }
   };
   std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out
+  // The datasets holding the selected cells, ascending (whether or not they measured
+  // the genes).
+  std::vector<int32_t> datasets;
   // Why there are no rows, when there are none (kNoCellsSelected or kNotMeasured), and
   // what the answer pools: datasets on different scales (docs/QUERY.md).
   std::vector<std::string> notes;
@@ -153,10 +164,15 @@ class QueryEngine {
 
   Result<QueryResult> Run(const Query& query) const;
 
-  // The groups a population selects (datasets: empty = all; where: as in Query),
-  // ascending. NotFound/InvalidArgument for unknown names or empty value lists, as Run.
-  Result<std::vector<int32_t>> SelectGroups(const std::vector<std::string>& datasets,
-                                            const std::vector<WhereClause>& where) const;
+  // The groups a population selects, ascending. NotFound/InvalidArgument for unknown
+  // names or empty value lists, as Run.
+  Result<std::vector<int32_t>> SelectGroups(const Population& population) const;
+  // Per (column label + 1), whether `values` of `column` match it, index 0 standing for
+  // NA: the one matcher of where clauses and DE sides. "NA" matches missing values and a
+  // value literally named NA; any other value must be one of the column's labels, else
+  // NotFound naming `context` (e.g. "--group1") when given, with suggestions.
+  Result<std::vector<uint8_t>> MatchValues(int32_t column, const std::vector<std::string>& values,
+                                           const std::string& context = "") const;
   // Per (split, gene), split-major: the statistics of `groups` (ascending) pooled by
   // `split_of_group` (one split in [0, n_splits) per group); n_cells counts the cells
   // of datasets that measured the gene; m2 is filled when `want_m2`. Each gene's
@@ -198,9 +214,7 @@ class QueryEngine {
   struct Impl;  // the name indexes and per-group constants (engine.cc)
   QueryEngine(std::shared_ptr<const StoreReader> store, const EngineOptions& options);
   Status UnknownGene(const std::string& name) const;
-  Status SelectGroupsInto(const std::vector<std::string>& datasets,
-                          const std::vector<WhereClause>& where,
-                          std::vector<int32_t>* selected) const;
+  Status SelectGroupsInto(const Population& population, std::vector<int32_t>* selected) const;
   Status RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
                     const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
                     std::vector<Aggregate>* out, const RollUpVisitor* visit) const;

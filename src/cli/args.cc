@@ -79,8 +79,16 @@ Result<int64_t> Args::GetInt(const std::string& name, int64_t fallback, int64_t 
   return out;
 }
 
-Result<std::vector<WhereClause>> WhereOptions(const Args& args) {
-  std::vector<WhereClause> out;
+std::vector<std::string> ListOption(const Args& args, const char* name) {
+  std::vector<std::string> out;
+  for (const auto& v : args.GetAll(name))
+    for (auto& item : SplitList(v)) out.push_back(std::move(item));
+  return out;
+}
+
+Result<Population> PopulationOptions(const Args& args) {
+  Population out;
+  out.datasets = ListOption(args, "datasets");
   for (const auto& w : args.GetAll("where")) {
     const auto eq = w.find('=');
     if (eq == std::string::npos || eq == 0) {
@@ -91,7 +99,7 @@ Result<std::vector<WhereClause>> WhereOptions(const Args& args) {
                w.substr(colon + 1) + "'; URLs take COL:VALUE)";
       return Status::Usage("--where needs COL=VALUE, not '" + w + "'" + hint);
     }
-    out.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
+    out.where.push_back({w.substr(0, eq), {w.substr(eq + 1)}});
   }
   return out;
 }

@@ -43,9 +43,13 @@ class Args {
 // '=' after a '/' belongs to the path.
 DatasetInput ParseDatasetInput(const std::string& arg);
 
-// Every --where COL=VALUE (split at the first '='). Usage error for anything else,
+// Every item of the comma lists given to option `name` (--genes A,B --genes C: A, B, C).
+std::vector<std::string> ListOption(const Args& args, const char* name);
+
+// The population of --datasets D,... and every --where COL=VALUE (split at the first
+// '='): the one parser of query, de and markers. Usage error for a --where without '=',
 // with a hint when it looks like the URL form COL:VALUE.
-Result<std::vector<WhereClause>> WhereOptions(const Args& args);
+Result<Population> PopulationOptions(const Args& args);
 
 using cellcube::SplitList;  // from util/text.h
 

@@ -102,13 +102,6 @@ void PrintDeTable(const DeResult& r, const std::vector<std::string>* lead,
 const std::vector<std::string>& NotesOf(const DeResult& r) { return r.notes; }
 const std::vector<std::string>& NotesOf(const MarkersResult& r) { return r.de.notes; }
 
-std::vector<std::string> ListOf(const Args& args, const char* name) {
-  std::vector<std::string> out;
-  for (const auto& v : args.GetAll(name))
-    for (auto& item : SplitList(v)) out.push_back(std::move(item));
-  return out;
-}
-
 Result<double> NumberOf(const Args& args, const char* name, double fallback) {
   const std::string text = args.GetOr(name, "");
   if (text.empty()) return fallback;
@@ -129,15 +122,13 @@ void PrintNotes(const std::vector<std::string>& notes) {
   for (const auto& n : notes) std::cerr << "note: " << n << "\n";
 }
 
-// The options de and markers share: the population, the test and the donors.
-template <typename Options>
-Status ParsePopulation(const Args& args, Options* o) {
-  CC_ASSIGN_OR_RETURN(o->where, WhereOptions(args));
-  o->datasets = ListOf(args, "datasets");
-  o->test = args.GetOr("test", "auto");
-  o->donor = args.GetOr("donor", "");
-  CC_ASSIGN_OR_RETURN(o->min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
-  return Status::Ok();
+// The options de and markers share: the test and the donors.
+Result<DeTest> TestOptions(const Args& args) {
+  DeTest t;
+  t.test = args.GetOr("test", "auto");
+  t.donor = args.GetOr("donor", "");
+  CC_ASSIGN_OR_RETURN(t.min_cells, args.GetInt("min-cells", 10, 0, int64_t{1} << 40));
+  return t;
 }
 
 // Opens the store, runs `run`, and prints its answer as `format` (notes on stderr).
@@ -181,7 +172,8 @@ Status RunDe(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1)
     return Status::Usage("de needs exactly one STORE (see 'cellcube de --help')");
   DeOptions o;
-  CC_RETURN_IF_ERROR(ParsePopulation(args, &o));
+  CC_ASSIGN_OR_RETURN(o.population, PopulationOptions(args));
+  CC_ASSIGN_OR_RETURN(o.testing, TestOptions(args));
   o.compare = args.GetOr("compare", "");
   if (o.compare.empty()) return Status::Usage("de needs --compare COL");
   o.group1 = args.GetAll("group1");
@@ -210,7 +202,8 @@ Status RunMarkers(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1)
     return Status::Usage("markers needs exactly one STORE (see 'cellcube markers --help')");
   MarkersOptions o;
-  CC_RETURN_IF_ERROR(ParsePopulation(args, &o));
+  CC_ASSIGN_OR_RETURN(o.population, PopulationOptions(args));
+  CC_ASSIGN_OR_RETURN(o.testing, TestOptions(args));
   o.column = args.GetOr("column", "cell_type");
   CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", 10, 0, int64_t{1} << 40));
   CC_ASSIGN_OR_RETURN(o.max_padj, NumberOf(args, "max-padj", 0.05));

@@ -110,18 +110,11 @@ Status RunQuery(const std::vector<std::string>& argv) {
   if (args.positionals().size() != 1)
     return Status::Usage("query needs exactly one STORE (see 'cellcube query --help')");
   Query q;
-  auto list = [&](const char* name) {
-    std::vector<std::string> out;
-    for (const auto& v : args.GetAll(name))
-      for (auto& item : SplitList(v)) out.push_back(std::move(item));
-    return out;
-  };
-  q.genes = list("genes");
+  q.genes = ListOption(args, "genes");
   if (q.genes.empty()) return Status::Usage("query needs --genes G[,G...]");
-  q.by = list("by");
-  q.datasets = list("datasets");
-  q.metrics = list("metrics");
-  CC_ASSIGN_OR_RETURN(q.where, WhereOptions(args));
+  q.by = ListOption(args, "by");
+  q.metrics = ListOption(args, "metrics");
+  CC_ASSIGN_OR_RETURN(q.population, PopulationOptions(args));
   const std::string format = args.GetOr("format", "table");
   if (format != "table" && format != "csv" && format != "json")
     return Status::Usage("--format must be table, csv or json, not '" + format + "'");

@@ -28,26 +28,6 @@ double TwoSidedP(double t, double df) {
   return std::min(1.0, p);
 }
 
-// Per label code + 1 (0 = NA): whether the value was named.
-Result<std::vector<uint8_t>> ValueFlags(const QueryEngine& engine, int32_t column,
-                                        const std::vector<std::string>& values,
-                                        const std::string& option) {
-  const StoreData& m = engine.store().meta();
-  const auto& labels = m.labels[static_cast<size_t>(column)];
-  const auto& present = engine.ColumnValues(column);
-  std::vector<uint8_t> flags(labels.size() + 1, 0);
-  for (const auto& v : values) {
-    if (std::find(present.begin(), present.end(), v) == present.end())
-      return Status::NotFound("column '" + m.columns[static_cast<size_t>(column)] +
-                              "' has no value '" + v + "' (" + option + ")" +
-                              SuggestionSuffix(v, present));
-    if (v == "NA") flags[0] = 1;
-    for (size_t l = 0; l < labels.size(); ++l)
-      if (labels[l] == v) flags[l + 1] = 1;
-  }
-  return flags;
-}
-
 // The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
 Result<int32_t> DonorColumn(const QueryEngine& engine, const std::string& asked) {
   if (!asked.empty()) return engine.ColumnIndex(asked);
@@ -70,7 +50,9 @@ struct Design {
   int64_t paired = 0;  // units kept on both sides
 };
 
-Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
+// `population`: the groups o.population selects, ascending.
+Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
+                       const std::vector<int32_t>& population) {
   const StoreData& m = engine.store().meta();
   if (o.compare.empty()) return Status::InvalidArgument("no column to compare (--compare COL)");
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.compare));
@@ -81,14 +63,13 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
   for (const auto& v : o.group1)
     if (!rest && std::find(o.group2.begin(), o.group2.end(), v) != o.group2.end())
       return Status::InvalidArgument("value '" + v + "' is named on both sides");
-  CC_ASSIGN_OR_RETURN(auto flags1, ValueFlags(engine, column, o.group1, "--group1"));
+  CC_ASSIGN_OR_RETURN(auto flags1, engine.MatchValues(column, o.group1, "--group1"));
   std::vector<uint8_t> flags2;
   if (!rest) {
-    CC_ASSIGN_OR_RETURN(flags2, ValueFlags(engine, column, o.group2, "--group2"));
+    CC_ASSIGN_OR_RETURN(flags2, engine.MatchValues(column, o.group2, "--group2"));
   }
-  CC_ASSIGN_OR_RETURN(auto population, engine.SelectGroups(o.datasets, o.where));
   Design d;
-  CC_ASSIGN_OR_RETURN(d.donor_column, DonorColumn(engine, o.donor));
+  CC_ASSIGN_OR_RETURN(d.donor_column, DonorColumn(engine, o.testing.donor));
   const auto& codes = m.codes[static_cast<size_t>(column)];
   std::map<std::pair<int32_t, int32_t>, int32_t> unit_index;
   std::vector<int64_t> unit_cells[2];
@@ -128,7 +109,7 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o) {
   for (int side = 0; side < 2; ++side) {
     d.kept[side].assign(d.units.size(), 0);
     for (size_t u = 0; u < d.units.size(); ++u)
-      if (unit_cells[side][u] >= o.min_cells && unit_cells[side][u] > 0) {
+      if (unit_cells[side][u] >= o.testing.min_cells && unit_cells[side][u] > 0) {
         d.kept[side][u] = 1;
         ++d.kept_count[side];
       }
@@ -326,7 +307,7 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
 // SPEC §9's --test auto, and the note that says which test ran and why.
 Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Design& d,
                         std::vector<std::string>* notes) {
-  const std::string min = std::to_string(o.min_cells);
+  const std::string min = std::to_string(o.testing.min_cells);
   const std::string donors =
       d.donor_column < 0
           ? std::string("no donor column")
@@ -335,18 +316,18 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
                 std::to_string(d.kept_count[1]) + " donors with at least " + min +
                 " cells on the two sides";
   const bool enough = d.kept_count[0] >= 2 && d.kept_count[1] >= 2;
-  if (o.test == "cells") {
+  if (o.testing.test == "cells") {
     notes->push_back("test: cells (Welch's t-test over the cells, as asked)");
     return Test::kCells;
   }
-  if (o.test == "donors" && !enough)
+  if (o.testing.test == "donors" && !enough)
     return Status::InvalidArgument(
         "--test donors needs at least 2 donors with at least " + min + " cells on each side (" +
         donors +
         "); lower --min-cells, name the column with --donor COL, or rebuild the "
         "store with 'cellcube build --donor COL'");
-  if (o.test != "donors" && o.test != "auto")
-    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.test + "'");
+  if (o.testing.test != "donors" && o.testing.test != "auto")
+    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.testing.test + "'");
   if (!enough) {
     notes->push_back(
         "test: cells (Welch's t-test over the cells), since the selection lacks 2 "
@@ -407,13 +388,14 @@ bool Keep(const DeOptions& o, const DeRow& r) {
 // Every tested gene's row with its padj, in gene order, and the test and notes in
 // `result` (rows, ids and symbols left empty): what RunDe and RunMarkers order and cut.
 // The notes on the compared datasets' scales go to `scale_notes` when it is not null.
-Status TestedRows(const QueryEngine& engine, const DeOptions& o, DeResult* result,
+Status TestedRows(const QueryEngine& engine, const DeOptions& o,
+                  const std::vector<int32_t>& population, DeResult* result,
                   std::vector<DeRow>* rows, std::vector<std::string>* scale_notes) {
   if (o.direction != "up" && o.direction != "down" && o.direction != "both")
     return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
                                    "'");
-  if (o.min_cells < 0) return Status::InvalidArgument("--min-cells must be 0 or more");
-  CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o));
+  if (o.testing.min_cells < 0) return Status::InvalidArgument("--min-cells must be 0 or more");
+  CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));
   result->test = test == Test::kCells          ? "cells"
                  : test == Test::kDonorsPaired ? "donors-paired"
@@ -441,7 +423,9 @@ void AppendNames(const QueryEngine& engine, const DeRow& r, DeResult* result) {
 Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
   DeResult result;
   thread_local std::vector<DeRow> rows;
-  CC_RETURN_IF_ERROR(TestedRows(engine, o, &result, &rows, &result.notes));
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population,
+                      engine.SelectGroups(o.population));
+  CC_RETURN_IF_ERROR(TestedRows(engine, o, population, &result, &rows, &result.notes));
   Order(&rows);
   for (const DeRow& r : rows) {
     if (!Keep(o, r)) continue;
@@ -573,7 +557,9 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   if (!(o.max_padj >= 0 && o.max_padj <= 1))
     return Status::InvalidArgument("--max-padj must be a number from 0 to 1");
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
-  CC_ASSIGN_OR_RETURN(auto population, engine.SelectGroups(o.datasets, o.where));
+  // The population is selected once; each value's comparison splits it.
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population,
+                      engine.SelectGroups(o.population));
   const StoreData& m = engine.store().meta();
   const auto& codes = m.codes[static_cast<size_t>(column)];
   std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);
@@ -594,16 +580,13 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     DeOptions de;
     de.compare = o.column;
     de.group1 = {value};
-    de.where = o.where;
-    de.datasets = o.datasets;
-    de.test = o.test;
-    de.donor = o.donor;
-    de.min_cells = o.min_cells;
+    de.population = o.population;
+    de.testing = o.testing;
     DeResult r;
     thread_local std::vector<DeRow> rows;  // in gene order
     // Every value's comparison covers the whole population: its scales are noted once.
-    CC_RETURN_IF_ERROR(
-        TestedRows(engine, de, &r, &rows, value == values.front() ? &out.de.notes : nullptr));
+    CC_RETURN_IF_ERROR(TestedRows(engine, de, population, &r, &rows,
+                                  value == values.front() ? &out.de.notes : nullptr));
     tests.insert(r.test);
     for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
     std::vector<size_t> keep;

@@ -618,12 +618,38 @@ struct WhereFilter {
   size_t offset;
 };
 
+// Sets flags[1 + code] for each of `values` of `column` (flags[0] for NA): the one
+// matching rule of where clauses and DE sides (QueryEngine::MatchValues).
+Status MatchInto(const StoreData& m, int32_t column, const LabelCodes& codes,
+                 const std::vector<std::string>& present, const std::vector<std::string>& values,
+                 const std::string& context, uint8_t* flags) {
+  const std::string& name = m.columns[static_cast<size_t>(column)];
+  if (values.empty()) return Status::InvalidArgument("no value given for column '" + name + "'");
+  for (const auto& value : values) {
+    auto it = codes.find(value);
+    if (value == "NA") {  // missing values (and a value literally called NA, if any)
+      flags[0] = 1;
+      if (it != codes.end()) flags[1 + static_cast<size_t>(it->second)] = 1;
+      continue;
+    }
+    if (it == codes.end())
+      return Status::NotFound("column '" + name + "' has no value '" + value + "'" +
+                              (context.empty() ? "" : " (" + context + ")") +
+                              SuggestionSuffix(value, present));
+    flags[1 + static_cast<size_t>(it->second)] = 1;
+  }
+  return Status::Ok();
+}
+
 // The where clauses as flags, one per (column, label), index 0 for NA; clauses on one
-// column add up (any of their values).
+// column add up (any of their values). Clauses on the dataset column narrow
+// `dataset_selected` instead, so `where dataset:D` and `datasets D` take one path.
 Status AllowValues(const QueryEngine& engine, const std::vector<WhereClause>& where,
                    const std::vector<LabelCodes>& label_code,
                    const std::vector<std::vector<std::string>>& present_values,
-                   std::vector<WhereFilter>& filters, std::vector<uint8_t>& allowed) {
+                   std::vector<WhereFilter>& filters, std::vector<uint8_t>& allowed,
+                   std::vector<uint8_t>& dataset_selected) {
+  const StoreData& m = engine.store().meta();
   filters.clear();
   allowed.clear();
   for (const auto& clause : where) {
@@ -635,23 +661,17 @@ Status AllowValues(const QueryEngine& engine, const std::vector<WhereClause>& wh
       if (f.column == c) offset = f.offset, seen = true;
     if (!seen) {
       filters.push_back({c, offset});
-      allowed.resize(offset + engine.store().meta().labels[column].size() + 1, 0);
+      allowed.resize(offset + m.labels[column].size() + 1, 0);
     }
-    if (clause.values.empty())
-      return Status::InvalidArgument("no value given for column '" + clause.column + "'");
-    for (const auto& value : clause.values) {
-      auto it = label_code[column].find(value);
-      if (value == "NA") {  // missing values (and a value literally called NA, if any)
-        allowed[offset] = 1;
-        if (it != label_code[column].end())
-          allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
-        continue;
-      }
-      if (it == label_code[column].end())
-        return Status::NotFound("column '" + clause.column + "' has no value '" + value + "'" +
-                                SuggestionSuffix(value, present_values[column]));
-      allowed[offset + 1 + static_cast<size_t>(it->second)] = 1;
-    }
+    CC_RETURN_IF_ERROR(MatchInto(m, c, label_code[column], present_values[column], clause.values,
+                                 "", allowed.data() + offset));
+  }
+  auto on_datasets = std::find_if(filters.begin(), filters.end(),
+                                  [](const WhereFilter& f) { return f.column == 0; });
+  if (on_datasets != filters.end()) {
+    for (size_t d = 0; d < dataset_selected.size(); ++d)
+      dataset_selected[d] &= allowed[on_datasets->offset + 1 + d];
+    filters.erase(on_datasets);  // the runs of the selected datasets already hold it
   }
   return Status::Ok();
 }
@@ -696,28 +716,36 @@ void CollectGroups(const StoreReader& s, const std::vector<WhereFilter>& filters
 
 }  // namespace
 
-// The groups that `datasets` (empty = all) and `where` select, ascending: the one
-// definition of a population, for queries, facet counts and both sides of a DE.
-Status QueryEngine::SelectGroupsInto(const std::vector<std::string>& datasets,
-                                     const std::vector<WhereClause>& where,
+// The groups that `population` selects, ascending: the one definition of a population,
+// for queries, facet counts and both sides of a DE.
+Status QueryEngine::SelectGroupsInto(const Population& population,
                                      std::vector<int32_t>* selected) const {
   thread_local SelectScratch w;
   thread_local std::vector<WhereFilter> filters;
   const StoreReader& s = *store_;
-  CC_RETURN_IF_ERROR(
-      MarkDatasets(datasets, impl_->label_code[0], s.meta().labels[0], w.dataset_selected));
-  CC_RETURN_IF_ERROR(
-      AllowValues(*this, where, impl_->label_code, impl_->present_values, filters, w.allowed));
+  CC_RETURN_IF_ERROR(MarkDatasets(population.datasets, impl_->label_code[0], s.meta().labels[0],
+                                  w.dataset_selected));
+  CC_RETURN_IF_ERROR(AllowValues(*this, population.where, impl_->label_code,
+                                 impl_->present_values, filters, w.allowed, w.dataset_selected));
   CandidateRuns(s, w.dataset_selected, w.runs);
   CollectGroups(s, filters, w, *selected);
   return Status::Ok();
 }
 
-Result<std::vector<int32_t>> QueryEngine::SelectGroups(
-    const std::vector<std::string>& datasets, const std::vector<WhereClause>& where) const {
+Result<std::vector<int32_t>> QueryEngine::SelectGroups(const Population& population) const {
   std::vector<int32_t> out;
-  CC_RETURN_IF_ERROR(SelectGroupsInto(datasets, where, &out));
+  CC_RETURN_IF_ERROR(SelectGroupsInto(population, &out));
   return out;
+}
+
+Result<std::vector<uint8_t>> QueryEngine::MatchValues(int32_t column,
+                                                      const std::vector<std::string>& values,
+                                                      const std::string& context) const {
+  const auto c = static_cast<size_t>(column);
+  std::vector<uint8_t> flags(store_->meta().labels[c].size() + 1, 0);
+  CC_RETURN_IF_ERROR(MatchInto(store_->meta(), column, impl_->label_code[c],
+                               impl_->present_values[c], values, context, flags.data()));
+  return flags;
 }
 
 // Per (split, gene), split-major: the statistics of the groups assigned to each split
@@ -994,11 +1022,12 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   CC_ASSIGN_OR_RETURN(std::vector<int32_t> by, SplitColumns(*this, q, result.metrics));
   result.by = q.by;
 
-  CC_RETURN_IF_ERROR(SelectGroupsInto(q.datasets, q.where, &t.selected));
+  CC_RETURN_IF_ERROR(SelectGroupsInto(q.population, &t.selected));
   if (t.selected.empty()) {
     result.notes.push_back(kNoCellsSelected);
     return result;
   }
+  result.datasets = query::DatasetsOf(store_->meta(), t.selected);
   const uint64_t n_splits = NumberSplits(store_->meta(), by, t);
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;

@@ -7,12 +7,10 @@
 #include "util/text.h"
 
 namespace cellcube::query {
-namespace {
 
-// The distinct datasets of `groups` (ascending: a dataset's groups are consecutive).
 std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t>& groups) {
   std::vector<int32_t> out;
-  for (int32_t g : groups) {
+  for (int32_t g : groups) {  // a dataset's groups are usually consecutive: few repeats
     const int32_t d = meta.codes[0][static_cast<size_t>(g)];
     if (out.empty() || out.back() != d) out.push_back(d);
   }
@@ -20,6 +18,8 @@ std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
+
+namespace {
 
 std::string NameList(const StoreData& meta, const std::vector<int32_t>& datasets) {
   std::vector<std::string> names;
@@ -105,7 +105,7 @@ void DatasetScales::Annotate(const StoreReader& store, const std::vector<int32_t
         shown.push_back(it->second);
       }
   }
-  const std::vector<int32_t> datasets = DatasetsOf(meta, groups);
+  const std::vector<int32_t>& datasets = result->datasets;
   NoteTransforms(meta, datasets, &result->notes);
   if (!shown.empty()) {
     std::sort(shown.begin(), shown.end());

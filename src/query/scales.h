@@ -17,13 +17,17 @@
 
 namespace cellcube::query {
 
+// The distinct datasets of `groups`, ascending.
+std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t>& groups);
+
 class DatasetScales {
  public:
   explicit DatasetScales(const StoreData& meta);
 
-  // Marks the rows of `result` (a query's answer) that hold cells of a dataset with
-  // negative values for their gene, and adds the answer's notes. `groups` are the
-  // selected groups, ascending; `split_of[i]` is the split of `groups[i]`.
+  // Marks the rows of `result` (a query's answer, its datasets filled in) that hold
+  // cells of a dataset with negative values for their gene, and adds the answer's notes.
+  // `groups` are the selected groups, ascending; `split_of[i]` is the split of
+  // `groups[i]`.
   void Annotate(const StoreReader& store, const std::vector<int32_t>& groups,
                 const std::vector<int32_t>& split_of, QueryResult* result) const;
 

@@ -41,35 +41,26 @@ Response Error(HttpStatus status, const std::string& message) {
 
 Response ErrorFor(const Status& s) { return Error(HttpStatusFor(s), s.message()); }
 
-// Parameters shared by /query and /counts.
-struct Selection {
-  std::vector<WhereClause> where;
-  std::vector<std::string> datasets;
-};
-
-Result<Selection> ParseSelection(const Request& req, const ApiLimits& limits) {
-  Selection sel;
+// The population of a request (`datasets=D,...` and every `where=COL:VALUE`): the one
+// parser of /query, /counts, /de and /markers. Clauses on one column are merged by the
+// engine.
+Result<Population> ParsePopulation(const Request& req, const ApiLimits& limits) {
+  Population population;
   size_t n_values = 0;
   for (const auto& [k, v] : req.params) {
     if (k == "datasets") {
-      for (auto& d : SplitList(v)) sel.datasets.push_back(d);
+      for (auto& d : SplitList(v)) population.datasets.push_back(d);
     } else if (k == "where") {
       size_t colon = v.find(':');
       if (colon == std::string::npos || colon == 0)
         return Status::InvalidArgument("where needs COLUMN:VALUE, not '" + v + "'");
-      std::string column = v.substr(0, colon), value = v.substr(colon + 1);
       if (++n_values > limits.max_where_values)
         return Status::InvalidArgument("at most " + std::to_string(limits.max_where_values) +
                                        " where values per request");
-      auto it = std::find_if(sel.where.begin(), sel.where.end(),
-                             [&](const WhereClause& w) { return w.column == column; });
-      if (it == sel.where.end())
-        sel.where.push_back({column, {value}});
-      else
-        it->values.push_back(value);
+      population.where.push_back({v.substr(0, colon), {v.substr(colon + 1)}});
     }
   }
-  return sel;
+  return population;
 }
 
 Status CheckParams(const Request& req, const std::vector<std::string>& allowed) {
@@ -128,14 +119,9 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
 }
 
 // "genes":[{"id", "symbol", "not_measured_in"}...]: per gene answered, the datasets of
-// the selected population (datasets and where alike) that did not measure it.
-void AppendGenesJson(const Snapshot& snap, const Query& q, const QueryResult& result,
-                     std::string* body) {
+// the selected population (result.datasets) that did not measure it.
+void AppendGenesJson(const Snapshot& snap, const QueryResult& result, std::string* body) {
   const StoreReader& store = snap.store();
-  std::vector<uint8_t> in_selection(static_cast<size_t>(store.n_datasets()), 0);
-  if (auto groups = snap.engine->SelectGroups(q.datasets, q.where); groups.ok())
-    for (int32_t g : *groups)
-      in_selection[static_cast<size_t>(store.group_dataset()[static_cast<size_t>(g)])] = 1;
   body->append("\"genes\":[");
   for (size_t i = 0; i < result.genes.size(); ++i) {
     body->append(i ? ",{\"id\":" : "{\"id\":");
@@ -144,9 +130,8 @@ void AppendGenesJson(const Snapshot& snap, const Query& q, const QueryResult& re
     AppendJsonString(body, result.symbols[i]);
     body->append(",\"not_measured_in\":[");
     bool first = true;
-    for (int64_t d = 0; d < store.n_datasets(); ++d) {
-      if (!in_selection[static_cast<size_t>(d)] || store.Measured(d, result.gene_indices[i]))
-        continue;
+    for (int32_t d : result.datasets) {
+      if (store.Measured(d, result.gene_indices[i])) continue;
       if (!first) body->push_back(',');
       AppendJsonString(body, store.meta().datasets[static_cast<size_t>(d)].name);
       first = false;
@@ -178,10 +163,9 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   q.by = SplitList(Param(req, "by"));
   if (q.by.size() > 4) return Error(HttpStatus::kBadRequest, "split by at most 4 columns");
   q.metrics = SplitList(Param(req, "metrics"));
-  auto sel = ParseSelection(req, limits);
-  if (!sel.ok()) return ErrorFor(sel.status());
-  q.where = std::move(sel->where);
-  q.datasets = std::move(sel->datasets);
+  auto population = ParsePopulation(req, limits);
+  if (!population.ok()) return ErrorFor(population.status());
+  q.population = std::move(population).value();
   auto result = snap.engine->Run(q);
   if (!result.ok()) return ErrorFor(result.status());
   if (format == "csv") {
@@ -201,7 +185,7 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     AppendJsonString(&body, names[i]);
   }
   body.append("],");
-  AppendGenesJson(snap, q, *result, &body);
+  AppendGenesJson(snap, *result, &body);
   body.push_back(',');
   if (layout == "compact") {
     AppendCompactRows(*result, &body);
@@ -247,16 +231,14 @@ std::vector<std::string> AllParams(const Request& req, const std::string& key) {
 
 // The options de and markers share: the population, the test and the donors.
 template <typename Options>
-Status ParseDePopulation(const Request& req, const ApiLimits& limits, Options* o) {
+Status ParseComparison(const Request& req, const ApiLimits& limits, Options* o) {
   const std::string format = Param(req, "format", "json");
   if (format != "json" && format != "csv")
     return Status::InvalidArgument("format must be json or csv");
-  CC_ASSIGN_OR_RETURN(Selection sel, ParseSelection(req, limits));
-  o->where = std::move(sel.where);
-  o->datasets = std::move(sel.datasets);
-  o->test = Param(req, "test", "auto");
-  o->donor = Param(req, "donor");
-  CC_ASSIGN_OR_RETURN(o->min_cells, CountParam(req, "min_cells", 10));
+  CC_ASSIGN_OR_RETURN(o->population, ParsePopulation(req, limits));
+  o->testing.test = Param(req, "test", "auto");
+  o->testing.donor = Param(req, "donor");
+  CC_ASSIGN_OR_RETURN(o->testing.min_cells, CountParam(req, "min_cells", 10));
   return Status::Ok();
 }
 
@@ -287,7 +269,7 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
       !s.ok())
     return ErrorFor(s);
   DeOptions o;
-  if (Status s = ParseDePopulation(req, limits, &o); !s.ok()) return ErrorFor(s);
+  if (Status s = ParseComparison(req, limits, &o); !s.ok()) return ErrorFor(s);
   o.compare = Param(req, "compare");
   if (o.compare.empty())
     return Error(HttpStatus::kBadRequest,
@@ -313,7 +295,7 @@ Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits
       !s.ok())
     return ErrorFor(s);
   MarkersOptions o;
-  if (Status s = ParseDePopulation(req, limits, &o); !s.ok()) return ErrorFor(s);
+  if (Status s = ParseComparison(req, limits, &o); !s.ok()) return ErrorFor(s);
   o.column = Param(req, "column", "cell_type");
   auto top = CountParam(req, "top", 10);
   auto max_padj = NumberParam(req, "max_padj", 0.05);
@@ -327,9 +309,9 @@ Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits
 
 Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   if (Status s = CheckParams(req, {"where", "datasets"}); !s.ok()) return ErrorFor(s);
-  auto sel = ParseSelection(req, limits);
-  if (!sel.ok()) return ErrorFor(sel.status());
-  auto counts = snap.catalog->FacetCounts(sel->where, sel->datasets);
+  auto population = ParsePopulation(req, limits);
+  if (!population.ok()) return ErrorFor(population.status());
+  auto counts = snap.catalog->FacetCounts(*population);
   if (!counts.ok()) return ErrorFor(counts.status());
   return Json(snap.catalog->CountsJson(*counts));
 }

@@ -106,11 +106,11 @@ std::vector<int32_t> Catalog::SearchGenes(const std::string& prefix, size_t limi
 // error wording): the groups the whole selection takes count for every column; a group
 // only one column's filter excludes counts for that column too, so each facet shows what
 // choosing another of its values would give.
-Result<Catalog::Counts> Catalog::FacetCounts(const std::vector<WhereClause>& where,
-                                             const std::vector<std::string>& datasets) const {
+Result<Catalog::Counts> Catalog::FacetCounts(const Population& population) const {
   const StoreData& m = engine_->store().meta();
   const size_t n_cols = m.columns.size();
-  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> all, engine_->SelectGroups(datasets, where));
+  const std::vector<WhereClause>& where = population.where;
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> all, engine_->SelectGroups(population));
   Counts out;
   out.per_value.resize(n_cols);
   for (size_t c = 0; c < n_cols; ++c) out.per_value[c].assign(m.labels[c].size() + 1, 0);
@@ -125,18 +125,17 @@ Result<Catalog::Counts> Catalog::FacetCounts(const std::vector<WhereClause>& whe
   }
   // Each filtered column: the groups the selection takes without its own filter.
   std::vector<int32_t> filtered;
-  if (!datasets.empty()) filtered.push_back(0);
+  if (!population.datasets.empty()) filtered.push_back(0);
   for (const auto& clause : where) {
     CC_ASSIGN_OR_RETURN(const int32_t c, engine_->ColumnIndex(clause.column));
     if (std::find(filtered.begin(), filtered.end(), c) == filtered.end()) filtered.push_back(c);
   }
   for (int32_t c : filtered) {
-    std::vector<WhereClause> others;
+    Population others;
+    if (c != 0) others.datasets = population.datasets;
     for (const auto& clause : where)
-      if (clause.column != m.columns[static_cast<size_t>(c)]) others.push_back(clause);
-    CC_ASSIGN_OR_RETURN(
-        const std::vector<int32_t> loose,
-        engine_->SelectGroups(c == 0 ? std::vector<std::string>{} : datasets, others));
+      if (clause.column != m.columns[static_cast<size_t>(c)]) others.where.push_back(clause);
+    CC_ASSIGN_OR_RETURN(const std::vector<int32_t> loose, engine_->SelectGroups(others));
     std::vector<int32_t> extra;
     std::set_difference(loose.begin(), loose.end(), all.begin(), all.end(),
                         std::back_inserter(extra));

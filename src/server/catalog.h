@@ -22,14 +22,14 @@ class Catalog {
   std::vector<int32_t> SearchGenes(const std::string& prefix, size_t limit) const;
 
   // Faceted counts: per column, per value, the cells of the groups that pass every
-  // filter except the column's own; plus the cells passing all filters. Errors name an
-  // unknown column, value or dataset.
+  // filter except the column's own (the dataset column's: population.datasets and its
+  // where clauses alike); plus the cells passing all filters. Errors name an unknown
+  // column, value or dataset.
   struct Counts {
     std::vector<std::vector<int64_t>> per_value;  // [column][label code]; last = NA
     int64_t selected = 0;
   };
-  Result<Counts> FacetCounts(const std::vector<WhereClause>& where,
-                             const std::vector<std::string>& datasets) const;
+  Result<Counts> FacetCounts(const Population& population) const;
   std::string CountsJson(const Counts& counts) const;
 
  private:
@@ -41,8 +41,5 @@ class Catalog {
   };
   std::vector<Key> symbols_, ids_;  // sorted by `lower`
 };
-
-// Which grouping column holds donors: the first named donor, donor_id or individual.
-std::string DonorColumn(const StoreData& meta);
 
 }  // namespace cellcube::server

@@ -211,9 +211,9 @@ Query ToQuery(const StoreData& s, const Case& c) {
   for (const auto& [col, codes] : c.where) {
     WhereClause w{s.columns[col], {}};
     for (int code : codes) w.values.push_back(code < 0 ? "NA" : s.labels[col][code]);
-    q.where.push_back(w);
+    q.population.where.push_back(w);
   }
-  for (int d : c.datasets) q.datasets.push_back(s.labels[0][d]);
+  for (int d : c.datasets) q.population.datasets.push_back(s.labels[0][d]);
   q.metrics = {"n_cells", "nnz", "sum", "var"};
   return q;
 }
@@ -467,14 +467,14 @@ TEST(Query, ErrorsAreOneLineWithSuggestions) {
             std::string::npos);
   EXPECT_NE(message([&] {
               auto x = q;
-              x.where = {{"col0", {"v0_9"}}};
+              x.population.where = {{"col0", {"v0_9"}}};
               return x;
             }())
                 .find("v0_"),
             std::string::npos);
   EXPECT_NE(message([&] {
               auto x = q;
-              x.datasets = {"ds9"};
+              x.population.datasets = {"ds9"};
               return x;
             }())
                 .find("'ds"),

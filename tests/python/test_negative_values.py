@@ -22,7 +22,6 @@ import json
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -35,7 +34,7 @@ from helpers import run, run_ok
 PBMC = "anndata-0.8plus_pbmc68k-reduced-rewritten_dense-gzip_raw-csr.h5ad"
 KRUMSIEK = "anndata-0.7_krumsiek11_dense-f32.h5ad"
 METRICS = ["n_cells", "nnz", "frac", "sum", "mean", "mean_expr"]
-warnings.filterwarnings("ignore", module="anndata")
+pytestmark = pytest.mark.filterwarnings("ignore")  # anndata's about the old real files
 
 NOTE_NEGATIVE = "values below 0"
 NOTE_TRANSFORMS = "different transforms"

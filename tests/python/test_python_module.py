@@ -106,22 +106,100 @@ def test_dataframe_equals_cli_csv(setup):
     assert nonempty >= len(QUERIES) - 1
 
 
+# The matrix of test_query_csv_and_json_text_equal_cli: every combination of a split, a
+# filter, a dataset selection and a metric list, over genes measured everywhere (G012),
+# zero in one dataset (G005: lung), in one dataset only (G065: blood) and nowhere
+# nonzero (G081: gut).
+MATRIX_GENES = ["G012", "G005", "G065", "G081"]
+MATRIX_BY = [[], ["cell_type"], ["dataset", "stage"]]
+MATRIX_WHERE = [None, {"sex": ["F"]}, {"condition": ["x=y", "a,b"]},
+                {"sex": ["M"], "stage": ["II"]}, {"stage": ["NA"]}]
+MATRIX_DATASETS = [None, ["gut"], ["gut", "blood"]]  # two: not in the store's order
+MATRIX_METRICS = [None, ALL, ["std", "n_cells", "mean_expr", "frac"]]
+MATRIX = [(MATRIX_GENES, by, where, datasets, metrics)
+          for by in MATRIX_BY for where in MATRIX_WHERE for datasets in MATRIX_DATASETS
+          for metrics in MATRIX_METRICS]
+
+
+def _cli_text(cellcube, store, q, fmt):
+    return helpers.run([cellcube, "query", store, *qr.query_args(*q), "--format", fmt])
+
+
+def _json_problems(objs, want, by, metrics):
+    """The parsed JSON answer against the reference rows (as qr.compare_rows does for CSV):
+    one object per row, keys in CSV order, n_cells/nnz ints, null where missing."""
+    header = list(by) + ["gene"] + list(metrics)
+    if not isinstance(objs, list):
+        return [f"JSON answer is a {type(objs).__name__}, not a list"]
+    problems = [f"object {i} keys {list(o)} != {header}" for i, o in enumerate(objs)
+                if list(o) != header]
+    if problems:
+        return problems[:5]
+    for o in objs:
+        for m in ("n_cells", "nnz"):
+            if m in o and not (isinstance(o[m], int) and not isinstance(o[m], bool)):
+                problems.append(f"{m} {o[m]!r} is not a JSON integer")
+    rows = [{k: ("" if v is None else str(v)) for k, v in o.items()} for o in objs]
+    return problems + qr.compare_rows(header, rows, want, by, metrics)
+
+
 def test_query_csv_and_json_text_equal_cli(setup):
+    """query_csv / query_json return, byte for byte, what `cellcube query --format
+    csv/json` prints, and df.attrs["notes"] what it prints on stderr, for every query of
+    MATRIX (by none / one / two columns, where none / one value / two values OR-ed / two
+    columns AND-ed / NA, datasets none / one / two, default / all / reordered metrics);
+    both answers also equal the numpy reference computed from the source files."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from test_query import NO_CELLS, NOT_MEASURED
+
     cellcube, store, build, d = setup
-    q = QUERIES[3]
+    assert len(MATRIX) == 135
     code = f"""
-        import json, cellcube
+        import json, warnings, cellcube
+        warnings.simplefilter("ignore")
         s = cellcube.open({str(store)!r})
-        g, by, where, ds, m = {q!r}
-        print(json.dumps([s.query_csv(g, by, where, ds, m), s.query_json(g, by, where, ds, m)]))
+        out = []
+        for g, by, where, ds, m in {MATRIX!r}:
+            out.append([s.query_csv(g, by, where, ds, m), s.query_json(g, by, where, ds, m),
+                        s.query(g, by=by, where=where, datasets=ds, metrics=m).attrs["notes"]])
+        print(json.dumps(out))
     """
     proc = run_python(build, code)
     assert proc.returncode == 0, proc.stderr
-    csv_text, json_text = json.loads(proc.stdout)
-    for fmt, text in (("csv", csv_text), ("json", json_text)):
-        cli = helpers.run([cellcube, "query", store, *qr.query_args(*q), "--format", fmt])
-        assert cli.returncode == 0
-        assert text == cli.stdout, fmt
+    module = json.loads(proc.stdout)
+    assert len(module) == len(MATRIX)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        cli = list(pool.map(lambda q: (_cli_text(cellcube, store, q, "csv"),
+                                       _cli_text(cellcube, store, q, "json")), MATRIX))
+    ref = qr.Reference({name: d / "inputs" / f for name, f in qr.FILES.items()}, store)
+    answered = []
+    for q, (csv_text, json_text, notes), (cli_csv, cli_json) in zip(MATRIX, module, cli):
+        genes, by, where, datasets, metrics = q
+        label = f"query {qr.query_args(*q)}"
+        for fmt, text, c in (("csv", csv_text, cli_csv), ("json", json_text, cli_json)):
+            assert c.returncode == 0, helpers.describe(c)
+            assert text == c.stdout, f"{label}: query_{fmt} differs from the CLI's --format {fmt}"
+        want = ref.expected(genes, by, where, datasets, metrics)
+        why = (ref.scale_note(where, datasets) if want
+               else NOT_MEASURED if ref.selects_cells(where, datasets) else NO_CELLS)
+        assert cli_csv.stderr == why and cli_json.stderr == why, f"{label}\n" + helpers.describe(cli_csv)
+        assert "".join(f"cellcube: {n}\n" for n in notes) == why, (label, notes)
+        m = metrics or qr.DEFAULT_METRICS
+        header, rows = qr.parse_csv(csv_text)
+        problems = qr.compare_rows(header, rows, want, by, m)
+        problems += ["json: " + p for p in _json_problems(json.loads(json_text), want, by, m)]
+        assert not problems, f"{label} disagrees with numpy:\n  " + "\n  ".join(problems)
+        answered.append(bool(want))
+    # No level of any factor is covered by empty answers only.
+    for k, levels in ((1, MATRIX_BY), (2, MATRIX_WHERE), (3, MATRIX_DATASETS), (4, MATRIX_METRICS)):
+        for level in levels:
+            assert any(a for q, a in zip(MATRIX, answered) if q[k] == level), (k, level)
+    # Empty exactly where the inputs hold no such cells: only lung has condition, and
+    # gut's stages are I, III and IV with none missing.
+    empty = [q for q, a in zip(MATRIX, answered) if not a]
+    assert empty == [q for q in MATRIX if (q[2] and "condition" in q[2] and q[3])
+                     or (q[3] == ["gut"] and q[2] and "stage" in q[2])], empty
 
 
 def test_where_values_of_other_types(setup):

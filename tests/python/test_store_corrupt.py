@@ -73,9 +73,141 @@ def offsets(store):
     return out
 
 
-def test_layout_as_the_reader_expects(setup):
-    """The store's five arrays are contiguous (so the flips below hit them)."""
+PAGE = 4096
+
+
+def _numeric_datasets(f):
+    """{path: dataset} of every numeric array in the file, every hard link's name
+    included (visititems visits a hard-linked object once, under one of its names)."""
+    out = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and obj.dtype.kind in "iuf":
+            out[name] = obj
+    f.visititems(visit)
+    for layer in ("nnz", "sum", "m2"):
+        for k in ("data", "indices", "indptr"):
+            out[f"layers/{layer}/{k}"] = f[f"layers/{layer}/{k}"]
+    return out
+
+
+def layout_problems(store):
+    """What docs/FORMAT.md promises of a store's arrays, read back with h5py: every
+    numeric array contiguous, unfiltered, little-endian, allocated in place with
+    elements × width bytes, and 4 KiB-aligned (HDF5's alignment applies to objects of
+    at least 4 KiB, H5Pset_alignment(4096, 4096); the caller checks that the arrays it
+    cares about are that large); the three layers CSC matrices of shape (groups, genes)
+    with the documented dtypes; sum's and m2's indices/indptr hard links to nnz's."""
+    problems = []
+    with h5py.File(store, "r") as f:
+        n_cells = f["obs/n_cells"][()]
+        n_groups, n_genes = len(n_cells), len(f["var/_index"])
+        for name, ds in sorted(_numeric_datasets(f).items()):
+            plist = ds.id.get_create_plist()
+            if plist.get_layout() != h5py.h5d.CONTIGUOUS or ds.chunks is not None:
+                problems.append(f"{name}: not contiguous (chunks {ds.chunks})")
+            if plist.get_nfilters() or ds.compression is not None:
+                problems.append(f"{name}: filtered ({ds.compression}, {plist.get_nfilters()} filters)")
+            if ds.id.get_type().get_order() != h5py.h5t.ORDER_LE:
+                problems.append(f"{name}: not little-endian ({ds.dtype.str})")
+            off, nbytes = ds.id.get_offset(), ds.id.get_storage_size()
+            if ds.size and off is None:
+                problems.append(f"{name}: no file offset (not allocated in place)")
+            if nbytes != ds.size * ds.dtype.itemsize:
+                problems.append(f"{name}: {nbytes} bytes for {ds.size} × {ds.dtype.itemsize}")
+            if off is not None and nbytes >= PAGE and off % PAGE:
+                problems.append(f"{name}: {nbytes} bytes at offset {off}, not a multiple of {PAGE}")
+        indptr = f["layers/nnz/indptr"][()]
+        n_entries = int(indptr[-1]) if len(indptr) else -1
+        index_type = np.int32 if max(n_entries, n_groups) < 2**31 else np.int64
+        want = {"nnz": np.uint16 if n_cells.max() < 65536 else np.uint32,
+                "sum": np.float64, "m2": np.float32}
+        for layer, data_type in want.items():
+            g = f[f"layers/{layer}"]
+            attrs = {k: g.attrs.get(k) for k in ("encoding-type", "encoding-version")}
+            if attrs != {"encoding-type": "csc_matrix", "encoding-version": "0.1.0"}:
+                problems.append(f"layers/{layer}: attrs {attrs}")
+            if [int(x) for x in g.attrs.get("shape", [])] != [n_groups, n_genes]:
+                problems.append(f"layers/{layer}: shape {g.attrs.get('shape')}, want {[n_groups, n_genes]}")
+            for k, t, n in (("data", data_type, n_entries), ("indices", index_type, n_entries),
+                            ("indptr", index_type, n_genes + 1)):
+                ds = g[k]
+                if ds.dtype != np.dtype(t) or ds.shape != (n,):
+                    problems.append(f"layers/{layer}/{k}: {ds.dtype}{ds.shape}, want "
+                                    f"{np.dtype(t)}({n},)")
+        # One sparsity pattern: three hard links to each of two objects, three data arrays.
+        addr = {name: h5py.h5o.get_info(f[name].id).addr
+                for name in (f"layers/{layer}/{k}" for layer in ("nnz", "sum", "m2")
+                             for k in ("data", "indices", "indptr"))}
+        for k in ("indices", "indptr"):
+            for layer in ("sum", "m2"):
+                link = f[f"layers/{layer}"].get(k, getlink=True)
+                if not isinstance(link, h5py.HardLink):
+                    problems.append(f"layers/{layer}/{k}: a {type(link).__name__}, not a hard link")
+                if addr[f"layers/{layer}/{k}"] != addr[f"layers/nnz/{k}"]:
+                    problems.append(f"layers/{layer}/{k} is not the object layers/nnz/{k}")
+            rc = h5py.h5o.get_info(f[f"layers/nnz/{k}"].id).rc
+            if rc != 3:
+                problems.append(f"layers/nnz/{k}: {rc} links to it, want 3 (nnz, sum, m2)")
+        distinct = {addr[f"layers/{layer}/data"] for layer in ("nnz", "sum", "m2")}
+        distinct |= {addr["layers/nnz/indices"], addr["layers/nnz/indptr"]}
+        if len(distinct) != 5:
+            problems.append(f"the five arrays are {len(distinct)} objects")
+    return problems
+
+
+def _layer_bytes(store):
+    with h5py.File(store, "r") as f:
+        return {name: f[name].id.get_storage_size() for name in
+                ("layers/nnz/data", "layers/nnz/indices", "layers/nnz/indptr",
+                 "layers/sum/data", "layers/m2/data")}
+
+
+@pytest.fixture(scope="module")
+def big_group(tmp_path_factory):
+    """A store with one group of 70,000 cells: its nnz must be uint32."""
+    import anndata as ad
+    import pandas as pd
+    import scipy.sparse as sp
+
+    d = tmp_path_factory.mktemp("big_group")
+    n, genes = 70_000, 4
+    rng = np.random.default_rng(3)
+    rows = np.arange(0, n, 3)
+    X = sp.csr_matrix((rng.integers(1, 4, len(rows)).astype(np.float32),
+                       (rows, rows % genes)), shape=(n, genes))
+    obs = pd.DataFrame({"cell_type": pd.Categorical(["T"] * (n - 10) + ["B"] * 10)},
+                       index=[f"c{i}" for i in range(n)])
+    path = d / "big.h5ad"
+    ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=[f"G{i}" for i in range(genes)]),
+               dtype=X.dtype).write_h5ad(path)
+    store = d / "store.h5ad"
+    helpers.run_ok([qr.cellcube_binary(), "build", "-o", store, "--cell-type", "cell_type",
+                    "--groupby", "", "--transform", "none", "--quiet", path])
+    return store
+
+
+def test_layout_as_the_reader_expects(setup, nine, big_group):
+    """docs/FORMAT.md's layout, read back with h5py, on three stores: the query store
+    (build + add of three datasets), nine datasets of 1,200 genes (every one of the five
+    arrays, indptr included, at least 4 KiB, so all five must lie on 4 KiB pages) and a
+    store with a 70,000-cell group (nnz must be uint32)."""
     _c, store, _a, _d = setup
+    _c, nine_store, _alone, _d = nine
+    sizes = _layer_bytes(nine_store)
+    assert min(sizes.values()) >= PAGE, f"test bug: an array of the nine-dataset store is small: {sizes}"
+    # The query store's entry arrays are large too; only its indptr (90 genes) is not.
+    sizes = _layer_bytes(store)
+    assert all(v >= PAGE for k, v in sizes.items() if k != "layers/nnz/indptr"), sizes
+    for path in (store, nine_store, big_group):
+        problems = layout_problems(path)
+        assert not problems, f"{path}:\n  " + "\n  ".join(problems)
+    with h5py.File(big_group, "r") as f:
+        assert f["obs/n_cells"][()].max() >= 65536
+        assert f["layers/nnz/data"].dtype == np.uint32
+    with h5py.File(store, "r") as f:
+        assert f["layers/nnz/data"].dtype == np.uint16
+    # The offsets the flip tests below aim at are these arrays'.
     o = offsets(store)
     for name in ["layers/nnz/indptr", "layers/nnz/indices", "layers/nnz/data",
                  "layers/sum/data", "layers/m2/data"]:

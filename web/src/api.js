@@ -61,8 +61,10 @@ export async function get(path, pairs, signal, { as = "json", cached = true } = 
   return value;
 }
 
-// Parameters shared by /query and /counts.
-export function selectionPairs(state) {
+// The population of every request (/query, /counts, /de): the where filters and the
+// chosen datasets, spelt one way; the server facets /counts on the datasets as on any
+// other column.
+export function populationPairs(state) {
   const pairs = state.where.map(([c, v]) => ["where", `${c}:${v}`]);
   if (state.datasets.length) pairs.push(["datasets", state.datasets.join(",")]);
   return pairs;
@@ -71,7 +73,7 @@ export function selectionPairs(state) {
 export function queryPairs(state, genes, by, metrics = ALL_METRICS, format) {
   const pairs = [["genes", genes.join(",")]];
   if (by.length) pairs.push(["by", by.join(",")]);
-  pairs.push(...selectionPairs(state), ["metrics", metrics.join(",")]);
+  pairs.push(...populationPairs(state), ["metrics", metrics.join(",")]);
   // JSON in the compact layout (a third of the bytes); expandRows turns it back into rows.
   pairs.push(format ? ["format", format] : ["layout", "compact"]);
   return pairs;

@@ -1,6 +1,6 @@
 // The page controller: state <-> URL, requests (cancelled when stale), and drawing.
 
-import { ALL_METRICS, ApiError, get, parseUnknownGene, queryPairs, selectionPairs } from "./api.js";
+import { ALL_METRICS, ApiError, get, parseUnknownGene, populationPairs, queryPairs } from "./api.js";
 import { composeFigure, saveBlob, svgString, svgToPng } from "./export.js";
 import { FilterPanel, prettyColumn } from "./filters.js";
 import { el, fmtInt } from "./format.js";
@@ -84,8 +84,7 @@ $("cmp-g2").addEventListener("change", (e) => update({ compare: $("cmp-col").val
 
 function dePairs(s, format) {
   const pairs = [["compare", s.compare || s.by[0] || "cell_type"], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
-    ...s.where.map(([c, v]) => ["where", `${c}:${v}`])];
-  if (s.datasets.length) pairs.push(["datasets", s.datasets.join(",")]);
+    ...populationPairs(s)];
   if (format) pairs.push(["format", format]);
   return pairs;
 }
@@ -115,11 +114,6 @@ document.addEventListener("keydown", (e) => {
 
 // ------------------------------------------------------------------ requests
 
-function countsPairs(s) {
-  // The dataset choice goes in as a `dataset` filter so its own counts stay faceted.
-  return [...s.where.map(([c, v]) => ["where", `${c}:${v}`]), ...s.datasets.map((d) => ["where", `dataset:${d}`])];
-}
-
 async function queryKnownGenes(s, signal) {
   let list = s.genes.filter((g) => !unknown.has(g.toLowerCase()));
   for (;;) {
@@ -143,7 +137,7 @@ async function refresh() {
   const { signal } = ctl;
   const s = state;
   setBusy(true);
-  const counts = get("/api/v1/counts", countsPairs(s), signal).then((c) => {
+  const counts = get("/api/v1/counts", populationPairs(s), signal).then((c) => {
     if (signal.aborted) return;
     selectionCells = c.n_cells;
     panel.update(s, c);
