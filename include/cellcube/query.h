@@ -19,9 +19,10 @@
 //   - n_cells counts the cells of the selected groups whose dataset measured the gene;
 //     a (split, gene) with n_cells = 0 gives no row.
 //
-// Thread safety: a QueryEngine is immutable after creation; Run may be called from
-// any number of threads at once (each thread keeps its own scratch buffers). A large
-// query (EngineOptions) also runs its genes on short-lived threads of its own.
+// Thread safety: a QueryEngine is immutable after creation but for a pool of scratch
+// buffers; Run and the other calls may be made from any number of threads at once, and
+// from inside a RollUpEach visitor (each call borrows buffers of its own). A large query
+// (EngineOptions) also runs its genes on the process's thread pool (util/parallel.h).
 // Ownership: the engine holds a shared_ptr to its StoreReader; a QueryResult owns
 // copies of every string it holds, so it outlives the engine.
 // Errors: one line, NotFound for an unknown gene/column/value/dataset (with
@@ -146,8 +147,9 @@ std::string FormatCsv(const QueryResult& result);
 std::string FormatJson(const QueryResult& result);
 
 struct EngineOptions {
-  // A query whose genes hold at least this many entries runs on every core (a gene per
-  // thread at a time); smaller ones on the calling thread. <= 0: never in parallel.
+  // A query whose genes hold at least this many entries runs on the thread pool too (a
+  // run of genes per participant); smaller ones on the calling thread only. <= 0: never
+  // in parallel.
   int64_t parallel_min_entries = int64_t{1} << 18;
 };
 
@@ -211,11 +213,14 @@ class QueryEngine {
   ~QueryEngine();
 
  private:
-  struct Impl;  // the name indexes and per-group constants (engine.cc)
+  struct Impl;     // the name indexes and per-group constants (src/query/engine_internal.h)
+  struct Scratch;  // one call's buffers, from Impl's pool (src/query/engine_internal.h)
   QueryEngine(std::shared_ptr<const StoreReader> store, const EngineOptions& options);
   Status UnknownGene(const std::string& name) const;
-  Status SelectGroupsInto(const Population& population, std::vector<int32_t>* selected) const;
-  Status RollUpInto(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
+  Status SelectGroupsInto(const Population& population, Scratch& scratch,
+                          std::vector<int32_t>* selected) const;
+  Status RollUpInto(Scratch& scratch, const std::vector<int32_t>& genes,
+                    const std::vector<int32_t>& groups,
                     const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
                     std::vector<Aggregate>* out, const RollUpVisitor* visit) const;
 

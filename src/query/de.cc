@@ -12,6 +12,7 @@
 #include <set>
 
 #include "query/scales.h"
+#include "util/scratch_pool.h"
 #include "query/text_out.h"
 #include "util/text.h"
 
@@ -26,6 +27,28 @@ using StudentsT = boost::math::students_t_distribution<
 double TwoSidedP(double t, double df) {
   const double p = 2 * boost::math::cdf(boost::math::complement(StudentsT(df), std::fabs(t)));
   return std::min(1.0, p);
+}
+
+// Sorted as small keys, then moved once: rows are large, and there are 20,000 or more.
+struct OrderKey {
+  double padj, neg_abs_logfc;
+  int32_t gene;
+  uint32_t row;
+};
+
+// One DE's buffers, reused by the next (util/scratch_pool.h): megabytes of fresh pages
+// cost more than the test itself.
+struct DeScratch {
+  std::vector<DeRow> rows;     // tested rows, in gene order
+  std::vector<DeRow> by_gene;  // per candidate gene (the roll-up's visitor fills them)
+  std::vector<uint8_t> tested;
+  std::vector<OrderKey> keys;
+  std::vector<DeRow> sorted;
+};
+
+ScratchPool<DeScratch>& DeScratchPool() {
+  static ScratchPool<DeScratch> pool;
+  return pool;
 }
 
 // The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
@@ -245,18 +268,13 @@ std::vector<int32_t> CandidateGenes(const QueryEngine& engine, const Design& d) 
 }
 
 // Every gene: its row when both sides have cells in datasets that measured it.
-Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test,
+Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScratch& scratch,
                     std::vector<DeRow>* rows) {
   const std::vector<int32_t> genes = CandidateGenes(engine, d);
   const SplitPlan plan = PlanSplits(d, test);
   const size_t n_units = d.units.size();
-  // Reused from DE to DE on this thread: megabytes of fresh pages cost more than the test.
-  // (Named through references: the visitor runs on the roll-up's threads, where the
-  // thread_local names would mean their own, empty, vectors.)
-  thread_local std::vector<DeRow> by_gene_buffer;
-  thread_local std::vector<uint8_t> tested_buffer;
-  std::vector<DeRow>& by_gene = by_gene_buffer;
-  std::vector<uint8_t>& tested = tested_buffer;
+  std::vector<DeRow>& by_gene = scratch.by_gene;  // the visitor fills it from any thread
+  std::vector<uint8_t>& tested = scratch.tested;
   by_gene.resize(genes.size());
   tested.assign(genes.size(), 0);
   const QueryEngine::RollUpVisitor visit = [&](size_t gi, const QueryEngine::GeneSplits& splits) {
@@ -346,20 +364,13 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
 }
 
 // SPEC §9's order: padj ascending, then |logfc| descending (empty last), then genes.
-void Order(std::vector<DeRow>* rows) {
-  // Sorted as small keys, then moved once: rows are large, and there are 20,000 or more.
-  struct Key {
-    double padj, neg_abs_logfc;
-    int32_t gene;
-    uint32_t row;
-  };
+void Order(DeScratch& scratch, std::vector<DeRow>* rows) {
+  using Key = OrderKey;
   auto finite = [](double v) {
     return std::isnan(v) ? std::numeric_limits<double>::infinity() : v;
   };
-  thread_local std::vector<Key> key_buffer;  // reused: fresh pages cost more than the sort
-  thread_local std::vector<DeRow> sorted_buffer;
-  std::vector<Key>& keys = key_buffer;
-  std::vector<DeRow>& sorted = sorted_buffer;
+  std::vector<Key>& keys = scratch.keys;
+  std::vector<DeRow>& sorted = scratch.sorted;
   keys.resize(rows->size());
   for (size_t i = 0; i < rows->size(); ++i) {
     const DeRow& r = (*rows)[i];
@@ -372,7 +383,7 @@ void Order(std::vector<DeRow>* rows) {
   });
   sorted.clear();
   for (const Key& k : keys) sorted.push_back((*rows)[k.row]);
-  rows->swap(sorted);  // both stay this thread's buffers
+  rows->swap(sorted);  // both stay the scratch's buffers
 }
 
 bool Keep(const DeOptions& o, const DeRow& r) {
@@ -389,8 +400,9 @@ bool Keep(const DeOptions& o, const DeRow& r) {
 // `result` (rows, ids and symbols left empty): what RunDe and RunMarkers order and cut.
 // The notes on the compared datasets' scales go to `scale_notes` when it is not null.
 Status TestedRows(const QueryEngine& engine, const DeOptions& o,
-                  const std::vector<int32_t>& population, DeResult* result,
-                  std::vector<DeRow>* rows, std::vector<std::string>* scale_notes) {
+                  const std::vector<int32_t>& population, DeScratch& scratch, DeResult* result,
+                  std::vector<std::string>* scale_notes) {
+  std::vector<DeRow>* rows = &scratch.rows;
   if (o.direction != "up" && o.direction != "down" && o.direction != "both")
     return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
                                    "'");
@@ -404,7 +416,7 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
     query::DatasetScales(engine.store().meta())
         .NoteComparison(engine.store().meta(), d.groups, scale_notes);
   rows->clear();
-  CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, rows));
+  CC_RETURN_IF_ERROR(TestAllGenes(engine, d, test, scratch, rows));
   std::vector<double> p;
   p.reserve(rows->size());
   for (const DeRow& r : *rows) p.push_back(r.pvalue);
@@ -422,11 +434,12 @@ void AppendNames(const QueryEngine& engine, const DeRow& r, DeResult* result) {
 
 Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
   DeResult result;
-  thread_local std::vector<DeRow> rows;
+  auto scratch = DeScratchPool().Take();
   CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population,
                       engine.SelectGroups(o.population));
-  CC_RETURN_IF_ERROR(TestedRows(engine, o, population, &result, &rows, &result.notes));
-  Order(&rows);
+  CC_RETURN_IF_ERROR(TestedRows(engine, o, population, *scratch, &result, &result.notes));
+  std::vector<DeRow>& rows = scratch->rows;
+  Order(*scratch, &rows);
   for (const DeRow& r : rows) {
     if (!Keep(o, r)) continue;
     if (o.top >= 0 && static_cast<int64_t>(result.rows.size()) >= o.top) break;
@@ -576,6 +589,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   MarkersResult out;
   out.column = o.column;
   std::set<std::string> tests;
+  auto scratch = DeScratchPool().Take();
   for (const std::string& value : values) {
     DeOptions de;
     de.compare = o.column;
@@ -583,10 +597,10 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     de.population = o.population;
     de.testing = o.testing;
     DeResult r;
-    thread_local std::vector<DeRow> rows;  // in gene order
     // Every value's comparison covers the whole population: its scales are noted once.
-    CC_RETURN_IF_ERROR(TestedRows(engine, de, population, &r, &rows,
+    CC_RETURN_IF_ERROR(TestedRows(engine, de, population, *scratch, &r,
                                   value == values.front() ? &out.de.notes : nullptr));
+    const std::vector<DeRow>& rows = scratch->rows;  // in gene order
     tests.insert(r.test);
     for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
     std::vector<size_t> keep;

@@ -3,9 +3,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
-#include <system_error>
-#include <thread>
 #include <vector>
+
+#include "util/parallel.h"
 
 namespace cellcube {
 namespace {
@@ -30,36 +30,12 @@ class FirstError {
   Status error_;
 };
 
-// Runs body(0..workers-1) on that many threads (the caller's among them). Threads
-// start together: if one cannot be created (out of memory), none runs the body and
-// the error is returned, since a pipeline missing a worker would wait for it forever.
+// Runs body(0..workers-1) at once on the pool (util/parallel.h): a pipeline missing a
+// worker would wait for it forever, so when a thread cannot be started none runs.
 Status RunWorkers(int workers, const std::function<void(int)>& body) {
-  std::mutex mu;
-  std::condition_variable cv;
-  enum class Go { kWait, kRun, kAbandon } go = Go::kWait;
-  auto start = [&](int w) {
-    {
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait(lock, [&] { return go != Go::kWait; });
-      if (go == Go::kAbandon) return;
-    }
-    body(w);
-  };
-  std::vector<std::thread> threads;
-  Status status;
-  try {
-    for (int t = 1; t < workers; ++t) threads.emplace_back(start, t);
-  } catch (const std::system_error& e) {
-    status = Status::OutOfMemory(std::string("cannot start a worker thread: ") + e.what());
-  }
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    go = status.ok() ? Go::kRun : Go::kAbandon;
-  }
-  cv.notify_all();
-  if (status.ok()) body(0);
-  for (auto& th : threads) th.join();
-  return status;
+  if (!RunTogether(workers, body))
+    return Status::OutOfMemory("cannot start the build's worker threads");
+  return Status::Ok();
 }
 
 class Broadcast {

@@ -1,0 +1,93 @@
+// Internal to src/query: the engine's state (QueryEngine::Impl) and the buffers of one
+// call (QueryEngine::Scratch), taken from the engine's pool for the call's duration, so
+// calls may nest or run on any number of threads at once.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cellcube/query.h"
+#include "query/gene_names.h"
+#include "query/scales.h"
+#include "query/scan.h"
+#include "util/scratch_pool.h"
+
+namespace cellcube {
+namespace query {
+
+using LabelCodes = std::unordered_map<std::string, int32_t>;
+
+// A where column and where its flags start in SelectScratch::allowed.
+struct WhereFilter {
+  int32_t column;
+  size_t offset;
+};
+
+struct SelectScratch {
+  std::vector<uint8_t> dataset_selected;  // per dataset
+  std::vector<uint8_t> allowed;           // per where column: 1 + labels flags (0 = NA)
+  std::vector<GroupRange> runs;
+  std::vector<WhereFilter> filters;
+};
+
+struct RollUpScratch {
+  std::vector<int32_t> split_of;  // per group in [base, base + size)
+  std::vector<GroupRange> runs;
+  ScanBuffers buffers;                         // this thread's accumulators
+  std::vector<int64_t> cells;                  // per split
+  std::vector<int32_t> contributing;           // datasets with a selected group
+  std::vector<int32_t> contributing_index;     // per dataset: into contributing, or -1
+  std::vector<int64_t> pairs_begin;            // per contributing dataset, into:
+  std::vector<int32_t> pair_split;             // the splits with cells of that dataset
+  std::vector<int64_t> pair_cells;             // and how many
+  std::vector<int32_t> last_pair;              // per split, while the pairs are made
+  std::vector<int32_t> all_splits;             // 0, 1, ..., n_splits - 1
+  std::vector<size_t> by_dataset;              // selected groups by contributing dataset
+  std::vector<int32_t> selected_contributing;  // per selected group: its dataset's index
+  std::vector<int64_t> selected_cells;         // per selected group: its cells
+  bool sparse = false;                         // PlanPairs' verdict
+
+  // What the plan above was made for: PlanRuns and PlanPairs depend on nothing else (the
+  // scratch belongs to one engine, so to one store), so the next roll-up of the same
+  // selection (a page adding genes, a DE's two passes) reuses it.
+  std::vector<int32_t> planned_groups, planned_splits;
+  int32_t planned_n_splits = -1;
+
+  bool PlannedFor(const std::vector<int32_t>& groups, const std::vector<int32_t>& splits,
+                  int32_t n_splits) const {
+    return planned_n_splits == n_splits && planned_groups == groups && planned_splits == splits;
+  }
+};
+
+struct RunScratch {
+  std::vector<int32_t> selected;  // groups
+  std::vector<uint64_t> keys;     // per selected group
+  std::vector<int32_t> split;     // per selected group
+  std::vector<uint64_t> distinct;
+  std::vector<int32_t> dense;           // key -> split + 1 (0 = unseen)
+  std::vector<Aggregate> agg;           // per split x gene
+  std::vector<int32_t> representative;  // per split: one of its groups
+};
+
+}  // namespace query
+
+struct QueryEngine::Scratch {
+  query::SelectScratch select;
+  query::RollUpScratch rollup;
+  query::RunScratch run;
+};
+
+struct QueryEngine::Impl {
+  std::unique_ptr<const GeneNames> genes;                  // ids and symbols
+  std::vector<query::LabelCodes> label_code;               // per column
+  std::vector<std::vector<std::string>> present_values;    // per column
+  std::vector<double> inverse_cells;                       // per group: 1 / n_cells
+  int64_t parallel_min_entries = 0;
+  std::unique_ptr<const query::DatasetScales> scales;      // what answers note about scales
+  mutable ScratchPool<QueryEngine::Scratch> scratch;       // one set per call running
+};
+
+}  // namespace cellcube
