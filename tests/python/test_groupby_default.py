@@ -98,24 +98,95 @@ def default_build(cellcube, scirpy, tmp_path_factory):
     return out, proc
 
 
-def test_the_file_needs_the_rule(obs, want):
-    """Self-check: the file exercises every part of the rule, and the old default (every
-    categorical column with 2..200 values) split it into one-cell groups."""
+def _codes(s):
+    """Per cell, a code of the column's value (-1 = missing, a value of its own)."""
+    return pd.factorize(s)[0]
+
+
+def documented_choice(obs, cell_type, *, max_values=200, half_cells=True, min_values=2,
+                      drop=True, later_first=True, numeric=False):
+    """docs/BUILD.md's "Default --groupby", computed here with pandas/numpy from the obs
+    anndata reads (the keyword arguments give the plausible wrong variants of the rule):
+    candidates are the categorical and boolean columns other than the cell-type column
+    with at least 2 distinct present values; identifier-like ones (more than 200 values,
+    or 2 × values > cells) are left out; while cells < 5 × groups of cell type + the rest
+    (distinct combinations of codes, missing a value of its own), the column with the
+    most values is dropped, the later in obs order on a tie. The rest keep obs order."""
     n = len(obs)
-    assert n == 200
-    old = [c for c in obs.columns if c != CELL_TYPE
-           and reference.column_kind(obs[c]) in ("categorical", "boolean", "nullable-boolean")
-           and 2 <= obs[c].nunique(dropna=True) <= 200]
-    assert len(old) == 34 and sr.count_groups(obs, [CELL_TYPE] + old) == 200
-    # the "more than half the cells" rule leaves out columns the "more than 200" one keeps
-    assert want["identifier_like"] and all(k <= 200 and 2 * k > n for _, k in want["identifier_like"])
-    assert "clonotype_orig" in dict(want["identifier_like"])
-    assert len(want["dropped"]) >= 2 and want["chosen"], want
-    # a tie on distinct values was decided by obs order (batch and sample have 30 each)
-    assert obs["batch"].nunique() == obs["sample"].nunique() == 30
-    dropped = [d for d, _ in want["dropped"]]
-    assert dropped.index("batch") < dropped.index("sample")
-    assert list(obs.columns).index("batch") > list(obs.columns).index("sample")
+    left_out, dropped, rank = [], [], {}
+    for pos, c in enumerate(obs.columns):
+        s = obs[c]
+        kind_ok = (isinstance(s.dtype, pd.CategoricalDtype) or pd.api.types.is_bool_dtype(s.dtype)
+                   or (numeric and pd.api.types.is_numeric_dtype(s.dtype)))
+        if c in (cell_type, "dataset", "cell_type") or not kind_ok:
+            continue
+        k = int(s.nunique(dropna=True))
+        if k < min_values:
+            continue
+        if k > max_values or (half_cells and 2 * k > n):
+            left_out.append(c)
+            continue
+        rank[c] = (k, pos if later_first else -pos)
+    codes = {c: _codes(obs[c]) for c in [cell_type, *rank]}
+
+    def groups(cols):
+        return len(np.unique(np.stack([codes[c] for c in [cell_type, *cols]], axis=1), axis=0))
+
+    chosen = [c for c in obs.columns if c in rank]
+    while drop and chosen and n < 5 * groups(chosen):
+        widest = max(chosen, key=lambda c: rank[c])
+        chosen.remove(widest)
+        dropped.append(widest)
+    return {"chosen": chosen, "left_out": left_out, "dropped": dropped, "n_groups": groups(chosen)}
+
+
+def noted_choice(proc):
+    """(left out, dropped, chosen) as the build's one default --groupby note names them."""
+    import re
+
+    lines = note_lines(proc, f"dataset '{NAME}': --groupby default left out ")
+    assert len(lines) == 1, describe(proc)
+    head, chosen = lines[0].rsplit("; grouping by ", 1)
+    return (re.findall(r"'([^']*)' \(identifier-like: ", head),
+            re.findall(r"'([^']*)' \(groups would average ", head),
+            re.findall(r"'([^']*)'", chosen.rsplit(" (", 1)[0]))
+
+
+def test_the_file_needs_the_rule(cellcube, default_build, obs, want):
+    """What `cellcube build` chose by default for wu2020 (the store's obs columns, `info
+    --json`'s groupby and n_groups, the note's left-out and dropped columns) is what
+    docs/BUILD.md's rule gives, computed here from the file's obs; and the file tells
+    that rule from each plausible wrong variant of it, so a build following a variant
+    fails here."""
+    out, proc = default_build
+    assert len(obs) == 200
+    rule = documented_choice(obs, CELL_TYPE)
+    assert rule["left_out"] and len(rule["dropped"]) >= 2 and rule["chosen"], rule
+    assert rule["chosen"] == want["chosen"]  # the other tests' reference agrees
+    # what the build chose
+    cols, groups = store_groups(out)
+    assert cols == ["dataset", "cell_type"] + rule["chosen"], describe(proc)
+    assert len(groups) == rule["n_groups"]
+    info = helpers.run_json([cellcube, "info", out, "--json"])
+    [record] = info["datasets"]
+    assert record["groupby"] == rule["chosen"] and record["n_groups"] == rule["n_groups"], record
+    built = noted_choice(proc)
+    assert built == (rule["left_out"], rule["dropped"], rule["chosen"]), built
+    # each variant of the rule decides this file differently
+    variants = {
+        "no identifier rule": dict(max_values=10**9, half_cells=False),
+        "only the 200-values identifier rule": dict(half_cells=False),
+        "no drop loop": dict(drop=False),
+        "tie: earlier column dropped first": dict(later_first=False),
+        "one-value columns kept": dict(min_values=1),
+        "numeric columns as candidates": dict(numeric=True),
+        "old default (2..200 values, no drop)": dict(half_cells=False, drop=False),
+    }
+    for what, kw in variants.items():
+        v = documented_choice(obs, CELL_TYPE, **kw)
+        assert (v["left_out"], v["dropped"], v["chosen"]) != built, f"the file does not tell {what}"
+    old = documented_choice(obs, CELL_TYPE, half_cells=False, drop=False)
+    assert len(old["chosen"]) == 34 and old["n_groups"] == 200  # one cell per group
 
 
 def test_default_groups_average_at_least_five_cells(default_build, obs, want):
