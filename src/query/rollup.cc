@@ -130,11 +130,11 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
     t.planned_n_splits = n_splits;
   }
   const bool sparse = t.sparse;
-  CC_ASSIGN_OR_RETURN(const StoreReader::PreparedRead read, s.PrepareRead(genes, t.contributing));
+  CC_ASSIGN_OR_RETURN(const EntryRead read, EntriesOf(s).PrepareRead(genes, t.contributing));
 
   GeneScan scan;
   scan.store = &s;
-  scan.arrays = &read.arrays;
+  scan.read = &read;
   scan.runs = &t.runs;
   scan.base = t.runs.front().begin;
   scan.split_of = t.split_of.data();
@@ -149,8 +149,8 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
   scan.all_splits = t.all_splits.data();
   scan.sparse = sparse;
   scan.inverse_cells = impl_->inverse_cells.data();
-  scan.sums = query::PickSums(s, sparse);
-  scan.second = want_m2 ? query::PickSecond(s) : nullptr;
+  scan.sums = query::PickSums(read, sparse);
+  scan.second = want_m2 ? query::PickSecond(read) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
   if (!genes.empty())

@@ -8,63 +8,16 @@
 namespace cellcube::query {
 namespace {
 
-// The first k in [from, end) with idx[k] >= target (ascending idx): galloping from
-// `from`, so that the many short hops between the runs of a selection (one cell type in
-// each of 300 datasets) cost the log of the hop, not of the gene's entries.
-template <typename Index>
-int64_t Gallop(const Index* idx, int64_t from, int64_t end, Index target) {
-  int64_t lo = from, step = 1;
-  while (lo + step < end && idx[lo + step] < target) {
-    lo += step;
-    step <<= 1;
-  }
-  const int64_t hi = std::min(end, lo + step + 1);
-  return std::lower_bound(idx + lo, idx + hi, target) - idx;
-}
-
-// The entries of `gene` in the runs of groups: [lo, hi) per run, found by galloping
-// search on the ascending groups; entries of groups outside the selection
-// (split_of < 0) may lie within. The runs of datasets that did not measure the gene
-// hold none of its entries (the check saw to that): they are skipped without a search.
-// Only checked entries are read (StoreReader::CheckEntries): across the whole gene when
-// it was checked whole, else within each run's DatasetEntries, the range its check
-// covered.
-template <typename Index, typename F>
-void ForEachRun(const StoreReader& s, const EntryArrays& a, int64_t gene,
-                const std::vector<GroupRange>& runs, F&& f) {
-  const auto* idx = a.indices.As<Index>();
-  const int64_t n_groups = s.n_groups();
-  if (!a.all_checked && !s.GeneChecked(gene)) {
-    for (const GroupRange& run : runs) {
-      if (!s.Measured(run.dataset, gene)) continue;
-      const auto [begin, end] = s.DatasetEntries(gene, run.dataset);
-      const int64_t lo = Gallop(idx, begin, end, static_cast<Index>(run.begin));
-      f(lo, Gallop(idx, lo, end, static_cast<Index>(run.end)));
-    }
-    return;
-  }
-  const int64_t gene_end = a.indptr.IntAt(gene + 1);
-  int64_t from = a.indptr.IntAt(gene);
-  for (const GroupRange& run : runs) {
-    if (from >= gene_end) break;
-    if (run.dataset >= 0 && !s.Measured(run.dataset, gene)) continue;
-    int64_t lo = from, hi = gene_end;
-    if (run.begin > 0) lo = Gallop(idx, from, gene_end, static_cast<Index>(run.begin));
-    if (run.end < n_groups) hi = Gallop(idx, lo, gene_end, static_cast<Index>(run.end));
-    f(lo, hi);
-    from = hi;
-  }
-}
-
 // Pass 1: nnz and sum per split.
 template <typename Index, typename Nnz, typename Sum>
-void ScanSums(const StoreReader& s, const EntryArrays& a, int64_t gene,
+void ScanSums(const StoreReader&, const EntryRead& read, int64_t gene,
               const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
               Acc* acc) {
+  const EntryArrays& a = read.arrays();
   const auto* idx = a.indices.As<Index>();
   const auto* nnz = a.nnz.As<Nnz>();
   const auto* sum = a.sum.As<Sum>();
-  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
+  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
     // Consecutive entries mostly share a split (groups are sorted by cell type first):
     // sum in registers and write to the split's accumulator when the split changes,
     // instead of a read-modify-write through memory per entry.
@@ -96,19 +49,20 @@ void ScanSums(const StoreReader& s, const EntryArrays& a, int64_t gene,
 // Pass 1 for roll-ups into many splits (a DE's donors), where consecutive entries
 // rarely share one: added straight into each entry's split, without a branch.
 template <typename Index, typename Nnz, typename Sum>
-void ScanSumsScattered(const StoreReader& s, const EntryArrays& a, int64_t gene,
+void ScanSumsScattered(const StoreReader&, const EntryRead& read, int64_t gene,
                        const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
                        Acc* acc) {
+  const EntryArrays& a = read.arrays();
   const auto* idx = a.indices.As<Index>();
   const auto* nnz = a.nnz.As<Nnz>();
   const auto* sum = a.sum.As<Sum>();
-  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
+  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
       if (split < 0) continue;  // a group outside the selection
-      Acc& a = acc[split];
-      a.nnz += nnz[k];
-      a.sum += static_cast<double>(sum[k]);
+      Acc& to = acc[split];
+      to.nnz += nnz[k];
+      to.sum += static_cast<double>(sum[k]);
     }
   });
 }
@@ -117,15 +71,16 @@ void ScanSumsScattered(const StoreReader& s, const EntryArrays& a, int64_t gene,
 // m2 + (sum − n·mean)²/n, all terms non-negative (Chan et al.'s pairwise combination in
 // its two-pass form); format 1's sumsq is turned into m2 first.
 template <typename Index, typename Sum, typename Second>
-void ScanSecondMoment(const StoreReader& s, const EntryArrays& a, int64_t gene,
+void ScanSecondMoment(const StoreReader& s, const EntryRead& read, int64_t gene,
                       const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
                       const double* mean, const double* inverse_cells, SecondAcc* acc) {
+  const EntryArrays& a = read.arrays();
   const auto* idx = a.indices.As<Index>();
   const auto* sum = a.sum.As<Sum>();
   const auto* second = a.second.As<Second>();
   const bool sumsq = s.second_moment_is_sumsq();
   const auto& n_cells = s.meta().n_cells;
-  ForEachRun<Index>(s, a, gene, runs, [&](int64_t lo, int64_t hi) {
+  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const auto group = static_cast<int64_t>(idx[k]);
       const int32_t split = split_of[group - base];
@@ -188,7 +143,7 @@ void AddSecondMoment(const GeneScan& q, int64_t gene, const int32_t* active, siz
     b->mean[sp] = agg[sp].n_cells > 0 ? agg[sp].sum / static_cast<double>(agg[sp].n_cells) : 0;
     b->second[sp] = SecondAcc{0, 0};
   }
-  q.second(*q.store, *q.arrays, gene, *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
+  q.second(*q.store, *q.read, gene, *q.runs, q.base, q.split_of, b->mean.data(), q.inverse_cells,
            b->second.data());
   for (size_t i = 0; i < n_active; ++i) {
     const auto sp = static_cast<size_t>(active[i]);
@@ -213,7 +168,7 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
   }
   for (size_t gi = begin; gi < end; ++gi) {
     const auto [active, n_active] = ActivateSplits(q, gi, genes[gi], b);
-    q.sums(*q.store, *q.arrays, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
+    q.sums(*q.store, *q.read, genes[gi], *q.runs, q.base, q.split_of, b->acc.data());
     for (size_t i = 0; i < n_active; ++i) {
       const auto sp = static_cast<size_t>(active[i]);
       gene[sp].nnz = static_cast<int64_t>(b->acc[sp].nnz);
@@ -235,14 +190,14 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
 
 }  // namespace
 
-SumsFn PickSums(const StoreReader& s, bool scattered) {
-  return VisitEntryTypes(s, [scattered](auto index, auto nnz, auto sum, auto) {
+SumsFn PickSums(const EntryRead& read, bool scattered) {
+  return VisitEntryTypes(read.arrays(), [scattered](auto index, auto nnz, auto sum, auto) {
     return scattered ? &ScanSumsScattered<decltype(index), decltype(nnz), decltype(sum)>
                      : &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
   });
 }
-SecondFn PickSecond(const StoreReader& s) {
-  return VisitEntryTypes(s, [](auto index, auto, auto sum, auto second) {
+SecondFn PickSecond(const EntryRead& read) {
+  return VisitEntryTypes(read.arrays(), [](auto index, auto, auto sum, auto second) {
     return &ScanSecondMoment<decltype(index), decltype(sum), decltype(second)>;
   });
 }
@@ -250,7 +205,7 @@ SecondFn PickSecond(const StoreReader& s) {
 
 void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
                   int64_t parallel_min_entries, ScanBuffers* own, Aggregate* agg) {
-  const ArrayView& indptr = q.arrays->indptr;
+  const ArrayView& indptr = q.read->arrays().indptr;
   std::vector<int64_t> before(genes.size() + 1, 0);  // entries of the genes before each
   for (size_t gi = 0; gi < genes.size(); ++gi)
     before[gi + 1] = before[gi] + indptr.IntAt(genes[gi] + 1) - indptr.IntAt(genes[gi]);

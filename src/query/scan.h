@@ -10,6 +10,7 @@
 
 #include "cellcube/query.h"
 #include "cellcube/store_reader.h"
+#include "store/store_entries.h"
 
 namespace cellcube::query {
 
@@ -27,11 +28,7 @@ struct SecondAcc {
 
 // A range of groups whose entries are scanned; in a roll-up, the selected ones all
 // belong to `dataset` (-1: not known).
-struct GroupRange {
-  int64_t begin;
-  int64_t end;
-  int32_t dataset;
-};
+using GroupRange = GroupRun;
 
 // One thread's accumulators.
 struct ScanBuffers {
@@ -43,21 +40,21 @@ struct ScanBuffers {
   std::vector<uint32_t> stamp;  // per split: 1 + the gene it was last activated for
 };
 
-using SumsFn = void (*)(const StoreReader&, const EntryArrays&, int64_t,
+using SumsFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
                         const std::vector<GroupRange>&, int64_t, const int32_t*, Acc*);
-using SecondFn = void (*)(const StoreReader&, const EntryArrays&, int64_t,
+using SecondFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
                           const std::vector<GroupRange>&, int64_t, const int32_t*, const double*,
                           const double*, SecondAcc*);
 
 
-// The kernels for the store's entry types: sums scattered (many splits) or in runs.
-SumsFn PickSums(const StoreReader& s, bool scattered);
-SecondFn PickSecond(const StoreReader& s);
+// The kernels for the entry types of `read`: sums scattered (many splits) or in runs.
+SumsFn PickSums(const EntryRead& read, bool scattered);
+SecondFn PickSecond(const EntryRead& read);
 
 // Everything the per-gene scans of one query share (read-only while they run).
 struct GeneScan {
   const StoreReader* store = nullptr;
-  const EntryArrays* arrays = nullptr;  // the store's, or a copy of the entries read
+  const EntryRead* read = nullptr;  // the checked entries: the mapping's, or a copy's
   const std::vector<GroupRange>* runs = nullptr;
   int64_t base = 0;
   const int32_t* split_of = nullptr;

@@ -1,5 +1,5 @@
 // EntryCopy: a few datasets' entries in many genes, read out of the store file with
-// pread and checked on the way (see StoreReader::PrepareRead for when, and
+// batched reads and checked on the way (see StoreEntries::PrepareRead for when, and
 // docs/BENCHMARKS.md for why: on a cold mapping each scattered piece costs page faults).
 #include <sys/mman.h>
 #include <unistd.h>
@@ -10,9 +10,9 @@
 #include <cstring>
 #include <thread>
 
-#include "cellcube/store_reader.h"
 #include "store/batch_read.h"
 #include "store/entry_check.h"
+#include "store/store_entries.h"
 #include "util/parallel.h"
 
 namespace cellcube {
@@ -41,9 +41,10 @@ size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 template <typename Index, typename Nnz, typename Sum, typename Second>
 class Copier {
  public:
-  Copier(const StoreReader& r, int fd, const void* map, const std::vector<int32_t>& genes,
+  Copier(const StoreEntries& e, int fd, const void* map, const std::vector<int32_t>& genes,
          const std::vector<int32_t>& datasets)
-      : r_(r),
+      : e_(e),
+        r_(e.reader()),
         fd_(fd),
         map_(static_cast<const char*>(map)),
         genes_(genes),
@@ -94,8 +95,8 @@ class Copier {
       at.push_back(at.back() + static_cast<size_t>(Entries(genes_[gi])));
     groups.resize(at.back());
     for (size_t gi = begin; gi < end; ++gi) {
-      const int64_t first = r_.indptr().IntAt(genes_[gi]);
-      reads.Add(Offset(r_.indices(), first, sizeof(Index)), groups.data() + at[gi - begin],
+      const int64_t first = e_.indptr().IntAt(genes_[gi]);
+      reads.Add(Offset(e_.indices(), first, sizeof(Index)), groups.data() + at[gi - begin],
                 static_cast<size_t>(Entries(genes_[gi])) * sizeof(Index));
     }
     if (Status s = reads.Finish(); !s.ok()) {
@@ -106,22 +107,22 @@ class Copier {
   }
 
   int64_t Entries(int32_t gene) const {
-    return r_.indptr().IntAt(gene + 1) - r_.indptr().IntAt(gene);
+    return e_.indptr().IntAt(gene + 1) - e_.indptr().IntAt(gene);
   }
 
   void LocateInGene(size_t gi, const Index* groups) {
     const int32_t g = genes_[gi];
-    const int64_t begin = r_.indptr().IntAt(g), n = Entries(g);
+    const int64_t begin = e_.indptr().IntAt(g), n = Entries(g);
     std::vector<Index>& part = parts_[gi];
     for (size_t j = 0; j < nd_; ++j) {
       const auto d = static_cast<size_t>(datasets_[j]);
-      StoreReader::EntryRange& range = ranges_[gi * nd_ + j];
+      EntryRange& range = ranges_[gi * nd_ + j];
       if (!r_.Measured(static_cast<int64_t>(d), g)) {
         range = {begin, begin};
         continue;
       }
       const int64_t first = r_.dataset_group_begin()[d], last = r_.dataset_group_end()[d];
-      const StoreReader::EntryRange local = entry_check::LocateGroups(groups, n, first, last);
+      const EntryRange local = entry_check::LocateGroups(groups, n, first, last);
       const entry_check::Fault f = entry_check::NeighbourFault(groups, n, local, first, last);
       if (f.at >= 0) damaged_ = true;
       range = {begin + local.begin, begin + local.end};
@@ -179,12 +180,12 @@ class Copier {
       int64_t at = out.indptr.As<int64_t>()[genes_[gi]];
       std::copy(parts_[gi].begin(), parts_[gi].end(), idx + at);
       for (size_t j = 0; j < nd_; ++j) {
-        const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
+        const EntryRange range = ranges_[gi * nd_ + j];
         const auto n = static_cast<size_t>(range.end - range.begin);
         if (n == 0) continue;
-        reads.Add(Offset(r_.nnz(), range.begin, sizeof(Nnz)), nnz + at, n * sizeof(Nnz));
-        reads.Add(Offset(r_.sum(), range.begin, sizeof(Sum)), sum + at, n * sizeof(Sum));
-        reads.Add(Offset(r_.second_moment(), range.begin, sizeof(Second)), second + at,
+        reads.Add(Offset(e_.nnz(), range.begin, sizeof(Nnz)), nnz + at, n * sizeof(Nnz));
+        reads.Add(Offset(e_.sum(), range.begin, sizeof(Sum)), sum + at, n * sizeof(Sum));
+        reads.Add(Offset(e_.second_moment(), range.begin, sizeof(Second)), second + at,
                   n * sizeof(Second));
         at += static_cast<int64_t>(n);
       }
@@ -197,7 +198,7 @@ class Copier {
       const int32_t g = genes_[gi];
       int64_t at = out.indptr.As<int64_t>()[g];
       for (size_t j = 0; j < nd_; ++j) {
-        const StoreReader::EntryRange range = ranges_[gi * nd_ + j];
+        const EntryRange range = ranges_[gi * nd_ + j];
         const int64_t n = range.end - range.begin;
         if (n == 0) continue;
         const auto d = static_cast<size_t>(datasets_[j]);
@@ -219,13 +220,14 @@ class Copier {
     return Status::Ok();
   }
 
-  const StoreReader& r_;
+  const StoreEntries& e_;
+  const StoreReader& r_;  // its metadata
   const int fd_;
   const char* const map_;
   const std::vector<int32_t>& genes_;  // ascending, each once
   const std::vector<int32_t>& datasets_;
   const size_t nd_;
-  std::vector<StoreReader::EntryRange> ranges_;  // per (gene, dataset), in the store
+  std::vector<EntryRange> ranges_;  // per (gene, dataset), in the store
   std::atomic<bool> damaged_{false};
   std::vector<Status> io_;                 // per gene
   std::vector<std::vector<Index>> parts_;  // per gene: its slices' groups
@@ -233,12 +235,13 @@ class Copier {
 
 }  // namespace
 
-Status EntryCopy::Fill(const StoreReader& r, int fd, const void* map,
+Status EntryCopy::Fill(const StoreEntries& e, int fd, const void* map,
                        const std::vector<int32_t>& genes, const std::vector<int32_t>& datasets) {
   memory_ = std::make_unique<Memory>();
   arrays_ = {};
-  return VisitEntryTypes(r, [&](auto index, auto nnz, auto sum, auto second) {
-    Copier<decltype(index), decltype(nnz), decltype(sum), decltype(second)> copier(r, fd, map,
+  EntryArrays layout{e.indptr(), e.indices(), e.nnz(), e.sum(), e.second_moment(), false};
+  return VisitEntryTypes(layout, [&](auto index, auto nnz, auto sum, auto second) {
+    Copier<decltype(index), decltype(nnz), decltype(sum), decltype(second)> copier(e, fd, map,
                                                                                    genes, datasets);
     return copier.Run(&memory_->base, &memory_->bytes, &arrays_);
   });

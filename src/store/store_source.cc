@@ -12,29 +12,12 @@
 
 #include "cellcube/h5ad.h"
 #include "store/entry_rules.h"
+#include "store/store_arrays.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 
 namespace cellcube {
 namespace {
-
-enum class Elem { kI32, kI64, kU16, kU32, kF32, kF64 };
-
-bool ParseElem(const std::string& dtype, Elem* out, size_t* size) {
-  static const struct {
-    const char* name;
-    Elem elem;
-    size_t size;
-  } kTypes[] = {{"int32", Elem::kI32, 4},  {"int64", Elem::kI64, 8},   {"uint16", Elem::kU16, 2},
-                {"uint32", Elem::kU32, 4}, {"float32", Elem::kF32, 4}, {"float64", Elem::kF64, 8}};
-  for (const auto& t : kTypes)
-    if (dtype == t.name) {
-      *out = t.elem;
-      *size = t.size;
-      return true;
-    }
-  return false;
-}
 
 template <typename T>
 T Load(const char* p) {
@@ -43,39 +26,27 @@ T Load(const char* p) {
   return v;
 }
 
-double AsReal(Elem e, const char* p) {
-  switch (e) {
-    case Elem::kI32:
+double AsReal(ArrayType t, const char* p) {
+  switch (t) {
+    case ArrayType::kInt32:
       return Load<int32_t>(p);
-    case Elem::kI64:
+    case ArrayType::kInt64:
       return static_cast<double>(Load<int64_t>(p));
-    case Elem::kU16:
+    case ArrayType::kUInt16:
       return Load<uint16_t>(p);
-    case Elem::kU32:
+    case ArrayType::kUInt32:
       return Load<uint32_t>(p);
-    case Elem::kF32:
+    case ArrayType::kFloat32:
       return Load<float>(p);
-    case Elem::kF64:
+    case ArrayType::kFloat64:
       return Load<double>(p);
   }
   return 0;
 }
 
-int64_t AsInt(Elem e, const char* p) {
-  switch (e) {
-    case Elem::kI32:
-      return Load<int32_t>(p);
-    case Elem::kI64:
-      return Load<int64_t>(p);
-    case Elem::kU16:
-      return Load<uint16_t>(p);
-    case Elem::kU32:
-      return Load<uint32_t>(p);
-    case Elem::kF32:
-    case Elem::kF64:
-      return -1;  // refused when the array is located
-  }
-  return -1;
+// indptr and indices are int32 or int64 (store_arrays.h sees to that).
+int64_t AsInt(ArrayType t, const char* p) {
+  return t == ArrayType::kInt64 ? Load<int64_t>(p) : Load<int32_t>(p);
 }
 
 // The store file, opened for each read or kept open.
@@ -121,7 +92,7 @@ struct FileRef {
 // One array of the store: read in place through a window, or held in memory.
 struct ArrayCursor {
   std::string name;
-  Elem elem = Elem::kI32;
+  ArrayType elem = ArrayType::kInt32;
   size_t elem_size = 4;
   int64_t n = 0;
   bool in_place = false;
@@ -202,45 +173,34 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
   impl->file.dev = st.st_dev;
   impl->file.ino = st.st_ino;
   impl->file.size = static_cast<uint64_t>(st.st_size);
-  const EntryArrayNames arrays = EntryArraysOf(impl->format_version);
-  const std::string names[] = {arrays.indptr, arrays.indices, arrays.nnz, arrays.sum,
-                               arrays.second};
+  auto found = LocateStoreArrays(*file, impl->format_version, meta->n_genes(), impl->file.size);
+  if (!found.ok())
+    return found.status().code() == StatusCode::kCorrupt ? impl->Broken(found.status().message())
+                                                         : found.status();
+  const StoreArrays& located = *found;
+  const LocatedArray* where[] = {&located.indptr, &located.indices, &located.nnz, &located.sum,
+                                 &located.second};
   for (int i = 0; i < 5; ++i) {
     ArrayCursor& a = *impl->Arrays(i);
-    a.name = names[i];
-    CC_ASSIGN_OR_RETURN(h5ad::File::Extent e, file->Locate(a.name));
-    if (!ParseElem(e.dtype, &a.elem, &a.elem_size) ||
-        (i < 2 && (a.elem != Elem::kI32 && a.elem != Elem::kI64)))
-      return impl->Broken("'" + a.name + "' holds " + e.dtype + " values");
-    a.n = e.elements;
-    a.in_place = e.in_place && e.offset <= impl->file.size && e.bytes <= impl->file.size - e.offset;
-    a.offset = e.offset;
+    const LocatedArray& l = *where[i];
+    a.name = l.path;
+    a.elem = l.type;
+    a.elem_size = ArrayWidth(l.type);
+    a.n = l.elements;
+    a.in_place = l.in_place;
+    a.offset = l.offset;
     if (!a.in_place) {
       // Re-saved by another tool (chunked, compressed): read whole, through HDF5.
-      if (a.elem == Elem::kF32 || a.elem == Elem::kF64) {
-        CC_ASSIGN_OR_RETURN(auto v, file->ReadDoubles(a.name));
-        a.elem = Elem::kF64;
-        a.elem_size = 8;
-        a.memory.resize(v.size() * 8);
-        std::memcpy(a.memory.data(), v.data(), a.memory.size());
-      } else {
-        CC_ASSIGN_OR_RETURN(auto v, file->ReadIntegers(a.name));
-        a.elem = Elem::kI64;
-        a.elem_size = 8;
-        a.memory.resize(v.size() * 8);
-        std::memcpy(a.memory.data(), v.data(), a.memory.size());
-      }
-      a.n = static_cast<int64_t>(a.memory.size() / 8);
+      CC_ASSIGN_OR_RETURN(std::vector<uint64_t> words, ReadWhole(*file, l));
+      a.memory.resize(static_cast<size_t>(l.bytes()));
+      if (!a.memory.empty()) std::memcpy(a.memory.data(), words.data(), a.memory.size());
     }
   }
   file.reset();  // HDF5 is done with it: the arrays are read with pread from here
   Impl& m = *impl;
   m.n_genes = meta->n_genes();
   m.n_groups = meta->n_groups();
-  const int64_t entries = m.indices.n;
-  if (m.indptr.n != m.n_genes + 1) return m.Broken("indptr does not match the genes");
-  if (m.nnz.n != entries || m.sum.n != entries || m.second.n != entries)
-    return m.Broken("the layers have different numbers of entries");
+  const int64_t entries = located.n_entries;
   m.n_cells = meta->n_cells;
   m.group_dataset = meta->codes[0];
   std::unique_ptr<StoreFileSource> source(new StoreFileSource(std::move(impl)));

@@ -19,6 +19,7 @@
 #include "cellcube/query.h"
 #include "cellcube/store.h"
 #include "cellcube/store_reader.h"
+#include "store/store_entries.h"
 
 namespace cellcube {
 namespace {
@@ -763,15 +764,17 @@ TEST_F(OneDatasetReads, CopiedOnceThenReusedAndAllMatchBruteForce) {
   auto store = Open(good_);
   ASSERT_TRUE(store);
   std::vector<int32_t> genes(all_genes_.begin(), all_genes_.end());
-  auto first = store->PrepareRead(genes, {kDataset});
+  const StoreEntries& entries = EntriesOf(*store);
+  auto first = entries.PrepareRead(genes, {kDataset});
   ASSERT_TRUE(first.ok()) << first.status().message();
-  ASSERT_TRUE(first->copy) << "a read of 1,500 genes in one dataset reads a copy";
-  const EntryArrays& copied = first->arrays;
+  ASSERT_TRUE(first->copy()) << "a read of 1,500 genes in one dataset reads a copy";
+  const EntryArrays& copied = first->arrays();
   EXPECT_TRUE(copied.all_checked);
   // The copy holds exactly the dataset's entries of each gene, as the mapping has them.
-  const EntryArrays mapping = store->arrays();
+  const EntryArrays mapping{entries.indptr(), entries.indices(),       entries.nnz(),
+                            entries.sum(),    entries.second_moment(), false};
   for (int32_t g : genes) {
-    const auto [begin, end] = store->DatasetEntries(g, kDataset);
+    const auto [begin, end] = entries.DatasetEntries(g, kDataset);
     const int64_t at = copied.indptr.IntAt(g);
     ASSERT_EQ(copied.indptr.IntAt(g + 1) - at, store->Measured(kDataset, g) ? end - begin : 0);
     for (int64_t k = 0; k < end - begin && store->Measured(kDataset, g); ++k) {
@@ -780,17 +783,17 @@ TEST_F(OneDatasetReads, CopiedOnceThenReusedAndAllMatchBruteForce) {
       EXPECT_EQ(copied.sum.As<double>()[at + k], mapping.sum.As<double>()[begin + k]);
       EXPECT_EQ(copied.second.As<float>()[at + k], mapping.second.As<float>()[begin + k]);
     }
-    EXPECT_FALSE(store->GeneChecked(g)) << "only the dataset's entries were checked";
+    EXPECT_FALSE(entries.GeneChecked(g)) << "only the dataset's entries were checked";
   }
   // The next read of the dataset, of other genes, reuses it; a read of a few genes, or
   // of another dataset's few genes, reads the mapping.
   std::vector<int32_t> half(genes.begin(), genes.begin() + 1200);
-  auto again = store->PrepareRead(half, {kDataset});
+  auto again = entries.PrepareRead(half, {kDataset});
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->copy, first->copy);
-  auto few = store->PrepareRead({1, 2, 3}, {kDataset});
+  EXPECT_EQ(again->copy(), first->copy());
+  auto few = entries.PrepareRead({1, 2, 3}, {kDataset});
   ASSERT_TRUE(few.ok());
-  EXPECT_FALSE(few->copy);
+  EXPECT_FALSE(few->copy());
 
   // Through the engine: copied, then the copy again, then a few genes in the mapping
   // (on a fresh reader, so their entries are checked in place).
