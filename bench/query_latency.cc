@@ -41,8 +41,7 @@ std::vector<Named> StandardQueries(const QueryEngine& engine) {
   const int32_t d0 = 0;
   std::vector<std::pair<int64_t, int32_t>> by_entries;
   for (int64_t g = 0; g < s.n_genes(); ++g)
-    if (s.Measured(d0, g))
-      by_entries.emplace_back(s.GeneEntries(g), static_cast<int32_t>(g));
+    if (s.Measured(d0, g)) by_entries.emplace_back(s.GeneEntries(g), static_cast<int32_t>(g));
   std::stable_sort(by_entries.begin(), by_entries.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
   std::vector<std::string> genes;
@@ -203,8 +202,7 @@ Status Main(const std::vector<std::string>& argv) {
     int64_t entries_scanned = 0;
     for (const auto& gene : first.genes) {
       auto g = engine->ResolveGenes({gene});
-      if (g.ok())
-        entries_scanned += engine->store().GeneEntries((*g)[0]);
+      if (g.ok()) entries_scanned += engine->store().GeneEntries((*g)[0]);
     }
     json q = {{"name", n.name},
               {"query", QueryJson(n.query)},

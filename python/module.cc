@@ -92,8 +92,7 @@ class PyStore {
   // Returns (column names, list of columns, notes): labels and genes as lists of str,
   // n_cells/nnz as int64 arrays, other metrics as float64 arrays (NaN = missing).
   py::tuple query(const std::vector<std::string>& genes, const std::vector<std::string>& by,
-                  const WhereList& where,
-                  const std::vector<std::string>& datasets,
+                  const WhereList& where, const std::vector<std::string>& datasets,
                   const std::vector<std::string>& metrics) const {
     const Query q = MakeQuery(genes, by, where, datasets, metrics);
     Result<QueryResult> r = [&] {
@@ -142,8 +141,7 @@ class PyStore {
 
   // The same query rendered as CSV or JSON text (what the CLI prints).
   std::string query_text(const std::vector<std::string>& genes, const std::vector<std::string>& by,
-                         const WhereList& where,
-                         const std::vector<std::string>& datasets,
+                         const WhereList& where, const std::vector<std::string>& datasets,
                          const std::vector<std::string>& metrics, const std::string& format) const {
     if (format != "csv" && format != "json")
       Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
@@ -159,8 +157,7 @@ class PyStore {
   // Differential expression (SPEC §9) as (CSV or JSON text, notes): what `cellcube de`
   // prints on stdout and stderr.
   py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
-                    const std::vector<std::string>& group2,
-                    const WhereList& where,
+                    const std::vector<std::string>& group2, const WhereList& where,
                     const std::vector<std::string>& datasets, const std::string& test,
                     const std::string& donor, int64_t min_cells, double min_frac,
                     const std::string& direction, int64_t top, const std::string& format) const {
@@ -182,8 +179,7 @@ class PyStore {
   }
 
   // Marker genes (SPEC §9) as (CSV or JSON text, notes): what `cellcube markers` prints.
-  py::tuple markers_text(const std::string& column,
-                         const WhereList& where,
+  py::tuple markers_text(const std::string& column, const WhereList& where,
                          const std::vector<std::string>& datasets, int64_t top, double max_padj,
                          const std::string& test, const std::string& donor, int64_t min_cells,
                          const std::string& format) const {

@@ -220,9 +220,9 @@ class QueryEngine {
   Status SelectGroupsInto(const Population& population, Scratch& scratch,
                           std::vector<int32_t>* selected) const;
   Status RollUpInto(Scratch& scratch, const std::vector<int32_t>& genes,
-                    const std::vector<int32_t>& groups,
-                    const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
-                    std::vector<Aggregate>* out, const RollUpVisitor* visit) const;
+                    const std::vector<int32_t>& groups, const std::vector<int32_t>& split_of_group,
+                    int32_t n_splits, bool want_m2, std::vector<Aggregate>* out,
+                    const RollUpVisitor* visit) const;
 
   std::shared_ptr<const StoreReader> store_;
   std::unique_ptr<const Impl> impl_;

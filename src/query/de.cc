@@ -12,8 +12,8 @@
 #include <set>
 
 #include "query/scales.h"
-#include "util/scratch_pool.h"
 #include "query/text_out.h"
+#include "util/scratch_pool.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -345,7 +345,8 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
         "); lower --min-cells, name the column with --donor COL, or rebuild the "
         "store with 'cellcube build --donor COL'");
   if (o.testing.test != "donors" && o.testing.test != "auto")
-    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.testing.test + "'");
+    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.testing.test +
+                                   "'");
   if (!enough) {
     notes->push_back(
         "test: cells (Welch's t-test over the cells), since the selection lacks 2 "
@@ -435,8 +436,7 @@ void AppendNames(const QueryEngine& engine, const DeRow& r, DeResult* result) {
 Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
   DeResult result;
   auto scratch = DeScratchPool().Take();
-  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population,
-                      engine.SelectGroups(o.population));
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population, engine.SelectGroups(o.population));
   CC_RETURN_IF_ERROR(TestedRows(engine, o, population, *scratch, &result, &result.notes));
   std::vector<DeRow>& rows = scratch->rows;
   Order(*scratch, &rows);
@@ -571,8 +571,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
     return Status::InvalidArgument("--max-padj must be a number from 0 to 1");
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
   // The population is selected once; each value's comparison splits it.
-  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population,
-                      engine.SelectGroups(o.population));
+  CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population, engine.SelectGroups(o.population));
   const StoreData& m = engine.store().meta();
   const auto& codes = m.codes[static_cast<size_t>(column)];
   std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);

@@ -81,13 +81,13 @@ struct QueryEngine::Scratch {
 };
 
 struct QueryEngine::Impl {
-  std::unique_ptr<const GeneNames> genes;                  // ids and symbols
-  std::vector<query::LabelCodes> label_code;               // per column
-  std::vector<std::vector<std::string>> present_values;    // per column
-  std::vector<double> inverse_cells;                       // per group: 1 / n_cells
+  std::unique_ptr<const GeneNames> genes;                // ids and symbols
+  std::vector<query::LabelCodes> label_code;             // per column
+  std::vector<std::vector<std::string>> present_values;  // per column
+  std::vector<double> inverse_cells;                     // per group: 1 / n_cells
   int64_t parallel_min_entries = 0;
-  std::unique_ptr<const query::DatasetScales> scales;      // what answers note about scales
-  mutable ScratchPool<QueryEngine::Scratch> scratch;       // one set per call running
+  std::unique_ptr<const query::DatasetScales> scales;  // what answers note about scales
+  mutable ScratchPool<QueryEngine::Scratch> scratch;   // one set per call running
 };
 
 }  // namespace cellcube

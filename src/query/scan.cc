@@ -96,7 +96,6 @@ void ScanSecondMoment(const StoreReader& s, const EntryRead& read, int64_t gene,
   });
 }
 
-
 // This gene's active splits (QueryEngine::GeneSplits), their n_cells (the cells of the
 // datasets that measured the gene) and zeroed accumulators.
 std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, int64_t gene,
@@ -201,7 +200,6 @@ SecondFn PickSecond(const EntryRead& read) {
     return &ScanSecondMoment<decltype(index), decltype(sum), decltype(second)>;
   });
 }
-
 
 void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,
                   int64_t parallel_min_entries, ScanBuffers* own, Aggregate* agg) {

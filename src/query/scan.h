@@ -46,7 +46,6 @@ using SecondFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
                           const std::vector<GroupRange>&, int64_t, const int32_t*, const double*,
                           const double*, SecondAcc*);
 
-
 // The kernels for the entry types of `read`: sums scattered (many splits) or in runs.
 SumsFn PickSums(const EntryRead& read, bool scattered);
 SecondFn PickSecond(const EntryRead& read);

@@ -11,9 +11,9 @@
 namespace cellcube {
 namespace {
 
+using query::GroupRange;
 using query::LabelCodes;
 using query::SelectScratch;
-using query::GroupRange;
 using query::WhereFilter;
 
 // Flags the datasets named (all of them when none is).
@@ -136,8 +136,8 @@ Status QueryEngine::SelectGroupsInto(const Population& population, Scratch& scra
   const StoreReader& s = *store_;
   CC_RETURN_IF_ERROR(MarkDatasets(population.datasets, impl_->label_code[0], s.meta().labels[0],
                                   w.dataset_selected));
-  CC_RETURN_IF_ERROR(AllowValues(*this, population.where, impl_->label_code,
-                                 impl_->present_values, filters, w.allowed, w.dataset_selected));
+  CC_RETURN_IF_ERROR(AllowValues(*this, population.where, impl_->label_code, impl_->present_values,
+                                 filters, w.allowed, w.dataset_selected));
   CandidateRuns(s, w.dataset_selected, w.runs);
   CollectGroups(s, filters, w, *selected);
   return Status::Ok();

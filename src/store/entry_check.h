@@ -31,8 +31,7 @@ int64_t FirstAtLeast(const Index* idx, int64_t lo, int64_t hi, int64_t target) {
 // [group_begin, group_end): a pure function of the groups, so every caller that gives
 // the same gene finds the same entries, damaged or not.
 template <typename Index>
-EntryRange LocateGroups(const Index* gene_idx, int64_t n, int64_t group_begin,
-                                     int64_t group_end) {
+EntryRange LocateGroups(const Index* gene_idx, int64_t n, int64_t group_begin, int64_t group_end) {
   const int64_t begin = FirstAtLeast(gene_idx, 0, n, group_begin);
   return {begin, FirstAtLeast(gene_idx, begin, n, group_end)};
 }
@@ -49,8 +48,8 @@ struct Fault {
 // groups of [group_begin, group_end): then the range, found by LocateGroups in groups
 // that do not ascend, may not hold all of them, and the gene is damaged.
 template <typename Index>
-Fault NeighbourFault(const Index* gene_idx, int64_t n, EntryRange range,
-                     int64_t group_begin, int64_t group_end) {
+Fault NeighbourFault(const Index* gene_idx, int64_t n, EntryRange range, int64_t group_begin,
+                     int64_t group_end) {
   if (range.begin > 0 && gene_idx[range.begin - 1] >= group_begin)
     return {range.begin - 1, kNotAscending};
   if (range.end < n && gene_idx[range.end] < group_end) return {range.end, kNotAscending};

@@ -34,8 +34,8 @@ size_t ArrayWidth(ArrayType t) {
 namespace {
 
 bool ParseType(const std::string& dtype, ArrayType* out) {
-  for (ArrayType t : {ArrayType::kInt32, ArrayType::kInt64, ArrayType::kUInt16,
-                      ArrayType::kUInt32, ArrayType::kFloat32, ArrayType::kFloat64})
+  for (ArrayType t : {ArrayType::kInt32, ArrayType::kInt64, ArrayType::kUInt16, ArrayType::kUInt32,
+                      ArrayType::kFloat32, ArrayType::kFloat64})
     if (dtype == ArrayTypeName(t)) {
       *out = t;
       return true;
@@ -64,8 +64,8 @@ Result<LocatedArray> Locate(const h5ad::File& file, const std::string& path,
     return Status::Corrupt("'" + path + "' holds " + e.dtype + " values; a store has " +
                            TypeList(allowed));
   if (e.elements < 0 || (expected >= 0 && e.elements != expected))
-    return Status::Corrupt("'" + path + "' has " + std::to_string(e.elements) + " values, " +
-                           from + " says " + std::to_string(expected));
+    return Status::Corrupt("'" + path + "' has " + std::to_string(e.elements) + " values, " + from +
+                           " says " + std::to_string(expected));
   a.elements = e.elements;
   a.in_place = e.in_place && std::endian::native == std::endian::little;
   if (!a.in_place) return a;
@@ -102,8 +102,7 @@ Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version
   CC_ASSIGN_OR_RETURN(a.indices,
                       Locate(file, names.indices, {a.indptr.type}, -1, by_indptr, file_size));
   a.n_entries = a.indices.elements;
-  CC_ASSIGN_OR_RETURN(a.nnz,
-                      Locate(file, names.nnz, nnz_types, a.n_entries, by_indptr, file_size));
+  CC_ASSIGN_OR_RETURN(a.nnz, Locate(file, names.nnz, nnz_types, a.n_entries, by_indptr, file_size));
   CC_ASSIGN_OR_RETURN(a.sum, Locate(file, names.sum, floats, a.n_entries, by_indptr, file_size));
   CC_ASSIGN_OR_RETURN(a.second,
                       Locate(file, names.second, v1 ? std::vector<ArrayType>{a.sum.type} : floats,

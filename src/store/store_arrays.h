@@ -70,8 +70,9 @@ struct StoreArrays {
 // (uint32 in format 1); sum and second float32 or float64 (one type in format 1);
 // indptr has n_genes + 1 elements and the others one per entry (indices' length); an
 // in-place array lies inside the file. indptr's values are the caller's to check, as a
-// whole, before any entry is read (ascending from 0 to the number of entries). Corrupt naming the array otherwise. The layers' links to the shared
-// pattern are the StoreReader's to check (SamePattern).
+// whole, before any entry is read (ascending from 0 to the number of entries). Corrupt naming the
+// array otherwise. The layers' links to the shared pattern are the StoreReader's to check
+// (SamePattern).
 Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version, int64_t n_genes,
                                       uint64_t file_size);
 

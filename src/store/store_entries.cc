@@ -104,9 +104,9 @@ Status StoreEntries::CheckSamePattern(const h5ad::File& file, const std::string&
   if (a.in_place && view.mapped && map() + a.offset == view.data) return Status::Ok();
   const size_t mark = owned_.size();
   CC_ASSIGN_OR_RETURN(ArrayView copy, View(file, a));
-  const bool same = view.size == 0 || std::memcmp(copy.data, view.data,
-                                                  static_cast<size_t>(view.size) *
-                                                      ArrayWidth(view.type)) == 0;
+  const bool same =
+      view.size == 0 || std::memcmp(copy.data, view.data,
+                                    static_cast<size_t>(view.size) * ArrayWidth(view.type)) == 0;
   owned_.resize(mark);  // drop the copy if it was read into memory
   if (!same) return Status::Corrupt("'" + path + "' differs from the nnz layer's");
   return Status::Ok();
@@ -127,7 +127,8 @@ Status StoreEntries::CheckIndptr() const {
   }
   if (indptr.IntAt(n_genes) != n_entries_)
     return Status::Corrupt("layers/nnz/indptr ends at " + std::to_string(indptr.IntAt(n_genes)) +
-                           ", not at the " + std::to_string(n_entries_) + " entries of its indices");
+                           ", not at the " + std::to_string(n_entries_) +
+                           " entries of its indices");
   return Status::Ok();
 }
 
@@ -246,9 +247,8 @@ Status StoreEntries::CheckEntries(const std::vector<int32_t>& genes,
     if (GeneChecked(g)) continue;
     pending.push_back(g);
     const int64_t in_gene = a_.indptr.IntAt(g + 1) - a_.indptr.IntAt(g);
-    entries += by_dataset
-                   ? in_gene * static_cast<int64_t>(datasets.size()) / r_.n_datasets() + 64
-                   : in_gene;
+    entries += by_dataset ? in_gene * static_cast<int64_t>(datasets.size()) / r_.n_datasets() + 64
+                          : in_gene;
   }
   auto check = [&](int32_t g) {
     if (!by_dataset) return CheckGene(g);

@@ -156,8 +156,7 @@ bool RunTogether(int workers, const std::function<void(int worker)>& body) {
   // Enough threads for every queued task, so that each of these starts promptly: the
   // workers of a pipeline wait for one another.
   Pool& pool = ThePool();
-  if (!pool.Submit(std::move(others), pool.threads() + static_cast<size_t>(workers)))
-    return false;
+  if (!pool.Submit(std::move(others), pool.threads() + static_cast<size_t>(workers))) return false;
   body(0);
   std::unique_lock<std::mutex> lock(mu);
   cv.wait(lock, [&] { return finished == workers - 1; });

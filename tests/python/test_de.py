@@ -402,6 +402,17 @@ def test_one_selection_for_counts_queries_and_de(cellcube, tmp_path):
         assert errors[0] == errors[1], errors
         q = json.loads(get(srv.port, "/api/v1/query", [("genes", "G1"), ("where", "dataset:a")]).body)
         assert q["genes"][0]["not_measured_in"] == []
+        # datasets=a and where=dataset:a are one population: the same counts (faceted on
+        # the dataset column alike) and the same answers.
+        for path, params in (("/api/v1/counts", [("where", "stage:I")]),
+                             ("/api/v1/query", [("genes", "G0,G1"), ("by", "cell_type")]),
+                             ("/api/v1/de", [("compare", "cell_type"), ("group1", "T")])):
+            spelt = [json.loads(get(srv.port, path, params + [extra]).body)
+                     for extra in (("datasets", "a"), ("where", "dataset:a"))]
+            for answer in spelt:
+                answer.pop("took_us", None)
+            assert spelt[0] == spelt[1], (path, spelt)
+            assert spelt[0].get("rows", spelt[0].get("columns"))
         q = json.loads(get(srv.port, "/api/v1/query", [("genes", "G1")]).body)
         assert q["genes"][0]["not_measured_in"] == ["b"]
     finally:

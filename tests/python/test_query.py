@@ -263,3 +263,23 @@ def test_help_documents_the_formats(setup):
     for word in ["--genes", "--by", "--where", "--datasets", "--metrics", "--format", "json",
                  "null", "RFC 4180", "NA"]:
         assert word in proc.stdout, word
+
+
+def test_datasets_and_where_dataset_are_one_population(setup):
+    """--datasets D and --where dataset=D select the same cells by one path: the same
+    bytes on stdout and stderr, alone, with another filter, and both together (AND)."""
+    cellcube, store, ref = setup
+    args = [cellcube, "query", store, "--genes", "G000,G020", "--by", "cell_type,dataset",
+            "--metrics", ",".join(ALL), "--format", "csv"]
+    for extra in ([], ["--where", "sex=F"]):
+        by_option = helpers.run(args + ["--datasets", "gut,blood"] + extra)
+        by_where = helpers.run(args + ["--where", "dataset=gut", "--where", "dataset=blood"] + extra)
+        assert by_option.returncode == by_where.returncode == 0, helpers.describe(by_where)
+        assert by_option.stdout == by_where.stdout and by_option.stderr == by_where.stderr
+        header, rows = qr.parse_csv(by_option.stdout)
+        where = {"dataset": ["gut", "blood"], **({"sex": ["F"]} if extra else {})}
+        want = ref.expected(["G000", "G020"], ["cell_type", "dataset"], where, None, ALL)
+        assert rows and not qr.compare_rows(header, rows, want, ["cell_type", "dataset"], ALL)
+    both = helpers.run(args + ["--datasets", "gut,blood", "--where", "dataset=gut"])
+    alone = helpers.run(args + ["--datasets", "gut"])
+    assert both.returncode == 0 and both.stdout == alone.stdout and both.stdout.count("\n") > 1
