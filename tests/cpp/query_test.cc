@@ -382,7 +382,12 @@ TEST(Query, ConcurrentQueriesAgree) {
   ASSERT_TRUE(engine);
   auto cases = Cases();
   std::vector<std::string> want;
-  for (const Case& c : cases) want.push_back(FormatCsv(*engine->Run(ToQuery(s, c))));
+  for (const Case& c : cases) {
+    auto r = engine->Run(ToQuery(s, c));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ASSERT_FALSE(r->rows.empty());
+    want.push_back(FormatCsv(*r));
+  }
   std::vector<int> bad(4, 0);
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)

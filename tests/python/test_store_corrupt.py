@@ -391,6 +391,38 @@ def test_resaved_compressed_by_anndata_answers_the_same(setup):
         assert proc.stdout == want
 
 
+def test_both_readers_locate_the_arrays_alike(setup):
+    """One locator (src/store/store_arrays.h) serves the mapped reader (query) and the
+    pread source of merge/add/remove: a re-saved gzip store is read whole by both and
+    answers the same after a merge; a layer of a type no store has is refused by both
+    with the same words."""
+    import anndata as ad
+
+    cellcube, store, answers, d = setup
+    resaved = d / "both-gzip.h5ad"
+    if not resaved.exists():
+        ad.read_h5ad(store).write_h5ad(resaved, compression="gzip")
+    merged = d / "both-merged.h5ad"
+    helpers.run_ok([cellcube, "merge", "-o", merged, resaved])
+    for q, want in zip(QUERIES, answers):
+        proc = query(cellcube, merged, q)
+        assert proc.returncode == 0, helpers.describe(proc)
+        assert proc.stdout == want
+    bad = d / "both-int-m2.h5ad"
+    shutil.copy(store, bad)
+    with h5py.File(bad, "r+") as f:
+        values = f["layers/m2/data"][()]
+        del f["layers/m2/data"]
+        f["layers/m2"].create_dataset("data", data=values.astype(np.int32))
+    by_query = helpers.assert_error(query(cellcube, bad, QUERIES[0]),
+                                    mentions=["'layers/m2/data' holds int32 values"])
+    by_merge = helpers.assert_error(helpers.run([cellcube, "merge", "-o", d / "x.h5ad", bad]),
+                                    mentions=["'layers/m2/data' holds int32 values"])
+    tail = "'layers/m2/data' holds int32 values"
+    assert by_query[by_query.index(tail):] == by_merge[by_merge.index(tail):], (by_query, by_merge)
+    assert not (d / "x.h5ad").exists()
+
+
 def _csv_close(got, want, rtol):
     """Two CSV answers with the same rows and labels, numbers within rtol."""
     import csv
