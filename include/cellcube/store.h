@@ -1,201 +1,27 @@
-// The aggregate store: per cell group and gene, the statistics nnz, sum and m2 (the
-// sum of squared deviations from the group's mean), with the groups' metadata (SPEC §2,
-// §4), saved as a valid .h5ad (docs/FORMAT.md).
+// Building and changing stores on disk (SPEC §5, §10): build from .h5ad files, add,
+// remove and merge; the data model they write is store_data.h's.
 //
-// Build, add, remove and merge work in bounded memory (SPEC §10): they stream entries
-// gene by gene from their parts (datasets aggregated into a temporary file beside the
-// output, existing stores read through small windows) into a store written beside its
-// target and renamed over it; only the metadata (groups, genes, datasets) is held
-// whole. StoreData is the in-memory form, for small stores and tests.
+// They work in bounded memory (SPEC §10): they stream entries gene by gene from their
+// parts (datasets aggregated into a temporary file beside the output, existing stores
+// read through small windows) into a store written beside its target and renamed over
+// it; only the metadata (groups, genes, datasets) is held whole.
 //
 // Thread safety: plain values; the functions may run on any thread, one operation on a
-// given output at a time per process (runs in separate processes coordinate).
+// given output at a time per process (runs in separate processes coordinate). The
+// callbacks are called as BuildCallbacks says.
+// Errors: one line (a Status); on any error the target is untouched and the temporary
+// files are removed.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "cellcube/status.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube {
-
-// The format written. Readers also read format 1 (docs/FORMAT.md, "Format 1").
-inline constexpr const char* kStoreFormatVersion = "2";
-
-// Which genes each dataset measured, one bit per (dataset, gene): a row of 64-bit words
-// per dataset, bit g % 64 of word g / 64 (so a row's bytes, little-endian, are the
-// store's packed uns/cellcube/measured row). 1,500 datasets x 60,000 genes take 11 MB.
-class MeasuredBits {
- public:
-  MeasuredBits() = default;
-  // All clear, owned.
-  MeasuredBits(int64_t n_datasets, int64_t n_genes)
-      : n_genes_(n_genes),
-        words_per_row_((n_genes + 63) / 64),
-        owned_(static_cast<size_t>(n_datasets * words_per_row_), 0),
-        words_(owned_.data()) {}
-  // A view of `words` (n_datasets rows), which must outlive it: a store's bits read in
-  // place from its mapping (little-endian machines).
-  static MeasuredBits View(int64_t n_genes, const uint64_t* words) {
-    MeasuredBits b;
-    b.n_genes_ = n_genes;
-    b.words_per_row_ = (n_genes + 63) / 64;
-    b.words_ = words;
-    return b;
-  }
-  MeasuredBits(MeasuredBits&& o) noexcept { *this = std::move(o); }
-  MeasuredBits& operator=(MeasuredBits&& o) noexcept {
-    const bool owns = o.words_ == o.owned_.data();
-    n_genes_ = o.n_genes_;
-    words_per_row_ = o.words_per_row_;
-    owned_ = std::move(o.owned_);
-    words_ = owns ? owned_.data() : o.words_;
-    return *this;
-  }
-  MeasuredBits(const MeasuredBits&) = delete;
-  MeasuredBits& operator=(const MeasuredBits&) = delete;
-
-  bool Get(int64_t dataset, int64_t gene) const {
-    return (words_[dataset * words_per_row_ + gene / 64] >> (gene & 63)) & 1;
-  }
-  // Owned bits only.
-  void Set(int64_t dataset, int64_t gene) {
-    owned_[static_cast<size_t>(dataset * words_per_row_ + gene / 64)] |= uint64_t{1} << (gene & 63);
-  }
-  uint64_t* mutable_row(int64_t dataset) { return owned_.data() + dataset * words_per_row_; }
-  int64_t n_genes() const { return n_genes_; }
-  int64_t words_per_row() const { return words_per_row_; }
-  const uint64_t* row(int64_t dataset) const { return words_ + dataset * words_per_row_; }
-
- private:
-  int64_t n_genes_ = 0;
-  int64_t words_per_row_ = 0;
-  std::vector<uint64_t> owned_;
-  const uint64_t* words_ = nullptr;
-};
-
-// Whether a dataset's transformed values went below 0 (scaled data such as z-scores),
-// where nnz counts only the positive values, so frac and sum / nnz (mean_expr) describe
-// no cells (docs/FORMAT.md "Negative values"). kUnknown: aggregated before stores
-// recorded it.
-enum class NegativeValues : int8_t { kUnknown = -1, kNone = 0, kSome = 1 };
-
-// Where one dataset came from and how it was aggregated.
-struct DatasetRecord {
-  std::string name;
-  std::string source;        // path of the .h5ad as given
-  int64_t source_size = 0;   // bytes
-  int64_t source_mtime = 0;  // seconds since the epoch
-  int64_t n_cells = 0;
-  int64_t n_genes = 0;  // genes the dataset measured
-  int64_t n_groups = 0;
-  std::string matrix;            // "raw/X", "X", "layers/counts", ...
-  std::string transform;         // "none" | "log1p" | "cp10k_log1p"
-  std::string cell_type_column;  // its name in the source
-  std::vector<std::string> groupby;
-  std::string gene_symbols_column;  // "" when none
-  std::string donor_column;         // the source column stored as "donor"; "" = none
-  NegativeValues negative_values = NegativeValues::kUnknown;
-  std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
-};
-
-// Rows are cell groups, columns genes; statistics are CSC (by gene), one entry per
-// (group, gene) whose statistics are not all zero.
-struct StoreData {
-  // Grouping columns: "dataset", "cell_type", then the group-by columns.
-  std::vector<std::string> columns;
-  std::vector<std::vector<std::string>> labels;  // per column: its values (categories)
-  std::vector<std::vector<int32_t>> codes;       // per column: per group, -1 = NA
-  std::vector<int64_t> n_cells;                  // per group
-
-  std::vector<std::string> gene_ids;      // the union of the datasets' var indexes
-  std::vector<std::string> gene_symbols;  // per gene, "" when unknown
-
-  std::vector<int64_t> indptr;  // per gene: its entries are [indptr[g], indptr[g + 1])
-  std::vector<int32_t> group;   // per entry: the group (row), ascending within a gene
-  std::vector<uint32_t> nnz;    // per entry: cells with value > 0
-  std::vector<double> sum;      // per entry: sum of values
-  // Per entry: sum over the group's n_cells cells (zeros included) of (v - sum/n_cells)^2,
-  // which has no cancellation; Σv² = m2 + sum²/n_cells (docs/FORMAT.md).
-  std::vector<double> m2;
-
-  // One per value of the "dataset" column, in the same order.
-  std::vector<DatasetRecord> datasets;
-
-  int64_t n_groups() const { return static_cast<int64_t>(n_cells.size()); }
-  int64_t n_genes() const { return static_cast<int64_t>(gene_ids.size()); }
-  int64_t n_entries() const { return static_cast<int64_t>(group.size()); }
-
-  // Checks every invariant above (sizes, ranges, order); Corrupt error naming the first
-  // broken one.
-  [[nodiscard]] Status Validate() const;
-  // The same, for everything but the entries (which may be empty).
-  [[nodiscard]] Status ValidateMetadata() const;
-};
-
-// Writes an in-memory store as an .h5ad: to a temporary file beside `path`, flushed and
-// synced, then renamed over `path`; on any error the temporary file is removed and
-// `path` is untouched.
-[[nodiscard]] Status WriteStore(const StoreData& store, const std::string& path);
-
-// Reads a whole store into memory (for tests and small stores; the commands stream).
-Result<StoreData> LoadStore(const std::string& path);
-
-// A read-only list of strings: fixed-width, NUL-padded strings in memory someone else
-// owns (a store's gene names, in place in its mapping), or strings of its own.
-class StringList {
- public:
-  StringList() = default;
-  explicit StringList(std::vector<std::string> owned) : owned_(std::move(owned)) {
-    count_ = owned_.size();
-  }
-  // `count` strings of `width` bytes each at `data`, which must outlive the list.
-  static StringList FixedWidth(const char* data, size_t width, size_t count) {
-    StringList l;
-    l.fixed_ = data;
-    l.width_ = width;
-    l.count_ = count;
-    return l;
-  }
-  size_t size() const { return count_; }
-  bool empty() const { return count_ == 0; }
-  std::string_view operator[](size_t i) const {
-    if (!fixed_) return owned_[i];
-    const char* p = fixed_ + i * width_;
-    size_t n = 0;
-    while (n < width_ && p[n] != '\0') ++n;
-    return {p, n};
-  }
-  std::vector<std::string> ToVector() const {
-    std::vector<std::string> out;
-    out.reserve(count_);
-    for (size_t i = 0; i < count_; ++i) out.emplace_back((*this)[i]);
-    return out;
-  }
-
- private:
-  std::vector<std::string> owned_;
-  const char* fixed_ = nullptr;
-  size_t width_ = 0;
-  size_t count_ = 0;
-};
-
-// A store's metadata without its entries: what `info` shows, read in time proportional
-// to the metadata.
-struct StoreMetadata {
-  // Entry vectors and measured_genes lists empty; gene_ids/gene_symbols too when the
-  // names were asked for as `names` (below).
-  StoreData meta;
-  MeasuredBits measured;
-  int64_t n_genes = 0;
-  StringList gene_ids, gene_symbols;  // when read as lists: views of the mapped file or owned
-  int64_t n_entries = 0;
-  int format_version = 0;
-};
-Result<StoreMetadata> ReadStoreMetadata(const std::string& path);
 
 // What a store operation wrote, for its closing line.
 struct StoreSummary {

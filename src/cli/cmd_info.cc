@@ -4,7 +4,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "cellcube/store_reader.h"
 #include "cli/args.h"
 #include "cli/commands.h"

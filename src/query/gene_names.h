@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube {
 

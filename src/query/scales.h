@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "cellcube/query.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube::query {
 

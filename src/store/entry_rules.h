@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube {
 

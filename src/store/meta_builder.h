@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cellcube/status.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube {
 

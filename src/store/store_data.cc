@@ -1,11 +1,12 @@
-// The invariants of StoreData, and parsing NAME=PATH inputs.
-#include <algorithm>
+// The invariants of StoreData (include/cellcube/store_data.h): Validate and
+// ValidateMetadata, which the store writer runs before it writes and the loader after it
+// reads. The entries are checked by the same rule every reader uses (entry_rules.h).
 #include <limits>
+#include <string>
 
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "store/entry_rules.h"
 #include "store/store_loader.h"
-#include "util/text.h"
 
 namespace cellcube {
 namespace {

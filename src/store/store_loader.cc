@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "cellcube/h5ad.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "cellcube/h5ad.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 
 namespace cellcube {
 

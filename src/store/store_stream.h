@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "cellcube/status.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "store/entry_stream.h"
 #include "store/temp_output.h"
 

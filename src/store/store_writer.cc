@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "cellcube/h5ad_writer.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 #include "store/store_stream.h"

@@ -17,7 +17,7 @@
 
 #include "cellcube/h5ad.h"
 #include "cellcube/query.h"
-#include "cellcube/store.h"
+#include "cellcube/store_data.h"
 #include "cellcube/store_reader.h"
 #include "store/store_entries.h"
 
