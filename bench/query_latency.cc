@@ -21,6 +21,7 @@
 
 #include "cellcube/de.h"
 #include "cellcube/query.h"
+#include "cellcube/render.h"
 #include "cli/args.h"
 
 namespace cellcube {

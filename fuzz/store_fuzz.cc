@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cellcube/query.h"
+#include "cellcube/render.h"
 #include "cellcube/store_reader.h"
 #include "common.h"
 

@@ -16,6 +16,7 @@
 
 #include "cellcube/de.h"
 #include "cellcube/query.h"
+#include "cellcube/render.h"
 
 namespace py = pybind11;
 

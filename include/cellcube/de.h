@@ -80,14 +80,6 @@ struct MarkersResult {
 
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& options);
 
-// CSV (as FormatCsv) and JSON ({"columns", "rows", "test", "notes", "took_us"}).
-std::string FormatDeCsv(const DeResult& result);
-std::string FormatDeJson(const DeResult& result, int64_t took_us);
-// Markers: the column, then the de columns; JSON "test" is the one test every value ran,
-// or "mixed".
-std::string FormatMarkersCsv(const MarkersResult& result);
-std::string FormatMarkersJson(const MarkersResult& result, int64_t took_us);
-
 // Benjamini–Hochberg adjusted p-values of `p` (NaN stays NaN and is not counted).
 std::vector<double> BenjaminiHochberg(const std::vector<double>& p);
 

@@ -138,14 +138,6 @@ inline constexpr const char* kNoCellsSelected =
 inline constexpr const char* kNotMeasured =
     "no rows: none of the selected datasets measured these genes";
 
-// Output formats shared by the CLI, the server and the Python module.
-// CSV (RFC 4180 quoting, "\n" line ends): header = ColumnNames(); an empty field for
-// a missing value; integers plain, floats in their shortest round-trip form.
-std::string FormatCsv(const QueryResult& result);
-// JSON: an array with one object per row, keys = ColumnNames() in order, labels and
-// gene as strings, n_cells/nnz as integers, other metrics as numbers, null = missing.
-std::string FormatJson(const QueryResult& result);
-
 struct EngineOptions {
   // A query whose genes hold at least this many entries runs on the thread pool too (a
   // run of genes per participant); smaller ones on the calling thread only. <= 0: never

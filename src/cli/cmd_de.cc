@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "cellcube/de.h"
+#include "cellcube/render.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"

@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cellcube/query.h"
+#include "cellcube/render.h"
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"

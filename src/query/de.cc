@@ -12,7 +12,6 @@
 #include <set>
 
 #include "query/scales.h"
-#include "query/text_out.h"
 #include "util/scratch_pool.h"
 #include "util/text.h"
 
@@ -447,122 +446,6 @@ Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
     AppendNames(engine, r, &result);
   }
   return result;
-}
-
-namespace {
-
-using namespace text_out;
-
-// The row's fields as text, empty for an empty value; `json` writes null instead.
-void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
-                 const std::vector<std::string>& names, const std::string* lead = nullptr) {
-  const DeRow& row = r.rows[i];
-  size_t column = 0;
-  auto key = [&] {
-    if (json) {
-      out->append(column ? ",\"" : "\"");
-      out->append(names[column]);
-      out->append("\":");
-    } else if (column) {
-      out->push_back(',');
-    }
-    ++column;
-  };
-  auto text = [&](const std::string& v) {
-    key();
-    if (json)
-      AppendJsonString(out, v);
-    else
-      AppendCsvField(out, v);
-  };
-  auto integer = [&](int64_t v) {
-    key();
-    if (v >= 0)
-      AppendInt(out, v);
-    else if (json)
-      out->append("null");
-  };
-  auto number = [&](double v) {
-    key();
-    if (std::isfinite(v))
-      AppendDouble(out, v);
-    else if (json)
-      out->append("null");
-  };
-  if (lead) text(*lead);
-  text(r.gene_ids[i]);
-  text(r.symbols[i]);
-  integer(row.n_cells1);
-  integer(row.n_cells2);
-  integer(row.n_donors1);
-  integer(row.n_donors2);
-  for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t, row.df,
-                   row.pvalue, row.padj})
-    number(v);
-}
-
-}  // namespace
-
-namespace {
-
-std::string Csv(const DeResult& r, const std::vector<std::string>& names,
-                const std::vector<std::string>* lead) {
-  std::string out;
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendCsvField(&out, names[i]);
-  }
-  out.push_back('\n');
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    AppendDeRow(&out, r, i, false, names, lead ? &(*lead)[i] : nullptr);
-    out.push_back('\n');
-  }
-  return out;
-}
-
-std::string Json(const DeResult& r, const std::vector<std::string>& names,
-                 const std::vector<std::string>* lead, int64_t took_us) {
-  std::string out = "{\"columns\":[";
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendJsonString(&out, names[i]);
-  }
-  out.append("],\n\"rows\":[");
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    out.append(i ? ",\n{" : "\n{");
-    AppendDeRow(&out, r, i, true, names, lead ? &(*lead)[i] : nullptr);
-    out.push_back('}');
-  }
-  out.append("],\n\"test\":");
-  AppendJsonString(&out, r.test);
-  out.append(",\"notes\":[");
-  for (size_t i = 0; i < r.notes.size(); ++i) {
-    if (i) out.push_back(',');
-    AppendJsonString(&out, r.notes[i]);
-  }
-  out.append("],\"took_us\":");
-  AppendInt(&out, took_us);
-  out.append("}\n");
-  return out;
-}
-
-std::vector<std::string> MarkerColumns(const std::string& column) {
-  std::vector<std::string> names = {column};
-  names.insert(names.end(), DeColumnNames().begin(), DeColumnNames().end());
-  return names;
-}
-
-}  // namespace
-
-std::string FormatDeCsv(const DeResult& r) { return Csv(r, DeColumnNames(), nullptr); }
-std::string FormatDeJson(const DeResult& r, int64_t took_us) {
-  return Json(r, DeColumnNames(), nullptr, took_us);
-}
-std::string FormatMarkersCsv(const MarkersResult& r) {
-  return Csv(r.de, MarkerColumns(r.column), &r.values);
-}
-std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
-  return Json(r.de, MarkerColumns(r.column), &r.values, took_us);
 }
 
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {

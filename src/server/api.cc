@@ -1,9 +1,6 @@
 #include "server/api.h"
 
-#include "cellcube/de.h"
-
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -11,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <string_view>
 
+#include "cellcube/de.h"
+#include "cellcube/render.h"
 #include "server/assets.h"
 #include "server/gzip.h"
 #include "server/response_cache.h"
@@ -79,45 +78,6 @@ std::string Param(const Request& req, const std::string& key, const std::string&
   return out;
 }
 
-// layout=compact: each split's labels and each gene once, rows as arrays of
-// [split, gene, metrics...] (a third the size of row objects; what the web page asks).
-void AppendCompactRows(const QueryResult& r, std::string* out) {
-  out->append("\"splits\":[");
-  for (int64_t sp = 0; sp < r.n_splits; ++sp) {
-    out->append(sp ? ",[" : "[");
-    for (size_t c = 0; c < r.by.size(); ++c) {
-      if (c) out->push_back(',');
-      AppendJsonString(out, r.split_labels[static_cast<size_t>(sp) * r.by.size() + c]);
-    }
-    out->push_back(']');
-  }
-  out->append("],\"rows\":[");
-  char buf[32];
-  auto put = [&](auto end) { out->append(buf, end); };
-  for (size_t i = 0; i < r.rows.size(); ++i) {
-    const auto& row = r.rows[i];
-    out->append(i ? ",[" : "[");
-    put(std::to_chars(buf, buf + sizeof buf, row.split).ptr);
-    out->push_back(',');
-    put(std::to_chars(buf, buf + sizeof buf, row.gene).ptr);
-    for (Metric m : r.metrics) {
-      out->push_back(',');
-      const double v = row.Value(m);
-      if (std::isnan(v)) {
-        out->append("null");
-      } else if (MetricIsInteger(m)) {
-        put(std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(v)).ptr);
-      } else {
-        // float32's shortest digits: half the bytes of float64's, and within SPEC §2's
-        // tolerances (relative rounding 6e-8).
-        put(std::to_chars(buf, buf + sizeof buf, static_cast<float>(v)).ptr);
-      }
-    }
-    out->push_back(']');
-  }
-  out->push_back(']');
-}
-
 // "genes":[{"id", "symbol", "not_measured_in"}...]: per gene answered, the datasets of
 // the selected population (result.datasets) that did not measure it.
 void AppendGenesJson(const Snapshot& snap, const QueryResult& result, std::string* body) {
@@ -139,6 +99,36 @@ void AppendGenesJson(const Snapshot& snap, const QueryResult& result, std::strin
     body->append("]}");
   }
   body->push_back(']');
+}
+
+// The JSON answer of /api/v1/query: the rows as render.h lays them out, in an envelope
+// of what only the server tells (the genes' datasets that did not measure them, the time
+// since `t0`).
+std::string QueryJson(const Snapshot& snap, const QueryResult& result, RowLayout layout,
+                      std::chrono::steady_clock::time_point t0) {
+  std::string body;
+  body.reserve(256 + result.genes.size() * 64 +
+               result.rows.size() * (16 + 12 * result.metrics.size()));
+  body.append("{\"columns\":[");
+  const auto names = result.ColumnNames();
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) body.push_back(',');
+    AppendJsonString(&body, names[i]);
+  }
+  body.append("],");
+  AppendGenesJson(snap, result, &body);
+  body.push_back(',');
+  AppendJsonRows(result, layout, &body);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  body.append(",\"notes\":[");
+  for (size_t i = 0; i < result.notes.size(); ++i) {
+    if (i) body.push_back(',');
+    AppendJsonString(&body, result.notes[i]);
+  }
+  body += "],\"took_us\":" + std::to_string(took) + "}";
+  return body;
 }
 
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
@@ -175,33 +165,8 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
     r.headers.emplace_back("Content-Disposition", "attachment; filename=\"cellcube.csv\"");
     return r;
   }
-  std::string body;
-  body.reserve(256 + result->genes.size() * 64 +
-               result->rows.size() * (16 + 12 * q.metrics.size()));
-  body.append("{\"columns\":[");
-  const auto names = result->ColumnNames();
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i) body.push_back(',');
-    AppendJsonString(&body, names[i]);
-  }
-  body.append("],");
-  AppendGenesJson(snap, *result, &body);
-  body.push_back(',');
-  if (layout == "compact") {
-    AppendCompactRows(*result, &body);
-  } else {
-    body += "\"rows\":" + FormatJson(*result);
-  }
-  const auto took =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  body.append(",\"notes\":[");
-  for (size_t i = 0; i < result->notes.size(); ++i) {
-    if (i) body.push_back(',');
-    AppendJsonString(&body, result->notes[i]);
-  }
-  body += "],\"took_us\":" + std::to_string(took) + "}";
-  return Json(std::move(body));
+  return Json(QueryJson(snap, *result,
+                        layout == "compact" ? RowLayout::kCompact : RowLayout::kObjects, t0));
 }
 
 // A number parameter; `fallback` when absent.

@@ -17,6 +17,7 @@
 
 #include "cellcube/h5ad.h"
 #include "cellcube/query.h"
+#include "cellcube/render.h"
 #include "cellcube/store_data.h"
 #include "cellcube/store_reader.h"
 #include "store/store_entries.h"

@@ -1,0 +1,311 @@
+// The renderings of answers (include/cellcube/render.h): queries' rows in CSV, JSON and
+// the compact layout, DE and markers tables in CSV and JSON. A query's rows are many and
+// their text is most of its cost, so what repeats in them (a split's labels, a gene, a
+// metric's key) is rendered once and appended to each row.
+#include "cellcube/render.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/text.h"
+
+namespace cellcube {
+namespace {
+
+// ---- numbers and strings ----
+
+void AppendInt(std::string* out, int64_t v) {
+  char buf[24];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, end);
+}
+
+// The shortest text that reads back as the same double ("0.5", "1e-05").
+void AppendDouble(std::string* out, double v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, end);
+}
+
+// The same for float32: half the bytes of float64's digits, and within SPEC §2's
+// tolerances (relative rounding 6e-8).
+void AppendFloat32(std::string* out, float v) {
+  char buf[32];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, end);
+}
+
+// RFC 4180: quoted when it holds ',', '"', CR or LF.
+void AppendCsvField(std::string* out, const std::string& s) {
+  bool plain = true;
+  for (char c : s) plain &= c != ',' && c != '"' && c != '\r' && c != '\n';
+  if (plain) {
+    out->append(s);
+    return;
+  }
+  out->push_back('"');
+  for (char c : s) {
+    if (c == '"') out->push_back('"');
+    out->push_back(c);
+  }
+  out->push_back('"');
+}
+
+void AppendCsvHeader(std::string* out, const std::vector<std::string>& names) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i) out->push_back(',');
+    AppendCsvField(out, names[i]);
+  }
+  out->push_back('\n');
+}
+
+// ["a","b"]
+void AppendJsonStrings(std::string* out, const std::vector<std::string>& items) {
+  out->push_back('[');
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out->push_back(',');
+    AppendJsonString(out, items[i]);
+  }
+  out->push_back(']');
+}
+
+// ---- query rows ----
+
+// Appends metric `m` of `row` as float64 text; false (nothing appended) when missing.
+bool AppendMetric(std::string* out, Metric m, const QueryResult::Row& row) {
+  const double v = row.Value(m);
+  if (!std::isfinite(v)) return false;
+  if (MetricIsInteger(m))
+    AppendInt(out, static_cast<int64_t>(v));
+  else
+    AppendDouble(out, v);
+  return true;
+}
+
+// The compact layout's form: null when missing, float32 digits for the floats.
+void AppendCompactMetric(std::string* out, Metric m, const QueryResult::Row& row) {
+  const double v = row.Value(m);
+  if (std::isnan(v))
+    out->append("null");
+  else if (MetricIsInteger(m))
+    AppendInt(out, static_cast<int64_t>(v));
+  else
+    AppendFloat32(out, static_cast<float>(v));
+}
+
+// Per split, the text each of its rows starts with: its labels, each rendered by
+// `field(out, by column, label)` and followed by a comma.
+template <typename Field>
+std::vector<std::string> SplitPrefixes(const QueryResult& r, Field field) {
+  std::vector<std::string> prefix(static_cast<size_t>(r.n_splits));
+  for (size_t sp = 0; sp < prefix.size(); ++sp)
+    for (size_t c = 0; c < r.by.size(); ++c) {
+      field(&prefix[sp], c, r.split_labels[sp * r.by.size() + c]);
+      prefix[sp].push_back(',');
+    }
+  return prefix;
+}
+
+void AppendCsvRows(const QueryResult& r, std::string* out) {
+  const auto split_prefix = SplitPrefixes(
+      r, [](std::string* s, size_t, const std::string& label) { AppendCsvField(s, label); });
+  std::vector<std::string> gene_field(r.genes.size());
+  for (size_t g = 0; g < r.genes.size(); ++g) AppendCsvField(&gene_field[g], r.genes[g]);
+  for (const auto& row : r.rows) {
+    out->append(split_prefix[static_cast<size_t>(row.split)]);
+    out->append(gene_field[static_cast<size_t>(row.gene)]);
+    for (Metric m : r.metrics) {
+      out->push_back(',');
+      AppendMetric(out, m, row);
+    }
+    out->push_back('\n');
+  }
+}
+
+// FormatJson's array: one object per row, one per line.
+void AppendJsonObjects(const QueryResult& r, std::string* out) {
+  const auto split_prefix =
+      SplitPrefixes(r, [&](std::string* s, size_t c, const std::string& label) {
+        AppendJsonString(s, r.by[c]);
+        s->push_back(':');
+        AppendJsonString(s, label);
+      });
+  std::vector<std::string> gene_field(r.genes.size());
+  for (size_t g = 0; g < r.genes.size(); ++g) {
+    gene_field[g] = "\"gene\":";
+    AppendJsonString(&gene_field[g], r.genes[g]);
+  }
+  std::vector<std::string> metric_key;
+  for (Metric m : r.metrics) metric_key.push_back(std::string(",\"") + MetricName(m) + "\":");
+  out->push_back('[');
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    out->append(i ? ",\n{" : "\n{");
+    out->append(split_prefix[static_cast<size_t>(row.split)]);
+    out->append(gene_field[static_cast<size_t>(row.gene)]);
+    for (size_t k = 0; k < r.metrics.size(); ++k) {
+      out->append(metric_key[k]);
+      if (!AppendMetric(out, r.metrics[k], row)) out->append("null");
+    }
+    out->push_back('}');
+  }
+  out->append(r.rows.empty() ? "]\n" : "\n]\n");
+}
+
+// "splits":[[labels]...],"rows":[[split,gene,metrics...]...]
+void AppendCompactRows(const QueryResult& r, std::string* out) {
+  out->append("\"splits\":[");
+  for (int64_t sp = 0; sp < r.n_splits; ++sp) {
+    out->append(sp ? ",[" : "[");
+    for (size_t c = 0; c < r.by.size(); ++c) {
+      if (c) out->push_back(',');
+      AppendJsonString(out, r.split_labels[static_cast<size_t>(sp) * r.by.size() + c]);
+    }
+    out->push_back(']');
+  }
+  out->append("],\"rows\":[");
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    out->append(i ? ",[" : "[");
+    AppendInt(out, row.split);
+    out->push_back(',');
+    AppendInt(out, row.gene);
+    for (Metric m : r.metrics) {
+      out->push_back(',');
+      AppendCompactMetric(out, m, row);
+    }
+    out->push_back(']');
+  }
+  out->push_back(']');
+}
+
+// ---- DE and markers ----
+
+// The row's fields as text, empty for an empty value; `json` writes null instead.
+void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
+                 const std::vector<std::string>& names, const std::string* lead = nullptr) {
+  const DeRow& row = r.rows[i];
+  size_t column = 0;
+  auto key = [&] {
+    if (json) {
+      out->append(column ? ",\"" : "\"");
+      out->append(names[column]);
+      out->append("\":");
+    } else if (column) {
+      out->push_back(',');
+    }
+    ++column;
+  };
+  auto text = [&](const std::string& v) {
+    key();
+    if (json)
+      AppendJsonString(out, v);
+    else
+      AppendCsvField(out, v);
+  };
+  auto integer = [&](int64_t v) {
+    key();
+    if (v >= 0)
+      AppendInt(out, v);
+    else if (json)
+      out->append("null");
+  };
+  auto number = [&](double v) {
+    key();
+    if (std::isfinite(v))
+      AppendDouble(out, v);
+    else if (json)
+      out->append("null");
+  };
+  if (lead) text(*lead);
+  text(r.gene_ids[i]);
+  text(r.symbols[i]);
+  integer(row.n_cells1);
+  integer(row.n_cells2);
+  integer(row.n_donors1);
+  integer(row.n_donors2);
+  for (double v : {row.mean1, row.mean2, row.frac1, row.frac2, row.logfc, row.effect, row.t, row.df,
+                   row.pvalue, row.padj})
+    number(v);
+}
+
+// `lead`, when given, is per row the first column's value (markers: the value of the
+// column the row is a marker of).
+std::string DeCsv(const DeResult& r, const std::vector<std::string>& names,
+                  const std::vector<std::string>* lead) {
+  std::string out;
+  AppendCsvHeader(&out, names);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    AppendDeRow(&out, r, i, false, names, lead ? &(*lead)[i] : nullptr);
+    out.push_back('\n');
+  }
+  return out;
+}
+
+std::string DeJson(const DeResult& r, const std::vector<std::string>& names,
+                   const std::vector<std::string>* lead, int64_t took_us) {
+  std::string out = "{\"columns\":";
+  AppendJsonStrings(&out, names);
+  out.append(",\n\"rows\":[");
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    out.append(i ? ",\n{" : "\n{");
+    AppendDeRow(&out, r, i, true, names, lead ? &(*lead)[i] : nullptr);
+    out.push_back('}');
+  }
+  out.append("],\n\"test\":");
+  AppendJsonString(&out, r.test);
+  out.append(",\"notes\":");
+  AppendJsonStrings(&out, r.notes);
+  out.append(",\"took_us\":");
+  AppendInt(&out, took_us);
+  out.append("}\n");
+  return out;
+}
+
+std::vector<std::string> MarkerColumns(const std::string& column) {
+  std::vector<std::string> names = {column};
+  names.insert(names.end(), DeColumnNames().begin(), DeColumnNames().end());
+  return names;
+}
+
+}  // namespace
+
+std::string FormatCsv(const QueryResult& r) {
+  std::string out;
+  out.reserve(64 + r.rows.size() * (32 + 20 * r.metrics.size() + 16 * r.by.size()));
+  AppendCsvHeader(&out, r.ColumnNames());
+  AppendCsvRows(r, &out);
+  return out;
+}
+
+std::string FormatJson(const QueryResult& r) {
+  std::string out;
+  out.reserve(4 + r.rows.size() * (32 + 24 * r.metrics.size() + 24 * r.by.size()));
+  AppendJsonObjects(r, &out);
+  return out;
+}
+
+void AppendJsonRows(const QueryResult& r, RowLayout layout, std::string* out) {
+  if (layout == RowLayout::kCompact) {
+    AppendCompactRows(r, out);
+  } else {
+    out->append("\"rows\":");
+    AppendJsonObjects(r, out);
+  }
+}
+
+std::string FormatDeCsv(const DeResult& r) { return DeCsv(r, DeColumnNames(), nullptr); }
+std::string FormatDeJson(const DeResult& r, int64_t took_us) {
+  return DeJson(r, DeColumnNames(), nullptr, took_us);
+}
+std::string FormatMarkersCsv(const MarkersResult& r) {
+  return DeCsv(r.de, MarkerColumns(r.column), &r.values);
+}
+std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
+  return DeJson(r.de, MarkerColumns(r.column), &r.values, took_us);
+}
+
+}  // namespace cellcube
