@@ -85,15 +85,22 @@ bool AppendMetric(std::string* out, Metric m, const QueryResult::Row& row) {
   return true;
 }
 
-// The compact layout's form: null when missing, float32 digits for the floats.
+// The compact layout's form: null when missing (or not finite, as the objects layout),
+// float32 digits for the floats, float64's for a value beyond float32's range (JSON has
+// no infinity).
 void AppendCompactMetric(std::string* out, Metric m, const QueryResult::Row& row) {
   const double v = row.Value(m);
-  if (std::isnan(v))
+  if (!std::isfinite(v)) {
     out->append("null");
-  else if (MetricIsInteger(m))
+  } else if (MetricIsInteger(m)) {
     AppendInt(out, static_cast<int64_t>(v));
-  else
-    AppendFloat32(out, static_cast<float>(v));
+  } else {
+    const auto narrow = static_cast<float>(v);
+    if (std::isinf(narrow))
+      AppendDouble(out, v);
+    else
+      AppendFloat32(out, narrow);
+  }
 }
 
 // Per split, the text each of its rows starts with: its labels, each rendered by
@@ -184,19 +191,15 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
 
 // ---- DE and markers ----
 
-// The row's fields as text, empty for an empty value; `json` writes null instead.
+// The row's fields as text, empty for an empty value; `json` writes null instead, each
+// field after its key from `json_keys` (the column's name as a JSON string, and ':').
 void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
-                 const std::vector<std::string>& names, const std::string* lead = nullptr) {
+                 const std::vector<std::string>& json_keys, const std::string* lead = nullptr) {
   const DeRow& row = r.rows[i];
   size_t column = 0;
   auto key = [&] {
-    if (json) {
-      out->append(column ? ",\"" : "\"");
-      out->append(names[column]);
-      out->append("\":");
-    } else if (column) {
-      out->push_back(',');
-    }
+    if (column) out->push_back(',');
+    if (json) out->append(json_keys[column]);
     ++column;
   };
   auto text = [&](const std::string& v) {
@@ -239,7 +242,7 @@ std::string DeCsv(const DeResult& r, const std::vector<std::string>& names,
   std::string out;
   AppendCsvHeader(&out, names);
   for (size_t i = 0; i < r.rows.size(); ++i) {
-    AppendDeRow(&out, r, i, false, names, lead ? &(*lead)[i] : nullptr);
+    AppendDeRow(&out, r, i, false, {}, lead ? &(*lead)[i] : nullptr);
     out.push_back('\n');
   }
   return out;
@@ -249,10 +252,16 @@ std::string DeJson(const DeResult& r, const std::vector<std::string>& names,
                    const std::vector<std::string>* lead, int64_t took_us) {
   std::string out = "{\"columns\":";
   AppendJsonStrings(&out, names);
+  // Keys escaped once: a markers column's name may hold '"' or '\\'.
+  std::vector<std::string> keys(names.size());
+  for (size_t c = 0; c < names.size(); ++c) {
+    AppendJsonString(&keys[c], names[c]);
+    keys[c].push_back(':');
+  }
   out.append(",\n\"rows\":[");
   for (size_t i = 0; i < r.rows.size(); ++i) {
     out.append(i ? ",\n{" : "\n{");
-    AppendDeRow(&out, r, i, true, names, lead ? &(*lead)[i] : nullptr);
+    AppendDeRow(&out, r, i, true, keys, lead ? &(*lead)[i] : nullptr);
     out.push_back('}');
   }
   out.append("],\n\"test\":");

@@ -1383,3 +1383,42 @@ def test_sigterm_request_in_flight_completes(cc, store, ref, work):
         assert len(json.loads(body)["rows"]) > 0
     finally:
         srv.stop()
+
+
+def test_json_stays_valid_for_odd_names_and_huge_values(cc, tmp_path):
+    """Every JSON answer parses: a markers column whose name holds '"' and '\\' is an
+    escaped key, and a mean beyond float32's range (1e39, JSON has no infinity) is given
+    in float64 digits by the compact layout, as the objects layout gives it."""
+    import anndata as ad
+
+    odd = 'stage "early\\late"'
+    n = 40
+    X = np.zeros((n, 2))
+    X[:, 0] = np.arange(n) % 5
+    X[0, 1] = 1e39  # one cell of its group: m2 stays 0
+    obs = pd.DataFrame({"cell_type": pd.Categorical(["huge"] + ["T"] * 19 + ["B"] * 20),
+                        odd: pd.Categorical(np.tile(["a", "b"], n // 2))},
+                       index=[f"c{i}" for i in range(n)])
+    src = tmp_path / "odd.h5ad"
+    ad.AnnData(X=X, obs=obs, var=pd.DataFrame(index=["G0", "G1"]), dtype=X.dtype).write_h5ad(src)
+    store = tmp_path / "odd_store.h5ad"
+    helpers.run_ok([cc, "build", "-o", store, "--quiet", "--transform", "none", "--groupby", odd,
+                    src])
+    srv = Server(cc, store, tmp_path)
+    try:
+        params = [("genes", "G0,G1"), ("by", "cell_type"), ("metrics", "n_cells,sum,mean")]
+        objects = json.loads(get(srv.port, "/api/v1/query", params).body)
+        compact = json.loads(get(srv.port, "/api/v1/query", params + [("layout", "compact")]).body)
+        markers = json.loads(get(srv.port, "/api/v1/markers",
+                                 [("column", odd), ("test", "cells"), ("max_padj", "1")]).body)
+    finally:
+        srv.stop()
+    huge = next(r for r in objects["rows"] if r["cell_type"] == "huge" and r["gene"] == "G1")
+    assert huge["mean"] == 1e39 and huge["sum"] == 1e39
+    gene = [g["id"] for g in compact["genes"]]
+    split = [s[0] for s in compact["splits"]]
+    row = next(r for r in compact["rows"] if split[r[0]] == "huge" and gene[r[1]] == "G1")
+    assert row[3:] == [1e39, 1e39]  # sum, mean: not inf
+    assert markers["columns"][0] == odd
+    assert markers["rows"] and all(odd in r for r in markers["rows"])
+    assert {r[odd] for r in markers["rows"]} <= {"a", "b"}
