@@ -155,8 +155,8 @@ class PyStore {
     if (!text.ok()) Raise(text.status());
     return std::move(text).value();
   }
-  // Differential expression (SPEC §9) as (CSV or JSON text, notes): what `cellcube de`
-  // prints on stdout and stderr.
+  // Differential expression (docs/DE.md) as (CSV or JSON text, notes, test): what
+  // `cellcube de` prints on stdout and stderr, and the test that ran.
   py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
                     const std::vector<std::string>& group2, const WhereList& where,
                     const std::vector<std::string>& datasets, const std::string& test,
@@ -174,12 +174,14 @@ class PyStore {
     return Text(
         [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(DeResult r, RunDe(*engine_, o));
-          return TextAndNotes{format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0), r.notes};
+          return TextAndNotes{format == "csv" ? FormatDeCsv(r) : FormatDeJson(r, 0), r.notes,
+                              r.test};
         },
         format);
   }
 
-  // Marker genes (SPEC §9) as (CSV or JSON text, notes): what `cellcube markers` prints.
+  // Marker genes (docs/DE.md) as (CSV or JSON text, notes, test): what `cellcube markers`
+  // prints, and the test that ran.
   py::tuple markers_text(const std::string& column, const WhereList& where,
                          const std::vector<std::string>& datasets, int64_t top, double max_padj,
                          const std::string& test, const std::string& donor, int64_t min_cells,
@@ -194,7 +196,7 @@ class PyStore {
         [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
           return TextAndNotes{format == "csv" ? FormatMarkersCsv(r) : FormatMarkersJson(r, 0),
-                              r.de.notes};
+                              r.de.notes, r.de.test};
         },
         format);
   }
@@ -203,6 +205,7 @@ class PyStore {
   struct TextAndNotes {
     std::string text;
     std::vector<std::string> notes;
+    std::string test;  // which test ran ("cells", "donors-paired", ...; markers: or "mixed")
   };
   template <typename F>
   static py::tuple Text(F&& make, const std::string& format) {
@@ -213,7 +216,7 @@ class PyStore {
       return make();
     }();
     if (!out.ok()) Raise(out.status());
-    return py::make_tuple(out->text, out->notes);
+    return py::make_tuple(out->text, out->notes, out->test);
   }
   const StoreReader& meta_store() const { return engine_->store(); }
   const StoreData& meta() const { return engine_->store().meta(); }

@@ -168,8 +168,10 @@ class Store:
            where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
            donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
            direction: str = "both", top: Optional[int] = None):
-        """Differential expression between two sides of the selected cells (SPEC §9), as a
-        pandas DataFrame with the columns of `cellcube de --format csv` (NaN = empty).
+        """Differential expression between two sides of the selected cells (docs/DE.md), as
+        a pandas DataFrame with the columns of `cellcube de --format csv` (NaN = empty; the
+        counts nullable Int64; a gene without a symbol ""), the test that ran in
+        df.attrs["test"] and the answer's notes in df.attrs["notes"].
 
         compare   the column whose values make the sides, e.g. "cell_type"
         group1    side 1's value(s) of that column
@@ -193,7 +195,7 @@ class Store:
 
     def _de(self, compare, group1, group2, where, datasets, test, donor, min_cells, min_frac,
             direction, top):
-        """(CSV text, notes) of a DE."""
+        """(CSV text, notes, test) of a DE."""
         return self._s.de_text(compare, _names(group1, "group1"), _names(group2, "group2"),
                                _where(where), _names(datasets, "datasets"), test, donor or "",
                                int(min_cells), float(min_frac), direction,
@@ -202,8 +204,8 @@ class Store:
     def markers(self, column: str = "cell_type", where: Optional[Mapping] = None,
                 datasets: Names = None, top: int = 10, max_padj: float = 0.05,
                 test: str = "auto", donor: Optional[str] = None, min_cells: int = 10):
-        """Marker genes of each value of `column` (SPEC §9), as a pandas DataFrame with the
-        columns of `cellcube markers --format csv`."""
+        """Marker genes of each value of `column` (docs/DE.md), as a pandas DataFrame with the
+        columns of `cellcube markers --format csv`, as de() gives them (attrs included)."""
         return _frame(*self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
                                             int(top), float(max_padj), test, donor or "",
                                             int(min_cells), "csv"))
@@ -222,15 +224,28 @@ def _with_notes(frame, notes):
     return frame
 
 
-def _frame(csv_text: str, notes):
-    """A DataFrame equal to the CSV (empty fields NaN, labels and genes as str), with the
-    answer's notes."""
+# DE and markers columns that count: integers, empty where there is no count (n_donors
+# under a test by cells), so pandas' nullable Int64 rather than float64.
+_COUNT_COLUMNS = ("n_cells1", "n_cells2", "n_donors1", "n_donors2")
+
+
+def _frame(csv_text: str, notes, test):
+    """A DataFrame of a DE or markers CSV answer: empty numbers NaN (<NA> for the counts,
+    which are nullable Int64), labels and genes as str, a gene without a symbol "" (as
+    in Store.genes); the answer's notes in attrs["notes"] and the test that ran in
+    attrs["test"] ("cells", "donors-paired", "donors-unpaired"; markers: "mixed" when
+    the values' tests differ)."""
     import io
 
     import pandas as pd
 
-    return _with_notes(pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
-                                   dtype={"gene": str, "symbol": str}), notes)
+    frame = pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
+                        dtype={"gene": str, "symbol": str})
+    frame["symbol"] = frame["symbol"].fillna("")
+    for column in _COUNT_COLUMNS:
+        frame[column] = frame[column].astype("Int64")
+    frame.attrs["test"] = test
+    return _with_notes(frame, notes)
 
 
 def open(path) -> Store:  # noqa: A001 - the documented name

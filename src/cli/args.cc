@@ -82,7 +82,12 @@ Result<int64_t> Args::GetInt(const std::string& name, int64_t fallback, int64_t 
 std::vector<std::string> ListOption(const Args& args, const char* name) {
   std::vector<std::string> out;
   for (const auto& v : args.GetAll(name))
-    for (auto& item : SplitList(v)) out.push_back(std::move(item));
+    for (auto& item : SplitList(v)) {
+      // "NKG7, GNLY" as typed: the spaces around an item are no part of it.
+      const size_t first = item.find_first_not_of(" \t");
+      if (first == std::string::npos) continue;
+      out.push_back(item.substr(first, item.find_last_not_of(" \t") - first + 1));
+    }
   return out;
 }
 

@@ -43,7 +43,8 @@ class Args {
 // '=' after a '/' belongs to the path.
 DatasetInput ParseDatasetInput(const std::string& arg);
 
-// Every item of the comma lists given to option `name` (--genes A,B --genes C: A, B, C).
+// Every item of the comma lists given to option `name` (--genes A,B --genes C: A, B, C),
+// without the spaces around it (--genes "A, B": A, B); empty items dropped.
 std::vector<std::string> ListOption(const Args& args, const char* name);
 
 // The population of --datasets D,... and every --where COL=VALUE (split at the first

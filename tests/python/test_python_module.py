@@ -392,16 +392,25 @@ def test_de_and_markers_equal_the_cli(setup, tmp_path):
                                  "--format", "csv"]).stdout,
         "markers": helpers.run_ok([cellcube, "markers", store, "--top", "3", "--format", "csv"]).stdout,
     }
+    cli_json = {key: json.loads(helpers.run_ok(args).stdout) for key, args in (
+        ("de", [cellcube, "de", store, "--compare", "condition", "--group1", "disease", "--top",
+                "20", "--format", "json"]),
+        ("cells", [cellcube, "de", store, "--compare", "cell_type", "--group1", "T", "--test",
+                   "cells", "--where", "donor=D1", "--where", "donor=D2", "--format", "json"]),
+        ("markers", [cellcube, "markers", store, "--top", "3", "--format", "json"]))}
     out = tmp_path / "de.pkl"
     code = f"""
         import pickle, cellcube
         s = cellcube.open({str(store)!r})
+        def with_attrs(text, frame):
+            return text, frame, dict(frame.attrs)
         got = {{
-            "de": (s.de_csv("condition", "disease", top=20),
-                   s.de("condition", "disease", top=20)),
-            "cells": (s.de_csv("cell_type", ["T"], test="cells", where={{"donor": ["D1", "D2"]}}),
-                      s.de("cell_type", ["T"], test="cells", where={{"donor": ["D1", "D2"]}})),
-            "markers": (None, s.markers(top=3)),
+            "de": with_attrs(s.de_csv("condition", "disease", top=20),
+                             s.de("condition", "disease", top=20)),
+            "cells": with_attrs(s.de_csv("cell_type", ["T"], test="cells",
+                                         where={{"donor": ["D1", "D2"]}}),
+                                s.de("cell_type", ["T"], test="cells", where={{"donor": ["D1", "D2"]}})),
+            "markers": with_attrs(None, s.markers(top=3)),
         }}
         errors = []
         for kwargs in ({{"compare": "nope", "group1": "T"}}, {{"compare": "cell_type", "group1": "T", "group2": "T"}}):
@@ -417,11 +426,21 @@ def test_de_and_markers_equal_the_cli(setup, tmp_path):
     with open(out, "rb") as f:
         got, errors = pickle.load(f)
     for key, text in cli.items():
-        csv_text, frame = got[key]
+        csv_text, frame, attrs = got[key]
         if csv_text is not None:
             assert csv_text == text, key
         want = pd.read_csv(__import__("io").StringIO(text), keep_default_na=False, na_values=[""])
         assert list(frame.columns) == list(want.columns), key
         assert len(frame) == len(want) > 0, key
+        # A gene without a symbol is "" (as in s.genes), the counts nullable integers.
+        assert frame["symbol"].notna().all(), key
+        want["symbol"] = want["symbol"].fillna("")
+        for column in ("n_cells1", "n_cells2", "n_donors1", "n_donors2"):
+            assert str(frame[column].dtype) == "Int64", (key, column, frame[column].dtype)
+            assert list(frame[column].isna()) == list(want[column].isna()), (key, column)
+            want[column] = want[column].astype("Int64")
         pd.testing.assert_frame_equal(frame.reset_index(drop=True), want, check_dtype=False)
+        # The test that ran and the notes, as the CLI's JSON answer gives them.
+        assert attrs["test"] == cli_json[key]["test"], (key, attrs, cli_json[key]["test"])
+        assert attrs["notes"] == cli_json[key]["notes"], key
     assert len(errors) == 2 and "nope" in errors[0] and "both sides" in errors[1], errors

@@ -283,3 +283,16 @@ def test_datasets_and_where_dataset_are_one_population(setup):
     both = helpers.run(args + ["--datasets", "gut,blood", "--where", "dataset=gut"])
     alone = helpers.run(args + ["--datasets", "gut"])
     assert both.returncode == 0 and both.stdout == alone.stdout and both.stdout.count("\n") > 1
+
+
+def test_list_options_ignore_spaces_around_items(setup):
+    """--genes "G000, G012" as a user types it: the spaces are no part of the names (the
+    same for --by, --datasets and --metrics)."""
+    cellcube, store, ref = setup
+    spaced = helpers.run([cellcube, "query", store, "--genes", "G000, G012 ", "--by",
+                          " cell_type", "--datasets", "gut, blood", "--metrics", "n_cells, mean",
+                          "--format", "csv"])
+    plain = helpers.run([cellcube, "query", store, "--genes", "G000,G012", "--by", "cell_type",
+                         "--datasets", "gut,blood", "--metrics", "n_cells,mean", "--format", "csv"])
+    assert spaced.returncode == plain.returncode == 0, helpers.describe(spaced)
+    assert spaced.stdout == plain.stdout and spaced.stdout.count("\n") > 2
