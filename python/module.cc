@@ -167,7 +167,7 @@ class PyStore {
     o.group1 = group1;
     o.group2 = group2;
     o.population = MakePopulation(where, datasets);
-    o.testing = {test, donor, min_cells};
+    o.testing = {test, donor, min_cells, OptionNames::kParameters};
     o.min_frac = min_frac;
     o.direction = direction;
     o.top = top;
@@ -189,7 +189,7 @@ class PyStore {
     MarkersOptions o;
     o.column = column;
     o.population = MakePopulation(where, datasets);
-    o.testing = {test, donor, min_cells};
+    o.testing = {test, donor, min_cells, OptionNames::kParameters};
     o.top = top;
     o.max_padj = max_padj;
     return Text(

@@ -17,11 +17,16 @@
 
 namespace cellcube {
 
+// How error messages name the options: as the command line spells them (--min-cells)
+// or as the HTTP API's parameters and the Python module's arguments do (min_cells).
+enum class OptionNames { kFlags, kParameters };
+
 // How a comparison picks and runs its test: what DE and markers share.
 struct DeTest {
   std::string test = "auto";  // auto | donors | cells
   std::string donor;          // the donor column; "" = donor, donor_id, individual, ...
   int64_t min_cells = 10;     // a donor is kept on a side with this many cells there
+  OptionNames names = OptionNames::kFlags;  // in errors: --min-cells or min_cells
 };
 
 struct DeOptions {
@@ -30,7 +35,7 @@ struct DeOptions {
   std::vector<std::string> group2;  // side 2's values; empty or {"rest"} = the rest
   Population population;            // the cells compared, as in Query
   DeTest testing;
-  double min_frac = 0;             // output filter (docs/DE.md)
+  double min_frac = 0;             // output filter (docs/DE.md), from 0 to 1
   std::string direction = "both";  // up | down | both
   int64_t top = -1;                // -1 = every row
 };

@@ -50,6 +50,18 @@ ScratchPool<DeScratch>& DeScratchPool() {
   return pool;
 }
 
+// An option as the caller's surface spells it: "--min-cells" or "min_cells".
+std::string Opt(OptionNames names, std::string flag) {
+  if (names == OptionNames::kFlags) return "--" + flag;
+  std::replace(flag.begin(), flag.end(), '-', '_');
+  return flag;
+}
+
+// An option with a value: "--donor COL" or "donor=COL".
+std::string OptWith(OptionNames names, const std::string& flag, const std::string& value) {
+  return Opt(names, flag) + (names == OptionNames::kFlags ? " " : "=") + value;
+}
+
 // The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
 Result<int32_t> DonorColumn(const QueryEngine& engine, const std::string& asked) {
   if (!asked.empty()) return engine.ColumnIndex(asked);
@@ -76,19 +88,23 @@ struct Design {
 Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
                        const std::vector<int32_t>& population) {
   const StoreData& m = engine.store().meta();
-  if (o.compare.empty()) return Status::InvalidArgument("no column to compare (--compare COL)");
+  const OptionNames n = o.testing.names;
+  if (o.compare.empty())
+    return Status::InvalidArgument("no column to compare (" + OptWith(n, "compare", "COL") + ")");
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.compare));
-  if (o.group1.empty()) return Status::InvalidArgument("no --group1 value to compare");
+  if (o.group1.empty())
+    return Status::InvalidArgument("no " + Opt(n, "group1") + " value to compare");
   const bool rest = o.group2.empty() || (o.group2.size() == 1 && o.group2[0] == "rest");
   if (!rest && std::find(o.group2.begin(), o.group2.end(), "rest") != o.group2.end())
-    return Status::InvalidArgument("--group2 rest stands alone: it cannot be mixed with values");
+    return Status::InvalidArgument(OptWith(n, "group2", "rest") +
+                                   " stands alone: it cannot be mixed with values");
   for (const auto& v : o.group1)
     if (!rest && std::find(o.group2.begin(), o.group2.end(), v) != o.group2.end())
       return Status::InvalidArgument("value '" + v + "' is named on both sides");
-  CC_ASSIGN_OR_RETURN(auto flags1, engine.MatchValues(column, o.group1, "--group1"));
+  CC_ASSIGN_OR_RETURN(auto flags1, engine.MatchValues(column, o.group1, Opt(n, "group1")));
   std::vector<uint8_t> flags2;
   if (!rest) {
-    CC_ASSIGN_OR_RETURN(flags2, engine.MatchValues(column, o.group2, "--group2"));
+    CC_ASSIGN_OR_RETURN(flags2, engine.MatchValues(column, o.group2, Opt(n, "group2")));
   }
   Design d;
   CC_ASSIGN_OR_RETURN(d.donor_column, DonorColumn(engine, o.testing.donor));
@@ -339,13 +355,13 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
   }
   if (o.testing.test == "donors" && !enough)
     return Status::InvalidArgument(
-        "--test donors needs at least 2 donors with at least " + min + " cells on each side (" +
-        donors +
-        "); lower --min-cells, name the column with --donor COL, or rebuild the "
-        "store with 'cellcube build --donor COL'");
+        OptWith(o.testing.names, "test", "donors") + " needs at least 2 donors with at least " +
+        min + " cells on each side (" + donors + "); lower " + Opt(o.testing.names, "min-cells") +
+        ", name the column with " + OptWith(o.testing.names, "donor", "COL") +
+        ", or rebuild the store with 'cellcube build --donor COL'");
   if (o.testing.test != "donors" && o.testing.test != "auto")
-    return Status::InvalidArgument("--test must be auto, donors or cells, not '" + o.testing.test +
-                                   "'");
+    return Status::InvalidArgument(Opt(o.testing.names, "test") +
+                                   " must be auto, donors or cells, not '" + o.testing.test + "'");
   if (!enough) {
     notes->push_back(
         "test: cells (Welch's t-test over the cells), since the selection lacks 2 "
@@ -403,10 +419,15 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
                   const std::vector<int32_t>& population, DeScratch& scratch, DeResult* result,
                   std::vector<std::string>* scale_notes) {
   std::vector<DeRow>* rows = &scratch.rows;
+  const OptionNames n = o.testing.names;
   if (o.direction != "up" && o.direction != "down" && o.direction != "both")
-    return Status::InvalidArgument("--direction must be up, down or both, not '" + o.direction +
-                                   "'");
-  if (o.testing.min_cells < 0) return Status::InvalidArgument("--min-cells must be 0 or more");
+    return Status::InvalidArgument(Opt(n, "direction") + " must be up, down or both, not '" +
+                                   o.direction + "'");
+  if (o.testing.min_cells < 0)
+    return Status::InvalidArgument(Opt(n, "min-cells") + " must be 0 or more");
+  if (!(o.min_frac >= 0 && o.min_frac <= 1))
+    return Status::InvalidArgument(Opt(n, "min-frac") +
+                                   " must be a number from 0 to 1 (a fraction of cells)");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));
   result->test = test == Test::kCells          ? "cells"
@@ -449,9 +470,10 @@ Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
 }
 
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {
-  if (o.top < 0) return Status::InvalidArgument("--top must be 0 or more");
+  const OptionNames n = o.testing.names;
+  if (o.top < 0) return Status::InvalidArgument(Opt(n, "top") + " must be 0 or more");
   if (!(o.max_padj >= 0 && o.max_padj <= 1))
-    return Status::InvalidArgument("--max-padj must be a number from 0 to 1");
+    return Status::InvalidArgument(Opt(n, "max-padj") + " must be a number from 0 to 1");
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
   // The population is selected once; each value's comparison splits it.
   CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population, engine.SelectGroups(o.population));

@@ -201,6 +201,7 @@ Status ParseComparison(const Request& req, const ApiLimits& limits, Options* o) 
   if (format != "json" && format != "csv")
     return Status::InvalidArgument("format must be json or csv");
   CC_ASSIGN_OR_RETURN(o->population, ParsePopulation(req, limits));
+  o->testing.names = OptionNames::kParameters;  // errors name min_cells, not --min-cells
   o->testing.test = Param(req, "test", "auto");
   o->testing.donor = Param(req, "donor");
   CC_ASSIGN_OR_RETURN(o->testing.min_cells, CountParam(req, "min_cells", 10));

@@ -26,6 +26,7 @@ import pandas as pd
 import pytest
 import scipy.stats as st
 
+import query_reference as qr
 from helpers import run, run_ok, assert_error
 
 warnings.filterwarnings("ignore")
@@ -327,8 +328,58 @@ def test_http_de_and_markers(cellcube, de_store, tmp_path):
                     [("compare", "cell_type"), ("group1", "T"), ("min_cells", "x")]):
             r = get(srv.port, "/api/v1/de", bad)
             assert 400 <= r.status < 500 and "error" in json.loads(r.body), (bad, r.status)
+        # Over HTTP the errors name the parameters, never the command line's flags; a
+        # fraction outside [0, 1] is refused (it used to answer 200 with no rows).
+        t = [("compare", "cell_type"), ("group1", "T")]
+        for path, bad, words in (
+                ("/api/v1/de", t + [("min_frac", "2")], "min_frac must be a number from 0 to 1"),
+                ("/api/v1/de", t + [("min_frac", "-0.1")], "min_frac must be a number from 0 to 1"),
+                ("/api/v1/de", t + [("test", "wilcoxonn")], "test must be auto, donors or cells"),
+                ("/api/v1/de", t + [("direction", "sideways")], "direction must be up, down"),
+                ("/api/v1/de", t + [("test", "donors"), ("min_cells", "1000")],
+                 "test=donors needs at least 2 donors"),
+                ("/api/v1/de", [("compare", "cell_type"), ("group1", "X")], "(group1)"),
+                ("/api/v1/markers", [("max_padj", "2")], "max_padj must be a number from 0 to 1")):
+            r = get(srv.port, path, bad)
+            error = json.loads(r.body)["error"]
+            # (The advice to rebuild quotes a command, which has its flags.)
+            own_words = error.replace("'cellcube build --donor COL'", "")
+            assert r.status == 400 and words in error and "--" not in own_words, (bad, error)
     finally:
         srv.stop()
+
+
+def test_option_errors_name_the_option_as_each_surface_spells_it(cellcube, de_store):
+    """The command line names its flags; Python names its arguments (as HTTP does)."""
+    store, _ = de_store
+    base = [cellcube, "de", store, "--compare", "cell_type", "--group1", "T"]
+    assert_error(run(base + ["--min-frac", "2"]), mentions=["--min-frac must be a number from 0 to 1"])
+    assert_error(run(base + ["--test", "x"]), mentions=["--test must be auto, donors or cells"])
+    assert_error(run([cellcube, "markers", store, "--max-padj", "1.5"]),
+                 mentions=["--max-padj must be a number from 0 to 1"])
+    code = f"""
+        import cellcube
+        s = cellcube.open({str(store)!r})
+        for kwargs in ({{"min_frac": 2}}, {{"test": "x"}}, {{"group1": "X"}}):
+            try:
+                s.de("cell_type", **{{"group1": "T", **kwargs}})
+                print("no error for", kwargs)
+            except ValueError as e:
+                print(e)
+    """
+    import subprocess
+    import sys
+    import textwrap
+
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=qr.python_env(qr.build_dir()), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 3, lines
+    assert "min_frac must be a number from 0 to 1" in lines[0]
+    assert "test must be auto, donors or cells" in lines[1]
+    assert "(group1)" in lines[2] and "'X'" in lines[2]
+    assert not any("--" in line for line in lines), lines
 
 
 def test_build_donor_candidates(cellcube, tmp_path):
