@@ -80,7 +80,7 @@ struct MarkersOptions {
 struct MarkersResult {
   std::string column;
   std::vector<std::string> values;  // per row: the value it is a marker of
-  DeResult de;                      // rows of every value; notes prefixed by the value
+  DeResult de;  // rows of every value; each note once, led by the values it holds for
 };
 
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& options);

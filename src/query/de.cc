@@ -469,6 +469,21 @@ Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& o) {
   return result;
 }
 
+namespace {
+
+// The values a markers note holds for: "every cell_type", or the values themselves (the
+// first 8, then how many more).
+std::string ValuesSaying(const std::string& column, const std::vector<std::string>& values,
+                         size_t of_all) {
+  if (values.size() == of_all && of_all > 1) return "every " + column;
+  std::string out;
+  for (size_t i = 0; i < values.size() && i < 8; ++i) out += (i ? ", " : "") + values[i];
+  if (values.size() > 8) out += " and " + std::to_string(values.size() - 8) + " more";
+  return out;
+}
+
+}  // namespace
+
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {
   const OptionNames n = o.testing.names;
   if (o.top < 0) return Status::InvalidArgument(Opt(n, "top") + " must be 0 or more");
@@ -494,6 +509,9 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   out.column = o.column;
   std::set<std::string> tests;
   auto scratch = DeScratchPool().Take();
+  // Each value's notes (which test ran and why), said once for all the values they hold
+  // for: ten cell types tested alike give one note, not ten.
+  std::vector<std::pair<std::string, std::vector<std::string>>> by_note;
   for (const std::string& value : values) {
     DeOptions de;
     de.compare = o.column;
@@ -506,7 +524,12 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
                                   value == values.front() ? &out.de.notes : nullptr));
     const std::vector<DeRow>& rows = scratch->rows;  // in gene order
     tests.insert(r.test);
-    for (const auto& note : r.notes) out.de.notes.push_back(value + ": " + note);
+    for (const auto& note : r.notes) {
+      auto same = std::find_if(by_note.begin(), by_note.end(),
+                               [&](const auto& seen) { return seen.first == note; });
+      if (same == by_note.end()) same = by_note.insert(by_note.end(), {note, {}});
+      same->second.push_back(value);
+    }
     std::vector<size_t> keep;
     for (size_t i = 0; i < rows.size(); ++i)
       if (rows[i].logfc > 0 && rows[i].padj <= o.max_padj) keep.push_back(i);
@@ -525,6 +548,8 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
       AppendNames(engine, rows[i], &out.de);
     }
   }
+  for (const auto& [note, holds_for] : by_note)
+    out.de.notes.push_back(ValuesSaying(o.column, holds_for, values.size()) + ": " + note);
   out.de.test = tests.size() == 1 ? *tests.begin() : "mixed";
   return out;
 }

@@ -495,3 +495,24 @@ def test_mixed_transforms_are_compared_with_a_note(cellcube, tmp_path):
     assert len(got) == 4 and got.pvalue.notna().all()
     p = run_ok([cellcube, "de", store, "--compare", "cell_type", "--group1", "T", "--format", "json"])
     assert any("different transforms" in n for n in json.loads(p.stdout)["notes"])
+
+
+def test_markers_say_each_note_once(cellcube, de_store):
+    """markers: one note per distinct test, led by the values it holds for (every value,
+    or a list), instead of one note per value; every value is named exactly once."""
+    store, _ = de_store
+    p = run_ok([cellcube, "markers", store, "--format", "json"])
+    answer = json.loads(p.stdout)
+    tests = [n for n in answer["notes"] if ": test: " in n]
+    info = json.loads(run_ok([cellcube, "info", store, "--json"]).stdout)
+    column = next(c for c in info["columns"] if c["name"] == "cell_type")
+    values = sorted(v["value"] for v in column["values"] if v["n_cells"] > 0 and v["value"] != "NA")
+    assert len(values) >= 2 and tests and len(tests) < len(values), answer["notes"]
+    named = []
+    for note in tests:
+        who = note.split(": test: ")[0]
+        named += values if who == "every cell_type" else who.split(", ")
+    assert sorted(named) == values, (named, values)  # every value named exactly once
+    # The CLI prints the same notes on stderr.
+    err = run_ok([cellcube, "markers", store]).stderr
+    assert sum(": test: " in line for line in err.splitlines()) == len(tests), err
