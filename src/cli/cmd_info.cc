@@ -116,17 +116,20 @@ void PrintInfo(const StoreData& s, const InfoFacts& f) {
               d.groupby.empty() ? "-" : Join(d.groupby), d.source});
   t.Print(std::cout, {1, 2, 3});
   std::cout << "\ncolumns\n";
+  // One list per column, wrapped at 100 characters (a column's 12 values used to make
+  // one line of hundreds).
   for (size_t c = 0; c < s.columns.size(); ++c) {
-    std::string line = "  " + s.columns[c] + " (" + std::to_string(s.labels[c].size()) + "): ";
+    std::vector<std::string> items;
     for (size_t l = 0; l < s.labels[c].size(); ++l) {
       if (l == 12) {
-        line += ", ...";
+        items.push_back("...");
         break;
       }
-      line += (l ? ", " : "") + s.labels[c][l] + " [" + WithThousands(f.counts[c][l]) + "]";
+      items.push_back(s.labels[c][l] + " [" + WithThousands(f.counts[c][l]) + "]");
     }
-    if (f.counts[c].back()) line += ", NA [" + WithThousands(f.counts[c].back()) + "]";
-    std::cout << line << "\n";
+    if (f.counts[c].back()) items.push_back("NA [" + WithThousands(f.counts[c].back()) + "]");
+    std::cout << WrapList(
+        items, "  " + s.columns[c] + " (" + std::to_string(s.labels[c].size()) + "):", "      ");
   }
 }
 

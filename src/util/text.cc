@@ -76,6 +76,23 @@ std::vector<std::string> SplitList(std::string_view s, char sep) {
   return out;
 }
 
+std::string WrapList(const std::vector<std::string>& items, const std::string& first,
+                     const std::string& indent, size_t width) {
+  std::string out, line = first;
+  bool line_empty = first.empty();  // nothing on the line to put a space after
+  for (size_t i = 0; i < items.size(); ++i) {
+    const std::string item = items[i] + (i + 1 < items.size() ? "," : "");
+    if (!line_empty && line.size() + 1 + item.size() > width) {
+      out += line + "\n";
+      line = indent;
+      line_empty = true;
+    }
+    line += (line_empty ? "" : " ") + item;
+    line_empty = false;
+  }
+  return out + line + "\n";
+}
+
 std::string Join(const std::vector<std::string>& items, std::string_view sep) {
   std::string out;
   for (size_t i = 0; i < items.size(); ++i) {

@@ -43,6 +43,11 @@ void AppendJsonString(std::string* out, std::string_view s);
 
 // Splits "a,b,,c" into {"a", "b", "c"}: the items between `sep`s, empty ones dropped.
 std::vector<std::string> SplitList(std::string_view s, char sep = ',');
+// `items` joined by ", " into lines of at most `width` characters (an item longer than
+// that has a line of its own): the first starts with `first`, the others with `indent`.
+// Each line ends with '\n'.
+std::string WrapList(const std::vector<std::string>& items, const std::string& first,
+                     const std::string& indent, size_t width = 100);
 // The items with `sep` between them: Join({"a", "b"}) = "a,b".
 std::string Join(const std::vector<std::string>& items, std::string_view sep = ",");
 

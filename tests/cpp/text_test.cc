@@ -124,5 +124,18 @@ TEST(DatasetInput, NamesComeFromStemOrNameEquals) {
   EXPECT_EQ(ParseDatasetInput("dir/a=b.h5ad").name, "a=b");
 }
 
+TEST(Text, WrapListKeepsLinesWithinTheWidth) {
+  const std::vector<std::string> items = {"alpha [1]", "beta [22]", "gamma [333]", "delta [4,444]"};
+  EXPECT_EQ(WrapList(items, "  col (4):", "    ", 32),
+            "  col (4): alpha [1], beta [22],\n"
+            "    gamma [333], delta [4,444]\n");
+  EXPECT_EQ(WrapList(items, "x:", "  ", 200),
+            "x: alpha [1], beta [22], gamma [333], delta [4,444]\n");
+  // An item longer than the width has a line of its own.
+  EXPECT_EQ(WrapList({"a", std::string(12, 'b'), "c"}, "", "", 5),
+            "a,\n" + std::string(12, 'b') + ",\nc\n");
+  EXPECT_EQ(WrapList({}, "empty:", "  "), "empty:\n");
+}
+
 }  // namespace
 }  // namespace cellcube

@@ -742,6 +742,15 @@ def test_info_plain(cellcube, full_store):
     assert proc.stdout.strip() and not proc.stderr.strip(), helpers.describe(proc)
     for name in view.dataset_names:
         assert name in proc.stdout, f"plain info should list dataset {name!r}\n" + helpers.describe(proc)
+    # The columns section: wrapped at 100 characters, each value (the first 12 of a
+    # column) with its cell count, as info --json counts them.
+    listing = proc.stdout.split("\ncolumns\n", 1)[1]
+    assert all(len(line) <= 100 for line in listing.splitlines()), listing
+    flat = " ".join(listing.split())
+    for column in json.loads(run_ok([cellcube, "info", out, "--json"]).stdout)["columns"]:
+        assert f"{column['name']} (" in flat
+        for v in [v for v in column["values"] if v["value"] != "NA"][:12]:
+            assert f"{v['value']} [{v['n_cells']:,}]" in flat, (column["name"], v)
 
 
 # --------------------------------------------------------------------------
