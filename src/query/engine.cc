@@ -230,12 +230,14 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     result.notes.push_back(kNoCellsSelected);
     return result;
   }
-  result.datasets = query::DatasetsOf(store_->meta(), t.selected);
   const uint64_t n_splits = NumberSplits(store_->meta(), by, t);
   bool want_m2 = false;
   for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
   CC_RETURN_IF_ERROR(RollUpInto(*scratch, genes, t.selected, t.split,
                                 static_cast<int32_t>(n_splits), want_m2, &t.agg, nullptr));
+  // The roll-up's plan already lists the datasets with a selected group.
+  result.datasets = scratch->rollup.contributing;
+  std::sort(result.datasets.begin(), result.datasets.end());
   FillResult(*store_, genes, by, n_splits, t, &result);
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
   if (result.rows.empty())

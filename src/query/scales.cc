@@ -7,7 +7,9 @@
 #include "util/text.h"
 
 namespace cellcube::query {
+namespace {
 
+// The distinct datasets of `groups`, ascending.
 std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t>& groups) {
   std::vector<int32_t> out;
   for (int32_t g : groups) {  // a dataset's groups are usually consecutive: few repeats
@@ -18,8 +20,6 @@ std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t
   out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
-
-namespace {
 
 std::string NameList(const StoreData& meta, const std::vector<int32_t>& datasets) {
   std::vector<std::string> names;
@@ -70,6 +70,44 @@ std::vector<int32_t> WithSign(const std::vector<NegativeValues>& negative,
   return out;
 }
 
+// The start of the notes on datasets with values below 0, queries' and DE's alike.
+std::string NegativeSubject(const StoreData& meta, const std::vector<int32_t>& datasets) {
+  return Subject(meta, datasets, "holds", "hold") +
+         " values below 0 (scaled data, e.g. z-scores), where only values above 0 count as "
+         "expressing: ";
+}
+
+// Marks the rows holding cells of a dataset with negative values that measured their
+// gene; returns those datasets, ascending.
+std::vector<int32_t> MarkNegativeRows(const StoreReader& store, const std::vector<int32_t>& groups,
+                                      const std::vector<int32_t>& split_of, QueryResult* result) {
+  const StoreData& meta = store.meta();
+  // (split, dataset) for every split holding cells of a dataset with negative values.
+  std::vector<std::pair<int32_t, int32_t>> negative_in_split;
+  for (size_t i = 0; i < groups.size(); ++i) {
+    const auto d = static_cast<size_t>(meta.codes[0][static_cast<size_t>(groups[i])]);
+    if (meta.datasets[d].negative_values == NegativeValues::kSome)
+      negative_in_split.emplace_back(split_of[i], static_cast<int32_t>(d));
+  }
+  std::sort(negative_in_split.begin(), negative_in_split.end());
+  negative_in_split.erase(std::unique(negative_in_split.begin(), negative_in_split.end()),
+                          negative_in_split.end());
+  std::vector<int32_t> shown;
+  for (QueryResult::Row& row : result->rows) {
+    const int32_t gene = result->gene_indices[static_cast<size_t>(row.gene)];
+    auto it = std::lower_bound(negative_in_split.begin(), negative_in_split.end(),
+                               std::make_pair(row.split, int32_t{-1}));
+    for (; it != negative_in_split.end() && it->first == row.split; ++it)
+      if (store.Measured(it->second, gene)) {
+        row.holds_negative = true;
+        shown.push_back(it->second);
+      }
+  }
+  std::sort(shown.begin(), shown.end());
+  shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
+  return shown;
+}
+
 }  // namespace
 
 DatasetScales::DatasetScales(const StoreData& meta) {
@@ -84,38 +122,16 @@ void DatasetScales::Annotate(const StoreReader& store, const std::vector<int32_t
                              const std::vector<int32_t>& split_of, QueryResult* result) const {
   if (uniform_) return;  // the usual store: nothing to look at
   const StoreData& meta = store.meta();
-  // (split, dataset) for every split holding cells of a dataset with negative values.
-  std::vector<std::pair<int32_t, int32_t>> negative_in_split;
-  for (size_t i = 0; i < groups.size(); ++i) {
-    const int32_t d = meta.codes[0][static_cast<size_t>(groups[i])];
-    if (negative_[static_cast<size_t>(d)] == NegativeValues::kSome)
-      negative_in_split.emplace_back(split_of[i], d);
-  }
-  std::sort(negative_in_split.begin(), negative_in_split.end());
-  negative_in_split.erase(std::unique(negative_in_split.begin(), negative_in_split.end()),
-                          negative_in_split.end());
-  std::vector<int32_t> shown;  // the datasets with negative values whose cells rows hold
-  for (QueryResult::Row& row : result->rows) {
-    const int32_t gene = result->gene_indices[static_cast<size_t>(row.gene)];
-    auto it = std::lower_bound(negative_in_split.begin(), negative_in_split.end(),
-                               std::make_pair(row.split, int32_t{-1}));
-    for (; it != negative_in_split.end() && it->first == row.split; ++it)
-      if (store.Measured(it->second, gene)) {
-        row.holds_negative = true;
-        shown.push_back(it->second);
-      }
-  }
   const std::vector<int32_t>& datasets = result->datasets;
   NoteTransforms(meta, datasets, &result->notes);
-  if (!shown.empty()) {
-    std::sort(shown.begin(), shown.end());
-    shown.erase(std::unique(shown.begin(), shown.end()), shown.end());
-    result->notes.push_back(
-        Subject(meta, shown, "holds", "hold") +
-        " values below 0 (scaled data, e.g. z-scores), where only values above 0 count as "
-        "expressing: frac and mean_expr mean little on such data, and mean_expr is left empty "
-        "in the rows that hold their cells; rebuild from counts (--matrix raw or a counts "
-        "layer) for these metrics");
+  // Only a selection holding a dataset with negative values has rows to mark.
+  if (!WithSign(negative_, datasets, NegativeValues::kSome).empty()) {
+    const std::vector<int32_t> shown = MarkNegativeRows(store, groups, split_of, result);
+    if (!shown.empty())
+      result->notes.push_back(NegativeSubject(meta, shown) +
+                              "frac and mean_expr mean little on such data, and mean_expr is "
+                              "left empty in the rows that hold their cells; rebuild from counts "
+                              "(--matrix raw or a counts layer) for these metrics");
   }
   NoteUnknown(meta, WithSign(negative_, datasets, NegativeValues::kUnknown), &result->notes);
 }
@@ -127,10 +143,8 @@ void DatasetScales::NoteComparison(const StoreData& meta, const std::vector<int3
   NoteTransforms(meta, datasets, notes);
   const std::vector<int32_t> negative = WithSign(negative_, datasets, NegativeValues::kSome);
   if (!negative.empty())
-    notes->push_back(Subject(meta, negative, "holds", "hold") +
-                     " values below 0 (scaled data, e.g. z-scores), where only values "
-                     "above 0 count as expressing: frac means little on such data (the "
-                     "t-test, on means, is unaffected)");
+    notes->push_back(NegativeSubject(meta, negative) +
+                     "frac means little on such data (the t-test, on means, is unaffected)");
   NoteUnknown(meta, WithSign(negative_, datasets, NegativeValues::kUnknown), notes);
 }
 

@@ -17,9 +17,6 @@
 
 namespace cellcube::query {
 
-// The distinct datasets of `groups`, ascending.
-std::vector<int32_t> DatasetsOf(const StoreData& meta, const std::vector<int32_t>& groups);
-
 class DatasetScales {
  public:
   explicit DatasetScales(const StoreData& meta);
