@@ -27,8 +27,8 @@
 
 namespace cellcube {
 
-// The format written. Readers also read format 1 (docs/FORMAT.md, "Format 1").
-inline constexpr const char* kStoreFormatVersion = "2";
+// The format written. Readers also read formats 1 and 2 (docs/FORMAT.md, "Older formats").
+inline constexpr const char* kStoreFormatVersion = "3";
 
 // Which genes each dataset measured, one bit per (dataset, gene): a row of 64-bit words
 // per dataset, bit g % 64 of word g / 64 (so a row's bytes, little-endian, are the
@@ -104,6 +104,9 @@ struct DatasetRecord {
   std::string gene_symbols_column;  // "" when none
   std::string donor_column;         // the source column stored as "donor"; "" = none
   NegativeValues negative_values = NegativeValues::kUnknown;
+  // Values above the histograms' upper edge (counted in their top bin); -1: not recorded
+  // (a store without histograms, or of an older format).
+  int64_t values_above_hist_max = -1;
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };
 
@@ -126,6 +129,15 @@ struct StoreData {
   // Per entry: sum over the group's n_cells cells (zeros included) of (v - sum/n_cells)^2,
   // which has no cancellation; Σv² = m2 + sum²/n_cells (docs/FORMAT.md).
   std::vector<double> m2;
+
+  // The histogram layer (docs/FORMAT.md "Histograms"): its upper edge H, 0 when the store
+  // has none; then per entry the end of its record in hist_data (histogram/record.h), so
+  // entry e's record is hist_data[hist_end[e - 1], hist_end[e]) (from 0 for the first).
+  // The entries of a dataset with negative values have empty records.
+  double hist_max = 0;
+  std::vector<uint64_t> hist_end;
+  std::vector<uint8_t> hist_data;
+  bool has_histograms() const { return hist_max > 0; }
 
   // One per value of the "dataset" column, in the same order.
   std::vector<DatasetRecord> datasets;

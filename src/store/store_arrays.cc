@@ -4,6 +4,7 @@
 #include <bit>
 #include <cstring>
 
+#include "store/store_layout.h"
 #include "store/store_loader.h"
 
 namespace cellcube {
@@ -22,11 +23,14 @@ const char* ArrayTypeName(ArrayType t) {
       return "float32";
     case ArrayType::kFloat64:
       return "float64";
+    case ArrayType::kUInt8:
+      return "uint8";
   }
   return "?";
 }
 
 size_t ArrayWidth(ArrayType t) {
+  if (t == ArrayType::kUInt8) return 1;
   if (t == ArrayType::kUInt16) return 2;
   return t == ArrayType::kInt64 || t == ArrayType::kFloat64 ? 8 : 4;
 }
@@ -35,7 +39,7 @@ namespace {
 
 bool ParseType(const std::string& dtype, ArrayType* out) {
   for (ArrayType t : {ArrayType::kInt32, ArrayType::kInt64, ArrayType::kUInt16, ArrayType::kUInt32,
-                      ArrayType::kFloat32, ArrayType::kFloat64})
+                      ArrayType::kFloat32, ArrayType::kFloat64, ArrayType::kUInt8})
     if (dtype == ArrayTypeName(t)) {
       *out = t;
       return true;
@@ -83,7 +87,7 @@ Result<LocatedArray> Locate(const h5ad::File& file, const std::string& path,
 }  // namespace
 
 Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version, int64_t n_genes,
-                                      uint64_t file_size) {
+                                      int64_t n_datasets, bool histograms, uint64_t file_size) {
   const EntryArrayNames names = EntryArraysOf(format_version);
   const bool v1 = format_version == 1;
   const std::vector<ArrayType> ints = {ArrayType::kInt32, ArrayType::kInt64};
@@ -107,6 +111,19 @@ Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version
   CC_ASSIGN_OR_RETURN(a.second,
                       Locate(file, names.second, v1 ? std::vector<ArrayType>{a.sum.type} : floats,
                              a.n_entries, by_indptr, file_size));
+  if (format_version < 3) return a;
+  const int64_t pairs = n_genes * n_datasets;
+  const char* by_pairs = "the genes times the datasets";
+  const std::vector<ArrayType> u32 = {ArrayType::kUInt32};
+  CC_ASSIGN_OR_RETURN(a.entry_offsets,
+                      Locate(file, store_layout::kEntryOffsets, u32, pairs, by_pairs, file_size));
+  if (!histograms) return a;
+  CC_ASSIGN_OR_RETURN(a.hist_indptr, Locate(file, store_layout::kHistIndptr, {ArrayType::kInt64},
+                                            n_genes + 1, "the number of genes + 1", file_size));
+  CC_ASSIGN_OR_RETURN(a.hist_data, Locate(file, store_layout::kHistData, {ArrayType::kUInt8}, -1,
+                                          "hist_indptr", file_size));
+  CC_ASSIGN_OR_RETURN(a.hist_offsets,
+                      Locate(file, store_layout::kHistOffsets, u32, pairs, by_pairs, file_size));
   return a;
 }
 
@@ -150,6 +167,9 @@ Result<std::vector<uint64_t>> ReadWhole(const h5ad::File& file, const LocatedArr
       break;
     case ArrayType::kUInt16:
       CopyAs<uint16_t>(values, words.data());
+      break;
+    case ArrayType::kUInt8:
+      CopyAs<uint8_t>(values, words.data());
       break;
     default:
       CopyAs<uint32_t>(values, words.data());

@@ -20,7 +20,7 @@
 namespace cellcube {
 
 // The element type of a store array.
-enum class ArrayType { kInt32, kInt64, kUInt16, kUInt32, kFloat32, kFloat64 };
+enum class ArrayType { kInt32, kInt64, kUInt16, kUInt32, kFloat32, kFloat64, kUInt8 };
 const char* ArrayTypeName(ArrayType t);
 size_t ArrayWidth(ArrayType t);
 
@@ -31,6 +31,8 @@ constexpr ArrayType ArrayTypeOf() {
     return ArrayType::kInt32;
   else if constexpr (std::is_same_v<T, int64_t>)
     return ArrayType::kInt64;
+  else if constexpr (std::is_same_v<T, uint8_t>)
+    return ArrayType::kUInt8;
   else if constexpr (std::is_same_v<T, uint16_t>)
     return ArrayType::kUInt16;
   else if constexpr (std::is_same_v<T, uint32_t>)
@@ -59,10 +61,19 @@ struct LocatedArray {
   uint64_t bytes() const { return static_cast<uint64_t>(elements) * ArrayWidth(type); }
 };
 
-// The entry arrays of one store, the pattern shared by the three layers.
+// The entry arrays of one store, the pattern shared by the three layers, and format 3's
+// arrays outside the layers (docs/FORMAT.md "raw.cellcube"): absent (an empty path) in
+// older formats, the histogram arrays also in a store built without histograms.
 struct StoreArrays {
   LocatedArray indptr, indices, nnz, sum, second;  // second: m2, or format 1's sumsq
   int64_t n_entries = 0;                           // indices' length
+  // uint32[genes × datasets]: where each dataset's entries start within each gene.
+  LocatedArray entry_offsets;
+  // uint8 records, int64[genes + 1] byte offsets per gene, uint32[genes × datasets]
+  // where each dataset's records start within each gene.
+  LocatedArray hist_data, hist_indptr, hist_offsets;
+  bool has_entry_offsets() const { return !entry_offsets.path.empty(); }
+  bool has_histograms() const { return !hist_data.path.empty(); }
 };
 
 // Locates the entry arrays of a store of `format_version` with `n_genes` genes in `file`
@@ -73,8 +84,11 @@ struct StoreArrays {
 // whole, before any entry is read (ascending from 0 to the number of entries). Corrupt naming the
 // array otherwise. The layers' links to the shared pattern are the StoreReader's to check
 // (SamePattern).
+// Format 3 adds entry_offsets, and the histogram arrays when `histograms` (the metadata
+// says the store has them): their types and shapes are checked here, their values where
+// they are read.
 Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version, int64_t n_genes,
-                                      uint64_t file_size);
+                                      int64_t n_datasets, bool histograms, uint64_t file_size);
 
 // The array at `path`, of the same type and length as `like` (a layer's link to the
 // shared pattern, or a copy of it): Corrupt otherwise.

@@ -135,7 +135,8 @@ Status StoreEntries::CheckIndptr() const {
 Status StoreEntries::Load(const h5ad::File& file, bool check_indptr) {
   const int version = r_.format_version();
   CC_ASSIGN_OR_RETURN(StoreArrays located,
-                      LocateStoreArrays(file, version, r_.n_genes(), file_size_));
+                      LocateStoreArrays(file, version, r_.n_genes(), r_.n_datasets(),
+                                        r_.meta().has_histograms(), file_size_));
   n_entries_ = located.n_entries;
   CC_ASSIGN_OR_RETURN(a_.indptr, View(file, located.indptr));
   CC_ASSIGN_OR_RETURN(a_.indices, View(file, located.indices));

@@ -1,5 +1,5 @@
 // Reading a store's metadata, or a whole store into StoreData, through the h5ad
-// reader; formats 1 and 2 (docs/FORMAT.md). Everything read is checked before use.
+// reader; formats 1 to 3 (docs/FORMAT.md). Everything read is checked before use.
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -12,6 +12,8 @@
 #include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
+
+#include "histogram/histogram.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -37,9 +39,10 @@ Result<int> CheckFormat(const File& f) {
                                    "'cellcube build')");
   CC_ASSIGN_OR_RETURN(std::string version, f.ReadScalarString(root + "/format_version"));
   if (version == "1") return 1;
-  if (version == kStoreFormatVersion) return 2;
+  if (version == "2") return 2;
+  if (version == kStoreFormatVersion) return 3;
   return Status::Unsupported("'" + f.path() + "' is a cellcube store of format version " + version +
-                             "; this cellcube reads versions 1 and " + kStoreFormatVersion +
+                             "; this cellcube reads versions 1 to " + kStoreFormatVersion +
                              " (a newer cellcube wrote it)");
 }
 
@@ -106,6 +109,40 @@ Result<std::vector<NegativeValues>> ReadNegativeValues(const File& f,
   return out;
 }
 
+// The datasets' counts of values above the histograms' upper edge: recorded by stores
+// with histograms (format 3); -1 elsewhere.
+Result<std::vector<int64_t>> ReadAboveHistMax(const File& f, const h5ad::DataFrameInfo& frame,
+                                              size_t n_datasets) {
+  std::vector<int64_t> out(n_datasets, -1);
+  if (std::find(frame.column_names.begin(), frame.column_names.end(), "values_above_hist_max") ==
+      frame.column_names.end())
+    return out;
+  CC_ASSIGN_OR_RETURN(out, f.ReadIntegers(std::string(store_layout::kUnsGroup) +
+                                          "/datasets/values_above_hist_max"));
+  if (out.size() != n_datasets)
+    return Status::Corrupt("store: dataset columns of different lengths");
+  for (int64_t v : out)
+    if (v < -1)
+      return Status::Corrupt("store: a dataset's values_above_hist_max is " + std::to_string(v));
+  return out;
+}
+
+// The histogram layer's upper edge (uns/cellcube/histograms/max), 0 when the store has
+// none (--no-histograms, or an older format).
+Result<double> ReadHistMax(const File& f, int format_version) {
+  if (format_version < 3) return 0.0;
+  const std::string group = std::string(store_layout::kUnsGroup) + "/" + store_layout::kHistograms;
+  if (!f.Exists(group)) return 0.0;
+  CC_ASSIGN_OR_RETURN(auto bins, f.ReadIntegers(group + "/bins"));
+  CC_ASSIGN_OR_RETURN(auto max, f.ReadDoubles(group + "/max"));
+  if (bins.size() != 1 || bins[0] != histogram::kBins)
+    return Status::Corrupt("store: its histograms do not have " + std::to_string(histogram::kBins) +
+                           " bins");
+  if (max.size() != 1 || !histogram::Layout::Valid(max[0]))
+    return Status::Corrupt("store: its histograms' upper edge is not a number above 0");
+  return max[0];
+}
+
 Status LoadDatasets(const File& f, StoreData* s) {
   const std::string root = std::string(store_layout::kUnsGroup) + "/datasets";
   CC_ASSIGN_OR_RETURN(auto frame, f.DataFrameAt(root));
@@ -131,6 +168,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
   }
   CC_ASSIGN_OR_RETURN(std::vector<NegativeValues> negative,
                       ReadNegativeValues(f, frame, names.size()));
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> above, ReadAboveHistMax(f, frame, names.size()));
   CC_ASSIGN_OR_RETURN(auto sizes, ints("source_size"));
   CC_ASSIGN_OR_RETURN(auto mtimes, ints("source_mtime"));
   CC_ASSIGN_OR_RETURN(auto cells, ints("n_cells"));
@@ -155,6 +193,7 @@ Status LoadDatasets(const File& f, StoreData* s) {
     r.gene_symbols_column = symbol_cols[d];
     r.donor_column = donor_cols[d];
     r.negative_values = negative[d];
+    r.values_above_hist_max = above[d];
     s->datasets.push_back(std::move(r));
   }
   return Status::Ok();
@@ -296,6 +335,7 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions&
     }
   }
   CC_RETURN_IF_ERROR(LoadDatasets(file, &s));
+  CC_ASSIGN_OR_RETURN(s.hist_max, ReadHistMax(file, out.format_version));
   CC_RETURN_IF_ERROR(s.ValidateMetadata());
   if (out.format_version == 1) {
     CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s, out.n_genes));

@@ -32,6 +32,8 @@ double AsReal(ArrayType t, const char* p) {
       return Load<int32_t>(p);
     case ArrayType::kInt64:
       return static_cast<double>(Load<int64_t>(p));
+    case ArrayType::kUInt8:
+      return Load<uint8_t>(p);
     case ArrayType::kUInt16:
       return Load<uint16_t>(p);
     case ArrayType::kUInt32:
@@ -173,7 +175,9 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
   impl->file.dev = st.st_dev;
   impl->file.ino = st.st_ino;
   impl->file.size = static_cast<uint64_t>(st.st_size);
-  auto found = LocateStoreArrays(*file, impl->format_version, meta->n_genes(), impl->file.size);
+  auto found = LocateStoreArrays(*file, impl->format_version, meta->n_genes(),
+                                 static_cast<int64_t>(meta->datasets.size()),
+                                 meta->has_histograms(), impl->file.size);
   if (!found.ok())
     return found.status().code() == StatusCode::kCorrupt ? impl->Broken(found.status().message())
                                                          : found.status();

@@ -80,7 +80,7 @@ TEST_F(StoreFiles, OneLocatorFindsTheEntryArraysAsWritten) {
   const auto size = static_cast<uint64_t>(std::filesystem::file_size(path));
   auto file = h5ad::File::Open(path);
   ASSERT_TRUE(file.ok()) << file.status().message();
-  auto a = LocateStoreArrays(**file, 2, 4, size);
+  auto a = LocateStoreArrays(**file, 2, 4, 1, false, size);
   ASSERT_TRUE(a.ok()) << a.status().message();
   EXPECT_EQ(a->n_entries, 12);
   const struct {
@@ -110,16 +110,16 @@ TEST_F(StoreFiles, OneLocatorFindsTheEntryArraysAsWritten) {
   EXPECT_EQ(std::memcmp(words->data(), in_place.data(), 12 * sizeof(double)), 0);
   EXPECT_EQ(in_place[11], 4.0);  // gene 4's entry of the last group
   // Refused: a gene count indptr does not match, and a file too short for an array.
-  auto wrong = LocateStoreArrays(**file, 2, 5, size);
+  auto wrong = LocateStoreArrays(**file, 2, 5, 1, false, size);
   ASSERT_FALSE(wrong.ok());
   EXPECT_EQ(wrong.status().code(), StatusCode::kCorrupt);
   EXPECT_NE(wrong.status().message().find("indptr"), std::string::npos);
-  auto cut = LocateStoreArrays(**file, 2, 4, a->sum.offset + 8);
+  auto cut = LocateStoreArrays(**file, 2, 4, 1, false, a->sum.offset + 8);
   ASSERT_FALSE(cut.ok());
   EXPECT_NE(cut.status().message().find("lies outside the file"), std::string::npos)
       << cut.status().message();
   // Format 1 wants a uint32 nnz layer: this store's uint16 one is refused, named.
-  auto v1 = LocateStoreArrays(**file, 1, 4, size);
+  auto v1 = LocateStoreArrays(**file, 1, 4, 1, false, size);
   ASSERT_FALSE(v1.ok());
   EXPECT_NE(v1.status().message().find("uint16"), std::string::npos) << v1.status().message();
 }

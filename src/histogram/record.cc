@@ -1,0 +1,137 @@
+#include "histogram/record.h"
+
+namespace cellcube::histogram {
+namespace {
+
+constexpr uint8_t kRangeTag = 0x40;
+
+size_t VarintLength(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+void AppendVarint(uint64_t v, std::vector<uint8_t>* out) {
+  while (v >= 0x80) {
+    out->push_back(static_cast<uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out->push_back(static_cast<uint8_t>(v));
+}
+
+// The non-empty bins' span [lo, hi]; lo > hi when all are empty.
+void Span(const Counts& bins, int* lo, int* hi) {
+  *lo = 0;
+  while (*lo < kBins && bins[static_cast<size_t>(*lo)] == 0) ++*lo;
+  *hi = kBins - 1;
+  while (*hi >= 0 && bins[static_cast<size_t>(*hi)] == 0) --*hi;
+}
+
+size_t RangeLength(const Counts& bins, int lo, int hi) {
+  size_t n = 2;
+  for (int b = lo; b <= hi; ++b) n += VarintLength(bins[static_cast<size_t>(b)]);
+  return n;
+}
+
+size_t ReadList(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, const char** why) {
+  if (nnz > avail) {
+    *why = "its histogram record is cut short";
+    return 0;
+  }
+  uint8_t previous = 0;
+  for (uint64_t k = 0; k < nnz; ++k) {
+    const uint8_t b = p[k];
+    if (b >= kBins || b < previous) {
+      *why = "its histogram record lists bins out of order";
+      return 0;
+    }
+    previous = b;
+  }
+  if (bins)  // added only once the whole record is good
+    for (uint64_t k = 0; k < nnz; ++k) ++(*bins)[p[k]];
+  return static_cast<size_t>(nnz);
+}
+
+size_t ReadRange(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, const char** why) {
+  if (avail < 2) {
+    *why = "its histogram record is cut short";
+    return 0;
+  }
+  const int lo = p[0] & 0x3f, hi = p[1];
+  if (hi < lo || hi >= kBins) {
+    *why = "its histogram record has a bad bin range";
+    return 0;
+  }
+  size_t at = 2;
+  uint64_t total = 0;
+  Counts read{};
+  for (int b = lo; b <= hi; ++b) {
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+      if (at >= avail || shift > 28) {
+        *why = shift > 28 ? "its histogram record has a count that is too large"
+                          : "its histogram record is cut short";
+        return 0;
+      }
+      const uint8_t byte = p[at++];
+      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80)) break;
+    }
+    if ((b == lo || b == hi) && v == 0) {
+      *why = "its histogram record has an empty end bin";
+      return 0;
+    }
+    total += v;
+    read[static_cast<size_t>(b)] = v;
+  }
+  if (total != nnz) {
+    *why = "its histogram's counts do not add up to its nnz";
+    return 0;
+  }
+  if (bins)
+    for (int b = lo; b <= hi; ++b) (*bins)[static_cast<size_t>(b)] += read[static_cast<size_t>(b)];
+  return at;
+}
+
+}  // namespace
+
+size_t RecordLength(const Counts& bins, uint64_t nnz) {
+  if (nnz == 0) return 0;
+  int lo, hi;
+  Span(bins, &lo, &hi);
+  const size_t range = RangeLength(bins, lo, hi);
+  return nnz <= range ? static_cast<size_t>(nnz) : range;
+}
+
+void AppendRecord(const Counts& bins, uint64_t nnz, std::vector<uint8_t>* out) {
+  if (nnz == 0) return;
+  int lo, hi;
+  Span(bins, &lo, &hi);
+  if (nnz <= RangeLength(bins, lo, hi)) {
+    for (int b = lo; b <= hi; ++b)
+      out->insert(out->end(), static_cast<size_t>(bins[static_cast<size_t>(b)]),
+                  static_cast<uint8_t>(b));
+    return;
+  }
+  out->push_back(static_cast<uint8_t>(kRangeTag | lo));
+  out->push_back(static_cast<uint8_t>(hi));
+  for (int b = lo; b <= hi; ++b) AppendVarint(bins[static_cast<size_t>(b)], out);
+}
+
+size_t ReadRecord(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, const char** why) {
+  if (nnz == 0) return 0;
+  if (avail == 0) {
+    *why = "its histogram record is cut short";
+    return 0;
+  }
+  const uint8_t first = p[0];
+  if (first < kBins) return ReadList(p, avail, nnz, bins, why);
+  if ((first & 0xc0) == kRangeTag) return ReadRange(p, avail, nnz, bins, why);
+  *why = "its histogram record has an unknown form";
+  return 0;
+}
+
+}  // namespace cellcube::histogram
