@@ -17,6 +17,7 @@
 #include "cellcube/de.h"
 #include "cellcube/query.h"
 #include "cellcube/render.h"
+#include "histogram/histogram.h"
 
 namespace py = pybind11;
 
@@ -133,7 +134,7 @@ class PyStore {
       } else {
         py::array_t<double> a(n);
         auto* p = a.mutable_data();
-        for (py::ssize_t i = 0; i < n; ++i) p[i] = res.rows[i].Value(m);
+        for (py::ssize_t i = 0; i < n; ++i) p[i] = res.Value(static_cast<size_t>(i), m);
         columns.append(a);
       }
     }
@@ -155,6 +156,24 @@ class PyStore {
     if (!text.ok()) Raise(text.status());
     return std::move(text).value();
   }
+  // A distribution answer (docs/QUERY.md) as (CSV text, notes, edges): what
+  // `cellcube distribution --format csv` prints, and the 65 bin edges.
+  py::tuple distribution_text(const std::vector<std::string>& genes,
+                              const std::vector<std::string>& by, const WhereList& where,
+                              const std::vector<std::string>& datasets) const {
+    Query q = MakeQuery(genes, by, where, datasets, {"n_cells"});
+    q.distribution = true;
+    Result<QueryResult> r = [&] {
+      py::gil_scoped_release release;
+      return engine_->Run(q);
+    }();
+    if (!r.ok()) Raise(r.status());
+    std::vector<double> edges;
+    const histogram::Layout layout(r->hist_max);
+    for (int i = 0; i <= histogram::kBins; ++i) edges.push_back(layout.Edge(i));
+    return py::make_tuple(FormatDistributionCsv(*r), r->notes, edges);
+  }
+
   // Differential expression (docs/DE.md) as (CSV or JSON text, notes, test): what
   // `cellcube de` prints on stdout and stderr, and the test that ran.
   py::tuple de_text(const std::string& compare, const std::vector<std::string>& group1,
@@ -242,6 +261,8 @@ PYBIND11_MODULE(_cellcube, m) {
            py::arg("datasets"), py::arg("metrics"))
       .def("query_text", &PyStore::query_text, py::arg("genes"), py::arg("by"), py::arg("where"),
            py::arg("datasets"), py::arg("metrics"), py::arg("format"))
+      .def("distribution_text", &PyStore::distribution_text, py::arg("genes"), py::arg("by"),
+           py::arg("where"), py::arg("datasets"))
       .def("de_text", &PyStore::de_text, py::arg("compare"), py::arg("group1"), py::arg("group2"),
            py::arg("where"), py::arg("datasets"), py::arg("test"), py::arg("donor"),
            py::arg("min_cells"), py::arg("min_frac"), py::arg("direction"), py::arg("top"),

@@ -23,7 +23,7 @@ enum class OptionNames { kFlags, kParameters };
 
 // How a comparison picks and runs its test: what DE and markers share.
 struct DeTest {
-  std::string test = "auto";  // auto | donors | cells
+  std::string test = "auto";  // auto | donors | cells | wilcoxon (auto never picks it)
   std::string donor;          // the donor column; "" = donor, donor_id, individual, ...
   int64_t min_cells = 10;     // a donor is kept on a side with this many cells there
   OptionNames names = OptionNames::kFlags;  // in errors: --min-cells or min_cells
@@ -50,7 +50,7 @@ struct DeRow {
 };
 
 struct DeResult {
-  std::string test;  // "cells", "donors-paired" or "donors-unpaired"
+  std::string test;  // "cells", "donors-paired", "donors-unpaired" or "wilcoxon"
   std::vector<std::string> notes;
   std::vector<std::string> gene_ids, symbols;  // per store gene index used by rows
   std::vector<DeRow> rows;                     // in SPEC §9's order, filtered

@@ -30,6 +30,7 @@
 // column split by twice).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <limits>
@@ -42,9 +43,29 @@
 
 namespace cellcube {
 
-enum class Metric : uint8_t { kNCells, kNnz, kFrac, kSum, kMean, kMeanExpr, kVar, kStd };
+enum class Metric : uint8_t {
+  kNCells,
+  kNnz,
+  kFrac,
+  kSum,
+  kMean,
+  kMeanExpr,
+  kVar,
+  kStd,
+  // From the rows' histograms (docs/QUERY.md, "Distribution metrics"): quantiles over all
+  // cells, the median over expressing cells, the upper edge of the highest non-empty bin.
+  kMedian,
+  kQ05,
+  kQ25,
+  kQ75,
+  kQ95,
+  kMedianExpr,
+  kMax,
+};
 
 const char* MetricName(Metric m);
+// Whether a metric is computed from histograms (a store of format 3 built with them).
+inline bool MetricNeedsHistograms(Metric m) { return m >= Metric::kMedian; }
 // Every metric, in SPEC §2's order.
 const std::vector<Metric>& AllMetrics();
 // n_cells, frac, mean.
@@ -65,9 +86,12 @@ struct Aggregate {
   double m2 = 0;
 };
 
-// A metric of an aggregate per SPEC §2; NaN when missing (mean_expr with nnz = 0,
+// A row's histogram: cells per bin (docs/QUERY.md); its cells with values above 0.
+using Bins = std::array<uint64_t, 64>;
+// A metric of an aggregate per docs/QUERY.md; NaN when missing (mean_expr with nnz = 0,
 // var/std with n_cells < 2, anything with n_cells = 0). var = m2 / (n_cells − 1).
-double MetricValue(Metric m, const Aggregate& a);
+// Distribution metrics need `bins` (and the layout's upper edge `hist_max`): NaN without.
+double MetricValue(Metric m, const Aggregate& a, const Bins* bins = nullptr, double hist_max = 0);
 
 struct WhereClause {
   std::string column;
@@ -88,6 +112,8 @@ struct Query {
   std::vector<std::string> by;
   Population population;
   std::vector<std::string> metrics;  // empty = DefaultMetrics()
+  // Keep each row's histogram (QueryResult::bins): a distribution answer.
+  bool distribution = false;
 };
 
 struct QueryResult {
@@ -105,17 +131,26 @@ struct QueryResult {
     Aggregate stats;
     // The row holds cells of a dataset whose values go below 0 (scaled data) and that
     // measured the gene: only values above 0 count in nnz there, so sum / nnz is no mean
-    // of any cells and mean_expr is missing (docs/QUERY.md, "Values on different scales").
+    // of any cells, mean_expr is missing, and so is its distribution (those cells are in
+    // no histogram) (docs/QUERY.md, "Values on different scales").
     bool holds_negative = false;
-
-    // A metric of the row, as every surface shows it: MetricValue, with mean_expr missing
-    // (NaN) where the row holds negative values.
-    double Value(Metric m) const {
-      return m == Metric::kMeanExpr && holds_negative ? std::numeric_limits<double>::quiet_NaN()
-                                                      : MetricValue(m, stats);
-    }
   };
   std::vector<Row> rows;  // split-major; rows with n_cells = 0 are left out
+  // Per row, its histogram, when a distribution metric or a distribution was asked for
+  // (else empty); the layout's upper edge (bin i covers (i·H/64, (i+1)·H/64]).
+  std::vector<Bins> bins;
+  double hist_max = 0;
+  // Metric m of row i, as every surface shows it: MetricValue, with mean_expr and the
+  // distribution metrics missing (NaN) where the row holds negative values.
+  double Value(size_t i, Metric m) const {
+    const Row& row = rows[i];
+    if (row.holds_negative && (m == Metric::kMeanExpr || MetricNeedsHistograms(m)))
+      return std::numeric_limits<double>::quiet_NaN();
+    return MetricValue(m, row.stats, bins.empty() ? nullptr : &bins[i], hist_max);
+  }
+  // Whether row i has a distribution to show (zeros and bins): not where it holds
+  // negative values.
+  bool HasDistribution(size_t i) const { return !bins.empty() && !rows[i].holds_negative; }
   // The datasets holding the selected cells, ascending (whether or not they measured
   // the genes).
   std::vector<int32_t> datasets;
@@ -171,6 +206,10 @@ class QueryEngine {
   // `split_of_group` (one split in [0, n_splits) per group); n_cells counts the cells
   // of datasets that measured the gene; m2 is filled when `want_m2`. Each gene's
   // entries are checked first (Corrupt for a damaged one).
+  struct RollUpWants {
+    bool m2 = false;    // Aggregate::m2
+    bool bins = false;  // each split's histogram (the store must have histograms)
+  };
   Result<std::vector<Aggregate>> RollUp(const std::vector<int32_t>& genes,
                                         const std::vector<int32_t>& groups,
                                         const std::vector<int32_t>& split_of_group,
@@ -181,6 +220,7 @@ class QueryEngine {
   // splits (not necessarily ascending). Every split not listed is all zeros.
   struct GeneSplits {
     const Aggregate* at = nullptr;
+    const Bins* bins = nullptr;  // per split, when asked for (RollUpWants::bins)
     const int32_t* active = nullptr;
     size_t n_active = 0;
   };
@@ -191,8 +231,10 @@ class QueryEngine {
   // measured it, not every donor of the selection).
   using RollUpVisitor = std::function<void(size_t, const GeneSplits&)>;
   Status RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
-                    const std::vector<int32_t>& split_of_group, int32_t n_splits, bool want_m2,
-                    const RollUpVisitor& visit) const;
+                    const std::vector<int32_t>& split_of_group, int32_t n_splits,
+                    RollUpWants wants, const RollUpVisitor& visit) const;
+  // The error for a distribution asked of a store without histograms (how to rebuild).
+  Status NoHistograms() const;
 
   // Gene indices for names (ids or symbols, case-insensitive), deduplicated, in order.
   Result<std::vector<int32_t>> ResolveGenes(const std::vector<std::string>& names) const;
@@ -213,8 +255,8 @@ class QueryEngine {
                           std::vector<int32_t>* selected) const;
   Status RollUpInto(Scratch& scratch, const std::vector<int32_t>& genes,
                     const std::vector<int32_t>& groups, const std::vector<int32_t>& split_of_group,
-                    int32_t n_splits, bool want_m2, std::vector<Aggregate>* out,
-                    const RollUpVisitor* visit) const;
+                    int32_t n_splits, RollUpWants wants, std::vector<Aggregate>* out,
+                    std::vector<Bins>* bins_out, const RollUpVisitor* visit) const;
 
   std::shared_ptr<const StoreReader> store_;
   std::unique_ptr<const Impl> impl_;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cellcube/de.h"
 #include "cellcube/query.h"
@@ -41,7 +42,22 @@ enum class RowLayout {
 // holds them.
 void AppendJsonRows(const QueryResult& result, RowLayout layout, std::string* out);
 
-// ---- DE and markers (SPEC §9) ----
+// ---- distributions (a QueryResult run with Query::distribution) ----
+
+// The columns before the bins: the by-columns, "gene", "n_cells", "zeros".
+std::vector<std::string> DistributionColumns(const QueryResult& result);
+// CSV: those columns, then bin_00 ... bin_63; a row holding negative values has empty
+// zeros and bins.
+std::string FormatDistributionCsv(const QueryResult& result);
+// The members "columns", "edges" (65 numbers: bin i covers (edges[i], edges[i + 1]]) and
+// "rows" (objects: the by-columns, "gene", "n_cells", "zeros", "bins": [64 counts]; zeros
+// and bins null where the row holds negative values), with no braces (the caller's
+// envelope holds them).
+void AppendDistributionJson(const QueryResult& result, std::string* out);
+// {columns, edges, rows, notes}: the CLI's JSON.
+std::string FormatDistributionJson(const QueryResult& result);
+
+// ---- DE and markers (docs/DE.md) ----
 
 // CSV: header = DeColumnNames(). JSON: {"columns", "rows" (objects keyed by the
 // columns), "test", "notes", "took_us"}.

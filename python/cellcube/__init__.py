@@ -164,6 +164,33 @@ class Store:
         """The same query as JSON text, exactly as `cellcube query --format json` prints it."""
         return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "json")
 
+    def distribution(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
+                     datasets: Names = None):
+        """Each gene's distribution per split, from the store's histograms (docs/QUERY.md),
+        as a pandas DataFrame with the columns of `cellcube distribution --format csv`: the
+        by-columns, gene, n_cells, zeros (cells without a value above 0), bin_00 ... bin_63
+        (expressing cells per bin; nullable Int64, <NA> in a row holding scaled data).
+        Bin i covers (edges[i], edges[i + 1]], the 65 edges in df.attrs["edges"]; the
+        answer's notes in df.attrs["notes"]. Arguments as in query().
+        """
+        import io
+
+        import pandas as pd
+
+        gene_list, by_list, where_list, dataset_list, _ = self._args(genes, by, where, datasets,
+                                                                     None)
+        text, notes, edges = self._s.distribution_text(gene_list, by_list, where_list,
+                                                       dataset_list)
+        label_types = {column: str for column in by_list}
+        label_types["gene"] = str
+        frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
+                            dtype=label_types)
+        for column in frame.columns[len(by_list) + 2:]:  # zeros and the bins
+            frame[column] = frame[column].astype("Int64")
+        frame["n_cells"] = frame["n_cells"].astype("int64")
+        frame.attrs["edges"] = list(edges)
+        return _with_notes(frame, notes)
+
     def de(self, compare: str, group1: Names, group2: Names = "rest",
            where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
            donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
@@ -177,7 +204,8 @@ class Store:
         group1    side 1's value(s) of that column
         group2    side 2's value(s), or "rest" (default): every other selected group
         where, datasets   the population, as in query()
-        test      "auto" (default), "donors" (pseudobulk) or "cells"
+        test      "auto" (default), "donors" (pseudobulk), "cells" (Welch) or "wilcoxon"
+                  (Mann-Whitney U on the binned values; t holds z, effect the AUC)
         donor     the donor column (default: donor, donor_id, individual, patient, subject)
         min_cells a donor counts on a side with this many cells there (default 10)
         min_frac, direction, top   filters, as `cellcube de`

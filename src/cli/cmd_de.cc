@@ -16,7 +16,7 @@ namespace cellcube::cli {
 const char* const kDeHelp =
     R"(usage: cellcube de STORE --compare COL --group1 VALUE [--group1 VALUE]...
                    [--group2 VALUE]... | [--group2 rest] [--where COL=VALUE]...
-                   [--datasets D,...] [--test auto|donors|cells] [--donor COL]
+                   [--datasets D,...] [--test auto|donors|cells|wilcoxon] [--donor COL]
                    [--min-cells N] [--min-frac F] [--direction up|down|both] [--top N]
                    [--format table|csv|json]
 
@@ -33,7 +33,10 @@ sides is tested; p-values are adjusted by Benjamini-Hochberg over the tested gen
   --test T             auto (default): donors when each side keeps at least 2 donors,
                        else cells. donors: pseudobulk, each donor's mean is one unit
                        (paired when donors sit on both sides); cells: Welch's t over
-                       cells, which overstates significance when donors vary
+                       cells, which overstates significance when donors vary;
+                       wilcoxon: the Mann-Whitney U (rank-sum) test over the cells'
+                       values binned by the store's histograms (t holds z, effect the
+                       AUC; never chosen by auto)
   --donor COL          the donor column (default: donor, donor_id, individual,
                        patient or subject, the first the store has)
   --min-cells N        a donor counts on a side with at least N cells there (default 10)
@@ -47,13 +50,14 @@ sides is tested; p-values are adjusted by Benjamini-Hochberg over the tested gen
 A donor is a (dataset, donor value) pair: donor labels repeat across studies. Output,
 one row per tested gene, by padj then |logfc|: gene, symbol, n_cells1, n_cells2,
 n_donors1, n_donors2 (empty under cells), mean1, mean2 (of the test's units), frac1,
-frac2, logfc (mean1 - mean2), effect (Cohen's d), t, df, pvalue, padj. A note on
-stderr says which test ran and why.
+frac2, logfc (mean1 - mean2), effect (Cohen's d; under wilcoxon the AUC), t (under
+wilcoxon the z), df (empty under wilcoxon), pvalue, padj. A note on stderr says which
+test ran and why.
 )";
 
 const char* const kMarkersHelp =
     R"(usage: cellcube markers STORE [--column COL] [--where COL=VALUE]... [--datasets D,...]
-                        [--top N] [--max-padj P] [--test auto|donors|cells] [--donor COL]
+                        [--top N] [--max-padj P] [--test auto|donors|cells|wilcoxon] [--donor COL]
                         [--min-cells N] [--format table|csv|json]
 
 Marker genes of each value of a column (default cell_type) in the selected cells: for

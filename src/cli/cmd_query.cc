@@ -1,4 +1,5 @@
 // `cellcube query STORE --genes ...`: one query against a store, as a table, CSV or JSON.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -30,7 +31,8 @@ values the store aggregated (see 'cellcube info STORE' for each dataset's transf
                       values. Repeat it: values of one column are OR-ed, different
                       columns AND-ed (--where stage=II --where stage=III --where sex=female)
   --datasets D,...    only these datasets (default: all)
-  --metrics M,...     any of n_cells,nnz,frac,sum,mean,mean_expr,var,std
+  --metrics M,...     any of n_cells,nnz,frac,sum,mean,mean_expr,var,std, and from
+                      the store's histograms median,q05,q25,q75,q95,median_expr,max
                       (default: n_cells,frac,mean)
   --format F          table (default; aligned, for reading), csv or json
   -h, --help          show this help
@@ -40,6 +42,10 @@ info STORE' lists the columns and their values.
 
 n_cells counts only cells of datasets that measured the gene; a (split, gene) with no
 such cell gives no row. mean_expr is missing when nnz = 0, var and std when n_cells < 2.
+median and qNN are quantiles over all cells (zeros included), median_expr over the
+expressing cells (missing when nnz = 0), max the upper edge of the highest non-empty
+bin; each is within one bin width (the store's upper edge / 64) of the quantile of the
+cells' values (see 'cellcube distribution --help').
 
 Output columns: the --by columns in the order given, then gene (the store's gene id),
 then the metrics in the order given.
@@ -51,6 +57,31 @@ then the metrics in the order given.
              "frac": 0.43, "mean": 1.27}, ...]
   table  the same columns aligned (with the genes' symbols after gene, when known);
          a missing value is '-'.
+)";
+
+const char* const kDistributionHelp =
+    R"(usage: cellcube distribution STORE --genes G[,G...] [--by COL[,COL...]]
+                             [--where COL=VALUE]... [--datasets D[,D...]]
+                             [--format table|csv|json]
+
+The distribution of each gene's values per split, from the store's histograms: for
+violin and box plots. One row per (split, gene) with cells: n_cells, zeros (the cells
+without a value above 0), and the expressing cells counted in 64 equal bins over
+(0, H], H the store's upper edge ('cellcube info' shows it; ln 10001 = 9.2104 by
+default, the largest cp10k_log1p value). Bin i holds the values v with
+i*H/64 < v <= (i+1)*H/64; values above H are in the last bin.
+
+  --genes, --by, --where, --datasets   as for 'cellcube query'
+  --format F          table (default: the counts, median, q25, q75, median_expr and a
+                      line of the bins), csv (columns: the --by columns, gene,
+                      n_cells, zeros, bin_00 ... bin_63) or json ({"columns", "edges":
+                      [65 bin edges], "rows": [{..., "n_cells", "zeros", "bins": [64
+                      counts]}], "notes"})
+  -h, --help          show this help
+
+A row holding cells of a dataset whose values go below 0 (scaled data) has no
+distribution: empty zeros and bins (null in JSON), with a note. A store built with
+--no-histograms, or by a cellcube before histograms, has none: rebuild it.
 )";
 
 namespace {
@@ -79,7 +110,8 @@ void PrintTable(const QueryResult& r) {
   TextTable t(header);
   std::vector<size_t> right;
   for (size_t i = 0; i < r.metrics.size(); ++i) right.push_back(r.by.size() + 1 + symbols + i);
-  for (const auto& row : r.rows) {
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
     std::vector<std::string> cells;
     for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
     cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
@@ -90,7 +122,7 @@ void PrintTable(const QueryResult& r) {
       } else if (m == Metric::kNnz) {
         cells.push_back(WithThousands(row.stats.nnz));
       } else {
-        double v = row.Value(m);
+        double v = r.Value(i, m);
         cells.push_back(std::isfinite(v) ? TableNumber(v) : "-");
       }
     }
@@ -99,29 +131,94 @@ void PrintTable(const QueryResult& r) {
   t.Print(std::cout, right, "");
 }
 
+// The query both commands parse (`command` names them in errors).
+Result<Query> ParseQuery(const std::vector<std::string>& argv, const std::string& command,
+                         bool metrics, Args* args_out, std::string* format) {
+  std::vector<OptionSpec> specs = {{"genes", true, true},
+                                {"by", true, true},
+                                {"where", true, true},
+                                {"datasets", true, true},
+                                {"format", true}};
+  if (metrics) specs.push_back({"metrics", true, true});
+  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, specs));
+  if (args.positionals().size() != 1)
+    return Status::Usage(command + " needs exactly one STORE (see 'cellcube " + command +
+                         " --help')");
+  Query q;
+  q.genes = ListOption(args, "genes");
+  if (q.genes.empty()) return Status::Usage(command + " needs --genes G[,G...]");
+  q.by = ListOption(args, "by");
+  if (metrics) q.metrics = ListOption(args, "metrics");
+  CC_ASSIGN_OR_RETURN(q.population, PopulationOptions(args));
+  *format = args.GetOr("format", "table");
+  if (*format != "table" && *format != "csv" && *format != "json")
+    return Status::Usage("--format must be table, csv or json, not '" + *format + "'");
+  // Check the metric names before opening the store: a typo is reported at once.
+  CC_RETURN_IF_ERROR(ParseMetrics(q.metrics).status());
+  *args_out = std::move(args);
+  return q;
+}
+
+Status Finish(const QueryResult& result) {
+  for (const auto& note : result.notes) std::cerr << "cellcube: " << note << "\n";
+  std::cout.flush();
+  if (!std::cout) return Status::IoError("cannot write the output");
+  return Status::Ok();
+}
+
+// A row's bins as a line of block characters, two bins per character, each character's
+// height relative to the row's fullest pair.
+std::string Sparkline(const Bins& bins) {
+  static const char* const kBlocks[] = {" ", "▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"};
+  uint64_t top = 0;
+  for (size_t b = 0; b < bins.size(); b += 2) top = std::max(top, bins[b] + bins[b + 1]);
+  std::string out;
+  for (size_t b = 0; b < bins.size(); b += 2) {
+    const uint64_t pair = bins[b] + bins[b + 1];
+    const auto level = top == 0 ? 0 : static_cast<size_t>((pair * 8 + top - 1) / top);
+    out += kBlocks[level];
+  }
+  return out;
+}
+
+void PrintDistributionTable(const QueryResult& r) {
+  if (r.rows.empty()) {
+    std::cout << "no rows\n";
+    return;
+  }
+  std::vector<std::string> header = r.by;
+  char edge[64];
+  std::snprintf(edge, sizeof edge, "expressing cells over (0, %.4g]", r.hist_max);
+  for (const char* c : {"gene", "n_cells", "zeros", "median", "q25", "q75", "median_expr"})
+    header.emplace_back(c);
+  header.emplace_back(edge);
+  TextTable t(header);
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    std::vector<std::string> cells;
+    for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
+    cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
+    cells.push_back(WithThousands(row.stats.n_cells));
+    const bool known = r.HasDistribution(i);
+    cells.push_back(known ? WithThousands(row.stats.n_cells - row.stats.nnz) : "-");
+    for (Metric m : {Metric::kMedian, Metric::kQ25, Metric::kQ75, Metric::kMedianExpr}) {
+      const double v = r.Value(i, m);
+      cells.push_back(std::isfinite(v) ? TableNumber(v) : "-");
+    }
+    cells.push_back(known ? Sparkline(r.bins[i]) : "-");
+    t.AddRow(std::move(cells));
+  }
+  std::vector<size_t> right;
+  for (size_t c = r.by.size() + 1; c < r.by.size() + 7; ++c) right.push_back(c);
+  t.Print(std::cout, right, "");
+}
+
 }  // namespace
 
 Status RunQuery(const std::vector<std::string>& argv) {
-  CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"genes", true, true},
-                                                    {"by", true, true},
-                                                    {"where", true, true},
-                                                    {"datasets", true, true},
-                                                    {"metrics", true, true},
-                                                    {"format", true}}));
-  if (args.positionals().size() != 1)
-    return Status::Usage("query needs exactly one STORE (see 'cellcube query --help')");
-  Query q;
-  q.genes = ListOption(args, "genes");
-  if (q.genes.empty()) return Status::Usage("query needs --genes G[,G...]");
-  q.by = ListOption(args, "by");
-  q.metrics = ListOption(args, "metrics");
-  CC_ASSIGN_OR_RETURN(q.population, PopulationOptions(args));
-  const std::string format = args.GetOr("format", "table");
-  if (format != "table" && format != "csv" && format != "json")
-    return Status::Usage("--format must be table, csv or json, not '" + format + "'");
-  // Check the metric names before opening the store: a typo is reported at once.
-  CC_RETURN_IF_ERROR(ParseMetrics(q.metrics).status());
-
+  Args args;
+  std::string format;
+  CC_ASSIGN_OR_RETURN(Query q, ParseQuery(argv, "query", true, &args, &format));
   CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
   CC_ASSIGN_OR_RETURN(QueryResult result, engine->Run(q));
   if (format == "csv") {
@@ -131,10 +228,25 @@ Status RunQuery(const std::vector<std::string>& argv) {
   } else {
     PrintTable(result);
   }
-  for (const auto& note : result.notes) std::cerr << "cellcube: " << note << "\n";
-  std::cout.flush();
-  if (!std::cout) return Status::IoError("cannot write the output");
-  return Status::Ok();
+  return Finish(result);
+}
+
+Status RunDistribution(const std::vector<std::string>& argv) {
+  Args args;
+  std::string format;
+  CC_ASSIGN_OR_RETURN(Query q, ParseQuery(argv, "distribution", false, &args, &format));
+  q.distribution = true;
+  q.metrics = {"n_cells"};
+  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
+  CC_ASSIGN_OR_RETURN(QueryResult result, engine->Run(q));
+  if (format == "csv") {
+    std::cout << FormatDistributionCsv(result);
+  } else if (format == "json") {
+    std::cout << FormatDistributionJson(result);
+  } else {
+    PrintDistributionTable(result);
+  }
+  return Finish(result);
 }
 
 }  // namespace cellcube::cli

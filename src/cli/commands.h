@@ -41,6 +41,8 @@ Status RunDemo(const std::vector<std::string>& argv);
 extern const char* const kDemoHelp;
 Status RunQuery(const std::vector<std::string>& argv);
 extern const char* const kQueryHelp;
+Status RunDistribution(const std::vector<std::string>& argv);
+extern const char* const kDistributionHelp;
 Status RunDe(const std::vector<std::string>& argv);
 extern const char* const kDeHelp;
 Status RunMarkers(const std::vector<std::string>& argv);

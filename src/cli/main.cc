@@ -29,6 +29,8 @@ const std::vector<Command>& Commands() {
       {"demo", "synthesise an atlas, build its store and serve it", kDemoHelp, RunDemo, false},
       {"query", "answer a dot-plot query: genes x splits, from a store", kQueryHelp, RunQuery,
        true},
+      {"distribution", "the distribution of genes' values per split (violins), from a store",
+       kDistributionHelp, RunDistribution, true},
       {"de", "differential expression between two sides, per donor or per cell", kDeHelp, RunDe,
        true},
       {"markers", "marker genes of each cell type (or another column's values)", kMarkersHelp,

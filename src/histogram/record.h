@@ -37,4 +37,30 @@ inline size_t SkipRecord(const uint8_t* p, size_t avail, uint64_t nnz, const cha
   return ReadRecord(p, avail, nnz, nullptr, why);
 }
 
+// The length of a record that was checked (ReadRecord) before: from its form alone,
+// never past `avail`.
+inline size_t CheckedRecordLength(const uint8_t* p, size_t avail, uint64_t nnz) {
+  if (nnz == 0 || avail == 0) return 0;
+  if (p[0] < kBins) return static_cast<size_t>(nnz) < avail ? static_cast<size_t>(nnz) : avail;
+  if (avail < 2) return avail;
+  const size_t counts = static_cast<size_t>(p[1]) - (p[0] & 0x3f) + 1;
+  size_t at = 2;
+  for (size_t c = 0; c < counts && at < avail; ++at)
+    if (!(p[at] & 0x80)) ++c;
+  return at;
+}
+
+// Adds a checked record's bins into `bins`; returns its length.
+inline size_t AddCheckedRecord(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins) {
+  if (nnz == 0 || avail == 0) return 0;
+  if (p[0] < kBins) {
+    const size_t n = static_cast<size_t>(nnz) < avail ? static_cast<size_t>(nnz) : avail;
+    for (size_t k = 0; k < n; ++k) ++(*bins)[p[k] & (kBins - 1)];
+    return n;
+  }
+  const char* why = nullptr;
+  const size_t n = ReadRecord(p, avail, nnz, bins, &why);
+  return why ? CheckedRecordLength(p, avail, nnz) : n;
+}
+
 }  // namespace cellcube::histogram

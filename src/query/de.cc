@@ -1,16 +1,19 @@
-// Differential expression (include/cellcube/de.h, SPEC §9): the sides and donors are
+// Differential expression (include/cellcube/de.h, docs/DE.md): the sides and donors are
 // groups of the population (QueryEngine::SelectGroups), their statistics one roll-up
-// (QueryEngine::RollUp); Student's t distribution is Boost.Math's.
+// (QueryEngine::RollUp); Student's t distribution and the normal tail (erfc) are
+// Boost.Math's.
 #include "cellcube/de.h"
 
 #include <algorithm>
 #include <boost/math/distributions/students_t.hpp>
+#include <boost/math/special_functions/erf.hpp>
 #include <cmath>
 #include <limits>
 #include <map>
 #include <numeric>
 #include <set>
 
+#include "histogram/histogram.h"
 #include "query/scales.h"
 #include "util/scratch_pool.h"
 #include "util/text.h"
@@ -181,7 +184,7 @@ struct Moments {
   double Var() const { return n >= 2 ? m2 / (n - 1) : kEmpty; }
 };
 
-enum class Test { kCells, kDonorsUnpaired, kDonorsPaired };
+enum class Test { kCells, kDonorsUnpaired, kDonorsPaired, kWilcoxon };
 
 double Mean(const Aggregate& a) { return a.sum / static_cast<double>(a.n_cells); }
 
@@ -231,6 +234,39 @@ void TestDonorsPaired(const Design& d, const QueryEngine::GeneSplits& splits, De
   row->pvalue = TwoSidedP(row->t, row->df);
 }
 
+// The Wilcoxon rank-sum (Mann-Whitney U) test on the two sides' binned values (docs/DE.md):
+// 65 tie classes, the zeros below bin 0; z with the continuity correction, t = z, effect
+// = the AUC U1 / (n1 n2), df empty; empty where every cell is tied (sigma = 0).
+void Wilcoxon(const Bins& bins1, uint64_t zeros1, const Bins& bins2, uint64_t zeros2, DeRow* row) {
+  row->t = row->df = row->effect = row->pvalue = kEmpty;
+  const auto n1 = static_cast<double>(zeros1 + histogram::Total(bins1));
+  const auto n2 = static_cast<double>(zeros2 + histogram::Total(bins2));
+  const uint64_t n = zeros1 + zeros2 + histogram::Total(bins1) + histogram::Total(bins2);
+  if (n1 <= 0 || n2 <= 0 || n < 2) return;
+  // Class 0 (the zeros), then the bins: U1 counts side 2's cells below each side-1 cell,
+  // a half for each tie.
+  double u1 = 0, below2 = 0;
+  unsigned __int128 ties = 0;  // sum of t^3 - t: beyond 64 bits for classes of 3 million
+  for (int c = 0; c <= histogram::kBins; ++c) {
+    const uint64_t a = c == 0 ? zeros1 : bins1[static_cast<size_t>(c - 1)];
+    const uint64_t b = c == 0 ? zeros2 : bins2[static_cast<size_t>(c - 1)];
+    u1 += static_cast<double>(a) * (below2 + static_cast<double>(b) / 2);
+    below2 += static_cast<double>(b);
+    const unsigned __int128 t = a + b;
+    ties += t * t * t - t;
+  }
+  const double mu = n1 * n2 / 2;
+  const auto nn = static_cast<long double>(n);
+  const double tie_share = static_cast<double>(static_cast<long double>(ties) / (nn * (nn - 1)));
+  const double var = n1 * n2 / 12 * ((static_cast<double>(n) + 1) - tie_share);
+  if (!(var > 0)) return;  // every cell tied
+  const double sigma = std::sqrt(var);
+  const double deviation = std::max(0.0, std::fabs(u1 - mu) - 0.5);
+  row->t = (u1 >= mu ? 1 : -1) * deviation / sigma;
+  row->pvalue = std::min(1.0, boost::math::erfc(std::fabs(row->t) / std::sqrt(2.0)));
+  row->effect = u1 / (n1 * n2);
+}
+
 // The splits of the one roll-up a test needs: under cells, the two sides (with m2);
 // under donors, each donor in the test on each side (side * units + unit), then the
 // rest of each side (2 * units + side), whose sum with the side's donors is the side.
@@ -241,7 +277,7 @@ struct SplitPlan {
 
 SplitPlan PlanSplits(const Design& d, Test test) {
   SplitPlan p;
-  if (test == Test::kCells) {
+  if (test == Test::kCells || test == Test::kWilcoxon) {
     p.split = d.side;
     return p;
   }
@@ -294,7 +330,7 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
   tested.assign(genes.size(), 0);
   const QueryEngine::RollUpVisitor visit = [&](size_t gi, const QueryEngine::GeneSplits& splits) {
     Aggregate side[2];
-    if (test == Test::kCells) {
+    if (test == Test::kCells || test == Test::kWilcoxon) {
       side[0] = splits.at[0];
       side[1] = splits.at[1];
     } else {
@@ -322,6 +358,11 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
                  n2 = static_cast<double>(side[1].n_cells);
       Welch(n1, row.mean1, n1 >= 2 ? side[0].m2 / (n1 - 1) : kEmpty, n2, row.mean2,
             n2 >= 2 ? side[1].m2 / (n2 - 1) : kEmpty, &row);
+    } else if (test == Test::kWilcoxon) {
+      row.mean1 = Mean(side[0]);
+      row.mean2 = Mean(side[1]);
+      const auto zeros = [&](int s) { return static_cast<uint64_t>(side[s].n_cells - side[s].nnz); };
+      Wilcoxon(splits.bins[0], zeros(0), splits.bins[1], zeros(1), &row);
     } else if (test == Test::kDonorsUnpaired) {
       TestDonorsUnpaired(d, splits, &row);
     } else {
@@ -331,9 +372,30 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
     tested[gi] = 1;
   };
   CC_RETURN_IF_ERROR(
-      engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits, test == Test::kCells, visit));
+      engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits,
+                        QueryEngine::RollUpWants{test == Test::kCells, test == Test::kWilcoxon},
+                        visit));
   for (size_t gi = 0; gi < genes.size(); ++gi)
     if (tested[gi]) rows->push_back(by_gene[gi]);
+  return Status::Ok();
+}
+
+// What a Wilcoxon test needs: histograms, and no cells of a dataset whose values go below
+// 0 (they are in no histogram).
+Status CheckWilcoxon(const QueryEngine& engine, const DeOptions& o, const Design& d) {
+  const StoreData& m = engine.store().meta();
+  if (!m.has_histograms()) return engine.NoHistograms();
+  for (int32_t g : d.groups) {
+    const DatasetRecord& r = m.datasets[static_cast<size_t>(m.codes[0][static_cast<size_t>(g)])];
+    if (r.negative_values == NegativeValues::kSome)
+      return Status::InvalidArgument(
+          OptWith(o.testing.names, "test", "wilcoxon") + " cannot rank the cells of dataset '" +
+          r.name +
+          "': its values go below 0 (scaled data), so its cells are in no histogram; leave it "
+          "out (" +
+          OptWith(o.testing.names, "datasets", "...") + ") or use " +
+          OptWith(o.testing.names, "test", "cells"));
+  }
   return Status::Ok();
 }
 
@@ -349,6 +411,13 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
                 std::to_string(d.kept_count[1]) + " donors with at least " + min +
                 " cells on the two sides";
   const bool enough = d.kept_count[0] >= 2 && d.kept_count[1] >= 2;
+  if (o.testing.test == "wilcoxon") {
+    CC_RETURN_IF_ERROR(CheckWilcoxon(engine, o, d));
+    notes->push_back(
+        "test: wilcoxon (Mann-Whitney U over the cells' binned values, as asked; t holds z, "
+        "effect the AUC)");
+    return Test::kWilcoxon;
+  }
   if (o.testing.test == "cells") {
     notes->push_back("test: cells (Welch's t-test over the cells, as asked)");
     return Test::kCells;
@@ -361,7 +430,8 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
         ", or rebuild the store with 'cellcube build --donor COL'");
   if (o.testing.test != "donors" && o.testing.test != "auto")
     return Status::InvalidArgument(Opt(o.testing.names, "test") +
-                                   " must be auto, donors or cells, not '" + o.testing.test + "'");
+                                   " must be auto, donors, cells or wilcoxon, not '" +
+                                   o.testing.test + "'");
   if (!enough) {
     notes->push_back(
         "test: cells (Welch's t-test over the cells), since the selection lacks 2 "
@@ -431,6 +501,7 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));
   result->test = test == Test::kCells          ? "cells"
+                 : test == Test::kWilcoxon     ? "wilcoxon"
                  : test == Test::kDonorsPaired ? "donors-paired"
                                                : "donors-unpaired";
   if (scale_notes)

@@ -206,8 +206,9 @@ void FillResult(const StoreReader& s, const std::vector<int32_t>& genes,
   for (size_t sp = 0; sp < n_splits; ++sp)
     for (size_t gi = 0; gi < n_genes; ++gi) {
       const Aggregate& a = t.agg[sp * n_genes + gi];
-      if (a.n_cells > 0)
-        result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+      if (a.n_cells <= 0) continue;
+      result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+      if (!t.bins.empty()) result->bins.push_back(t.bins[sp * n_genes + gi]);
     }
 }
 
@@ -222,6 +223,7 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   CC_ASSIGN_OR_RETURN(std::vector<int32_t> genes, ResolveGenes(q.genes));
   CC_ASSIGN_OR_RETURN(std::vector<int32_t> by, SplitColumns(*this, q, result.metrics));
   result.by = q.by;
+  result.hist_max = store_->meta().hist_max;
 
   auto scratch = impl_->scratch.Take();
   RunScratch& t = scratch->run;
@@ -231,10 +233,16 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
     return result;
   }
   const uint64_t n_splits = NumberSplits(store_->meta(), by, t);
-  bool want_m2 = false;
-  for (Metric metric : result.metrics) want_m2 |= metric == Metric::kVar || metric == Metric::kStd;
+  RollUpWants wants;
+  wants.bins = q.distribution;
+  for (Metric metric : result.metrics) {
+    wants.m2 |= metric == Metric::kVar || metric == Metric::kStd;
+    wants.bins |= MetricNeedsHistograms(metric);
+  }
+  if (!wants.bins) t.bins.clear();  // none from an earlier call
   CC_RETURN_IF_ERROR(RollUpInto(*scratch, genes, t.selected, t.split,
-                                static_cast<int32_t>(n_splits), want_m2, &t.agg, nullptr));
+                                static_cast<int32_t>(n_splits), wants, &t.agg,
+                                wants.bins ? &t.bins : nullptr, nullptr));
   // The roll-up's plan already lists the datasets with a selected group.
   result.datasets = scratch->rollup.contributing;
   std::sort(result.datasets.begin(), result.datasets.end());

@@ -69,6 +69,7 @@ struct RunScratch {
   std::vector<uint64_t> distinct;
   std::vector<int32_t> dense;           // key -> split + 1 (0 = unseen)
   std::vector<Aggregate> agg;           // per split x gene
+  std::vector<Bins> bins;               // per split x gene, when histograms are asked for
   std::vector<int32_t> representative;  // per split: one of its groups
 };
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cellcube/query.h"
+#include "histogram/histogram.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -28,14 +29,29 @@ const char* MetricName(Metric m) {
       return "var";
     case Metric::kStd:
       return "std";
+    case Metric::kMedian:
+      return "median";
+    case Metric::kQ05:
+      return "q05";
+    case Metric::kQ25:
+      return "q25";
+    case Metric::kQ75:
+      return "q75";
+    case Metric::kQ95:
+      return "q95";
+    case Metric::kMedianExpr:
+      return "median_expr";
+    case Metric::kMax:
+      return "max";
   }
   return "?";
 }
 
 const std::vector<Metric>& AllMetrics() {
-  static const std::vector<Metric> kAll = {Metric::kNCells, Metric::kNnz,  Metric::kFrac,
-                                           Metric::kSum,    Metric::kMean, Metric::kMeanExpr,
-                                           Metric::kVar,    Metric::kStd};
+  static const std::vector<Metric> kAll = {
+      Metric::kNCells, Metric::kNnz,  Metric::kFrac, Metric::kSum,        Metric::kMean,
+      Metric::kMeanExpr, Metric::kVar, Metric::kStd, Metric::kMedian,     Metric::kQ05,
+      Metric::kQ25,    Metric::kQ75,  Metric::kQ95,  Metric::kMedianExpr, Metric::kMax};
   return kAll;
 }
 
@@ -62,9 +78,38 @@ Result<std::vector<Metric>> ParseMetrics(const std::vector<std::string>& names) 
   return out;
 }
 
-double MetricValue(Metric m, const Aggregate& a) {
+namespace {
+
+// The distribution metrics, from the row's histogram (histogram/histogram.h): its zeros
+// are the cells without a value above 0.
+double DistributionValue(Metric m, const Aggregate& a, const Bins& bins, double hist_max) {
+  const histogram::Layout layout(hist_max);
+  const auto zeros = static_cast<uint64_t>(a.n_cells - a.nnz);
+  switch (m) {
+    case Metric::kMedian:
+      return layout.Quantile(bins, zeros, 0.5);
+    case Metric::kQ05:
+      return layout.Quantile(bins, zeros, 0.05);
+    case Metric::kQ25:
+      return layout.Quantile(bins, zeros, 0.25);
+    case Metric::kQ75:
+      return layout.Quantile(bins, zeros, 0.75);
+    case Metric::kQ95:
+      return layout.Quantile(bins, zeros, 0.95);
+    case Metric::kMedianExpr:
+      return layout.Quantile(bins, 0, 0.5);  // NaN when no cell expresses
+    default:
+      return layout.Max(bins);
+  }
+}
+
+}  // namespace
+
+double MetricValue(Metric m, const Aggregate& a, const Bins* bins, double hist_max) {
   constexpr double kMissing = std::numeric_limits<double>::quiet_NaN();
   if (a.n_cells <= 0) return kMissing;
+  if (MetricNeedsHistograms(m))
+    return bins && hist_max > 0 ? DistributionValue(m, a, *bins, hist_max) : kMissing;
   const auto n = static_cast<double>(a.n_cells);
   switch (m) {
     case Metric::kNCells:
@@ -85,8 +130,9 @@ double MetricValue(Metric m, const Aggregate& a) {
       const double var = a.m2 / (n - 1);
       return m == Metric::kVar ? var : std::sqrt(var);
     }
+    default:
+      return kMissing;
   }
-  return kMissing;
 }
 
 std::vector<std::string> QueryResult::ColumnNames() const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "histogram/histogram.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -75,8 +76,8 @@ void AppendJsonStrings(std::string* out, const std::vector<std::string>& items) 
 // ---- query rows ----
 
 // Appends metric `m` of `row` as float64 text; false (nothing appended) when missing.
-bool AppendMetric(std::string* out, Metric m, const QueryResult::Row& row) {
-  const double v = row.Value(m);
+bool AppendMetric(std::string* out, Metric m, const QueryResult& r, size_t i) {
+  const double v = r.Value(i, m);
   if (!std::isfinite(v)) return false;
   if (MetricIsInteger(m))
     AppendInt(out, static_cast<int64_t>(v));
@@ -88,8 +89,8 @@ bool AppendMetric(std::string* out, Metric m, const QueryResult::Row& row) {
 // The compact layout's form: null when missing (or not finite, as the objects layout),
 // float32 digits for the floats, float64's for a value beyond float32's range (JSON has
 // no infinity).
-void AppendCompactMetric(std::string* out, Metric m, const QueryResult::Row& row) {
-  const double v = row.Value(m);
+void AppendCompactMetric(std::string* out, Metric m, const QueryResult& r, size_t i) {
+  const double v = r.Value(i, m);
   if (!std::isfinite(v)) {
     out->append("null");
   } else if (MetricIsInteger(m)) {
@@ -121,12 +122,13 @@ void AppendCsvRows(const QueryResult& r, std::string* out) {
       r, [](std::string* s, size_t, const std::string& label) { AppendCsvField(s, label); });
   std::vector<std::string> gene_field(r.genes.size());
   for (size_t g = 0; g < r.genes.size(); ++g) AppendCsvField(&gene_field[g], r.genes[g]);
-  for (const auto& row : r.rows) {
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
     out->append(split_prefix[static_cast<size_t>(row.split)]);
     out->append(gene_field[static_cast<size_t>(row.gene)]);
     for (Metric m : r.metrics) {
       out->push_back(',');
-      AppendMetric(out, m, row);
+      AppendMetric(out, m, r, i);
     }
     out->push_back('\n');
   }
@@ -155,7 +157,7 @@ void AppendJsonObjects(const QueryResult& r, std::string* out) {
     out->append(gene_field[static_cast<size_t>(row.gene)]);
     for (size_t k = 0; k < r.metrics.size(); ++k) {
       out->append(metric_key[k]);
-      if (!AppendMetric(out, r.metrics[k], row)) out->append("null");
+      if (!AppendMetric(out, r.metrics[k], r, i)) out->append("null");
     }
     out->push_back('}');
   }
@@ -182,7 +184,7 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
     AppendInt(out, row.gene);
     for (Metric m : r.metrics) {
       out->push_back(',');
-      AppendCompactMetric(out, m, row);
+      AppendCompactMetric(out, m, r, i);
     }
     out->push_back(']');
   }
@@ -315,6 +317,88 @@ std::string FormatMarkersCsv(const MarkersResult& r) {
 }
 std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
   return DeJson(r.de, MarkerColumns(r.column), &r.values, took_us);
+}
+
+// ---- distributions ----
+
+std::vector<std::string> DistributionColumns(const QueryResult& r) {
+  std::vector<std::string> names = r.by;
+  for (const char* c : {"gene", "n_cells", "zeros"}) names.emplace_back(c);
+  return names;
+}
+
+std::string FormatDistributionCsv(const QueryResult& r) {
+  std::vector<std::string> names = DistributionColumns(r);
+  for (int b = 0; b < 64; ++b) names.push_back((b < 10 ? "bin_0" : "bin_") + std::to_string(b));
+  std::string out;
+  out.reserve(64 * 8 + r.rows.size() * (64 * 3 + 32 * (r.by.size() + 2)));
+  AppendCsvHeader(&out, names);
+  const auto split_prefix = SplitPrefixes(
+      r, [](std::string* s, size_t, const std::string& label) { AppendCsvField(s, label); });
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    out.append(split_prefix[static_cast<size_t>(row.split)]);
+    AppendCsvField(&out, r.genes[static_cast<size_t>(row.gene)]);
+    out.push_back(',');
+    AppendInt(&out, row.stats.n_cells);
+    out.push_back(',');
+    const bool known = r.HasDistribution(i);
+    if (known) AppendInt(&out, row.stats.n_cells - row.stats.nnz);
+    for (int b = 0; b < 64; ++b) {
+      out.push_back(',');
+      if (known) AppendInt(&out, static_cast<int64_t>(r.bins[i][static_cast<size_t>(b)]));
+    }
+    out.push_back('\n');
+  }
+  return out;
+}
+
+void AppendDistributionJson(const QueryResult& r, std::string* out) {
+  out->append("\"columns\":");
+  AppendJsonStrings(out, DistributionColumns(r));
+  out->append(",\"edges\":[");
+  for (int i = 0; i <= 64; ++i) {
+    if (i) out->push_back(',');
+    AppendDouble(out, histogram::Layout(r.hist_max).Edge(i));
+  }
+  out->append("],\n\"rows\":[");
+  const auto split_prefix =
+      SplitPrefixes(r, [&](std::string* s, size_t c, const std::string& label) {
+        AppendJsonString(s, r.by[c]);
+        s->push_back(':');
+        AppendJsonString(s, label);
+      });
+  for (size_t i = 0; i < r.rows.size(); ++i) {
+    const auto& row = r.rows[i];
+    out->append(i ? ",\n{" : "\n{");
+    out->append(split_prefix[static_cast<size_t>(row.split)]);
+    out->append("\"gene\":");
+    AppendJsonString(out, r.genes[static_cast<size_t>(row.gene)]);
+    out->append(",\"n_cells\":");
+    AppendInt(out, row.stats.n_cells);
+    if (!r.HasDistribution(i)) {
+      out->append(",\"zeros\":null,\"bins\":null}");
+      continue;
+    }
+    out->append(",\"zeros\":");
+    AppendInt(out, row.stats.n_cells - row.stats.nnz);
+    out->append(",\"bins\":[");
+    for (int b = 0; b < 64; ++b) {
+      if (b) out->push_back(',');
+      AppendInt(out, static_cast<int64_t>(r.bins[i][static_cast<size_t>(b)]));
+    }
+    out->append("]}");
+  }
+  out->append(r.rows.empty() ? "]" : "\n]");
+}
+
+std::string FormatDistributionJson(const QueryResult& r) {
+  std::string out = "{";
+  AppendDistributionJson(r, &out);
+  out.append(",\n\"notes\":");
+  AppendJsonStrings(&out, r.notes);
+  out.append("}\n");
+  return out;
 }
 
 }  // namespace cellcube

@@ -107,18 +107,22 @@ bool PlanPairs(const std::vector<int32_t>& split_of_group, int32_t n_splits, Rol
 Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& genes,
                                const std::vector<int32_t>& groups,
                                const std::vector<int32_t>& split_of_group, int32_t n_splits,
-                               bool want_m2, std::vector<Aggregate>* out,
-                               const RollUpVisitor* visit) const {
+                               RollUpWants wants, std::vector<Aggregate>* out,
+                               std::vector<Bins>* bins_out, const RollUpVisitor* visit) const {
   RollUpScratch& t = scratch.rollup;
   const StoreReader& s = *store_;
   if (out) out->clear();
+  if (bins_out) bins_out->clear();
+  if (wants.bins && !s.meta().has_histograms()) return NoHistograms();
   if (groups.size() != split_of_group.size()) return Status::Internal("roll-up sizes differ");
   if (groups.empty() || n_splits <= 0) {
     const std::vector<Aggregate> none(static_cast<size_t>(std::max(0, n_splits)));
+    const std::vector<Bins> no_bins(wants.bins ? none.size() : 0);
     if (out) out->assign(none.size() * genes.size(), Aggregate{});
+    if (bins_out && wants.bins) bins_out->assign(none.size() * genes.size(), Bins{});
     if (visit)
       for (size_t gi = 0; gi < genes.size(); ++gi)
-        (*visit)(gi, GeneSplits{none.data(), nullptr, 0});
+        (*visit)(gi, GeneSplits{none.data(), wants.bins ? no_bins.data() : nullptr, nullptr, 0});
     return Status::Ok();
   }
   if (!t.PlannedFor(groups, split_of_group, n_splits)) {
@@ -130,7 +134,7 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
     t.planned_n_splits = n_splits;
   }
   const bool sparse = t.sparse;
-  CC_ASSIGN_OR_RETURN(const EntryRead read, EntriesOf(s).PrepareRead(genes, t.contributing));
+  CC_ASSIGN_OR_RETURN(const EntryRead read, EntriesOf(s).PrepareRead(genes, t.contributing, wants.bins));
 
   GeneScan scan;
   scan.store = &s;
@@ -150,9 +154,14 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
   scan.sparse = sparse;
   scan.inverse_cells = impl_->inverse_cells.data();
   scan.sums = query::PickSums(read, sparse);
-  scan.second = want_m2 ? query::PickSecond(read) : nullptr;
+  scan.second = wants.m2 ? query::PickSecond(read) : nullptr;
+  scan.hist = wants.bins ? query::PickHist(read) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});
+  if (bins_out && wants.bins) {
+    bins_out->assign(static_cast<size_t>(n_splits) * genes.size(), Bins{});
+    scan.bins_out = bins_out->data();
+  }
   if (!genes.empty())
     query::ScanAllGenes(scan, genes, impl_->parallel_min_entries, &t.buffers,
                         out ? out->data() : nullptr);
@@ -165,17 +174,30 @@ Result<std::vector<Aggregate>> QueryEngine::RollUp(const std::vector<int32_t>& g
                                                    int32_t n_splits, bool want_m2) const {
   std::vector<Aggregate> out;
   auto scratch = impl_->scratch.Take();
-  CC_RETURN_IF_ERROR(
-      RollUpInto(*scratch, genes, groups, split_of_group, n_splits, want_m2, &out, nullptr));
+  CC_RETURN_IF_ERROR(RollUpInto(*scratch, genes, groups, split_of_group, n_splits,
+                                RollUpWants{want_m2, false}, &out, nullptr, nullptr));
   return out;
 }
 
 Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes,
                                const std::vector<int32_t>& groups,
                                const std::vector<int32_t>& split_of_group, int32_t n_splits,
-                               bool want_m2, const RollUpVisitor& visit) const {
+                               RollUpWants wants, const RollUpVisitor& visit) const {
   auto scratch = impl_->scratch.Take();
-  return RollUpInto(*scratch, genes, groups, split_of_group, n_splits, want_m2, nullptr, &visit);
+  return RollUpInto(*scratch, genes, groups, split_of_group, n_splits, wants, nullptr, nullptr,
+                    &visit);
+}
+
+Status QueryEngine::NoHistograms() const {
+  const StoreReader& s = *store_;
+  const std::string why = s.format_version() < 3
+                              ? "it is of format " + std::to_string(s.format_version()) +
+                                    ", older than histograms"
+                              : "it was built with --no-histograms";
+  return Status::InvalidArgument(
+      "store '" + s.path() + "' has no histograms (" + why +
+      "): medians, quantiles, max, distributions and the Wilcoxon test need them; rebuild it "
+      "with 'cellcube build' (histograms are on by default)");
 }
 
 }  // namespace cellcube

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "histogram/record.h"
 #include "util/parallel.h"
 
 namespace cellcube::query {
@@ -96,6 +97,26 @@ void ScanSecondMoment(const StoreReader& s, const EntryRead& read, int64_t gene,
   });
 }
 
+// The histograms per split: each selected entry's record added into its split's bins
+// (records of unselected groups in between are skipped by their length).
+template <typename Index, typename Nnz>
+void ScanHist(const EntryRead& read, int64_t gene, const std::vector<GroupRange>& runs,
+              int64_t base, const int32_t* split_of, Bins* bins) {
+  const EntryArrays& a = read.arrays();
+  const auto* idx = a.indices.As<Index>();
+  const auto* nnz = a.nnz.As<Nnz>();
+  read.ForEachHistRun<Index, Nnz>(
+      gene, runs, [&](int64_t lo, int64_t hi, const uint8_t* p, const uint8_t* end) {
+        for (int64_t k = lo; k < hi; ++k) {
+          const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
+          const auto avail = static_cast<size_t>(end - p);
+          p += split < 0 ? histogram::CheckedRecordLength(p, avail, nnz[k])
+                         : histogram::AddCheckedRecord(p, avail, nnz[k], &bins[split]);
+        }
+        return p;
+      });
+}
+
 // This gene's active splits (QueryEngine::GeneSplits), their n_cells (the cells of the
 // datasets that measured the gene) and zeroed accumulators.
 std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, int64_t gene,
@@ -161,6 +182,7 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
   gene.assign(n_splits, Aggregate{});
   b->acc.assign(n_splits, Acc{0, 0});
   b->stamp.assign(n_splits, 0);
+  if (q.hist) b->bins.assign(n_splits, Bins{});
   if (q.second) {
     b->mean.assign(n_splits, 0);
     b->second.assign(n_splits, SecondAcc{0, 0});
@@ -174,14 +196,20 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
       gene[sp].sum = b->acc[sp].sum;
     }
     if (q.second) AddSecondMoment(q, genes[gi], active, n_active, b);
+    if (q.hist) {
+      for (size_t i = 0; i < n_active; ++i) b->bins[static_cast<size_t>(active[i])] = Bins{};
+      q.hist(*q.read, genes[gi], *q.runs, q.base, q.split_of, b->bins.data());
+    }
     if (q.visit) {
-      (*q.visit)(gi, QueryEngine::GeneSplits{gene.data(), active, n_active});
+      (*q.visit)(gi, QueryEngine::GeneSplits{gene.data(), q.hist ? b->bins.data() : nullptr,
+                                             active, n_active});
       if (q.sparse)  // the next gene's inactive splits must read as zeros
         for (size_t i = 0; i < n_active; ++i) gene[static_cast<size_t>(active[i])] = Aggregate{};
     } else {
       for (size_t i = 0; i < n_active; ++i) {
         const auto sp = static_cast<size_t>(active[i]);
         agg[sp * n_genes + gi] = gene[sp];
+        if (q.hist) q.bins_out[sp * n_genes + gi] = b->bins[sp];
       }
     }
   }
@@ -193,6 +221,11 @@ SumsFn PickSums(const EntryRead& read, bool scattered) {
   return VisitEntryTypes(read.arrays(), [scattered](auto index, auto nnz, auto sum, auto) {
     return scattered ? &ScanSumsScattered<decltype(index), decltype(nnz), decltype(sum)>
                      : &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
+  });
+}
+HistFn PickHist(const EntryRead& read) {
+  return VisitEntryTypes(read.arrays(), [](auto index, auto nnz, auto, auto) {
+    return &ScanHist<decltype(index), decltype(nnz)>;
   });
 }
 SecondFn PickSecond(const EntryRead& read) {

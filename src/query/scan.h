@@ -38,6 +38,7 @@ struct ScanBuffers {
   std::vector<Aggregate> gene;
   std::vector<int32_t> active;  // this gene's splits (sparse roll-ups)
   std::vector<uint32_t> stamp;  // per split: 1 + the gene it was last activated for
+  std::vector<Bins> bins;       // per split: this gene's histogram, when asked for
 };
 
 using SumsFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
@@ -46,9 +47,13 @@ using SecondFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
                           const std::vector<GroupRange>&, int64_t, const int32_t*, const double*,
                           const double*, SecondAcc*);
 
+using HistFn = void (*)(const EntryRead&, int64_t, const std::vector<GroupRange>&, int64_t,
+                        const int32_t*, Bins*);
+
 // The kernels for the entry types of `read`: sums scattered (many splits) or in runs.
 SumsFn PickSums(const EntryRead& read, bool scattered);
 SecondFn PickSecond(const EntryRead& read);
+HistFn PickHist(const EntryRead& read);
 
 // Everything the per-gene scans of one query share (read-only while they run).
 struct GeneScan {
@@ -70,6 +75,10 @@ struct GeneScan {
   const double* inverse_cells = nullptr;  // per group
   SumsFn sums = nullptr;
   SecondFn second = nullptr;  // null: no var/std asked
+  HistFn hist = nullptr;      // null: no histograms asked
+  // Per (split, gene), split-major like the aggregates, when `hist` is set and there is
+  // no visitor.
+  Bins* bins_out = nullptr;
   // When set, each gene's splits go here (from whichever thread summed it) instead of
   // into the split-major matrix.
   const QueryEngine::RollUpVisitor* visit = nullptr;

@@ -169,6 +169,55 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
                         layout == "compact" ? RowLayout::kCompact : RowLayout::kObjects, t0));
 }
 
+// GET /api/v1/distribution: the same parameters as /api/v1/query but metrics and
+// layout; each row's bins (docs/API.md).
+Response HandleDistribution(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
+  auto t0 = std::chrono::steady_clock::now();
+  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "format"}); !s.ok())
+    return ErrorFor(s);
+  const std::string format = Param(req, "format", "json");
+  if (format != "json" && format != "csv")
+    return Error(HttpStatus::kBadRequest, "format must be json or csv");
+  Query q;
+  q.genes = SplitList(Param(req, "genes"));
+  if (q.genes.empty())
+    return Error(HttpStatus::kBadRequest, "genes is required, e.g. ?genes=CD3E,MS4A1");
+  if (q.genes.size() > limits.max_genes)
+    return Error(HttpStatus::kBadRequest,
+                 "at most " + std::to_string(limits.max_genes) + " genes per query");
+  q.by = SplitList(Param(req, "by"));
+  if (q.by.size() > 4) return Error(HttpStatus::kBadRequest, "split by at most 4 columns");
+  q.metrics = {"n_cells"};
+  q.distribution = true;
+  auto population = ParsePopulation(req, limits);
+  if (!population.ok()) return ErrorFor(population.status());
+  q.population = std::move(population).value();
+  auto result = snap.engine->Run(q);
+  if (!result.ok()) return ErrorFor(result.status());
+  if (format == "csv") {
+    Response r;
+    r.content_type = "text/csv; charset=utf-8";
+    r.body = FormatDistributionCsv(*result);
+    r.headers.emplace_back("Content-Disposition",
+                           "attachment; filename=\"cellcube_distribution.csv\"");
+    return r;
+  }
+  std::string body = "{";
+  AppendDistributionJson(*result, &body);
+  body.push_back(',');
+  AppendGenesJson(snap, *result, &body);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  body.append(",\"notes\":[");
+  for (size_t i = 0; i < result->notes.size(); ++i) {
+    if (i) body.push_back(',');
+    AppendJsonString(&body, result->notes[i]);
+  }
+  body += "],\"took_us\":" + std::to_string(took) + "}";
+  return Json(body);
+}
+
 // A number parameter; `fallback` when absent.
 Result<double> NumberParam(const Request& req, const std::string& key, double fallback) {
   const std::string text = Param(req, key);
@@ -388,7 +437,8 @@ namespace {
 
 bool Cacheable(const std::string& path) {
   return path == "/api/v1/query" || path == "/api/v1/counts" || path == "/api/v1/genes" ||
-         path == "/api/v1/meta" || path == "/api/v1/de" || path == "/api/v1/markers";
+         path == "/api/v1/meta" || path == "/api/v1/de" || path == "/api/v1/markers" ||
+         path == "/api/v1/distribution";
 }
 
 // The request as the answer depends on it: the path and the parameters in order.
@@ -422,6 +472,7 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
   if (req.path == "/api/v1/genes") return HandleGenes(snap, req);
   if (req.path == "/api/v1/de") return HandleDe(snap, req, limits);
   if (req.path == "/api/v1/markers") return HandleMarkers(snap, req, limits);
+  if (req.path == "/api/v1/distribution") return HandleDistribution(snap, req, limits);
   if (req.path == "/healthz") {
     std::string name = snap.store().path();
     return NoStore(
@@ -430,7 +481,7 @@ Response Route(const Snapshot& snap, const Request& req, const ApiLimits& limits
   return Error(HttpStatus::kNotFound,
                "no such endpoint: " + req.path +
                    " (see /api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, "
-                   "/api/v1/de, /api/v1/markers)");
+                   "/api/v1/de, /api/v1/markers, /api/v1/distribution)");
 }
 
 }  // namespace

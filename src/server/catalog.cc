@@ -55,10 +55,16 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
          {"transform", d.transform},
          {"negative_values", d.negative_values == NegativeValues::kUnknown
                                  ? json(nullptr)
-                                 : json(d.negative_values == NegativeValues::kSome)}});
+                                 : json(d.negative_values == NegativeValues::kSome)},
+         {"values_above_hist_max",
+          d.values_above_hist_max < 0 ? json(nullptr) : json(d.values_above_hist_max)}});
   }
+  // The metrics this store answers: the distribution metrics only with histograms.
   json metrics = json::array();
-  for (Metric metric : AllMetrics()) metrics.push_back(MetricName(metric));
+  for (Metric metric : AllMetrics())
+    if (m.has_histograms() || !MetricNeedsHistograms(metric)) metrics.push_back(MetricName(metric));
+  const json histograms =
+      m.has_histograms() ? json{{"bins", 64}, {"max", m.hist_max}} : json(nullptr);
   const std::string donor = DefaultDonorColumn(m);
   std::string name = engine_->store().path();
   name = name.substr(name.find_last_of('/') == std::string::npos ? 0 : name.find_last_of('/') + 1);
@@ -69,6 +75,7 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
                     {"datasets", datasets},
                     {"columns", ColumnsJson(m, CellsPerValue(m), false)},
                     {"metrics", metrics},
+                    {"histograms", histograms},
                     {"has_donor", !donor.empty()},
                     {"donor_column", donor.empty() ? json(nullptr) : json(donor)}}
                    .dump();

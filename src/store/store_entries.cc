@@ -143,6 +143,7 @@ Status StoreEntries::Load(const h5ad::File& file, bool check_indptr) {
   CC_ASSIGN_OR_RETURN(a_.nnz, View(file, located.nnz));
   CC_ASSIGN_OR_RETURN(a_.sum, View(file, located.sum));
   CC_ASSIGN_OR_RETURN(a_.second, View(file, located.second));
+  CC_RETURN_IF_ERROR(LoadHistograms(file, located));
   const EntryArrayNames names = EntryArraysOf(version);
   CC_RETURN_IF_ERROR(CheckSamePattern(file, names.sum_indptr, located.indptr, a_.indptr));
   CC_RETURN_IF_ERROR(CheckSamePattern(file, names.sum_indices, located.indices, a_.indices));
@@ -331,7 +332,17 @@ Result<std::shared_ptr<const EntryCopy>> StoreEntries::CopyOf(
 }
 
 Result<EntryRead> StoreEntries::PrepareRead(const std::vector<int32_t>& genes,
-                                            const std::vector<int32_t>& datasets) const {
+                                            const std::vector<int32_t>& datasets,
+                                            bool histograms) const {
+  CC_ASSIGN_OR_RETURN(EntryRead read, PrepareEntries(genes, datasets));
+  if (!histograms) return read;
+  CC_RETURN_IF_ERROR(CheckHistograms(genes, datasets));
+  read.hist_ = &hist_;
+  return read;
+}
+
+Result<EntryRead> StoreEntries::PrepareEntries(const std::vector<int32_t>& genes,
+                                               const std::vector<int32_t>& datasets) const {
   EntryRead read;
   read.entries_ = this;
   if (CopyPays(genes.size(), datasets)) {

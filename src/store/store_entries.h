@@ -29,6 +29,7 @@
 #include "cellcube/h5ad.h"
 #include "cellcube/status.h"
 #include "cellcube/store_reader.h"
+#include "histogram/record.h"
 #include "store/store_arrays.h"
 
 namespace cellcube {
@@ -60,6 +61,16 @@ struct ArrayView {
 struct EntryArrays {
   ArrayView indptr, indices, nnz, sum, second;
   bool all_checked = false;  // every entry in them was checked (a copy's)
+};
+
+// Format 3's histogram layer (docs/FORMAT.md "Histograms"), always the store's own
+// (a copy of entries reads its records from here): the records, where each gene's
+// start, and where each (gene, dataset)'s start within its gene.
+struct HistArrays {
+  ArrayView data;     // uint8 records
+  ArrayView indptr;   // int64[genes + 1]
+  ArrayView offsets;  // uint32[genes x datasets]
+  bool present() const { return indptr.size > 0; }
 };
 
 // Entries [begin, end) of one gene.
@@ -109,6 +120,8 @@ class EntryRead {
  public:
   // The arrays the ranges below index: the store's mapping or a copy.
   const EntryArrays& arrays() const { return arrays_; }
+  // The histogram arrays, when the read was prepared with them (else null).
+  const HistArrays* hist() const { return hist_; }
   // The copy read (null: the mapping).
   const EntryCopy* copy() const { return copy_.get(); }
 
@@ -120,10 +133,24 @@ class EntryRead {
   template <typename Index, typename F>
   void ForEachRun(int64_t gene, const std::vector<GroupRun>& runs, F&& f) const;
 
+  // The same runs, for a read prepared with histograms: f(lo, hi, p, end) with p the
+  // record of entry lo (histogram/record.h), the records of lo + 1, ... following it up
+  // to `end`, all checked; f returns where the record of hi - 1 ends. Runs of datasets
+  // with negative values (no histograms) are skipped. Index and Nnz must be the arrays'
+  // types (VisitEntryTypes).
+  template <typename Index, typename Nnz, typename F>
+  void ForEachHistRun(int64_t gene, const std::vector<GroupRun>& runs, F&& f) const;
+
  private:
   friend class StoreEntries;
+  // The first entry of dataset d in `gene` (of the read's arrays) and where its records
+  // start and end.
+  template <typename Index>
+  void LocateDatasetRecords(int64_t gene, int32_t d, int64_t* first, const uint8_t** begin,
+                            const uint8_t** end) const;
   const StoreEntries* entries_ = nullptr;
   EntryArrays arrays_;
+  const HistArrays* hist_ = nullptr;
   std::shared_ptr<const EntryCopy> copy_;  // null: the mapping
 };
 
@@ -174,8 +201,25 @@ class StoreEntries {
   // above) when many genes of a few datasets are read, else the mapping, checked in
   // place. Errors as CheckEntries (a damaged entry the copy met but the read does not
   // touch is no error), and IoError when the file cannot be read.
+  // With `histograms`, the read also hands out the records of those entries (checked
+  // too, in place: CheckHistograms); FailedPrecondition when the store has none.
   [[nodiscard]] Result<EntryRead> PrepareRead(const std::vector<int32_t>& genes,
-                                              const std::vector<int32_t>& datasets) const;
+                                              const std::vector<int32_t>& datasets,
+                                              bool histograms = false) const;
+  const HistArrays& hist() const { return hist_; }
+  // The byte span of dataset d's records in `gene`, from hist_offsets, clamped into the
+  // gene's records (checked by CheckHistograms).
+  void DatasetRecordSpan(int64_t gene, int64_t dataset, uint64_t* begin, uint64_t* end) const;
+  // Whether dataset d's values went below 0: its entries have no histograms.
+  bool Flagged(int64_t d) const { return flagged_[static_cast<size_t>(d)] != 0; }
+  // Checks the histogram records of `genes` in `datasets` (every dataset when the read
+  // checks whole genes, as CheckEntries decides), once each (verdict bits per (gene,
+  // dataset)): each dataset's records lie where hist_offsets says, each decodes to its
+  // entry's nnz, and they end where the next dataset's begin; a dataset with negative
+  // values has none. Corrupt naming the store, the gene and the dataset. The entries
+  // themselves must have been checked first.
+  [[nodiscard]] Status CheckHistograms(const std::vector<int32_t>& genes,
+                                       const std::vector<int32_t>& datasets) const;
   // CheckGene for every gene (what `cellcube info --check` runs).
   [[nodiscard]] Status CheckAllGenes() const;
 
@@ -188,6 +232,12 @@ class StoreEntries {
   Status CheckSamePattern(const h5ad::File& file, const std::string& path,
                           const LocatedArray& reference, const ArrayView& view);
   Status CheckIndptr() const;
+  Result<EntryRead> PrepareEntries(const std::vector<int32_t>& genes,
+                                   const std::vector<int32_t>& datasets) const;
+  Status LoadHistograms(const h5ad::File& file, const StoreArrays& located);
+  Status CheckHistIndptr() const;
+  Status CheckHistDataset(int64_t gene, int64_t dataset) const;
+
   bool ChecksByDataset(size_t n_datasets_read) const;
   Status CheckIndices(const std::vector<int32_t>& genes,
                       const std::vector<int32_t>& datasets) const;
@@ -213,6 +263,11 @@ class StoreEntries {
   mutable std::once_flag dataset_bits_made_;
   mutable std::unique_ptr<std::atomic<uint64_t>[]> dataset_good_;
   std::unique_ptr<Copies> copies_;
+  HistArrays hist_;
+  // Per (gene, dataset), gene-major, a bit: its records checked good.
+  mutable std::once_flag hist_bits_made_;
+  mutable std::unique_ptr<std::atomic<uint64_t>[]> hist_good_;
+  std::vector<uint8_t> flagged_;  // per dataset: values below 0, no histograms
 };
 
 // The entries of an open StoreReader.
@@ -283,6 +338,47 @@ void EntryRead::ForEachRun(int64_t gene, const std::vector<GroupRun>& runs, F&& 
     f(lo, hi);
     from = hi;
   }
+}
+
+template <typename Index>
+void EntryRead::LocateDatasetRecords(int64_t gene, int32_t d, int64_t* first,
+                                     const uint8_t** begin, const uint8_t** end) const {
+  const StoreReader& s = entries_->reader();
+  if (!arrays_.all_checked && !entries_->GeneChecked(gene)) {
+    *first = entries_->DatasetEntries(gene, d).begin;  // the range its check covered
+  } else {
+    const auto* idx = arrays_.indices.As<Index>();
+    *first = std::lower_bound(idx + arrays_.indptr.IntAt(gene), idx + arrays_.indptr.IntAt(gene + 1),
+                              static_cast<Index>(s.dataset_group_begin()[static_cast<size_t>(d)])) -
+             idx;
+  }
+  uint64_t b = 0, e = 0;
+  entries_->DatasetRecordSpan(gene, d, &b, &e);
+  const auto* data = hist_->data.As<uint8_t>();
+  *begin = data + b;
+  *end = data + e;
+}
+
+template <typename Index, typename Nnz, typename F>
+void EntryRead::ForEachHistRun(int64_t gene, const std::vector<GroupRun>& runs, F&& f) const {
+  const auto* nnz = arrays_.nnz.As<Nnz>();
+  int32_t dataset = -1;
+  int64_t at = 0;  // entry whose record `p` points to
+  const uint8_t *p = nullptr, *end = nullptr;
+  ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
+    if (lo >= hi) return;
+    const int32_t d = entries_->reader().group_dataset()[static_cast<size_t>(
+        arrays_.indices.As<Index>()[lo])];
+    if (entries_->Flagged(d)) return;
+    if (d != dataset) {
+      dataset = d;
+      LocateDatasetRecords<Index>(gene, d, &at, &p, &end);
+    }
+    for (; at < lo; ++at)  // the records of unselected groups in between
+      p += histogram::CheckedRecordLength(p, static_cast<size_t>(end - p), nnz[at]);
+    p = f(lo, hi, p, end);
+    at = hi;
+  });
 }
 
 }  // namespace cellcube

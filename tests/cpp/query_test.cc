@@ -313,7 +313,7 @@ TEST(Query, RollUpIntoManySplitsVisitsOnlyActiveOnes) {
     ASSERT_TRUE(matrix.ok()) << matrix.status().message();
     std::vector<std::vector<Aggregate>> seen(genes.size());
     std::vector<std::vector<int32_t>> active(genes.size());
-    Status st = engine->RollUpEach(genes, groups, split, n_splits, true,
+    Status st = engine->RollUpEach(genes, groups, split, n_splits, {true, false},
                                    [&](size_t gi, const QueryEngine::GeneSplits& at) {
                                      seen[gi].assign(at.at, at.at + n_splits);
                                      active[gi].assign(at.active, at.active + at.n_active);
