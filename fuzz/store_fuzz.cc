@@ -1,6 +1,6 @@
 // libFuzzer target: the store reader (StoreReader::Open checks the metadata and the
-// arrays' bounds; CheckGene each gene's entries) and the query engine on arbitrary file
-// bytes. A store that opens must answer or refuse queries without reading out of
+// arrays' bounds; CheckGene each gene's entries, CheckHistograms their histogram
+// records) and the query engine, distributions included, on arbitrary file bytes. A store that opens must answer or refuse queries without reading out of
 // bounds, and checking every gene must not either.
 #include <cstddef>
 #include <cstdint>
@@ -30,11 +30,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Query all;
   all.genes = genes;
-  all.metrics = {"n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std"};
+  all.metrics = {"n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std", "median",
+                 "q95", "median_expr", "max"};
   if (auto r = engine->Run(all); r.ok()) {
     (void)FormatCsv(*r);
     (void)FormatJson(*r);
   }
+  // The histogram layer: distributions by dataset (checked per dataset, then per gene).
+  Query dist;
+  dist.genes = genes;
+  dist.by = {"dataset"};
+  dist.distribution = true;
+  if (!meta.datasets.empty()) dist.population.datasets = {meta.datasets.front().name};
+  if (auto r = engine->Run(dist); r.ok()) (void)FormatDistributionJson(*r);
+  dist.population.datasets.clear();
+  if (auto r = engine->Run(dist); r.ok()) (void)FormatDistributionCsv(*r);
   for (size_t c = 0; c < meta.columns.size() && c < 6; ++c) {
     Query q;
     q.genes = genes;

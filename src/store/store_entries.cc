@@ -373,7 +373,9 @@ Status StoreEntries::CheckAllGenes() const {
   for (size_t g = 0; g < all_genes.size(); ++g) all_genes[g] = static_cast<int32_t>(g);
   std::vector<int32_t> all_datasets(static_cast<size_t>(r_.n_datasets()));
   for (size_t d = 0; d < all_datasets.size(); ++d) all_datasets[d] = static_cast<int32_t>(d);
-  return CheckEntries(all_genes, all_datasets);
+  CC_RETURN_IF_ERROR(CheckEntries(all_genes, all_datasets));
+  if (!hist_.present()) return Status::Ok();
+  return CheckHistograms(all_genes, all_datasets);
 }
 
 }  // namespace cellcube

@@ -40,7 +40,10 @@ import helpers
 
 warnings.filterwarnings("ignore")
 
-METRICS = ["n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std"]
+METRICS = ["n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std",
+           "median", "q05", "q25", "q75", "q95", "median_expr", "max"]
+DISTRIBUTION_METRICS = {"median": 0.5, "q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
+HIST_MAX = math.log(10001)  # the store's default upper edge
 DEFAULT_METRICS = ["n_cells", "frac", "mean"]
 CELL_TYPES = ["T cell", "B cell", "NK cell", "mono, classical", "x=y"]
 CONDITIONS = ["a,b", "x=y", "p=q,r", "plain"]
@@ -294,9 +297,54 @@ class Reference:
         return rows
 
 
+def hist_edges(hist_max=HIST_MAX):
+    """The 65 edges of docs/FORMAT.md's layout: i * (H / 64) as doubles, the last H."""
+    w = hist_max / 64
+    return np.array([i * w for i in range(64)] + [hist_max])
+
+
+def histogram(v, hist_max=HIST_MAX):
+    """Counts per bin of the values above 0 (bin i: edges[i] < v <= edges[i + 1]; above H
+    in the last bin), by numpy's search of the edges: independent of cellcube's rule."""
+    pos = np.asarray(v, dtype=np.float64)
+    pos = pos[pos > 0]
+    b = np.searchsorted(hist_edges(hist_max), pos, side="left") - 1
+    return np.bincount(np.clip(b, 0, 63), minlength=64).astype(np.int64)
+
+
+def hist_quantile(counts, zeros, q, hist_max=HIST_MAX):
+    """The quantile of docs/QUERY.md: zeros a point mass at 0, each bin's cells spread
+    evenly over it; None when there are no cells."""
+    n = zeros + int(counts.sum())
+    if n == 0:
+        return None
+    r = q * n
+    if r <= zeros:
+        return 0.0
+    w = hist_max / 64
+    below = zeros
+    for i, c in enumerate(counts):
+        c = int(c)
+        if c and below + c >= r:
+            return (i * w if i < 64 else hist_max) + w * (r - below) / c
+        below += c
+    raise AssertionError("test bug: quantile beyond the cells")
+
+
+def hist_max_value(counts, hist_max=HIST_MAX):
+    nonzero = np.nonzero(counts)[0]
+    return float(hist_edges(hist_max)[nonzero[-1] + 1]) if len(nonzero) else 0.0
+
+
 def metric(name, v):
     n = len(v)
     nnz = int((v > 0).sum())
+    if name in DISTRIBUTION_METRICS:
+        return hist_quantile(histogram(v), n - nnz, DISTRIBUTION_METRICS[name])
+    if name == "median_expr":
+        return hist_quantile(histogram(v), 0, 0.5) if nnz else None
+    if name == "max":
+        return hist_max_value(histogram(v))
     return {
         "n_cells": n,
         "nnz": nnz,
@@ -336,6 +384,8 @@ def value_problems(m, got, want):
         return "" if x == want else f"frac: got {x!r}, want {want!r} (exact)"
     if m in ("sum", "mean", "mean_expr"):
         ok = abs(x - want) <= 1e-5 * abs(want) or (want == 0 and x == 0)
+    elif m in DISTRIBUTION_METRICS or m in ("median_expr", "max"):
+        ok = abs(x - want) <= 1e-12 * max(1.0, abs(want))  # exact to the histogram definition
     else:
         ok = abs(x - want) <= max(1e-4 * abs(want), 1e-6)
     return "" if ok else f"{m}: got {x!r}, want {want!r}"
