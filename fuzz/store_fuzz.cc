@@ -1,7 +1,8 @@
 // libFuzzer target: the store reader (StoreReader::Open checks the metadata and the
 // arrays' bounds; CheckGene each gene's entries, CheckHistograms their histogram
-// records) and the query engine, distributions included, on arbitrary file bytes. A store that opens must answer or refuse queries without reading out of
-// bounds, and checking every gene must not either.
+// records) and the query engine, distributions included, on arbitrary file bytes. A store that
+// opens must answer or refuse queries without reading out of bounds, and checking every gene must
+// not either.
 #include <cstddef>
 #include <cstdint>
 
@@ -30,8 +31,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   Query all;
   all.genes = genes;
-  all.metrics = {"n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std", "median",
-                 "q95", "median_expr", "max"};
+  all.metrics = {"n_cells", "nnz", "frac",   "sum", "mean",        "mean_expr",
+                 "var",     "std", "median", "q95", "median_expr", "max"};
   if (auto r = engine->Run(all); r.ok()) {
     (void)FormatCsv(*r);
     (void)FormatJson(*r);

@@ -231,8 +231,8 @@ class QueryEngine {
   // measured it, not every donor of the selection).
   using RollUpVisitor = std::function<void(size_t, const GeneSplits&)>;
   Status RollUpEach(const std::vector<int32_t>& genes, const std::vector<int32_t>& groups,
-                    const std::vector<int32_t>& split_of_group, int32_t n_splits,
-                    RollUpWants wants, const RollUpVisitor& visit) const;
+                    const std::vector<int32_t>& split_of_group, int32_t n_splits, RollUpWants wants,
+                    const RollUpVisitor& visit) const;
   // The error for a distribution asked of a store without histograms (how to rebuild).
   Status NoHistograms() const;
 

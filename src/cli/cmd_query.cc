@@ -135,10 +135,10 @@ void PrintTable(const QueryResult& r) {
 Result<Query> ParseQuery(const std::vector<std::string>& argv, const std::string& command,
                          bool metrics, Args* args_out, std::string* format) {
   std::vector<OptionSpec> specs = {{"genes", true, true},
-                                {"by", true, true},
-                                {"where", true, true},
-                                {"datasets", true, true},
-                                {"format", true}};
+                                   {"by", true, true},
+                                   {"where", true, true},
+                                   {"datasets", true, true},
+                                   {"format", true}};
   if (metrics) specs.push_back({"metrics", true, true});
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, specs));
   if (args.positionals().size() != 1)

@@ -361,7 +361,9 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
     } else if (test == Test::kWilcoxon) {
       row.mean1 = Mean(side[0]);
       row.mean2 = Mean(side[1]);
-      const auto zeros = [&](int s) { return static_cast<uint64_t>(side[s].n_cells - side[s].nnz); };
+      const auto zeros = [&](int s) {
+        return static_cast<uint64_t>(side[s].n_cells - side[s].nnz);
+      };
       Wilcoxon(splits.bins[0], zeros(0), splits.bins[1], zeros(1), &row);
     } else if (test == Test::kDonorsUnpaired) {
       TestDonorsUnpaired(d, splits, &row);
@@ -371,10 +373,9 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
     row.logfc = row.mean1 - row.mean2;  // NaN when a side has no donor in the test
     tested[gi] = 1;
   };
-  CC_RETURN_IF_ERROR(
-      engine.RollUpEach(genes, d.groups, plan.split, plan.n_splits,
-                        QueryEngine::RollUpWants{test == Test::kCells, test == Test::kWilcoxon},
-                        visit));
+  CC_RETURN_IF_ERROR(engine.RollUpEach(
+      genes, d.groups, plan.split, plan.n_splits,
+      QueryEngine::RollUpWants{test == Test::kCells, test == Test::kWilcoxon}, visit));
   for (size_t gi = 0; gi < genes.size(); ++gi)
     if (tested[gi]) rows->push_back(by_gene[gi]);
   return Status::Ok();
@@ -555,6 +556,125 @@ std::string ValuesSaying(const std::string& column, const std::vector<std::strin
 
 }  // namespace
 
+namespace {
+
+// The markers of `value` among its tested `rows` (in gene order, padj set): logfc > 0 and
+// padj <= max_padj, by logfc, then effect, then gene; the first `top`.
+void AppendMarkers(const QueryEngine& engine, const MarkersOptions& o, const std::string& value,
+                   const std::vector<DeRow>& rows, MarkersResult* out) {
+  std::vector<size_t> keep;
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (rows[i].logfc > 0 && rows[i].padj <= o.max_padj) keep.push_back(i);
+  std::stable_sort(keep.begin(), keep.end(), [&](size_t a, size_t b) {
+    const DeRow &x = rows[a], &y = rows[b];
+    if (x.logfc != y.logfc) return x.logfc > y.logfc;
+    const double ex = std::isnan(x.effect) ? -INFINITY : x.effect;
+    const double ey = std::isnan(y.effect) ? -INFINITY : y.effect;
+    if (ex != ey) return ex > ey;
+    return x.gene < y.gene;
+  });
+  if (static_cast<int64_t>(keep.size()) > o.top) keep.resize(static_cast<size_t>(o.top));
+  for (size_t i : keep) {
+    out->values.push_back(value);
+    out->de.rows.push_back(rows[i]);
+    AppendNames(engine, rows[i], &out->de);
+  }
+}
+
+// Wilcoxon markers in one roll-up (docs/DE.md): one split per value (and one for NA), each
+// gene's histograms decoded once; a value's side 2 is the gene's total minus its side 1.
+Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32_t column,
+                       const std::vector<int32_t>& population,
+                       const std::vector<std::string>& values, MarkersResult* out) {
+  const StoreData& m = engine.store().meta();
+  const auto& codes = m.codes[static_cast<size_t>(column)];
+  const auto& labels = m.labels[static_cast<size_t>(column)];
+  std::vector<int32_t> split_of_label(labels.size(), -1);
+  for (size_t v = 0; v < values.size(); ++v)
+    split_of_label[static_cast<size_t>(std::find(labels.begin(), labels.end(), values[v]) -
+                                       labels.begin())] = static_cast<int32_t>(v);
+  const auto k = static_cast<int32_t>(values.size());  // split k: the NA groups
+  Design d;
+  d.groups = population;
+  std::vector<int32_t> split;
+  for (int32_t g : population) {
+    const int32_t code = codes[static_cast<size_t>(g)];
+    split.push_back(code < 0 ? k : split_of_label[static_cast<size_t>(code)]);
+  }
+  DeOptions as_de;
+  as_de.testing = o.testing;
+  CC_RETURN_IF_ERROR(CheckWilcoxon(engine, as_de, d));
+  query::DatasetScales(m).NoteComparison(m, population, &out->de.notes);
+  // The genes some selected dataset measured.
+  const StoreReader& s = engine.store();
+  std::vector<uint8_t> seen(static_cast<size_t>(s.n_datasets()), 0);
+  for (int32_t g : population)
+    seen[static_cast<size_t>(s.group_dataset()[static_cast<size_t>(g)])] = 1;
+  std::vector<int32_t> genes;
+  for (int64_t gene = 0; gene < s.n_genes(); ++gene)
+    for (int64_t ds = 0; ds < s.n_datasets(); ++ds)
+      if (seen[static_cast<size_t>(ds)] && s.Measured(ds, gene)) {
+        genes.push_back(static_cast<int32_t>(gene));
+        break;
+      }
+  const size_t n_genes = genes.size();
+  std::vector<DeRow> rows(static_cast<size_t>(k) * n_genes);  // value-major
+  std::vector<uint8_t> tested(rows.size(), 0);
+  const QueryEngine::RollUpVisitor visit = [&](size_t gi, const QueryEngine::GeneSplits& sp) {
+    Aggregate total;
+    Bins total_bins{};
+    for (int32_t j = 0; j <= k; ++j) {
+      const Aggregate& a = sp.at[j];
+      total.n_cells += a.n_cells;
+      total.nnz += a.nnz;
+      total.sum += a.sum;
+      for (size_t b = 0; b < total_bins.size(); ++b) total_bins[b] += sp.bins[j][b];
+    }
+    for (int32_t j = 0; j < k; ++j) {
+      Aggregate side[2] = {sp.at[j], total};
+      side[1].n_cells -= side[0].n_cells;
+      side[1].nnz -= side[0].nnz;
+      side[1].sum -= side[0].sum;
+      if (side[0].n_cells <= 0 || side[1].n_cells <= 0) continue;
+      Bins rest = total_bins;
+      for (size_t b = 0; b < rest.size(); ++b) rest[b] -= sp.bins[j][b];
+      DeRow& row = rows[static_cast<size_t>(j) * n_genes + gi];
+      row.gene = genes[gi];
+      row.n_cells1 = side[0].n_cells;
+      row.n_cells2 = side[1].n_cells;
+      row.frac1 = static_cast<double>(side[0].nnz) / static_cast<double>(side[0].n_cells);
+      row.frac2 = static_cast<double>(side[1].nnz) / static_cast<double>(side[1].n_cells);
+      row.mean1 = Mean(side[0]);
+      row.mean2 = Mean(side[1]);
+      row.logfc = row.mean1 - row.mean2;
+      Wilcoxon(sp.bins[j], static_cast<uint64_t>(side[0].n_cells - side[0].nnz), rest,
+               static_cast<uint64_t>(side[1].n_cells - side[1].nnz), &row);
+      tested[static_cast<size_t>(j) * n_genes + gi] = 1;
+    }
+  };
+  CC_RETURN_IF_ERROR(engine.RollUpEach(genes, population, split, k + 1,
+                                       QueryEngine::RollUpWants{false, true}, visit));
+  std::vector<DeRow> value_rows;
+  for (int32_t j = 0; j < k; ++j) {
+    value_rows.clear();
+    for (size_t gi = 0; gi < n_genes; ++gi)
+      if (tested[static_cast<size_t>(j) * n_genes + gi])
+        value_rows.push_back(rows[static_cast<size_t>(j) * n_genes + gi]);
+    std::vector<double> p;
+    for (const DeRow& r : value_rows) p.push_back(r.pvalue);
+    const std::vector<double> padj = BenjaminiHochberg(p);
+    for (size_t i = 0; i < value_rows.size(); ++i) value_rows[i].padj = padj[i];
+    AppendMarkers(engine, o, values[static_cast<size_t>(j)], value_rows, out);
+  }
+  out->de.notes.push_back(ValuesSaying(o.column, values, values.size()) +
+                          ": test: wilcoxon (Mann-Whitney U over the cells' binned values, as "
+                          "asked; t holds z, effect the AUC)");
+  out->de.test = "wilcoxon";
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {
   const OptionNames n = o.testing.names;
   if (o.top < 0) return Status::InvalidArgument(Opt(n, "top") + " must be 0 or more");
@@ -578,6 +698,10 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
                                    std::to_string(values.size()));
   MarkersResult out;
   out.column = o.column;
+  if (o.testing.test == "wilcoxon") {
+    CC_RETURN_IF_ERROR(WilcoxonMarkers(engine, o, column, population, values, &out));
+    return out;
+  }
   std::set<std::string> tests;
   auto scratch = DeScratchPool().Take();
   // Each value's notes (which test ran and why), said once for all the values they hold
@@ -601,23 +725,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
       if (same == by_note.end()) same = by_note.insert(by_note.end(), {note, {}});
       same->second.push_back(value);
     }
-    std::vector<size_t> keep;
-    for (size_t i = 0; i < rows.size(); ++i)
-      if (rows[i].logfc > 0 && rows[i].padj <= o.max_padj) keep.push_back(i);
-    std::stable_sort(keep.begin(), keep.end(), [&](size_t a, size_t b) {
-      const DeRow &x = rows[a], &y = rows[b];
-      if (x.logfc != y.logfc) return x.logfc > y.logfc;
-      const double ex = std::isnan(x.effect) ? -INFINITY : x.effect;
-      const double ey = std::isnan(y.effect) ? -INFINITY : y.effect;
-      if (ex != ey) return ex > ey;
-      return x.gene < y.gene;
-    });
-    if (static_cast<int64_t>(keep.size()) > o.top) keep.resize(static_cast<size_t>(o.top));
-    for (size_t i : keep) {
-      out.values.push_back(value);
-      out.de.rows.push_back(rows[i]);
-      AppendNames(engine, rows[i], &out.de);
-    }
+    AppendMarkers(engine, o, value, rows, &out);
   }
   for (const auto& [note, holds_for] : by_note)
     out.de.notes.push_back(ValuesSaying(o.column, holds_for, values.size()) + ": " + note);

@@ -49,9 +49,9 @@ const char* MetricName(Metric m) {
 
 const std::vector<Metric>& AllMetrics() {
   static const std::vector<Metric> kAll = {
-      Metric::kNCells, Metric::kNnz,  Metric::kFrac, Metric::kSum,        Metric::kMean,
-      Metric::kMeanExpr, Metric::kVar, Metric::kStd, Metric::kMedian,     Metric::kQ05,
-      Metric::kQ25,    Metric::kQ75,  Metric::kQ95,  Metric::kMedianExpr, Metric::kMax};
+      Metric::kNCells,   Metric::kNnz, Metric::kFrac, Metric::kSum,        Metric::kMean,
+      Metric::kMeanExpr, Metric::kVar, Metric::kStd,  Metric::kMedian,     Metric::kQ05,
+      Metric::kQ25,      Metric::kQ75, Metric::kQ95,  Metric::kMedianExpr, Metric::kMax};
   return kAll;
 }
 

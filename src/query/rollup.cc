@@ -134,7 +134,8 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
     t.planned_n_splits = n_splits;
   }
   const bool sparse = t.sparse;
-  CC_ASSIGN_OR_RETURN(const EntryRead read, EntriesOf(s).PrepareRead(genes, t.contributing, wants.bins));
+  CC_ASSIGN_OR_RETURN(const EntryRead read,
+                      EntriesOf(s).PrepareRead(genes, t.contributing, wants.bins));
 
   GeneScan scan;
   scan.store = &s;
@@ -190,10 +191,10 @@ Status QueryEngine::RollUpEach(const std::vector<int32_t>& genes,
 
 Status QueryEngine::NoHistograms() const {
   const StoreReader& s = *store_;
-  const std::string why = s.format_version() < 3
-                              ? "it is of format " + std::to_string(s.format_version()) +
-                                    ", older than histograms"
-                              : "it was built with --no-histograms";
+  const std::string why =
+      s.format_version() < 3
+          ? "it is of format " + std::to_string(s.format_version()) + ", older than histograms"
+          : "it was built with --no-histograms";
   return Status::InvalidArgument(
       "store '" + s.path() + "' has no histograms (" + why +
       "): medians, quantiles, max, distributions and the Wilcoxon test need them; rebuild it "

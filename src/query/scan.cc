@@ -201,8 +201,8 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
       q.hist(*q.read, genes[gi], *q.runs, q.base, q.split_of, b->bins.data());
     }
     if (q.visit) {
-      (*q.visit)(gi, QueryEngine::GeneSplits{gene.data(), q.hist ? b->bins.data() : nullptr,
-                                             active, n_active});
+      (*q.visit)(gi, QueryEngine::GeneSplits{gene.data(), q.hist ? b->bins.data() : nullptr, active,
+                                             n_active});
       if (q.sparse)  // the next gene's inactive splits must read as zeros
         for (size_t i = 0; i < n_active; ++i) gene[static_cast<size_t>(active[i])] = Aggregate{};
     } else {

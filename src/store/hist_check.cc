@@ -47,8 +47,8 @@ void StoreEntries::DatasetRecordSpan(int64_t gene, int64_t dataset, uint64_t* be
   // Clamped into the gene, so that even a damaged offset points inside hist_data; the
   // check refuses what the clamp hides.
   const uint64_t b = std::min<uint64_t>(offsets[at], gene_bytes);
-  const uint64_t e = dataset + 1 < n_datasets ? std::min<uint64_t>(offsets[at + 1], gene_bytes)
-                                              : gene_bytes;
+  const uint64_t e =
+      dataset + 1 < n_datasets ? std::min<uint64_t>(offsets[at + 1], gene_bytes) : gene_bytes;
   *begin = gene_begin + b;
   *end = gene_begin + std::max(b, e);
 }
@@ -71,8 +71,7 @@ const char* DecodeSpan(const Nnz* nnz, int64_t first, int64_t last, const uint8_
 Status StoreEntries::CheckHistDataset(int64_t gene, int64_t dataset) const {
   const auto bit = static_cast<uint64_t>(gene) * static_cast<uint64_t>(r_.n_datasets()) +
                    static_cast<uint64_t>(dataset);
-  if ((hist_good_[bit / 64].load(std::memory_order_acquire) >> (bit % 64)) & 1)
-    return Status::Ok();
+  if ((hist_good_[bit / 64].load(std::memory_order_acquire) >> (bit % 64)) & 1) return Status::Ok();
   const auto* offsets = hist_.offsets.As<uint32_t>();
   const auto* indptr = hist_.indptr.As<int64_t>();
   const uint64_t gene_bytes = static_cast<uint64_t>(indptr[gene + 1] - indptr[gene]);
@@ -92,24 +91,24 @@ Status StoreEntries::CheckHistDataset(int64_t gene, int64_t dataset) const {
               : DecodeSpan(a_.nnz.As<uint32_t>(), range.begin, range.end, data + b, data + e);
   }
   if (why)
-    return Status::Corrupt("store '" + r_.path() + "' is damaged: the histograms of gene '" +
-                           std::string(r_.gene_ids()[static_cast<size_t>(gene)]) +
-                           "' in dataset '" + r_.meta().datasets[static_cast<size_t>(dataset)].name +
-                           "': " + why + " (rebuild it)");
+    return Status::Corrupt(
+        "store '" + r_.path() + "' is damaged: the histograms of gene '" +
+        std::string(r_.gene_ids()[static_cast<size_t>(gene)]) + "' in dataset '" +
+        r_.meta().datasets[static_cast<size_t>(dataset)].name + "': " + why + " (rebuild it)");
   hist_good_[bit / 64].fetch_or(uint64_t{1} << (bit % 64), std::memory_order_release);
   return Status::Ok();
 }
 
 Status StoreEntries::CheckHistograms(const std::vector<int32_t>& genes,
                                      const std::vector<int32_t>& datasets) const {
-  if (!hist_.present())
-    return Status::Internal("histograms read from a store without them");
+  if (!hist_.present()) return Status::Internal("histograms read from a store without them");
   if (r_.dataset_group_begin().empty())
     return Status::Corrupt("store '" + r_.path() +
                            "' is damaged: its datasets' groups are not consecutive, so its "
                            "histogram offsets mean nothing (rebuild it)");
   std::call_once(hist_bits_made_, [&] {
-    const uint64_t bits = static_cast<uint64_t>(r_.n_genes()) * static_cast<uint64_t>(r_.n_datasets());
+    const uint64_t bits =
+        static_cast<uint64_t>(r_.n_genes()) * static_cast<uint64_t>(r_.n_datasets());
     hist_good_ = std::make_unique<std::atomic<uint64_t>[]>(bits / 64 + 1);
   });
   // A read that checks whole genes may read any dataset's entries of them: check them all.

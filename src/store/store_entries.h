@@ -341,16 +341,17 @@ void EntryRead::ForEachRun(int64_t gene, const std::vector<GroupRun>& runs, F&& 
 }
 
 template <typename Index>
-void EntryRead::LocateDatasetRecords(int64_t gene, int32_t d, int64_t* first,
-                                     const uint8_t** begin, const uint8_t** end) const {
+void EntryRead::LocateDatasetRecords(int64_t gene, int32_t d, int64_t* first, const uint8_t** begin,
+                                     const uint8_t** end) const {
   const StoreReader& s = entries_->reader();
   if (!arrays_.all_checked && !entries_->GeneChecked(gene)) {
     *first = entries_->DatasetEntries(gene, d).begin;  // the range its check covered
   } else {
     const auto* idx = arrays_.indices.As<Index>();
-    *first = std::lower_bound(idx + arrays_.indptr.IntAt(gene), idx + arrays_.indptr.IntAt(gene + 1),
-                              static_cast<Index>(s.dataset_group_begin()[static_cast<size_t>(d)])) -
-             idx;
+    *first =
+        std::lower_bound(idx + arrays_.indptr.IntAt(gene), idx + arrays_.indptr.IntAt(gene + 1),
+                         static_cast<Index>(s.dataset_group_begin()[static_cast<size_t>(d)])) -
+        idx;
   }
   uint64_t b = 0, e = 0;
   entries_->DatasetRecordSpan(gene, d, &b, &e);
@@ -367,8 +368,8 @@ void EntryRead::ForEachHistRun(int64_t gene, const std::vector<GroupRun>& runs, 
   const uint8_t *p = nullptr, *end = nullptr;
   ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
     if (lo >= hi) return;
-    const int32_t d = entries_->reader().group_dataset()[static_cast<size_t>(
-        arrays_.indices.As<Index>()[lo])];
+    const int32_t d =
+        entries_->reader().group_dataset()[static_cast<size_t>(arrays_.indices.As<Index>()[lo])];
     if (entries_->Flagged(d)) return;
     if (d != dataset) {
       dataset = d;
