@@ -7,9 +7,11 @@ import { el, fmtInt } from "./format.js";
 import { GeneInput } from "./genes.js";
 import { buildModel } from "./model.js";
 import { deTooltip, rankedTable, volcano } from "./compare.js";
+import { MAX_VIOLIN_GENES } from "./distribution.js";
 import { barChart, dotPlot, heatmap } from "./plots.js";
 import { parseState, stateToSearch, withWhere } from "./state.js";
-import { Tooltip, tooltipContent } from "./tooltip.js";
+import { Tooltip, tooltipContent, violinTooltipContent } from "./tooltip.js";
+import { violinPlot } from "./violin.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -52,7 +54,8 @@ function syncControls() {
   genes.set(state.genes, new Set([...unknown.keys()]));
   for (const b of $("plot-type").children) b.setAttribute("aria-checked", String(b.dataset.value === state.plot));
   for (const b of $("color").children) b.setAttribute("aria-checked", String(b.dataset.value === state.color));
-  $("color-ctl").classList.toggle("disabled", state.plot === "bars" || state.plot === "de");
+  $("color-ctl").classList.toggle("disabled", ["bars", "violin", "de"].includes(state.plot));
+  $("cmp-test").value = state.test;
   $("compare-ctl").hidden = state.plot !== "de";
   if (meta) {
     const cols = meta.columns.map((c) => c.name);
@@ -81,10 +84,21 @@ function syncCompare(cols) {
 $("cmp-col").addEventListener("change", (e) => update({ compare: e.target.value, group1: [], group2: ["rest"] }));
 $("cmp-g1").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group1: e.target.value ? [e.target.value] : [], group2: state.group2.filter((v) => v !== e.target.value).length ? state.group2.filter((v) => v !== e.target.value) : ["rest"] }));
 $("cmp-g2").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group2: [e.target.value] }));
+$("cmp-test").addEventListener("change", (e) => update({ test: e.target.value }));
 
 function dePairs(s, format) {
   const pairs = [["compare", s.compare || s.by[0] || "cell_type"], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
     ...populationPairs(s)];
+  if (s.test !== "auto") pairs.push(["test", s.test]);
+  if (format) pairs.push(["format", format]);
+  return pairs;
+}
+
+// /api/v1/distribution: the population and split of /query, for the genes drawn.
+function distPairs(s, list, format) {
+  const pairs = [["genes", list.join(",")]];
+  if (s.by.length) pairs.push(["by", s.by.join(",")]);
+  pairs.push(...populationPairs(s));
   if (format) pairs.push(["format", format]);
   return pairs;
 }
@@ -169,9 +183,15 @@ async function refresh() {
       const a = await get("/api/v1/query", queryPairs(s, list, [...s.by, ...extra], ["n_cells", "mean"]), signal);
       donor = { answer: a, column: dc };
     }
+    // Violins: the histograms of the first six genes; the query above gives the groups,
+    // their order and the genes' flags, as for the other plots.
+    let dist = null;
+    if (s.plot === "violin" && answer.rows.length) {
+      dist = await get("/api/v1/distribution", distPairs(s, list.slice(0, MAX_VIOLIN_GENES)), signal);
+    }
     await counts.catch(() => {});
     if (signal.aborted) return;
-    draw(s, answer, list, donor);
+    draw(s, answer, list, donor, dist);
   } catch (e) {
     if (e.name === "AbortError" || signal.aborted) return;
     showError(e, s);
@@ -231,11 +251,18 @@ function showError(e, s) {
       `The page could not talk to the server at ${location.host}. Check that “cellcube serve” is still running, then retry.`,
       el("button", { type: "button", class: "primary", onclick: () => (meta ? refresh() : start()) }, "Retry"));
   }
-  showMessage("error", "The server could not answer this query", e.message,
-    s.where.length || s.datasets.length ? el("button", { type: "button", onclick: () => update({ where: [], datasets: [] }) }, "Clear filters") : null);
+  const actions = [];
+  if (s.plot === "de" && s.test !== "auto") actions.push(el("button", { type: "button", class: "primary", onclick: () => update({ test: "auto" }) }, "Use the automatic test"));
+  if (s.where.length || s.datasets.length) actions.push(el("button", { type: "button", onclick: () => update({ where: [], datasets: [] }) }, "Clear filters"));
+  showMessage("error", "The server could not answer this query", e.message, el("div", {}, ...actions));
 }
 
-function draw(s, answer, list, donor) {
+function took(us) {
+  if (us == null) return "";
+  return el("span", { class: "took" }, ` · answered in ${us < 1000 ? `${us} µs` : `${(us / 1000).toFixed(1)} ms`}`);
+}
+
+function draw(s, answer, list, donor, dist) {
   if (!answer.rows.length) {
     const noCells = selectionCells === 0;
     return showMessage("empty", noCells ? "No cells match these filters" : "No measured cells",
@@ -248,27 +275,39 @@ function draw(s, answer, list, donor) {
   const u = units();
   const area = $("plot-area");
   const room = { width: area.clientWidth - 32, height: area.clientHeight - 28 };
-  const plot = { dot: dotPlot, heatmap, bars: barChart }[s.plot];
-  const fig = plot(model, s, u, room);
+  let fig, drawnGenes = model.genes, notes = answer.notes || [], left = [];
+  if (s.plot === "violin") {
+    const ids = new Set(dist.genes.map((g) => g.id));
+    drawnGenes = model.geneOrder.filter((g) => ids.has(g.id)).slice(0, MAX_VIOLIN_GENES);
+    left = list.slice(MAX_VIOLIN_GENES);
+    notes = dist.notes || [];
+    fig = violinPlot(model, dist, drawnGenes, u, room);
+  } else {
+    fig = { dot: dotPlot, heatmap, bars: barChart }[s.plot](model, s, u, room);
+  }
+  const tipOf = s.plot === "violin" ? violinTooltipContent : tooltipContent;
   const box = el("div", { class: "figure" }, el("div", { class: "chart-box" }, fig.chart), el("div", { class: "legend-box" }, fig.legend));
-  $("chart").replaceChildren(box);
+  const tooMany = left.length
+    ? el("div", { class: "plot-notice", role: "status" }, `Violins are drawn for the first ${MAX_VIOLIN_GENES} genes; ${left.length} more (${left.join(", ")}) ${left.length === 1 ? "is" : "are"} not shown. Remove some genes, or switch to the dot plot to see them all.`)
+    : null;
+  $("chart").replaceChildren(...(tooMany ? [tooMany] : []), box);
   fig.chart.addEventListener("pointermove", (e) => {
     const r = fig.chart.getBoundingClientRect();
     const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
-    if (d) tooltip.show(tooltipContent(d, { plot: s.plot, color: s.color, units: u }), e.clientX, e.clientY);
+    if (d) tooltip.show(tipOf(d, { plot: s.plot, color: s.color, units: u }), e.clientX, e.clientY);
     else tooltip.hide();
   });
   fig.chart.addEventListener("pointerleave", () => tooltip.hide());
   offerMarkers(fig.chart, model, s);
 
-  const missing = model.genes.filter((g) => g.notMeasured.length);
-  $("footnote").replaceChildren(...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)),
-    ...(answer.notes || []).map((n) => el("div", { class: "note" }, `Note: ${n}.`)));
-  const groups = model.rows.length;
+  const missing = drawnGenes.filter((g) => g.notMeasured.length);
+  $("footnote").replaceChildren(...(tooMany ? [el("div", { class: "note" }, tooMany.textContent)] : []), ...missing.map((g) => el("div", {}, `* ${g.symbol} was not measured in ${g.notMeasured.join(", ")}: cells from ${g.notMeasured.length > 1 ? "those datasets" : "that dataset"} are not counted for it.`)),
+    ...notes.map((n) => el("div", { class: "note" }, `Note: ${n}.`)));
+  const groups = fig.groups ? fig.groups.length : model.rows.length;
   $("summary").replaceChildren(
-    el("b", {}, fmtInt(selectionCells ?? 0)), ` of ${fmtInt(meta.n_cells)} cells · ${groups} group${groups === 1 ? "" : "s"} × ${model.genes.length} gene${model.genes.length === 1 ? "" : "s"}`,
-    answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${answer.took_us < 1000 ? `${answer.took_us} µs` : `${(answer.took_us / 1000).toFixed(1)} ms`}`) : "");
-  view = { state: s, genes: list, chart: fig.chart, legend: fig.legend, model };
+    el("b", {}, fmtInt(selectionCells ?? 0)), ` of ${fmtInt(meta.n_cells)} cells · ${groups} group${groups === 1 ? "" : "s"} × ${drawnGenes.length} gene${drawnGenes.length === 1 ? "" : "s"}`,
+    took((dist ?? answer).took_us));
+  view = { state: s, genes: s.plot === "violin" ? list.slice(0, MAX_VIOLIN_GENES) : list, chart: fig.chart, legend: fig.legend, model };
   for (const id of ["dl-csv", "dl-svg", "dl-png"]) $(id).disabled = false;
   setStatus("ready");
   document.body.dataset.rendered = stateToSearch(s);
@@ -300,7 +339,10 @@ function drawDe(s, answer) {
     if (!state.genes.some((x) => x.toLowerCase() === g.toLowerCase())) update({ genes: [...state.genes, g] }, { push: false });
   };
   const table = rankedTable(answer, addGene);
-  const box = el("div", { class: "figure de-figure" }, el("div", { class: "chart-box" }, fig.chart, fig.legend), el("div", { class: "de-table-box" }, table));
+  const ran = el("div", { class: "de-test", "data-test": answer.test }, "Test: ", el("b", {}, testName(answer.test)),
+    s.test === "auto" ? " (auto)" : "");
+  const box = el("div", { class: "figure de-figure" }, el("div", { class: "chart-box" }, fig.chart, fig.legend),
+    el("div", { class: "de-side" }, ran, el("div", { class: "de-table-box" }, table)));
   $("chart").replaceChildren(box);
   fig.chart.addEventListener("pointermove", (e) => {
     const r = fig.chart.getBoundingClientRect();
@@ -314,16 +356,25 @@ function drawDe(s, answer) {
     const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
     if (d) addGene(d.symbol || d.gene);
   });
-  const test = { cells: "cells (Welch's t)", "donors-paired": "donors, paired", "donors-unpaired": "donors, unpaired" }[answer.test] ?? answer.test;
-  $("footnote").replaceChildren(el("div", {}, `Test: ${test}. `, ...answer.notes.map((n) => el("div", {}, n))));
+  $("footnote").replaceChildren(el("div", {}, `Test: ${testName(answer.test)}. `, ...answer.notes.map((n) => el("div", {}, n))));
   const tested = answer.rows.length, sig = answer.rows.filter((r) => r.padj != null && r.padj <= 0.05).length;
   $("summary").replaceChildren(el("b", {}, fmtInt(selectionCells ?? 0)), ` cells selected · ${fmtInt(tested)} genes tested, ${fmtInt(sig)} with padj ≤ 0.05`,
     answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${(answer.took_us / 1000).toFixed(1)} ms`) : "");
-  view = { state: s, genes: [], chart: fig.chart, legend: fig.legend, de: true };
+  view = { state: s, genes: [], chart: fig.chart, legend: fig.legend, de: true, test: answer.test };
   for (const id of ["dl-csv", "dl-svg", "dl-png"]) $(id).disabled = false;
   setStatus("ready");
   document.body.dataset.rendered = stateToSearch(s);
   document.body.dataset.groups = String(fig.points.length);
+}
+
+// The test an /api/v1/de answer ran (its "test" field, docs/DE.md), in words.
+function testName(test) {
+  return {
+    cells: "Welch's t over cells",
+    "donors-paired": "paired t over donors (pseudobulk)",
+    "donors-unpaired": "Welch's t over donor means (pseudobulk)",
+    wilcoxon: "Wilcoxon rank-sum over cells",
+  }[test] ?? test;
 }
 
 function renderGeneMessage() {
@@ -344,18 +395,27 @@ window.addEventListener("resize", () => {
 
 // ------------------------------------------------------------------ downloads
 
+// Names that say what a download shows: CD3E_MS4A1_violin_by_cell_type.svg,
+// de_cell_type_B-cell_vs_rest.csv.
+const PLOT_NAMES = { dot: "dotplot", heatmap: "heatmap", bars: "bars", violin: "violin" };
 function fileStem() {
-  const g = (view?.genes ?? []).slice(0, 4).join("_").replace(/[^\w.-]+/g, "-");
-  return `cellcube_${g || "plot"}${(view?.genes.length ?? 0) > 4 ? "_etc" : ""}`;
+  const clean = (x) => x.replace(/[^\w.-]+/g, "-");
+  const s = view.state;
+  if (view.de) {
+    const g2 = s.group2[0] === "rest" ? "rest" : s.group2.join("+");
+    return clean(`de_${s.compare || s.by[0] || "cell_type"}_${s.group1.join("+")}_vs_${g2}${s.test !== "auto" ? `_${s.test}` : ""}`);
+  }
+  const g = view.genes.slice(0, 4).join("_") + (view.genes.length > 4 ? "_etc" : "");
+  return clean(`${g || "cellcube"}_${PLOT_NAMES[s.plot] ?? s.plot}${s.by.length ? `_by_${s.by.join("_")}` : ""}`);
 }
 
 function caption() {
   const s = view.state;
   if (view.de) {
     const g2 = s.group2[0] === "rest" ? "the rest" : s.group2.join(" or ");
-    return [`${prettyColumn(s.compare || s.by[0] || "cell_type")}: ${s.group1.join(" or ")} against ${g2}`, meta.store].join("  ·  ");
+    return [`${prettyColumn(s.compare || s.by[0] || "cell_type")}: ${s.group1.join(" or ")} against ${g2}`, `test: ${testName(view.test)}`, meta.store].join("  ·  ");
   }
-  const parts = [view.genes.join(", ")];
+  const parts = [s.plot === "violin" ? `violins of ${view.genes.join(", ")}` : view.genes.join(", ")];
   if (s.by.length) parts.push(`by ${s.by.map(prettyColumn).join(" · ")}`);
   const byCol = new Map();
   for (const [c, v] of s.where) byCol.set(c, [...(byCol.get(c) ?? []), v]);
@@ -372,7 +432,11 @@ async function download(kind) {
   try {
     if (kind === "csv" && view.de) {
       const text = await get("/api/v1/de", dePairs(view.state, "csv"), undefined, { as: "text", cached: false });
-      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), "cellcube_de.csv");
+      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
+    } else if (kind === "csv" && view.state.plot === "violin") {
+      // The distribution rows behind the violins: split columns, gene, n_cells, zeros, bin_00…bin_63.
+      const text = await get("/api/v1/distribution", distPairs(view.state, view.genes, "csv"), undefined, { as: "text", cached: false });
+      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
     } else if (kind === "csv") {
       const text = await get("/api/v1/query", queryPairs(view.state, view.genes, view.state.by, ALL_METRICS, "csv"), undefined, { as: "text", cached: false });
       saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);

@@ -7,6 +7,11 @@ import { compareLabels } from "./format.js";
 
 const SEP = "\u0001";
 
+// The key of a group: its split values, joined.
+export function splitKey(values) {
+  return values.join(SEP);
+}
+
 export function buildModel(answer, state, donor) {
   const by = answer.columns.slice(0, answer.columns.indexOf("gene"));
   const selected = state.datasets.length ? new Set(state.datasets) : null;
@@ -29,7 +34,7 @@ export function buildModel(answer, state, donor) {
   const data = [];
   for (const r of answer.rows) {
     const values = by.map((c) => String(r[c] ?? "NA"));
-    const key = values.join(SEP);
+    const key = splitKey(values);
     let row = rowMap.get(key);
     if (!row) {
       row = { key, values, label: by.length ? values.join(" · ") : "all cells", block: values[0] ?? "", cells: new Map() };

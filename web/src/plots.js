@@ -11,8 +11,8 @@ export const FONT_FAMILY =
   'Inter, "Segoe UI", -apple-system, BlinkMacSystemFont, Roboto, "Helvetica Neue", Lato, Arial, system-ui, sans-serif';
 const FONT = `12px ${FONT_FAMILY}`;
 const RAMP = interpolateRgbBasis(["#eef1f8", "#c3cdf0", "#8b98dc", "#5a5fb8", "#3a2e86", "#1f1147"]);
-const INK = "#1f2430";
-const MUTED = "#6b7280";
+export const INK = "#1f2430";
+export const MUTED = "#6b7280";
 const SVGNS = "http://www.w3.org/2000/svg";
 
 let ctx;
@@ -22,7 +22,7 @@ export function textWidth(text, font = FONT) {
   return ctx.measureText(text).width;
 }
 
-function truncate(text, maxPx) {
+export function truncate(text, maxPx) {
   if (textWidth(text) <= maxPx) return text;
   let lo = 0, hi = text.length;
   while (lo < hi) {
@@ -33,7 +33,7 @@ function truncate(text, maxPx) {
   return text.slice(0, lo) + "…";
 }
 
-function geneLabel(g) {
+export function geneLabel(g) {
   return g.notMeasured.length ? `${g.symbol} *` : g.symbol;
 }
 
@@ -62,7 +62,7 @@ function showBlocks(model) {
 }
 
 // Alternating bands behind the rows of every other block (first split column) when splitting by two.
-function blockBands(model) {
+export function blockBands(model) {
   if (!showBlocks(model)) return [];
   const out = [];
   let block = null, odd = true;
@@ -74,7 +74,7 @@ function blockBands(model) {
 }
 
 // A line above the first row of every block but the first (two split columns).
-function blockRules(model) {
+export function blockRules(model) {
   if (!showBlocks(model)) return [];
   return model.rowOrder.filter((r, i, rows) => i > 0 && rows[i - 1].block !== r.block);
 }
@@ -248,14 +248,14 @@ function facetHitTest(chart, model) {
 
 // ---------------------------------------------------------------- legends
 
-function svg(tag, attrs = {}, text) {
+export function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVGNS, tag);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
   if (text != null) node.textContent = text;
   return node;
 }
 
-function makeLegend(parts) {
+export function makeLegend(parts) {
   const width = 196;
   const root = svg("svg", { class: "legend", width, "font-family": FONT_FAMILY, "font-size": 12, fill: INK });
   let y = 6;
@@ -270,7 +270,7 @@ function makeLegend(parts) {
   return root;
 }
 
-function title(g, text, sub) {
+export function title(g, text, sub) {
   g.append(svg("text", { x: 0, y: 12, "font-weight": 600 }, text));
   if (sub) g.append(svg("text", { x: 0, y: 28, fill: MUTED, "font-size": 11 }, sub));
   return sub ? 38 : 22;

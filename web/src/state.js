@@ -1,12 +1,15 @@
 // The whole page state, and its round trip through the URL's query string:
 //   /?genes=CD3E,MS4A1&by=cell_type,disease&where=disease:normal&plot=dot
 //     &datasets=lung_a,lung_b&color=scaled&rows=cluster&cols=name
-//   /?plot=de&compare=cell_type&group1=B%20cell&group2=rest   (the Compare view)
+//   /?genes=CD3E,MS4A1&by=cell_type&plot=violin               (violins, up to six genes)
+//   /?plot=de&compare=cell_type&group1=B%20cell&group2=rest&test=wilcoxon   (the Compare view)
 // A pasted link therefore redraws the same plot; back/forward restore earlier states.
 
-export const PLOTS = ["dot", "heatmap", "bars", "de"];
+export const PLOTS = ["dot", "heatmap", "bars", "violin", "de"];
 export const COLORS = ["mean", "scaled"];
 export const GENE_ORDERS = ["typed", "name", "cluster"];
+// The Compare view's test (docs/DE.md): auto picks donors or cells; wilcoxon only when asked.
+export const TESTS = ["auto", "cells", "donors", "wilcoxon"];
 // Row orders: "name", "cluster", or "expr:GENE" (descending mean of that gene).
 
 export const DEFAULTS = Object.freeze({
@@ -21,6 +24,7 @@ export const DEFAULTS = Object.freeze({
   compare: "", // the Compare view's column, its side 1 values and side 2 ("rest" or values)
   group1: [],
   group2: ["rest"],
+  test: "auto",
 });
 
 const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
@@ -46,6 +50,7 @@ export function parseState(search) {
     compare: q.get("compare") || "",
     group1: q.getAll("group1"),
     group2: q.getAll("group2").length ? q.getAll("group2") : ["rest"],
+    test: oneOf(q.get("test"), TESTS, DEFAULTS.test),
   };
 }
 
@@ -83,6 +88,7 @@ export function stateToSearch(s) {
     for (const v of s.group1) pairs.push(["group1", v]);
     for (const v of s.group2) pairs.push(["group2", v]);
   }
+  if (s.test !== DEFAULTS.test) pairs.push(["test", s.test]);
   return "?" + toQueryString(pairs);
 }
 

@@ -68,3 +68,38 @@ export class Tooltip {
     this.node.hidden = true;
   }
 }
+
+// The violin's hover card (docs/WEB.md, "The violin plot"): n, the zeros and their share,
+// the median, the IQR (q25–q75), the whiskers and the median among expressing cells, all
+// from the group's histogram.
+export function violinTooltipContent(d, { units }) {
+  const head = el("div", { class: "tt-head" }, el("strong", {}, d.gene.symbol), el("span", { class: "tt-id" }, d.gene.id !== d.gene.symbol ? d.gene.id : ""));
+  const group = el("div", { class: "tt-group" }, d.row.label);
+  if (d.missing) {
+    return [head, group, el("div", { class: "tt-warn" }, "No cells: the datasets holding this group did not measure this gene.")];
+  }
+  const s = d.stats;
+  const out = [head, group];
+  if (s.scaled) {
+    out.push(el("table", { class: "tt-table" }, el("tr", {}, el("th", {}, "cells"), el("td", {}, fmtInt(s.n)))),
+      el("div", { class: "tt-warn tt-scaled" }, "Some of these cells come from a dataset with values below 0 (scaled data): they are in no histogram, so this group has no distribution."));
+    return out;
+  }
+  const rows = [
+    ["cells", fmtInt(s.n)],
+    ["zeros", `${fmtInt(s.zeros)} (${fmtPct(s.zeroShare)})`],
+    ["median", fmtNum(s.median)],
+    ["IQR (q25–q75)", `${fmtNum(s.q25)} – ${fmtNum(s.q75)}`],
+    ["q05–q95", `${fmtNum(s.q05)} – ${fmtNum(s.q95)}`],
+    ["median in expressing", s.medianExpr == null ? "— (no expressing cells)" : fmtNum(s.medianExpr)],
+  ];
+  out.push(el("table", { class: "tt-table" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))),
+    el("div", { class: "tt-units" }, `values: ${units}; quantiles from 64-bin histograms`));
+  if (s.n < FEW_CELLS) {
+    out.push(el("div", { class: "tt-warn tt-few" }, `Only ${fmtInt(s.n)} cell${s.n === 1 ? "" : "s"} in this group: its distribution is noisy.`));
+  }
+  if (d.gene.notMeasured.length) {
+    out.push(el("div", { class: "tt-warn" }, `⚠ ${d.gene.symbol} was not measured in ${d.gene.notMeasured.join(", ")}; those cells are not counted.`));
+  }
+  return out;
+}
