@@ -295,6 +295,149 @@ describe("web page", () => {
     assert.ok(saved.png.length > 2000);
   });
 
+  test("violins: one path per (group, gene) with expressing cells, zero marks, tooltip numbers, URL", async () => {
+    const pairs = [["genes", genes.join(",")], ["by", "cell_type"]];
+    const answer = await api(base, "/api/v1/distribution", pairs);
+    assert.equal(answer.edges.length, 65);
+    const expressing = answer.rows.filter((r) => r.zeros != null && r.zeros < r.n_cells);
+    const withZeros = answer.rows.filter((r) => r.zeros != null && r.zeros > 0);
+    assert.ok(expressing.length > 0, "the test store has expressing cells for these genes");
+    const page = await openPage(`?plot=violin&genes=${genes.join(",")}&by=cell_type`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("#chart path.violin").count(), expressing.length);
+    // One zero mark per group with zeros, carrying their share, and a label beside it.
+    assert.equal(await page.locator("#chart circle.zeros").count(), withZeros.length);
+    assert.equal(await page.locator("#chart text.zeros-label").count(), withZeros.length);
+    const shares = await page.$$eval("#chart circle.zeros", (cs) => cs.map((c) => +c.getAttribute("data-share")).sort((a, b) => a - b));
+    assert.deepEqual(shares, withZeros.map((r) => r.zeros / r.n_cells).sort((a, b) => a - b));
+    const labels = await page.$$eval("#chart text.zeros-label", (ts) => ts.map((t) => t.textContent));
+    assert.ok(labels.every((l) => /^(<?\d+(\.\d)?%)( zeros)?$/.test(l)), labels.join(" "));
+    for (const legend of ["Violin", "Box", "Zeros"]) assert.match(await page.textContent(".legend-box"), new RegExp(legend));
+
+    // Hover the violin of the group with the most expressing cells: the tooltip's numbers
+    // are the histogram's quantiles (docs/QUERY.md), computed here independently.
+    const target = [...expressing].sort((a, b) => (b.n_cells - b.zeros) - (a.n_cells - a.zeros))[0];
+    const gene = answer.genes.find((g) => g.id === target.gene);
+    const path = page.locator(`#chart path.violin[data-gene="${target.gene}"][data-group="${target.cell_type}"]`);
+    assert.equal(await path.count(), 1);
+    await path.scrollIntoViewIfNeeded();
+    const box = await path.boundingBox();
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    await page.locator("#tooltip").waitFor({ state: "visible" });
+    const tip = Object.fromEntries(await page.$$eval("#tooltip tr", (trs) => trs.map((tr) => [tr.querySelector("th").textContent, tr.querySelector("td").textContent])));
+    assert.match(await page.textContent("#tooltip .tt-head"), new RegExp(gene.symbol || gene.id));
+    assert.equal(await page.textContent("#tooltip .tt-group"), target.cell_type);
+    const quantile = (q, n, z, bins) => {
+      const r = q * n;
+      if (r <= z) return 0;
+      const w = answer.edges[1] - answer.edges[0];
+      let c = z;
+      for (let i = 0; i < bins.length; i++) {
+        if (c + bins[i] >= r) return answer.edges[i] + (w * (r - c)) / bins[i];
+        c += bins[i];
+      }
+      return answer.edges[64];
+    };
+    const num = (s) => Number(s.replace(/,/g, ""));
+    const near = (shown, want, what) => assert.ok(Math.abs(num(shown) - want) <= 0.006 * Math.max(Math.abs(want), 0.01), `${what}: shown ${shown}, expected ${want}`);
+    const { n_cells: n, zeros: z, bins } = target;
+    assert.equal(num(tip.cells), n);
+    const [zShown, zPct] = /^([\d,]+) \((.*)%\)$/.exec(tip.zeros).slice(1);
+    assert.equal(num(zShown), z);
+    assert.ok(Math.abs(Number(zPct) - (100 * z) / n) <= 0.51, `% zeros ${zPct}`);
+    near(tip.median, quantile(0.5, n, z, bins), "median");
+    const [q25, q75] = tip["IQR (q25–q75)"].split(" – ");
+    near(q25, quantile(0.25, n, z, bins), "q25");
+    near(q75, quantile(0.75, n, z, bins), "q75");
+    near(tip["median in expressing"], quantile(0.5, n - z, 0, bins), "median in expressing");
+
+    // An all-zero group, if a finer split has one, gets the zero mark and no violin.
+    for (const c of meta.columns.filter((x) => !["dataset", "cell_type"].includes(x.name))) {
+      const fine = await api(base, "/api/v1/distribution", [["genes", genes.join(",")], ["by", `cell_type,${c.name}`]]);
+      const allZero = fine.rows.find((r) => r.zeros != null && r.zeros === r.n_cells);
+      if (!allZero) continue;
+      await page.goto(`${base}/?plot=violin&genes=${genes.join(",")}&by=cell_type,${c.name}`);
+      assert.equal(await settled(page), "ready");
+      const label = `${allZero.cell_type} · ${allZero[c.name]}`;
+      const sel = `[data-gene="${allZero.gene}"][data-group="${label}"]`;
+      assert.equal(await page.locator(`#chart path.violin${sel}`).count(), 0);
+      assert.equal(await page.locator(`#chart circle.zeros${sel}`).count(), 1);
+      assert.equal(await page.locator("#chart path.violin").count(), fine.rows.filter((r) => r.zeros != null && r.zeros < r.n_cells).length);
+      await page.goBack();
+      break;
+    }
+
+    // The URL restores the violins: through the plot switcher, back, and a reload.
+    await page.goto(`${base}/?plot=violin&genes=${genes.join(",")}&by=cell_type`);
+    await settled(page);
+    await page.click('#plot-type button[data-value="dot"]');
+    await page.waitForURL(/plot=dot/);
+    await settled(page);
+    assert.equal(await page.locator("#chart path.violin").count(), 0);
+    await page.goBack();
+    assert.equal(await settled(page), "ready");
+    assert.match(page.url(), /plot=violin/);
+    assert.equal(await page.getAttribute('#plot-type button[data-value="violin"]', "aria-checked"), "true");
+    assert.equal(await page.locator("#chart path.violin").count(), expressing.length);
+    await page.reload();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("#chart path.violin").count(), expressing.length);
+
+    // Downloads: the distribution rows as CSV, the violins in the SVG.
+    const saved = {};
+    for (const kind of ["csv", "svg"]) {
+      const [download] = await Promise.all([page.waitForEvent("download"), page.click(`#dl-${kind}`)]);
+      assert.match(download.suggestedFilename(), new RegExp(`_violin_by_cell_type\\.${kind}$`));
+      saved[kind] = fs.readFileSync(await download.path(), "utf8");
+    }
+    const csv = saved.csv.trim().split(/\r?\n/);
+    assert.match(csv[0], /^cell_type,gene,n_cells,zeros,bin_00,.*,bin_63$/);
+    assert.equal(csv.length - 1, answer.rows.length);
+    assert.equal((saved.svg.match(/class="violin"/g) || []).length, expressing.length);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("violins: more than six genes draws the first six and says so", async () => {
+    const seven = await pickGenes(base, 7);
+    assert.equal(seven.length, 7);
+    const page = await openPage(`?plot=violin&genes=${seven.join(",")}&by=cell_type`);
+    assert.equal(await settled(page), "ready");
+    assert.match(await page.textContent(".plot-notice"), new RegExp(`first 6 genes; 1 more \\(${seven[6]}\\)`));
+    const answer = await api(base, "/api/v1/distribution", [["genes", seven.slice(0, 6).join(",")], ["by", "cell_type"]]);
+    assert.equal(await page.locator("#chart path.violin").count(), answer.rows.filter((r) => r.zeros != null && r.zeros < r.n_cells).length);
+    assert.equal(await page.locator("#chart .gene-label").count(), 6);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("Compare: the test selector is in the URL, and the test that ran is named above the table", async () => {
+    const ct = meta.columns.find((c) => c.name === "cell_type").values[0].value;
+    const page = await openPage(`?plot=de&compare=cell_type&group1=${encodeURIComponent(ct)}&group2=rest&test=wilcoxon`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.inputValue("#cmp-test"), "wilcoxon");
+    assert.equal(await page.getAttribute(".de-test", "data-test"), "wilcoxon");
+    assert.match(await page.textContent(".de-test"), /Wilcoxon/);
+    await page.selectOption("#cmp-test", "cells");
+    await page.waitForURL((u) => new URL(u).searchParams.get("test") === "cells");
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.getAttribute(".de-test", "data-test"), "cells");
+    await page.selectOption("#cmp-test", "auto");
+    await page.waitForURL((u) => !new URL(u).searchParams.has("test"));
+    assert.equal(await settled(page), "ready");
+    const auto = await api(base, "/api/v1/de", [["compare", "cell_type"], ["group1", ct]]);
+    assert.equal(await page.getAttribute(".de-test", "data-test"), auto.test);
+    assert.match(await page.textContent(".de-test"), /\(auto\)/);
+    await page.goBack();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.inputValue("#cmp-test"), "cells");
+    await page.goBack();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.inputValue("#cmp-test"), "wilcoxon");
+    await page.reload();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.getAttribute(".de-test", "data-test"), "wilcoxon");
+    assert.deepEqual(page.errors, []);
+  });
+
   test("groups with fewer than 10 cells get a dashed ring, and their tooltip says so", async () => {
     // A split fine enough to have small groups, found from the API (nothing hard-coded).
     let by = null, rows = null;

@@ -187,6 +187,56 @@ function query(store, q) {
   };
 }
 
+// /api/v1/distribution: each group's expressing cells spread over the 64 bins around its
+// mean in expressing cells (sd 0.5), summed per split like the real roll-up.
+const HIST_MAX = Math.log(10001);
+const EDGES = Array.from({ length: 65 }, (_, i) => (i === 64 ? HIST_MAX : (i * HIST_MAX) / 64));
+
+function binsOf(s) {
+  const bins = new Array(64).fill(0);
+  if (!s || s.nnz === 0) return bins;
+  const m = s.sum / s.nnz;
+  const weights = bins.map((_, i) => Math.exp(-(((EDGES[i] + EDGES[i + 1]) / 2 - m) ** 2) / 0.5));
+  const total = weights.reduce((a, b) => a + b, 0);
+  const exact = weights.map((x) => (s.nnz * x) / total);
+  exact.forEach((x, i) => (bins[i] = Math.floor(x)));
+  let left = s.nnz - bins.reduce((a, b) => a + b, 0);
+  for (const i of exact.map((x, i) => [x - Math.floor(x), i]).sort((a, b) => b[0] - a[0]).map((x) => x[1])) {
+    if (left-- <= 0) break;
+    bins[i]++;
+  }
+  return bins;
+}
+
+function distribution(store, q) {
+  const a = query(store, q);
+  const by = a.columns.slice(0, a.columns.indexOf("gene"));
+  const { where, datasets } = parseSelection(store, q);
+  const rows = a.rows.map((row) => {
+    const gi = store.genes.findIndex((g) => g.id === row.gene);
+    const bins = new Array(64).fill(0);
+    let n = 0;
+    for (const g of store.groups) {
+      if (datasets && !datasets.has(g.values.dataset)) continue;
+      if (Object.keys(where).some((c) => !where[c].has(g.values[c]))) continue;
+      if (by.some((c) => g.values[c] !== row[c]) || !g.stats[gi]) continue;
+      n += g.n;
+      (g.bins ??= [])[gi] ??= binsOf(g.stats[gi]);
+      g.bins[gi].forEach((c, i) => (bins[i] += c));
+    }
+    const out = {};
+    for (const c of by) out[c] = row[c];
+    return { ...out, gene: row.gene, n_cells: n, zeros: n - bins.reduce((x, y) => x + y, 0), bins };
+  });
+  return { columns: [...by, "gene", "n_cells", "zeros"], edges: EDGES, genes: a.genes, rows, notes: [], took_us: 15 };
+}
+
+function distributionCsv(answer) {
+  const cols = answer.columns;
+  const head = [...cols, ...Array.from({ length: 64 }, (_, i) => `bin_${String(i).padStart(2, "0")}`)];
+  return [head.join(","), ...answer.rows.map((r) => [...cols.map((c) => (/[",]/.test(String(r[c])) ? `"${String(r[c]).replace(/"/g, '""')}"` : r[c])), ...r.bins].join(","))].join("\n") + "\n";
+}
+
 function csv(answer) {
   const esc = (v) => (v === null || v === undefined ? "" : /[",\n\r]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
   return [answer.columns.join(","), ...answer.rows.map((r) => answer.columns.map((c) => esc(r[c])).join(","))].join("\n") + "\n";
@@ -235,6 +285,11 @@ export function startStub({ port = 0, dist, delayMs = 0 } = {}) {
         if (p === "/api/v1/query") {
           const a = query(store, url.searchParams);
           if (url.searchParams.get("format") === "csv") return send(200, csv(a), "text/csv; charset=utf-8");
+          return send(200, a);
+        }
+        if (p === "/api/v1/distribution") {
+          const a = distribution(store, url.searchParams);
+          if (url.searchParams.get("format") === "csv") return send(200, distributionCsv(a), "text/csv; charset=utf-8");
           return send(200, a);
         }
         if (dist && (p === "/" || p.startsWith("/assets/"))) {

@@ -17,7 +17,7 @@ import { splitKey } from "./model.js";
 const FILL = "#8b98dc";
 const OUTLINE = "#3a2e86";
 const BOX = "#1f2430";
-const ZERO = "#4b5563";
+const ZERO = "#5b6473";
 const GRID = "#e6e8ee";
 
 // model: the page's model of the same query (rows, their order, genes); answer: the
@@ -46,11 +46,11 @@ export function violinPlot(model, answer, genes, units, room) {
   }
 
   // Sizes: labels on the left, one facet per gene, rows tall enough for a violin.
-  const rowLabels = new Map(groups.map((g) => [g.key, truncate(g.label, 300)]));
+  const rowLabels = new Map(groups.map((g) => [g.key, truncate(g.label, 260)]));
   const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
   const marginTop = 30, marginBottom = 46, marginRight = 12, gap = 18;
   const avail = room.width - 214 - marginLeft - marginRight;
-  const facetW = Math.max(140, Math.min(360, Math.floor((avail - gap * (genes.length - 1)) / Math.max(1, genes.length))));
+  const facetW = Math.max(120, Math.min(360, Math.floor((avail - gap * (genes.length - 1)) / Math.max(1, genes.length))));
   const rowH = Math.max(24, Math.min(48, Math.floor((room.height - marginTop - marginBottom - 20) / Math.max(1, groups.length))));
   const width = marginLeft + genes.length * facetW + (genes.length - 1) * gap + marginRight;
   const height = marginTop + groups.length * rowH + marginBottom;
@@ -140,7 +140,10 @@ export function violinPlot(model, answer, genes, units, room) {
       if (s.zeros > 0) {
         const r = 1.4 + (zeroR - 1.4) * Math.sqrt(s.zeroShare);
         const pct = sharePct(s.zeroShare);
-        zeros.append(svg("circle", { class: "zeros", cx: f.x0, cy: y, r, fill: ZERO, stroke: "white", "stroke-width": 0.8, "data-share": s.zeroShare }));
+        zeros.append(svg("circle", {
+          class: "zeros", cx: f.x0, cy: y, r, fill: ZERO, stroke: "white", "stroke-width": 0.8,
+          "data-share": s.zeroShare, "data-group": g.label, "data-gene": f.gene.id,
+        }));
         zeros.append(svg("text", { class: "zeros-label", x: f.x0 - zeroR - 3, y, dy: "0.32em", "text-anchor": "end", fill: MUTED, "font-size": 10.5 },
           longLabel ? `${pct} zeros` : pct));
       }
