@@ -383,13 +383,14 @@ describe("web page", () => {
     assert.equal(await settled(page), "ready");
     assert.equal(await page.locator("#chart path.violin").count(), expressing.length);
 
-    // Downloads: the distribution rows as CSV, the violins in the SVG.
+    // Downloads: the distribution rows as CSV, the violins in the SVG, a PNG.
     const saved = {};
-    for (const kind of ["csv", "svg"]) {
+    for (const kind of ["csv", "svg", "png"]) {
       const [download] = await Promise.all([page.waitForEvent("download"), page.click(`#dl-${kind}`)]);
       assert.match(download.suggestedFilename(), new RegExp(`_violin_by_cell_type\\.${kind}$`));
-      saved[kind] = fs.readFileSync(await download.path(), "utf8");
+      saved[kind] = fs.readFileSync(await download.path(), kind === "png" ? null : "utf8");
     }
+    assert.deepEqual([...saved.png.subarray(0, 4)], [0x89, 0x50, 0x4e, 0x47]);
     const csv = saved.csv.trim().split(/\r?\n/);
     assert.match(csv[0], /^cell_type,gene,n_cells,zeros,bin_00,.*,bin_63$/);
     assert.equal(csv.length - 1, answer.rows.length);
@@ -581,6 +582,21 @@ describe("web page on scaled data", () => {
     assert.ok(tips.every((t) => /mean in expressing—/.test(t)), tips.join("\n"));
     const why = tips.filter((t) => /mean in expressing— \(scaled data\)/.test(t) && /values below 0 \(scaled data\)/.test(t));
     assert.equal(why.length, answer.rows.filter((r) => r.nnz > 0).length, tips.join("\n"));
+    assert.deepEqual(errors, []);
+  });
+
+  test("violins of scaled data: no histogram, said in the row and the footnote", async () => {
+    const answer = await api(server.base, "/api/v1/distribution", [["genes", "Gata1"], ["by", "cell_type"]]);
+    assert.ok(answer.rows.length > 0 && answer.rows.every((r) => r.zeros === null && r.bins === null));
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${server.base}/?genes=Gata1&by=cell_type&plot=violin`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("#chart path.violin").count(), 0);
+    assert.equal(await page.locator("#chart circle.zeros").count(), 0);
+    assert.equal(await page.locator("#chart .no-hist").count(), answer.rows.length);
+    assert.match(await page.textContent("#footnote"), /krumsiek11/);
     assert.deepEqual(errors, []);
   });
 });
