@@ -29,7 +29,8 @@ export function volcanoPoints(answer) {
 
 export function volcano(answer, room, label) {
   const { top, points } = volcanoPoints(answer);
-  const width = Math.max(360, Math.min(room.width * 0.58, 760));
+  // Room for the ranked table (about 450 px) beside the volcano at 1280 px wide.
+  const width = Math.max(360, Math.min(room.width - 470, 760));
   const height = Math.max(320, Math.min(room.height, 560));
   const xmax = Math.max(0.5, ...points.map((p) => Math.abs(p.logfc))) * 1.05;
   const chart = Plot.plot({
@@ -64,7 +65,7 @@ export function volcano(answer, room, label) {
     }
     return best;
   };
-  const legend = el("div", { class: "de-legend" },
+  const legend = el("div", { class: "de-legend", style: `max-width: ${width}px` },
     el("span", { style: `color:${UP}` }, "● higher on side 1"), " ",
     el("span", { style: `color:${DOWN}` }, "● higher on side 2"), " ",
     el("span", { style: `color:${FLAT}` }, `● padj > ${SIGNIFICANT}`), " · ",
