@@ -96,7 +96,8 @@ class Writer {
   Status SetBoolAttr(const std::string& path, const std::string& name, bool value);
 
   // A numeric dataset of `shape` (row-major) from `data`; contiguous and uncompressed
-  // unless `compression` says otherwise. Little-endian on disk.
+  // unless `compression` says otherwise. Little-endian on disk. An empty shape writes a
+  // scalar (anndata's numeric-scalar encoding).
   Status WriteArray(const std::string& path, ElemType type, const void* data,
                     const std::vector<int64_t>& shape, const Compression& compression = {});
   // A 1-D contiguous, uncompressed dataset of `count` elements whose file space is
@@ -104,8 +105,12 @@ class Writer {
   // pieces, so an array larger than memory streams to the file. Every element must be
   // written before Close; unwritten ones hold whatever the disk held.
   Status CreateFixedArray(const std::string& path, ElemType type, int64_t count);
+  // The same with a shape of one or two dimensions (row-major); a 2-D array is written
+  // in slices of whole rows.
+  Status CreateFixedArray(const std::string& path, ElemType type,
+                          const std::vector<int64_t>& shape);
   // Writes elements [offset, offset + count) of a CreateFixedArray dataset from `data`
-  // (of the dataset's element type).
+  // (of the dataset's element type), counted row-major (whole rows for a 2-D array).
   Status WriteSlice(const std::string& path, int64_t offset, const void* data, int64_t count);
   // A 1-D dataset of UTF-8 strings, with encoding-type=string-array: variable-length
   // strings (as h5py writes Python str), or, after PreferFixedWidthStrings(true),

@@ -143,6 +143,7 @@ struct FixedArray {
   Handle dataset;
   ElemType type = ElemType::kFloat32;
   int64_t size = 0;
+  int64_t row = 1;  // elements per row: slices of a 2-D array are whole rows
 };
 
 // One chunk ready for H5Dwrite_chunk.
@@ -477,13 +478,27 @@ Status Writer::WriteArray(const std::string& path, ElemType type, const void* da
   }
   CC_RETURN_IF_ERROR(
       impl_->CreateAndWrite(path, FileType(type), MemType(type), dims, dcpl.get(), data, n));
-  return impl_->EncodingAttrs(path, "array", "0.2.0");
+  // anndata's encoding of a number in uns is a scalar dataset marked numeric-scalar.
+  return impl_->EncodingAttrs(path, dims.empty() ? "numeric-scalar" : "array", "0.2.0");
 }
 
 Status Writer::CreateFixedArray(const std::string& path, ElemType type, int64_t count) {
+  return CreateFixedArray(path, type, std::vector<int64_t>{count});
+}
+
+Status Writer::CreateFixedArray(const std::string& path, ElemType type,
+                                const std::vector<int64_t>& shape) {
   CC_RETURN_IF_ERROR(impl_->CheckOpen());
   if (!ValidElemType(type)) return impl_->Invalid("unknown element type for '" + path + "'");
-  if (count < 0 || count > (int64_t{1} << 58)) return impl_->Invalid("bad size for '" + path + "'");
+  if (shape.empty() || shape.size() > 2) return impl_->Invalid("bad shape for '" + path + "'");
+  int64_t count = 1;
+  std::vector<hsize_t> dims;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && count > (int64_t{1} << 58) / d))
+      return impl_->Invalid("bad size for '" + path + "'");
+    count *= d;
+    dims.push_back(static_cast<hsize_t>(d));
+  }
   Hdf5Lock lock(Hdf5Mutex());
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   // Space reserved at creation, never pre-filled: the slices written later are the only
@@ -492,14 +507,15 @@ Status Writer::CreateFixedArray(const std::string& path, ElemType type, int64_t 
       H5Pset_alloc_time(dcpl.get(), H5D_ALLOC_TIME_EARLY) < 0 ||
       H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER) < 0)
     return impl_->Fail("cannot set up '" + path + "'");
-  CC_RETURN_IF_ERROR(impl_->CreateAndWrite(path, FileType(type), MemType(type),
-                                           {static_cast<hsize_t>(count)}, dcpl.get(), nullptr, 0));
+  CC_RETURN_IF_ERROR(
+      impl_->CreateAndWrite(path, FileType(type), MemType(type), dims, dcpl.get(), nullptr, 0));
   Handle ds(H5Dopen2(impl_->file, Key(path).c_str(), H5P_DEFAULT));
   if (!ds.valid()) return impl_->Fail("cannot open dataset '" + path + "'");
   FixedArray& a = impl_->fixed_arrays[Key(path)];
   a.dataset = std::move(ds);
   a.type = type;
   a.size = count;
+  a.row = shape.size() == 2 ? std::max<int64_t>(1, shape[1]) : 1;
   return impl_->EncodingAttrs(path, "array", "0.2.0");
 }
 
@@ -515,12 +531,21 @@ Status Writer::WriteSlice(const std::string& path, int64_t offset, const void* d
                           ") is outside '" + path + "' (" + std::to_string(a.size) + " elements)");
   if (count == 0) return Status::Ok();
   if (!data) return impl_->Invalid("no data for '" + path + "'");
+  if (offset % a.row != 0 || count % a.row != 0)
+    return impl_->Invalid("slice [" + std::to_string(offset) + ", +" + std::to_string(count) +
+                          ") of '" + path + "' is not whole rows");
   Hdf5Lock lock(Hdf5Mutex());
   Handle file_space(H5Dget_space(a.dataset.get()));
-  const hsize_t start = static_cast<hsize_t>(offset), n = static_cast<hsize_t>(count);
+  const hsize_t n = static_cast<hsize_t>(count);
   Handle mem_space(H5Screate_simple(1, &n, nullptr));
+  // A 2-D array's slice is a block of whole rows.
+  const bool rows = H5Sget_simple_extent_ndims(file_space.get()) == 2;
+  const hsize_t start[2] = {static_cast<hsize_t>(offset / a.row), 0};
+  const hsize_t extent[2] = {static_cast<hsize_t>(count / a.row), static_cast<hsize_t>(a.row)};
+  const hsize_t start1 = static_cast<hsize_t>(offset);
   if (!file_space.valid() || !mem_space.valid() ||
-      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, &start, nullptr, &n, nullptr) < 0)
+      H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, rows ? start : &start1, nullptr,
+                          rows ? extent : &n, nullptr) < 0)
     return impl_->Fail("cannot select a slice of '" + path + "'");
   if (H5Dwrite(a.dataset.get(), MemType(a.type), mem_space.get(), file_space.get(), H5P_DEFAULT,
                data) < 0)

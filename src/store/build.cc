@@ -163,7 +163,7 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
   const int64_t n_entries =
       (existing ? existing->n_entries() : 0) + static_cast<int64_t>(spill->records());
   const StoreData store = meta.Finish();
-  CC_RETURN_IF_ERROR(WriteStreamedStore(store, n_entries, parts, out, callbacks.write_progress));
+  CC_RETURN_IF_ERROR(WriteStreamedStore(store, n_entries, 0, parts, out, callbacks.write_progress));
   return Summarise(store, n_entries);
 }
 
@@ -209,7 +209,7 @@ Result<StoreSummary> RemoveFromStoreFile(const std::string& store,
     scratch.Clear();
   }
   CC_RETURN_IF_ERROR(source->Start(&removal.new_gene, &removal.new_group, window, true));
-  CC_RETURN_IF_ERROR(WriteStreamedStore(removal.meta, n_entries, {{source.get(), 0}}, *output,
+  CC_RETURN_IF_ERROR(WriteStreamedStore(removal.meta, n_entries, 0, {{source.get(), 0}}, *output,
                                         callbacks.write_progress));
   return Summarise(removal.meta, n_entries);
 }
@@ -240,7 +240,7 @@ Result<StoreSummary> MergeStoreFiles(const std::vector<std::string>& stores, con
     CC_RETURN_IF_ERROR(sources[i]->Start(&gene_maps[i], nullptr, window, keep_open));
   const StoreData store = meta.Finish();
   CC_RETURN_IF_ERROR(
-      WriteStreamedStore(store, n_entries, parts, *output, callbacks.write_progress));
+      WriteStreamedStore(store, n_entries, 0, parts, *output, callbacks.write_progress));
   return Summarise(store, n_entries);
 }
 

@@ -111,7 +111,9 @@ Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version
   CC_ASSIGN_OR_RETURN(a.second,
                       Locate(file, names.second, v1 ? std::vector<ArrayType>{a.sum.type} : floats,
                              a.n_entries, by_indptr, file_size));
-  if (format_version < 3) return a;
+  // A format-3 store re-saved by anndata has lost raw.cellcube (read_h5ad skips it): it
+  // reads as format 2 does, without offsets or histograms (docs/FORMAT.md).
+  if (format_version < 3 || !file.Exists(store_layout::kRawGroup)) return a;
   const int64_t pairs = n_genes * n_datasets;
   const char* by_pairs = "the genes times the datasets";
   const std::vector<ArrayType> u32 = {ArrayType::kUInt32};

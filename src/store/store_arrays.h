@@ -84,7 +84,8 @@ struct StoreArrays {
 // whole, before any entry is read (ascending from 0 to the number of entries). Corrupt naming the
 // array otherwise. The layers' links to the shared pattern are the StoreReader's to check
 // (SamePattern).
-// Format 3 adds entry_offsets, and the histogram arrays when `histograms` (the metadata
+// Format 3 adds entry_offsets (unless raw.cellcube is gone: a store re-saved by
+// anndata reads as format 2), and the histogram arrays when `histograms` (the metadata
 // says the store has them): their types and shapes are checked here, their values where
 // they are read.
 Result<StoreArrays> LocateStoreArrays(const h5ad::File& file, int format_version, int64_t n_genes,

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "cellcube/store_data.h"
+#include "histogram/histogram.h"
 #include "store/entry_rules.h"
 #include "store/store_loader.h"
 
@@ -12,6 +13,50 @@ namespace cellcube {
 namespace {
 
 Status Broken(const std::string& what) { return Status::Corrupt(what); }
+
+// The histograms' layout and the datasets' counts above it (docs/FORMAT.md
+// "Histograms"): an upper edge above 0 or none; a count only where a dataset was binned.
+Status ValidateHistogramMetadata(const StoreData& s) {
+  if (s.hist_max != 0 && !histogram::Layout::Valid(s.hist_max))
+    return Broken("the histograms' upper edge is not a finite number above 0");
+  for (const auto& d : s.datasets) {
+    if (d.values_above_hist_max < -1)
+      return Broken("dataset '" + d.name + "' has a negative count of values above the histograms");
+    const bool binned = s.has_histograms() && d.negative_values != NegativeValues::kSome;
+    if (!binned && d.values_above_hist_max != -1)
+      return Broken("dataset '" + d.name +
+                    "' counts values above the histograms, but none of its values were binned");
+  }
+  return Status::Ok();
+}
+
+// The entries' histogram records (docs/FORMAT.md "Histograms"): none without
+// histograms; with them one per entry, each keeping RecordFault's rules.
+Status ValidateRecords(const StoreData& s) {
+  if (!s.has_histograms()) {
+    if (!s.hist_end.empty() || !s.hist_data.empty())
+      return Broken("histogram records in a store without histograms");
+    return Status::Ok();
+  }
+  if (s.hist_end.size() != s.group.size())
+    return Broken("the histogram records are not one per entry");
+  if (!s.hist_end.empty() && s.hist_end.back() != s.hist_data.size())
+    return Broken("the histogram records do not end with their bytes");
+  if (s.hist_end.empty() && !s.hist_data.empty()) return Broken("histogram bytes without entries");
+  uint64_t begin = 0;
+  for (size_t k = 0; k < s.hist_end.size(); ++k) {
+    const uint64_t end = s.hist_end[k];
+    if (end < begin || end > s.hist_data.size()) return Broken("the histogram records overlap");
+    const int32_t d = s.codes[0][static_cast<size_t>(s.group[k])];
+    const bool not_binned =
+        s.datasets[static_cast<size_t>(d)].negative_values == NegativeValues::kSome;
+    if (const char* fault =
+            RecordFault(s.hist_data.data() + begin, end - begin, s.nnz[k], not_binned))
+      return Broken("entry " + std::to_string(k) + ": " + fault);
+    begin = end;
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -48,6 +93,7 @@ Status StoreData::ValidateMetadata() const {
     return Broken("var 'symbol' and the var index have different lengths");
   if (gene_ids.size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max()))
     return Broken("too many genes");
+  CC_RETURN_IF_ERROR(ValidateHistogramMetadata(*this));
   for (const auto& d : datasets)
     for (size_t k = 0; k < d.measured_genes.size(); ++k) {
       const int32_t g = d.measured_genes[k];
@@ -77,7 +123,7 @@ Status StoreData::Validate() const {
       previous = group[k];
     }
   }
-  return Status::Ok();
+  return ValidateRecords(*this);
 }
 
 }  // namespace cellcube

@@ -87,6 +87,94 @@ Status LoadEntries(const File& f, int version, StoreData* s) {
   return Status::Ok();
 }
 
+// A (genes, datasets) array of raw.cellcube, whole, checked for its shape.
+Result<std::vector<int64_t>> ReadPairs(const File& f, const char* path, const StoreData& s) {
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, f.ShapeOf(path));
+  if (shape != std::vector<int64_t>{s.n_genes(), static_cast<int64_t>(s.datasets.size())})
+    return Status::Corrupt(std::string(path) + " is not a (genes, datasets) array");
+  return f.ReadIntegers(path);
+}
+
+// Gene g's records, read from `data` at [begin, end) into s's hist_end (each checked).
+Status ReadGeneRecords(const std::vector<uint8_t>& data, int64_t g, uint64_t begin, uint64_t end,
+                       const std::vector<bool>& not_binned, StoreData* s) {
+  uint64_t at = begin;
+  for (int64_t k = s->indptr[g]; k < s->indptr[g + 1]; ++k) {
+    const int32_t d = s->codes[0][static_cast<size_t>(s->group[k])];
+    const char* why = nullptr;
+    const size_t length = not_binned[static_cast<size_t>(d)]
+                              ? 0
+                              : histogram::SkipRecord(data.data() + at, end - at, s->nnz[k], &why);
+    if (why)
+      return Status::Corrupt("entry " + std::to_string(k) + " of gene '" + s->gene_ids[g] +
+                             "': " + why);
+    at += length;
+    s->hist_end[static_cast<size_t>(k)] = at;
+  }
+  if (at != end)
+    return Status::Corrupt("the histogram records of gene '" + s->gene_ids[g] +
+                           "' do not fill its bytes");
+  return Status::Ok();
+}
+
+// Format 3's histogram records, whole (after the entries): every entry's record into
+// hist_end/hist_data, with hist_indptr and hist_offsets checked against them.
+Status LoadRecords(const File& f, const std::vector<int64_t>& entry_offsets, StoreData* s) {
+  const auto n_datasets = static_cast<int64_t>(s->datasets.size());
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> indptr, f.ReadIntegers(store_layout::kHistIndptr));
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> shape, f.ShapeOf(store_layout::kHistData));
+  if (shape.size() != 1 || static_cast<int64_t>(indptr.size()) != s->n_genes() + 1 ||
+      indptr[0] != 0 || indptr.back() != shape[0])
+    return Status::Corrupt("raw.cellcube/hist_indptr does not span raw.cellcube/hist_data");
+  s->hist_data.resize(static_cast<size_t>(shape[0]));
+  CC_RETURN_IF_ERROR(f.ReadBytesInto(store_layout::kHistData, s->hist_data.data(),
+                                     static_cast<uint64_t>(shape[0])));
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> offsets, ReadPairs(f, store_layout::kHistOffsets, *s));
+  std::vector<bool> not_binned;
+  for (const DatasetRecord& d : s->datasets)
+    not_binned.push_back(d.negative_values == NegativeValues::kSome);
+  s->hist_end.assign(s->group.size(), 0);
+  for (int64_t g = 0; g < s->n_genes(); ++g) {
+    if (indptr[g + 1] < indptr[g]) return Status::Corrupt("raw.cellcube/hist_indptr decreases");
+    CC_RETURN_IF_ERROR(ReadGeneRecords(s->hist_data, g, static_cast<uint64_t>(indptr[g]),
+                                       static_cast<uint64_t>(indptr[g + 1]), not_binned, s));
+    for (int64_t d = 0; d < n_datasets; ++d) {
+      const int64_t e = entry_offsets[static_cast<size_t>(g * n_datasets + d)];
+      const uint64_t start = e == 0 ? static_cast<uint64_t>(indptr[g])
+                                    : s->hist_end[static_cast<size_t>(s->indptr[g] + e - 1)];
+      if (offsets[static_cast<size_t>(g * n_datasets + d)] !=
+          static_cast<int64_t>(start) - indptr[g])
+        return Status::Corrupt("raw.cellcube/hist_offsets does not match the records of gene '" +
+                               s->gene_ids[g] + "'");
+    }
+  }
+  return Status::Ok();
+}
+
+// Format 3's arrays outside the layers (docs/FORMAT.md "raw.cellcube"), whole:
+// entry_offsets checked against the entries, then the histogram records.
+Status LoadRawArrays(const File& f, StoreData* s) {
+  const auto n_datasets = static_cast<int64_t>(s->datasets.size());
+  const std::vector<int64_t> starts = DatasetGroupStarts(s->codes[0], s->datasets.size());
+  if (starts.empty()) return Status::Corrupt("the groups are not in the order of their datasets");
+  if (static_cast<int64_t>(s->indptr.size()) != s->n_genes() + 1 || s->indptr[0] != 0 ||
+      s->indptr.back() != s->n_entries())
+    return Status::Corrupt("indptr does not match the entries");
+  CC_ASSIGN_OR_RETURN(std::vector<int64_t> offsets, ReadPairs(f, store_layout::kEntryOffsets, *s));
+  std::vector<uint32_t> row(static_cast<size_t>(n_datasets));
+  for (int64_t g = 0; g < s->n_genes(); ++g) {
+    if (s->indptr[g + 1] < s->indptr[g]) return Status::Corrupt("indptr decreases");
+    EntryOffsetsOfGene(s->group.data() + s->indptr[g],
+                       static_cast<size_t>(s->indptr[g + 1] - s->indptr[g]), starts, row.data());
+    for (int64_t d = 0; d < n_datasets; ++d)
+      if (offsets[static_cast<size_t>(g * n_datasets + d)] != row[static_cast<size_t>(d)])
+        return Status::Corrupt("raw.cellcube/entry_offsets does not match the entries of gene '" +
+                               s->gene_ids[g] + "'");
+  }
+  if (!s->has_histograms()) return Status::Ok();
+  return LoadRecords(f, offsets, s);
+}
+
 // The datasets' negative-values flags: recorded since stores flag scaled data; absent from
 // stores written before, whose datasets are kUnknown.
 Result<std::vector<NegativeValues>> ReadNegativeValues(const File& f,
@@ -132,7 +220,7 @@ Result<std::vector<int64_t>> ReadAboveHistMax(const File& f, const h5ad::DataFra
 Result<double> ReadHistMax(const File& f, int format_version) {
   if (format_version < 3) return 0.0;
   const std::string group = std::string(store_layout::kUnsGroup) + "/" + store_layout::kHistograms;
-  if (!f.Exists(group)) return 0.0;
+  if (!f.Exists(group) || !f.Exists(store_layout::kRawGroup)) return 0.0;
   CC_ASSIGN_OR_RETURN(auto bins, f.ReadIntegers(group + "/bins"));
   CC_ASSIGN_OR_RETURN(auto max, f.ReadDoubles(group + "/max"));
   if (bins.size() != 1 || bins[0] != histogram::kBins)
@@ -336,6 +424,10 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions&
   }
   CC_RETURN_IF_ERROR(LoadDatasets(file, &s));
   CC_ASSIGN_OR_RETURN(s.hist_max, ReadHistMax(file, out.format_version));
+  // A store re-saved by another tool (anndata's write_h5ad) lost raw.cellcube, which
+  // anndata does not read: it has no histograms any more (docs/FORMAT.md).
+  if (out.format_version >= 3 && !file.Exists(store_layout::kRawGroup))
+    for (DatasetRecord& d : s.datasets) d.values_above_hist_max = -1;
   CC_RETURN_IF_ERROR(s.ValidateMetadata());
   if (out.format_version == 1) {
     CC_ASSIGN_OR_RETURN(out.measured, LoadMeasuredLists(file, s, out.n_genes));
@@ -359,6 +451,8 @@ Result<StoreData> LoadStore(const std::string& path) {
   if (!meta.ok()) return in_context(meta.status());
   StoreData s = std::move(meta->meta);
   if (Status st = LoadEntries(*file, meta->format_version, &s); !st.ok()) return in_context(st);
+  if (meta->format_version >= 3 && file->Exists(store_layout::kRawGroup))
+    if (Status st = LoadRawArrays(*file, &s); !st.ok()) return in_context(st);
   if (Status st = s.Validate(); !st.ok()) return in_context(st);
   return s;
 }

@@ -6,6 +6,8 @@
 
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store_data.h"
+#include "histogram/histogram.h"
+#include "store/entry_rules.h"
 #include "store/store_layout.h"
 #include "store/store_loader.h"
 #include "store/store_stream.h"
@@ -140,6 +142,127 @@ class LayerWriter {
   std::vector<float> m2_;
 };
 
+// Format 3's arrays outside the layers (docs/FORMAT.md "raw.cellcube"): where each
+// dataset's entries start within each gene (entry_offsets, always), and with histograms
+// every entry's record (hist_data, `hist_bytes` in all), where each gene's records start
+// (hist_indptr) and where each dataset's start within each gene (hist_offsets). Fed one
+// gene at a time; every record is checked before it is written (entry_rules.h).
+class RawWriter {
+ public:
+  RawWriter(Writer& w, const StoreData& meta, uint64_t hist_bytes)
+      : w_(w),
+        meta_(meta),
+        n_datasets_(static_cast<int64_t>(meta.datasets.size())),
+        hist_bytes_(hist_bytes),
+        starts_(DatasetGroupStarts(meta.codes[0], meta.datasets.size())),
+        hist_indptr_(meta.has_histograms() ? static_cast<size_t>(meta.n_genes()) + 1 : 0, 0) {
+    for (const DatasetRecord& d : meta.datasets)
+      not_binned_.push_back(d.negative_values == NegativeValues::kSome);
+  }
+
+  Status Create() {
+    if (starts_.empty())
+      return Status::InvalidArgument(
+          "the store's groups are not in the order of its datasets (format 3 keeps each "
+          "dataset's groups together)");
+    if (!meta_.has_histograms() && hist_bytes_ != 0)
+      return Status::Internal("histogram records for a store without histograms");
+    const std::vector<int64_t> pairs = {meta_.n_genes(), n_datasets_};
+    CC_RETURN_IF_ERROR(w_.CreateGroup(store_layout::kRawGroup));
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(store_layout::kEntryOffsets, ElemType::kUInt32, pairs));
+    if (!meta_.has_histograms()) return Status::Ok();
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(store_layout::kHistData, ElemType::kUInt8,
+                                           static_cast<int64_t>(hist_bytes_)));
+    CC_RETURN_IF_ERROR(w_.CreateFixedArray(store_layout::kHistOffsets, ElemType::kUInt32, pairs));
+    return w_.CreateFixedArray(store_layout::kHistIndptr, ElemType::kInt64, meta_.n_genes() + 1);
+  }
+
+  // Gene `gene`'s entries are buf's [begin, buf.size()) (groups checked): checks their
+  // records and adds the gene's rows of offsets.
+  Status AddGene(int64_t gene, const EntryBuffer& buf, size_t begin) {
+    const size_t n = buf.size() - begin;
+    const size_t row = entry_rows_.size();
+    entry_rows_.resize(row + static_cast<size_t>(n_datasets_));
+    EntryOffsetsOfGene(buf.group.data() + begin, n, starts_, entry_rows_.data() + row);
+    if (!meta_.has_histograms()) {
+      if (buf.hist.empty()) return FlushRowsIfFull();
+      return Status::Internal("histogram records for a store without histograms");
+    }
+    for (size_t k = begin; k < buf.size(); ++k) {
+      const int32_t d = meta_.codes[0][static_cast<size_t>(buf.group[k])];
+      if (const char* fault = RecordFault(buf.RecordOf(k), buf.RecordLength(k), buf.nnz[k],
+                                          not_binned_[static_cast<size_t>(d)]))
+        return Status::Internal("entry " + std::to_string(k - begin) + " of gene " + "'" +
+                                meta_.gene_ids[static_cast<size_t>(gene)] + "': " + fault);
+    }
+    // The gene's records are the buffer's last ones.
+    const uint64_t first = buf.RecordStart(begin), bytes = buf.hist.size() - first;
+    if (bytes > UINT32_MAX)
+      return Status::InvalidArgument(
+          "the histograms of gene '" + meta_.gene_ids[static_cast<size_t>(gene)] + "' take " +
+          std::to_string(bytes) +
+          " bytes, more than the 4 GiB one gene's may take; build the store with --no-histograms");
+    hist_rows_.resize(entry_rows_.size());
+    for (size_t d = 0; d < static_cast<size_t>(n_datasets_); ++d) {
+      const uint32_t e = entry_rows_[row + d];
+      hist_rows_[row + d] = static_cast<uint32_t>(e == 0 ? 0 : buf.hist_end[begin + e - 1] - first);
+    }
+    hist_indptr_[static_cast<size_t>(gene) + 1] = hist_written_ + buf.hist.size();
+    return FlushRowsIfFull();
+  }
+
+  // Writes the buffer's records at the current position (before the buffer is emptied).
+  Status WriteRecords(const EntryBuffer& buf) {
+    if (buf.hist.empty()) return Status::Ok();
+    if (buf.hist.size() > hist_bytes_ - hist_written_)
+      return Status::Internal("the parts hold more histogram bytes than counted");
+    CC_RETURN_IF_ERROR(w_.WriteSlice(store_layout::kHistData, static_cast<int64_t>(hist_written_),
+                                     buf.hist.data(), static_cast<int64_t>(buf.hist.size())));
+    hist_written_ += buf.hist.size();
+    return Status::Ok();
+  }
+
+  // Writes what is left once every gene was added.
+  Status Finish() {
+    CC_RETURN_IF_ERROR(FlushRows());
+    if (!meta_.has_histograms()) return Status::Ok();
+    if (hist_written_ != hist_bytes_)
+      return Status::Internal("the parts hold fewer histogram bytes than counted");
+    return w_.WriteSlice(store_layout::kHistIndptr, 0, hist_indptr_.data(),
+                         static_cast<int64_t>(hist_indptr_.size()));
+  }
+
+ private:
+  static constexpr size_t kRowElements = size_t{1} << 20;  // 4 MiB of offsets per write
+
+  Status FlushRowsIfFull() {
+    return entry_rows_.size() >= kRowElements ? FlushRows() : Status::Ok();
+  }
+  Status FlushRows() {
+    const auto n = static_cast<int64_t>(entry_rows_.size());
+    CC_RETURN_IF_ERROR(
+        w_.WriteSlice(store_layout::kEntryOffsets, rows_written_, entry_rows_.data(), n));
+    if (meta_.has_histograms())
+      CC_RETURN_IF_ERROR(
+          w_.WriteSlice(store_layout::kHistOffsets, rows_written_, hist_rows_.data(), n));
+    rows_written_ += n;
+    entry_rows_.clear();
+    hist_rows_.clear();
+    return Status::Ok();
+  }
+
+  Writer& w_;
+  const StoreData& meta_;
+  const int64_t n_datasets_;
+  const uint64_t hist_bytes_;
+  const std::vector<int64_t> starts_;  // per dataset, its first group; then the groups
+  std::vector<bool> not_binned_;       // per dataset: negative values, empty records
+  std::vector<int64_t> hist_indptr_;
+  std::vector<uint32_t> entry_rows_, hist_rows_;  // rows not yet written
+  int64_t rows_written_ = 0;                      // elements of the offset arrays
+  uint64_t hist_written_ = 0;
+};
+
 // Which genes each dataset measured, as packed bits (MeasuredBits' rows, little-endian).
 Status WriteMeasured(Writer& w, const StoreData& s) {
   const MeasuredBits bits = MeasuredGeneBits(s);
@@ -155,6 +278,17 @@ Status WriteMeasured(Writer& w, const StoreData& s) {
                       ElemType::kUInt8, bytes.data(), {n_datasets, row_bytes});
 }
 
+// The histograms' layout (docs/FORMAT.md "Histograms"), a dict in uns/cellcube; absent
+// when the store has none.
+Status WriteHistogramLayout(Writer& w, const StoreData& s) {
+  if (!s.has_histograms()) return Status::Ok();
+  const std::string group = std::string(store_layout::kUnsGroup) + "/" + store_layout::kHistograms;
+  const int64_t bins = histogram::kBins;
+  CC_RETURN_IF_ERROR(w.CreateGroup(group, "dict", "0.1.0"));
+  CC_RETURN_IF_ERROR(w.WriteArray(group + "/bins", ElemType::kInt64, &bins, {}));
+  return w.WriteArray(group + "/max", ElemType::kFloat64, &s.hist_max, {});
+}
+
 Status WriteUns(Writer& w, const StoreData& s) {
   const std::string root = store_layout::kUnsGroup;
   CC_RETURN_IF_ERROR(w.CreateGroup("uns", "dict", "0.1.0"));
@@ -165,7 +299,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
       w.WriteScalarString(root + "/created_by", std::string("cellcube ") + Version()));
   std::vector<std::string> names, sources, matrices, transforms, cell_type_cols, groupbys, symbols,
       donors;
-  std::vector<int64_t> sizes, mtimes, cells, genes, groups, negative;
+  std::vector<int64_t> sizes, mtimes, cells, genes, groups, negative, above;
   for (const auto& d : s.datasets) {
     names.push_back(d.name);
     sources.push_back(d.source);
@@ -181,6 +315,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
     genes.push_back(d.n_genes);
     groups.push_back(d.n_groups);
     negative.push_back(static_cast<int64_t>(d.negative_values));
+    above.push_back(d.values_above_hist_max);
   }
   CC_RETURN_IF_ERROR(w.WriteDataFrame(
       root + "/datasets", names,
@@ -191,8 +326,9 @@ Status WriteUns(Writer& w, const StoreData& s) {
        ColumnData::Strings("cell_type_column", cell_type_cols),
        ColumnData::Strings("groupby", groupbys),
        ColumnData::Strings("gene_symbols_column", symbols),
-       ColumnData::Strings("donor_column", donors),
-       ColumnData::Int64("negative_values", negative)}));
+       ColumnData::Strings("donor_column", donors), ColumnData::Int64("negative_values", negative),
+       ColumnData::Int64("values_above_hist_max", above)}));
+  CC_RETURN_IF_ERROR(WriteHistogramLayout(w, s));
   return WriteMeasured(w, s);
 }
 
@@ -206,11 +342,13 @@ Status WriteMetadata(Writer& w, const StoreData& s) {
 }
 
 constexpr uint64_t kArrayAlignment = 4096;
-constexpr size_t kFlushEntries = size_t{1} << 18;  // 8 MiB of entries per write
+constexpr size_t kFlushEntries = size_t{1} << 18;       // 8 MiB of entries per write
+constexpr size_t kFlushRecordBytes = size_t{16} << 20;  // and at most 16 MiB of records
 
-// Draws every gene's runs from the parts, in order, into the layers.
+// Draws every gene's runs from the parts, in order, into the layers and raw.cellcube.
 Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
-                     LayerWriter& layers, const std::function<void(int64_t, int64_t)>& progress) {
+                     LayerWriter& layers, RawWriter& raw,
+                     const std::function<void(int64_t, int64_t)>& progress) {
   const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
   std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
   EntryBuffer buf;
@@ -227,11 +365,17 @@ Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& par
       if (g < 0 || g >= n_groups || (k > run_start && g <= buf.group[k - 1]))
         return Status::Internal("streamed entries are not ascending groups within a gene");
     }
+    CC_RETURN_IF_ERROR(raw.AddGene(gene, buf, run_start));
     indptr[static_cast<size_t>(gene) + 1] = layers.written() + static_cast<int64_t>(buf.size());
-    if (buf.size() >= kFlushEntries) CC_RETURN_IF_ERROR(layers.Flush(&buf));
+    if (buf.size() >= kFlushEntries || buf.hist.size() >= kFlushRecordBytes) {
+      CC_RETURN_IF_ERROR(raw.WriteRecords(buf));
+      CC_RETURN_IF_ERROR(layers.Flush(&buf));
+    }
     if (progress && (gene % 256 == 255 || gene + 1 == n_genes)) progress(gene + 1, n_genes);
   }
+  CC_RETURN_IF_ERROR(raw.WriteRecords(buf));
   CC_RETURN_IF_ERROR(layers.Flush(&buf));
+  CC_RETURN_IF_ERROR(raw.Finish());
   for (const StreamedPart& p : parts)
     if (p.source->next_gene() != kNoGene)
       return Status::Internal("a part has entries for genes the store does not have");
@@ -244,8 +388,15 @@ class InMemorySource : public RunSource {
   explicit InMemorySource(const StoreData& s) : s_(s) { Skip(); }
   int64_t next_gene() const override { return gene_ < s_.n_genes() ? gene_ : kNoGene; }
   Status TakeRun(int64_t group_offset, EntryBuffer* out) override {
-    for (int64_t k = s_.indptr[gene_]; k < s_.indptr[gene_ + 1]; ++k)
-      out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.m2[k]);
+    for (int64_t k = s_.indptr[gene_]; k < s_.indptr[gene_ + 1]; ++k) {
+      if (!s_.has_histograms()) {
+        out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.m2[k]);
+        continue;
+      }
+      const uint64_t begin = k == 0 ? 0 : s_.hist_end[k - 1];
+      out->Add(s_.group[k] + group_offset, s_.nnz[k], s_.sum[k], s_.m2[k],
+               s_.hist_data.data() + begin, s_.hist_end[k] - begin);
+    }
     ++gene_;
     Skip();
     return Status::Ok();
@@ -261,7 +412,7 @@ class InMemorySource : public RunSource {
 
 }  // namespace
 
-Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
+Status WriteStreamedStore(const StoreData& meta, int64_t n_entries, uint64_t n_hist_bytes,
                           const std::vector<StreamedPart>& parts, TempOutput& out,
                           const std::function<void(int64_t, int64_t)>& progress) {
   auto in_context = [&](const Status& s) {
@@ -274,9 +425,11 @@ Status WriteStreamedStore(const StoreData& meta, int64_t n_entries,
   if (!w.ok()) return in_context(w.status());
   (*w)->PreferFixedWidthStrings(true);  // an open reads 60,000 gene ids in a millisecond
   LayerWriter layers(**w, meta, n_entries);
+  RawWriter raw(**w, meta, n_hist_bytes);
   Status s = WriteMetadata(**w, meta);
   if (s.ok()) s = layers.Create();
-  if (s.ok()) s = StreamEntries(meta, parts, layers, progress);
+  if (s.ok()) s = raw.Create();
+  if (s.ok()) s = StreamEntries(meta, parts, layers, raw, progress);
   if (s.ok() && layers.written() != n_entries)
     s = Status::Internal("the parts hold fewer entries than counted");
   Status closed = (*w)->Close();
@@ -290,7 +443,8 @@ Status WriteStore(const StoreData& store, const std::string& path) {
   CC_RETURN_IF_ERROR(store.Validate());
   CC_ASSIGN_OR_RETURN(auto out, TempOutput::Begin(path));
   InMemorySource source(store);
-  return WriteStreamedStore(store, store.n_entries(), {{&source, 0}}, *out, {});
+  return WriteStreamedStore(store, store.n_entries(), store.hist_data.size(), {{&source, 0}}, *out,
+                            {});
 }
 
 }  // namespace cellcube

@@ -1,6 +1,10 @@
 """Reading a cellcube store the way an anndata/h5py user would (docs/FORMAT.md), for the
-tests' independent references, and writing format-1 stores from format-2 ones to test
-that today's cellcube still reads them.
+tests' independent references, and writing format-1 and format-2 stores from format-3
+ones to test that today's cellcube still reads them.
+
+Format 3 adds to format 2 only what strip_format3 removes: raw.cellcube (entry_offsets
+and the histogram records), uns/cellcube/histograms and the datasets' column
+values_above_hist_max.
 
 Format 2 keeps per (group, gene) nnz, sum (float64) and m2 = sum over the group's cells
 of (v - sum/n_cells)^2 (float32); Σv² is m2 + sum²/n_cells. Which genes each dataset
@@ -44,12 +48,37 @@ def measured_gene_lists(uns, n_datasets: int, n_genes: int) -> list[np.ndarray]:
     return [mg[mi[d]:mi[d + 1]] for d in range(n_datasets)]
 
 
+def strip_format3(f: h5py.File) -> None:
+    """Turns an open format-3 store into the format-2 store an older cellcube wrote."""
+    if "raw.cellcube" in f:
+        del f["raw.cellcube"]
+    u = f["uns/cellcube"]
+    if "histograms" in u:
+        del u["histograms"]
+    table = u["datasets"]
+    if "values_above_hist_max" in table:
+        del table["values_above_hist_max"]
+        order = [c.decode() if isinstance(c, bytes) else str(c) for c in table.attrs["column-order"]]
+        table.attrs["column-order"] = np.array([c for c in order if c != "values_above_hist_max"],
+                                               dtype=h5py.string_dtype())
+    del u["format_version"]
+    u.create_dataset("format_version", data="2", dtype=h5py.string_dtype())
+
+
+def write_format2(src: str, dst: str) -> None:
+    """Rewrites the format-3 store `src` as the format-2 store `dst`."""
+    shutil.copyfile(src, dst)
+    with h5py.File(dst, "r+") as f:
+        strip_format3(f)
+
+
 def write_format1(src: str, dst: str, sum_dtype: str = "float64") -> None:
-    """Rewrites the format-2 store `src` as the format-1 store `dst` that cellcube 0.2
+    """Rewrites the format-3 store `src` as the format-1 store `dst` that cellcube 0.2
     wrote: layers nnz (uint32), sum and sumsq (both `sum_dtype`), measured genes as
     int32 lists with an int64 indptr."""
     shutil.copyfile(src, dst)
     with h5py.File(dst, "r+") as f:
+        strip_format3(f)
         layers = f["layers"]
         indptr = layers["nnz/indptr"][:]
         indices = layers["nnz/indices"][:]

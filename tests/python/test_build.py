@@ -494,7 +494,7 @@ def _uns_problems(a, f) -> list:
     ver = ver.decode() if isinstance(ver, bytes) else ver
     cb = u["created_by"][()]
     cb = cb.decode() if isinstance(cb, bytes) else cb
-    if fmt != "cellcube store" or ver != "2" or not str(cb).startswith("cellcube "):
+    if fmt != "cellcube store" or ver != "3" or not str(cb).startswith("cellcube "):
         P.append(f"uns/cellcube format {fmt!r}, format_version {ver!r}, created_by {cb!r}")
     if _attr(u["datasets"], "encoding-type") != "dataframe":
         P.append("uns/cellcube/datasets is not a dataframe")
@@ -692,7 +692,7 @@ def test_info_json(cellcube, full_store):
                  ("n_groups", len(view.n_cells)), ("n_genes", len(view.genes)), ("n_entries", n_entries)):
         if got.get(k) != w:
             P.append(f"{k}: got {got.get(k)!r} want {w!r}")
-    if str(got.get("format_version")) != "2":
+    if str(got.get("format_version")) != "3":
         P.append(f"format_version {got.get('format_version')!r}")
     bpe = got.get("bytes_per_entry")
     if not isinstance(bpe, (int, float)) or abs(bpe - os.path.getsize(out) / n_entries) > 1e-6 * bpe + 0.051:

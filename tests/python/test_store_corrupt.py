@@ -472,7 +472,7 @@ def test_resaved_with_other_types_answers_the_same(setup):
 def test_format_1_stores_still_answer(setup):
     """Stores written by cellcube 0.2 (format 1: uint32 nnz, sumsq beside sum, float64
     or float32, measured genes as lists) open everywhere and answer as format 2 does,
-    within the precision of their sums; add and merge turn them into format 2."""
+    within the precision of their sums; add and merge turn them into format 3."""
     cellcube, store, answers, d = setup
     for sum_dtype, rtol in (("float64", 1e-9), ("float32", 1e-4)):
         old = d / f"format1-{sum_dtype}.h5ad"
@@ -486,7 +486,7 @@ def test_format_1_stores_still_answer(setup):
             _csv_close(proc.stdout, want, rtol=rtol)
         merged = d / f"merged-{sum_dtype}.h5ad"
         helpers.run_ok([cellcube, "merge", "-o", merged, old, "--quiet"])
-        assert str(helpers.run_json([cellcube, "info", merged, "--json"])["format_version"]) == "2"
+        assert str(helpers.run_json([cellcube, "info", merged, "--json"])["format_version"]) == "3"
         for q, want in zip(QUERIES, answers):
             proc = query(cellcube, merged, q)
             assert proc.returncode == 0, helpers.describe(proc)
