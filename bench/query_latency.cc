@@ -10,6 +10,7 @@
 //            dataset), that one dataset;
 //   atlas    the same 20 genes over every dataset, by tissue x cell_type (by
 //            dataset x cell_type when there is no tissue column).
+// --metrics M,... applies to them too (a median dot plot: --metrics n_cells,frac,median).
 // Prints one JSON object: per query its parameters (so other benchmarks can ask the
 // same), the open time, and the latency of QueryEngine::Run (p50, p99, mean, min, in
 // microseconds) and of Run + FormatCsv.
@@ -171,6 +172,9 @@ Status Main(const std::vector<std::string>& argv) {
     queries.push_back(n);
   } else {
     queries = StandardQueries(*engine);
+    // The standard queries with other metrics: a median dot plot beside the mean one.
+    if (args.Get("metrics"))
+      for (Named& n : queries) n.query.metrics = cli::ListOption(args, "metrics");
   }
 
   json out = {{"store", args.positionals()[0]},
