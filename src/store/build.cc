@@ -168,7 +168,7 @@ Result<BuildOptions> HistogramOptions(const StoreFileSource* existing, const Sto
   out.histograms = store > 0;
   out.hist_max = store > 0 ? store : options.hist_max;
   if (store == 0 && callbacks.note)
-    callbacks.note("note: " + Quote(target) +
+    callbacks.note(Quote(target) +
                    " has no histograms (built with --no-histograms, or by an older cellcube); the "
                    "datasets added get none either: rebuild it with 'cellcube build' for "
                    "distributions");
