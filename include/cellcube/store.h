@@ -35,6 +35,10 @@ struct StoreSummary {
 // The default bound on a command's memory (SPEC §10).
 inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{2} << 30;
 
+// The histograms' default upper edge: ln(10001), the largest cp10k_log1p value
+// (histogram::kDefaultMax, which src/store checks it equals).
+inline constexpr double kDefaultHistMax = 9.210440366976517;
+
 // ---- building from .h5ad files ----
 
 // SPEC §5's defaults, in order: the cell-type columns build looks for in obs, and the
@@ -67,6 +71,12 @@ struct BuildOptions {
   // sized from it (a dataset whose accumulators do not fit is aggregated in gene passes).
   uint64_t memory_limit = kDefaultMemoryLimit;
   bool direct_reads = true;  // inflate gzip chunks outside HDF5 (see StreamOptions)
+  // The histograms (docs/FORMAT.md "Histograms"): whether the store has them, and their
+  // upper edge H (64 bins over (0, H]; values above H are counted in the top bin). `add`
+  // takes both from the store it adds to (an explicit, different hist_max is an error).
+  bool histograms = true;
+  double hist_max = kDefaultHistMax;
+  bool hist_max_given = false;  // set on the command line (add checks it)
 };
 
 struct BuildProgress {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iterator>
+#include <limits>
 #include <new>
 
 namespace cellcube::aggregate {
@@ -15,13 +16,18 @@ constexpr int64_t kPrefetchAhead = 12;
 
 // Zeroed memory for the slots; large arrays are 2 MiB-aligned and advised to use huge
 // pages (random updates over hundreds of megabytes otherwise miss the TLB each time).
-SlotStats* AllocateSlots(size_t bytes) {
+void* AllocateZeroed(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   if (bytes >= kHugePage) (void)::madvise(p, bytes, MADV_HUGEPAGE);
-  return static_cast<SlotStats*>(p);
+  return p;
 }
+
+SlotStats* AllocateSlots(size_t bytes) { return static_cast<SlotStats*>(AllocateZeroed(bytes)); }
+
+constexpr uint64_t kCacheLine = 64;
+uint64_t WholeLines(uint64_t bytes) { return (bytes + kCacheLine - 1) / kCacheLine * kCacheLine; }
 
 inline void Update(SlotStats& s, double v) {
   if (s.count == 0) s.shift = v;
@@ -33,26 +39,39 @@ inline void Update(SlotStats& s, double v) {
 }
 
 // Transforms a cell's values, each distinct small count once: counts are mostly small
-// integers that repeat within a cell, and log1p dominates the cost of aggregating.
+// integers that repeat within a cell, and log1p dominates the cost of aggregating. With
+// a layout, the bin of each value above 0 too (the same memo).
 class CellTransform {
  public:
-  CellTransform(Transform t, double scale) : t_(t), scale_(scale) {
+  CellTransform(Transform t, double scale, const histogram::Layout* layout)
+      : t_(t), scale_(scale), layout_(layout) {
     std::fill(std::begin(memo_), std::end(memo_), -1.0);
   }
-  double operator()(double raw) {
+  // The transformed value; *bin its bin when it is above 0 and there is a layout.
+  double operator()(double raw, int* bin) {
     const int small = raw >= 0 && raw < kMemo ? static_cast<int>(raw) : -1;
     if (small >= 0 && static_cast<double>(small) == raw) {
-      if (memo_[small] < 0) memo_[small] = ApplyTransform(t_, raw, scale_);
+      if (memo_[small] < 0) {
+        memo_[small] = ApplyTransform(t_, raw, scale_);
+        bins_[small] = BinOf(memo_[small]);
+      }
+      *bin = bins_[small];
       return memo_[small];
     }
-    return ApplyTransform(t_, raw, scale_);
+    const double v = ApplyTransform(t_, raw, scale_);
+    *bin = BinOf(v);
+    return v;
   }
 
  private:
+  int BinOf(double v) const { return layout_ && v > 0 && v < kInf ? layout_->BinOf(v) : 0; }
   static constexpr int kMemo = 64;
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
   Transform t_;
   double scale_;
+  const histogram::Layout* layout_;
   double memo_[kMemo];
+  int bins_[kMemo];
 };
 
 }  // namespace
@@ -61,18 +80,113 @@ void Accumulator::FreeSlots::operator()(SlotStats* p) const {
   if (p) ::munmap(p, bytes);
 }
 
-Accumulator::Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end)
+void Accumulator::FreeBytes::operator()(uint8_t* p) const {
+  if (p) ::munmap(p, bytes);
+}
+
+Accumulator::HistKind Accumulator::KindFor(int64_t n_cells) {
+  if (n_cells <= histogram::kBins) return HistKind::kList;
+  if (n_cells <= UINT8_MAX) return HistKind::kCount8;
+  if (n_cells <= UINT16_MAX) return HistKind::kCount16;
+  return HistKind::kCount32;
+}
+
+size_t Accumulator::SlotBytes(HistKind kind, int64_t n_cells) {
+  switch (kind) {
+    case HistKind::kList:
+      return static_cast<size_t>(n_cells);  // one byte per expressing cell, at most all
+    case HistKind::kCount8:
+      return histogram::kBins;
+    case HistKind::kCount16:
+      return histogram::kBins * sizeof(uint16_t);
+    case HistKind::kCount32:
+      break;
+  }
+  return histogram::kBins * sizeof(uint32_t);
+}
+
+uint64_t Accumulator::HistogramBytesFor(const std::vector<int64_t>& n_cells, int64_t n_genes) {
+  uint64_t bytes = 0;
+  for (int64_t n : n_cells)
+    bytes += WholeLines(static_cast<uint64_t>(n_genes) * SlotBytes(KindFor(n), n));
+  return bytes;
+}
+
+Accumulator::Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end,
+                         const HistogramSpec* histograms)
     : n_groups_(n_groups),
       gene_begin_(gene_begin),
       gene_end_(gene_end),
       width_(RowWidth(gene_end - gene_begin)),
       slots_(AllocateSlots(BytesFor(n_groups, gene_end - gene_begin)),
-             FreeSlots{BytesFor(n_groups, gene_end - gene_begin)}) {}
+             FreeSlots{BytesFor(n_groups, gene_end - gene_begin)}),
+      hist_(nullptr, FreeBytes{0}) {
+  if (!histograms) return;
+  layout_ = histograms->layout;
+  const std::vector<int64_t>& cells = *histograms->n_cells;
+  uint64_t at = 0;
+  for (int32_t g = 0; g < n_groups; ++g) {
+    const int64_t n = cells[static_cast<size_t>(g)];
+    hist_kind_.push_back(KindFor(n));
+    hist_slot_.push_back(static_cast<uint32_t>(SlotBytes(hist_kind_.back(), n)));
+    hist_row_.push_back(at);
+    at += WholeLines(static_cast<uint64_t>(gene_end - gene_begin) * hist_slot_.back());
+  }
+  hist_cells_.assign(cells.begin(), cells.begin() + n_groups);
+  // One byte more than the rows, so that an accumulator of groups without genes still
+  // has histograms.
+  hist_ = std::unique_ptr<uint8_t[], FreeBytes>(static_cast<uint8_t*>(AllocateZeroed(at + 1)),
+                                                FreeBytes{at + 1});
+}
+
+bool Accumulator::Bin(int32_t group, int32_t gene, uint32_t nnz, int bin) {
+  const auto g = static_cast<size_t>(group);
+  if (nnz >= static_cast<uint64_t>(hist_cells_[g])) return false;  // more than its cells
+  uint8_t* slot = HistSlot(group, gene);
+  switch (hist_kind_[g]) {
+    case HistKind::kList:
+      slot[nnz] = static_cast<uint8_t>(bin);
+      break;
+    case HistKind::kCount8:
+      ++slot[bin];
+      break;
+    case HistKind::kCount16:
+      ++reinterpret_cast<uint16_t*>(slot)[bin];
+      break;
+    case HistKind::kCount32:
+      ++reinterpret_cast<uint32_t*>(slot)[bin];
+      break;
+  }
+  return true;
+}
+
+void Accumulator::AddBinsOf(int32_t group, int32_t gene, histogram::Counts* bins) const {
+  if (!hist_) return;
+  const uint8_t* slot = HistSlot(group, gene);
+  switch (hist_kind_[static_cast<size_t>(group)]) {
+    case HistKind::kList:
+      for (uint32_t i = 0; i < At(group, gene).nnz; ++i) ++(*bins)[slot[i]];
+      return;
+    case HistKind::kCount8:
+      for (int b = 0; b < histogram::kBins; ++b) (*bins)[static_cast<size_t>(b)] += slot[b];
+      return;
+    case HistKind::kCount16:
+      for (int b = 0; b < histogram::kBins; ++b)
+        (*bins)[static_cast<size_t>(b)] += reinterpret_cast<const uint16_t*>(slot)[b];
+      return;
+    case HistKind::kCount32:
+      for (int b = 0; b < histogram::kBins; ++b)
+        (*bins)[static_cast<size_t>(b)] += reinterpret_cast<const uint32_t*>(slot)[b];
+      return;
+  }
+}
 
 std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const CellContext& cells,
                                              int worker, int workers) {
   const auto& group_of_cell = *cells.group_of_cell;
   bool negative = false;
+  int64_t above = 0;
+  const bool binning = hist_ != nullptr;
   const int32_t* rank = cells.gene_rank ? cells.gene_rank->data() : nullptr;
   for (int64_t m = 0; m < block.major_count; ++m) {
     const int64_t cell = block.major_begin + m;
@@ -89,8 +203,9 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
       }
       scale = Cp10kScale(total);
     }
-    SlotStats* row = &slots_[static_cast<size_t>(group_of_cell[cell]) * width_];
-    CellTransform transform(cells.transform, scale);
+    const int32_t group = group_of_cell[cell];
+    SlotStats* row = &slots_[static_cast<size_t>(group) * width_];
+    CellTransform transform(cells.transform, scale, binning ? &layout_ : nullptr);
     auto mine = [&](int32_t gene) {
       return gene >= gene_begin_ && gene < gene_end_ && OwnerOfGene(gene, workers) == worker;
     };
@@ -100,19 +215,29 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
       if (k + kPrefetchAhead < hi) {
         const int32_t ahead =
             rank ? rank[block.minor[k + kPrefetchAhead]] : block.minor[k + kPrefetchAhead];
-        if (mine(ahead)) __builtin_prefetch(&row[ahead - gene_begin_], 1, 3);
+        if (mine(ahead)) {
+          __builtin_prefetch(&row[ahead - gene_begin_], 1, 3);
+          if (binning) __builtin_prefetch(HistSlot(group, ahead), 1, 3);
+        }
       }
       const int32_t gene = rank ? rank[block.minor[k]] : block.minor[k];
       // Values of other genes are checked by their owner, in the pass that covers them.
       if (!mine(gene)) continue;
       const double raw = block.values[k];
-      const double v = transform(raw);
+      int bin;
+      const double v = transform(raw, &bin);
       if (!std::isfinite(v)) return BadValue{cell, block.minor[k], raw, v};
       negative |= v < 0;
-      Update(row[gene - gene_begin_], v);
+      SlotStats& slot = row[gene - gene_begin_];
+      if (binning && v > 0) {
+        if (!Bin(group, gene, slot.nnz, bin)) return BadValue{cell, block.minor[k], raw, v, true};
+        above += v > layout_.max();
+      }
+      Update(slot, v);
     }
   }
   if (negative) saw_negative_.store(true, std::memory_order_relaxed);
+  if (above) above_max_.fetch_add(above, std::memory_order_relaxed);
   return std::nullopt;
 }
 
@@ -120,6 +245,8 @@ std::optional<BadValue> Accumulator::AddColumns(const SparseBlock& block,
                                                 const CellContext& cells) {
   const auto& group_of_cell = *cells.group_of_cell;
   bool negative = false;
+  int64_t above = 0;
+  const bool binning = hist_ != nullptr;
   for (int64_t m = 0; m < block.major_count; ++m) {
     const int64_t major = block.major_begin + m;
     const int32_t gene = cells.gene_rank ? (*cells.gene_rank)[major] : static_cast<int32_t>(major);
@@ -132,10 +259,18 @@ std::optional<BadValue> Accumulator::AddColumns(const SparseBlock& block,
       const double v = ApplyTransform(cells.transform, raw, scale);
       if (!std::isfinite(v)) return BadValue{cell, major, raw, v};
       negative |= v < 0;
-      Update(column[static_cast<size_t>(group_of_cell[cell]) * width_], v);
+      const int32_t group = group_of_cell[cell];
+      SlotStats& slot = column[static_cast<size_t>(group) * width_];
+      if (binning && v > 0) {
+        if (!Bin(group, gene, slot.nnz, layout_.BinOf(v)))
+          return BadValue{cell, major, raw, v, true};
+        above += v > layout_.max();
+      }
+      Update(slot, v);
     }
   }
   if (negative) saw_negative_.store(true, std::memory_order_relaxed);
+  if (above) above_max_.fetch_add(above, std::memory_order_relaxed);
   return std::nullopt;
 }
 

@@ -11,6 +11,14 @@
 // Speed: one slot's three statistics are adjacent (one cache line per value instead of
 // three), rows are cache-line aligned, and the array asks for transparent huge pages:
 // at 20,000 genes the array is far larger than the caches and the updates are random.
+//
+// Histograms (docs/FORMAT.md "Histograms"): with a HistogramSpec, each slot also bins
+// its values above 0 into 64 bins, in a second array beside the statistics whose slot
+// kind follows from the group's cell count (known before the pass), so that a small
+// group costs little: a list of one bin byte per expressing cell for groups of at most
+// 64 cells (the byte at the slot's nnz before the value), 64 uint8 counts up to 255
+// cells, 64 uint16 counts up to 65,535, else 64 uint32 counts. The same owner adds a
+// slot's statistics and bins, so the bins are as deterministic as the sums.
 #pragma once
 
 #include <atomic>
@@ -21,15 +29,25 @@
 
 #include "aggregate/transform.h"
 #include "cellcube/sparse_block.h"
+#include "histogram/histogram.h"
 
 namespace cellcube::aggregate {
 
-// The first value that is not finite before or after the transform.
+// The first value that is not finite before or after the transform, or (`duplicate`)
+// a second value of one cell and gene: a matrix with duplicate indices in a row, whose
+// expressing cells would outnumber its group's cells.
 struct BadValue {
   int64_t cell = 0;
   int64_t gene = 0;
   double raw = 0;
   double transformed = 0;
+  bool duplicate = false;
+};
+
+// What the histograms of an accumulator need: the layout and each group's cell count.
+struct HistogramSpec {
+  histogram::Layout layout;
+  const std::vector<int64_t>* n_cells = nullptr;  // per group
 };
 
 // What a block needs to know about the cells and genes.
@@ -69,8 +87,10 @@ inline double SlotM2(const SlotStats& s, int64_t n_cells) {
 
 class Accumulator {
  public:
-  // Genes [gene_begin, gene_end) in the CellContext's gene coordinate.
-  Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end);
+  // Genes [gene_begin, gene_end) in the CellContext's gene coordinate; with `histograms`
+  // (which must outlive the accumulator) the slots also bin their values.
+  Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end,
+              const HistogramSpec* histograms = nullptr);
 
   // Which of `workers` owns `gene` for AddRows: blocks of kOwnerSpan genes in turn
   // (whole cache lines, so owners never share one).
@@ -94,6 +114,9 @@ class Accumulator {
   // Whether some value added so far was below 0 after the transform (scaled data: the
   // store flags such a dataset, docs/FORMAT.md "Negative values").
   bool saw_negative() const { return saw_negative_.load(std::memory_order_relaxed); }
+  // Values binned above the histograms' upper edge (counted in the top bin) so far.
+  int64_t above_max() const { return above_max_.load(std::memory_order_relaxed); }
+  bool has_histograms() const { return hist_ != nullptr; }
 
   int32_t n_groups() const { return n_groups_; }
   int32_t gene_begin() const { return gene_begin_; }
@@ -106,11 +129,16 @@ class Accumulator {
   // values that cancel exactly have nnz > 0.)
   static bool Stored(const SlotStats& s) { return s.nnz != 0 || s.sum != 0; }
 
+  // Adds the bins of a slot's values (with histograms) into `bins`.
+  void AddBinsOf(int32_t group, int32_t gene, histogram::Counts* bins) const;
+
   // Bytes an accumulator of this shape needs.
   static uint64_t BytesFor(int64_t n_groups, int64_t n_genes) {
     return static_cast<uint64_t>(n_groups) * static_cast<uint64_t>(RowWidth(n_genes)) *
            sizeof(SlotStats);
   }
+  // Bytes its histograms need for groups of `n_cells` cells.
+  static uint64_t HistogramBytesFor(const std::vector<int64_t>& n_cells, int64_t n_genes);
 
   // Calls emit(gene, group, stats) for every stored slot, gene by gene in ascending
   // order, groups ascending within a gene (reads the rows in tiles, not by column).
@@ -124,10 +152,35 @@ class Accumulator {
     void operator()(SlotStats* p) const;
   };
 
+  // How a group's histogram slots hold their bins.
+  enum class HistKind : uint8_t { kList, kCount8, kCount16, kCount32 };
+  static HistKind KindFor(int64_t n_cells);
+  static size_t SlotBytes(HistKind kind, int64_t n_cells);
+  struct FreeBytes {
+    size_t bytes;
+    void operator()(uint8_t* p) const;
+  };
+  // Adds value v > 0 to the bins of `group`'s slot for `gene` whose nnz was `nnz` before
+  // it; false when a list is already full (a duplicate value of a cell).
+  bool Bin(int32_t group, int32_t gene, uint32_t nnz, int bin);
+  uint8_t* HistSlot(int32_t group, int32_t gene) const {
+    return hist_.get() + hist_row_[static_cast<size_t>(group)] +
+           static_cast<size_t>(gene - gene_begin_) * hist_slot_[static_cast<size_t>(group)];
+  }
+
   int32_t n_groups_, gene_begin_, gene_end_;
   size_t width_;  // slots per row: the genes rounded up to whole cache lines
   std::unique_ptr<SlotStats[], FreeSlots> slots_;
   std::atomic<bool> saw_negative_{false};  // set by any worker; read after the pass
+  // Histograms (absent without a HistogramSpec): per group its kind, slot bytes and
+  // where its row starts (cache-line aligned) in hist_.
+  histogram::Layout layout_;
+  std::vector<HistKind> hist_kind_;
+  std::vector<uint32_t> hist_slot_;
+  std::vector<uint64_t> hist_row_;
+  std::vector<int64_t> hist_cells_;  // per group: its cells, the most it can bin
+  std::unique_ptr<uint8_t[], FreeBytes> hist_;
+  std::atomic<int64_t> above_max_{0};
 };
 
 // Row totals (for cp10k) of the cells in a block of columns (CSC), added into

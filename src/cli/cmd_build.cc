@@ -2,6 +2,7 @@
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -43,6 +44,14 @@ namespace cellcube::cli {
   "                        first it has, stored as one column named 'donor' (the unit of\n"      \
   "                        'cellcube de's donor-level test)\n"                                   \
   "  --max-groups N        most cell groups one dataset may have (default 10000)\n"              \
+  "  --hist-max H          the histograms' upper edge: each (group, gene) keeps a histogram\n"   \
+  "                        of its values above 0 in 64 bins over (0, H], for medians,\n"         \
+  "                        quartiles and violins (default 9.2104 = ln(10001), the largest\n"     \
+  "                        cp10k_log1p value; values above H count in the top bin, and a\n"      \
+  "                        note says how many). add keeps the store's: a different H is an\n"    \
+  "                        error there\n"                                                        \
+  "  --no-histograms       no histograms (a smaller store; distribution metrics then\n"          \
+  "                        need a rebuild). add keeps the store's layout\n"                      \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes (warnings still print)\n"                    \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
@@ -52,7 +61,8 @@ namespace cellcube::cli {
 const char* const kBuildHelp =
     "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
     "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, m2\n"
-    "per gene) and writes them as one store (itself a valid .h5ad), atomically.\n\n"
+    "and a 64-bin histogram per gene) and writes them as one store (itself a valid\n"
+    ".h5ad), atomically.\n\n"
     "  -o, --output STORE    the store to write (replaced atomically if it "
     "exists)\n" CC_BUILD_OPTIONS_HELP;
 
@@ -74,10 +84,25 @@ uint64_t MemoryToPlanFor() {
                   static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2);
 }
 
-const std::vector<OptionSpec> kBuildSpecs = {
-    {"output", true}, {"o", true},         {"cell-type", true},    {"groupby", true},
-    {"matrix", true}, {"transform", true}, {"gene-symbols", true}, {"max-groups", true},
-    {"donor", true},  {"threads", true},   {"quiet", false},       {"no-direct-reads", false}};
+const std::vector<OptionSpec> kBuildSpecs = {{"output", true},       {"o", true},
+                                             {"cell-type", true},    {"groupby", true},
+                                             {"matrix", true},       {"transform", true},
+                                             {"gene-symbols", true}, {"max-groups", true},
+                                             {"donor", true},        {"threads", true},
+                                             {"quiet", false},       {"no-direct-reads", false},
+                                             {"hist-max", true},     {"no-histograms", false}};
+
+// --hist-max: a finite number above 0 (docs/BUILD.md "Histograms").
+Result<double> HistMax(const std::string& text) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(v) || !(v > 0))
+    return Status::Usage(
+        "--hist-max needs a finite number above 0 (the histograms' upper edge, "
+        "e.g. 9.2104 for cp10k_log1p data), not '" +
+        text + "'");
+  return v;
+}
 
 Result<BuildOptions> ParseBuildOptions(const Args& args) {
   BuildOptions o;
@@ -99,6 +124,13 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
   o.threads = static_cast<int>(threads);
   o.memory_limit = MemoryToPlanFor();
   o.direct_reads = !args.Flag("no-direct-reads");
+  o.histograms = !args.Flag("no-histograms");
+  if (auto h = args.Get("hist-max")) {
+    if (!o.histograms)
+      return Status::Usage("--hist-max and --no-histograms contradict each other; give one");
+    CC_ASSIGN_OR_RETURN(o.hist_max, HistMax(*h));
+    o.hist_max_given = true;
+  }
   return o;
 }
 

@@ -15,9 +15,10 @@ namespace cellcube::cli {
 
 const char* const kInfoHelp =
     "usage: cellcube info STORE [--json] [--check]\n\n"
-    "Shows a store's datasets (cells, groups, genes, transform, source), its columns with\n"
-    "their values and cell counts, and its size on disk. Reads the metadata only, so it\n"
-    "takes milliseconds whatever the store's size.\n\n"
+    "Shows a store's datasets (cells, groups, genes, transform, source, values above the\n"
+    "histograms' upper edge H), its columns with their values and cell counts, its\n"
+    "histograms' layout and its size on disk. Reads the metadata only, so it takes\n"
+    "milliseconds whatever the store's size.\n\n"
     "  --json    print as JSON\n"
     "  --check   also check every stored entry (reads the whole store; queries check the\n"
     "            entries they read, so this is for finding damage before a query does)\n";
@@ -61,6 +62,26 @@ std::string NegativeValuesText(NegativeValues v) {
   return v == NegativeValues::kUnknown ? "not recorded" : v == NegativeValues::kSome ? "yes" : "no";
 }
 
+// The histograms' layout (docs/FORMAT.md "Histograms"), or why the store has none.
+json HistogramsJson(const StoreData& s) {
+  if (!s.has_histograms()) return nullptr;
+  return {{"bins", 64}, {"max", s.hist_max}};
+}
+std::string HistogramsText(const StoreData& s, const std::string& version) {
+  char edge[32];
+  std::snprintf(edge, sizeof edge, "%.5g", s.hist_max);
+  if (s.has_histograms()) return std::string("64 bins over (0, ") + edge + "]";
+  return "none (" +
+         (version == "1" || version == "2" ? "format " + version
+                                           : std::string("built with --no-histograms, or from a "
+                                                         "store of an older format")) +
+         ": rebuild it with 'cellcube build' for medians, quartiles and violins)";
+}
+
+// Values counted above the histograms' upper edge; null (-) when not binned.
+json AboveJson(int64_t v) { return v < 0 ? json(nullptr) : json(v); }
+std::string AboveText(int64_t v) { return v < 0 ? "-" : WithThousands(v); }
+
 json InfoJson(const StoreData& s, const InfoFacts& f) {
   json datasets = json::array();
   for (const auto& d : s.datasets)
@@ -77,7 +98,8 @@ json InfoJson(const StoreData& s, const InfoFacts& f) {
                         {"groupby", d.groupby},
                         {"gene_symbols_column", d.gene_symbols_column},
                         {"donor_column", d.donor_column},
-                        {"negative_values", NegativeValuesJson(d.negative_values)}});
+                        {"negative_values", NegativeValuesJson(d.negative_values)},
+                        {"values_above_hist_max", AboveJson(d.values_above_hist_max)}});
   json columns = json::array();
   for (size_t c = 0; c < s.columns.size(); ++c) {
     json values = json::array();
@@ -95,6 +117,7 @@ json InfoJson(const StoreData& s, const InfoFacts& f) {
           {"n_genes", f.n_genes},
           {"n_entries", f.n_entries},
           {"bytes_per_entry", f.per_entry},
+          {"histograms", HistogramsJson(s)},
           {"datasets", datasets},
           {"columns", columns}};
 }
@@ -104,17 +127,19 @@ void PrintInfo(const StoreData& s, const InfoFacts& f) {
               FormatBytes(static_cast<uint64_t>(f.size)).c_str());
   std::printf(
       "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
-      "%.1f bytes per entry\n\n",
+      "%.1f bytes per entry\n",
       s.datasets.size(), WithThousands(f.cells).c_str(), WithThousands(s.n_groups()).c_str(),
       WithThousands(f.n_genes).c_str(), WithThousands(f.n_entries).c_str(), f.per_entry);
-  TextTable t({"dataset", "cells", "groups", "genes", "transform", "values < 0", "matrix",
-               "cell type column", "symbols column", "group-by", "source"});
+  std::printf("  histograms: %s\n\n", HistogramsText(s, f.version).c_str());
+  TextTable t({"dataset", "cells", "groups", "genes", "transform", "values < 0", "above H",
+               "matrix", "cell type column", "symbols column", "group-by", "source"});
   for (const auto& d : s.datasets)
     t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
-              d.transform, NegativeValuesText(d.negative_values), d.matrix, d.cell_type_column,
+              d.transform, NegativeValuesText(d.negative_values),
+              AboveText(d.values_above_hist_max), d.matrix, d.cell_type_column,
               d.gene_symbols_column.empty() ? "-" : d.gene_symbols_column,
               d.groupby.empty() ? "-" : Join(d.groupby), d.source});
-  t.Print(std::cout, {1, 2, 3});
+  t.Print(std::cout, {1, 2, 3, 6});
   std::cout << "\ncolumns\n";
   // One list per column, wrapped at 100 characters (a column's 12 values used to make
   // one line of hundreds).

@@ -8,6 +8,7 @@
 #include <unordered_set>
 
 #include "cellcube/store.h"
+#include "histogram/histogram.h"
 #include "store/block_pipeline.h"
 #include "store/dataset_aggregation.h"
 #include "store/dataset_plan.h"
@@ -18,6 +19,7 @@
 #include "store/temp_output.h"
 #include "util/isolate.h"
 #include "util/parallel.h"
+#include "util/text.h"
 
 namespace cellcube {
 namespace {
@@ -96,10 +98,13 @@ Result<std::vector<DatasetPlan>> PlanAll(const std::vector<DatasetInput>& inputs
   return plans;
 }
 
-// Where each dataset's entries lie in the spill file and its groups among the store's.
+// Where each dataset's entries lie in the spill file and its groups among the store's,
+// and the bytes of the histogram records each brings to the store.
 struct SpilledDatasets {
   std::vector<uint64_t> bounds;  // dataset d: [bounds[d], bounds[d + 1])
   std::vector<int64_t> group_offsets;
+  std::vector<bool> not_binned;  // negative values: its records are dropped
+  uint64_t hist_bytes = 0;       // of the datasets that keep theirs
 };
 
 // Aggregates the datasets one after another into `spill`, adding their groups to `meta`.
@@ -115,6 +120,7 @@ Result<SpilledDatasets> AggregateAll(const std::vector<DatasetPlan>& plans,
   out.bounds.push_back(spill->offset());
   for (const auto& plan : plans) {
     out.group_offsets.push_back(meta->n_groups());
+    const uint64_t hist_before = spill->hist_bytes();
     auto part = AggregateDataset(plan, options, callbacks, threads, &ring, spill, &progress);
     if (!part.ok()) {
       // A read error in a file that changed underneath is reported as the change.
@@ -123,17 +129,62 @@ Result<SpilledDatasets> AggregateAll(const std::vector<DatasetPlan>& plans,
     }
     CC_RETURN_IF_ERROR(meta->AddGroups(*part, plan.gene_map));
     out.bounds.push_back(spill->offset());
+    // The flag is known once every pass is done: such a dataset is not binned.
+    out.not_binned.push_back(part->datasets[0].negative_values == NegativeValues::kSome);
+    if (!out.not_binned.back()) out.hist_bytes += spill->hist_bytes() - hist_before;
   }
   CC_RETURN_IF_ERROR(spill->Flush());
   return out;
 }
 
+static_assert(kDefaultHistMax == histogram::kDefaultMax);
+
+// A store's histogram layout, as errors and notes name it.
+std::string LayoutName(double hist_max) {
+  return hist_max > 0 ? "histograms over (0, " + FormatPythonFloat(hist_max) + "]"
+                      : "no histograms";
+}
+
+// The histograms of a build (options) or of an add (the store's layout, which the
+// options must not contradict): the options the datasets are aggregated with.
+Result<BuildOptions> HistogramOptions(const StoreFileSource* existing, const StoreData& meta,
+                                      const BuildOptions& options, const BuildCallbacks& callbacks,
+                                      const std::string& target) {
+  BuildOptions out = options;
+  if (!existing) {
+    if (options.histograms && !histogram::Layout::Valid(options.hist_max))
+      return Status::InvalidArgument("--hist-max must be a finite number above 0, not " +
+                                     FormatPythonFloat(options.hist_max));
+    return out;
+  }
+  const double store = meta.hist_max;
+  if ((options.hist_max_given && (store == 0 || options.hist_max != store)) ||
+      (!options.histograms && store > 0))
+    return Status::InvalidArgument(
+        Quote(target) + " has " + LayoutName(store) + "; add uses the store's layout, so " +
+        (options.histograms ? "--hist-max " + FormatPythonFloat(options.hist_max)
+                            : std::string("--no-histograms")) +
+        " cannot apply (leave it out, or build a new store with it)");
+  out.histograms = store > 0;
+  out.hist_max = store > 0 ? store : options.hist_max;
+  if (store == 0 && callbacks.note)
+    callbacks.note(Quote(target) +
+                   " has no histograms (built with --no-histograms, or by an older cellcube); the "
+                   "datasets added get none either: rebuild it with 'cellcube build' for "
+                   "distributions");
+  return out;
+}
+
 // Build and add: an optional existing store first, then the inputs, aggregated.
 Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_meta,
-                               const std::vector<DatasetInput>& inputs, const BuildOptions& options,
-                               const BuildCallbacks& callbacks, TempOutput& out) {
+                               const std::vector<DatasetInput>& inputs,
+                               const BuildOptions& given_options, const BuildCallbacks& callbacks,
+                               TempOutput& out) {
   if (inputs.empty()) return Status::Usage("no input .h5ad files given");
   CC_RETURN_IF_ERROR(CheckNames(existing_meta, inputs, out.target()));
+  CC_ASSIGN_OR_RETURN(
+      const BuildOptions options,
+      HistogramOptions(existing, existing_meta, given_options, callbacks, out.target()));
   MetaBuilder meta;
   std::vector<int32_t> existing_map;
   if (existing) {
@@ -156,14 +207,17 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
   for (size_t d = 0; d < plans.size(); ++d) {
     CC_ASSIGN_OR_RETURN(auto segment,
                         SpillSegment::Open(spill->fd(), spilled.bounds[d], spilled.bounds[d + 1],
-                                           &plans[d].gene_map, window));
+                                           &plans[d].gene_map, window, spilled.not_binned[d]));
     parts.push_back({segment.get(), spilled.group_offsets[d]});
     segments.push_back(std::move(segment));
   }
   const int64_t n_entries =
       (existing ? existing->n_entries() : 0) + static_cast<int64_t>(spill->records());
-  const StoreData store = meta.Finish();
-  CC_RETURN_IF_ERROR(WriteStreamedStore(store, n_entries, 0, parts, out, callbacks.write_progress));
+  const uint64_t hist_bytes = (existing ? existing->hist_bytes() : 0) + spilled.hist_bytes;
+  StoreData store = meta.Finish();
+  store.hist_max = options.histograms ? options.hist_max : 0;
+  CC_RETURN_IF_ERROR(
+      WriteStreamedStore(store, n_entries, hist_bytes, parts, out, callbacks.write_progress));
   return Summarise(store, n_entries);
 }
 
@@ -202,15 +256,17 @@ Result<StoreSummary> RemoveFromStoreFile(const std::string& store,
   NoteActivity("counting the entries that stay in " + Quote(store));
   CC_RETURN_IF_ERROR(source->Start(&removal.new_gene, &removal.new_group, window, true));
   int64_t n_entries = 0;
+  uint64_t hist_bytes = 0;
   EntryBuffer scratch;
   while (source->next_gene() != kNoGene) {
     CC_RETURN_IF_ERROR(source->TakeRun(0, &scratch));
     n_entries += static_cast<int64_t>(scratch.size());
+    hist_bytes += scratch.hist.size();
     scratch.Clear();
   }
   CC_RETURN_IF_ERROR(source->Start(&removal.new_gene, &removal.new_group, window, true));
-  CC_RETURN_IF_ERROR(WriteStreamedStore(removal.meta, n_entries, 0, {{source.get(), 0}}, *output,
-                                        callbacks.write_progress));
+  CC_RETURN_IF_ERROR(WriteStreamedStore(removal.meta, n_entries, hist_bytes, {{source.get(), 0}},
+                                        *output, callbacks.write_progress));
   return Summarise(removal.meta, n_entries);
 }
 
@@ -223,10 +279,20 @@ Result<StoreSummary> MergeStoreFiles(const std::vector<std::string>& stores, con
   std::vector<std::vector<int32_t>> gene_maps;
   std::vector<StreamedPart> parts;
   int64_t n_entries = 0;
+  uint64_t hist_bytes = 0;
+  double hist_max = 0;
   for (const auto& path : stores) {
     NoteActivity("reading the metadata of " + Quote(path));
     StoreData part;
     CC_ASSIGN_OR_RETURN(auto source, StoreFileSource::Open(path, &part));
+    if (!sources.empty() && part.hist_max != hist_max)
+      return Status::InvalidArgument(
+          "cannot merge " + Quote(path) + " (" + LayoutName(part.hist_max) + ") with " +
+          Quote(stores.front()) + " (" + LayoutName(hist_max) +
+          "): merged stores must share one histogram layout; rebuild one of them with the "
+          "other's (--hist-max, or --no-histograms)");
+    hist_max = part.hist_max;
+    hist_bytes += source->hist_bytes();
     gene_maps.push_back(meta.AddGenes(part.gene_ids, part.gene_symbols));
     parts.push_back({source.get(), meta.n_groups()});
     CC_RETURN_IF_ERROR(meta.AddGroups(part, gene_maps.back()));
@@ -238,9 +304,10 @@ Result<StoreSummary> MergeStoreFiles(const std::vector<std::string>& stores, con
   const size_t window = WindowBytes(memory_limit, sources.size(), 5);
   for (size_t i = 0; i < sources.size(); ++i)
     CC_RETURN_IF_ERROR(sources[i]->Start(&gene_maps[i], nullptr, window, keep_open));
-  const StoreData store = meta.Finish();
+  StoreData store = meta.Finish();
+  store.hist_max = hist_max;
   CC_RETURN_IF_ERROR(
-      WriteStreamedStore(store, n_entries, 0, parts, *output, callbacks.write_progress));
+      WriteStreamedStore(store, n_entries, hist_bytes, parts, *output, callbacks.write_progress));
   return Summarise(store, n_entries);
 }
 

@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <optional>
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
+#include "histogram/record.h"
 #include "util/isolate.h"
 #include "util/text.h"
 
@@ -46,6 +48,11 @@ std::string DescribeBad(const DatasetPlan& plan, const File& file, const aggrega
                          : "#" + std::to_string(bad.gene);
   std::string where = "dataset " + Quote(plan.input.name) + ", cell " + cell + " (row " +
                       std::to_string(bad.cell) + "), gene " + gene;
+  if (bad.duplicate)
+    return where +
+           ": the matrix stores more than one value for this cell and gene (duplicate "
+           "indices within a row), so its group would have more expressing cells than "
+           "cells; fix the file (scipy: X.sum_duplicates())";
   if (!std::isfinite(bad.raw))
     return where + ": the matrix holds " + FormatPythonFloat(bad.raw) +
            "; cellcube aggregates only finite values (fix or drop it in the file)";
@@ -69,6 +76,8 @@ struct DatasetWork {
   int threads = 1;
   BlockRing* ring = nullptr;  // the build's blocks, reused dataset after dataset
   bool saw_negative = false;  // some transformed value was below 0
+  std::optional<aggregate::HistogramSpec> histograms;  // absent: --no-histograms
+  int64_t above_max = 0;  // values binned above the histograms' upper edge
 
   Status Bad(const aggregate::BadValue& bad) const {
     return Status::InvalidArgument(DescribeBad(plan, *file, bad));
@@ -155,16 +164,19 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
   });
 }
 
-// Writes the stored slots of `acc`, gene by gene, to the spill file.
+// Writes the stored slots of `acc`, gene by gene, to the spill file, each with its
+// histogram's record when the accumulator bins.
 Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
   std::vector<SpillRecord> run;
+  std::vector<uint8_t> records;
   int32_t current = -1;
   Status status;
   auto flush = [&] {
     if (current >= 0 && !run.empty() && status.ok())
       status = spill->AppendRun(static_cast<uint32_t>(w.gene_at[current]), run.data(),
-                                static_cast<uint32_t>(run.size()));
+                                static_cast<uint32_t>(run.size()), records.data(), records.size());
     run.clear();
+    records.clear();
   };
   acc.ForEachStored([&](int32_t gene, int32_t group, const aggregate::SlotStats& s) {
     if (gene != current) {
@@ -173,6 +185,11 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
     }
     const int64_t n_cells = w.grouping.n_cells[static_cast<size_t>(group)];
     run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
+    if (acc.has_histograms()) {
+      histogram::Counts bins{};
+      acc.AddBinsOf(group, gene, &bins);
+      histogram::AppendRecord(bins, s.nnz, &records);
+    }
   });
   flush();
   return status;
@@ -244,17 +261,33 @@ StoreData DatasetPart(const DatasetWork& w) {
   r.gene_symbols_column = plan.symbols_column;
   r.donor_column = plan.donor_column;
   r.negative_values = w.saw_negative ? NegativeValues::kSome : NegativeValues::kNone;
+  // Scaled data is not binned (docs/FORMAT.md "Histograms"): no count for it.
+  r.values_above_hist_max = w.histograms && !w.saw_negative ? w.above_max : -1;
   r.measured_genes.resize(plan.gene_map.size());
   std::iota(r.measured_genes.begin(), r.measured_genes.end(), 0);
   s.datasets.push_back(std::move(r));
   return s;
 }
 
-// Genes per pass so that the accumulator fits `budget`.
-int32_t GenesPerPass(int32_t n_groups, int32_t n_genes, uint64_t budget) {
-  const uint64_t per_gene = std::max<uint64_t>(1, Accumulator::BytesFor(n_groups, 8) / 8);
-  const uint64_t fit = budget / per_gene / 8 * 8;  // whole cache lines of slots
+// Genes per pass so that the accumulator, its histograms included, fits `budget`.
+int32_t GenesPerPass(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
+  const int32_t n_groups = w.grouping.n_groups();
+  uint64_t per_gene = Accumulator::BytesFor(n_groups, 8) / 8;
+  if (w.histograms) {
+    // Each group's row of bins is rounded up to a cache line: at most 64 bytes a group.
+    const uint64_t rounding = uint64_t{64} * static_cast<uint64_t>(n_groups);
+    budget = budget > rounding ? budget - rounding : 0;
+    per_gene += Accumulator::HistogramBytesFor(w.grouping.n_cells, 8) / 8;
+  }
+  const uint64_t fit = budget / std::max<uint64_t>(1, per_gene) / 8 * 8;  // whole cache lines
   return static_cast<int32_t>(std::clamp<uint64_t>(fit, 8, std::max<int32_t>(8, n_genes)));
+}
+
+// The note for a dataset with values above the histograms' upper edge.
+std::string AboveMaxNote(const DatasetWork& w, double hist_max) {
+  return "dataset " + Quote(w.plan.input.name) + ": " + std::to_string(w.above_max) +
+         " values above the histograms' upper edge " + FormatPythonFloat(hist_max) +
+         " were counted in the top bin; build with --hist-max to widen it";
 }
 
 }  // namespace
@@ -277,15 +310,21 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
     CC_RETURN_IF_ERROR(RowTotals(&w));
   const int32_t n_groups = w.grouping.n_groups();
   const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
-  const int32_t per_pass = GenesPerPass(n_groups, n_genes, memory.accumulator);
+  if (options.histograms)
+    w.histograms =
+        aggregate::HistogramSpec{histogram::Layout(options.hist_max), &w.grouping.n_cells};
+  const int32_t per_pass = GenesPerPass(w, n_genes, memory.accumulator);
   for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
     const int32_t hi = std::min(n_genes, lo + per_pass);
-    Accumulator acc(n_groups, lo, hi);
+    Accumulator acc(n_groups, lo, hi, w.histograms ? &*w.histograms : nullptr);
     CC_RETURN_IF_ERROR(Accumulate(&w, &acc, /*count_progress=*/hi >= n_genes, progress));
     CC_RETURN_IF_ERROR(SpillAccumulator(w, acc, spill));
     w.saw_negative |= acc.saw_negative();
+    w.above_max += acc.above_max();
   }
   if (w.saw_negative && callbacks.note) callbacks.note(NegativeValuesWarning(w));
+  if (w.histograms && !w.saw_negative && w.above_max > 0 && callbacks.note)
+    callbacks.note(AboveMaxNote(w, options.hist_max));
   StoreData part = DatasetPart(w);
   // Everything of this input has been read: it must not have changed meanwhile.
   CC_RETURN_IF_ERROR(CheckSourceUnchanged(plan));

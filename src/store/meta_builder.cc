@@ -74,6 +74,7 @@ Result<Removal> PlanRemoval(const StoreData& store, const std::vector<std::strin
   }
   Removal r;
   StoreData& out = r.meta;
+  out.hist_max = store.hist_max;  // the same layout: the kept records are carried
   r.new_group.assign(static_cast<size_t>(store.n_groups()), -1);
   std::vector<size_t> kept_groups;
   for (int64_t g = 0; g < store.n_groups(); ++g) {

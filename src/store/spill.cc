@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "histogram/record.h"
+
 namespace cellcube {
 namespace {
 
@@ -16,7 +18,9 @@ constexpr uint64_t kPage = 4096;
 struct RunHeader {
   uint32_t gene;
   uint32_t count;
+  uint64_t hist_bytes;
 };
+static_assert(sizeof(RunHeader) == 16);
 
 Status SpillError(const std::string& what) {
   return Status::IoError(what +
@@ -41,15 +45,19 @@ Result<std::unique_ptr<SpillFile>> SpillFile::Create(const std::string& dir) {
 
 SpillFile::~SpillFile() { ::close(fd_); }
 
-Status SpillFile::AppendRun(uint32_t gene, const SpillRecord* records, uint32_t count) {
-  const RunHeader header{gene, count};
-  const size_t bytes = sizeof header + size_t{count} * sizeof(SpillRecord);
+Status SpillFile::AppendRun(uint32_t gene, const SpillRecord* records, uint32_t count,
+                            const uint8_t* hist, uint64_t hist_bytes) {
+  const RunHeader header{gene, count, hist_bytes};
+  const size_t bytes = sizeof header + size_t{count} * sizeof(SpillRecord) + hist_bytes;
   if (buffer_.size() + bytes > kWriteBuffer) CC_RETURN_IF_ERROR(Flush());
   const char* h = reinterpret_cast<const char*>(&header);
   buffer_.insert(buffer_.end(), h, h + sizeof header);
   const char* r = reinterpret_cast<const char*>(records);
   buffer_.insert(buffer_.end(), r, r + size_t{count} * sizeof(SpillRecord));
+  const char* b = reinterpret_cast<const char*>(hist);
+  if (hist_bytes) buffer_.insert(buffer_.end(), b, b + hist_bytes);
   records_ += count;
+  hist_bytes_ += hist_bytes;
   return Status::Ok();
 }
 
@@ -73,19 +81,22 @@ Status SpillFile::Flush() {
 }
 
 SpillSegment::SpillSegment(int fd, uint64_t begin, uint64_t end,
-                           const std::vector<int32_t>* gene_map, size_t window_bytes)
+                           const std::vector<int32_t>* gene_map, size_t window_bytes,
+                           bool drop_records)
     : fd_(fd),
       end_(end),
       gene_map_(gene_map),
       window_(std::max<size_t>(window_bytes, 64 * sizeof(SpillRecord))),
       window_pos_(begin),
       cursor_(begin),
-      released_((begin + kPage - 1) / kPage * kPage) {}
+      released_((begin + kPage - 1) / kPage * kPage),
+      drop_records_(drop_records) {}
 
 Result<std::unique_ptr<SpillSegment>> SpillSegment::Open(int fd, uint64_t begin, uint64_t end,
                                                          const std::vector<int32_t>* gene_map,
-                                                         size_t window_bytes) {
-  std::unique_ptr<SpillSegment> s(new SpillSegment(fd, begin, end, gene_map, window_bytes));
+                                                         size_t window_bytes, bool drop_records) {
+  std::unique_ptr<SpillSegment> s(
+      new SpillSegment(fd, begin, end, gene_map, window_bytes, drop_records));
   CC_RETURN_IF_ERROR(s->ReadHeader());
   return s;
 }
@@ -132,11 +143,40 @@ Status SpillSegment::ReadHeader() {
     return Status::Internal("spilled runs are not in the order of the store's genes");
   next_gene_ = gene;
   next_count_ = h.count;
+  next_hist_bytes_ = h.hist_bytes;
+  return Status::Ok();
+}
+
+// The run's records, after its entries [first, out->size()) were taken (with empty
+// records): each one's length follows from its bytes and its entry's nnz.
+Status SpillSegment::TakeRecords(size_t first, EntryBuffer* out) {
+  if (next_hist_bytes_ == 0) return Status::Ok();
+  if (next_hist_bytes_ > end_ - cursor_)
+    return Status::Internal("the temporary file of entries is cut short");
+  const auto bytes = static_cast<size_t>(next_hist_bytes_);
+  if (drop_records_) {  // not binned: skipped, the entries keep their empty records
+    cursor_ += bytes;
+    return Status::Ok();
+  }
+  CC_RETURN_IF_ERROR(Ensure(bytes));
+  const auto* p = reinterpret_cast<const uint8_t*>(window_.data() + (cursor_ - window_pos_));
+  const uint64_t base = out->hist.size();
+  out->hist.insert(out->hist.end(), p, p + bytes);
+  size_t at = 0;
+  for (size_t k = first; k < out->size(); ++k) {
+    const char* why = nullptr;
+    at += histogram::SkipRecord(p + at, bytes - at, out->nnz[k], &why);
+    if (why) return Status::Internal(std::string("a spilled entry is damaged: ") + why);
+    out->hist_end[k] = base + at;
+  }
+  if (at != bytes) return Status::Internal("spilled histogram records do not match their entries");
+  cursor_ += bytes;
   return Status::Ok();
 }
 
 Status SpillSegment::TakeRun(int64_t group_offset, EntryBuffer* out) {
   if (next_gene_ == kNoGene) return Status::Internal("no spilled run left to take");
+  const size_t first = out->size();
   uint32_t left = next_count_;
   while (left > 0) {
     const uint32_t room = static_cast<uint32_t>(window_.size() / sizeof(SpillRecord));
@@ -151,6 +191,7 @@ Status SpillSegment::TakeRun(int64_t group_offset, EntryBuffer* out) {
     cursor_ += size_t{n} * sizeof(SpillRecord);
     left -= n;
   }
+  CC_RETURN_IF_ERROR(TakeRecords(first, out));
   return ReadHeader();
 }
 

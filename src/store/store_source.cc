@@ -11,6 +11,7 @@
 #include <numeric>
 
 #include "cellcube/h5ad.h"
+#include "histogram/record.h"
 #include "store/entry_rules.h"
 #include "store/store_arrays.h"
 #include "store/store_layout.h"
@@ -138,6 +139,10 @@ struct ArrayCursor {
 struct StoreFileSource::Impl {
   FileRef file;
   ArrayCursor indptr, indices, nnz, sum, second;  // second: m2, or format 1's sumsq
+  // With histograms: the records, and where each gene's start (docs/FORMAT.md).
+  ArrayCursor hist_data, hist_indptr;
+  bool histograms = false;
+  std::vector<bool> not_binned;  // per dataset: negative values, empty records
   int format_version = 0;
   int64_t n_genes = 0, n_groups = 0;
   std::vector<int64_t> n_cells;        // per group
@@ -152,10 +157,51 @@ struct StoreFileSource::Impl {
     return Status::Corrupt("store '" + file.path + "' is damaged: " + what);
   }
   ArrayCursor* Arrays(int i) {
-    ArrayCursor* all[] = {&indptr, &indices, &nnz, &sum, &second};
+    ArrayCursor* all[] = {&indptr, &indices, &nnz, &sum, &second, &hist_data, &hist_indptr};
     return all[i];
   }
+  int n_arrays() const { return histograms ? 7 : 5; }
+  // Whether `cursor`, an index array over `n` elements, is monotone from 0 to `n`.
+  Status CheckIndptr(ArrayCursor& cursor, int64_t n, const char* what);
+  // Entry k's record (of an entry of `nnz` cells in `group`) at byte `at` of its gene's
+  // records, which end at `end`: its bytes in *p and its length.
+  Result<size_t> Record(int64_t gene, int64_t k, int64_t group, uint32_t nnz, int64_t at,
+                        int64_t end, const uint8_t** p);
 };
+
+Status StoreFileSource::Impl::CheckIndptr(ArrayCursor& cursor, int64_t n, const char* what) {
+  int64_t previous = 0;
+  for (int64_t g = 0; g <= n_genes; g += cursor.Capacity()) {
+    const int64_t k = std::min(cursor.Capacity(), n_genes + 1 - g);
+    CC_RETURN_IF_ERROR(cursor.Fill(file, g, k));
+    for (int64_t i = g; i < g + k; ++i) {
+      const int64_t v = cursor.Int(i);
+      if ((i == 0 && v != 0) || v < previous || v > n)
+        return Broken(std::string(what) + " is not monotone from 0 to its end");
+      previous = v;
+    }
+  }
+  if (previous != n) return Broken(std::string(what) + " does not end where its data does");
+  return Status::Ok();
+}
+
+// The longest record of any entry: the range form of 64 bins, each count up to 2^32 in
+// at most 5 varint bytes (a list is never longer than the range: record.h).
+constexpr int64_t kLongestRecord = 2 + histogram::kBins * 5;
+
+Result<size_t> StoreFileSource::Impl::Record(int64_t gene, int64_t k, int64_t group, uint32_t nnz,
+                                             int64_t at, int64_t end, const uint8_t** p) {
+  *p = nullptr;
+  if (not_binned[static_cast<size_t>(group_dataset[static_cast<size_t>(group)])]) return 0;
+  const int64_t avail = std::min(kLongestRecord, end - at);
+  CC_RETURN_IF_ERROR(hist_data.Fill(file, at, avail));
+  *p = reinterpret_cast<const uint8_t*>(hist_data.At(at));
+  const char* why = nullptr;
+  const size_t length = histogram::SkipRecord(*p, static_cast<size_t>(avail), nnz, &why);
+  if (why)
+    return Broken("entry " + std::to_string(k) + " of gene " + std::to_string(gene) + ": " + why);
+  return length;
+}
 
 StoreFileSource::StoreFileSource(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 StoreFileSource::~StoreFileSource() = default;
@@ -182,9 +228,11 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
     return found.status().code() == StatusCode::kCorrupt ? impl->Broken(found.status().message())
                                                          : found.status();
   const StoreArrays& located = *found;
-  const LocatedArray* where[] = {&located.indptr, &located.indices, &located.nnz, &located.sum,
-                                 &located.second};
-  for (int i = 0; i < 5; ++i) {
+  impl->histograms = located.has_histograms();
+  const LocatedArray* where[] = {&located.indptr,     &located.indices, &located.nnz,
+                                 &located.sum,        &located.second,  &located.hist_data,
+                                 &located.hist_indptr};
+  for (int i = 0; i < impl->n_arrays(); ++i) {
     ArrayCursor& a = *impl->Arrays(i);
     const LocatedArray& l = *where[i];
     a.name = l.path;
@@ -207,6 +255,8 @@ Result<std::unique_ptr<StoreFileSource>> StoreFileSource::Open(const std::string
   const int64_t entries = located.n_entries;
   m.n_cells = meta->n_cells;
   m.group_dataset = meta->codes[0];
+  for (const DatasetRecord& d : meta->datasets)
+    m.not_binned.push_back(d.negative_values == NegativeValues::kSome);
   std::unique_ptr<StoreFileSource> source(new StoreFileSource(std::move(impl)));
   source->n_entries_ = entries;
   return source;
@@ -222,28 +272,22 @@ Status StoreFileSource::Start(const std::vector<int32_t>* gene_map,
   m.gene_map = gene_map;
   m.group_map = group_map;
   m.file.keep_open = keep_open;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < m.n_arrays(); ++i) {
     ArrayCursor& a = *m.Arrays(i);
     // No larger than the array: a small store's windows would be mostly zero-filled
     // pages (merging two 100 KB shards took 94 MB and 0.44 s at the default limit).
+    // Records are read whole: room for the longest one.
+    const size_t least = &a == &m.hist_data ? static_cast<size_t>(kLongestRecord) : 16;
     const size_t elements = std::min<size_t>(window_bytes / a.elem_size,
                                              static_cast<size_t>(std::max<int64_t>(a.n, 0)));
-    a.window.assign(std::max<size_t>(elements, 16) * a.elem_size, 0);
+    a.window.assign(std::max<size_t>(elements, least) * a.elem_size, 0);
     a.first = a.count = 0;
   }
-  // indptr as a whole: monotone from 0 to the entries, so every entry has one gene.
-  int64_t previous = 0;
-  for (int64_t g = 0; g <= m.n_genes; g += m.indptr.Capacity()) {
-    const int64_t k = std::min(m.indptr.Capacity(), m.n_genes + 1 - g);
-    CC_RETURN_IF_ERROR(m.indptr.Fill(m.file, g, k));
-    for (int64_t i = g; i < g + k; ++i) {
-      const int64_t v = m.indptr.Int(i);
-      if ((i == 0 && v != 0) || v < previous || v > n_entries_)
-        return m.Broken("indptr is not monotone from 0 to the number of entries");
-      previous = v;
-    }
-  }
-  if (previous != n_entries_) return m.Broken("indptr does not end at the number of entries");
+  // indptr as a whole: monotone from 0 to the entries, so every entry has one gene; the
+  // same for the records' bytes.
+  CC_RETURN_IF_ERROR(m.CheckIndptr(m.indptr, n_entries_, "indptr"));
+  if (m.histograms)
+    CC_RETURN_IF_ERROR(m.CheckIndptr(m.hist_indptr, m.hist_data.n, "raw.cellcube/hist_indptr"));
   m.order.clear();
   for (int64_t g = 0; g < m.n_genes; ++g)
     if ((*gene_map)[g] >= 0) m.order.push_back(static_cast<int32_t>(g));
@@ -259,6 +303,12 @@ Status StoreFileSource::Start(const std::vector<int32_t>* gene_map,
   return Status::Ok();
 }
 
+bool StoreFileSource::has_histograms() const { return impl_->histograms; }
+
+uint64_t StoreFileSource::hist_bytes() const {
+  return impl_->histograms ? static_cast<uint64_t>(impl_->hist_data.n) : 0;
+}
+
 int64_t StoreFileSource::next_gene() const {
   const Impl& m = *impl_;
   return m.next < m.order.size() ? (*m.gene_map)[m.order[m.next]] : kNoGene;
@@ -272,6 +322,12 @@ Status StoreFileSource::TakeRun(int64_t group_offset, EntryBuffer* out) {
   const int64_t begin = m.indptr.Int(gene), end = m.indptr.Int(gene + 1);
   const EntryContext context{m.n_groups, m.n_cells.data(), m.group_dataset.data(), &m.measured};
   int64_t previous_group = -1;
+  int64_t hist_at = 0, hist_end = 0;  // the gene's records still to read
+  if (m.histograms) {
+    CC_RETURN_IF_ERROR(m.hist_indptr.Fill(m.file, gene, 2));
+    hist_at = m.hist_indptr.Int(gene);
+    hist_end = m.hist_indptr.Int(gene + 1);
+  }
   for (int64_t k = begin; k < end;) {
     const int64_t n = std::min(end - k, m.indices.Capacity());
     for (ArrayCursor* a : {&m.indices, &m.nnz, &m.sum, &m.second})
@@ -287,15 +343,28 @@ Status StoreFileSource::TakeRun(int64_t group_offset, EntryBuffer* out) {
         return m.Broken("entry " + std::to_string(i) + " of gene " + std::to_string(gene) + ": " +
                         fault);
       previous_group = group;
+      const uint8_t* record = nullptr;
+      size_t length = 0;
+      if (m.histograms) {
+        CC_ASSIGN_OR_RETURN(length, m.Record(gene, i, group, static_cast<uint32_t>(nnz), hist_at,
+                                             hist_end, &record));
+        hist_at += static_cast<int64_t>(length);
+      }
       int64_t target = group + group_offset;
       if (m.group_map) {
         target = (*m.group_map)[group];
         if (target < 0) continue;
       }
-      out->Add(target, static_cast<uint32_t>(nnz), sum, m2);
+      if (m.histograms)
+        out->Add(target, static_cast<uint32_t>(nnz), sum, m2, record, length);
+      else
+        out->Add(target, static_cast<uint32_t>(nnz), sum, m2);
     }
     k += chunk;
   }
+  if (hist_at != hist_end)
+    return m.Broken("the histogram records of gene " + std::to_string(gene) +
+                    " do not fill their bytes");
   return Status::Ok();
 }
 

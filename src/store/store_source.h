@@ -3,8 +3,9 @@
 // entry arrays are then read with pread through small windows at the offsets HDF5
 // reported, so memory stays bounded whatever the store's size. Every entry is checked
 // as it is read (group in range and ascending within a gene, only in genes its
-// dataset measured, nnz at most the group's cells, finite sums); indptr as a whole when
-// streaming starts. A store another tool re-saved compressed is read into memory.
+// dataset measured, nnz at most the group's cells, finite sums, a valid histogram
+// record); indptr and hist_indptr as a whole when streaming starts. A store another
+// tool re-saved compressed is read into memory.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,10 @@ class StoreFileSource : public RunSource {
   ~StoreFileSource() override;
 
   int64_t n_entries() const { return n_entries_; }
+  // Whether it has histograms (docs/FORMAT.md), and the bytes of all its records: every
+  // run carries its entries' records, each checked as read (histogram::ReadRecord).
+  bool has_histograms() const;
+  uint64_t hist_bytes() const;
 
   // Starts streaming: `gene_map` maps the store's genes to the output's (-1 = leave
   // out; those genes must have no kept entries), ascending order of output genes is the

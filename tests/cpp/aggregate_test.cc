@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
@@ -178,6 +179,131 @@ TEST(Accumulator, SecondMomentOfNearlyEqualLargeValuesKeepsItsDigits) {
   double want = m * m;
   for (double v : {1e5, 1e5 + 0.1, 1e5 + 0.2, 1e5 + 0.3}) want += (v - m) * (v - m);
   EXPECT_NEAR(SlotM2(acc.At(0, 0), 5), want, 1e-12 * want);
+}
+
+// ---- histogram slots (docs/FORMAT.md "Histograms") ----
+
+// The bin of v > 0 by the definition, scanning the edges: e_i < v <= e_(i+1), e_i = i * w
+// as doubles, e_64 = H; above H the top bin.
+int ReferenceBin(double v, double max) {
+  const double w = max / 64;
+  for (int i = 0; i < 63; ++i)
+    if (v <= (i + 1 == 64 ? max : (i + 1) * w)) return i;
+  return 63;
+}
+
+// Cells in groups of 3 (a list of bins), 100 (uint8 counts), 300 (uint16) and 70,000
+// (uint32 counts) cells over 5 genes, values drawn among zeros, negatives, exact edges,
+// values between them and above H: the bins of every slot, added by rows (on one and on
+// three workers) and by columns, match binning each value by the definition.
+TEST(AccumulatorHistograms, EverySlotKindBinsAsTheDefinition) {
+  const std::vector<int64_t> n_cells = {3, 100, 300, 70000};
+  std::vector<int32_t> group_of_cell;
+  for (size_t g = 0; g < n_cells.size(); ++g)
+    group_of_cell.insert(group_of_cell.end(), static_cast<size_t>(n_cells[g]),
+                         static_cast<int32_t>(g));
+  const int n_genes = 5;
+  const double max = 4.0;
+  std::mt19937 rng(7);
+  std::vector<int64_t> offsets = {0};
+  std::vector<int32_t> minor;
+  std::vector<double> values;
+  std::vector<std::vector<histogram::Counts>> want(n_cells.size(),
+                                                   std::vector<histogram::Counts>(n_genes));
+  int64_t above = 0;
+  for (size_t cell = 0; cell < group_of_cell.size(); ++cell) {
+    for (int gene = 0; gene < n_genes; ++gene) {
+      if (rng() % 3 == 0) continue;
+      double v;
+      switch (rng() % 5) {
+        case 0:
+          v = static_cast<double>(rng() % 65) * (max / 64);
+          break;  // an edge (or 0)
+        case 1:
+          v = -1.5;
+          break;
+        case 2:
+          v = max + 1 + rng() % 3;
+          break;
+        default:
+          v = std::ldexp(static_cast<double>(rng() % 4096), -10);
+          break;
+      }
+      minor.push_back(gene);
+      values.push_back(v);
+      if (v > 0) {
+        ++want[static_cast<size_t>(group_of_cell[cell])][static_cast<size_t>(gene)]
+              [static_cast<size_t>(ReferenceBin(v, max))];
+        above += v > max;
+      }
+    }
+    offsets.push_back(static_cast<int64_t>(minor.size()));
+  }
+  const SparseBlock rows = Rows(offsets, minor, values);
+  // The same values by columns (genes as majors, cells ascending).
+  std::vector<int64_t> col_offsets = {0};
+  std::vector<int32_t> col_minor;
+  std::vector<double> col_values;
+  for (int gene = 0; gene < n_genes; ++gene) {
+    for (size_t cell = 0; cell + 1 < offsets.size(); ++cell)
+      for (int64_t k = offsets[cell]; k < offsets[cell + 1]; ++k)
+        if (minor[static_cast<size_t>(k)] == gene) {
+          col_minor.push_back(static_cast<int32_t>(cell));
+          col_values.push_back(values[static_cast<size_t>(k)]);
+        }
+    col_offsets.push_back(static_cast<int64_t>(col_minor.size()));
+  }
+  const SparseBlock cols = Rows(col_offsets, col_minor, col_values);
+  const HistogramSpec spec{histogram::Layout(max), &n_cells};
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
+  const auto groups = static_cast<int32_t>(n_cells.size());
+  Accumulator one(groups, 0, n_genes, &spec), three(groups, 0, n_genes, &spec),
+      by_cols(groups, 0, n_genes, &spec);
+  ASSERT_FALSE(one.AddRows(rows, ctx, 0, 1));
+  for (int w = 0; w < 3; ++w) ASSERT_FALSE(three.AddRows(rows, ctx, w, 3));
+  ASSERT_FALSE(by_cols.AddColumns(cols, ctx));
+  for (const Accumulator* acc : {&one, &three, &by_cols}) {
+    EXPECT_EQ(acc->above_max(), above);
+    for (int32_t g = 0; g < groups; ++g)
+      for (int32_t gene = 0; gene < n_genes; ++gene) {
+        histogram::Counts got{};
+        acc->AddBinsOf(g, gene, &got);
+        EXPECT_EQ(got, want[static_cast<size_t>(g)][static_cast<size_t>(gene)])
+            << "group " << g << " gene " << gene;
+        EXPECT_EQ(histogram::Total(got), acc->At(g, gene).nnz);
+      }
+  }
+}
+
+// A second positive value of one cell and gene (duplicate indices in a row) would make
+// a group's expressing cells outnumber its cells: refused as a duplicate, never written
+// past a list's end.
+TEST(AccumulatorHistograms, DuplicateValuesAreRefusedNotOverflowed) {
+  const std::vector<int64_t> n_cells = {1, 2};
+  std::vector<int32_t> group_of_cell = {0, 1, 1};
+  const HistogramSpec spec{histogram::Layout(histogram::kDefaultMax), &n_cells};
+  CellContext ctx{&group_of_cell, Transform::kNone, nullptr, nullptr};
+  Accumulator acc(2, 0, 2, &spec);
+  // Cells 1 and 2 (group 1, two cells) each once: fine; then cell 0 twice for gene 1.
+  ASSERT_FALSE(acc.AddRows(Rows({0, 0, 1, 2}, {1, 1}, {1, 2}, 0), ctx, 0, 1));
+  auto bad = acc.AddRows(Rows({0, 2}, {1, 1}, {1.0, 3.0}, 0), ctx, 0, 1);
+  ASSERT_TRUE(bad);
+  EXPECT_TRUE(bad->duplicate);
+  EXPECT_EQ(bad->cell, 0);
+  EXPECT_EQ(bad->gene, 1);
+  // Without histograms the statistics take it as before.
+  Accumulator plain(2, 0, 2);
+  EXPECT_FALSE(plain.AddRows(Rows({0, 2}, {1, 1}, {1.0, 3.0}, 0), ctx, 0, 1));
+}
+
+// The memory a pass's histograms take: per group its kind's bytes per gene, each row
+// rounded up to a cache line.
+TEST(AccumulatorHistograms, BytesFollowTheSlotKinds) {
+  EXPECT_EQ(Accumulator::HistogramBytesFor({3}, 8), 64u);    // 24 list bytes, one line
+  EXPECT_EQ(Accumulator::HistogramBytesFor({64}, 8), 512u);  // 64 list bytes per gene
+  EXPECT_EQ(Accumulator::HistogramBytesFor({65, 255}, 8), 1024u);
+  EXPECT_EQ(Accumulator::HistogramBytesFor({256, 65535}, 8), 2048u);
+  EXPECT_EQ(Accumulator::HistogramBytesFor({65536}, 8), 2048u);
 }
 
 }  // namespace
