@@ -93,7 +93,7 @@ CASES = [
     dict(by=("cell_type", "stage", "sex")),  # tiny groups
     dict(by=("dataset",), where={"stage": ["II", "NA"]}),
     dict(by=(), datasets=["gut"]),
-    dict(by=("sex",), where={"cell_type": ["T cell"]}, datasets=["lung,a", "blood"]),
+    dict(by=("sex",), where={"cell_type": ["T cell"], "dataset": ["lung,a", "blood"]}),
 ]
 
 
@@ -118,8 +118,8 @@ def test_distribution_cli_csv_and_json_match_numpy(setup, case):
 def test_all_zero_genes_and_empty_metrics(setup):
     cellcube, store, ref, _d = setup
     # G005 is zero in every lung cell: its rows are all zeros, median 0, median_expr empty.
-    p = run_ok([cellcube, "query", store, "--genes", "G005", "--by", "cell_type", "--datasets",
-                "lung,a", "--metrics", "n_cells,nnz,median,q95,median_expr,max", "--format", "csv"])
+    p = run_ok([cellcube, "query", store, "--genes", "G005", "--by", "cell_type", "--where",
+                "dataset=lung,a", "--metrics", "n_cells,nnz,median,q95,median_expr,max", "--format", "csv"])
     frame = pd.read_csv(io.StringIO(p.stdout), keep_default_na=False, dtype=str)
     assert len(frame) > 0
     assert set(frame["nnz"]) == {"0"}
@@ -174,7 +174,8 @@ def test_edges_and_values_above_the_upper_edge(tmp_path):
     obs = pd.DataFrame({"cell_type": pd.Categorical(rng.choice(["a", "b"], n))},
                        index=[f"c{i}" for i in range(n)])
     var = pd.DataFrame(index=["E0", "E1", "Z"])
-    ad.AnnData(X=X.astype(np.float64), obs=obs, var=var).write_h5ad(tmp_path / "edges.h5ad")
+    # float64 kept (anndata 0.8 would narrow X to float32, moving values off the edges).
+    ad.AnnData(X=X, obs=obs, var=var, dtype=np.float64).write_h5ad(tmp_path / "edges.h5ad")
     store = tmp_path / "edges_store.h5ad"
     p = run_ok([cellcube, "build", tmp_path / "edges.h5ad", "-o", store, "--transform", "none",
                 "--hist-max", str(h)])
@@ -263,8 +264,8 @@ def test_wilcoxon_matches_scipy(setup, datasets):
     cellcube, store, ref, _d = setup
     args = ["--compare", "cell_type", "--group1", "T cell", "--test", "wilcoxon",
             "--format", "csv"]
-    if datasets:
-        args += ["--datasets", ",".join(datasets)]
+    for name in datasets or []:
+        args += ["--where", f"dataset={name}"]  # "lung,a" holds a comma
     p = run_ok([cellcube, "de", store, *args])
     assert "test: wilcoxon" in p.stderr
     frame = pd.read_csv(io.StringIO(p.stdout), keep_default_na=False, na_values=[""],
