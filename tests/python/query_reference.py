@@ -42,6 +42,8 @@ warnings.filterwarnings("ignore")
 
 METRICS = ["n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std",
            "median", "q05", "q25", "q75", "q95", "median_expr", "max"]
+# What every store answers, histograms or not (format 1 and 2 stores, --no-histograms).
+BASE_METRICS = METRICS[:8]
 DISTRIBUTION_METRICS = {"median": 0.5, "q05": 0.05, "q25": 0.25, "q75": 0.75, "q95": 0.95}
 HIST_MAX = math.log(10001)  # the store's default upper edge
 DEFAULT_METRICS = ["n_cells", "frac", "mean"]

@@ -334,7 +334,7 @@ def test_http_de_and_markers(cellcube, de_store, tmp_path):
         for path, bad, words in (
                 ("/api/v1/de", t + [("min_frac", "2")], "min_frac must be a number from 0 to 1"),
                 ("/api/v1/de", t + [("min_frac", "-0.1")], "min_frac must be a number from 0 to 1"),
-                ("/api/v1/de", t + [("test", "wilcoxonn")], "test must be auto, donors or cells"),
+                ("/api/v1/de", t + [("test", "wilcoxonn")], "test must be auto, donors, cells or wilcoxon"),
                 ("/api/v1/de", t + [("direction", "sideways")], "direction must be up, down"),
                 ("/api/v1/de", t + [("test", "donors"), ("min_cells", "1000")],
                  "test=donors needs at least 2 donors"),
@@ -354,7 +354,7 @@ def test_option_errors_name_the_option_as_each_surface_spells_it(cellcube, de_st
     store, _ = de_store
     base = [cellcube, "de", store, "--compare", "cell_type", "--group1", "T"]
     assert_error(run(base + ["--min-frac", "2"]), mentions=["--min-frac must be a number from 0 to 1"])
-    assert_error(run(base + ["--test", "x"]), mentions=["--test must be auto, donors or cells"])
+    assert_error(run(base + ["--test", "x"]), mentions=["--test must be auto, donors, cells or wilcoxon"])
     assert_error(run([cellcube, "markers", store, "--max-padj", "1.5"]),
                  mentions=["--max-padj must be a number from 0 to 1"])
     code = f"""
@@ -377,7 +377,7 @@ def test_option_errors_name_the_option_as_each_surface_spells_it(cellcube, de_st
     lines = proc.stdout.splitlines()
     assert len(lines) == 3, lines
     assert "min_frac must be a number from 0 to 1" in lines[0]
-    assert "test must be auto, donors or cells" in lines[1]
+    assert "test must be auto, donors, cells or wilcoxon" in lines[1]
     assert "(group1)" in lines[2] and "'X'" in lines[2]
     assert not any("--" in line for line in lines), lines
 

@@ -53,7 +53,10 @@ import store_format
 
 warnings.filterwarnings("ignore")
 
+# The metrics checked here against the store's layers; the distribution metrics are
+# checked against the cells in test_distributions.py.
 ALL_METRICS = ["n_cells", "nnz", "frac", "sum", "mean", "mean_expr", "var", "std"]
+META_METRICS = ALL_METRICS + ["median", "q05", "q25", "q75", "q95", "median_expr", "max"]
 DEFAULT_METRICS = ["n_cells", "frac", "mean"]
 INT_METRICS = {"n_cells", "nnz"}
 DONOR_NAMES = ["donor", "donor_id", "individual"]
@@ -667,7 +670,7 @@ def test_query_errors(server, ref, names):
         ([("genes", g), ("where", "no_such_column:x")], ["no_such_column"]),
         ([("genes", g), ("where", f"{col}:no such value")], ["no such value"]),
         ([("genes", g), ("datasets", "no_such_dataset")], ["no_such_dataset"]),
-        ([("genes", g), ("metrics", "n_cells,median")], ["median"]),
+        ([("genes", g), ("metrics", "n_cells,mediun")], ["mediun"]),
         ([("genes", "")], ["genes"]),
         ([("by", "sex")], ["genes"]),
         ([("genes", g), ("where", "sex")], ["where"]),
@@ -763,7 +766,8 @@ def test_meta(server, ref, store):
         assert {k: v for k, v in got.items() if v > 0} == want, name
         assert set(got) <= set(ref.categories[name]) | {"NA"}, name
     assert any(v["value"] == "NA" for c in m["columns"] for v in c["values"]), "the store has missing values"
-    assert m["metrics"] == ALL_METRICS
+    assert m["metrics"] == META_METRICS
+    assert m["histograms"] == {"bins": 64, "max": math.log(10001)}
     donor = next((c for c in DONOR_NAMES if c in ref.columns), None)
     assert m["donor_column"] == donor
     assert m["has_donor"] is (donor is not None)
