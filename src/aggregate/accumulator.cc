@@ -1,5 +1,7 @@
 #include "aggregate/accumulator.h"
 
+#include "histogram/record.h"
+
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -179,6 +181,23 @@ void Accumulator::AddBinsOf(int32_t group, int32_t gene, histogram::Counts* bins
         (*bins)[static_cast<size_t>(b)] += reinterpret_cast<const uint32_t*>(slot)[b];
       return;
   }
+}
+
+void Accumulator::AppendRecordOf(int32_t group, int32_t gene, std::vector<uint8_t>* out) const {
+  if (!hist_) return;
+  const uint32_t nnz = At(group, gene).nnz;
+  if (hist_kind_[static_cast<size_t>(group)] == HistKind::kList) {
+    // A list holds its cells' bins in cell order: sorted, it is (mostly) the record.
+    uint8_t sorted[64];
+    const size_t n = std::min<size_t>(nnz, sizeof sorted);
+    std::copy_n(HistSlot(group, gene), n, sorted);
+    std::sort(sorted, sorted + n);
+    histogram::AppendSortedRecord(sorted, n, out);
+    return;
+  }
+  histogram::Counts bins{};
+  AddBinsOf(group, gene, &bins);
+  histogram::AppendRecord(bins, nnz, out);
 }
 
 std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const CellContext& cells,

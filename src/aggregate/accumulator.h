@@ -131,6 +131,8 @@ class Accumulator {
 
   // Adds the bins of a slot's values (with histograms) into `bins`.
   void AddBinsOf(int32_t group, int32_t gene, histogram::Counts* bins) const;
+  // Appends the slot's histogram record (histogram/record.h) to `out`.
+  void AppendRecordOf(int32_t group, int32_t gene, std::vector<uint8_t>* out) const;
 
   // Bytes an accumulator of this shape needs.
   static uint64_t BytesFor(int64_t n_groups, int64_t n_genes) {

@@ -121,6 +121,19 @@ void AppendRecord(const Counts& bins, uint64_t nnz, std::vector<uint8_t>* out) {
   for (int b = lo; b <= hi; ++b) AppendVarint(bins[static_cast<size_t>(b)], out);
 }
 
+void AppendSortedRecord(const uint8_t* sorted, size_t n, std::vector<uint8_t>* out) {
+  if (n == 0) return;
+  // Below 128 cells every count is one varint byte: the range costs 2 + its bins.
+  const size_t range = 2 + static_cast<size_t>(sorted[n - 1] - sorted[0]) + 1;
+  if (n < 128 && n <= range) {
+    out->insert(out->end(), sorted, sorted + n);
+    return;
+  }
+  Counts bins{};
+  for (size_t k = 0; k < n; ++k) ++bins[sorted[k] & (kBins - 1)];
+  AppendRecord(bins, n, out);
+}
+
 size_t ReadRecord(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, const char** why) {
   if (nnz == 0) return 0;
   if (avail == 0) {

@@ -24,6 +24,10 @@ namespace cellcube::histogram {
 // Appends the record of `bins` (which must add up to `nnz`) to `out`.
 void AppendRecord(const Counts& bins, uint64_t nnz, std::vector<uint8_t>* out);
 
+// The same record from the bins of `n` cells, `sorted` ascending (one byte each): the
+// list form is copied as it is, without counting the bins (the build's small groups).
+void AppendSortedRecord(const uint8_t* sorted, size_t n, std::vector<uint8_t>* out);
+
 // The record's length in bytes, as AppendRecord would write it.
 size_t RecordLength(const Counts& bins, uint64_t nnz);
 

@@ -164,7 +164,9 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
     scan.bins_out = bins_out->data();
   }
   if (!genes.empty())
-    query::ScanAllGenes(scan, genes, impl_->parallel_min_entries, &t.buffers,
+    // Decoding an entry's histogram costs a few times what adding its sums does: such
+    // roll-ups go to the pool at fewer entries.
+    query::ScanAllGenes(scan, genes, impl_->parallel_min_entries / (wants.bins ? 4 : 1), &t.buffers,
                         out ? out->data() : nullptr);
   return Status::Ok();
 }

@@ -185,11 +185,7 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
     }
     const int64_t n_cells = w.grouping.n_cells[static_cast<size_t>(group)];
     run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
-    if (acc.has_histograms()) {
-      histogram::Counts bins{};
-      acc.AddBinsOf(group, gene, &bins);
-      histogram::AppendRecord(bins, s.nnz, &records);
-    }
+    acc.AppendRecordOf(group, gene, &records);
   });
   flush();
   return status;

@@ -71,6 +71,26 @@ TEST(HistogramRecord, RoundTripsAndPicksTheShorterForm) {
   }
 }
 
+TEST(HistogramRecord, SortedBinsGiveTheSameBytes) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 3000; ++trial) {
+    const size_t n = 1 + rng() % 200;
+    const int centre = static_cast<int>(rng() % 64), spread = 1 + static_cast<int>(rng() % 30);
+    std::vector<uint8_t> sorted(n);
+    Counts b{};
+    for (auto& x : sorted) {
+      x = static_cast<uint8_t>(
+          std::clamp(centre + static_cast<int>(rng() % (2 * spread + 1)) - spread, 0, 63));
+      ++b[x];
+    }
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<uint8_t> want, got;
+    AppendRecord(b, n, &want);
+    AppendSortedRecord(sorted.data(), n, &got);
+    ASSERT_EQ(got, want) << n;
+  }
+}
+
 TEST(HistogramRecord, DamageIsRefusedAndAddsNothing) {
   Counts b{};
   b[3] = 1;
