@@ -145,7 +145,13 @@ class Accumulator {
   // Calls emit(gene, group, stats) for every stored slot, gene by gene in ascending
   // order, groups ascending within a gene (reads the rows in tiles, not by column).
   template <typename Emit>
-  void ForEachStored(Emit&& emit) const;
+  void ForEachStored(Emit&& emit) const {
+    ForEachStoredIn(gene_begin_, gene_end_, emit);
+  }
+  // The same for the genes [from, to) only (within this accumulator's range): callers
+  // may visit disjoint ranges from different threads.
+  template <typename Emit>
+  void ForEachStoredIn(int32_t from, int32_t to, Emit&& emit) const;
 
  private:
   static size_t RowWidth(int64_t genes) { return static_cast<size_t>((genes + 7) / 8 * 8); }
@@ -193,15 +199,15 @@ std::optional<BadValue> AddColumnBlockToRowTotals(const SparseBlock& block, int 
                                                   std::vector<double>* totals);
 
 template <typename Emit>
-void Accumulator::ForEachStored(Emit&& emit) const {
+void Accumulator::ForEachStoredIn(int32_t from, int32_t to, Emit&& emit) const {
   constexpr int32_t kTile = 32;
   struct Hit {
     int32_t group;
     const SlotStats* stats;
   };
   std::vector<std::vector<Hit>> tile(kTile);
-  for (int32_t lo = gene_begin_; lo < gene_end_; lo += kTile) {
-    const int32_t hi = std::min(gene_end_, lo + kTile);
+  for (int32_t lo = from; lo < to; lo += kTile) {
+    const int32_t hi = std::min(to, lo + kTile);
     for (auto& t : tile) t.clear();
     for (int32_t g = 0; g < n_groups_; ++g) {
       const SlotStats* row = &slots_[static_cast<size_t>(g) * width_];

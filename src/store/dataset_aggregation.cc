@@ -9,6 +9,7 @@
 #include "aggregate/grouping.h"
 #include "histogram/record.h"
 #include "util/isolate.h"
+#include "util/parallel.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -164,31 +165,67 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
   });
 }
 
-// Writes the stored slots of `acc`, gene by gene, to the spill file, each with its
-// histogram's record when the accumulator bins.
-Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
+// One block of genes' spilled runs, encoded by one thread: per gene its entries and
+// their histogram records, appended to the spill file in gene order afterwards.
+struct SpillBlock {
+  std::vector<int32_t> genes;        // in order, those with entries
+  std::vector<size_t> run_end;       // per gene: the end of its entries in `run`
+  std::vector<size_t> records_end;   // per gene: the end of its records in `records`
   std::vector<SpillRecord> run;
   std::vector<uint8_t> records;
-  int32_t current = -1;
-  Status status;
-  auto flush = [&] {
-    if (current >= 0 && !run.empty() && status.ok())
-      status = spill->AppendRun(static_cast<uint32_t>(w.gene_at[current]), run.data(),
-                                static_cast<uint32_t>(run.size()), records.data(), records.size());
-    run.clear();
-    records.clear();
-  };
-  acc.ForEachStored([&](int32_t gene, int32_t group, const aggregate::SlotStats& s) {
-    if (gene != current) {
-      flush();
-      current = gene;
+};
+
+void EncodeBlock(const DatasetWork& w, const Accumulator& acc, int32_t lo, int32_t hi,
+                 SpillBlock* b) {
+  b->genes.clear();
+  b->run_end.clear();
+  b->records_end.clear();
+  b->run.clear();
+  b->records.clear();
+  acc.ForEachStoredIn(lo, hi, [&](int32_t gene, int32_t group, const aggregate::SlotStats& s) {
+    if (b->genes.empty() || b->genes.back() != gene) {
+      if (!b->genes.empty()) {
+        b->run_end.push_back(b->run.size());
+        b->records_end.push_back(b->records.size());
+      }
+      b->genes.push_back(gene);
     }
     const int64_t n_cells = w.grouping.n_cells[static_cast<size_t>(group)];
-    run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
-    acc.AppendRecordOf(group, gene, &records);
+    b->run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
+    acc.AppendRecordOf(group, gene, &b->records);
   });
-  flush();
-  return status;
+  if (!b->genes.empty()) {
+    b->run_end.push_back(b->run.size());
+    b->records_end.push_back(b->records.size());
+  }
+}
+
+// Writes the stored slots of `acc`, gene by gene, to the spill file. The runs are encoded
+// (statistics and histogram records) on every thread, a block of genes each, in rounds,
+// and appended in gene order: the file is the same whatever the number of threads.
+Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
+  constexpr int32_t kBlockGenes = 256;
+  const int workers = std::max(1, w.threads);
+  std::vector<SpillBlock> blocks(static_cast<size_t>(workers));
+  for (int32_t round = acc.gene_begin(); round < acc.gene_end();
+       round += kBlockGenes * workers) {
+    ParallelFor(static_cast<size_t>(workers), workers, 1, [&](int, size_t i) {
+      const int32_t lo = round + static_cast<int32_t>(i) * kBlockGenes;
+      const int32_t hi = std::min(acc.gene_end(), lo + kBlockGenes);
+      if (lo < hi) EncodeBlock(w, acc, lo, hi, &blocks[i]);
+      else blocks[i].genes.clear();
+    });
+    for (const SpillBlock& b : blocks)
+      for (size_t k = 0; k < b.genes.size(); ++k) {
+        const size_t run_begin = k ? b.run_end[k - 1] : 0;
+        const size_t rec_begin = k ? b.records_end[k - 1] : 0;
+        CC_RETURN_IF_ERROR(spill->AppendRun(
+            static_cast<uint32_t>(w.gene_at[b.genes[k]]), b.run.data() + run_begin,
+            static_cast<uint32_t>(b.run_end[k] - run_begin), b.records.data() + rec_begin,
+            b.records_end[k] - rec_begin));
+      }
+  }
+  return Status::Ok();
 }
 
 // How `spec` of --matrix names a matrix path.
