@@ -15,6 +15,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "histogram/histogram.h"
@@ -54,17 +55,45 @@ inline size_t CheckedRecordLength(const uint8_t* p, size_t avail, uint64_t nnz) 
   return at;
 }
 
-// Adds a checked record's bins into `bins`; returns its length.
+// Adds a checked record's bins into `bins`; returns its length. Per run of equal bins in
+// a list, and per bin of a range, one addition: a sorted list repeats its bins, and an
+// increment per cell would wait on the previous one to the same counter.
 inline size_t AddCheckedRecord(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins) {
   if (nnz == 0 || avail == 0) return 0;
   if (p[0] < kBins) {
     const size_t n = static_cast<size_t>(nnz) < avail ? static_cast<size_t>(nnz) : avail;
-    for (size_t k = 0; k < n; ++k) ++(*bins)[p[k] & (kBins - 1)];
+    size_t k = 0;
+    // Eight bins at a time: the bytes where the next bin differs end runs; each run adds
+    // its length once (bits of `ends`, found by counting trailing zeros).
+    for (; k + 9 <= n; k += 8) {
+      uint64_t word, next;
+      std::memcpy(&word, p + k, 8);
+      std::memcpy(&next, p + k + 1, 8);
+      uint64_t ends = word ^ next;  // byte i nonzero: bin i ends a run
+      ends = ((ends | (ends >> 4)) & 0x0f0f0f0f0f0f0f0fULL) + 0x0f0f0f0f0f0f0f0fULL;
+      ends &= 0x1010101010101010ULL;
+      size_t start = 0;
+      while (ends) {
+        const size_t i = static_cast<size_t>(__builtin_ctzll(ends)) / 8;
+        (*bins)[p[k + i] & (kBins - 1)] += i + 1 - start;
+        start = i + 1;
+        ends &= ends - 1;
+      }
+      if (start < 8) (*bins)[p[k + 7] & (kBins - 1)] += 8 - start;
+    }
+    for (; k < n; ++k) ++(*bins)[p[k] & (kBins - 1)];
     return n;
   }
-  const char* why = nullptr;
-  const size_t n = ReadRecord(p, avail, nnz, bins, &why);
-  return why ? CheckedRecordLength(p, avail, nnz) : n;
+  if (avail < 2) return avail;
+  const size_t lo = p[0] & 0x3f, hi = p[1] & (kBins - 1);
+  size_t at = 2;
+  for (size_t b = lo; b <= hi && at < avail; ++b) {
+    uint64_t v = p[at] & 0x7f;
+    for (int shift = 7; (p[at++] & 0x80) && at < avail && shift <= 28; shift += 7)
+      v |= static_cast<uint64_t>(p[at] & 0x7f) << shift;
+    (*bins)[b] += v;
+  }
+  return at;
 }
 
 }  // namespace cellcube::histogram

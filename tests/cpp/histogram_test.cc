@@ -71,6 +71,30 @@ TEST(HistogramRecord, RoundTripsAndPicksTheShorterForm) {
   }
 }
 
+TEST(HistogramRecord, CheckedDecodingAddsWhatReadRecordAdds) {
+  std::mt19937 rng(13);
+  for (int trial = 0; trial < 3000; ++trial) {
+    Counts b{};
+    const int cells = 1 + static_cast<int>(rng() % 300);
+    const int centre = static_cast<int>(rng() % 64), spread = static_cast<int>(rng() % 25);
+    for (int c = 0; c < cells; ++c)
+      ++b[static_cast<size_t>(
+          std::clamp(centre + static_cast<int>(rng() % (2 * spread + 1)) - spread, 0, 63))];
+    if (trial % 7 == 0) b[static_cast<size_t>(rng() % 64)] += 1u << (7 * (rng() % 4));
+    const uint64_t nnz = Total(b);
+    std::vector<uint8_t> rec;
+    AppendRecord(b, nnz, &rec);
+    rec.push_back(0x11);  // the next record's first byte: not read
+    Counts fast{}, checked{};
+    const char* why = nullptr;
+    const size_t n = ReadRecord(rec.data(), rec.size(), nnz, &checked, &why);
+    ASSERT_EQ(why, nullptr);
+    EXPECT_EQ(AddCheckedRecord(rec.data(), rec.size(), nnz, &fast), n);
+    EXPECT_EQ(CheckedRecordLength(rec.data(), rec.size(), nnz), n);
+    ASSERT_EQ(fast, checked);
+  }
+}
+
 TEST(HistogramRecord, SortedBinsGiveTheSameBytes) {
   std::mt19937 rng(11);
   for (int trial = 0; trial < 3000; ++trial) {
