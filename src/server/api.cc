@@ -101,6 +101,34 @@ void AppendGenesJson(const Snapshot& snap, const QueryResult& result, std::strin
   body->push_back(']');
 }
 
+// The envelope's end: `"notes":[...],"took_us":N}`, the time since `t0`.
+void AppendNotesAndTime(const QueryResult& result, std::chrono::steady_clock::time_point t0,
+                        std::string* body) {
+  const auto took =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
+  body->append(",\"notes\":[");
+  for (size_t i = 0; i < result.notes.size(); ++i) {
+    if (i) body->push_back(',');
+    AppendJsonString(body, result.notes[i]);
+  }
+  *body += "],\"took_us\":" + std::to_string(took) + "}";
+}
+
+// The genes, split columns and population of /api/v1/query and /api/v1/distribution.
+Result<Query> QueryParams(const Request& req, const ApiLimits& limits) {
+  Query q;
+  q.genes = SplitList(Param(req, "genes"));
+  if (q.genes.empty()) return Status::InvalidArgument("genes is required, e.g. ?genes=CD3E,MS4A1");
+  if (q.genes.size() > limits.max_genes)
+    return Status::InvalidArgument("at most " + std::to_string(limits.max_genes) +
+                                   " genes per query");
+  q.by = SplitList(Param(req, "by"));
+  if (q.by.size() > 4) return Status::InvalidArgument("split by at most 4 columns");
+  CC_ASSIGN_OR_RETURN(q.population, ParsePopulation(req, limits));
+  return q;
+}
+
 // The JSON answer of /api/v1/query: the rows as render.h lays them out, in an envelope
 // of what only the server tells (the genes' datasets that did not measure them, the time
 // since `t0`).
@@ -119,15 +147,7 @@ std::string QueryJson(const Snapshot& snap, const QueryResult& result, RowLayout
   AppendGenesJson(snap, result, &body);
   body.push_back(',');
   AppendJsonRows(result, layout, &body);
-  const auto took =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  body.append(",\"notes\":[");
-  for (size_t i = 0; i < result.notes.size(); ++i) {
-    if (i) body.push_back(',');
-    AppendJsonString(&body, result.notes[i]);
-  }
-  body += "],\"took_us\":" + std::to_string(took) + "}";
+  AppendNotesAndTime(result, t0, &body);
   return body;
 }
 
@@ -143,20 +163,10 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
   const std::string layout = Param(req, "layout", "objects");
   if (layout != "objects" && layout != "compact")
     return Error(HttpStatus::kBadRequest, "layout must be objects or compact");
-  Query q;
-  q.genes = SplitList(Param(req, "genes"));
-  if (q.genes.empty())
-    return Error(HttpStatus::kBadRequest, "genes is required, e.g. ?genes=CD3E,MS4A1");
-  if (q.genes.size() > limits.max_genes)
-    return Error(HttpStatus::kBadRequest,
-                 "at most " + std::to_string(limits.max_genes) + " genes per query");
-  q.by = SplitList(Param(req, "by"));
-  if (q.by.size() > 4) return Error(HttpStatus::kBadRequest, "split by at most 4 columns");
-  q.metrics = SplitList(Param(req, "metrics"));
-  auto population = ParsePopulation(req, limits);
-  if (!population.ok()) return ErrorFor(population.status());
-  q.population = std::move(population).value();
-  auto result = snap.engine->Run(q);
+  auto q = QueryParams(req, limits);
+  if (!q.ok()) return ErrorFor(q.status());
+  q->metrics = SplitList(Param(req, "metrics"));
+  auto result = snap.engine->Run(*q);
   if (!result.ok()) return ErrorFor(result.status());
   if (format == "csv") {
     Response r;
@@ -178,21 +188,11 @@ Response HandleDistribution(const Snapshot& snap, const Request& req, const ApiL
   const std::string format = Param(req, "format", "json");
   if (format != "json" && format != "csv")
     return Error(HttpStatus::kBadRequest, "format must be json or csv");
-  Query q;
-  q.genes = SplitList(Param(req, "genes"));
-  if (q.genes.empty())
-    return Error(HttpStatus::kBadRequest, "genes is required, e.g. ?genes=CD3E,MS4A1");
-  if (q.genes.size() > limits.max_genes)
-    return Error(HttpStatus::kBadRequest,
-                 "at most " + std::to_string(limits.max_genes) + " genes per query");
-  q.by = SplitList(Param(req, "by"));
-  if (q.by.size() > 4) return Error(HttpStatus::kBadRequest, "split by at most 4 columns");
-  q.metrics = {"n_cells"};
-  q.distribution = true;
-  auto population = ParsePopulation(req, limits);
-  if (!population.ok()) return ErrorFor(population.status());
-  q.population = std::move(population).value();
-  auto result = snap.engine->Run(q);
+  auto q = QueryParams(req, limits);
+  if (!q.ok()) return ErrorFor(q.status());
+  q->metrics = {"n_cells"};
+  q->distribution = true;
+  auto result = snap.engine->Run(*q);
   if (!result.ok()) return ErrorFor(result.status());
   if (format == "csv") {
     Response r;
@@ -206,15 +206,7 @@ Response HandleDistribution(const Snapshot& snap, const Request& req, const ApiL
   AppendDistributionJson(*result, &body);
   body.push_back(',');
   AppendGenesJson(snap, *result, &body);
-  const auto took =
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0)
-          .count();
-  body.append(",\"notes\":[");
-  for (size_t i = 0; i < result->notes.size(); ++i) {
-    if (i) body.push_back(',');
-    AppendJsonString(&body, result->notes[i]);
-  }
-  body += "],\"took_us\":" + std::to_string(took) + "}";
+  AppendNotesAndTime(*result, t0, &body);
   return Json(body);
 }
 
