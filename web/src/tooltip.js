@@ -87,7 +87,8 @@ export function violinTooltipContent(d, { units }) {
   }
   const rows = [
     ["cells", fmtInt(s.n)],
-    ["zeros", `${fmtInt(s.zeros)} (${fmtPct(s.zeroShare)})`],
+    // 99.7% of zeros is not "100%": a few cells do express.
+    ["zeros", `${fmtInt(s.zeros)} (${s.zeroShare > 0.99 && s.zeroShare < 1 ? `${(100 * s.zeroShare).toFixed(1)}%` : fmtPct(s.zeroShare)})`],
     ["median", fmtNum(s.median)],
     ["IQR (q25–q75)", `${fmtNum(s.q25)} – ${fmtNum(s.q75)}`],
     ["q05–q95", `${fmtNum(s.q05)} – ${fmtNum(s.q95)}`],
