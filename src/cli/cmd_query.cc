@@ -95,15 +95,19 @@ std::string TableNumber(double v) {
   return buf;
 }
 
+// Gene ids are often opaque (ENSG...): tables show the symbols too, when known.
+bool HasSymbols(const QueryResult& r) {
+  for (size_t g = 0; g < r.genes.size(); ++g)
+    if (!r.symbols[g].empty() && r.symbols[g] != r.genes[g]) return true;
+  return false;
+}
+
 void PrintTable(const QueryResult& r) {
   if (r.rows.empty()) {
     std::cout << "no rows\n";  // why: on stderr (RunQuery)
     return;
   }
-  // Gene ids are often opaque (ENSG...): the table shows the symbols too, when known.
-  bool symbols = false;
-  for (size_t g = 0; g < r.genes.size(); ++g)
-    symbols |= !r.symbols[g].empty() && r.symbols[g] != r.genes[g];
+  const bool symbols = HasSymbols(r);
   std::vector<std::string> header = r.ColumnNames();
   if (symbols)
     header.insert(header.begin() + static_cast<std::ptrdiff_t>(r.by.size()) + 1, "symbol");
@@ -186,10 +190,13 @@ void PrintDistributionTable(const QueryResult& r) {
     std::cout << "no rows\n";
     return;
   }
+  const bool symbols = HasSymbols(r);
   std::vector<std::string> header = r.by;
   char edge[64];
   std::snprintf(edge, sizeof edge, "expressing cells over (0, %.4g]", r.hist_max);
-  for (const char* c : {"gene", "n_cells", "zeros", "median", "q25", "q75", "median_expr"})
+  header.emplace_back("gene");
+  if (symbols) header.emplace_back("symbol");
+  for (const char* c : {"n_cells", "zeros", "median", "q25", "q75", "median_expr"})
     header.emplace_back(c);
   header.emplace_back(edge);
   TextTable t(header);
@@ -198,6 +205,7 @@ void PrintDistributionTable(const QueryResult& r) {
     std::vector<std::string> cells;
     for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
     cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
+    if (symbols) cells.push_back(r.symbols[static_cast<size_t>(row.gene)]);
     cells.push_back(WithThousands(row.stats.n_cells));
     const bool known = r.HasDistribution(i);
     cells.push_back(known ? WithThousands(row.stats.n_cells - row.stats.nnz) : "-");
@@ -209,7 +217,8 @@ void PrintDistributionTable(const QueryResult& r) {
     t.AddRow(std::move(cells));
   }
   std::vector<size_t> right;
-  for (size_t c = r.by.size() + 1; c < r.by.size() + 7; ++c) right.push_back(c);
+  const size_t first = r.by.size() + (symbols ? 2 : 1);  // n_cells
+  for (size_t c = first; c < first + 6; ++c) right.push_back(c);
   t.Print(std::cout, right, "");
 }
 
