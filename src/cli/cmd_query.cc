@@ -224,38 +224,46 @@ void PrintDistributionTable(const QueryResult& r) {
 
 }  // namespace
 
-Status RunQuery(const std::vector<std::string>& argv) {
+namespace {
+
+// How one command prints its answer in each --format.
+struct Printers {
+  std::string (*csv)(const QueryResult&);
+  std::string (*json)(const QueryResult&);
+  void (*table)(const QueryResult&);
+};
+
+// Parses, runs and prints `command`'s query (a distribution when `distribution`), then
+// its notes on stderr.
+Status Answer(const std::vector<std::string>& argv, const std::string& command, bool distribution,
+              const Printers& print) {
   Args args;
   std::string format;
-  CC_ASSIGN_OR_RETURN(Query q, ParseQuery(argv, "query", true, &args, &format));
+  CC_ASSIGN_OR_RETURN(Query q, ParseQuery(argv, command, !distribution, &args, &format));
+  if (distribution) {
+    q.distribution = true;
+    q.metrics = {"n_cells"};
+  }
   CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
   CC_ASSIGN_OR_RETURN(QueryResult result, engine->Run(q));
-  if (format == "csv") {
-    std::cout << FormatCsv(result);
-  } else if (format == "json") {
-    std::cout << FormatJson(result);
-  } else {
-    PrintTable(result);
-  }
+  if (format == "csv")
+    std::cout << print.csv(result);
+  else if (format == "json")
+    std::cout << print.json(result);
+  else
+    print.table(result);
   return Finish(result);
 }
 
+}  // namespace
+
+Status RunQuery(const std::vector<std::string>& argv) {
+  return Answer(argv, "query", false, {FormatCsv, FormatJson, PrintTable});
+}
+
 Status RunDistribution(const std::vector<std::string>& argv) {
-  Args args;
-  std::string format;
-  CC_ASSIGN_OR_RETURN(Query q, ParseQuery(argv, "distribution", false, &args, &format));
-  q.distribution = true;
-  q.metrics = {"n_cells"};
-  CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(args.positionals()[0]));
-  CC_ASSIGN_OR_RETURN(QueryResult result, engine->Run(q));
-  if (format == "csv") {
-    std::cout << FormatDistributionCsv(result);
-  } else if (format == "json") {
-    std::cout << FormatDistributionJson(result);
-  } else {
-    PrintDistributionTable(result);
-  }
-  return Finish(result);
+  return Answer(argv, "distribution", true,
+                {FormatDistributionCsv, FormatDistributionJson, PrintDistributionTable});
 }
 
 }  // namespace cellcube::cli

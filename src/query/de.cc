@@ -267,6 +267,23 @@ void Wilcoxon(const Bins& bins1, uint64_t zeros1, const Bins& bins2, uint64_t ze
   row->effect = u1 / (n1 * n2);
 }
 
+// A tested row's sides: their cells and the fractions expressing (every test).
+void DescribeSides(const Aggregate side[2], DeRow* row) {
+  row->n_cells1 = side[0].n_cells;
+  row->n_cells2 = side[1].n_cells;
+  row->frac1 = static_cast<double>(side[0].nnz) / static_cast<double>(side[0].n_cells);
+  row->frac2 = static_cast<double>(side[1].nnz) / static_cast<double>(side[1].n_cells);
+}
+
+// The Wilcoxon test of two sides (their statistics and bins): means over the cells, then
+// the rank-sum over the binned values, the cells without a value above 0 as zeros.
+void TestWilcoxon(const Aggregate side[2], const Bins& bins1, const Bins& bins2, DeRow* row) {
+  row->mean1 = Mean(side[0]);
+  row->mean2 = Mean(side[1]);
+  Wilcoxon(bins1, static_cast<uint64_t>(side[0].n_cells - side[0].nnz), bins2,
+           static_cast<uint64_t>(side[1].n_cells - side[1].nnz), row);
+}
+
 // The splits of the one roll-up a test needs: under cells, the two sides (with m2);
 // under donors, each donor in the test on each side (side * units + unit), then the
 // rest of each side (2 * units + side), whose sum with the side's donors is the side.
@@ -347,10 +364,7 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
     DeRow& row = by_gene[gi];
     row = DeRow{};  // the buffer holds the previous DE's rows
     row.gene = genes[gi];
-    row.n_cells1 = side[0].n_cells;
-    row.n_cells2 = side[1].n_cells;
-    row.frac1 = static_cast<double>(side[0].nnz) / static_cast<double>(side[0].n_cells);
-    row.frac2 = static_cast<double>(side[1].nnz) / static_cast<double>(side[1].n_cells);
+    DescribeSides(side, &row);
     if (test == Test::kCells) {
       row.mean1 = Mean(side[0]);
       row.mean2 = Mean(side[1]);
@@ -359,12 +373,7 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
       Welch(n1, row.mean1, n1 >= 2 ? side[0].m2 / (n1 - 1) : kEmpty, n2, row.mean2,
             n2 >= 2 ? side[1].m2 / (n2 - 1) : kEmpty, &row);
     } else if (test == Test::kWilcoxon) {
-      row.mean1 = Mean(side[0]);
-      row.mean2 = Mean(side[1]);
-      const auto zeros = [&](int s) {
-        return static_cast<uint64_t>(side[s].n_cells - side[s].nnz);
-      };
-      Wilcoxon(splits.bins[0], zeros(0), splits.bins[1], zeros(1), &row);
+      TestWilcoxon(side, splits.bins[0], splits.bins[1], &row);
     } else if (test == Test::kDonorsUnpaired) {
       TestDonorsUnpaired(d, splits, &row);
     } else {
@@ -640,15 +649,9 @@ Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32
       for (size_t b = 0; b < rest.size(); ++b) rest[b] -= sp.bins[j][b];
       DeRow& row = rows[static_cast<size_t>(j) * n_genes + gi];
       row.gene = genes[gi];
-      row.n_cells1 = side[0].n_cells;
-      row.n_cells2 = side[1].n_cells;
-      row.frac1 = static_cast<double>(side[0].nnz) / static_cast<double>(side[0].n_cells);
-      row.frac2 = static_cast<double>(side[1].nnz) / static_cast<double>(side[1].n_cells);
-      row.mean1 = Mean(side[0]);
-      row.mean2 = Mean(side[1]);
+      DescribeSides(side, &row);
+      TestWilcoxon(side, sp.bins[j], rest, &row);
       row.logfc = row.mean1 - row.mean2;
-      Wilcoxon(sp.bins[j], static_cast<uint64_t>(side[0].n_cells - side[0].nnz), rest,
-               static_cast<uint64_t>(side[1].n_cells - side[1].nnz), &row);
       tested[static_cast<size_t>(j) * n_genes + gi] = 1;
     }
   };

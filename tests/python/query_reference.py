@@ -264,9 +264,9 @@ class Reference:
         return any(self._selected(ds, where).any() for ds in self.datasets
                    if not datasets or ds.name in datasets)
 
-    def expected(self, genes, by=(), where=None, datasets=None, metrics=None):
-        """Rows [{col: str, ..., 'gene': id, metric: int/float/None}] in output order."""
-        metrics = metrics or DEFAULT_METRICS
+    def pooled(self, genes, by=(), where=None, datasets=None):
+        """[(split labels tuple, gene id, values)] over the selected cells, in output order:
+        each (split, gene)'s cells of the datasets that measured the gene."""
         ids = self.resolve(genes)
         pooled = {}  # (split labels tuple, gene) -> list of value arrays
         for ds in self.datasets:
@@ -283,19 +283,25 @@ class Reference:
                         pooled.setdefault((key, g), []).append(ds.V[cells, ds.gene_col[g]])
         splits = sorted({k for k, _g in pooled},
                         key=lambda key: tuple(self._position(c, l) for c, l in zip(by, key)))
-        rows = []
+        out = []
         for key in splits:
             for g in ids:
-                if (key, g) not in pooled:
-                    continue
-                v = np.concatenate(pooled[(key, g)])
-                if len(v) == 0:
-                    continue
-                row = {c: ("NA" if l is None else l) for c, l in zip(by, key)}
-                row["gene"] = g
-                for m in metrics:
-                    row[m] = metric(m, v)
-                rows.append(row)
+                if (key, g) in pooled:
+                    v = np.concatenate(pooled[(key, g)])
+                    if len(v):
+                        out.append((key, g, v))
+        return out
+
+    def expected(self, genes, by=(), where=None, datasets=None, metrics=None):
+        """Rows [{col: str, ..., 'gene': id, metric: int/float/None}] in output order."""
+        metrics = metrics or DEFAULT_METRICS
+        rows = []
+        for key, g, v in self.pooled(genes, by, where, datasets):
+            row = {c: ("NA" if l is None else l) for c, l in zip(by, key)}
+            row["gene"] = g
+            for m in metrics:
+                row[m] = metric(m, v)
+            rows.append(row)
         return rows
 
 

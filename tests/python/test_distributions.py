@@ -51,23 +51,8 @@ def setup(tmp_path_factory):
 
 
 def pooled(ref, genes, by=(), where=None, datasets=None):
-    """{(split labels, gene id): values} over the selected cells, in output order."""
-    ids = ref.resolve(genes)
-    out = {}
-    for ds in ref.datasets:
-        if datasets and ds.name not in datasets:
-            continue
-        mask = ref._selected(ds, where)
-        keys = [tuple(ds.column(c)[i] for c in by) for i in range(ds.n)]
-        for key in {k for k, m in zip(keys, mask) if m}:
-            cells = mask & np.array([k == key for k in keys])
-            for g in ids:
-                if g in ds.gene_col:
-                    out.setdefault((key, g), []).append(ds.V[cells, ds.gene_col[g]])
-    splits = sorted({k for k, _g in out},
-                    key=lambda key: tuple(ref._position(c, l) for c, l in zip(by, key)))
-    return [(key, g, np.concatenate(out[(key, g)])) for key in splits for g in ids
-            if (key, g) in out]
+    """[(split labels, gene id, values)] over the selected cells, in output order."""
+    return ref.pooled(genes, by, where, datasets)
 
 
 def expected_rows(ref, genes, by=(), where=None, datasets=None):

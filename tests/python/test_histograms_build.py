@@ -37,26 +37,49 @@ DEFAULT_MAX = 9.210440366976517  # ln(10001), the largest cp10k_log1p value
 # --------------------------------------------------------------------------
 
 
+class BadRecord(AssertionError):
+    """A record that breaks docs/FORMAT.md's encoding."""
+
+
+def _varint_length(v: int) -> int:
+    return max(1, (int(v).bit_length() + 6) // 7)
+
+
 def decode_record(buf: np.ndarray, at: int, nnz: int) -> tuple[np.ndarray, int]:
     """The bins of the record at `at` of an entry of `nnz` expressing cells, and its
     length. A list (first byte < 64): nnz bin bytes, ascending. A range (first byte
-    0x40 | lo): lo, then hi, then hi - lo + 1 LEB128 counts."""
+    0x40 | lo): lo, then hi, then hi - lo + 1 LEB128 counts. Whichever is shorter is
+    written, the list on a tie. Raises BadRecord on anything else
+    (test_decoder_refuses_broken_records shows each check firing)."""
     bins = np.zeros(BINS, dtype=np.int64)
     if nnz == 0:
         return bins, 0
     first = int(buf[at])
     if first < BINS:
         listed = buf[at:at + nnz].astype(np.int64)
-        assert len(listed) == nnz and np.all(np.diff(listed) >= 0) and listed.max() < BINS
+        if len(listed) != nnz:
+            raise BadRecord(f"list of {nnz} bins cut short at {len(listed)}")
+        if np.any(np.diff(listed) < 0):
+            raise BadRecord(f"list bins not ascending: {listed.tolist()}")
+        if listed.max() >= BINS:
+            raise BadRecord(f"list bin {listed.max()} beyond the last bin")
         np.add.at(bins, listed, 1)
+        lo, hi = int(listed[0]), int(listed[-1])
+        as_range = 2 + sum(_varint_length(c) for c in bins[lo:hi + 1])
+        if nnz > as_range:
+            raise BadRecord(f"a list of {nnz} bytes where a range takes {as_range}")
         return bins, nnz
-    assert first & 0xC0 == 0x40, f"unknown record form {first:#x}"
+    if first & 0xC0 != 0x40:
+        raise BadRecord(f"unknown record form {first:#x}")
     lo, hi = first & 0x3F, int(buf[at + 1])
-    assert lo <= hi < BINS
+    if not lo <= hi < BINS:
+        raise BadRecord(f"bad bin range {lo}..{hi}")
     p = at + 2
     for b in range(lo, hi + 1):
         value, shift = 0, 0
         while True:
+            if p >= len(buf):
+                raise BadRecord("range record cut short")
             byte = int(buf[p])
             p += 1
             value |= (byte & 0x7F) << shift
@@ -64,10 +87,40 @@ def decode_record(buf: np.ndarray, at: int, nnz: int) -> tuple[np.ndarray, int]:
             if not byte & 0x80:
                 break
         bins[b] = value
-    assert bins[lo] > 0 and bins[hi] > 0 and bins.sum() == nnz
-    # The shorter form is written (the list on a tie).
-    assert p - at < nnz
+    if bins[lo] == 0 or bins[hi] == 0:
+        raise BadRecord("a range whose end bin is empty")
+    if bins.sum() != nnz:
+        raise BadRecord(f"range counts add up to {bins.sum()}, not {nnz}")
+    if p - at >= nnz:  # the shorter form is written, the list on a tie
+        raise BadRecord(f"a range of {p - at} bytes where a list takes {nnz}")
     return bins, p - at
+
+
+def test_decoder_refuses_broken_records():
+    """The independent decoder above can fail: every one of its checks refuses a record
+    built to break it, and it decodes the well-formed ones."""
+    def record(*b):
+        return np.array(b, dtype=np.uint8)
+
+    good_list, n = decode_record(record(3, 5, 5), 0, 3)
+    assert n == 3 and good_list[3] == 1 and good_list[5] == 2
+    good_range, n = decode_record(record(0x40 | 10, 12, 100, 0, 100), 0, 200)
+    assert n == 5 and good_range[10] == 100 and good_range[12] == 100
+    broken = [
+        (record(3, 5), 3, "cut short"),
+        (record(5, 3, 5), 3, "not ascending"),
+        (record(3, 70, 70), 3, "beyond the last bin"),
+        (record(*([7] * 20)), 20, "where a range takes"),  # 3 bytes as a range
+        (record(0x80, 1), 1, "unknown record form"),
+        (record(0x40 | 12, 10, 1), 1, "bad bin range"),
+        (record(0x40 | 10, 12, 100, 0), 200, "cut short"),
+        (record(0x40 | 10, 12, 0, 0, 100), 100, "end bin is empty"),
+        (record(0x40 | 10, 12, 100, 0, 100), 201, "add up to"),
+        (record(0x40 | 10, 11, 1, 1), 2, "where a list takes"),
+    ]
+    for buf, nnz, why in broken:
+        with pytest.raises(BadRecord, match=why):
+            decode_record(buf, 0, nnz)
 
 
 class Store:
