@@ -12,7 +12,7 @@ set -euo pipefail
 
 BUILD=(
   build-essential cmake ninja-build pkg-config
-  libhdf5-dev liblzf-dev libdeflate-dev zlib1g-dev liburing-dev
+  libhdf5-dev liblzf-dev libdeflate-dev zlib1g-dev libzstd-dev liburing-dev
   libgtest-dev nlohmann-json3-dev pybind11-dev libmicrohttpd-dev libboost-math-dev python3-dev
   hdf5-tools  # h5dump, which cellcube's message about a damaged file tells the user to run
 )

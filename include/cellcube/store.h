@@ -51,6 +51,14 @@ struct DatasetInput {
   std::string path;
 };
 
+// An ontology term map (docs/ONTOLOGY.md): a file, or its bytes already in memory (the
+// demo's embedded maps), `path` then naming it (and giving its version, as a file name
+// would).
+struct OntologyFile {
+  std::string path;
+  std::string bytes;  // empty: read `path`
+};
+
 struct BuildOptions {
   // Cell-type column candidates: each dataset uses the first it has (SPEC §5); empty =
   // the first of SPEC §5's list that exists.
@@ -77,6 +85,9 @@ struct BuildOptions {
   bool histograms = true;
   double hist_max = kDefaultHistMax;
   bool hist_max_given = false;  // set on the command line (add checks it)
+  // Term maps to match the grouping columns' values against (build --ontology); for add,
+  // empty = the store's embedded terms (docs/ONTOLOGY.md).
+  std::vector<OntologyFile> ontologies;
 };
 
 struct BuildProgress {

@@ -110,6 +110,38 @@ struct DatasetRecord {
   std::vector<int32_t> measured_genes;  // indices into StoreData::gene_ids, ascending
 };
 
+// The ontology terms a store embeds (docs/ONTOLOGY.md; docs/FORMAT.md "Ontology terms"):
+// the terms its ontology-backed columns use and all their ancestors, with the ancestor
+// maps as the term-map files give them, and which columns each ontology backs. A value
+// of a backed column is the label of the term it matched; a value that is no term's
+// label (in the column's ontology) is a plain value. Empty for a store built without
+// --ontology.
+struct StoreOntologies {
+  struct Source {
+    std::string name;     // the ids' prefix: "CL", "UBERON", "MONDO"
+    std::string version;  // the release, e.g. "v2026-03-26"; "" when unknown
+  };
+  std::vector<Source> ontologies;
+  // Terms, ascending by id; each term's ancestors are terms here too.
+  std::vector<std::string> term_ids;
+  std::vector<std::string> term_labels;
+  std::vector<int32_t> term_ontology;  // per term: into ontologies
+  // Per term t: its ancestors ancestors[ancestor_begin[t], ancestor_begin[t + 1]), term
+  // indices ascending, with their distances as the file gives them (membership uses the
+  // map, never the distance-1 links alone).
+  std::vector<int64_t> ancestor_begin{0};
+  std::vector<int32_t> ancestors;
+  std::vector<int32_t> ancestor_distance;
+  // The backed grouping columns (by name) and their ontology (into ontologies).
+  std::vector<std::string> columns;
+  std::vector<int32_t> column_ontology;
+
+  bool empty() const { return ontologies.empty(); }
+  int32_t n_terms() const { return static_cast<int32_t>(term_ids.size()); }
+  // Corrupt naming the first broken invariant (sizes, order, ranges).
+  [[nodiscard]] Status Validate() const;
+};
+
 // Rows are cell groups, columns genes; statistics are CSC (by gene), one entry per
 // (group, gene) whose statistics are not all zero.
 struct StoreData {
@@ -141,6 +173,9 @@ struct StoreData {
 
   // One per value of the "dataset" column, in the same order.
   std::vector<DatasetRecord> datasets;
+
+  // The ontology terms (empty without --ontology).
+  StoreOntologies ontology;
 
   int64_t n_groups() const { return static_cast<int64_t>(n_cells.size()); }
   int64_t n_genes() const { return static_cast<int64_t>(gene_ids.size()); }
