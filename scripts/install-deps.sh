@@ -21,6 +21,7 @@ command -v node >/dev/null 2>&1 || BUILD+=(nodejs)
 command -v npm >/dev/null 2>&1 || BUILD+=(npm)
 TEST=(
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-pytest
+  python3-zstandard  # the ontology tests read the term maps themselves
   chromium snakemake nginx
 )
 BENCH=(redis-server python3-redis python3-flask wrk)
