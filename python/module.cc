@@ -36,20 +36,22 @@ using WhereList = std::vector<std::pair<std::string, std::vector<std::string>>>;
 
 // The population of every call: cellcube/__init__.py has made `where` a list of
 // (column, labels) and `datasets` a list of names.
-Population MakePopulation(const WhereList& where, const std::vector<std::string>& datasets) {
+Population MakePopulation(const WhereList& where, const std::vector<std::string>& datasets,
+                          const std::vector<std::string>& rollup) {
   Population p;
   for (const auto& [column, values] : where) p.where.push_back({column, values});
   p.datasets = datasets;
+  p.rollup = rollup;
   return p;
 }
 
 Query MakeQuery(const std::vector<std::string>& genes, const std::vector<std::string>& by,
                 const WhereList& where, const std::vector<std::string>& datasets,
-                const std::vector<std::string>& metrics) {
+                const std::vector<std::string>& metrics, const std::vector<std::string>& rollup) {
   Query q;
   q.genes = genes;
   q.by = by;
-  q.population = MakePopulation(where, datasets);
+  q.population = MakePopulation(where, datasets, rollup);
   q.metrics = metrics;
   return q;
 }
@@ -95,8 +97,9 @@ class PyStore {
   // n_cells/nnz as int64 arrays, other metrics as float64 arrays (NaN = missing).
   py::tuple query(const std::vector<std::string>& genes, const std::vector<std::string>& by,
                   const WhereList& where, const std::vector<std::string>& datasets,
-                  const std::vector<std::string>& metrics) const {
-    const Query q = MakeQuery(genes, by, where, datasets, metrics);
+                  const std::vector<std::string>& metrics,
+                  const std::vector<std::string>& rollup) const {
+    const Query q = MakeQuery(genes, by, where, datasets, metrics, rollup);
     Result<QueryResult> r = [&] {
       py::gil_scoped_release release;
       return engine_->Run(q);
@@ -108,14 +111,27 @@ class PyStore {
     py::list columns;
     for (const auto& name : res.ColumnNames()) names.append(name);
     // Label columns share one str object per distinct label.
+    // Per backed by-column, each label's term id (docs/ONTOLOGY.md).
+    py::dict term_ids;
     for (size_t c = 0; c < res.by.size(); ++c) {
       std::vector<py::str> per_split;
-      for (int64_t s = 0; s < res.n_splits; ++s)
-        per_split.emplace_back(res.split_labels[static_cast<size_t>(s) * res.by.size() + c]);
+      py::dict ids;
+      for (int64_t s = 0; s < res.n_splits; ++s) {
+        const auto k = static_cast<size_t>(s) * res.by.size() + c;
+        per_split.emplace_back(res.split_labels[k]);
+        if (res.by_backed[c] && !res.split_terms[k].empty())
+          ids[py::str(res.split_labels[k])] = res.split_terms[k];
+      }
+      if (res.by_backed[c]) term_ids[py::str(res.by[c])] = ids;
       py::list col(n);
       for (py::ssize_t i = 0; i < n; ++i)
         col[static_cast<size_t>(i)] = per_split[static_cast<size_t>(res.rows[i].split)];
       columns.append(col);
+      if (!res.by_rolled[c]) continue;
+      py::array_t<int64_t> depth(n);
+      auto* p = depth.mutable_data();
+      for (py::ssize_t i = 0; i < n; ++i) p[i] = res.Depth(res.rows[i].split, c);
+      columns.append(depth);
     }
     {
       std::vector<py::str> per_gene(res.genes.begin(), res.genes.end());
@@ -138,16 +154,17 @@ class PyStore {
         columns.append(a);
       }
     }
-    return py::make_tuple(names, columns, res.notes);
+    return py::make_tuple(names, columns, res.notes, term_ids);
   }
 
   // The same query rendered as CSV or JSON text (what the CLI prints).
   std::string query_text(const std::vector<std::string>& genes, const std::vector<std::string>& by,
                          const WhereList& where, const std::vector<std::string>& datasets,
-                         const std::vector<std::string>& metrics, const std::string& format) const {
+                         const std::vector<std::string>& metrics, const std::string& format,
+                         const std::vector<std::string>& rollup) const {
     if (format != "csv" && format != "json")
       Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
-    const Query q = MakeQuery(genes, by, where, datasets, metrics);
+    const Query q = MakeQuery(genes, by, where, datasets, metrics, rollup);
     Result<std::string> text = [&]() -> Result<std::string> {
       py::gil_scoped_release release;
       CC_ASSIGN_OR_RETURN(QueryResult r, engine_->Run(q));
@@ -160,8 +177,9 @@ class PyStore {
   // `cellcube distribution --format csv` prints, and the 65 bin edges.
   py::tuple distribution_text(const std::vector<std::string>& genes,
                               const std::vector<std::string>& by, const WhereList& where,
-                              const std::vector<std::string>& datasets) const {
-    Query q = MakeQuery(genes, by, where, datasets, {"n_cells"});
+                              const std::vector<std::string>& datasets,
+                              const std::vector<std::string>& rollup) const {
+    Query q = MakeQuery(genes, by, where, datasets, {"n_cells"}, rollup);
     q.distribution = true;
     Result<QueryResult> r = [&] {
       py::gil_scoped_release release;
@@ -180,12 +198,13 @@ class PyStore {
                     const std::vector<std::string>& group2, const WhereList& where,
                     const std::vector<std::string>& datasets, const std::string& test,
                     const std::string& donor, int64_t min_cells, double min_frac,
-                    const std::string& direction, int64_t top, const std::string& format) const {
+                    const std::string& direction, int64_t top, const std::string& format,
+                    const std::vector<std::string>& rollup) const {
     DeOptions o;
     o.compare = compare;
     o.group1 = group1;
     o.group2 = group2;
-    o.population = MakePopulation(where, datasets);
+    o.population = MakePopulation(where, datasets, rollup);
     o.testing = {test, donor, min_cells, OptionNames::kParameters};
     o.min_frac = min_frac;
     o.direction = direction;
@@ -204,10 +223,10 @@ class PyStore {
   py::tuple markers_text(const std::string& column, const WhereList& where,
                          const std::vector<std::string>& datasets, int64_t top, double max_padj,
                          const std::string& test, const std::string& donor, int64_t min_cells,
-                         const std::string& format) const {
+                         const std::string& format, const std::vector<std::string>& rollup) const {
     MarkersOptions o;
     o.column = column;
-    o.population = MakePopulation(where, datasets);
+    o.population = MakePopulation(where, datasets, rollup);
     o.testing = {test, donor, min_cells, OptionNames::kParameters};
     o.top = top;
     o.max_padj = max_padj;
@@ -258,18 +277,18 @@ PYBIND11_MODULE(_cellcube, m) {
       .def_property_readonly("n_entries", &PyStore::n_entries)
       .def("values", &PyStore::values, py::arg("column"))
       .def("query", &PyStore::query, py::arg("genes"), py::arg("by"), py::arg("where"),
-           py::arg("datasets"), py::arg("metrics"))
+           py::arg("datasets"), py::arg("metrics"), py::arg("rollup") = std::vector<std::string>())
       .def("query_text", &PyStore::query_text, py::arg("genes"), py::arg("by"), py::arg("where"),
-           py::arg("datasets"), py::arg("metrics"), py::arg("format"))
+           py::arg("datasets"), py::arg("metrics"), py::arg("format"), py::arg("rollup") = std::vector<std::string>())
       .def("distribution_text", &PyStore::distribution_text, py::arg("genes"), py::arg("by"),
-           py::arg("where"), py::arg("datasets"))
+           py::arg("where"), py::arg("datasets"), py::arg("rollup") = std::vector<std::string>())
       .def("de_text", &PyStore::de_text, py::arg("compare"), py::arg("group1"), py::arg("group2"),
            py::arg("where"), py::arg("datasets"), py::arg("test"), py::arg("donor"),
            py::arg("min_cells"), py::arg("min_frac"), py::arg("direction"), py::arg("top"),
-           py::arg("format"))
+           py::arg("format"), py::arg("rollup") = std::vector<std::string>())
       .def("markers_text", &PyStore::markers_text, py::arg("column"), py::arg("where"),
            py::arg("datasets"), py::arg("top"), py::arg("max_padj"), py::arg("test"),
-           py::arg("donor"), py::arg("min_cells"), py::arg("format"));
+           py::arg("donor"), py::arg("min_cells"), py::arg("format"), py::arg("rollup") = std::vector<std::string>());
   m.def("open", &PyStore::Open, py::arg("path"));
   py::list metrics;
   for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));

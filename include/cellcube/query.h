@@ -105,6 +105,10 @@ struct WhereClause {
 struct Population {
   std::vector<std::string> datasets;
   std::vector<WhereClause> where;
+  // Ontology-backed columns rolled up (docs/ONTOLOGY.md "Roll-up"): a term named in
+  // `where` (or a DE side) stands for its subtree, and a split by the column gives one row
+  // per shown term. A column no ontology backs is an InvalidArgument error.
+  std::vector<std::string> rollup;
 };
 
 struct Query {
@@ -124,6 +128,22 @@ struct QueryResult {
   std::vector<int32_t> gene_indices;  // their indices in the store's genes (var rows)
   int64_t n_splits = 0;
   std::vector<std::string> split_labels;  // n_splits x by.size(), row-major; "NA" = missing
+  // Beside split_labels: the term id of each ontology-backed value ("" for plain values,
+  // NA, and columns no ontology backs); and which by-columns are backed, and rolled up.
+  std::vector<std::string> split_terms;
+  std::vector<uint8_t> by_backed, by_rolled;  // per by-column
+  // Per split, per rolled-up by-column (in by order): its depth (docs/ONTOLOGY.md).
+  std::vector<int32_t> split_depth;
+  int32_t n_rolled() const {
+    int32_t n = 0;
+    for (uint8_t r : by_rolled) n += r;
+    return n;
+  }
+  // The name of rolled-up by-column c's depth column: "depth", or "COL_depth" when
+  // several are rolled up.
+  std::string DepthColumn(size_t by_column) const {
+    return n_rolled() > 1 ? by[by_column] + "_depth" : std::string("depth");
+  }
 
   struct Row {
     int32_t split = 0;  // into split_labels
@@ -161,7 +181,15 @@ struct QueryResult {
   const std::string& Label(const Row& row, size_t by_column) const {
     return split_labels[static_cast<size_t>(row.split) * by.size() + by_column];
   }
-  // The output columns: the by-columns, "gene", then the metrics.
+  // Rolled-up by-column c's depth in split sp (0 when c is not rolled up).
+  int32_t Depth(int64_t sp, size_t by_column) const {
+    if (!by_rolled[by_column]) return 0;
+    size_t k = 0;
+    for (size_t c = 0; c < by_column; ++c) k += by_rolled[c];
+    return split_depth[static_cast<size_t>(sp) * static_cast<size_t>(n_rolled()) + k];
+  }
+  // The output columns: the by-columns (each rolled-up one followed by its depth
+  // column), "gene", then the metrics.
   std::vector<std::string> ColumnNames() const;
 };
 
@@ -200,8 +228,29 @@ class QueryEngine {
   // NA: the one matcher of where clauses and DE sides. "NA" matches missing values and a
   // value literally named NA; any other value must be one of the column's labels, else
   // NotFound naming `context` (e.g. "--group1") when given, with suggestions.
+  // A value of an ontology-backed column may also be a term's id or label, any case
+  // (docs/ONTOLOGY.md): the values labelled with that term, or with `rollup`, with a term
+  // of its subtree (none, for a term without cells, is no error).
   Result<std::vector<uint8_t>> MatchValues(int32_t column, const std::vector<std::string>& values,
-                                           const std::string& context = "") const;
+                                           const std::string& context = "",
+                                           bool rollup = false) const;
+  // Per (column label + 1): whether the label's term is a strict ancestor of the term of
+  // one of `values` (which MatchValues accepted): the cells DE's `rest` leaves out under a
+  // roll-up (docs/ONTOLOGY.md "DE and markers").
+  std::vector<uint8_t> AncestorValues(int32_t column, const std::vector<std::string>& values) const;
+  // Whether a column is ontology-backed; an InvalidArgument error for each of `columns`
+  // that is not (or NotFound for an unknown one), naming how to back it.
+  bool IsBacked(int32_t column) const;
+  Status CheckRollup(const std::vector<std::string>& columns) const;
+  // The shown terms of a roll-up of `column` over `groups` (docs/ONTOLOGY.md "Roll-up"):
+  // each with its label, id and depth, in pre-order; then the plain values present.
+  struct RolledValue {
+    std::string label, term_id;  // term_id "" for a plain value
+    int32_t depth = 0;
+  };
+  std::vector<RolledValue> RolledValues(int32_t column, const std::vector<int32_t>& groups) const;
+  // A backed column's term id for its label `code` ("" for a plain value or none).
+  const std::string& TermId(int32_t column, int32_t code) const;
   // Per (split, gene), split-major: the statistics of `groups` (ascending) pooled by
   // `split_of_group` (one split in [0, n_splits) per group); n_cells counts the cells
   // of datasets that measured the gene; m2 is filled when `want_m2`. Each gene's

@@ -129,7 +129,7 @@ class Store:
                 _names(metrics, "metrics"))
 
     def query(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
-              datasets: Names = None, metrics: Names = None):
+              datasets: Names = None, metrics: Names = None, rollup: Names = None):
         """Metrics per (split, gene) over the selected cells, as a pandas DataFrame.
 
         genes     gene ids or symbols (case-insensitive): a str or a list of str
@@ -138,11 +138,19 @@ class Store:
                   AND-ed; values matched literally; None or "NA" selects missing values
         datasets  only these datasets (default: all)
         metrics   any of METRICS (default: n_cells, frac, mean)
+        rollup    ontology-backed column(s) whose terms stand for their subtree
+                  (docs/ONTOLOGY.md): a term in `where` selects its subtypes too, and
+                  splitting by the column gives one row per term in tree order, with a
+                  `depth` column after it
+
+        Values of ontology-backed columns are term labels; df.attrs["term_ids"] maps each
+        backed by-column's labels to their term ids.
         """
         import numpy as np
         import pandas as pd
 
-        names, columns, notes = self._s.query(*self._args(genes, by, where, datasets, metrics))
+        names, columns, notes, term_ids = self._s.query(
+            *self._args(genes, by, where, datasets, metrics), rollup=_names(rollup, "rollup"))
         data = {}
         for name, col in zip(names, columns):
             if isinstance(col, list):  # labels and gene ids: str objects
@@ -152,20 +160,24 @@ class Store:
             data[name] = col
         # A dict keeps the column order; passing columns= as well would make pandas
         # reindex (several times slower).
-        return _with_notes(pd.DataFrame(data), notes)
+        frame = pd.DataFrame(data)
+        frame.attrs["term_ids"] = {column: dict(ids) for column, ids in term_ids.items()}
+        return _with_notes(frame, notes)
 
     def query_csv(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
-                  datasets: Names = None, metrics: Names = None) -> str:
+                  datasets: Names = None, metrics: Names = None, rollup: Names = None) -> str:
         """The same query as CSV text, exactly as `cellcube query --format csv` prints it."""
-        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "csv")
+        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "csv",
+                                  rollup=_names(rollup, "rollup"))
 
     def query_json(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
-                   datasets: Names = None, metrics: Names = None) -> str:
+                   datasets: Names = None, metrics: Names = None, rollup: Names = None) -> str:
         """The same query as JSON text, exactly as `cellcube query --format json` prints it."""
-        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "json")
+        return self._s.query_text(*self._args(genes, by, where, datasets, metrics), "json",
+                                  rollup=_names(rollup, "rollup"))
 
     def distribution(self, genes: Names, by: Names = None, where: Optional[Mapping] = None,
-                     datasets: Names = None):
+                     datasets: Names = None, rollup: Names = None):
         """Each gene's distribution per split, from the store's histograms (docs/QUERY.md),
         as a pandas DataFrame with the columns of `cellcube distribution --format csv`: the
         by-columns, gene, n_cells, zeros (cells without a value above 0), bin_00 ... bin_63
@@ -180,12 +192,14 @@ class Store:
         gene_list, by_list, where_list, dataset_list, _ = self._args(genes, by, where, datasets,
                                                                      None)
         text, notes, edges = self._s.distribution_text(gene_list, by_list, where_list,
-                                                       dataset_list)
+                                                       dataset_list,
+                                                       rollup=_names(rollup, "rollup"))
         label_types = {column: str for column in by_list}
         label_types["gene"] = str
         frame = pd.read_csv(io.StringIO(text), keep_default_na=False, na_values=[""],
                             dtype=label_types)
-        for column in frame.columns[len(by_list) + 2:]:  # zeros and the bins
+        zeros = list(frame.columns).index("zeros")
+        for column in frame.columns[zeros:]:  # zeros and the bins
             frame[column] = frame[column].astype("Int64")
         frame["n_cells"] = frame["n_cells"].astype("int64")
         frame.attrs["edges"] = list(edges)
@@ -194,7 +208,7 @@ class Store:
     def de(self, compare: str, group1: Names, group2: Names = "rest",
            where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
            donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
-           direction: str = "both", top: Optional[int] = None):
+           direction: str = "both", top: Optional[int] = None, rollup: Names = None):
         """Differential expression between two sides of the selected cells (docs/DE.md), as
         a pandas DataFrame with the columns of `cellcube de --format csv` (NaN = empty; the
         counts nullable Int64; a gene without a symbol ""), the test that ran in
@@ -209,34 +223,43 @@ class Store:
         donor     the donor column (default: donor, donor_id, individual, patient, subject)
         min_cells a donor counts on a side with this many cells there (default 10)
         min_frac, direction, top   filters, as `cellcube de`
+        rollup    ontology-backed column(s) rolled up (docs/ONTOLOGY.md): with `compare`
+                  among them, group1's term is its whole subtree, and "rest" leaves out
+                  the cells labelled with the term's ancestors
         """
         return _frame(*self._de(compare, group1, group2, where, datasets, test, donor,
-                                min_cells, min_frac, direction, top))
+                                min_cells, min_frac, direction, top, rollup))
 
     def de_csv(self, compare: str, group1: Names, group2: Names = "rest",
                where: Optional[Mapping] = None, datasets: Names = None, test: str = "auto",
                donor: Optional[str] = None, min_cells: int = 10, min_frac: float = 0.0,
-               direction: str = "both", top: Optional[int] = None) -> str:
+               direction: str = "both", top: Optional[int] = None,
+               rollup: Names = None) -> str:
         """de() as CSV text, exactly as `cellcube de --format csv` prints it."""
         return self._de(compare, group1, group2, where, datasets, test, donor, min_cells,
-                        min_frac, direction, top)[0]
+                        min_frac, direction, top, rollup)[0]
 
     def _de(self, compare, group1, group2, where, datasets, test, donor, min_cells, min_frac,
-            direction, top):
+            direction, top, rollup):
         """(CSV text, notes, test) of a DE."""
         return self._s.de_text(compare, _names(group1, "group1"), _names(group2, "group2"),
                                _where(where), _names(datasets, "datasets"), test, donor or "",
                                int(min_cells), float(min_frac), direction,
-                               -1 if top is None else int(top), "csv")
+                               -1 if top is None else int(top), "csv",
+                               rollup=_names(rollup, "rollup"))
 
     def markers(self, column: str = "cell_type", where: Optional[Mapping] = None,
                 datasets: Names = None, top: int = 10, max_padj: float = 0.05,
-                test: str = "auto", donor: Optional[str] = None, min_cells: int = 10):
+                test: str = "auto", donor: Optional[str] = None, min_cells: int = 10,
+                rollup: Names = None):
         """Marker genes of each value of `column` (docs/DE.md), as a pandas DataFrame with the
-        columns of `cellcube markers --format csv`, as de() gives them (attrs included)."""
+        columns of `cellcube markers --format csv`, as de() gives them (attrs included).
+        With `column` in `rollup` (docs/ONTOLOGY.md), one block per term a rolled-up query
+        shows."""
         return _frame(*self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
                                             int(top), float(max_padj), test, donor or "",
-                                            int(min_cells), "csv"))
+                                            int(min_cells), "csv",
+                                            rollup=_names(rollup, "rollup")))
 
 
 class CellcubeWarning(UserWarning):

@@ -94,6 +94,7 @@ std::vector<std::string> ListOption(const Args& args, const char* name) {
 Result<Population> PopulationOptions(const Args& args) {
   Population out;
   out.datasets = ListOption(args, "datasets");
+  out.rollup = ListOption(args, "rollup");
   for (const auto& w : args.GetAll("where")) {
     const auto eq = w.find('=');
     if (eq == std::string::npos || eq == 0) {

@@ -52,6 +52,13 @@ namespace cellcube::cli {
   "                        error there\n"                                                        \
   "  --no-histograms       no histograms (a smaller store; distribution metrics then\n"          \
   "                        need a rebuild). add keeps the store's layout\n"                      \
+  "  --ontology FILE       an ontology term map (cellxgene-ontology-guide's JSON: .json,\n"      \
+  "                        .json.gz or .json.zst), e.g. the Cell Ontology's; repeatable.\n"   \
+  "                        Columns whose values are its terms (ids, labels or synonyms) are\n" \
+  "                        bound to it: their values become the terms' labels, the store\n"    \
+  "                        embeds the terms with their ancestors, and queries can roll\n"      \
+  "                        them up (--rollup). add without it matches the new datasets\n"     \
+  "                        against the store's embedded terms (docs/ONTOLOGY.md)\n"           \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes (warnings still print)\n"                    \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
@@ -90,7 +97,8 @@ const std::vector<OptionSpec> kBuildSpecs = {{"output", true},       {"o", true}
                                              {"gene-symbols", true}, {"max-groups", true},
                                              {"donor", true},        {"threads", true},
                                              {"quiet", false},       {"no-direct-reads", false},
-                                             {"hist-max", true},     {"no-histograms", false}};
+                                             {"hist-max", true},     {"no-histograms", false},
+                                             {"ontology", true, true}};
 
 // --hist-max: a finite number above 0 (docs/BUILD.md "Histograms").
 Result<double> HistMax(const std::string& text) {
@@ -131,6 +139,7 @@ Result<BuildOptions> ParseBuildOptions(const Args& args) {
     CC_ASSIGN_OR_RETURN(o.hist_max, HistMax(*h));
     o.hist_max_given = true;
   }
+  for (const auto& path : args.GetAll("ontology")) o.ontologies.push_back({path, ""});
   return o;
 }
 

@@ -16,7 +16,8 @@ namespace cellcube::cli {
 const char* const kDeHelp =
     R"(usage: cellcube de STORE --compare COL --group1 VALUE [--group1 VALUE]...
                    [--group2 VALUE]... | [--group2 rest] [--where COL=VALUE]...
-                   [--datasets D,...] [--test auto|donors|cells|wilcoxon] [--donor COL]
+                   [--datasets D,...] [--rollup COL]... [--test auto|donors|cells|wilcoxon]
+                   [--donor COL]
                    [--min-cells N] [--min-frac F] [--direction up|down|both] [--top N]
                    [--format table|csv|json]
 
@@ -30,6 +31,9 @@ sides is tested; p-values are adjusted by Benjamini-Hochberg over the tested gen
   --group2 VALUE|rest  a value of side 2 (repeat), or rest (default): all the others
   --where COL=VALUE    the population, as in 'cellcube query' (repeatable)
   --datasets D,...     only these datasets (default: all)
+  --rollup COL         COL's ontology terms stand for their subtree (docs/ONTOLOGY.md):
+                       --compare COL --group1 T compares T and all its subtypes with
+                       the rest, less the cells labelled with T's ancestors (repeatable)
   --test T             auto (default): donors when each side keeps at least 2 donors,
                        else cells. donors: pseudobulk, each donor's mean is one unit
                        (paired when donors sit on both sides); cells: Welch's t over
@@ -57,13 +61,18 @@ test ran and why.
 
 const char* const kMarkersHelp =
     R"(usage: cellcube markers STORE [--column COL] [--where COL=VALUE]... [--datasets D,...]
-                        [--top N] [--max-padj P] [--test auto|donors|cells|wilcoxon] [--donor COL]
+                        [--rollup COL]... [--top N] [--max-padj P]
+                        [--test auto|donors|cells|wilcoxon] [--donor COL]
                         [--min-cells N] [--format table|csv|json]
 
 Marker genes of each value of a column (default cell_type) in the selected cells: for
 each value, 'cellcube de --compare COL --group1 VALUE --group2 rest', then of its genes
 with logfc > 0 and padj <= P (default 0.05), the N (default 10) with the largest logfc
 (then effect). Output: COL, then the columns of 'cellcube de'.
+
+With --rollup COL (an ontology-backed column, docs/ONTOLOGY.md), the values are the
+terms a rolled-up 'cellcube query --by COL' shows: each term against the rest less its
+ancestors' cells, skipping terms whose rest is empty.
 )";
 
 namespace {
@@ -167,6 +176,7 @@ Status RunDe(const std::vector<std::string>& argv) {
                                                     {"group2", true, true},
                                                     {"where", true, true},
                                                     {"datasets", true, true},
+                                                    {"rollup", true, true},
                                                     {"test", true},
                                                     {"donor", true},
                                                     {"min-cells", true},
@@ -198,6 +208,7 @@ Status RunMarkers(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"column", true},
                                                     {"where", true, true},
                                                     {"datasets", true, true},
+                                                    {"rollup", true, true},
                                                     {"top", true},
                                                     {"max-padj", true},
                                                     {"test", true},

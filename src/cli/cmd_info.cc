@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"
+#include "ontology/term_index.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
@@ -82,6 +83,43 @@ std::string HistogramsText(const StoreData& s, const std::string& version) {
 json AboveJson(int64_t v) { return v < 0 ? json(nullptr) : json(v); }
 std::string AboveText(int64_t v) { return v < 0 ? "-" : WithThousands(v); }
 
+// "cell_type: CL v2026-03-26; tissue: UBERON v2026-04-01 (412 terms embedded)", or why
+// there are none (docs/ONTOLOGY.md).
+std::string OntologiesText(const StoreData& s) {
+  const StoreOntologies& o = s.ontology;
+  if (o.empty()) return "none (built without --ontology)";
+  std::string out;
+  for (size_t k = 0; k < o.columns.size(); ++k) {
+    const auto& source = o.ontologies[static_cast<size_t>(o.column_ontology[k])];
+    out += (k ? "; " : "") + o.columns[k] + ": " + source.name +
+           (source.version.empty() ? "" : " " + source.version);
+  }
+  return out + " (" + WithThousands(o.n_terms()) + " terms embedded, with their ancestors)";
+}
+
+// The backed columns, their ontology and version, and the term tree (each embedded term
+// with its label and parents, its nearest ancestors).
+json OntologyJson(const StoreData& s) {
+  const StoreOntologies& o = s.ontology;
+  json columns = json::array();
+  for (size_t k = 0; k < o.columns.size(); ++k) {
+    const auto& source = o.ontologies[static_cast<size_t>(o.column_ontology[k])];
+    columns.push_back({{"column", o.columns[k]},
+                       {"ontology", source.name},
+                       {"version", source.version.empty() ? json(nullptr) : json(source.version)}});
+  }
+  const ontology::TermIndex index(o);
+  json terms = json::array();
+  for (int32_t t = 0; t < o.n_terms(); ++t) {
+    json parents = json::array();
+    for (int32_t p : index.Parents(t)) parents.push_back(o.term_ids[static_cast<size_t>(p)]);
+    terms.push_back({{"id", o.term_ids[static_cast<size_t>(t)]},
+                     {"label", o.term_labels[static_cast<size_t>(t)]},
+                     {"parents", parents}});
+  }
+  return {{"columns", columns}, {"terms", terms}};
+}
+
 json InfoJson(const StoreData& s, const InfoFacts& f) {
   json datasets = json::array();
   for (const auto& d : s.datasets)
@@ -118,6 +156,7 @@ json InfoJson(const StoreData& s, const InfoFacts& f) {
           {"n_entries", f.n_entries},
           {"bytes_per_entry", f.per_entry},
           {"histograms", HistogramsJson(s)},
+          {"ontology", s.ontology.empty() ? json(nullptr) : OntologyJson(s)},
           {"datasets", datasets},
           {"columns", columns}};
 }
@@ -130,7 +169,8 @@ void PrintInfo(const StoreData& s, const InfoFacts& f) {
       "%.1f bytes per entry\n",
       s.datasets.size(), WithThousands(f.cells).c_str(), WithThousands(s.n_groups()).c_str(),
       WithThousands(f.n_genes).c_str(), WithThousands(f.n_entries).c_str(), f.per_entry);
-  std::printf("  histograms: %s\n\n", HistogramsText(s, f.version).c_str());
+  std::printf("  histograms: %s\n", HistogramsText(s, f.version).c_str());
+  std::printf("  ontologies: %s\n\n", OntologiesText(s).c_str());
   TextTable t({"dataset", "cells", "groups", "genes", "transform", "values < 0", "above H",
                "matrix", "cell type column", "symbols column", "group-by", "source"});
   for (const auto& d : s.datasets)

@@ -14,7 +14,8 @@ namespace cellcube::cli {
 
 const char* const kQueryHelp =
     R"(usage: cellcube query STORE --genes G[,G...] [--by COL[,COL...]] [--where COL=VALUE]...
-                      [--datasets D[,D...]] [--metrics M[,M...]] [--format table|csv|json]
+                      [--datasets D[,D...]] [--rollup COL]... [--metrics M[,M...]]
+                      [--format table|csv|json]
 
 Answers, for the genes asked, over the cells of the selected groups split by the
 --by columns: how many cells (n_cells), how many express the gene (nnz), the fraction
@@ -31,6 +32,10 @@ values the store aggregated (see 'cellcube info STORE' for each dataset's transf
                       values. Repeat it: values of one column are OR-ed, different
                       columns AND-ed (--where stage=II --where stage=III --where sex=female)
   --datasets D,...    only these datasets (default: all)
+  --rollup COL        COL's ontology terms stand for their whole subtree: --where COL=T
+                      selects T and every subtype; --by COL gives one row per term and
+                      its ancestors, in tree order, with a depth column (docs/ONTOLOGY.md;
+                      COL must be built with --ontology). Repeatable
   --metrics M,...     any of n_cells,nnz,frac,sum,mean,mean_expr,var,std, and from
                       the store's histograms median,q05,q25,q75,q95,median_expr,max
                       (default: n_cells,frac,mean)
@@ -62,7 +67,7 @@ then the metrics in the order given.
 const char* const kDistributionHelp =
     R"(usage: cellcube distribution STORE --genes G[,G...] [--by COL[,COL...]]
                              [--where COL=VALUE]... [--datasets D[,D...]]
-                             [--format table|csv|json]
+                             [--rollup COL]... [--format table|csv|json]
 
 The distribution of each gene's values per split, from the store's histograms: for
 violin and box plots. One row per (split, gene) with cells: n_cells, zeros (the cells
@@ -71,7 +76,7 @@ without a value above 0), and the expressing cells counted in 64 equal bins over
 default, the largest cp10k_log1p value). Bin i holds the values v with
 i*H/64 < v <= (i+1)*H/64; values above H are in the last bin.
 
-  --genes, --by, --where, --datasets   as for 'cellcube query'
+  --genes, --by, --where, --datasets, --rollup   as for 'cellcube query'
   --format F          table (default: the counts, median, q25, q75, median_expr and a
                       line of the bins), csv (columns: the --by columns, gene,
                       n_cells, zeros, bin_00 ... bin_63) or json ({"columns", "edges":
@@ -102,6 +107,28 @@ bool HasSymbols(const QueryResult& r) {
   return false;
 }
 
+// A row's by-columns as table cells: a rolled-up column's label indented by its depth,
+// then the depth (docs/ONTOLOGY.md).
+void AppendSplitCells(const QueryResult& r, const QueryResult::Row& row,
+                      std::vector<std::string>* cells) {
+  for (size_t c = 0; c < r.by.size(); ++c) {
+    if (!r.by_rolled[c]) {
+      cells->push_back(r.Label(row, c));
+      continue;
+    }
+    const int32_t depth = r.Depth(row.split, c);
+    cells->push_back(std::string(2 * static_cast<size_t>(depth), ' ') + r.Label(row, c));
+    cells->push_back(std::to_string(depth));
+  }
+}
+
+// The by-columns' header (each rolled-up one followed by its depth column).
+std::vector<std::string> SplitHeader(const QueryResult& r) {
+  std::vector<std::string> names = r.ColumnNames();
+  names.resize(names.size() - r.metrics.size() - 1);
+  return names;
+}
+
 void PrintTable(const QueryResult& r) {
   if (r.rows.empty()) {
     std::cout << "no rows\n";  // why: on stderr (RunQuery)
@@ -109,15 +136,15 @@ void PrintTable(const QueryResult& r) {
   }
   const bool symbols = HasSymbols(r);
   std::vector<std::string> header = r.ColumnNames();
-  if (symbols)
-    header.insert(header.begin() + static_cast<std::ptrdiff_t>(r.by.size()) + 1, "symbol");
+  const size_t n_split = SplitHeader(r).size();
+  if (symbols) header.insert(header.begin() + static_cast<std::ptrdiff_t>(n_split) + 1, "symbol");
   TextTable t(header);
   std::vector<size_t> right;
-  for (size_t i = 0; i < r.metrics.size(); ++i) right.push_back(r.by.size() + 1 + symbols + i);
+  for (size_t i = 0; i < r.metrics.size(); ++i) right.push_back(n_split + 1 + symbols + i);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     std::vector<std::string> cells;
-    for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
+    AppendSplitCells(r, row, &cells);
     cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
     if (symbols) cells.push_back(r.symbols[static_cast<size_t>(row.gene)]);
     for (Metric m : r.metrics) {
@@ -142,6 +169,7 @@ Result<Query> ParseQuery(const std::vector<std::string>& argv, const std::string
                                    {"by", true, true},
                                    {"where", true, true},
                                    {"datasets", true, true},
+                                   {"rollup", true, true},
                                    {"format", true}};
   if (metrics) specs.push_back({"metrics", true, true});
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, specs));
@@ -191,7 +219,7 @@ void PrintDistributionTable(const QueryResult& r) {
     return;
   }
   const bool symbols = HasSymbols(r);
-  std::vector<std::string> header = r.by;
+  std::vector<std::string> header = SplitHeader(r);
   char edge[64];
   std::snprintf(edge, sizeof edge, "expressing cells over (0, %.4g]", r.hist_max);
   header.emplace_back("gene");
@@ -203,7 +231,7 @@ void PrintDistributionTable(const QueryResult& r) {
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     std::vector<std::string> cells;
-    for (size_t c = 0; c < r.by.size(); ++c) cells.push_back(r.Label(row, c));
+    AppendSplitCells(r, row, &cells);
     cells.push_back(r.genes[static_cast<size_t>(row.gene)]);
     if (symbols) cells.push_back(r.symbols[static_cast<size_t>(row.gene)]);
     cells.push_back(WithThousands(row.stats.n_cells));
@@ -217,7 +245,7 @@ void PrintDistributionTable(const QueryResult& r) {
     t.AddRow(std::move(cells));
   }
   std::vector<size_t> right;
-  const size_t first = r.by.size() + (symbols ? 2 : 1);  // n_cells
+  const size_t first = SplitHeader(r).size() + (symbols ? 2 : 1);  // n_cells
   for (size_t c = first; c < first + 6; ++c) right.push_back(c);
   t.Print(std::cout, right, "");
 }

@@ -104,10 +104,24 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
   for (const auto& v : o.group1)
     if (!rest && std::find(o.group2.begin(), o.group2.end(), v) != o.group2.end())
       return Status::InvalidArgument("value '" + v + "' is named on both sides");
-  CC_ASSIGN_OR_RETURN(auto flags1, engine.MatchValues(column, o.group1, Opt(n, "group1")));
+  // Under a roll-up a term means its subtree, and `rest` leaves out the cells labelled
+  // with a strict ancestor of side 1's terms (docs/ONTOLOGY.md "DE and markers").
+  const auto& rollup = o.population.rollup;
+  const bool rolled = std::find(rollup.begin(), rollup.end(), o.compare) != rollup.end();
+  CC_ASSIGN_OR_RETURN(auto flags1,
+                      engine.MatchValues(column, o.group1, Opt(n, "group1"), rolled));
   std::vector<uint8_t> flags2;
+  std::vector<uint8_t> neither(flags1.size(), 0);
   if (!rest) {
-    CC_ASSIGN_OR_RETURN(flags2, engine.MatchValues(column, o.group2, Opt(n, "group2")));
+    CC_ASSIGN_OR_RETURN(flags2, engine.MatchValues(column, o.group2, Opt(n, "group2"), rolled));
+    for (size_t l = 0; l < flags1.size(); ++l)
+      if (flags1[l] && flags2[l])
+        return Status::InvalidArgument(
+            Opt(n, "group2") + " overlaps " + Opt(n, "group1") + ": value '" +
+            (l ? m.labels[static_cast<size_t>(column)][l - 1] : std::string("NA")) +
+            "' is on both sides" + (rolled ? " (a term stands for its whole subtree)" : ""));
+  } else if (rolled) {
+    neither = engine.AncestorValues(column, o.group1);
   }
   Design d;
   CC_ASSIGN_OR_RETURN(d.donor_column, DonorColumn(engine, o.testing.donor));
@@ -119,7 +133,7 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
     int32_t side = -1;
     if (flags1[flag])
       side = 0;
-    else if (rest || flags2[flag])
+    else if ((rest && !neither[flag]) || (!rest && flags2[flag]))
       side = 1;
     if (side < 0) continue;
     const int64_t n = m.n_cells[static_cast<size_t>(g)];
@@ -592,24 +606,77 @@ void AppendMarkers(const QueryEngine& engine, const MarkersOptions& o, const std
 
 // Wilcoxon markers in one roll-up (docs/DE.md): one split per value (and one for NA), each
 // gene's histograms decoded once; a value's side 2 is the gene's total minus its side 1.
-Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32_t column,
-                       const std::vector<int32_t>& population,
-                       const std::vector<std::string>& values, MarkersResult* out) {
+// The values markers run for (docs/ONTOLOGY.md "DE and markers"): each present value,
+// or under a roll-up each shown term and plain value; each with its side 1 and the cells
+// on neither side (per label + 1), less the values whose rest holds no cells.
+struct MarkerValue {
+  std::string label;
+  std::vector<uint8_t> side, neither;
+};
+
+Result<std::vector<MarkerValue>> MarkerValues(const QueryEngine& engine, const MarkersOptions& o,
+                                              int32_t column,
+                                              const std::vector<int32_t>& population) {
   const StoreData& m = engine.store().meta();
   const auto& codes = m.codes[static_cast<size_t>(column)];
-  const auto& labels = m.labels[static_cast<size_t>(column)];
-  std::vector<int32_t> split_of_label(labels.size(), -1);
-  for (size_t v = 0; v < values.size(); ++v)
-    split_of_label[static_cast<size_t>(std::find(labels.begin(), labels.end(), values[v]) -
-                                       labels.begin())] = static_cast<int32_t>(v);
-  const auto k = static_cast<int32_t>(values.size());  // split k: the NA groups
+  const auto& rollup = o.population.rollup;
+  const bool rolled = std::find(rollup.begin(), rollup.end(), o.column) != rollup.end();
+  std::vector<std::string> labels;
+  if (rolled) {
+    for (const auto& v : engine.RolledValues(column, population)) labels.push_back(v.label);
+  } else {
+    std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);
+    for (int32_t g : population)
+      if (codes[static_cast<size_t>(g)] >= 0)
+        present[static_cast<size_t>(codes[static_cast<size_t>(g)])] = 1;
+    for (size_t l = 0; l < present.size(); ++l)
+      if (present[l]) labels.push_back(m.labels[static_cast<size_t>(column)][l]);
+  }
+  std::vector<MarkerValue> out;
+  for (const auto& label : labels) {
+    MarkerValue v;
+    v.label = label;
+    CC_ASSIGN_OR_RETURN(v.side, engine.MatchValues(column, {label}, "", rolled));
+    v.neither = rolled ? engine.AncestorValues(column, {label})
+                       : std::vector<uint8_t>(v.side.size(), 0);
+    bool rest = false;
+    for (int32_t g : population) {
+      const auto f = static_cast<size_t>(codes[static_cast<size_t>(g)] + 1);
+      rest = rest || (!v.side[f] && !v.neither[f]);
+    }
+    if (rest) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+// Sums the splits flagged (per label + 1; split l - 1 for label l, the last for NA).
+void AddFlagged(const QueryEngine::GeneSplits& sp, const std::vector<uint8_t>& flags,
+                Aggregate* a, Bins* bins) {
+  const size_t na = flags.size() - 1;
+  for (size_t f = 0; f < flags.size(); ++f) {
+    if (!flags[f]) continue;
+    const size_t j = f == 0 ? na : f - 1;
+    a->n_cells += sp.at[j].n_cells;
+    a->nnz += sp.at[j].nnz;
+    a->sum += sp.at[j].sum;
+    for (size_t b = 0; b < bins->size(); ++b) (*bins)[b] += sp.bins[j][b];
+  }
+}
+
+Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32_t column,
+                       const std::vector<int32_t>& population,
+                       const std::vector<MarkerValue>& values, MarkersResult* out) {
+  const StoreData& m = engine.store().meta();
+  const auto& codes = m.codes[static_cast<size_t>(column)];
+  const auto n_labels = static_cast<int32_t>(m.labels[static_cast<size_t>(column)].size());
   Design d;
   d.groups = population;
-  std::vector<int32_t> split;
+  std::vector<int32_t> split;  // one split per label, the last for NA
   for (int32_t g : population) {
     const int32_t code = codes[static_cast<size_t>(g)];
-    split.push_back(code < 0 ? k : split_of_label[static_cast<size_t>(code)]);
+    split.push_back(code < 0 ? n_labels : code);
   }
+  const auto k = static_cast<int32_t>(values.size());
   DeOptions as_de;
   as_de.testing = o.testing;
   CC_RETURN_IF_ERROR(CheckWilcoxon(engine, as_de, d));
@@ -632,7 +699,7 @@ Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32
   const QueryEngine::RollUpVisitor visit = [&](size_t gi, const QueryEngine::GeneSplits& sp) {
     Aggregate total;
     Bins total_bins{};
-    for (int32_t j = 0; j <= k; ++j) {
+    for (int32_t j = 0; j <= n_labels; ++j) {
       const Aggregate& a = sp.at[j];
       total.n_cells += a.n_cells;
       total.nnz += a.nnz;
@@ -640,22 +707,25 @@ Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32
       for (size_t b = 0; b < total_bins.size(); ++b) total_bins[b] += sp.bins[j][b];
     }
     for (int32_t j = 0; j < k; ++j) {
-      Aggregate side[2] = {sp.at[j], total};
-      side[1].n_cells -= side[0].n_cells;
-      side[1].nnz -= side[0].nnz;
-      side[1].sum -= side[0].sum;
+      const MarkerValue& v = values[static_cast<size_t>(j)];
+      Aggregate side[2] = {Aggregate(), total}, neither;
+      Bins bins1{}, rest = total_bins, neither_bins{};
+      AddFlagged(sp, v.side, &side[0], &bins1);
+      AddFlagged(sp, v.neither, &neither, &neither_bins);
+      side[1].n_cells -= side[0].n_cells + neither.n_cells;
+      side[1].nnz -= side[0].nnz + neither.nnz;
+      side[1].sum -= side[0].sum + neither.sum;
       if (side[0].n_cells <= 0 || side[1].n_cells <= 0) continue;
-      Bins rest = total_bins;
-      for (size_t b = 0; b < rest.size(); ++b) rest[b] -= sp.bins[j][b];
+      for (size_t b = 0; b < rest.size(); ++b) rest[b] -= bins1[b] + neither_bins[b];
       DeRow& row = rows[static_cast<size_t>(j) * n_genes + gi];
       row.gene = genes[gi];
       DescribeSides(side, &row);
-      TestWilcoxon(side, sp.bins[j], rest, &row);
+      TestWilcoxon(side, bins1, rest, &row);
       row.logfc = row.mean1 - row.mean2;
       tested[static_cast<size_t>(j) * n_genes + gi] = 1;
     }
   };
-  CC_RETURN_IF_ERROR(engine.RollUpEach(genes, population, split, k + 1,
+  CC_RETURN_IF_ERROR(engine.RollUpEach(genes, population, split, n_labels + 1,
                                        QueryEngine::RollUpWants{false, true}, visit));
   std::vector<DeRow> value_rows;
   for (int32_t j = 0; j < k; ++j) {
@@ -667,9 +737,11 @@ Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32
     for (const DeRow& r : value_rows) p.push_back(r.pvalue);
     const std::vector<double> padj = BenjaminiHochberg(p);
     for (size_t i = 0; i < value_rows.size(); ++i) value_rows[i].padj = padj[i];
-    AppendMarkers(engine, o, values[static_cast<size_t>(j)], value_rows, out);
+    AppendMarkers(engine, o, values[static_cast<size_t>(j)].label, value_rows, out);
   }
-  out->de.notes.push_back(ValuesSaying(o.column, values, values.size()) +
+  std::vector<std::string> labels;
+  for (const auto& v : values) labels.push_back(v.label);
+  out->de.notes.push_back(ValuesSaying(o.column, labels, labels.size()) +
                           ": test: wilcoxon (Mann-Whitney U over the cells' binned values, as "
                           "asked; t holds z, effect the AUC)");
   out->de.test = "wilcoxon";
@@ -686,15 +758,10 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
   // The population is selected once; each value's comparison splits it.
   CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population, engine.SelectGroups(o.population));
-  const StoreData& m = engine.store().meta();
-  const auto& codes = m.codes[static_cast<size_t>(column)];
-  std::vector<uint8_t> present(m.labels[static_cast<size_t>(column)].size(), 0);
-  for (int32_t g : population)
-    if (codes[static_cast<size_t>(g)] >= 0)
-      present[static_cast<size_t>(codes[static_cast<size_t>(g)])] = 1;
+  CC_ASSIGN_OR_RETURN(const std::vector<MarkerValue> marker_values,
+                      MarkerValues(engine, o, column, population));
   std::vector<std::string> values;
-  for (size_t l = 0; l < present.size(); ++l)
-    if (present[l]) values.push_back(m.labels[static_cast<size_t>(column)][l]);
+  for (const auto& v : marker_values) values.push_back(v.label);
   if (values.size() < 2)
     return Status::InvalidArgument("markers need at least 2 values of '" + o.column +
                                    "' in the selected population; it has " +
@@ -702,7 +769,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   MarkersResult out;
   out.column = o.column;
   if (o.testing.test == "wilcoxon") {
-    CC_RETURN_IF_ERROR(WilcoxonMarkers(engine, o, column, population, values, &out));
+    CC_RETURN_IF_ERROR(WilcoxonMarkers(engine, o, column, population, marker_values, &out));
     return out;
   }
   std::set<std::string> tests;

@@ -13,6 +13,7 @@
 
 #include "cellcube/query.h"
 #include "query/engine_internal.h"
+#include "query/rolled_splits.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -26,6 +27,7 @@ QueryEngine::QueryEngine(std::shared_ptr<const StoreReader> store, const EngineO
   for (int64_t n : m.n_cells) impl->inverse_cells.push_back(1.0 / static_cast<double>(n));
   impl->genes = std::make_unique<const GeneNames>(store_->gene_ids(), store_->gene_symbols());
   impl->scales = std::make_unique<const query::DatasetScales>(m);
+  impl->terms = query::Terms::Of(m);
   for (size_t c = 0; c < m.columns.size(); ++c) {
     auto& codes = impl->label_code.emplace_back();
     for (size_t l = 0; l < m.labels[c].size(); ++l)
@@ -181,7 +183,7 @@ uint64_t NumberSplits(const StoreData& m, const std::vector<int32_t>& by, RunScr
 
 // The answer from the roll-up t.agg (split-major): genes, split labels, and the rows of
 // (split, gene)s with cells.
-void FillResult(const StoreReader& s, const std::vector<int32_t>& genes,
+void FillResult(const StoreReader& s, const query::Terms& terms, const std::vector<int32_t>& genes,
                 const std::vector<int32_t>& by, uint64_t n_splits, const RunScratch& t,
                 QueryResult* result) {
   const StoreData& m = s.meta();
@@ -199,6 +201,10 @@ void FillResult(const StoreReader& s, const std::vector<int32_t>& genes,
       const int32_t code = m.codes[static_cast<size_t>(c)][g];
       result->split_labels.push_back(
           code < 0 ? kNA : m.labels[static_cast<size_t>(c)][static_cast<size_t>(code)]);
+      if (!terms) continue;
+      const int32_t term = terms.TermOf(c, code);
+      result->split_terms.push_back(term < 0 ? std::string()
+                                             : m.ontology.term_ids[static_cast<size_t>(term)]);
     }
   }
   const size_t n_genes = genes.size();
@@ -214,6 +220,33 @@ void FillResult(const StoreReader& s, const std::vector<int32_t>& genes,
 
 }  // namespace
 
+// A rolled-up answer (docs/ONTOLOGY.md "Roll-up"): the base splits' roll-up in t.agg
+// combined into the output splits, which replace the plain ones in the result.
+void FillRolled(const StoreReader& s, const std::vector<int32_t>& genes,
+                const query::RolledSplits& r, const RunScratch& t, QueryResult* result) {
+  std::vector<Aggregate> agg;
+  std::vector<Bins> bins;
+  CombineSplits(r, genes.size(), t.agg, t.bins.empty() ? nullptr : &t.bins, &agg,
+                t.bins.empty() ? nullptr : &bins);
+  result->gene_indices = genes;
+  for (int32_t g : genes) {
+    result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
+    result->symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
+  }
+  result->n_splits = r.n_out;
+  result->split_labels = r.labels;
+  result->split_terms = r.term_ids;
+  result->split_depth = r.depth;
+  const size_t n_genes = genes.size();
+  for (size_t sp = 0; sp < static_cast<size_t>(r.n_out); ++sp)
+    for (size_t gi = 0; gi < n_genes; ++gi) {
+      const Aggregate& a = agg[sp * n_genes + gi];
+      if (a.n_cells <= 0) continue;
+      result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+      if (!bins.empty()) result->bins.push_back(bins[sp * n_genes + gi]);
+    }
+}
+
 // Resolve the genes and split columns, select the groups, number their splits, roll
 // up, and lay out the answer.
 Result<QueryResult> QueryEngine::Run(const Query& q) const {
@@ -223,6 +256,11 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   CC_ASSIGN_OR_RETURN(std::vector<int32_t> genes, ResolveGenes(q.genes));
   CC_ASSIGN_OR_RETURN(std::vector<int32_t> by, SplitColumns(*this, q, result.metrics));
   result.by = q.by;
+  const auto& rollup = q.population.rollup;
+  for (size_t k = 0; k < by.size(); ++k) {
+    result.by_backed.push_back(IsBacked(by[k]));
+    result.by_rolled.push_back(std::find(rollup.begin(), rollup.end(), q.by[k]) != rollup.end());
+  }
   result.hist_max = store_->meta().hist_max;
 
   auto scratch = impl_->scratch.Take();
@@ -246,11 +284,18 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   // The roll-up's plan already lists the datasets with a selected group.
   result.datasets = scratch->rollup.contributing;
   std::sort(result.datasets.begin(), result.datasets.end());
-  FillResult(*store_, genes, by, n_splits, t, &result);
+  if (result.n_rolled() == 0) {
+    FillResult(*store_, impl_->terms, genes, by, n_splits, t, &result);
+  } else {
+    const query::RolledSplits r = query::PlanRolledSplits(
+        store_->meta(), impl_->terms, by, result.by_rolled, t.selected, t.split, t.representative);
+    FillRolled(*store_, genes, r, t, &result);
+    if (!result.rows.empty()) impl_->scales->Annotate(*store_, r.groups, r.splits, &result);
+  }
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
   if (result.rows.empty())
     result.notes.push_back(kNotMeasured);
-  else
+  else if (result.n_rolled() == 0)
     impl_->scales->Annotate(*store_, t.selected, t.split, &result);
   return result;
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cellcube/query.h"
+#include "ontology/term_index.h"
 #include "query/gene_names.h"
 #include "query/scales.h"
 #include "query/scan.h"
@@ -62,6 +63,40 @@ struct RollUpScratch {
   }
 };
 
+// The embedded ontology terms as the engine uses them (docs/ONTOLOGY.md): per column,
+// its ontology (-1: not backed) and per label its term (-1: a plain value).
+struct Terms {
+  std::unique_ptr<const ontology::TermIndex> index;  // null without ontologies
+  std::vector<int32_t> column_ontology;
+  std::vector<std::vector<int32_t>> value_term;
+  std::vector<std::vector<std::string>> value_term_id;  // per column, per label: id or ""
+
+  explicit operator bool() const { return index != nullptr; }
+  bool Backed(int32_t column) const {
+    return index && column_ontology[static_cast<size_t>(column)] >= 0;
+  }
+  int32_t TermOf(int32_t column, int32_t code) const {
+    return code < 0 || !Backed(column)
+               ? -1
+               : value_term[static_cast<size_t>(column)][static_cast<size_t>(code)];
+  }
+  // A value of a backed column as a term: its id or label, any case; -1.
+  int32_t Find(int32_t column, const std::string& value) const {
+    return Backed(column) ? index->Find(column_ontology[static_cast<size_t>(column)], value) : -1;
+  }
+  // Per (label + 1): the labels whose term is `term` (or, with `subtree`, in its subtree).
+  void Flag(int32_t column, int32_t term, bool subtree, uint8_t* flags) const;
+  static Terms Of(const StoreData& meta);
+  // A roll-up of a backed `column` over `groups` (docs/ONTOLOGY.md "Roll-up"): the shown
+  // terms in pre-order with their depths, and the plain values present (label codes,
+  // ascending).
+  struct Rolled {
+    ontology::TermIndex::Shown shown;
+    std::vector<int32_t> plain;
+  };
+  Rolled Roll(const StoreData& meta, int32_t column, const std::vector<int32_t>& groups) const;
+};
+
 struct RunScratch {
   std::vector<int32_t> selected;  // groups
   std::vector<uint64_t> keys;     // per selected group
@@ -82,6 +117,7 @@ struct QueryEngine::Scratch {
 };
 
 struct QueryEngine::Impl {
+  query::Terms terms;
   std::unique_ptr<const GeneNames> genes;                // ids and symbols
   std::vector<query::LabelCodes> label_code;             // per column
   std::vector<std::vector<std::string>> present_values;  // per column

@@ -136,7 +136,11 @@ double MetricValue(Metric m, const Aggregate& a, const Bins* bins, double hist_m
 }
 
 std::vector<std::string> QueryResult::ColumnNames() const {
-  std::vector<std::string> out = by;
+  std::vector<std::string> out;
+  for (size_t c = 0; c < by.size(); ++c) {
+    out.push_back(by[c]);
+    if (c < by_rolled.size() && by_rolled[c]) out.push_back(DepthColumn(c));
+  }
   out.push_back("gene");
   for (Metric m : metrics) out.push_back(MetricName(m));
   return out;

@@ -105,21 +105,60 @@ void AppendCompactMetric(std::string* out, Metric m, const QueryResult& r, size_
 }
 
 // Per split, the text each of its rows starts with: its labels, each rendered by
-// `field(out, by column, label)` and followed by a comma.
-template <typename Field>
-std::vector<std::string> SplitPrefixes(const QueryResult& r, Field field) {
+// `field(out, by column, label)` and followed by a comma; a rolled-up column's label is
+// followed by its depth, rendered by `depth(out, by column, depth)` (docs/ONTOLOGY.md).
+template <typename Field, typename Depth>
+std::vector<std::string> SplitPrefixes(const QueryResult& r, Field field, Depth depth) {
   std::vector<std::string> prefix(static_cast<size_t>(r.n_splits));
   for (size_t sp = 0; sp < prefix.size(); ++sp)
     for (size_t c = 0; c < r.by.size(); ++c) {
-      field(&prefix[sp], c, r.split_labels[sp * r.by.size() + c]);
+      field(&prefix[sp], c, sp);
       prefix[sp].push_back(',');
+      if (c < r.by_rolled.size() && r.by_rolled[c]) {
+        depth(&prefix[sp], c, r.Depth(static_cast<int64_t>(sp), c));
+        prefix[sp].push_back(',');
+      }
     }
   return prefix;
 }
 
+std::vector<std::string> CsvSplitPrefixes(const QueryResult& r) {
+  return SplitPrefixes(
+      r,
+      [&](std::string* s, size_t c, size_t sp) {
+        AppendCsvField(s, r.split_labels[sp * r.by.size() + c]);
+      },
+      [](std::string* s, size_t, int32_t depth) { AppendInt(s, depth); });
+}
+
+// JSON objects' keys: each by-column's label, then for a backed column its term id
+// (COL_ontology_term_id, null for a plain value), then for a rolled-up one its depth.
+std::vector<std::string> JsonSplitPrefixes(const QueryResult& r) {
+  return SplitPrefixes(
+      r,
+      [&](std::string* s, size_t c, size_t sp) {
+        AppendJsonString(s, r.by[c]);
+        s->push_back(':');
+        AppendJsonString(s, r.split_labels[sp * r.by.size() + c]);
+        if (c >= r.by_backed.size() || !r.by_backed[c]) return;
+        s->push_back(',');
+        AppendJsonString(s, r.by[c] + "_ontology_term_id");
+        s->push_back(':');
+        const std::string& id = r.split_terms[sp * r.by.size() + c];
+        if (id.empty())
+          s->append("null");
+        else
+          AppendJsonString(s, id);
+      },
+      [&](std::string* s, size_t c, int32_t depth) {
+        AppendJsonString(s, r.DepthColumn(c));
+        s->push_back(':');
+        AppendInt(s, depth);
+      });
+}
+
 void AppendCsvRows(const QueryResult& r, std::string* out) {
-  const auto split_prefix = SplitPrefixes(
-      r, [](std::string* s, size_t, const std::string& label) { AppendCsvField(s, label); });
+  const auto split_prefix = CsvSplitPrefixes(r);
   std::vector<std::string> gene_field(r.genes.size());
   for (size_t g = 0; g < r.genes.size(); ++g) AppendCsvField(&gene_field[g], r.genes[g]);
   for (size_t i = 0; i < r.rows.size(); ++i) {
@@ -136,12 +175,7 @@ void AppendCsvRows(const QueryResult& r, std::string* out) {
 
 // FormatJson's array: one object per row, one per line.
 void AppendJsonObjects(const QueryResult& r, std::string* out) {
-  const auto split_prefix =
-      SplitPrefixes(r, [&](std::string* s, size_t c, const std::string& label) {
-        AppendJsonString(s, r.by[c]);
-        s->push_back(':');
-        AppendJsonString(s, label);
-      });
+  const auto split_prefix = JsonSplitPrefixes(r);
   std::vector<std::string> gene_field(r.genes.size());
   for (size_t g = 0; g < r.genes.size(); ++g) {
     gene_field[g] = "\"gene\":";
@@ -164,6 +198,46 @@ void AppendJsonObjects(const QueryResult& r, std::string* out) {
   out->append(r.rows.empty() ? "]\n" : "\n]\n");
 }
 
+// Beside the compact layout's splits, when a by-column is ontology-backed:
+// "split_terms":[[id or null, ...]...], and when one is rolled up "split_depth":[[depth
+// per rolled-up column]...] (docs/ONTOLOGY.md).
+void AppendCompactTerms(const QueryResult& r, std::string* out) {
+  bool backed = false;
+  for (uint8_t b : r.by_backed) backed = backed || b;
+  if (backed) {
+    out->append(",\"split_terms\":[");
+    for (int64_t sp = 0; sp < r.n_splits; ++sp) {
+      out->append(sp ? ",[" : "[");
+      for (size_t c = 0; c < r.by.size(); ++c) {
+        if (c) out->push_back(',');
+        const std::string& id = r.split_terms.empty()
+                                    ? std::string()
+                                    : r.split_terms[static_cast<size_t>(sp) * r.by.size() + c];
+        if (id.empty())
+          out->append("null");
+        else
+          AppendJsonString(out, id);
+      }
+      out->push_back(']');
+    }
+    out->push_back(']');
+  }
+  if (r.n_rolled() == 0) return;
+  out->append(",\"split_depth\":[");
+  for (int64_t sp = 0; sp < r.n_splits; ++sp) {
+    out->append(sp ? ",[" : "[");
+    bool first = true;
+    for (size_t c = 0; c < r.by.size(); ++c) {
+      if (!r.by_rolled[c]) continue;
+      if (!first) out->push_back(',');
+      first = false;
+      AppendInt(out, r.Depth(sp, c));
+    }
+    out->push_back(']');
+  }
+  out->push_back(']');
+}
+
 // "splits":[[labels]...],"rows":[[split,gene,metrics...]...]
 void AppendCompactRows(const QueryResult& r, std::string* out) {
   out->append("\"splits\":[");
@@ -175,7 +249,9 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
     }
     out->push_back(']');
   }
-  out->append("],\"rows\":[");
+  out->push_back(']');
+  AppendCompactTerms(r, out);
+  out->append(",\"rows\":[");
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out->append(i ? ",[" : "[");
@@ -322,7 +398,8 @@ std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
 // ---- distributions ----
 
 std::vector<std::string> DistributionColumns(const QueryResult& r) {
-  std::vector<std::string> names = r.by;
+  std::vector<std::string> names = r.ColumnNames();
+  names.resize(names.size() - r.metrics.size() - 1);  // the by-columns (and depths)
   for (const char* c : {"gene", "n_cells", "zeros"}) names.emplace_back(c);
   return names;
 }
@@ -333,8 +410,7 @@ std::string FormatDistributionCsv(const QueryResult& r) {
   std::string out;
   out.reserve(64 * 8 + r.rows.size() * (64 * 3 + 32 * (r.by.size() + 2)));
   AppendCsvHeader(&out, names);
-  const auto split_prefix = SplitPrefixes(
-      r, [](std::string* s, size_t, const std::string& label) { AppendCsvField(s, label); });
+  const auto split_prefix = CsvSplitPrefixes(r);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out.append(split_prefix[static_cast<size_t>(row.split)]);
@@ -362,12 +438,7 @@ void AppendDistributionJson(const QueryResult& r, std::string* out) {
     AppendDouble(out, histogram::Layout(r.hist_max).Edge(i));
   }
   out->append("],\n\"rows\":[");
-  const auto split_prefix =
-      SplitPrefixes(r, [&](std::string* s, size_t c, const std::string& label) {
-        AppendJsonString(s, r.by[c]);
-        s->push_back(':');
-        AppendJsonString(s, label);
-      });
+  const auto split_prefix = JsonSplitPrefixes(r);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out->append(i ? ",\n{" : "\n{");

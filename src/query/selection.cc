@@ -31,9 +31,12 @@ Status MarkDatasets(const std::vector<std::string>& datasets, const LabelCodes& 
 
 // Sets flags[1 + code] for each of `values` of `column` (flags[0] for NA): the one
 // matching rule of where clauses and DE sides (QueryEngine::MatchValues).
+// In an ontology-backed column a value may also name a term by id or label, in any
+// case: the labels of that term, or with `rollup` of its subtree (docs/ONTOLOGY.md).
 Status MatchInto(const StoreData& m, int32_t column, const LabelCodes& codes,
-                 const std::vector<std::string>& present, const std::vector<std::string>& values,
-                 const std::string& context, uint8_t* flags) {
+                 const std::vector<std::string>& present, const query::Terms& terms, bool rollup,
+                 const std::vector<std::string>& values, const std::string& context,
+                 uint8_t* flags) {
   const std::string& name = m.columns[static_cast<size_t>(column)];
   if (values.empty()) return Status::InvalidArgument("no value given for column '" + name + "'");
   for (const auto& value : values) {
@@ -41,6 +44,11 @@ Status MatchInto(const StoreData& m, int32_t column, const LabelCodes& codes,
     if (value == "NA") {  // missing values (and a value literally called NA, if any)
       flags[0] = 1;
       if (it != codes.end()) flags[1 + static_cast<size_t>(it->second)] = 1;
+      continue;
+    }
+    const int32_t term = terms.Find(column, value);
+    if (term >= 0) {
+      terms.Flag(column, term, rollup, flags);
       continue;
     }
     if (it == codes.end())
@@ -56,6 +64,7 @@ Status MatchInto(const StoreData& m, int32_t column, const LabelCodes& codes,
 // column add up (any of their values). Clauses on the dataset column narrow
 // `dataset_selected` instead, so `where dataset:D` and `datasets D` take one path.
 Status AllowValues(const QueryEngine& engine, const std::vector<WhereClause>& where,
+                   const std::vector<std::string>& rollup, const query::Terms& terms,
                    const std::vector<LabelCodes>& label_code,
                    const std::vector<std::vector<std::string>>& present_values,
                    std::vector<WhereFilter>& filters, std::vector<uint8_t>& allowed,
@@ -74,8 +83,9 @@ Status AllowValues(const QueryEngine& engine, const std::vector<WhereClause>& wh
       filters.push_back({c, offset});
       allowed.resize(offset + m.labels[column].size() + 1, 0);
     }
-    CC_RETURN_IF_ERROR(MatchInto(m, c, label_code[column], present_values[column], clause.values,
-                                 "", allowed.data() + offset));
+    const bool rolled = std::find(rollup.begin(), rollup.end(), clause.column) != rollup.end();
+    CC_RETURN_IF_ERROR(MatchInto(m, c, label_code[column], present_values[column], terms, rolled,
+                                 clause.values, "", allowed.data() + offset));
   }
   auto on_datasets = std::find_if(filters.begin(), filters.end(),
                                   [](const WhereFilter& f) { return f.column == 0; });
@@ -136,8 +146,10 @@ Status QueryEngine::SelectGroupsInto(const Population& population, Scratch& scra
   const StoreReader& s = *store_;
   CC_RETURN_IF_ERROR(MarkDatasets(population.datasets, impl_->label_code[0], s.meta().labels[0],
                                   w.dataset_selected));
-  CC_RETURN_IF_ERROR(AllowValues(*this, population.where, impl_->label_code, impl_->present_values,
-                                 filters, w.allowed, w.dataset_selected));
+  CC_RETURN_IF_ERROR(CheckRollup(population.rollup));
+  CC_RETURN_IF_ERROR(AllowValues(*this, population.where, population.rollup, impl_->terms,
+                                 impl_->label_code, impl_->present_values, filters, w.allowed,
+                                 w.dataset_selected));
   CandidateRuns(s, w.dataset_selected, w.runs);
   CollectGroups(s, filters, w, *selected);
   return Status::Ok();
@@ -152,11 +164,13 @@ Result<std::vector<int32_t>> QueryEngine::SelectGroups(const Population& populat
 
 Result<std::vector<uint8_t>> QueryEngine::MatchValues(int32_t column,
                                                       const std::vector<std::string>& values,
-                                                      const std::string& context) const {
+                                                      const std::string& context,
+                                                      bool rollup) const {
   const auto c = static_cast<size_t>(column);
   std::vector<uint8_t> flags(store_->meta().labels[c].size() + 1, 0);
   CC_RETURN_IF_ERROR(MatchInto(store_->meta(), column, impl_->label_code[c],
-                               impl_->present_values[c], values, context, flags.data()));
+                               impl_->present_values[c], impl_->terms, rollup, values, context,
+                               flags.data()));
   return flags;
 }
 

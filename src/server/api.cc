@@ -49,6 +49,8 @@ Result<Population> ParsePopulation(const Request& req, const ApiLimits& limits) 
   for (const auto& [k, v] : req.params) {
     if (k == "datasets") {
       for (auto& d : SplitList(v)) population.datasets.push_back(d);
+    } else if (k == "rollup") {
+      for (auto& c : SplitList(v)) population.rollup.push_back(c);
     } else if (k == "where") {
       size_t colon = v.find(':');
       if (colon == std::string::npos || colon == 0)
@@ -154,7 +156,7 @@ std::string QueryJson(const Snapshot& snap, const QueryResult& result, RowLayout
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
   if (Status s =
-          CheckParams(req, {"genes", "by", "where", "datasets", "metrics", "format", "layout"});
+          CheckParams(req, {"genes", "by", "where", "datasets", "rollup", "metrics", "format", "layout"});
       !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
@@ -183,7 +185,7 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
 // layout; each row's bins (docs/API.md).
 Response HandleDistribution(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "format"}); !s.ok())
+  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "rollup", "format"}); !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
   if (format != "json" && format != "csv")
@@ -271,7 +273,7 @@ Response DeAnswer(const Request& req, std::chrono::steady_clock::time_point t0,
 
 Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"compare", "group1", "group2", "where", "datasets", "test",
+  if (Status s = CheckParams(req, {"compare", "group1", "group2", "where", "datasets", "rollup", "test",
                                    "donor", "min_cells", "min_frac", "direction", "top", "format"});
       !s.ok())
     return ErrorFor(s);
@@ -297,7 +299,7 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
 
 Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"column", "where", "datasets", "top", "max_padj", "test",
+  if (Status s = CheckParams(req, {"column", "where", "datasets", "rollup", "top", "max_padj", "test",
                                    "donor", "min_cells", "format"});
       !s.ok())
     return ErrorFor(s);
@@ -315,7 +317,7 @@ Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits
 }
 
 Response HandleCounts(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
-  if (Status s = CheckParams(req, {"where", "datasets"}); !s.ok()) return ErrorFor(s);
+  if (Status s = CheckParams(req, {"where", "datasets", "rollup"}); !s.ok()) return ErrorFor(s);
   auto population = ParsePopulation(req, limits);
   if (!population.ok()) return ErrorFor(population.status());
   auto counts = snap.catalog->FacetCounts(*population);

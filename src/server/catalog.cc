@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cellcube/de.h"
+#include "ontology/term_index.h"
 #include "util/text.h"
 
 namespace cellcube::server {
@@ -25,18 +26,78 @@ std::vector<std::vector<int64_t>> CellsPerValue(const StoreData& m) {
   return out;
 }
 
-json ColumnsJson(const StoreData& m, const std::vector<std::vector<int64_t>>& counts,
+// Each column's values with their cell counts; in an ontology-backed column each value
+// also gives its term id (null for a plain value), and the column its ontology's name.
+json ColumnsJson(const QueryEngine& engine, const std::vector<std::vector<int64_t>>& counts,
                  bool keep_zero) {
+  const StoreData& m = engine.store().meta();
   json columns = json::array();
   for (size_t c = 0; c < m.columns.size(); ++c) {
+    const auto column = static_cast<int32_t>(c);
+    const bool backed = engine.IsBacked(column);
     json values = json::array();
-    for (size_t l = 0; l < m.labels[c].size(); ++l)
-      if (keep_zero || counts[c][l] > 0)
-        values.push_back({{"value", m.labels[c][l]}, {"n_cells", counts[c][l]}});
-    if (counts[c].back() > 0) values.push_back({{"value", "NA"}, {"n_cells", counts[c].back()}});
-    columns.push_back({{"name", m.columns[c]}, {"values", values}});
+    for (size_t l = 0; l < m.labels[c].size(); ++l) {
+      if (!keep_zero && counts[c][l] == 0) continue;
+      json value = {{"value", m.labels[c][l]}, {"n_cells", counts[c][l]}};
+      if (backed) {
+        const std::string& id = engine.TermId(column, static_cast<int32_t>(l));
+        value["term_id"] = id.empty() ? json(nullptr) : json(id);
+      }
+      values.push_back(std::move(value));
+    }
+    if (counts[c].back() > 0) {
+      json na = {{"value", "NA"}, {"n_cells", counts[c].back()}};
+      if (backed) na["term_id"] = nullptr;
+      values.push_back(std::move(na));
+    }
+    json entry = {{"name", m.columns[c]}, {"values", values}};
+    if (!m.ontology.empty()) {
+      json ontology = nullptr;
+      for (size_t k = 0; k < m.ontology.columns.size(); ++k)
+        if (m.ontology.columns[k] == m.columns[c])
+          ontology =
+              m.ontology.ontologies[static_cast<size_t>(m.ontology.column_ontology[k])].name;
+      entry["ontology"] = ontology;
+    }
+    columns.push_back(std::move(entry));
   }
   return columns;
+}
+
+// The embedded ontologies (docs/ONTOLOGY.md): each with its version and the columns it
+// backs; and the term tree, every embedded term with its label and parents (its nearest
+// ancestors), for the page's filters.
+json OntologiesJson(const StoreData& m) {
+  const StoreOntologies& o = m.ontology;
+  json ontologies = json::array();
+  for (size_t i = 0; i < o.ontologies.size(); ++i) {
+    json columns = json::array();
+    for (size_t k = 0; k < o.columns.size(); ++k)
+      if (o.column_ontology[k] == static_cast<int32_t>(i)) columns.push_back(o.columns[k]);
+    ontologies.push_back({{"name", o.ontologies[i].name},
+                          {"version", o.ontologies[i].version.empty()
+                                          ? json(nullptr)
+                                          : json(o.ontologies[i].version)},
+                          {"columns", columns}});
+  }
+  return ontologies;
+}
+
+json TermsJson(const StoreData& m) {
+  const StoreOntologies& o = m.ontology;
+  const ontology::TermIndex index(o);
+  json terms = json::array();
+  for (int32_t t = 0; t < o.n_terms(); ++t) {
+    json parents = json::array();
+    for (int32_t p : index.Parents(t)) parents.push_back(o.term_ids[static_cast<size_t>(p)]);
+    terms.push_back(
+        {{"id", o.term_ids[static_cast<size_t>(t)]},
+         {"label", o.term_labels[static_cast<size_t>(t)]},
+         {"ontology",
+          o.ontologies[static_cast<size_t>(o.term_ontology[static_cast<size_t>(t)])].name},
+         {"parents", parents}});
+  }
+  return terms;
 }
 
 }  // namespace
@@ -73,7 +134,9 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
                     {"n_genes", engine_->store().n_genes()},
                     {"n_groups", m.n_groups()},
                     {"datasets", datasets},
-                    {"columns", ColumnsJson(m, CellsPerValue(m), false)},
+                    {"columns", ColumnsJson(*engine_, CellsPerValue(m), false)},
+                    {"ontologies", OntologiesJson(m)},
+                    {"terms", TermsJson(m)},
                     {"metrics", metrics},
                     {"histograms", histograms},
                     {"has_donor", !donor.empty()},
@@ -139,6 +202,7 @@ Result<Catalog::Counts> Catalog::FacetCounts(const Population& population) const
   }
   for (int32_t c : filtered) {
     Population others;
+    others.rollup = population.rollup;
     if (c != 0) others.datasets = population.datasets;
     for (const auto& clause : where)
       if (clause.column != m.columns[static_cast<size_t>(c)]) others.where.push_back(clause);
@@ -152,8 +216,7 @@ Result<Catalog::Counts> Catalog::FacetCounts(const Population& population) const
 }
 
 std::string Catalog::CountsJson(const Counts& counts) const {
-  const StoreData& m = engine_->store().meta();
-  return json{{"columns", ColumnsJson(m, counts.per_value, true)}, {"n_cells", counts.selected}}
+  return json{{"columns", ColumnsJson(*engine_, counts.per_value, true)}, {"n_cells", counts.selected}}
       .dump();
 }
 

@@ -17,6 +17,7 @@
 #include "store/store_source.h"
 #include "store/store_stream.h"
 #include "store/temp_output.h"
+#include "store/term_matching.h"
 #include "util/isolate.h"
 #include "util/parallel.h"
 #include "util/text.h"
@@ -87,11 +88,12 @@ Status CheckNames(const StoreData& existing, const std::vector<DatasetInput>& in
 // on the others; their genes join `meta`'s union in input order.
 Result<std::vector<DatasetPlan>> PlanAll(const std::vector<DatasetInput>& inputs,
                                          const BuildOptions& options,
-                                         const BuildCallbacks& callbacks, MetaBuilder* meta) {
+                                         const BuildCallbacks& callbacks, MetaBuilder* meta,
+                                         bool keep_values) {
   std::vector<DatasetPlan> plans;
   for (const auto& in : inputs) {
     NoteActivity("checking dataset " + Quote(in.name) + " (" + Quote(in.path) + ")");
-    auto plan = PlanDataset(in, options, callbacks, meta);
+    auto plan = PlanDataset(in, options, callbacks, meta, keep_values);
     if (!plan.ok()) return NamingInput(plan.status(), in.path);
     plans.push_back(std::move(plan).value());
   }
@@ -187,12 +189,20 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
       HistogramOptions(existing, existing_meta, given_options, callbacks, out.target()));
   MetaBuilder meta;
   std::vector<int32_t> existing_map;
+  const StoreOntologies existing_terms = existing_meta.ontology;
   if (existing) {
     existing_map = meta.AddGenes(existing_meta.gene_ids, existing_meta.gene_symbols);
     CC_RETURN_IF_ERROR(meta.AddGroups(existing_meta, existing_map));
     existing_meta = StoreData();  // its strings are in `meta` now
   }
-  CC_ASSIGN_OR_RETURN(std::vector<DatasetPlan> plans, PlanAll(inputs, options, callbacks, &meta));
+  const bool match_terms = !options.ontologies.empty() || !existing_terms.empty();
+  CC_ASSIGN_OR_RETURN(std::vector<DatasetPlan> plans,
+                      PlanAll(inputs, options, callbacks, &meta, match_terms));
+  if (match_terms) {
+    CC_ASSIGN_OR_RETURN(StoreOntologies terms,
+                        MatchTerms(options.ontologies, existing_terms, callbacks, &plans));
+    CC_RETURN_IF_ERROR(meta.AddOntology(terms));
+  }
   CC_ASSIGN_OR_RETURN(auto spill, SpillFile::Create(out.dir()));
   CC_ASSIGN_OR_RETURN(SpilledDatasets spilled,
                       AggregateAll(plans, options, callbacks, &meta, spill.get()));
@@ -214,6 +224,8 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
   const int64_t n_entries =
       (existing ? existing->n_entries() : 0) + static_cast<int64_t>(spill->records());
   const uint64_t hist_bytes = (existing ? existing->hist_bytes() : 0) + spilled.hist_bytes;
+  if (callbacks.note)
+    for (const auto& note : meta.notes()) callbacks.note(note);
   StoreData store = meta.Finish();
   store.hist_max = options.histograms ? options.hist_max : 0;
   CC_RETURN_IF_ERROR(
@@ -304,6 +316,8 @@ Result<StoreSummary> MergeStoreFiles(const std::vector<std::string>& stores, con
   const size_t window = WindowBytes(memory_limit, sources.size(), 5);
   for (size_t i = 0; i < sources.size(); ++i)
     CC_RETURN_IF_ERROR(sources[i]->Start(&gene_maps[i], nullptr, window, keep_open));
+  if (callbacks.note)
+    for (const auto& note : meta.notes()) callbacks.note(note);
   StoreData store = meta.Finish();
   store.hist_max = hist_max;
   CC_RETURN_IF_ERROR(

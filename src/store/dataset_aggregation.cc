@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <optional>
+#include <unordered_map>
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
@@ -85,6 +86,26 @@ struct DatasetWork {
   }
 };
 
+// Turns the values matching matched ontology terms into their terms' labels (the plan's
+// renames; docs/ONTOLOGY.md): values that become one label become one category.
+void ApplyRenames(const std::vector<std::pair<std::string, std::string>>& renames, Column* col) {
+  if (renames.empty()) return;
+  std::unordered_map<std::string, std::string> to(renames.begin(), renames.end());
+  std::unordered_map<std::string, int32_t> index;
+  std::vector<std::string> labels;
+  std::vector<int32_t> remap(col->labels.size());
+  for (size_t l = 0; l < col->labels.size(); ++l) {
+    auto it = to.find(col->labels[l]);
+    const std::string& label = it == to.end() ? col->labels[l] : it->second;
+    auto [at, fresh] = index.emplace(label, static_cast<int32_t>(labels.size()));
+    if (fresh) labels.push_back(label);
+    remap[l] = at->second;
+  }
+  for (int32_t& code : col->codes)
+    if (code >= 0) code = remap[static_cast<size_t>(code)];
+  col->labels = std::move(labels);
+}
+
 Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
   const DatasetPlan& plan = w->plan;
   std::vector<Column>& columns = w->columns;
@@ -93,6 +114,7 @@ Status GroupAndOrder(DatasetWork* w, const BuildOptions& options) {
   for (const std::string& name : grouping_columns) {
     CC_ASSIGN_OR_RETURN(Column col, w->file->ReadObsColumn(name));
     if (!plan.donor_column.empty() && name == plan.donor_column) col.name = "donor";
+    if (columns.size() < plan.renames.size()) ApplyRenames(plan.renames[columns.size()], &col);
     columns.push_back(std::move(col));
   }
   std::vector<const std::vector<int32_t>*> codes;

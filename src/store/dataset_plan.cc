@@ -86,6 +86,57 @@ bool Groupable(const Column& col) {
          col.kind == ColumnKind::kNullableBoolean;
 }
 
+// Whether `name` is the id column of a CELLxGENE pair whose label column is in obs
+// (docs/ONTOLOGY.md): grouping by both would split nothing further.
+bool IsPairIdOf(const std::string& name, const std::vector<std::string>& obs_columns) {
+  static const std::string kSuffix = "_ontology_term_id";
+  if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix)) return false;
+  return Contains(obs_columns, name.substr(0, name.size() - kSuffix.size()));
+}
+
+// The values a grouping column holds, and for a CELLxGENE pair each one's term id: the
+// id column must give one id per value (docs/ONTOLOGY.md).
+Result<DatasetPlan::ColumnValues> ValuesOf(const File& file, const Column& col,
+                                           const std::string& store_name,
+                                           const std::vector<std::string>& obs_columns) {
+  DatasetPlan::ColumnValues out;
+  out.name = store_name;
+  std::vector<int32_t> index(col.labels.size(), -1);
+  for (int32_t code : col.codes)
+    if (code >= 0 && index[static_cast<size_t>(code)] < 0) {
+      index[static_cast<size_t>(code)] = static_cast<int32_t>(out.values.size());
+      out.values.push_back(col.labels[static_cast<size_t>(code)]);
+    }
+  const std::string id_column = PairIdColumn(col.name);
+  if (!Contains(obs_columns, id_column)) return out;
+  CC_ASSIGN_OR_RETURN(Column ids, file.ReadObsColumn(id_column));
+  if (ids.codes.size() != col.codes.size())
+    return Status::InvalidArgument("obs column " + Quote(id_column) + " has " +
+                                   std::to_string(ids.codes.size()) + " values, " +
+                                   Quote(col.name) + " " + std::to_string(col.codes.size()));
+  out.pair_ids.assign(out.values.size(), "");
+  std::vector<int32_t> id_of(out.values.size(), -2);  // -2: not seen yet
+  for (size_t i = 0; i < col.codes.size(); ++i) {
+    if (col.codes[i] < 0) continue;
+    const int32_t v = index[static_cast<size_t>(col.codes[i])];
+    const int32_t id = ids.codes[i];
+    if (id_of[static_cast<size_t>(v)] == -2) {
+      id_of[static_cast<size_t>(v)] = id;
+      if (id >= 0) out.pair_ids[static_cast<size_t>(v)] = ids.labels[static_cast<size_t>(id)];
+    } else if (id_of[static_cast<size_t>(v)] != id) {
+      const auto name = [&](int32_t c) {
+        return c < 0 ? std::string("NA") : Quote(ids.labels[static_cast<size_t>(c)]);
+      };
+      return Status::InvalidArgument(
+          "value " + Quote(out.values[static_cast<size_t>(v)]) + " of obs column " +
+          Quote(col.name) + " comes with two ids in " + Quote(id_column) + ": " +
+          name(id_of[static_cast<size_t>(v)]) + " and " + name(id) +
+          "; a CELLxGENE pair gives each label one id");
+    }
+  }
+  return out;
+}
+
 // The group-by columns of one dataset (SPEC §5, §10; aggregate/groupby_choice.h): an
 // explicit --groupby as given, with a warning note when its groups average fewer than 5
 // cells; else the default, with a note naming the columns it left out or dropped.
@@ -124,6 +175,7 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   std::vector<size_t> kept_of;  // per candidate: its index in `kept`, or SIZE_MAX
   for (const auto& name : obs_columns) {
     if (name == plan->cell_type_column || name == "dataset" || name == "cell_type") continue;
+    if (IsPairIdOf(name, obs_columns)) continue;  // the same grouping as its label column
     CC_ASSIGN_OR_RETURN(Column col, file.ReadObsColumn(name));
     aggregate::GroupbyCandidate cand{name, nullptr, col.CountDistinctPresent(), Groupable(col)};
     kept_of.push_back(SIZE_MAX);
@@ -236,8 +288,11 @@ Status PlanGenes(DatasetPlan* plan, const BuildCallbacks& callbacks, MetaBuilder
 
 }  // namespace
 
+std::string PairIdColumn(const std::string& column) { return column + "_ontology_term_id"; }
+
 Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& options,
-                                const BuildCallbacks& callbacks, MetaBuilder* meta) {
+                                const BuildCallbacks& callbacks, MetaBuilder* meta,
+                                bool keep_values) {
   DatasetPlan plan;
   plan.input = input;
   (void)::stat(input.path.c_str(), &plan.source_stat);  // a missing file fails in Open
@@ -280,6 +335,15 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
     CC_ASSIGN_OR_RETURN(plan.transform, aggregate::ParseTransform(options.transform));
   }
   CC_RETURN_IF_ERROR(PlanGenes(&plan, callbacks, meta));
+  if (keep_values)
+    for (size_t c = 0; c < plan.columns.size(); ++c) {
+      const Column& col = plan.columns[c];
+      const std::string store_name = c == 0                          ? std::string("cell_type")
+                                     : col.name == plan.donor_column ? std::string("donor")
+                                                                     : col.name;
+      CC_ASSIGN_OR_RETURN(auto values, ValuesOf(file, col, store_name, obs.column_names));
+      plan.column_values.push_back(std::move(values));
+    }
   plan.columns.clear();  // read again when aggregating: planning many inputs stays small
   plan.file.reset();     // and holds no file open
   return plan;

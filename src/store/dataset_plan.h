@@ -33,13 +33,31 @@ struct DatasetPlan {
   struct stat source_stat {};  // the input as it was when planned, before it was opened
   int64_t n_obs = 0;
   std::vector<int32_t> gene_map;  // the matrix's genes -> the store's
+
+  // For ontology matching (store/term_matching.h), kept after planning when the build
+  // has term maps: per grouping column (cell type, then group-by, as `columns`), its
+  // store name, its present values and, for a CELLxGENE pair, each value's term id.
+  struct ColumnValues {
+    std::string name;
+    std::vector<std::string> values;
+    std::vector<std::string> pair_ids;  // empty: not a pair
+  };
+  std::vector<ColumnValues> column_values;
+  // Per grouping column (as `columns`): each source value's new value, where matching
+  // changes it (its term's label); values not listed stay as they are.
+  std::vector<std::vector<std::pair<std::string, std::string>>> renames;
 };
+
+// The id column of a CELLxGENE pair: "COL_ontology_term_id" for a column COL.
+std::string PairIdColumn(const std::string& column);
 
 // Opens and checks `input`, decides its columns (SPEC §5, §10), matrix, transform and
 // symbols, and adds its genes to `meta`'s union; notes go to `callbacks.note`. The file
 // is closed again before returning.
+// With `keep_values`, the plan keeps its columns' values (and pairs' ids) for matching.
 Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& options,
-                                const BuildCallbacks& callbacks, MetaBuilder* meta);
+                                const BuildCallbacks& callbacks, MetaBuilder* meta,
+                                bool keep_values);
 
 // An error when the input vanished or changed (size, mtime, inode) since it was planned.
 Status CheckSourceUnchanged(const DatasetPlan& plan);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "ontology/embed.h"
 #include "util/text.h"
 
 namespace cellcube {
@@ -35,6 +36,7 @@ Status MetaBuilder::AddGroups(const StoreData& part, const std::vector<int32_t>&
       return Status::InvalidArgument("dataset '" + d.name +
                                      "' is in more than one store; datasets must be disjoint "
                                      "(remove it from one, or rename it with NAME=PATH)");
+  CC_RETURN_IF_ERROR(AddOntology(part.ontology));
   const size_t before = out_.n_cells.size();
   for (size_t c = 0; c < part.columns.size(); ++c) {
     const auto oc = static_cast<size_t>(column_names_.Add(part.columns[c]));
@@ -53,6 +55,16 @@ Status MetaBuilder::AddGroups(const StoreData& part, const std::vector<int32_t>&
     std::sort(d.measured_genes.begin(), d.measured_genes.end());
     out_.datasets.push_back(std::move(d));
   }
+  return Status::Ok();
+}
+
+Status MetaBuilder::AddOntology(const StoreOntologies& terms) {
+  if (terms.empty()) return Status::Ok();
+  if (out_.ontology.empty()) {
+    out_.ontology = terms;
+    return Status::Ok();
+  }
+  CC_ASSIGN_OR_RETURN(out_.ontology, ontology::Unite(out_.ontology, terms, &notes_));
   return Status::Ok();
 }
 
@@ -75,6 +87,7 @@ Result<Removal> PlanRemoval(const StoreData& store, const std::vector<std::strin
   Removal r;
   StoreData& out = r.meta;
   out.hist_max = store.hist_max;  // the same layout: the kept records are carried
+  out.ontology = store.ontology;  // kept whole (docs/ONTOLOGY.md)
   r.new_group.assign(static_cast<size_t>(store.n_groups()), -1);
   std::vector<size_t> kept_groups;
   for (int64_t g = 0; g < store.n_groups(); ++g) {

@@ -40,6 +40,11 @@ class MetaBuilder {
   // AddGenes; a dataset name already added is an error.
   [[nodiscard]] Status AddGroups(const StoreData& part, const std::vector<int32_t>& gene_map);
 
+  // Unites `terms` with the output's (ontology::Unite); AddGroups does it for a part's.
+  [[nodiscard]] Status AddOntology(const StoreOntologies& terms);
+  // What uniting ontologies had to say (e.g. two versions of one ontology).
+  const std::vector<std::string>& notes() const { return notes_; }
+
   int64_t n_groups() const { return static_cast<int64_t>(out_.n_cells.size()); }
   int64_t n_genes() const { return static_cast<int64_t>(out_.gene_ids.size()); }
   // The metadata (entry vectors empty). The builder is spent.
@@ -51,6 +56,7 @@ class MetaBuilder {
   std::vector<LabelSet> values_;
   std::unordered_map<std::string, int32_t> gene_index_;
   std::unordered_set<std::string> dataset_names_;
+  std::vector<std::string> notes_;
 };
 
 // What `remove` keeps of a store.

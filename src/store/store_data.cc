@@ -1,6 +1,7 @@
 // The invariants of StoreData (include/cellcube/store_data.h): Validate and
 // ValidateMetadata, which the store writer runs before it writes and the loader after it
 // reads. The entries are checked by the same rule every reader uses (entry_rules.h).
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -58,7 +59,44 @@ Status ValidateRecords(const StoreData& s) {
   return Status::Ok();
 }
 
+// The embedded terms' own invariants plus: every backed column is a grouping column.
+Status ValidateOntologyColumns(const StoreData& s) {
+  CC_RETURN_IF_ERROR(s.ontology.Validate());
+  for (const auto& name : s.ontology.columns)
+    if (std::find(s.columns.begin(), s.columns.end(), name) == s.columns.end())
+      return Broken("the ontology terms back column '" + name + "', which is not stored");
+  return Status::Ok();
+}
+
 }  // namespace
+
+Status StoreOntologies::Validate() const {
+  const auto n = static_cast<size_t>(n_terms());
+  const auto n_ontologies = static_cast<int32_t>(ontologies.size());
+  if (term_labels.size() != n || term_ontology.size() != n || ancestor_begin.size() != n + 1 ||
+      ancestor_begin[0] != 0 || ancestor_distance.size() != ancestors.size() ||
+      static_cast<size_t>(ancestor_begin[n]) != ancestors.size() ||
+      column_ontology.size() != columns.size())
+    return Broken("the ontology terms' arrays have inconsistent lengths");
+  for (size_t t = 0; t < n; ++t) {
+    if (t && !(term_ids[t - 1] < term_ids[t]))
+      return Broken("the ontology terms are not in ascending, unique id order");
+    if (term_ontology[t] < 0 || term_ontology[t] >= n_ontologies)
+      return Broken("ontology term '" + term_ids[t] + "' names no ontology");
+    if (ancestor_begin[t + 1] < ancestor_begin[t])
+      return Broken("the ontology terms' ancestor offsets decrease");
+    for (int64_t k = ancestor_begin[t]; k < ancestor_begin[t + 1]; ++k) {
+      const int32_t a = ancestors[static_cast<size_t>(k)];
+      if (a < 0 || a >= n_terms() || static_cast<size_t>(a) == t ||
+          (k > ancestor_begin[t] && a <= ancestors[static_cast<size_t>(k - 1)]))
+        return Broken("the ancestors of ontology term '" + term_ids[t] +
+                      "' are out of range or not ascending");
+    }
+  }
+  for (int32_t o : column_ontology)
+    if (o < 0 || o >= n_ontologies) return Broken("an ontology-backed column names no ontology");
+  return Status::Ok();
+}
 
 Status StoreData::ValidateMetadata() const {
   if (columns.size() < 2 || columns[0] != "dataset" || columns[1] != "cell_type")
@@ -94,6 +132,7 @@ Status StoreData::ValidateMetadata() const {
   if (gene_ids.size() >= static_cast<size_t>(std::numeric_limits<int32_t>::max()))
     return Broken("too many genes");
   CC_RETURN_IF_ERROR(ValidateHistogramMetadata(*this));
+  CC_RETURN_IF_ERROR(ValidateOntologyColumns(*this));
   for (const auto& d : datasets)
     for (size_t k = 0; k < d.measured_genes.size(); ++k) {
       const int32_t g = d.measured_genes[k];

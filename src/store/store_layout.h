@@ -16,6 +16,9 @@ inline constexpr const char* kMeasured = "measured";  // format 2: packed bits
 inline constexpr const char* kUnsGroup = "uns/cellcube";
 // Format 3: the histogram layer's layout, in uns/cellcube (absent: no histograms).
 inline constexpr const char* kHistograms = "histograms";
+// The embedded ontology terms, in uns/cellcube (absent: no ontologies; docs/FORMAT.md
+// "Ontology terms").
+inline constexpr const char* kOntology = "ontology";
 // Format 3: arrays anndata does not load (read_h5ad skips top-level keys that start with
 // "raw."): the per-(gene, dataset) offsets and the histogram records.
 inline constexpr const char* kRawGroup = "raw.cellcube";

@@ -6,6 +6,7 @@
 #include <bit>
 #include <climits>
 #include <cstring>
+#include <limits>
 
 #include "cellcube/h5ad.h"
 #include "cellcube/store_data.h"
@@ -401,6 +402,37 @@ EntryArrayNames EntryArraysOf(int format_version) {
           sum + "/indices", second + "/indptr", second + "/indices"};
 }
 
+// The embedded ontology terms (docs/FORMAT.md "Ontology terms"); none when absent.
+// Their invariants are checked with the rest of the metadata (StoreData::ValidateMetadata).
+Status ReadOntology(const File& f, StoreOntologies* o) {
+  const std::string group = std::string(store_layout::kUnsGroup) + "/" + store_layout::kOntology;
+  if (!f.Exists(group)) return Status::Ok();
+  auto ints32 = [&](const char* name, std::vector<int32_t>* out) -> Status {
+    CC_ASSIGN_OR_RETURN(std::vector<int64_t> v, f.ReadIntegers(group + "/" + name));
+    out->clear();
+    for (int64_t x : v) {
+      if (x < std::numeric_limits<int32_t>::min() || x > std::numeric_limits<int32_t>::max())
+        return Status::Corrupt(group + "/" + name + " holds a value out of range");
+      out->push_back(static_cast<int32_t>(x));
+    }
+    return Status::Ok();
+  };
+  CC_ASSIGN_OR_RETURN(auto names, f.ReadStrings(group + "/ontology_names"));
+  CC_ASSIGN_OR_RETURN(auto versions, f.ReadStrings(group + "/ontology_versions"));
+  if (names.empty() || names.size() != versions.size())
+    return Status::Corrupt(group + ": ontology names and versions do not match");
+  o->ontologies.clear();
+  for (size_t i = 0; i < names.size(); ++i) o->ontologies.push_back({names[i], versions[i]});
+  CC_ASSIGN_OR_RETURN(o->term_ids, f.ReadStrings(group + "/term_ids"));
+  CC_ASSIGN_OR_RETURN(o->term_labels, f.ReadStrings(group + "/term_labels"));
+  CC_RETURN_IF_ERROR(ints32("term_ontology", &o->term_ontology));
+  CC_ASSIGN_OR_RETURN(o->ancestor_begin, f.ReadIntegers(group + "/ancestor_begin"));
+  CC_RETURN_IF_ERROR(ints32("ancestors", &o->ancestors));
+  CC_RETURN_IF_ERROR(ints32("ancestor_distance", &o->ancestor_distance));
+  CC_ASSIGN_OR_RETURN(o->columns, f.ReadStrings(group + "/columns"));
+  return ints32("column_ontology", &o->column_ontology);
+}
+
 Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions& options) {
   StoreMetadata out;
   CC_ASSIGN_OR_RETURN(out.format_version, CheckFormat(file));
@@ -424,6 +456,7 @@ Result<StoreMetadata> LoadStoreMetadata(const File& file, const MetadataOptions&
   }
   CC_RETURN_IF_ERROR(LoadDatasets(file, &s));
   CC_ASSIGN_OR_RETURN(s.hist_max, ReadHistMax(file, out.format_version));
+  CC_RETURN_IF_ERROR(ReadOntology(file, &s.ontology));
   // A store re-saved by another tool (anndata's write_h5ad) lost raw.cellcube, which
   // anndata does not read: it has no histograms any more (docs/FORMAT.md).
   if (out.format_version >= 3 && !file.Exists(store_layout::kRawGroup))

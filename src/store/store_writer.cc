@@ -289,6 +289,36 @@ Status WriteHistogramLayout(Writer& w, const StoreData& s) {
   return w.WriteArray(group + "/max", ElemType::kFloat64, &s.hist_max, {});
 }
 
+// The embedded ontology terms (docs/FORMAT.md "Ontology terms"), a dict in uns/cellcube;
+// absent when the store has none.
+Status WriteOntology(Writer& w, const StoreData& s) {
+  const StoreOntologies& o = s.ontology;
+  if (o.empty()) return Status::Ok();
+  const std::string group = std::string(store_layout::kUnsGroup) + "/" + store_layout::kOntology;
+  std::vector<std::string> names, versions;
+  for (const auto& source : o.ontologies) {
+    names.push_back(source.name);
+    versions.push_back(source.version);
+  }
+  auto ints32 = [&](const char* name, const std::vector<int32_t>& v) {
+    return w.WriteArray(group + "/" + name, ElemType::kInt32, v.data(),
+                        {static_cast<int64_t>(v.size())});
+  };
+  CC_RETURN_IF_ERROR(w.CreateGroup(group, "dict", "0.1.0"));
+  CC_RETURN_IF_ERROR(w.WriteStrings(group + "/ontology_names", names));
+  CC_RETURN_IF_ERROR(w.WriteStrings(group + "/ontology_versions", versions));
+  CC_RETURN_IF_ERROR(w.WriteStrings(group + "/term_ids", o.term_ids));
+  CC_RETURN_IF_ERROR(w.WriteStrings(group + "/term_labels", o.term_labels));
+  CC_RETURN_IF_ERROR(ints32("term_ontology", o.term_ontology));
+  CC_RETURN_IF_ERROR(w.WriteArray(group + "/ancestor_begin", ElemType::kInt64,
+                                  o.ancestor_begin.data(),
+                                  {static_cast<int64_t>(o.ancestor_begin.size())}));
+  CC_RETURN_IF_ERROR(ints32("ancestors", o.ancestors));
+  CC_RETURN_IF_ERROR(ints32("ancestor_distance", o.ancestor_distance));
+  CC_RETURN_IF_ERROR(w.WriteStrings(group + "/columns", o.columns));
+  return ints32("column_ontology", o.column_ontology);
+}
+
 Status WriteUns(Writer& w, const StoreData& s) {
   const std::string root = store_layout::kUnsGroup;
   CC_RETURN_IF_ERROR(w.CreateGroup("uns", "dict", "0.1.0"));
@@ -329,6 +359,7 @@ Status WriteUns(Writer& w, const StoreData& s) {
        ColumnData::Strings("donor_column", donors), ColumnData::Int64("negative_values", negative),
        ColumnData::Int64("values_above_hist_max", above)}));
   CC_RETURN_IF_ERROR(WriteHistogramLayout(w, s));
+  CC_RETURN_IF_ERROR(WriteOntology(w, s));
   return WriteMeasured(w, s);
 }
 

@@ -1,0 +1,41 @@
+// A rolled-up answer's rows (docs/ONTOLOGY.md "Roll-up"; internal to src/query): the
+// engine first pools the selected groups by their plain values (the base splits), then
+// each output split sums the base splits whose values fall in it: for a rolled-up column
+// the terms whose subtree holds the value, so a base split counts once in each of them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cellcube/query.h"
+#include "query/engine_internal.h"
+
+namespace cellcube::query {
+
+struct RolledSplits {
+  int64_t n_out = 0;
+  std::vector<int64_t> begin;  // per output split: its base splits base[begin[o], begin[o + 1])
+  std::vector<int32_t> base;
+  std::vector<std::string> labels, term_ids;  // n_out x by, row-major
+  std::vector<int32_t> depth;                 // n_out x (rolled by-columns)
+  std::vector<int32_t> groups, splits;        // (selected group, output split) pairs
+};
+
+// `by`: the split columns; `rolled`: per by-column whether it is rolled up; `selected`,
+// `base_of_selected`: the selected groups and their base split; `representative`: a
+// group of each base split.
+RolledSplits PlanRolledSplits(const StoreData& meta, const Terms& terms,
+                              const std::vector<int32_t>& by,
+                              const std::vector<uint8_t>& rolled,
+                              const std::vector<int32_t>& selected,
+                              const std::vector<int32_t>& base_of_selected,
+                              const std::vector<int32_t>& representative);
+
+// out[o x genes + g] = the base splits of o pooled (sums added, m2 by Chan et al.'s
+// pairwise formula, bins added when `bins` is given).
+void CombineSplits(const RolledSplits& r, size_t n_genes, const std::vector<Aggregate>& base,
+                   const std::vector<Bins>* base_bins, std::vector<Aggregate>* out,
+                   std::vector<Bins>* out_bins);
+
+}  // namespace cellcube::query
