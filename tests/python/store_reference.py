@@ -128,13 +128,18 @@ def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
     with 2 or more distinct values, leave out the identifier-like ones (more than 200
     values, or more than half the cells); then, while the groups of cell type + the
     columns average fewer than 5 cells, drop the column with the most values (the later
-    one in obs order on a tie).  {"chosen": [names], "identifier_like": [(name, n_values)],
+    one in obs order on a tie). The id column of a CELLxGENE pair (COL_ontology_term_id
+    beside COL) is never a candidate.  {"chosen": [names], "identifier_like": [(name, n_values)],
     "dropped": [(name, groups with it still in)], "n_groups": groups of the choice}."""
     n_cells = len(obs)
     chosen, identifier_like, dropped = [], [], []
     n_values = {}
     for name in obs.columns:
         if name in (cell_type_col, "dataset", "cell_type"):
+            continue
+        # A CELLxGENE pair's id column groups exactly as its label column (docs/BUILD.md).
+        suffix = "_ontology_term_id"
+        if str(name).endswith(suffix) and str(name)[: -len(suffix)] in obs.columns:
             continue
         kind = reference.column_kind(obs[name])
         if kind not in ("categorical", "boolean", "nullable-boolean"):
