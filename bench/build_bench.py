@@ -150,9 +150,11 @@ def machine():
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {platform.platform()}"
 
 
-def write_seed_shape(d, n_datasets=10, n_types=30, n_genes=400, cells_per_group=6, seed=0):
+def write_seed_shape(d, n_datasets=10, n_types=30, n_genes=400, cells_per_group=6, seed=0,
+                     type_names=None):
     """Seed-shaped inputs: 10 datasets, 30 cell types, 3 metadata columns of 3 values,
-    400 genes; every joint combination of the columns occurs."""
+    400 genes; every joint combination of the columns occurs. `type_names` (n_types
+    labels) replaces type_00, type_01, ... (e.g. Cell Ontology labels)."""
     import anndata
     import pandas as pd
 
@@ -164,7 +166,8 @@ def write_seed_shape(d, n_datasets=10, n_types=30, n_genes=400, cells_per_group=
     for i in range(n_datasets):
         rows = np.repeat(np.arange(len(combos)), cells_per_group)
         obs = pd.DataFrame({
-            "cell_type": pd.Categorical([f"type_{combos[r][0]:02d}" for r in rows]),
+            "cell_type": pd.Categorical([type_names[combos[r][0]] if type_names else
+                                         f"type_{combos[r][0]:02d}" for r in rows]),
             "stage": pd.Categorical([f"stage_{combos[r][1]}" for r in rows]),
             "sex": pd.Categorical([f"sex_{combos[r][2]}" for r in rows]),
             "condition": pd.Categorical([f"cond_{combos[r][3]}" for r in rows]),

@@ -10,7 +10,8 @@
 //            dataset), that one dataset;
 //   atlas    the same 20 genes over every dataset, by tissue x cell_type (by
 //            dataset x cell_type when there is no tissue column).
-// --metrics M,... applies to them too (a median dot plot: --metrics n_cells,frac,median).
+// --metrics M,... applies to them too (a median dot plot: --metrics n_cells,frac,median),
+// and so does --rollup COL (an ontology's tree: --rollup cell_type).
 // Prints one JSON object: per query its parameters (so other benchmarks can ask the
 // same), the open time, and the latency of QueryEngine::Run (p50, p99, mean, min, in
 // microseconds) and of Run + FormatCsv.
@@ -85,6 +86,7 @@ json QueryJson(const Query& q) {
           {"by", q.by},
           {"where", where},
           {"datasets", q.population.datasets},
+          {"rollup", q.population.rollup},
           {"metrics",
            q.metrics.empty() ? std::vector<std::string>{"n_cells", "frac", "mean"} : q.metrics}};
 }
@@ -142,6 +144,7 @@ Status Main(const std::vector<std::string>& argv) {
                                                               {"where", true, true},
                                                               {"datasets", true, true},
                                                               {"metrics", true, true},
+                                                              {"rollup", true, true},
                                                               {"iterations", true},
                                                               {"parallel-min-entries", true},
                                                               {"de-compare", true},
@@ -172,9 +175,11 @@ Status Main(const std::vector<std::string>& argv) {
     queries.push_back(n);
   } else {
     queries = StandardQueries(*engine);
-    // The standard queries with other metrics: a median dot plot beside the mean one.
+    // The standard queries with other metrics (a median dot plot beside the mean one),
+    // or rolled up (--rollup cell_type: the ontology's tree of a dot plot).
     if (args.Get("metrics"))
       for (Named& n : queries) n.query.metrics = cli::ListOption(args, "metrics");
+    for (Named& n : queries) n.query.population.rollup = cli::ListOption(args, "rollup");
   }
 
   json out = {{"store", args.positionals()[0]},
