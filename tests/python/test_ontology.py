@@ -1105,3 +1105,203 @@ def test_store_without_ontology_is_as_before(world):
     j = json.loads(query_cli(cc, store, ["G00"], ["cell_type"], fmt="json").stdout)
     assert all("cell_type_ontology_term_id" not in r for r in j)
     assert_error(query_cli(cc, store, ["G00"], ["cell_type"], ["cell_type"]), mentions=["cell_type"])
+
+
+# --------------------------------------------------------------------------
+# the matching rules on small term maps written here
+# --------------------------------------------------------------------------
+
+
+def _term(label, anc=None, syn=None, deprecated=False, replaced_by=None):
+    t = {"label": label, "ancestors": anc or {}, "deprecated": deprecated}
+    if syn:
+        t["synonyms"] = syn
+    if replaced_by:
+        t["replaced_by"] = replaced_by
+    return t
+
+
+X_MAP = {
+    "XO:0000001": _term("root thing"),
+    "XO:0000002": _term("alpha cell", {"XO:0000001": 1}, ["a-cell", "shared syn", "beta cell"]),
+    "XO:0000003": _term("beta cell", {"XO:0000001": 1}, ["shared syn", "b-cell"]),
+    "XO:0000004": _term("obsolete gamma cell", syn=["g-cell"], deprecated=True, replaced_by="XO:0000002"),
+    "XO:0000005": _term("obsolete delta cell", deprecated=True, replaced_by="XO:0000004"),
+    "XO:0000006": _term("Émigré cell", {"XO:0000001": 1}),
+    "XO:0000007": _term("alpha sub cell", {"XO:0000002": 1, "XO:0000001": 2}),
+    "XO:0000008": _term("zeta cell", {"XO:0000001": 1}),
+    "XO:0000009": _term("eta cell", {"XO:0000001": 1}),
+    # its map names alpha cell, which its distance-1 link (eta cell) does not reach
+    "XO:0000010": _term("theta cell", {"XO:0000009": 1, "XO:0000002": 2, "XO:0000001": 2}),
+    "XO:0000011": _term("tie one", {"XO:0000001": 1}),
+    "XO:0000012": _term("tie two", {"XO:0000001": 1}),
+}
+Y_MAP = {
+    "YO:0000001": _term("y root"),
+    "YO:0000002": _term("tie one", {"YO:0000001": 1}),
+    "YO:0000003": _term("tie two", {"YO:0000001": 1}),
+    "YO:0000004": _term("y only", {"YO:0000001": 1}),
+}
+KIND_VALUES = ["alpha cell", "A-CELL", "shared syn", "beta cell", "b-cell", "XO:0000004", "XO:0000005",
+               "obsolete gamma cell", "g-cell", "émigré cell", "Émigré cell", "xo:0000003",
+               "theta cell", "eta cell", "alpha sub cell", None]
+SMALL_COLUMNS = {"half": ["zeta cell", "eta cell", "foo", "bar"],
+                 "under": ["zeta cell", "eta cell", "foo", "bar", "baz"],
+                 "one": ["zeta cell", "foo"],
+                 "tie": ["tie one", "tie two", "foo"],
+                 "ymore": ["tie one", "y only", "foo"]}
+
+
+@pytest.fixture(scope="module")
+def small_maps(world):
+    """X as plain JSON under its published name; Y gzip-compressed under a name that says
+    zstd and gives no version (the content decides)."""
+    import gzip
+
+    d = world["dir"]
+    x = d / "XO-ontology-v2025-01-01.json"
+    x.write_text(json.dumps(X_MAP, ensure_ascii=False), encoding="utf-8")
+    y = d / "yo_terms.json.zst"
+    y.write_bytes(gzip.compress(json.dumps(Y_MAP).encode()))
+    rng = np.random.default_rng(3)
+    import anndata as ad
+
+    kinds = [v for v in KIND_VALUES for _ in range(8)]
+    n = len(kinds)
+    obs = {"cell_type": kinds, **{c: _column(rng, vals, n) for c, vals in SMALL_COLUMNS.items()}}
+    counts = _counts(rng, n, N_GENES)
+    frame = pd.DataFrame({k: pd.Categorical(v) for k, v in obs.items()},
+                         index=pd.Index([f"s-{i}" for i in range(n)]))
+    var = pd.DataFrame({"symbol": SYMBOLS}, index=pd.Index(GENES))
+    ad.AnnData(X=counts.astype(np.float32), obs=frame, var=var).write_h5ad(d / "small.h5ad")
+    data = {"name": "small", "obs": obs, "counts": counts, "genes": GENES, "n": n}
+    return x, y, data
+
+
+@pytest.mark.parametrize("order", ["xy", "yx"])
+def test_matching_rules_on_small_maps(world, small_maps, order):
+    x, y, data = small_maps
+    cc, d = world["cellcube"], world["dir"]
+    tx, ty = oo.TermMap(x), oo.TermMap(y)
+    assert (tx.name, tx.version, ty.name, ty.version) == ("XO", "v2025-01-01", "YO", "")
+    maps = [tx, ty] if order == "xy" else [ty, tx]
+    store = d / f"small_{order}.h5ad"
+    args = [a for m in maps for a in ("--ontology", m.path)]
+    run_ok([cc, "build", "-o", store, *args, "--groupby", ",".join(SMALL_COLUMNS),
+            "--transform", "log1p", "--quiet", f"small={d / 'small.h5ad'}"])
+    cells = Cells([data], maps)
+    # what the oracle says the rules give (so that a wrong oracle shows here)
+    kind = {v: (k[1] if k and k[0] == "term" else None)
+            for v, k in zip(data["obs"]["cell_type"], cells.keys["cell_type"])}
+    assert kind == {"alpha cell": "XO:0000002", "A-CELL": "XO:0000002", "shared syn": None,
+                    "beta cell": "XO:0000003", "b-cell": "XO:0000003", "XO:0000004": "XO:0000002",
+                    "XO:0000005": None, "obsolete gamma cell": None, "g-cell": None,
+                    "émigré cell": None, "Émigré cell": "XO:0000006", "xo:0000003": "XO:0000003",
+                    "theta cell": "XO:0000010", "eta cell": "XO:0000009",
+                    "alpha sub cell": "XO:0000007", None: None}
+    bound = {c: cells.term_map[c] and cells.term_map[c].name for c in ["cell_type", *SMALL_COLUMNS]}
+    assert bound == {"cell_type": "XO", "half": "XO", "under": None, "one": None,
+                     "tie": "XO" if order == "xy" else "YO", "ymore": "YO"}
+    cats = store_categories(store)
+    for c in ["cell_type", *SMALL_COLUMNS]:
+        want = {cells.label(c, k) for k in cells.keys[c] if k is not None}
+        assert set(cats[c]) == want, (c, sorted(set(cats[c]) ^ want))
+    e = read_embedded(store)
+    assert dict(zip(e["names"], e["versions"])) == {"XO": "v2025-01-01", "YO": ""}
+    assert {c: e["names"][k] for c, k in zip(e["columns"], e["column_ontology"])} == \
+        {c: n for c, n in bound.items() if n}
+    want_ids = set()
+    for c, n in bound.items():
+        if n:
+            want_ids |= cells.embedded(c)
+    assert e["ids"] == sorted(want_ids, key=lambda s: s.encode())
+    for by, rollup, where in ((["cell_type"], (), None), (["cell_type"], ["cell_type"], None),
+                              (["tie", "cell_type"], ["tie", "cell_type"], None),
+                              (["half"], ["cell_type"], {"cell_type": ["alpha cell"]})):
+        proc = query_cli(cc, store, ["G00", "G01"], by, rollup, where)
+        assert proc.returncode == 0, helpers.describe(proc)
+        header, got = csv_dicts(proc.stdout)
+        assert header == csv_header(by, rollup, ["gene", *qr.DEFAULT_METRICS])
+        want = expected_query(cells, cats, ["G00", "G01"], by, rollup, where)
+        problems = compare_query_rows(got, want, by, rollup)
+        assert not problems, (by, rollup, where, problems)
+    # theta cell is in alpha cell's subtree by its ancestor map alone
+    sel = cells.population({"cell_type": ["alpha cell"]}, ["cell_type"])
+    assert any(k == ("term", "XO:0000010") for k in cells.keys["cell_type"][sel])
+    for col in ("under", "one"):
+        assert_error(query_cli(cc, store, ["G00"], [col], [col]), mentions=[col])
+
+
+# --------------------------------------------------------------------------
+# remove, counts, HTTP DE, Python DE / markers / distribution
+# --------------------------------------------------------------------------
+
+
+def test_remove_keeps_the_embedded_terms(world):
+    import shutil
+
+    store = world["dir"] / "removed.h5ad"
+    shutil.copy(world["single"], store)
+    run_ok([world["cellcube"], "remove", store, "beta"])
+    assert read_embedded(store) == read_embedded(world["single"])
+
+
+def test_counts_with_rollup(world, server):
+    from test_server import get
+
+    cells = world["cells"]
+    for where, rollup in (({"cell_type": ["T cell"]}, ["cell_type"]), ({"cell_type": ["T cell"]}, []),
+                          ({"tissue": ["lung"]}, ["tissue"])):
+        params = [("where", f"{c}:{v}") for c, vs in where.items() for v in vs]
+        params += [("rollup", c) for c in rollup]
+        r = get(server.port, "/api/v1/counts", params)
+        assert r.status == 200, r
+        assert r.json()["n_cells"] == int(cells.population(where, rollup).sum()), (where, rollup)
+
+
+def test_http_de_and_markers_with_rollup(world, server):
+    from test_server import get
+
+    cc, store = world["cellcube"], world["single"]
+    cli = run_ok([cc, "de", store, "--compare", "cell_type", "--group1", "T cell", "--rollup", "cell_type",
+                  "--test", "cells", "--format", "csv"]).stdout
+    r = get(server.port, "/api/v1/de", [("compare", "cell_type"), ("group1", "T cell"), ("rollup", "cell_type"),
+                                        ("test", "cells"), ("format", "csv")])
+    assert r.status == 200 and r.body.decode() == cli
+    r = get(server.port, "/api/v1/de", [("compare", "cell_type"), ("group1", "T cell"), ("group2", "lymphocyte"),
+                                        ("rollup", "cell_type")])
+    assert r.status == 400 and "error" in r.json(), r
+    cli = run_ok([cc, "markers", store, "--rollup", "cell_type", "--test", "cells", "--top", "3",
+                  "--format", "csv"]).stdout
+    r = get(server.port, "/api/v1/markers", [("rollup", "cell_type"), ("test", "cells"), ("top", "3"),
+                                             ("format", "csv")])
+    assert r.status == 200 and r.body.decode() == cli
+
+
+def test_python_de_markers_distribution_with_rollup(world):
+    cc, store = world["cellcube"], world["single"]
+    code = f"""
+        import json, cellcube
+        s = cellcube.open({str(store)!r})
+        out = {{
+            "de": s.de_csv("cell_type", "T cell", rollup=["cell_type"], test="cells"),
+            "markers": s.markers(rollup=["cell_type"], test="cells", top=3).to_csv(index=False),
+            "dist": s.distribution(["G00"], by="cell_type", rollup=["cell_type"]).to_dict("records"),
+        }}
+        print(json.dumps(out, default=str))
+    """
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=qr.python_env(qr.build_dir()), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["de"] == run_ok([cc, "de", store, "--compare", "cell_type", "--group1", "T cell", "--rollup",
+                                "cell_type", "--test", "cells", "--format", "csv"]).stdout
+    cli_m = pd.read_csv(io.StringIO(run_ok([cc, "markers", store, "--rollup", "cell_type", "--test", "cells",
+                                            "--top", "3", "--format", "csv"]).stdout),
+                        keep_default_na=False, na_values=[""])
+    py_m = pd.read_csv(io.StringIO(got["markers"]), keep_default_na=False, na_values=[""])
+    assert list(py_m.cell_type) == list(cli_m.cell_type) and list(py_m.gene) == list(cli_m.gene)
+    _, cli_d = csv_dicts(run_ok([cc, "distribution", store, "--genes", "G00", "--by", "cell_type",
+                                 "--rollup", "cell_type", "--format", "csv"]).stdout)
+    assert [(r["cell_type"], str(r["depth"]), str(r["n_cells"]), str(r["bin_10"])) for r in got["dist"]] == \
+        [(r["cell_type"], r["depth"], r["n_cells"], r["bin_10"]) for r in cli_d]
