@@ -318,14 +318,27 @@ def select(term_map, keys, value, rollup):
 
 
 def de_sides(term_map, keys, population, group1, group2=None):
-    """Side 1 and side 2 of `de --rollup COL --compare COL --group1 T [--group2 G]`.
+    """Side 1 and side 2 of `de --rollup COL --compare COL --group1 T... [--group2 G...]`.
 
-    group1/group2: term ids. Side 1 = T's subtree; rest = the population less side 1 and
-    less the cells labelled with a strict ancestor of T (plain values and NA stay)."""
+    group1/group2: a list (or one) of keys as `select` takes them (term ids, ("plain", v),
+    None for NA). Side 1 = the union of the group1 terms' subtrees (and plain values);
+    rest = the population less side 1 and less the cells labelled with a strict ancestor
+    of a group1 term (plain values and NA stay)."""
     pop = np.asarray(population, dtype=bool)
-    side1 = pop & select(term_map, keys, group1, rollup=True)
+    g1 = group1 if isinstance(group1, list) else [group1]
+    side1 = np.zeros(len(keys), dtype=bool)
+    for g in g1:
+        side1 |= select(term_map, keys, g, rollup=True)
+    side1 &= pop
     if group2 is not None:
-        return side1, pop & select(term_map, keys, group2, rollup=True)
-    strict_anc = set(term_map.ancestors(group1))
+        g2 = group2 if isinstance(group2, list) else [group2]
+        side2 = np.zeros(len(keys), dtype=bool)
+        for g in g2:
+            side2 |= select(term_map, keys, g, rollup=True)
+        return side1, pop & side2
+    strict_anc = set()
+    for g in g1:
+        if isinstance(g, str):
+            strict_anc.update(term_map.ancestors(g))
     above = np.array([k is not None and k[0] == "term" and k[1] in strict_anc for k in keys])
     return side1, pop & ~side1 & ~above

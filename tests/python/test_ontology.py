@@ -75,7 +75,8 @@ BETA_DISEASES = ["normal", "influenza", "COVID-19", "cad"]
 # a CELLxGENE pair file: (label, id, cells); the ids decide ("Tregs" is CL:0000815's)
 CXG_CELL_TYPES = [("CD4-positive, alpha-beta T cell", "CL:0000624", 60),
                   ("Tregs", "CL:0000815", 40), ("B cell", "CL:0000236", 50),
-                  ("T cell", "CL:0000084", 20), ("unknown", "unknown", 16)]
+                  ("T cell", "CL:0000084", 20), ("unknown", "unknown", 16),
+                  ("regulatory T cell", "CL:0000815", 10)]
 CXG_TISSUES = [("lung", "UBERON:0002048"), ("blood", "UBERON:0000178")]
 # added without --ontology: matched against the embedded terms only
 GAMMA_CELL_TYPES = [("T cell", 10), ("CL:0000542", 8), ("T-lymphocyte", 8), ("plasma cell", 8),
@@ -511,6 +512,13 @@ def test_where_by_id_or_label(world):
     _, got = csv_dicts(a)
     want = expected_query(cells, cats, ["G00"], where={"tissue": ["lung"]})
     assert a == b and not compare_query_rows(got, want, [], ())
+    # a term of another column's ontology is no value of cell_type; synonyms and deprecated
+    # ids are not embedded; a plain value is matched literally (docs/QUERY.md)
+    for bad in ("UBERON:0002048", "T-lymphocyte", "CL:0000804", "Doublet"):
+        assert_error(query_cli(cc, store, ["G00"], where={"cell_type": [bad]}), mentions=[bad])
+    _, got = csv_dicts(query_cli(cc, store, ["G00"], where={"cell_type": ["doublet"]}).stdout)
+    want = expected_query(cells, cats, ["G00"], where={"cell_type": ["doublet"]})
+    assert want and not compare_query_rows(got, want, [], ())
 
 
 @pytest.mark.parametrize("parent", ["mature alpha-beta T cell", "alpha-beta T cell", "CL:0000542"])
@@ -546,6 +554,10 @@ ROLLUP_CASES = [
     dict(by=["tissue", "cell_type"], rollup=["cell_type", "tissue"]),
     dict(by=["disease"], rollup=["disease"]),
     dict(by=["sex"], rollup=["cell_type"], where={"cell_type": ["lymphocyte", "monocyte"]}),
+    dict(by=["cell_type"], rollup=["cell_type"], where={"cell_type": ["T cell", "CD4-positive, alpha-beta T cell"]}),
+    dict(by=["cell_type", "disease"], rollup=["cell_type", "disease"],
+         where={"cell_type": ["NA", "doublet", "B cell"], "tissue": ["lung", "blood"]}),
+    dict(by=["disease", "cell_type"], rollup=["cell_type", "tissue"], where={"tissue": ["lung"]}),
 ]
 
 
@@ -598,6 +610,28 @@ def test_rollup_query_cli_csv(world, case):
     assert want
     problems = compare_query_rows(got, want, by, rollup)
     assert not problems, "\n".join(problems)
+    proc = query_cli(world["cellcube"], world["single"], QUERY_GENES, by, rollup, where, fmt="json")
+    assert proc.returncode == 0, helpers.describe(proc)
+    problems = compare_query_rows(json.loads(proc.stdout), want, by, rollup, ids=True)
+    assert not problems, "\n".join(problems)
+
+
+def test_rollup_table_indents_by_depth(world):
+    proc = query_cli(world["cellcube"], world["single"], ["G00"], ["cell_type"], ["cell_type"], fmt="table")
+    assert proc.returncode == 0, helpers.describe(proc)
+    want = expected_query(world["cells"], world["categories"], ["G00"], ["cell_type"], ["cell_type"])
+    lines = [ln for ln in proc.stdout.splitlines() if " G00 " in ln]
+    assert len(lines) == len(want), proc.stdout
+    unit = set()
+    for ln, w in zip(lines, want):
+        assert ln.lstrip().startswith(w["cell_type"]), (ln, w["cell_type"])
+        indent = len(ln) - len(ln.lstrip())
+        if w["depth"] == 0:
+            assert indent == 0, ln
+        else:
+            assert indent % w["depth"] == 0, ln
+            unit.add(indent // w["depth"])
+    assert len(unit) == 1 and unit.pop() > 0, unit
 
 
 def test_rollup_pruning_is_the_same_across_splits(world):
@@ -633,6 +667,10 @@ def test_rollup_query_http_json_and_csv(world, server, case):
     for col, values in (where or {}).items():
         params += [("where", f"{col}:{v}") for v in values]
     r = get(server.port, "/api/v1/query", params)
+    if where == {"cell_type": ["T cell"]}:  # the id, split at the first ':'
+        by_id = get(server.port, "/api/v1/query", [p for p in params if p[0] != "where"]
+                    + [("where", "cell_type:CL:0000084")])
+        assert by_id.status == 200 and by_id.json()["rows"] == r.json()["rows"], by_id
     assert r.status == 200, r
     j = r.json()
     want = expected_query(cells, cats, QUERY_GENES, by, rollup, where)
@@ -780,17 +818,22 @@ def de_cli(world, *args, store=None):
     ("B cell", None, {"dataset": ["beta"]}),
     ("T cell", "B cell", None),
     ("mature alpha-beta T cell", "natural killer cell", None),
+    (["CD4-positive, alpha-beta T cell", "B cell"], None, None),
+    (["doublet"], None, None),
+    (["regulatory T cell", "doublet"], ["NA", "monocyte"], None),
 ])
 def test_de_rollup_sides(world, group1, group2, where):
     cells = world["cells"]
     tm = cl(cells)
     pop = cells.population(where, ["cell_type"])
-    g1 = cells.resolve("cell_type", group1)
-    g2 = cells.resolve("cell_type", group2) if group2 else None
+    g1s = group1 if isinstance(group1, list) else [group1]
+    g2s = None if group2 is None else group2 if isinstance(group2, list) else [group2]
+    g1 = [cells.resolve("cell_type", g) for g in g1s]
+    g2 = None if g2s is None else [cells.resolve("cell_type", g) for g in g2s]
     side1, side2 = oo.de_sides(tm, cells.keys["cell_type"], pop, g1, g2)
-    args = ["--compare", "cell_type", "--group1", group1, "--rollup", "cell_type", "--test", "cells"]
-    if group2:
-        args += ["--group2", group2]
+    args = ["--compare", "cell_type", "--rollup", "cell_type", "--test", "cells"]
+    args += [a for g in g1s for a in ("--group1", g)]
+    args += [a for g in (g2s or []) for a in ("--group2", g)]
     for col, values in (where or {}).items():
         args += [a for v in values for a in ("--where", f"{col}={v}")]
     got = de_cli(world, *args)
@@ -803,6 +846,28 @@ def test_de_rollup_sides(world, group1, group2, where):
             assert above.any(), "the fixture should hold cells labelled with an ancestor"
         assert not any(cells.keys["cell_type"][i] is None or cells.keys["cell_type"][i][0] == "plain"
                        for i in np.flatnonzero(above)), "plain values and NA stay in rest"
+
+
+def test_de_rollup_of_other_columns(world):
+    """The roll-up of a column other than the compared one narrows the population; a
+    rolled-up disease column compares a MONDO parent's subtree with the plain values."""
+    cells = world["cells"]
+    keys = cells.keys["disease"]
+    pop = cells.population({"cell_type": ["T cell"]}, ["cell_type"])
+    side1 = pop & np.array([k == ("term", "MONDO:0100096") for k in keys])
+    got = de_cli(world, "--compare", "disease", "--group1", "COVID-19", "--where", "cell_type=T cell",
+                 "--rollup", "cell_type", "--test", "cells")
+    want = de_expected(cells, side1, pop & ~side1)
+    assert not de_problems(got, want), de_problems(got, want)
+    parent = "primary viral infectious disease"
+    tid = cells.resolve("disease", parent)
+    assert tid == "MONDO:0100329"
+    all_cells = np.ones(cells.n, dtype=bool)
+    side1, rest = oo.de_sides(cells.term_map["disease"], keys, all_cells, tid)
+    assert {k for k in keys[rest]} == {("plain", "normal"), ("plain", "cad")}
+    got = de_cli(world, "--compare", "disease", "--group1", parent, "--rollup", "disease", "--test", "cells")
+    want = de_expected(cells, side1, rest)
+    assert not de_problems(got, want), de_problems(got, want)
 
 
 def test_de_without_rollup_takes_exact_terms(world):
@@ -820,13 +885,13 @@ def test_de_rollup_overlapping_group2_is_an_error(world, group2):
     assert_error(proc)
 
 
-def markers_expected(cells, pop, categories):
-    """{value label: (side1, rest)} of `markers --rollup cell_type` over the population:
+def markers_expected(cells, pop, categories, column):
+    """{value label: (side1, rest)} of `markers --rollup COL` over the population:
     every term shown (rest not empty), every plain value against all others."""
-    tm = cl(cells)
-    keys = cells.keys["cell_type"]
+    tm = cells.term_map[column]
+    keys = cells.keys[column]
     out = {}
-    for r in oo.rollup_rows(tm, keys, pop, categories.get("cell_type")):
+    for r in oo.rollup_rows(tm, keys, pop, categories.get(column)):
         if r.kind == "term":
             s1, rest = oo.de_sides(tm, keys, pop, r.value)
             if rest.any():
@@ -836,29 +901,30 @@ def markers_expected(cells, pop, categories):
     return out
 
 
-@pytest.mark.parametrize("where", [None, {"cell_type": ["lymphocyte"]}])
-def test_markers_rollup(world, where):
+@pytest.mark.parametrize("column,where", [("cell_type", None), ("cell_type", {"cell_type": ["lymphocyte"]}),
+                                          ("tissue", None)])
+def test_markers_rollup(world, column, where):
     cells = world["cells"]
-    pop = cells.population(where, ["cell_type"])
-    args = [world["cellcube"], "markers", world["single"], "--column", "cell_type", "--rollup",
-            "cell_type", "--test", "cells", "--max-padj", "1", "--top", "100", "--format", "csv"]
+    pop = cells.population(where, [column])
+    args = [world["cellcube"], "markers", world["single"], "--column", column, "--rollup",
+            column, "--test", "cells", "--max-padj", "1", "--top", "100", "--format", "csv"]
     for col, values in (where or {}).items():
         args += [a for v in values for a in ("--where", f"{col}={v}")]
     p = run(args)
     assert p.returncode == 0, helpers.describe(p)
     m = pd.read_csv(io.StringIO(p.stdout), keep_default_na=False, na_values=[""])
-    assert m.columns[0] == "cell_type"
-    want = markers_expected(cells, pop, world["categories"])
+    assert m.columns[0] == column
+    want = markers_expected(cells, pop, world["categories"], column)
     if where:
         assert "lymphocyte" not in want, "lymphocyte's rest is empty in its own population"
-    tree = [r.label for r in oo.rollup_rows(cl(cells), cells.keys["cell_type"], pop,
-                                             world["categories"].get("cell_type"))]
-    blocks = list(dict.fromkeys(m.cell_type))
+    tree = [r.label for r in oo.rollup_rows(cells.term_map[column], cells.keys[column], pop,
+                                             world["categories"].get(column))]
+    blocks = list(dict.fromkeys(m[column]))
     expected_blocks = [t for t in tree if t in want]
     assert blocks == expected_blocks, (blocks, expected_blocks)
     problems = []
     for label, (s1, rest) in want.items():
-        sub = m[m.cell_type == label]
+        sub = m[m[column] == label]
         full = de_expected(cells, s1, rest)
         up = {g: w for g, w in full.items() if w["mean1"] > w["mean2"]}
         assert set(sub.gene) <= set(up), (label, sorted(set(sub.gene) - set(up)))
@@ -1129,7 +1195,8 @@ X_MAP = {
     "XO:0000005": _term("obsolete delta cell", deprecated=True, replaced_by="XO:0000004"),
     "XO:0000006": _term("Émigré cell", {"XO:0000001": 1}),
     "XO:0000007": _term("alpha sub cell", {"XO:0000002": 1, "XO:0000001": 2}),
-    "XO:0000008": _term("zeta cell", {"XO:0000001": 1}),
+    # a synonym equal to a (deprecated) term's label: no match ("obsolete gamma cell" stays)
+    "XO:0000008": _term("zeta cell", {"XO:0000001": 1}, ["obsolete gamma cell"]),
     "XO:0000009": _term("eta cell", {"XO:0000001": 1}),
     # its map names alpha cell, which its distance-1 link (eta cell) does not reach
     "XO:0000010": _term("theta cell", {"XO:0000009": 1, "XO:0000002": 2, "XO:0000001": 2}),
@@ -1144,7 +1211,7 @@ Y_MAP = {
 }
 KIND_VALUES = ["alpha cell", "A-CELL", "shared syn", "beta cell", "b-cell", "XO:0000004", "XO:0000005",
                "obsolete gamma cell", "g-cell", "émigré cell", "Émigré cell", "xo:0000003",
-               "theta cell", "eta cell", "alpha sub cell", None]
+               "theta cell", "eta cell", "alpha sub cell", "beta cell ", None]
 SMALL_COLUMNS = {"half": ["zeta cell", "eta cell", "foo", "bar"],
                  "under": ["zeta cell", "eta cell", "foo", "bar", "baz"],
                  "one": ["zeta cell", "foo"],
@@ -1198,7 +1265,7 @@ def test_matching_rules_on_small_maps(world, small_maps, order):
                     "XO:0000005": None, "obsolete gamma cell": None, "g-cell": None,
                     "émigré cell": None, "Émigré cell": "XO:0000006", "xo:0000003": "XO:0000003",
                     "theta cell": "XO:0000010", "eta cell": "XO:0000009",
-                    "alpha sub cell": "XO:0000007", None: None}
+                    "alpha sub cell": "XO:0000007", "beta cell ": None, None: None}
     bound = {c: cells.term_map[c] and cells.term_map[c].name for c in ["cell_type", *SMALL_COLUMNS]}
     assert bound == {"cell_type": "XO", "half": "XO", "under": None, "one": None,
                      "tie": "XO" if order == "xy" else "YO", "ymore": "YO"}
