@@ -771,6 +771,13 @@ def test_rollup_distribution(world, server):
     r = get(server.port, "/api/v1/distribution",
             [("genes", ",".join(QUERY_GENES)), ("by", "cell_type"), ("rollup", "cell_type"), ("format", "csv")])
     assert r.status == 200 and r.body.decode() == proc.stdout
+    r = get(server.port, "/api/v1/distribution",
+            [("genes", ",".join(QUERY_GENES)), ("by", "cell_type"), ("rollup", "cell_type")])
+    assert r.status == 200, r
+    j = r.json()
+    assert j["columns"] == ["cell_type", "depth", "gene", "n_cells", "zeros"], j["columns"]
+    assert [(x["cell_type"], x["cell_type_ontology_term_id"], x["depth"], x["n_cells"]) for x in j["rows"]] == \
+        [(w["cell_type"], w["cell_type_ontology_term_id"], w["depth"], w["n_cells"]) for w in want]
 
 
 # --------------------------------------------------------------------------
@@ -935,6 +942,21 @@ def test_markers_rollup(world, column, where):
 # --------------------------------------------------------------------------
 # info, meta, the embedded terms
 # --------------------------------------------------------------------------
+
+
+def test_markers_json_rows_carry_term_ids(world):
+    """docs/ONTOLOGY.md: "JSON answers add the term id beside it" (a markers row shows a
+    value of the column)."""
+    cells = world["cells"]
+    ids = {cells.label("cell_type", k): cells.term_id(k) for k in cells.keys["cell_type"]}
+    for rollup in ([], ["cell_type"]):
+        args = [world["cellcube"], "markers", world["single"], "--test", "cells", "--max-padj", "1",
+                "--top", "1", "--format", "json"] + [a for c in rollup for a in ("--rollup", c)]
+        j = json.loads(run_ok(args).stdout)
+        assert j["rows"]
+        got = {(r["cell_type"], r.get("cell_type_ontology_term_id", "<absent>")) for r in j["rows"]}
+        want = {(r["cell_type"], ids[r["cell_type"]]) for r in j["rows"]}
+        assert got == want, (rollup, sorted(got - want)[:5])
 
 
 def test_info_lists_backed_columns(world):
