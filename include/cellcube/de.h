@@ -80,6 +80,9 @@ struct MarkersOptions {
 struct MarkersResult {
   std::string column;
   std::vector<std::string> values;  // per row: the value it is a marker of
+  // Per row, when an ontology backs `column`: its value's term id ("" for a plain value);
+  // else empty (docs/ONTOLOGY.md: JSON carries it beside the label).
+  std::vector<std::string> term_ids;
   DeResult de;  // rows of every value; each note once, led by the values it holds for
 };
 

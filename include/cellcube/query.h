@@ -140,7 +140,7 @@ struct QueryResult {
     return n;
   }
   // The name of rolled-up by-column c's depth column: "depth", or "COL_depth" when
-  // several are rolled up.
+  // several by-columns are rolled up (rolled-up columns not split by do not count).
   std::string DepthColumn(size_t by_column) const {
     return n_rolled() > 1 ? by[by_column] + "_depth" : std::string("depth");
   }
@@ -251,6 +251,9 @@ class QueryEngine {
   std::vector<RolledValue> RolledValues(int32_t column, const std::vector<int32_t>& groups) const;
   // A backed column's term id for its label `code` ("" for a plain value or none).
   const std::string& TermId(int32_t column, int32_t code) const;
+  // The id of the term of a backed column's ontology whose label is exactly `label`
+  // ("" when none, or the column is not backed).
+  std::string TermIdOf(int32_t column, const std::string& label) const;
   // Per (split, gene), split-major: the statistics of `groups` (ascending) pooled by
   // `split_of_group` (one split in [0, n_splits) per group); n_cells counts the cells
   // of datasets that measured the gene; m2 is filled when `want_m2`. Each gene's

@@ -1,7 +1,7 @@
 #include "ontology/term_index.h"
 
 #include <algorithm>
-#include <functional>
+#include <numeric>
 
 namespace cellcube::ontology {
 namespace {
@@ -17,13 +17,24 @@ std::string Key(int32_t ontology, std::string_view value, bool lower) {
 }  // namespace
 
 TermIndex::TermIndex(const StoreOntologies& terms) : terms_(&terms) {
+  const auto n = static_cast<size_t>(terms.n_terms());
+  std::vector<std::string> folded(n);
   for (int32_t t = 0; t < terms.n_terms(); ++t) {
     const auto i = static_cast<size_t>(t);
     const int32_t o = terms.term_ontology[i];
     by_key_.emplace(Key(o, terms.term_ids[i], true), t);
     by_key_.emplace(Key(o, terms.term_labels[i], true), t);
     by_label_.emplace(Key(o, terms.term_labels[i], false), t);
+    folded[i] = Key(0, terms.term_labels[i], true);
   }
+  // The order siblings are shown in: label case-insensitively, then id (ids ascend).
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return folded[static_cast<size_t>(a)] < folded[static_cast<size_t>(b)];
+  });
+  rank_.resize(n);
+  for (size_t r = 0; r < n; ++r) rank_[static_cast<size_t>(order[r])] = static_cast<int32_t>(r);
 }
 
 int32_t TermIndex::Find(int32_t ontology, std::string_view value) const {
@@ -59,81 +70,88 @@ std::vector<int32_t> TermIndex::Parents(int32_t term) const {
   return out;
 }
 
-TermIndex::Shown TermIndex::Rows(const std::vector<int64_t>& own_cells) const {
+// Works on the candidates only (the terms holding cells and their ancestors, a few dozen
+// to a few hundred), each known by its place in `cand` (ascending term numbers).
+TermIndex::Shown TermIndex::Rows(const std::vector<std::pair<int32_t, int64_t>>& own) const {
   const auto& o = *terms_;
-  const auto n = static_cast<size_t>(o.n_terms());
-  auto ancestors_of = [&](int32_t t, const std::function<void(int32_t)>& f) {
-    for (int64_t k = o.ancestor_begin[static_cast<size_t>(t)];
-         k < o.ancestor_begin[static_cast<size_t>(t) + 1]; ++k)
-      f(o.ancestors[static_cast<size_t>(k)]);
+  auto anc_begin = [&](int32_t t) { return o.ancestor_begin[static_cast<size_t>(t)]; };
+  auto anc_end = [&](int32_t t) { return o.ancestor_begin[static_cast<size_t>(t) + 1]; };
+  auto anc = [&](int64_t k) { return o.ancestors[static_cast<size_t>(k)]; };
+  std::vector<int32_t> cand;
+  for (const auto& [t, n] : own) {
+    if (n <= 0) continue;
+    cand.push_back(t);
+    for (int64_t k = anc_begin(t); k < anc_end(t); ++k) cand.push_back(anc(k));
+  }
+  std::sort(cand.begin(), cand.end());
+  cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
+  auto place = [&](int32_t t) {
+    return static_cast<size_t>(std::lower_bound(cand.begin(), cand.end(), t) - cand.begin());
   };
   // Each term's subtree cells: a term's own cells count in it and once in each ancestor
   // (the map lists each ancestor once, however many paths lead there).
-  std::vector<int64_t> cells(n, 0);
-  std::vector<uint8_t> candidate(n, 0);
-  for (int32_t t = 0; t < o.n_terms(); ++t) {
-    const int64_t own = own_cells[static_cast<size_t>(t)];
-    if (own <= 0) continue;
-    cells[static_cast<size_t>(t)] += own;
-    candidate[static_cast<size_t>(t)] = 1;
-    ancestors_of(t, [&](int32_t a) {
-      cells[static_cast<size_t>(a)] += own;
-      candidate[static_cast<size_t>(a)] = 1;
-    });
+  std::vector<int64_t> cells(cand.size(), 0);
+  for (const auto& [t, n] : own) {
+    if (n <= 0) continue;
+    cells[place(t)] += n;
+    for (int64_t k = anc_begin(t); k < anc_end(t); ++k) cells[place(anc(k))] += n;
   }
   // A term whose descendant holds exactly its cells says nothing that descendant does not.
-  std::vector<uint8_t> shown = candidate;
-  for (int32_t t = 0; t < o.n_terms(); ++t) {
-    if (!candidate[static_cast<size_t>(t)]) continue;
-    ancestors_of(t, [&](int32_t a) {
-      if (cells[static_cast<size_t>(a)] == cells[static_cast<size_t>(t)])
-        shown[static_cast<size_t>(a)] = 0;
-    });
-  }
-  // Shown parents: the nearest shown ancestors (no shown ancestor lies between).
-  std::vector<std::vector<int32_t>> children(n);
-  std::vector<int32_t> waiting(n, 0), tops;
-  for (int32_t t = 0; t < o.n_terms(); ++t) {
-    if (!shown[static_cast<size_t>(t)]) continue;
-    std::vector<int32_t> up;
-    ancestors_of(t, [&](int32_t a) {
-      if (shown[static_cast<size_t>(a)]) up.push_back(a);
-    });
+  std::vector<uint8_t> shown(cand.size(), 1);
+  for (size_t c = 0; c < cand.size(); ++c)
+    for (int64_t k = anc_begin(cand[c]); k < anc_end(cand[c]); ++k) {
+      const size_t a = place(anc(k));
+      if (cells[a] == cells[c]) shown[a] = 0;
+    }
+  // Shown parents: the nearest shown ancestors (no shown ancestor lies between). Edges
+  // (parent place, child) sorted by the parent, then the child's sibling order.
+  std::vector<std::pair<size_t, int32_t>> edges;
+  std::vector<int32_t> waiting(cand.size(), 0), up;
+  std::vector<int32_t> tops;
+  for (size_t c = 0; c < cand.size(); ++c) {
+    if (!shown[c]) continue;
+    up.clear();
+    for (int64_t k = anc_begin(cand[c]); k < anc_end(cand[c]); ++k)
+      if (shown[place(anc(k))]) up.push_back(anc(k));
     for (int32_t a : up) {
       bool nearest = true;
       for (int32_t b : up) nearest = nearest && !(b != a && InSubtree(b, a));
       if (!nearest) continue;
-      children[static_cast<size_t>(a)].push_back(t);
-      ++waiting[static_cast<size_t>(t)];
+      edges.emplace_back(place(a), cand[c]);
+      ++waiting[c];
     }
-    if (waiting[static_cast<size_t>(t)] == 0) tops.push_back(t);
+    if (waiting[c] == 0) tops.push_back(cand[c]);
   }
-  std::vector<std::string> folded(n);  // labels lower-cased, for the order
-  for (int32_t t = 0; t < o.n_terms(); ++t)
-    if (shown[static_cast<size_t>(t)])
-      folded[static_cast<size_t>(t)] = Key(0, o.term_labels[static_cast<size_t>(t)], true);
-  auto by_label = [&](int32_t a, int32_t b) {
-    const auto ia = static_cast<size_t>(a), ib = static_cast<size_t>(b);
-    if (folded[ia] != folded[ib]) return folded[ia] < folded[ib];
-    return o.term_ids[ia] < o.term_ids[ib];
+  auto sibling_order = [&](int32_t a, int32_t b) {
+    return rank_[static_cast<size_t>(a)] < rank_[static_cast<size_t>(b)];
   };
-  std::sort(tops.begin(), tops.end(), by_label);
-  for (auto& c : children) std::sort(c.begin(), c.end(), by_label);
+  std::sort(edges.begin(), edges.end(), [&](const auto& x, const auto& y) {
+    return x.first != y.first ? x.first < y.first : sibling_order(x.second, y.second);
+  });
+  std::sort(tops.begin(), tops.end(), sibling_order);
+  std::vector<size_t> first_edge(cand.size() + 1, 0);
+  for (const auto& e : edges) ++first_edge[e.first + 1];
+  for (size_t c = 0; c < cand.size(); ++c) first_edge[c + 1] += first_edge[c];
   // Pre-order; a term with several shown parents comes under the last of them visited,
   // so after all its shown ancestors, with its depth known from theirs.
   Shown out;
-  std::vector<int32_t> depth(n, 0);
-  std::function<void(int32_t)> visit = [&](int32_t t) {
-    out.terms.push_back(t);
-    out.depth.push_back(depth[static_cast<size_t>(t)]);
-    out.cells.push_back(cells[static_cast<size_t>(t)]);
-    for (int32_t c : children[static_cast<size_t>(t)]) {
-      depth[static_cast<size_t>(c)] =
-          std::max(depth[static_cast<size_t>(c)], depth[static_cast<size_t>(t)] + 1);
-      if (--waiting[static_cast<size_t>(c)] == 0) visit(c);
+  std::vector<int32_t> depth(cand.size(), 0);
+  std::vector<size_t> stack;  // places; children pushed in reverse so the first pops first
+  for (auto top = tops.rbegin(); top != tops.rend(); ++top) stack.push_back(place(*top));
+  while (!stack.empty()) {
+    const size_t c = stack.back();
+    stack.pop_back();
+    out.terms.push_back(cand[c]);
+    out.depth.push_back(depth[c]);
+    out.cells.push_back(cells[c]);
+    const size_t mark = stack.size();
+    for (size_t e = first_edge[c]; e < first_edge[c + 1]; ++e) {
+      const size_t child = place(edges[e].second);
+      depth[child] = std::max(depth[child], depth[c] + 1);
+      if (--waiting[child] == 0) stack.push_back(child);
     }
-  };
-  for (int32_t t : tops) visit(t);
+    std::reverse(stack.begin() + static_cast<std::ptrdiff_t>(mark), stack.end());
+  }
   return out;
 }
 

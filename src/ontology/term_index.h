@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "cellcube/store_data.h"
@@ -33,8 +34,8 @@ class TermIndex {
   // ancestors, ascending.
   std::vector<int32_t> Parents(int32_t term) const;
 
-  // A roll-up's rows (docs/ONTOLOGY.md "Roll-up"): given the cells each term holds of
-  // its own (`own_cells`, per term, 0 for most), the terms shown: every term holding
+  // A roll-up's rows (docs/ONTOLOGY.md "Roll-up"): given the cells terms hold of their
+  // own (`own`: (term, cells) pairs, a term at most once), the terms shown: every term holding
   // cells or an ancestor of one, less each term one of whose descendants holds exactly
   // the same cells; in depth-first pre-order (top terms, and each term's children,
   // sorted by label case-insensitively, then id; a term with several shown parents
@@ -45,12 +46,13 @@ class TermIndex {
     std::vector<int32_t> depth;   // per shown term
     std::vector<int64_t> cells;   // per shown term: the cells of its subtree
   };
-  Shown Rows(const std::vector<int64_t>& own_cells) const;
+  Shown Rows(const std::vector<std::pair<int32_t, int64_t>>& own) const;
 
  private:
   const StoreOntologies* terms_;
   std::unordered_map<std::string, int32_t> by_key_;  // "ontology\x1f" + lower id/label
   std::unordered_map<std::string, int32_t> by_label_;  // "ontology\x1f" + exact label
+  std::vector<int32_t> rank_;  // per term: its place in sibling order (label, then id)
 };
 
 }  // namespace cellcube::ontology

@@ -748,6 +748,17 @@ Status WilcoxonMarkers(const QueryEngine& engine, const MarkersOptions& o, int32
   return Status::Ok();
 }
 
+// Per row, the term id of its value, when an ontology backs the column.
+void AddTermIds(const QueryEngine& engine, int32_t column, MarkersResult* out) {
+  if (!engine.IsBacked(column)) return;
+  std::map<std::string, std::string> id_of;
+  for (const auto& v : out->values) {
+    auto [it, fresh] = id_of.emplace(v, "");
+    if (fresh) it->second = engine.TermIdOf(column, v);
+    out->term_ids.push_back(it->second);
+  }
+}
+
 }  // namespace
 
 Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions& o) {
@@ -770,6 +781,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   out.column = o.column;
   if (o.testing.test == "wilcoxon") {
     CC_RETURN_IF_ERROR(WilcoxonMarkers(engine, o, column, population, marker_values, &out));
+    AddTermIds(engine, column, &out);
     return out;
   }
   std::set<std::string> tests;
@@ -800,6 +812,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   for (const auto& [note, holds_for] : by_note)
     out.de.notes.push_back(ValuesSaying(o.column, holds_for, values.size()) + ": " + note);
   out.de.test = tests.size() == 1 ? *tests.begin() : "mixed";
+  AddTermIds(engine, column, &out);
   return out;
 }
 

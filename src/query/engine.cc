@@ -222,12 +222,12 @@ void FillResult(const StoreReader& s, const query::Terms& terms, const std::vect
 
 // A rolled-up answer (docs/ONTOLOGY.md "Roll-up"): the base splits' roll-up in t.agg
 // combined into the output splits, which replace the plain ones in the result.
-void FillRolled(const StoreReader& s, const std::vector<int32_t>& genes,
-                const query::RolledSplits& r, const RunScratch& t, QueryResult* result) {
-  std::vector<Aggregate> agg;
-  std::vector<Bins> bins;
-  CombineSplits(r, genes.size(), t.agg, t.bins.empty() ? nullptr : &t.bins, &agg,
-                t.bins.empty() ? nullptr : &bins);
+void FillRolled(const StoreReader& s, const std::vector<int32_t>& genes, bool m2, RunScratch& t,
+                QueryResult* result) {
+  const query::RolledSplits& r = t.rolled;
+  const bool bins = !t.bins.empty();
+  CombineSplits(r, genes.size(), t.agg, bins ? &t.bins : nullptr, m2, &t.rolled_agg,
+                bins ? &t.rolled_bins : nullptr);
   result->gene_indices = genes;
   for (int32_t g : genes) {
     result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
@@ -238,13 +238,28 @@ void FillRolled(const StoreReader& s, const std::vector<int32_t>& genes,
   result->split_terms = r.term_ids;
   result->split_depth = r.depth;
   const size_t n_genes = genes.size();
+  result->rows.reserve(static_cast<size_t>(r.n_out) * n_genes);
   for (size_t sp = 0; sp < static_cast<size_t>(r.n_out); ++sp)
     for (size_t gi = 0; gi < n_genes; ++gi) {
-      const Aggregate& a = agg[sp * n_genes + gi];
+      const Aggregate& a = t.rolled_agg[sp * n_genes + gi];
       if (a.n_cells <= 0) continue;
       result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
-      if (!bins.empty()) result->bins.push_back(bins[sp * n_genes + gi]);
+      if (bins) result->bins.push_back(t.rolled_bins[sp * n_genes + gi]);
     }
+}
+
+// The roll-up's plan for this selection and these splits, made or reused (RunScratch).
+void PlanRolled(const StoreData& meta, const query::Terms& terms, const std::vector<int32_t>& by,
+                const std::vector<uint8_t>& rolled, bool pairs, RunScratch& t) {
+  if (t.rolled_valid && t.rolled_selected == t.selected && t.rolled_by == by &&
+      t.rolled_flags == rolled)
+    return;
+  t.rolled = query::PlanRolledSplits(meta, terms, by, rolled, t.selected, t.split,
+                                     t.representative, pairs);
+  t.rolled_selected = t.selected;
+  t.rolled_by = by;
+  t.rolled_flags = rolled;
+  t.rolled_valid = true;
 }
 
 // Resolve the genes and split columns, select the groups, number their splits, roll
@@ -287,10 +302,10 @@ Result<QueryResult> QueryEngine::Run(const Query& q) const {
   if (result.n_rolled() == 0) {
     FillResult(*store_, impl_->terms, genes, by, n_splits, t, &result);
   } else {
-    const query::RolledSplits r = query::PlanRolledSplits(
-        store_->meta(), impl_->terms, by, result.by_rolled, t.selected, t.split, t.representative);
-    FillRolled(*store_, genes, r, t, &result);
-    if (!result.rows.empty()) impl_->scales->Annotate(*store_, r.groups, r.splits, &result);
+    PlanRolled(store_->meta(), impl_->terms, by, result.by_rolled, !impl_->scales->uniform(), t);
+    FillRolled(*store_, genes, wants.m2, t, &result);
+    if (!result.rows.empty())
+      impl_->scales->Annotate(*store_, t.rolled.groups, t.rolled.splits, &result);
   }
   // Selected groups have cells, so a split is empty only where no dataset measured the gene.
   if (result.rows.empty())

@@ -97,6 +97,17 @@ struct Terms {
   Rolled Roll(const StoreData& meta, int32_t column, const std::vector<int32_t>& groups) const;
 };
 
+// A rolled-up answer's output splits (query/rolled_splits.h), each the sum of some base
+// splits (the plain splits of the selected groups), with their labels, term ids, depths.
+struct RolledSplits {
+  int64_t n_out = 0;
+  std::vector<int64_t> begin;  // per output split: its base splits base[begin[o], begin[o + 1])
+  std::vector<int32_t> base;
+  std::vector<std::string> labels, term_ids;  // n_out x by, row-major
+  std::vector<int32_t> depth;                 // n_out x (rolled by-columns)
+  std::vector<int32_t> groups, splits;        // (selected group, output split), if asked
+};
+
 struct RunScratch {
   std::vector<int32_t> selected;  // groups
   std::vector<uint64_t> keys;     // per selected group
@@ -106,6 +117,14 @@ struct RunScratch {
   std::vector<Aggregate> agg;           // per split x gene
   std::vector<Bins> bins;               // per split x gene, when histograms are asked for
   std::vector<int32_t> representative;  // per split: one of its groups
+  // A roll-up's plan, and what it was made for: the next query of the same selection
+  // and splits (a page adding genes) reuses it. Its pooled statistics per split x gene.
+  RolledSplits rolled;
+  std::vector<int32_t> rolled_selected, rolled_by;
+  std::vector<uint8_t> rolled_flags;
+  bool rolled_valid = false;
+  std::vector<Aggregate> rolled_agg;
+  std::vector<Bins> rolled_bins;
 };
 
 }  // namespace query

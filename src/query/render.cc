@@ -272,7 +272,8 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
 // The row's fields as text, empty for an empty value; `json` writes null instead, each
 // field after its key from `json_keys` (the column's name as a JSON string, and ':').
 void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
-                 const std::vector<std::string>& json_keys, const std::string* lead = nullptr) {
+                 const std::vector<std::string>& json_keys, const std::string* lead = nullptr,
+                 const std::string* lead_id_key = nullptr, const std::string* lead_id = nullptr) {
   const DeRow& row = r.rows[i];
   size_t column = 0;
   auto key = [&] {
@@ -302,6 +303,13 @@ void AppendDeRow(std::string* out, const DeResult& r, size_t i, bool json,
       out->append("null");
   };
   if (lead) text(*lead);
+  if (lead_id_key) {  // JSON only: the lead value's term id beside it
+    out->append(*lead_id_key);
+    if (lead_id->empty())
+      out->append("null");
+    else
+      AppendJsonString(out, *lead_id);
+  }
   text(r.gene_ids[i]);
   text(r.symbols[i]);
   integer(row.n_cells1);
@@ -326,8 +334,11 @@ std::string DeCsv(const DeResult& r, const std::vector<std::string>& names,
   return out;
 }
 
+// `lead_ids`, when given (markers of an ontology-backed column), is per row the lead
+// value's term id, written after it as COL_ontology_term_id (null for a plain value).
 std::string DeJson(const DeResult& r, const std::vector<std::string>& names,
-                   const std::vector<std::string>* lead, int64_t took_us) {
+                   const std::vector<std::string>* lead, int64_t took_us,
+                   const std::vector<std::string>* lead_ids = nullptr) {
   std::string out = "{\"columns\":";
   AppendJsonStrings(&out, names);
   // Keys escaped once: a markers column's name may hold '"' or '\\'.
@@ -336,10 +347,18 @@ std::string DeJson(const DeResult& r, const std::vector<std::string>& names,
     AppendJsonString(&keys[c], names[c]);
     keys[c].push_back(':');
   }
+  const bool ids = lead && lead_ids && !lead_ids->empty();
+  std::string id_key;  // ,"COL_ontology_term_id": after the lead value
+  if (ids) {
+    id_key = ",";
+    AppendJsonString(&id_key, names[0] + "_ontology_term_id");
+    id_key.push_back(':');
+  }
   out.append(",\n\"rows\":[");
   for (size_t i = 0; i < r.rows.size(); ++i) {
     out.append(i ? ",\n{" : "\n{");
-    AppendDeRow(&out, r, i, true, keys, lead ? &(*lead)[i] : nullptr);
+    AppendDeRow(&out, r, i, true, keys, lead ? &(*lead)[i] : nullptr,
+                ids ? &id_key : nullptr, ids ? &(*lead_ids)[i] : nullptr);
     out.push_back('}');
   }
   out.append("],\n\"test\":");
@@ -392,7 +411,7 @@ std::string FormatMarkersCsv(const MarkersResult& r) {
   return DeCsv(r.de, MarkerColumns(r.column), &r.values);
 }
 std::string FormatMarkersJson(const MarkersResult& r, int64_t took_us) {
-  return DeJson(r.de, MarkerColumns(r.column), &r.values, took_us);
+  return DeJson(r.de, MarkerColumns(r.column), &r.values, took_us, &r.term_ids);
 }
 
 // ---- distributions ----

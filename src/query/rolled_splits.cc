@@ -34,16 +34,25 @@ ColumnRows RowsOf(const StoreData& m, const Terms& terms, int32_t column, bool r
   if (rolled) {
     const Terms::Rolled r = terms.Roll(m, column, selected);
     const StoreOntologies& o = m.ontology;
-    // Each term-valued label counts in every shown term whose subtree holds its term.
+    std::vector<std::pair<int32_t, int32_t>> row_of_term;  // (shown term, its row), sorted
     for (size_t i = 0; i < r.shown.terms.size(); ++i) {
       const int32_t t = r.shown.terms[i];
-      const int32_t row = add_row(o.term_labels[static_cast<size_t>(t)],
-                                  o.term_ids[static_cast<size_t>(t)], r.shown.depth[i]);
-      for (size_t l = 0; l < m.labels[c].size(); ++l) {
-        const int32_t own = terms.value_term[c][l];
-        if (present[l + 1] && own >= 0 && terms.index->InSubtree(own, t))
-          out.of_code[l + 1].push_back(row);
-      }
+      row_of_term.emplace_back(t, add_row(o.term_labels[static_cast<size_t>(t)],
+                                          o.term_ids[static_cast<size_t>(t)], r.shown.depth[i]));
+    }
+    std::sort(row_of_term.begin(), row_of_term.end());
+    auto count_in = [&](size_t code, int32_t t) {
+      auto it = std::lower_bound(row_of_term.begin(), row_of_term.end(), std::make_pair(t, -1));
+      if (it != row_of_term.end() && it->first == t) out.of_code[code + 1].push_back(it->second);
+    };
+    // A term-valued label counts in its own term's row and each shown ancestor's.
+    for (size_t l = 0; l < m.labels[c].size(); ++l) {
+      const int32_t own = terms.value_term[c][l];
+      if (!present[l + 1] || own < 0) continue;
+      count_in(l, own);
+      for (int64_t k = o.ancestor_begin[static_cast<size_t>(own)];
+           k < o.ancestor_begin[static_cast<size_t>(own) + 1]; ++k)
+        count_in(l, o.ancestors[static_cast<size_t>(k)]);
     }
     for (int32_t code : r.plain)
       out.of_code[static_cast<size_t>(code) + 1].push_back(
@@ -63,7 +72,7 @@ RolledSplits PlanRolledSplits(const StoreData& m, const Terms& terms,
                               const std::vector<uint8_t>& rolled,
                               const std::vector<int32_t>& selected,
                               const std::vector<int32_t>& base_of_selected,
-                              const std::vector<int32_t>& representative) {
+                              const std::vector<int32_t>& representative, bool with_pairs) {
   std::vector<ColumnRows> columns;
   for (size_t k = 0; k < by.size(); ++k)
     columns.push_back(RowsOf(m, terms, by[k], rolled[k] != 0, selected));
@@ -112,7 +121,7 @@ RolledSplits PlanRolledSplits(const StoreData& m, const Terms& terms,
   }
   out.n_out = static_cast<int64_t>(out.begin.size());
   out.begin.push_back(static_cast<int64_t>(out.base.size()));
-  for (size_t i = 0; i < selected.size(); ++i)
+  for (size_t i = 0; with_pairs && i < selected.size(); ++i)
     for (int32_t o : outs_of_base[static_cast<size_t>(base_of_selected[i])]) {
       out.groups.push_back(selected[i]);
       out.splits.push_back(o);
@@ -121,7 +130,7 @@ RolledSplits PlanRolledSplits(const StoreData& m, const Terms& terms,
 }
 
 void CombineSplits(const RolledSplits& r, size_t n_genes, const std::vector<Aggregate>& base,
-                   const std::vector<Bins>* base_bins, std::vector<Aggregate>* out,
+                   const std::vector<Bins>* base_bins, bool m2, std::vector<Aggregate>* out,
                    std::vector<Bins>* out_bins) {
   out->assign(static_cast<size_t>(r.n_out) * n_genes, Aggregate());
   if (out_bins) out_bins->assign(static_cast<size_t>(r.n_out) * n_genes, Bins{});
@@ -133,12 +142,12 @@ void CombineSplits(const RolledSplits& r, size_t n_genes, const std::vector<Aggr
         const Aggregate& x = base[b * n_genes + g];
         if (x.n_cells == 0) continue;
         Aggregate& to = (*out)[static_cast<size_t>(o) * n_genes + g];
-        if (to.n_cells > 0) {
+        if (m2 && to.n_cells > 0) {
           // Chan et al.: the squared difference of the means, weighted n_a·n_b/(n_a+n_b).
           const auto na = static_cast<double>(to.n_cells), nb = static_cast<double>(x.n_cells);
           const double delta = x.sum / nb - to.sum / na;
           to.m2 += x.m2 + delta * delta * na * nb / (na + nb);
-        } else {
+        } else if (m2) {
           to.m2 = x.m2;
         }
         to.n_cells += x.n_cells;

@@ -13,29 +13,22 @@
 
 namespace cellcube::query {
 
-struct RolledSplits {
-  int64_t n_out = 0;
-  std::vector<int64_t> begin;  // per output split: its base splits base[begin[o], begin[o + 1])
-  std::vector<int32_t> base;
-  std::vector<std::string> labels, term_ids;  // n_out x by, row-major
-  std::vector<int32_t> depth;                 // n_out x (rolled by-columns)
-  std::vector<int32_t> groups, splits;        // (selected group, output split) pairs
-};
 
 // `by`: the split columns; `rolled`: per by-column whether it is rolled up; `selected`,
 // `base_of_selected`: the selected groups and their base split; `representative`: a
-// group of each base split.
+// group of each base split; `pairs`: fill RolledSplits::groups/splits (what notes on
+// scales need).
 RolledSplits PlanRolledSplits(const StoreData& meta, const Terms& terms,
                               const std::vector<int32_t>& by,
                               const std::vector<uint8_t>& rolled,
                               const std::vector<int32_t>& selected,
                               const std::vector<int32_t>& base_of_selected,
-                              const std::vector<int32_t>& representative);
+                              const std::vector<int32_t>& representative, bool pairs);
 
-// out[o x genes + g] = the base splits of o pooled (sums added, m2 by Chan et al.'s
-// pairwise formula, bins added when `bins` is given).
+// out[o x genes + g] = the base splits of o pooled (sums added; with `m2`, m2 by Chan et
+// al.'s pairwise formula; bins added when `base_bins` is given).
 void CombineSplits(const RolledSplits& r, size_t n_genes, const std::vector<Aggregate>& base,
-                   const std::vector<Bins>* base_bins, std::vector<Aggregate>* out,
+                   const std::vector<Bins>* base_bins, bool m2, std::vector<Aggregate>* out,
                    std::vector<Bins>* out_bins);
 
 }  // namespace cellcube::query

@@ -28,6 +28,10 @@ class DatasetScales {
   void Annotate(const StoreReader& store, const std::vector<int32_t>& groups,
                 const std::vector<int32_t>& split_of, QueryResult* result) const;
 
+  // Whether every dataset has one transform and none has, or may have, values below 0:
+  // then Annotate has nothing to say.
+  bool uniform() const { return uniform_; }
+
   // The notes of a comparison (DE, markers) of the cells of `groups` (ascending).
   void NoteComparison(const StoreData& meta, const std::vector<int32_t>& groups,
                       std::vector<std::string>* notes) const;

@@ -41,21 +41,23 @@ void Terms::Flag(int32_t column, int32_t term, bool subtree, uint8_t* flags) con
 Terms::Rolled Terms::Roll(const StoreData& meta, int32_t column,
                           const std::vector<int32_t>& groups) const {
   const auto c = static_cast<size_t>(column);
-  std::vector<int64_t> own(static_cast<size_t>(meta.ontology.n_terms()), 0);
-  std::vector<uint8_t> plain(meta.labels[c].size(), 0);
+  // Cells per label first (labels are few), then per term.
+  std::vector<int64_t> per_label(meta.labels[c].size(), 0);
   for (int32_t g : groups) {
     const int32_t code = meta.codes[c][static_cast<size_t>(g)];
-    if (code < 0) continue;
-    const int32_t term = value_term[c][static_cast<size_t>(code)];
-    if (term >= 0)
-      own[static_cast<size_t>(term)] += meta.n_cells[static_cast<size_t>(g)];
-    else
-      plain[static_cast<size_t>(code)] = 1;
+    if (code >= 0) per_label[static_cast<size_t>(code)] += meta.n_cells[static_cast<size_t>(g)];
   }
   Rolled out;
+  std::vector<std::pair<int32_t, int64_t>> own;
+  for (size_t l = 0; l < per_label.size(); ++l) {
+    if (per_label[l] == 0) continue;
+    const int32_t term = value_term[c][l];
+    if (term >= 0)
+      own.emplace_back(term, per_label[l]);
+    else
+      out.plain.push_back(static_cast<int32_t>(l));
+  }
   out.shown = index->Rows(own);
-  for (size_t l = 0; l < plain.size(); ++l)
-    if (plain[l]) out.plain.push_back(static_cast<int32_t>(l));
   return out;
 }
 
@@ -67,6 +69,13 @@ const std::string& QueryEngine::TermId(int32_t column, int32_t code) const {
   static const std::string kNone;
   if (code < 0 || !impl_->terms.Backed(column)) return kNone;
   return impl_->terms.value_term_id[static_cast<size_t>(column)][static_cast<size_t>(code)];
+}
+
+std::string QueryEngine::TermIdOf(int32_t column, const std::string& label) const {
+  if (!IsBacked(column)) return "";
+  const int32_t term = impl_->terms.index->FindLabel(
+      impl_->terms.column_ontology[static_cast<size_t>(column)], label);
+  return term < 0 ? "" : store_->meta().ontology.term_ids[static_cast<size_t>(term)];
 }
 
 Status QueryEngine::CheckRollup(const std::vector<std::string>& columns) const {

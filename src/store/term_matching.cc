@@ -143,9 +143,12 @@ void NoteReplacements(const ontology::TermMap& map, const ontology::ColumnValues
   for (size_t v = 0; v < b.matches.size(); ++v) {
     const auto& m = b.matches[v];
     if (m.kind != ontology::MatchKind::kReplaced) continue;
-    callbacks.note("column " + Quote(col.column) + ": " + Quote(col.values[v]) + " names " +
-                   Quote(map.ids[static_cast<size_t>(m.deprecated)]) +
-                   ", which is deprecated: read as its replacement " +
+    const std::string& old_id = map.ids[static_cast<size_t>(m.deprecated)];
+    const std::string named = col.values[v] == old_id
+                                  ? Quote(old_id) + " is deprecated"
+                                  : Quote(col.values[v]) + " names " + Quote(old_id) +
+                                        ", which is deprecated";
+    callbacks.note("column " + Quote(col.column) + ": " + named + ": read as its replacement " +
                    Quote(map.ids[static_cast<size_t>(m.term)]) + " (" +
                    map.labels[static_cast<size_t>(m.term)] + ")");
   }

@@ -51,6 +51,14 @@ StoreOntologies Example() {
                {"X:9", "dag child", {"X:4", "X:8", "X:3", "X:2", "X:1"}}});
 }
 
+// The (term, cells) pairs of the terms holding cells.
+std::vector<std::pair<int32_t, int64_t>> Own(const std::vector<int64_t>& cells) {
+  std::vector<std::pair<int32_t, int64_t>> out;
+  for (size_t t = 0; t < cells.size(); ++t)
+    if (cells[t] > 0) out.emplace_back(static_cast<int32_t>(t), cells[t]);
+  return out;
+}
+
 std::vector<std::string> Labels(const StoreOntologies& o, const TermIndex::Shown& s) {
   std::vector<std::string> out;
   for (int32_t t : s.terms) out.push_back(o.term_labels[static_cast<size_t>(t)]);
@@ -88,7 +96,7 @@ TEST(OntologyTermIndex, RowsPruneTheChainAboveTheFirstBranching) {
   own[4] = 10;  // CD4 T
   own[5] = 5;   // CD8 T
   own[6] = 7;   // B cell
-  const TermIndex::Shown s = index.Rows(own);
+  const TermIndex::Shown s = index.Rows(Own(own));
   // cell and leukocyte hold exactly lymphocyte's 22 cells: left out.
   EXPECT_EQ(Labels(o, s),
             (std::vector<std::string>{"lymphocyte", "B cell", "T cell", "CD4 T", "CD8 T"}));
@@ -105,7 +113,7 @@ TEST(OntologyTermIndex, ATermOfTwoParentsComesOnceUnderTheLastWithDepthFromBoth)
   own[6] = 7;
   own[7] = 2;  // epithelial's own cells
   own[8] = 3;  // dag child
-  const TermIndex::Shown s = index.Rows(own);
+  const TermIndex::Shown s = index.Rows(Own(own));
   EXPECT_EQ(Labels(o, s), (std::vector<std::string>{"cell", "epithelial", "lymphocyte", "B cell",
                                                     "T cell", "CD4 T", "CD8 T", "dag child"}));
   EXPECT_EQ(s.depth, (std::vector<int32_t>{0, 1, 1, 2, 2, 3, 3, 3}));
@@ -118,9 +126,9 @@ TEST(OntologyTermIndex, ASingleTermShowsAloneAndNothingShowsNothing) {
   const StoreOntologies o = Example();
   const TermIndex index(o);
   std::vector<int64_t> own(9, 0);
-  EXPECT_TRUE(index.Rows(own).terms.empty());
+  EXPECT_TRUE(index.Rows(Own(own)).terms.empty());
   own[3] = 4;  // cells labelled just "T cell": its ancestors hold the same cells
-  const TermIndex::Shown s = index.Rows(own);
+  const TermIndex::Shown s = index.Rows(Own(own));
   EXPECT_EQ(Labels(o, s), (std::vector<std::string>{"T cell"}));
   EXPECT_EQ(s.depth, (std::vector<int32_t>{0}));
 }
