@@ -18,13 +18,15 @@
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "cli/table.h"
+#include "synth/catalog.h"
 #include "synth/synth.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
 
 const char* const kSynthHelp =
-    R"(usage: cellcube synth -o DIR [--datasets N] [--cells N] [--genes N] [--seed N] [--quiet]
+    R"(usage: cellcube synth -o DIR [--datasets N] [--cells N] [--genes N] [--seed N] [--term-ids]
+                      [--quiet]
 
 Writes synthetic single-cell RNA-seq datasets DIR/synth_01.h5ad, synth_02.h5ad, ...
 (AnnData >= 0.8 files that anndata and scanpy read) to try cellcube on and to
@@ -38,6 +40,10 @@ cancer_stage, sex, donor. See docs/SYNTH.md for the model.
   --cells N          cells per dataset, 1 to 2147483647 (default 20000)
   --genes N          genes per dataset, 300 to 100000 (default 2000)
   --seed N           random seed (default 1): the same seed writes the same files
+  --term-ids         also write CELLxGENE's term id columns: cell_type_ontology_term_id
+                     (Cell Ontology), tissue_ontology_term_id (UBERON) and
+                     disease_ontology_term_id (MONDO; PATO:0000461 for normal), for
+                     'cellcube build --ontology' (docs/ONTOLOGY.md)
   --quiet            no progress line on stderr
   -h, --help         show this help
 
@@ -182,9 +188,19 @@ Result<int64_t> WriteMatrix(const synth::Dataset& d, h5ad::Writer& w, const std:
 }
 
 // obs: the plan's categorical columns and the cells' QC metrics, indexed by barcode.
-Status WriteObs(h5ad::Writer& w, const synth::Dataset& d, QcMetrics* qc) {
+// With `term_ids`, cell_type, tissue and disease each get their CELLxGENE pair column,
+// COL_ontology_term_id: the same codes over the values' term ids (synth::TermId).
+Status WriteObs(h5ad::Writer& w, const synth::Dataset& d, bool term_ids, QcMetrics* qc) {
   std::vector<ColumnData> cols;
   for (const auto& c : d.obs()) cols.push_back(Categorical(c));
+  for (const auto& c : d.obs()) {
+    if (!term_ids || (c.name != "cell_type" && c.name != "tissue" && c.name != "disease"))
+      continue;
+    synth::Categorical ids = c;
+    ids.name = c.name + "_ontology_term_id";
+    for (auto& value : ids.categories) value = synth::TermId(value);
+    cols.push_back(Categorical(ids));
+  }
   cols.push_back(ColumnData::Int64("n_genes_by_counts", std::move(qc->cell_genes)));
   cols.push_back(ColumnData::Float64("total_counts", std::move(qc->cell_total)));
   return w.WriteDataFrame("obs", d.Barcodes(), cols);
@@ -220,13 +236,13 @@ uint64_t FileSize(const std::string& path) {
 }
 
 Result<Written> WriteDataset(const synth::Dataset& d, const std::string& path,
-                             const std::string& label, bool quiet) {
+                             const std::string& label, bool quiet, bool term_ids) {
   CC_ASSIGN_OR_RETURN(auto writer, h5ad::Writer::Create(path));
   h5ad::Writer& w = *writer;
   QcMetrics qc;
   Written out;
   CC_ASSIGN_OR_RETURN(out.nnz, WriteMatrix(d, w, label, quiet, &qc));
-  CC_RETURN_IF_ERROR(WriteObs(w, d, &qc));
+  CC_RETURN_IF_ERROR(WriteObs(w, d, term_ids, &qc));
   CC_RETURN_IF_ERROR(WriteVar(w, d, &qc));
   CC_RETURN_IF_ERROR(WriteEmptyGroupsAndTitle(w, d));
   CC_RETURN_IF_ERROR(w.Close());
@@ -255,6 +271,7 @@ Status RunSynth(const std::vector<std::string>& argv) {
                                                     {"cells", true},
                                                     {"genes", true},
                                                     {"seed", true},
+                                                    {"term-ids", false},
                                                     {"quiet", false}}));
   if (!args.positionals().empty())
     return Status::Usage("synth takes no positional arguments, got '" + args.positionals()[0] +
@@ -281,7 +298,7 @@ Status RunSynth(const std::vector<std::string>& argv) {
     const std::string path = (fs::path(*dir) / file).string();
     // Written beside the target and renamed over it: never a half-written file.
     const std::string partial = (fs::path(*dir) / ("." + file + ".partial")).string();
-    Result<Written> written = WriteDataset(d, partial, file, quiet);
+    Result<Written> written = WriteDataset(d, partial, file, quiet, args.Flag("term-ids"));
     if (!written.ok()) {
       std::error_code ec;
       fs::remove(partial, ec);

@@ -168,6 +168,68 @@ const std::vector<CellTypeInfo>& CellTypes() {
   return kTypes;
 }
 
+// A data table: the term id of each catalogue value. "type I/II pneumocyte" are CL
+// synonyms of CL:0002062/CL:0002063 ("pulmonary alveolar type 1/2 cell"): a build with
+// --ontology matches them by synonym.
+const std::vector<std::pair<const char*, const char*>>& TermIds() {
+  static const std::vector<std::pair<const char*, const char*>> kIds = {
+      {"CD4-positive, alpha-beta T cell", "CL:0000624"},
+      {"CD8-positive, alpha-beta T cell", "CL:0000625"},
+      {"regulatory T cell", "CL:0000815"},
+      {"natural killer cell", "CL:0000623"},
+      {"B cell", "CL:0000236"},
+      {"plasma cell", "CL:0000786"},
+      {"classical monocyte", "CL:0000860"},
+      {"non-classical monocyte", "CL:0000875"},
+      {"conventional dendritic cell", "CL:0000990"},
+      {"plasmacytoid dendritic cell", "CL:0000784"},
+      {"mast cell", "CL:0000097"},
+      {"neutrophil", "CL:0000775"},
+      {"macrophage", "CL:0000235"},
+      {"platelet", "CL:0000233"},
+      {"erythrocyte", "CL:0000232"},
+      {"alveolar macrophage", "CL:0000583"},
+      {"type I pneumocyte", "CL:0002062"},
+      {"type II pneumocyte", "CL:0002063"},
+      {"ciliated cell", "CL:0000064"},
+      {"club cell", "CL:0000158"},
+      {"hepatocyte", "CL:0000182"},
+      {"cholangiocyte", "CL:1000488"},
+      {"Kupffer cell", "CL:0000091"},
+      {"hepatic stellate cell", "CL:0000632"},
+      {"kidney proximal convoluted tubule epithelial cell", "CL:1000838"},
+      {"podocyte", "CL:0000653"},
+      {"kidney loop of Henle thick ascending limb epithelial cell", "CL:1001106"},
+      {"kidney collecting duct principal cell", "CL:1001431"},
+      {"enterocyte", "CL:0000584"},
+      {"goblet cell", "CL:0000160"},
+      {"intestinal crypt stem cell", "CL:0002250"},
+      {"enteroendocrine cell", "CL:0000164"},
+      {"fibroblast", "CL:0000057"},
+      {"endothelial cell", "CL:0000115"},
+      {"smooth muscle cell", "CL:0000192"},
+      {"malignant cell", "CL:0001064"},
+      {"lung", "UBERON:0002048"},
+      {"liver", "UBERON:0002107"},
+      {"blood", "UBERON:0000178"},
+      {"kidney", "UBERON:0002113"},
+      {"colon", "UBERON:0001155"},
+      {"lung adenocarcinoma", "MONDO:0005061"},
+      {"hepatocellular carcinoma", "MONDO:0007256"},
+      {"COVID-19", "MONDO:0100096"},
+      {"clear cell renal carcinoma", "MONDO:0005005"},
+      {"colorectal cancer", "MONDO:0005575"},
+      {"normal", "PATO:0000461"},
+  };
+  return kIds;
+}
+
+const char* TermId(const std::string& value) {
+  for (const auto& [name, id] : TermIds())
+    if (value == name) return id;
+  return nullptr;
+}
+
 const std::vector<const char*>& HousekeepingGenes() {
   static const std::vector<const char*> kGenes = {"MALAT1", "ACTB",    "GAPDH",  "B2M",    "TMSB4X",
                                                   "EEF1A1", "FTL",     "FTH1",   "RPL13",  "RPS27",

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace cellcube::synth {
@@ -35,6 +36,14 @@ const std::vector<const char*>& FemaleGenes();        // expressed in female cel
 const std::vector<const char*>& MaleGenes();          // chrY genes
 const std::vector<const char*>& InterferonGenes();    // up in COVID-19 donors
 const std::vector<const char*>& TumourGenes();        // up in cancer donors
+// The ontology term id of a catalogue value (docs/SYNTH.md "Ontology terms"): a cell
+// type's Cell Ontology id, a tissue's UBERON id, a disease's MONDO id, and PATO's
+// "normal" (PATO:0000461) for healthy donors, as CELLxGENE labels them; nullptr for any
+// other value. Every id is checked against the term maps by tests/python/test_synth_terms.py.
+const char* TermId(const std::string& value);
+// Every (value, id) pair of TermId, for the demo's term maps (scripts/ontology_subset.py).
+const std::vector<std::pair<const char*, const char*>>& TermIds();
+
 // Symbols that are lncRNAs rather than protein coding.
 bool IsLncRna(const std::string& symbol);
 
