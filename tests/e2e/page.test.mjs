@@ -600,3 +600,90 @@ describe("web page on scaled data", () => {
     assert.deepEqual(errors, []);
   });
 });
+
+// The ontology's tree (docs/ONTOLOGY.md, docs/WEB.md): a synthetic atlas with CELLxGENE
+// term id columns, built with the demo's term maps (data/ontology).
+describe("web page with ontology terms", () => {
+  let server, browser, dir;
+  const openTree = async (search) => {
+    const page = await browser.newPage();
+    page.errors = [];
+    page.on("pageerror", (e) => page.errors.push(e.message));
+    await page.goto(`${server.base}/${search}`);
+    return page;
+  };
+  // A label's own text (a row that toggles or opens markers also holds a <title>).
+  const tickLabels = (page) => page.locator('g[aria-label="y-axis tick label"] text').evaluateAll((ts) => ts.map((t) => t.firstChild.textContent));
+  const clean = (label) => label.replace(/[\u00a0▸▾ ]+/g, " ").trim();
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-terms-"));
+    execFileSync(BIN, ["synth", "-o", dir, "--datasets", "2", "--cells", "3000", "--genes", "400", "--term-ids", "--quiet"], { stdio: "pipe" });
+    const store = path.join(dir, "terms.h5ad");
+    const maps = ["CL-ontology-v2026-03-26", "UBERON-ontology-v2026-04-01", "MONDO-ontology-v2026-05-05"]
+      .flatMap((m) => ["--ontology", path.join(ROOT, "data", "ontology", `${m}.subset.json.gz`)]);
+    execFileSync(BIN, ["build", "-o", store, "--quiet", ...maps, path.join(dir, "synth_01.h5ad"), path.join(dir, "synth_02.h5ad")], { stdio: "pipe" });
+    server = await serveStore(store);
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("the Tree switch rolls cell types up: indented rows in the API's order, collapse and expand in the URL", async () => {
+    const page = await openTree("?genes=CD3E&by=cell_type&plot=dot");
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.isVisible("#tree-ctl"), true);
+    await page.locator("#tree").check();
+    await page.waitForURL((u) => u.search.includes("rollup=cell_type"));
+    assert.equal(await settled(page), "ready");
+    const answer = await api(server.base, "/api/v1/query", [["genes", "CD3E"], ["by", "cell_type"], ["rollup", "cell_type"]]);
+    const depthOf = new Map(answer.rows.map((r) => [r.cell_type, r.depth]));
+    // Shown: the top rows and their children (the default), in the API's pre-order.
+    const top = answer.rows.filter((r) => r.depth === 0).map((r) => r.cell_type);
+    let labels = (await tickLabels(page)).map(clean);
+    assert.ok(labels.length > top.length, "children of the top rows show");
+    assert.deepEqual(labels, answer.rows.map((r) => r.cell_type).filter((l) => labels.includes(l)));
+    for (const l of labels) assert.ok(depthOf.get(l) <= 1, `${l} is a top row or its child`);
+    const raw = await tickLabels(page);
+    const child = raw.find((t) => depthOf.get(clean(t)) === 1 && t.includes("▸"));
+    assert.ok(child, "a closed child row with subtypes");
+    assert.ok(child.startsWith("\u00a0\u00a0\u00a0"), "children are indented");
+    // Open it: its children appear, and the URL names it.
+    const name = clean(child);
+    const id = answer.rows.find((r) => r.cell_type === name).cell_type_ontology_term_id;
+    await page.locator('g[aria-label="y-axis tick label"] text', { hasText: name }).first().click();
+    await page.waitForURL((u) => decodeURIComponent(u.search).includes(id));
+    assert.equal(await settled(page), "ready");
+    labels = (await tickLabels(page)).map(clean);
+    const at = answer.rows.findIndex((r) => r.cell_type === name);
+    const next = answer.rows[at + 1].cell_type;
+    assert.ok(labels.includes(next), `${next} shows under ${name}`);
+    // Reload restores it; closing the top row hides everything below it.
+    await page.reload();
+    assert.equal(await settled(page), "ready");
+    assert.ok((await tickLabels(page)).map(clean).includes(next));
+    await page.locator('g[aria-label="y-axis tick label"] text', { hasText: top[0] }).first().click();
+    assert.equal(await settled(page), "ready");
+    labels = (await tickLabels(page)).map(clean);
+    assert.ok(!labels.includes(next) && labels.includes(top[0]));
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("a filter offers 'T cell (and subtypes)' and selects the whole subtree", async () => {
+    const page = await openTree("?genes=CD3E&by=tissue&plot=dot");
+    assert.equal(await settled(page), "ready");
+    await page.locator('.sec[data-column="cell_type"] .sec-search').fill("mature alpha");
+    const group = page.locator('.sec[data-column="cell_type"] li.group', { hasText: "mature alpha-beta T cell (and subtypes)" });
+    await group.locator("input").check();
+    await page.waitForURL((u) => u.search.includes("rollup=cell_type") && u.search.includes("where=cell_type:mature"));
+    assert.equal(await settled(page), "ready");
+    const want = await api(server.base, "/api/v1/query", [["genes", "CD3E"], ["by", "tissue"], ["rollup", "cell_type"], ["where", "cell_type:mature alpha-beta T cell"]]);
+    const cd4 = await api(server.base, "/api/v1/query", [["genes", "CD3E"], ["by", "tissue"], ["where", "cell_type:CD4-positive, alpha-beta T cell"]]);
+    const sum = (a) => a.rows.reduce((t, r) => t + r.n_cells, 0);
+    assert.ok(sum(want) > sum(cd4), "the subtree holds more than one of its types");
+    assert.equal(await page.getAttribute("body", "data-groups"), String(want.rows.length));
+    assert.deepEqual(page.errors, []);
+  });
+});

@@ -67,6 +67,7 @@ export async function get(path, pairs, signal, { as = "json", cached = true } = 
 export function populationPairs(state) {
   const pairs = state.where.map(([c, v]) => ["where", `${c}:${v}`]);
   if (state.datasets.length) pairs.push(["datasets", state.datasets.join(",")]);
+  if (state.rollup?.length) pairs.push(["rollup", state.rollup.join(",")]);
   return pairs;
 }
 
@@ -81,14 +82,32 @@ export function queryPairs(state, genes, by, metrics = ALL_METRICS, format) {
 
 // A layout=compact answer (each split's labels and each gene once, rows as arrays
 // [split, gene, ...metrics]) as row objects keyed by the answer's columns.
+// A rolled-up column is followed by its depth column ("depth", or "COL_depth"), whose
+// values come in split_depth; an ontology-backed one's term ids in split_terms, given to
+// the rows as COL_ontology_term_id (docs/ONTOLOGY.md).
+export function splitColumns(columns) {
+  const nBy = columns.indexOf("gene");
+  const labels = [], depths = [];
+  for (let i = 0; i < nBy; i++) {
+    const c = columns[i], prev = labels[labels.length - 1];
+    if (prev !== undefined && (c === "depth" || c === `${prev}_depth`)) depths.push(c);
+    else labels.push(c);
+  }
+  return { labels, depths };
+}
+
 export function expandRows(answer) {
   if (!answer || !answer.splits) return answer;
   const nBy = answer.columns.indexOf("gene");
   const metrics = answer.columns.slice(nBy + 1);
+  const { labels: byCols, depths } = splitColumns(answer.columns);
   const rows = answer.rows.map((r) => {
     const row = {};
     const labels = answer.splits[r[0]];
-    for (let i = 0; i < nBy; i++) row[answer.columns[i]] = labels[i];
+    for (let i = 0; i < byCols.length; i++) row[byCols[i]] = labels[i];
+    if (answer.split_terms)
+      for (let i = 0; i < byCols.length; i++) row[`${byCols[i]}_ontology_term_id`] = answer.split_terms[r[0]][i];
+    for (let i = 0; i < depths.length; i++) row[depths[i]] = answer.split_depth[r[0]][i];
     row.gene = answer.genes[r[1]].id;
     for (let k = 0; k < metrics.length; k++) row[metrics[k]] = r[2 + k];
     return row;

@@ -17,6 +17,34 @@ export function withCellsFirst(values) {
   return [...values.filter((v) => v.n > 0), ...values.filter((v) => !(v.n > 0))];
 }
 
+// The groups an ontology-backed column offers: each term above at least two of its
+// values' terms (from /api/v1/meta's term tree), with those values. Ancestors follow the
+// parents transitively.
+export function subtypeGroups(meta, name) {
+  const column = meta.columns.find((c) => c.name === name);
+  if (!column?.ontology || !meta.terms?.length) return [];
+  const terms = new Map(meta.terms.map((t) => [t.id, t]));
+  const ancestors = (id) => {
+    const seen = new Set(), todo = [...(terms.get(id)?.parents ?? [])];
+    while (todo.length) {
+      const p = todo.pop();
+      if (seen.has(p)) continue;
+      seen.add(p);
+      todo.push(...(terms.get(p)?.parents ?? []));
+    }
+    return seen;
+  };
+  const under = new Map();
+  for (const v of column.values) {
+    if (!v.term_id) continue;
+    for (const a of ancestors(v.term_id)) {
+      if (!under.has(a)) under.set(a, []);
+      under.get(a).push(String(v.value));
+    }
+  }
+  return [...under].filter(([, vs]) => vs.length >= 2).map(([id, vs]) => ({ id, label: terms.get(id).label, values: vs }));
+}
+
 export class FilterPanel {
   constructor(root, meta, { onFilter, onDatasets }) {
     this.root = root;
@@ -69,9 +97,9 @@ export class FilterPanel {
     return name === "dataset" ? this.state.datasets : whereValues(this.state, name);
   }
 
-  emit(name, values) {
+  emit(name, values, options = {}) {
     if (name === "dataset") this.onDatasets(values);
-    else this.onFilter(name, values);
+    else this.onFilter(name, values, options);
   }
 
   clearAll() {
@@ -99,12 +127,39 @@ export class FilterPanel {
     const hidden = !ui.q && !ui.all && shown.length > SHOW + 2;
     if (hidden) shown = shown.filter((v, i) => i < SHOW || sel.has(v.value));
     s.list.replaceChildren(...shown.map((v) => this.item(name, v, sel, max)));
+    // An ontology-backed column also offers its terms' subtrees (docs/ONTOLOGY.md).
+    const groups = subtypeGroups(this.meta, name)
+      .map((g) => ({ ...g, n: g.values.reduce((t, v) => t + (values.find((x) => x.value === v)?.n ?? 0), 0) }))
+      .filter((g) => !ui.q || g.label.toLowerCase().includes(ui.q))
+      .sort((a, b) => b.n - a.n || compareLabels(a.label, b.label));
+    const rolled = (this.state.rollup || []).includes(name);
+    const groupsShown = groups.filter((g, i) => ui.all || i < SHOW || (rolled && sel.has(g.label)));
+    if (groupsShown.length) {
+      s.list.append(el("li", { class: "sec-groups" }, "Groups, with their subtypes"),
+        ...groupsShown.map((g) => this.groupItem(name, g, rolled && sel.has(g.label), max)));
+    }
     if (ui.q && !shown.length) s.list.append(el("li", { class: "sec-none" }, "No value matches."));
     s.more.hidden = ui.q || values.length <= SHOW + 2;
     s.more.textContent = ui.all ? "Show fewer" : `Show all ${values.length}`;
     s.summary.textContent = sel.size ? `${sel.size} of ${values.length}` : `${values.length}`;
     s.summary.classList.toggle("active", sel.size > 0);
     s.clear.hidden = sel.size === 0;
+  }
+
+  // "T cell (and subtypes)": ticking it selects the term's subtree (a roll-up of the column).
+  groupItem(name, g, checked, max) {
+    const box = el("input", {
+      type: "checkbox", checked,
+      onchange: () => {
+        const now = this.selected(name);
+        this.emit(name, checked ? now.filter((x) => x !== g.label) : [...now, g.label], { rollup: !checked });
+      },
+    });
+    return el("li", { class: `val group${checked ? " checked" : ""}${g.n === 0 ? " zero" : ""}`, dataset: { value: g.label, term: g.id } },
+      el("label", { title: `${g.label} and its subtypes (${g.id}): ${fmtInt(g.n)} cells` }, box,
+        el("span", { class: "val-name" }, `${g.label} (and subtypes)`),
+        el("span", { class: "val-count" }, fmtCount(g.n)),
+        el("span", { class: "val-bar", style: `width:${(100 * g.n) / max}%` })));
   }
 
   item(name, v, sel, max) {

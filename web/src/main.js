@@ -2,10 +2,10 @@
 
 import { ALL_METRICS, ApiError, get, parseUnknownGene, populationPairs, queryPairs } from "./api.js";
 import { composeFigure, saveBlob, svgString, svgToPng } from "./export.js";
-import { FilterPanel, prettyColumn } from "./filters.js";
-import { el, fmtInt } from "./format.js";
+import { FilterPanel, prettyColumn, subtypeGroups } from "./filters.js";
+import { compareLabels, el, fmtInt } from "./format.js";
 import { GeneInput } from "./genes.js";
-import { buildModel } from "./model.js";
+import { buildModel, toggleExpand } from "./model.js";
 import { deTooltip, rankedTable, volcano } from "./compare.js";
 import { MAX_VIOLIN_GENES } from "./distribution.js";
 import { barChart, dotPlot, heatmap } from "./plots.js";
@@ -63,6 +63,11 @@ function syncControls() {
     fillSelect($("by-2"), [["", "—"], ...cols.filter((c) => c !== state.by[0]).map((c) => [c, prettyColumn(c)])], state.by[1] ?? "");
     $("by-2").disabled = !state.by.length;
     syncCompare(cols);
+    // The ontology's tree: offered when the rows are one ontology-backed column.
+    const first = meta.columns.find((c) => c.name === state.by[0]);
+    $("tree-ctl").hidden = !(first?.ontology && state.by.length === 1 && state.plot !== "de");
+    $("tree").checked = state.rollup.includes(state.by[0]);
+    $("rows").disabled = !$("tree-ctl").hidden && $("tree").checked;
   }
   const rowOpts = [["name", "by name"], ["cluster", "clustered"], ...state.genes.filter((g) => !unknown.has(g.toLowerCase())).map((g) => [`expr:${g}`, `by ${g} expression`])];
   if (!rowOpts.some(([v]) => v === state.rows)) rowOpts.push([state.rows, `by ${state.rows.slice(5)} expression`]);
@@ -77,12 +82,25 @@ function syncCompare(cols) {
   const column = state.compare || state.by[0] || "cell_type";
   fillSelect($("cmp-col"), cols.map((c) => [c, prettyColumn(c)]), column);
   const values = meta.columns.find((c) => c.name === column)?.values.map((v) => v.value).filter((v) => v !== "NA") ?? [];
-  fillSelect($("cmp-g1"), [["", "choose a group…"], ...values.map((v) => [v, v])], state.group1[0] ?? "");
+  // An ontology-backed column also offers its terms' subtrees ("T cell (and subtypes)"):
+  // chosen, the column is rolled up, so side 1 is the subtree (docs/ONTOLOGY.md).
+  const groups = subtypeGroups(meta, column).map((g) => g.label).sort(compareLabels);
+  const g1 = state.group1[0] ?? "";
+  const rolled = state.rollup.includes(column) && groups.includes(g1);
+  fillSelect($("cmp-g1"), [["", "choose a group…"], ...values.map((v) => [v, v]), ...groups.map((g) => [`sub:${g}`, `${g} (and subtypes)`])],
+    rolled ? `sub:${g1}` : g1);
   const g2 = state.group2[0] ?? "rest";
   fillSelect($("cmp-g2"), [["rest", "all the others"], ...values.filter((v) => v !== state.group1[0]).map((v) => [v, v])], g2);
 }
 $("cmp-col").addEventListener("change", (e) => update({ compare: e.target.value, group1: [], group2: ["rest"] }));
-$("cmp-g1").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group1: e.target.value ? [e.target.value] : [], group2: state.group2.filter((v) => v !== e.target.value).length ? state.group2.filter((v) => v !== e.target.value) : ["rest"] }));
+$("cmp-g1").addEventListener("change", (e) => {
+  const column = $("cmp-col").value;
+  const sub = e.target.value.startsWith("sub:");
+  const value = sub ? e.target.value.slice(4) : e.target.value;
+  const rollup = state.rollup.filter((c) => c !== column);
+  update({ compare: column, group1: value ? [value] : [], rollup: sub ? [...rollup, column] : rollup,
+    group2: state.group2.filter((v) => v !== value).length ? state.group2.filter((v) => v !== value) : ["rest"] });
+});
 $("cmp-g2").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group2: [e.target.value] }));
 $("cmp-test").addEventListener("change", (e) => update({ test: e.target.value }));
 
@@ -116,6 +134,11 @@ $("by-1").addEventListener("change", (e) => {
 });
 $("by-2").addEventListener("change", (e) => update({ by: e.target.value ? [state.by[0], e.target.value] : state.by.slice(0, 1) }));
 $("rows").addEventListener("change", (e) => update({ rows: e.target.value }));
+$("tree").addEventListener("change", (e) => {
+  const column = state.by[0];
+  const rollup = state.rollup.filter((c) => c !== column);
+  update({ rollup: e.target.checked ? [...rollup, column] : rollup, expand: null });
+});
 $("cols").addEventListener("change", (e) => update({ cols: e.target.value }));
 $("help-btn").addEventListener("click", () => {
   const help = $("help");
@@ -316,12 +339,20 @@ function draw(s, answer, list, donor, dist) {
 
 // A row label of a one-column split offers the markers of that group: the Compare view
 // of that value against the rest (SPEC §9).
+// In the ontology's tree, a parent row's label collapses and expands its children.
 function offerMarkers(chart, model, s) {
   if (s.by.length !== 1 || s.plot === "bars") return;
-  const byLabel = new Map(model.rows.map((r) => [r.label, r]));
+  const byLabel = new Map(model.rowOrder.map((r) => [r.axisLabel ?? r.label, r]));
   for (const t of chart.querySelectorAll('g[aria-label="y-axis tick label"] text')) {
     const row = byLabel.get(t.textContent);
     if (!row || row.values[0] === "NA") continue;
+    if (model.tree && row.hasChildren) {
+      t.classList.add("tree-toggle");
+      t.setAttribute("data-term", row.termId ?? "");
+      t.append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"), { textContent: `${row.open ? "Collapse" : "Expand"} ${row.label}'s subtypes` }));
+      t.addEventListener("click", () => update({ expand: toggleExpand(model, row) }));
+      continue;
+    }
     t.classList.add("markers-link");
     t.append(Object.assign(document.createElementNS("http://www.w3.org/2000/svg", "title"), { textContent: `Markers of ${row.label}: compare with the rest` }));
     t.addEventListener("click", () => update({ plot: "de", compare: s.by[0], group1: [row.values[0]], group2: ["rest"] }));
@@ -468,12 +499,15 @@ async function start() {
   $("store-info").replaceChildren(el("b", {}, meta.store),
     ` ${meta.datasets.length} dataset${meta.datasets.length === 1 ? "" : "s"} · ${fmtInt(meta.n_cells)} cells · ${fmtInt(meta.n_genes)} genes`);
   panel = new FilterPanel($("filters"), meta, {
-    onFilter: (column, values) => update(column == null ? { where: [], datasets: [] } : withWhere(state, column, values)),
+    onFilter: (column, values, { rollup } = {}) => update(column == null ? { where: [], datasets: [] }
+      : { ...withWhere(state, column, values), ...(rollup && !state.rollup.includes(column) ? { rollup: [...state.rollup, column] } : {}) }),
     onDatasets: (values) => update({ datasets: values }),
   });
   // Drop what this store cannot have, so a link from another store still draws what it can.
   const known = new Set(meta.columns.map((c) => c.name));
-  state = { ...state, by: state.by.filter((c) => known.has(c)), where: state.where.filter(([c]) => known.has(c)) };
+  const backed = new Set(meta.columns.filter((c) => c.ontology).map((c) => c.name));
+  state = { ...state, by: state.by.filter((c) => known.has(c)), where: state.where.filter(([c]) => known.has(c)),
+    rollup: state.rollup.filter((c) => backed.has(c)) };
   history.replaceState(null, "", stateToSearch(state));
   syncControls();
   refresh();

@@ -2,6 +2,7 @@
 // (columns), one datum per (group, gene) with every metric, the colour value, the
 // error bars of the bar chart, and the orders of rows and genes.
 
+import { splitColumns } from "./api.js";
 import { clusterOrder } from "./cluster.js";
 import { compareLabels } from "./format.js";
 
@@ -13,7 +14,7 @@ export function splitKey(values) {
 }
 
 export function buildModel(answer, state, donor) {
-  const by = answer.columns.slice(0, answer.columns.indexOf("gene"));
+  const { labels: by, depths } = splitColumns(answer.columns);
   const selected = state.datasets.length ? new Set(state.datasets) : null;
   const genes = [];
   const geneById = new Map();
@@ -37,7 +38,8 @@ export function buildModel(answer, state, donor) {
     const key = splitKey(values);
     let row = rowMap.get(key);
     if (!row) {
-      row = { key, values, label: by.length ? values.join(" · ") : "all cells", block: values[0] ?? "", cells: new Map() };
+      row = { key, values, label: by.length ? values.join(" · ") : "all cells", block: values[0] ?? "", cells: new Map(),
+        depth: depths.length ? Number(r[depths[0]] ?? 0) : 0, termId: by.length ? r[`${by[0]}_ontology_term_id`] ?? null : null };
       rowMap.set(key, row);
     }
     const gene = geneById.get(r.gene);
@@ -70,7 +72,10 @@ export function buildModel(answer, state, donor) {
   if (donor && !noDonors) attachDonors(data, rowMap, by, donor);
 
   const model = { by, genes, rows, data, twoLevel: by.length === 2, noDonors };
-  model.rowOrder = orderRows(model, state.rows);
+  // The ontology's tree (docs/ONTOLOGY.md): one rolled-up split column, rows in the
+  // answer's pre-order, collapsed parents hiding their subtrees.
+  model.tree = by.length === 1 && depths.length === 1 && (state.rollup || []).includes(by[0]);
+  model.rowOrder = model.tree ? treeRows(rows, state.expand) : orderRows(model, state.rows);
   model.geneOrder = orderGenes(model, state.cols);
   return model;
 }
@@ -175,4 +180,35 @@ export function orderGenes(model, how) {
     return clusterOrder(vectors).map((i) => genes[i]);
   }
   return genes;
+}
+
+// The rows a tree shows, in pre-order: each row's parent is the nearest row before it
+// of smaller depth; a row shows when every ancestor is open (`expand`: the open rows'
+// term ids; null: the top rows). Each row gets its parent, whether it has children,
+// whether it is open, and its axis label: indented, with ▾ (open) or ▸ (closed).
+export function treeRows(rows, expand) {
+  const stack = [];
+  for (const r of rows) {
+    while (stack.length && stack[stack.length - 1].depth >= r.depth) stack.pop();
+    r.parent = stack.length ? stack[stack.length - 1] : null;
+    r.hasChildren = false;
+    if (r.parent) r.parent.hasChildren = true;
+    stack.push(r);
+  }
+  const open = (r) => (expand ? Boolean(r.termId) && expand.includes(r.termId) : r.parent === null);
+  const shown = [];
+  for (const r of rows) {
+    r.open = r.hasChildren && open(r);
+    let visible = true;
+    for (let p = r.parent; p && visible; p = p.parent) visible = p.hasChildren && open(p);
+    r.axisLabel = "\u00a0\u00a0\u00a0".repeat(r.depth) + (r.hasChildren ? (r.open ? "▾ " : "▸ ") : "\u00a0\u00a0") + r.label;
+    if (visible) shown.push(r);
+  }
+  return shown;
+}
+
+// The open rows after toggling `row` (term ids), from the rows the tree shows now.
+export function toggleExpand(model, row) {
+  const open = model.rows.filter((r) => r.open && r.termId).map((r) => r.termId);
+  return row.open ? open.filter((id) => id !== row.termId) : [...open, row.termId];
 }

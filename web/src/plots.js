@@ -41,7 +41,7 @@ export function geneLabel(g) {
 function gridLayout(model, { colW, rowH }) {
   const rows = model.rowOrder, genes = model.geneOrder;
   const labelMax = 330;
-  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.label, labelMax)]));
+  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.axisLabel ?? r.label, labelMax)]));
   const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
   const geneLabels = new Map(genes.map((g) => [g.id, truncate(geneLabel(g), 130)]));
   const widest = Math.max(...[...geneLabels.values()].map((l) => textWidth(l)));
@@ -196,7 +196,7 @@ export function heatmap(model, state, units, room) {
 
 export function barChart(model, state, units, room) {
   const rows = model.rowOrder, genes = model.geneOrder;
-  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.label, 300)]));
+  const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.axisLabel ?? r.label, 300)]));
   const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
   const facetW = Math.max(72, Math.min(240, Math.floor((room.width - 214 - marginLeft - 24) / Math.max(1, genes.length))));
   const rowH = rows.length > 40 ? 18 : 24;

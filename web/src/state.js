@@ -3,6 +3,9 @@
 //     &datasets=lung_a,lung_b&color=scaled&rows=cluster&cols=name
 //   /?genes=CD3E,MS4A1&by=cell_type&plot=violin               (violins, up to six genes)
 //   /?plot=de&compare=cell_type&group1=B%20cell&group2=rest&test=wilcoxon   (the Compare view)
+//   /?genes=CD3E&by=cell_type&rollup=cell_type&expand=CL:0000084   (the ontology's tree:
+//     rollup names the rolled-up columns, expand the term ids of the open rows; without
+//     expand, the top rows are open)
 // A pasted link therefore redraws the same plot; back/forward restore earlier states.
 
 export const PLOTS = ["dot", "heatmap", "bars", "violin", "de"];
@@ -25,6 +28,8 @@ export const DEFAULTS = Object.freeze({
   group1: [],
   group2: ["rest"],
   test: "auto",
+  rollup: [], // ontology-backed columns whose terms stand for their subtrees (docs/ONTOLOGY.md)
+  expand: null, // the tree's open rows (term ids); null = the top rows
 });
 
 const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
@@ -51,6 +56,8 @@ export function parseState(search) {
     group1: q.getAll("group1"),
     group2: q.getAll("group2").length ? q.getAll("group2") : ["rest"],
     test: oneOf(q.get("test"), TESTS, DEFAULTS.test),
+    rollup: dedupe(list(q.get("rollup"))),
+    expand: q.has("expand") ? list(q.get("expand")) : null,
   };
 }
 
@@ -89,6 +96,8 @@ export function stateToSearch(s) {
     for (const v of s.group2) pairs.push(["group2", v]);
   }
   if (s.test !== DEFAULTS.test) pairs.push(["test", s.test]);
+  if (s.rollup.length) pairs.push(["rollup", s.rollup.join(",")]);
+  if (s.rollup.length && s.expand) pairs.push(["expand", s.expand.join(",")]);
   return "?" + toQueryString(pairs);
 }
 

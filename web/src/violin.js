@@ -12,6 +12,7 @@ import { fmtNum } from "./format.js";
 import {
   blockBands, blockRules, FONT_FAMILY, geneLabel, INK, makeLegend, MUTED, svg, textWidth, title, truncate,
 } from "./plots.js";
+import { splitColumns } from "./api.js";
 import { splitKey } from "./model.js";
 
 const FILL = "#8b98dc";
@@ -24,7 +25,7 @@ const GRID = "#e6e8ee";
 // distribution answer; genes: the gene objects to draw, in order.
 export function violinPlot(model, answer, genes, units, room) {
   const edges = answer.edges;
-  const by = answer.columns.slice(0, answer.columns.indexOf("gene"));
+  const { labels: by } = splitColumns(answer.columns);
   const drawn = new Set(genes.map((g) => g.id));
   const rows = answer.rows.filter((r) => drawn.has(r.gene));
   const { shapes, top } = violinShapes(rows, edges);
@@ -38,6 +39,7 @@ export function violinPlot(model, answer, genes, units, room) {
     const values = by.map((c) => String(r[c] ?? "NA"));
     const key = splitKey(values);
     if (!known.has(key)) {
+      if (model.tree) continue;  // a row of a collapsed subtree
       known.add(key);
       groups.push({ key, values, label: by.length ? values.join(" · ") : "all cells", block: values[0] ?? "" });
     }
@@ -46,7 +48,7 @@ export function violinPlot(model, answer, genes, units, room) {
   }
 
   // Sizes: labels on the left, one facet per gene, rows tall enough for a violin.
-  const rowLabels = new Map(groups.map((g) => [g.key, truncate(g.label, 260)]));
+  const rowLabels = new Map(groups.map((g) => [g.key, truncate(g.axisLabel ?? g.label, 260)]));
   const marginLeft = Math.ceil(Math.max(40, ...[...rowLabels.values()].map((l) => textWidth(l)))) + 14;
   const marginTop = 30, marginBottom = 46, marginRight = 12, gap = 18;
   const avail = room.width - 214 - marginLeft - marginRight;
