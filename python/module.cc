@@ -279,7 +279,8 @@ PYBIND11_MODULE(_cellcube, m) {
       .def("query", &PyStore::query, py::arg("genes"), py::arg("by"), py::arg("where"),
            py::arg("datasets"), py::arg("metrics"), py::arg("rollup") = std::vector<std::string>())
       .def("query_text", &PyStore::query_text, py::arg("genes"), py::arg("by"), py::arg("where"),
-           py::arg("datasets"), py::arg("metrics"), py::arg("format"), py::arg("rollup") = std::vector<std::string>())
+           py::arg("datasets"), py::arg("metrics"), py::arg("format"),
+           py::arg("rollup") = std::vector<std::string>())
       .def("distribution_text", &PyStore::distribution_text, py::arg("genes"), py::arg("by"),
            py::arg("where"), py::arg("datasets"), py::arg("rollup") = std::vector<std::string>())
       .def("de_text", &PyStore::de_text, py::arg("compare"), py::arg("group1"), py::arg("group2"),
@@ -288,7 +289,8 @@ PYBIND11_MODULE(_cellcube, m) {
            py::arg("format"), py::arg("rollup") = std::vector<std::string>())
       .def("markers_text", &PyStore::markers_text, py::arg("column"), py::arg("where"),
            py::arg("datasets"), py::arg("top"), py::arg("max_padj"), py::arg("test"),
-           py::arg("donor"), py::arg("min_cells"), py::arg("format"), py::arg("rollup") = std::vector<std::string>());
+           py::arg("donor"), py::arg("min_cells"), py::arg("format"),
+           py::arg("rollup") = std::vector<std::string>());
   m.def("open", &PyStore::Open, py::arg("path"));
   py::list metrics;
   for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));

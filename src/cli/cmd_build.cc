@@ -53,12 +53,12 @@ namespace cellcube::cli {
   "  --no-histograms       no histograms (a smaller store; distribution metrics then\n"          \
   "                        need a rebuild). add keeps the store's layout\n"                      \
   "  --ontology FILE       an ontology term map (cellxgene-ontology-guide's JSON: .json,\n"      \
-  "                        .json.gz or .json.zst), e.g. the Cell Ontology's; repeatable.\n"   \
-  "                        Columns whose values are its terms (ids, labels or synonyms) are\n" \
-  "                        bound to it: their values become the terms' labels, the store\n"    \
-  "                        embeds the terms with their ancestors, and queries can roll\n"      \
-  "                        them up (--rollup). add without it matches the new datasets\n"     \
-  "                        against the store's embedded terms (docs/ONTOLOGY.md)\n"           \
+  "                        .json.gz or .json.zst), e.g. the Cell Ontology's; repeatable.\n"      \
+  "                        Columns whose values are its terms (ids, labels or synonyms) are\n"   \
+  "                        bound to it: their values become the terms' labels, the store\n"      \
+  "                        embeds the terms with their ancestors, and queries can roll\n"        \
+  "                        them up (--rollup). add without it matches the new datasets\n"        \
+  "                        against the store's embedded terms (docs/ONTOLOGY.md)\n"              \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes (warnings still print)\n"                    \
   "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
@@ -91,13 +91,13 @@ uint64_t MemoryToPlanFor() {
                   static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2);
 }
 
-const std::vector<OptionSpec> kBuildSpecs = {{"output", true},       {"o", true},
-                                             {"cell-type", true},    {"groupby", true},
-                                             {"matrix", true},       {"transform", true},
-                                             {"gene-symbols", true}, {"max-groups", true},
-                                             {"donor", true},        {"threads", true},
-                                             {"quiet", false},       {"no-direct-reads", false},
-                                             {"hist-max", true},     {"no-histograms", false},
+const std::vector<OptionSpec> kBuildSpecs = {{"output", true},        {"o", true},
+                                             {"cell-type", true},     {"groupby", true},
+                                             {"matrix", true},        {"transform", true},
+                                             {"gene-symbols", true},  {"max-groups", true},
+                                             {"donor", true},         {"threads", true},
+                                             {"quiet", false},        {"no-direct-reads", false},
+                                             {"hist-max", true},      {"no-histograms", false},
                                              {"ontology", true, true}};
 
 // --hist-max: a finite number above 0 (docs/BUILD.md "Histograms").

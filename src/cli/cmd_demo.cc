@@ -78,9 +78,9 @@ Status RunDemo(const std::vector<std::string>& argv) {
   if (!have_inputs) {
     std::cerr << "1/3 synthesising " << datasets << " datasets of " << cells << " cells into "
               << inputs.string() << "\n";
-    CC_RETURN_IF_ERROR(RunSynth({"-o", inputs.string(), "--datasets", std::to_string(datasets),
-                                 "--cells", std::to_string(cells), "--genes", "3000",
-                                 "--term-ids"}));
+    CC_RETURN_IF_ERROR(
+        RunSynth({"-o", inputs.string(), "--datasets", std::to_string(datasets), "--cells",
+                  std::to_string(cells), "--genes", "3000", "--term-ids"}));
   } else {
     std::cerr << "1/3 reusing the datasets in " << inputs.string() << "\n";
   }

@@ -165,12 +165,9 @@ void PrintTable(const QueryResult& r) {
 // The query both commands parse (`command` names them in errors).
 Result<Query> ParseQuery(const std::vector<std::string>& argv, const std::string& command,
                          bool metrics, Args* args_out, std::string* format) {
-  std::vector<OptionSpec> specs = {{"genes", true, true},
-                                   {"by", true, true},
-                                   {"where", true, true},
-                                   {"datasets", true, true},
-                                   {"rollup", true, true},
-                                   {"format", true}};
+  std::vector<OptionSpec> specs = {{"genes", true, true},  {"by", true, true},
+                                   {"where", true, true},  {"datasets", true, true},
+                                   {"rollup", true, true}, {"format", true}};
   if (metrics) specs.push_back({"metrics", true, true});
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, specs));
   if (args.positionals().size() != 1)

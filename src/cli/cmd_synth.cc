@@ -194,8 +194,7 @@ Status WriteObs(h5ad::Writer& w, const synth::Dataset& d, bool term_ids, QcMetri
   std::vector<ColumnData> cols;
   for (const auto& c : d.obs()) cols.push_back(Categorical(c));
   for (const auto& c : d.obs()) {
-    if (!term_ids || (c.name != "cell_type" && c.name != "tissue" && c.name != "disease"))
-      continue;
+    if (!term_ids || (c.name != "cell_type" && c.name != "tissue" && c.name != "disease")) continue;
     synth::Categorical ids = c;
     ids.name = c.name + "_ontology_term_id";
     for (auto& value : ids.categories) value = synth::TermId(value);

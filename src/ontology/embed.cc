@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <map>
 
+#include "ontology/ancestor_list.h"
+
 namespace cellcube::ontology {
 namespace {
 
@@ -29,15 +31,7 @@ StoreOntologies Lay(std::vector<StoreOntologies::Source> ontologies,
     std::vector<std::pair<int32_t, int32_t>> anc;
     for (const auto& [a, d] : e.ancestors)
       if (auto it = index.find(a); it != index.end() && a != id) anc.emplace_back(it->second, d);
-    std::sort(anc.begin(), anc.end());
-    anc.erase(std::unique(anc.begin(), anc.end(),
-                          [](const auto& x, const auto& y) { return x.first == y.first; }),
-              anc.end());
-    for (const auto& [a, d] : anc) {
-      o.ancestors.push_back(a);
-      o.ancestor_distance.push_back(d);
-    }
-    o.ancestor_begin.push_back(static_cast<int64_t>(o.ancestors.size()));
+    AppendAncestors(std::move(anc), &o.ancestors, &o.ancestor_distance, &o.ancestor_begin);
   }
   for (auto& [name, ont] : columns) {
     o.columns.push_back(std::move(name));
@@ -46,7 +40,8 @@ StoreOntologies Lay(std::vector<StoreOntologies::Source> ontologies,
   return o;
 }
 
-std::map<std::string, Entry> EntriesOf(const StoreOntologies& o, const std::vector<int32_t>& remap) {
+std::map<std::string, Entry> EntriesOf(const StoreOntologies& o,
+                                       const std::vector<int32_t>& remap) {
   std::map<std::string, Entry> out;
   for (int32_t t = 0; t < o.n_terms(); ++t) {
     const auto i = static_cast<size_t>(t);
@@ -76,8 +71,9 @@ StoreOntologies Embed(const std::vector<UsedTerms>& used) {
       auto [it, fresh] = terms.emplace(m.ids[i], Entry{m.labels[i], ont, {}});
       if (!fresh) return;
       for (int64_t k = m.ancestor_begin[i]; k < m.ancestor_begin[i + 1]; ++k)
-        it->second.ancestors.emplace_back(m.ids[static_cast<size_t>(m.ancestors[static_cast<size_t>(k)])],
-                                          m.ancestor_distance[static_cast<size_t>(k)]);
+        it->second.ancestors.emplace_back(
+            m.ids[static_cast<size_t>(m.ancestors[static_cast<size_t>(k)])],
+            m.ancestor_distance[static_cast<size_t>(k)]);
     };
     for (int32_t t : u.terms) {
       add(t);
@@ -112,7 +108,8 @@ Result<StoreOntologies> Unite(const StoreOntologies& a, const StoreOntologies& b
   std::map<std::string, Entry> terms = EntriesOf(a, identity);
   for (auto& [id, e] : EntriesOf(b, remap_b)) terms.emplace(id, std::move(e));
   std::vector<std::pair<std::string, int32_t>> columns;
-  for (size_t k = 0; k < a.columns.size(); ++k) columns.emplace_back(a.columns[k], a.column_ontology[k]);
+  for (size_t k = 0; k < a.columns.size(); ++k)
+    columns.emplace_back(a.columns[k], a.column_ontology[k]);
   for (size_t k = 0; k < b.columns.size(); ++k) {
     const int32_t ont = remap_b[static_cast<size_t>(b.column_ontology[k])];
     auto it = std::find_if(columns.begin(), columns.end(),

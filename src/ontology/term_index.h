@@ -42,15 +42,15 @@ class TermIndex {
   // once, under the last of them visited), with each one's depth (0 without a shown
   // parent, else 1 + the largest depth of its shown parents).
   struct Shown {
-    std::vector<int32_t> terms;   // in pre-order
-    std::vector<int32_t> depth;   // per shown term
-    std::vector<int64_t> cells;   // per shown term: the cells of its subtree
+    std::vector<int32_t> terms;  // in pre-order
+    std::vector<int32_t> depth;  // per shown term
+    std::vector<int64_t> cells;  // per shown term: the cells of its subtree
   };
   Shown Rows(const std::vector<std::pair<int32_t, int64_t>>& own) const;
 
  private:
   const StoreOntologies* terms_;
-  std::unordered_map<std::string, int32_t> by_key_;  // "ontology\x1f" + lower id/label
+  std::unordered_map<std::string, int32_t> by_key_;    // "ontology\x1f" + lower id/label
   std::unordered_map<std::string, int32_t> by_label_;  // "ontology\x1f" + exact label
   std::vector<int32_t> rank_;  // per term: its place in sibling order (label, then id)
 };

@@ -18,6 +18,8 @@
 #include <streambuf>
 #include <unordered_map>
 
+#include "ontology/ancestor_list.h"
+
 namespace cellcube::ontology {
 namespace {
 
@@ -119,8 +121,10 @@ class InflatingBuf : public std::streambuf {
         in_at_ += n;
         return n;
       }
-      case Codec::kGzip: return FillGzip();
-      case Codec::kZstd: return FillZstd();
+      case Codec::kGzip:
+        return FillGzip();
+      case Codec::kZstd:
+        return FillZstd();
     }
     return 0;
   }
@@ -355,15 +359,7 @@ TermMap Assemble(std::map<std::string, TermMapReader::Raw>&& raw, const std::str
       auto it = index.find(a);
       if (it != index.end() && it->first != id) ancestors.emplace_back(it->second, d);
     }
-    std::sort(ancestors.begin(), ancestors.end());
-    ancestors.erase(std::unique(ancestors.begin(), ancestors.end(),
-                                [](const auto& x, const auto& y) { return x.first == y.first; }),
-                    ancestors.end());
-    for (const auto& [a, d] : ancestors) {
-      m.ancestors.push_back(a);
-      m.ancestor_distance.push_back(d);
-    }
-    m.ancestor_begin.push_back(static_cast<int64_t>(m.ancestors.size()));
+    AppendAncestors(std::move(ancestors), &m.ancestors, &m.ancestor_distance, &m.ancestor_begin);
     for (auto& s : t.synonyms) m.synonyms.push_back(std::move(s));
     m.synonym_begin.push_back(static_cast<int64_t>(m.synonyms.size()));
   }
@@ -403,9 +399,9 @@ int32_t TermMap::Find(std::string_view id) const {
 Result<TermMap> LoadTermMap(const std::string& path) {
   FILE* f = std::fopen(path.c_str(), "rb");
   if (!f)
-    return errno == ENOENT
-               ? Status::NotFound("no term map '" + path + "' (no such file)")
-               : Status::IoError("cannot open the term map '" + path + "': " + std::strerror(errno));
+    return errno == ENOENT ? Status::NotFound("no term map '" + path + "' (no such file)")
+                           : Status::IoError("cannot open the term map '" + path +
+                                             "': " + std::strerror(errno));
   return Parse(std::make_unique<FileSource>(f), path);
 }
 

@@ -28,8 +28,8 @@ struct TermMap {
   // Terms ascending by id (byte order).
   std::vector<std::string> ids;
   std::vector<std::string> labels;
-  std::vector<uint8_t> deprecated;    // 1 = deprecated (obsolete)
-  std::vector<int32_t> replaced_by;   // a term index, -1 when none or not in this map
+  std::vector<uint8_t> deprecated;   // 1 = deprecated (obsolete)
+  std::vector<int32_t> replaced_by;  // a term index, -1 when none or not in this map
   // Per term t: ancestors[ancestor_begin[t], ancestor_begin[t + 1]), term indices
   // ascending, with the file's distances; ancestors not in the map are dropped.
   std::vector<int64_t> ancestor_begin{0};

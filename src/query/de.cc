@@ -108,8 +108,7 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
   // with a strict ancestor of side 1's terms (docs/ONTOLOGY.md "DE and markers").
   const auto& rollup = o.population.rollup;
   const bool rolled = std::find(rollup.begin(), rollup.end(), o.compare) != rollup.end();
-  CC_ASSIGN_OR_RETURN(auto flags1,
-                      engine.MatchValues(column, o.group1, Opt(n, "group1"), rolled));
+  CC_ASSIGN_OR_RETURN(auto flags1, engine.MatchValues(column, o.group1, Opt(n, "group1"), rolled));
   std::vector<uint8_t> flags2;
   std::vector<uint8_t> neither(flags1.size(), 0);
   if (!rest) {
@@ -637,8 +636,8 @@ Result<std::vector<MarkerValue>> MarkerValues(const QueryEngine& engine, const M
     MarkerValue v;
     v.label = label;
     CC_ASSIGN_OR_RETURN(v.side, engine.MatchValues(column, {label}, "", rolled));
-    v.neither = rolled ? engine.AncestorValues(column, {label})
-                       : std::vector<uint8_t>(v.side.size(), 0);
+    v.neither =
+        rolled ? engine.AncestorValues(column, {label}) : std::vector<uint8_t>(v.side.size(), 0);
     bool rest = false;
     for (int32_t g : population) {
       const auto f = static_cast<size_t>(codes[static_cast<size_t>(g)] + 1);
@@ -650,8 +649,8 @@ Result<std::vector<MarkerValue>> MarkerValues(const QueryEngine& engine, const M
 }
 
 // Sums the splits flagged (per label + 1; split l - 1 for label l, the last for NA).
-void AddFlagged(const QueryEngine::GeneSplits& sp, const std::vector<uint8_t>& flags,
-                Aggregate* a, Bins* bins) {
+void AddFlagged(const QueryEngine::GeneSplits& sp, const std::vector<uint8_t>& flags, Aggregate* a,
+                Bins* bins) {
   const size_t na = flags.size() - 1;
   for (size_t f = 0; f < flags.size(); ++f) {
     if (!flags[f]) continue;

@@ -254,8 +254,8 @@ void PlanRolled(const StoreData& meta, const query::Terms& terms, const std::vec
   if (t.rolled_valid && t.rolled_selected == t.selected && t.rolled_by == by &&
       t.rolled_flags == rolled)
     return;
-  t.rolled = query::PlanRolledSplits(meta, terms, by, rolled, t.selected, t.split,
-                                     t.representative, pairs);
+  t.rolled = query::PlanRolledSplits(meta, terms, by, rolled, t.selected, t.split, t.representative,
+                                     pairs);
   t.rolled_selected = t.selected;
   t.rolled_by = by;
   t.rolled_flags = rolled;

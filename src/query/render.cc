@@ -357,8 +357,8 @@ std::string DeJson(const DeResult& r, const std::vector<std::string>& names,
   out.append(",\n\"rows\":[");
   for (size_t i = 0; i < r.rows.size(); ++i) {
     out.append(i ? ",\n{" : "\n{");
-    AppendDeRow(&out, r, i, true, keys, lead ? &(*lead)[i] : nullptr,
-                ids ? &id_key : nullptr, ids ? &(*lead_ids)[i] : nullptr);
+    AppendDeRow(&out, r, i, true, keys, lead ? &(*lead)[i] : nullptr, ids ? &id_key : nullptr,
+                ids ? &(*lead_ids)[i] : nullptr);
     out.push_back('}');
   }
   out.append("],\n\"test\":");

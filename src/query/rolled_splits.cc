@@ -68,8 +68,7 @@ ColumnRows RowsOf(const StoreData& m, const Terms& terms, int32_t column, bool r
 }  // namespace
 
 RolledSplits PlanRolledSplits(const StoreData& m, const Terms& terms,
-                              const std::vector<int32_t>& by,
-                              const std::vector<uint8_t>& rolled,
+                              const std::vector<int32_t>& by, const std::vector<uint8_t>& rolled,
                               const std::vector<int32_t>& selected,
                               const std::vector<int32_t>& base_of_selected,
                               const std::vector<int32_t>& representative, bool with_pairs) {

@@ -13,14 +13,12 @@
 
 namespace cellcube::query {
 
-
 // `by`: the split columns; `rolled`: per by-column whether it is rolled up; `selected`,
 // `base_of_selected`: the selected groups and their base split; `representative`: a
 // group of each base split; `pairs`: fill RolledSplits::groups/splits (what notes on
 // scales need).
 RolledSplits PlanRolledSplits(const StoreData& meta, const Terms& terms,
-                              const std::vector<int32_t>& by,
-                              const std::vector<uint8_t>& rolled,
+                              const std::vector<int32_t>& by, const std::vector<uint8_t>& rolled,
                               const std::vector<int32_t>& selected,
                               const std::vector<int32_t>& base_of_selected,
                               const std::vector<int32_t>& representative, bool pairs);

@@ -155,8 +155,8 @@ std::string QueryJson(const Snapshot& snap, const QueryResult& result, RowLayout
 
 Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s =
-          CheckParams(req, {"genes", "by", "where", "datasets", "rollup", "metrics", "format", "layout"});
+  if (Status s = CheckParams(
+          req, {"genes", "by", "where", "datasets", "rollup", "metrics", "format", "layout"});
       !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
@@ -185,7 +185,8 @@ Response HandleQuery(const Snapshot& snap, const Request& req, const ApiLimits& 
 // layout; each row's bins (docs/API.md).
 Response HandleDistribution(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "rollup", "format"}); !s.ok())
+  if (Status s = CheckParams(req, {"genes", "by", "where", "datasets", "rollup", "format"});
+      !s.ok())
     return ErrorFor(s);
   const std::string format = Param(req, "format", "json");
   if (format != "json" && format != "csv")
@@ -273,8 +274,9 @@ Response DeAnswer(const Request& req, std::chrono::steady_clock::time_point t0,
 
 Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"compare", "group1", "group2", "where", "datasets", "rollup", "test",
-                                   "donor", "min_cells", "min_frac", "direction", "top", "format"});
+  if (Status s =
+          CheckParams(req, {"compare", "group1", "group2", "where", "datasets", "rollup", "test",
+                            "donor", "min_cells", "min_frac", "direction", "top", "format"});
       !s.ok())
     return ErrorFor(s);
   DeOptions o;
@@ -299,8 +301,8 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
 
 Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"column", "where", "datasets", "rollup", "top", "max_padj", "test",
-                                   "donor", "min_cells", "format"});
+  if (Status s = CheckParams(req, {"column", "where", "datasets", "rollup", "top", "max_padj",
+                                   "test", "donor", "min_cells", "format"});
       !s.ok())
     return ErrorFor(s);
   MarkersOptions o;

@@ -55,8 +55,7 @@ json ColumnsJson(const QueryEngine& engine, const std::vector<std::vector<int64_
       json ontology = nullptr;
       for (size_t k = 0; k < m.ontology.columns.size(); ++k)
         if (m.ontology.columns[k] == m.columns[c])
-          ontology =
-              m.ontology.ontologies[static_cast<size_t>(m.ontology.column_ontology[k])].name;
+          ontology = m.ontology.ontologies[static_cast<size_t>(m.ontology.column_ontology[k])].name;
       entry["ontology"] = ontology;
     }
     columns.push_back(std::move(entry));
@@ -74,11 +73,11 @@ json OntologiesJson(const StoreData& m) {
     json columns = json::array();
     for (size_t k = 0; k < o.columns.size(); ++k)
       if (o.column_ontology[k] == static_cast<int32_t>(i)) columns.push_back(o.columns[k]);
-    ontologies.push_back({{"name", o.ontologies[i].name},
-                          {"version", o.ontologies[i].version.empty()
-                                          ? json(nullptr)
-                                          : json(o.ontologies[i].version)},
-                          {"columns", columns}});
+    ontologies.push_back(
+        {{"name", o.ontologies[i].name},
+         {"version",
+          o.ontologies[i].version.empty() ? json(nullptr) : json(o.ontologies[i].version)},
+         {"columns", columns}});
   }
   return ontologies;
 }
@@ -216,7 +215,8 @@ Result<Catalog::Counts> Catalog::FacetCounts(const Population& population) const
 }
 
 std::string Catalog::CountsJson(const Counts& counts) const {
-  return json{{"columns", ColumnsJson(*engine_, counts.per_value, true)}, {"n_cells", counts.selected}}
+  return json{{"columns", ColumnsJson(*engine_, counts.per_value, true)},
+              {"n_cells", counts.selected}}
       .dump();
 }
 

@@ -190,9 +190,9 @@ Status Accumulate(DatasetWork* w, Accumulator* acc, bool count_progress,
 // One block of genes' spilled runs, encoded by one thread: per gene its entries and
 // their histogram records, appended to the spill file in gene order afterwards.
 struct SpillBlock {
-  std::vector<int32_t> genes;        // in order, those with entries
-  std::vector<size_t> run_end;       // per gene: the end of its entries in `run`
-  std::vector<size_t> records_end;   // per gene: the end of its records in `records`
+  std::vector<int32_t> genes;       // in order, those with entries
+  std::vector<size_t> run_end;      // per gene: the end of its entries in `run`
+  std::vector<size_t> records_end;  // per gene: the end of its records in `records`
   std::vector<SpillRecord> run;
   std::vector<uint8_t> records;
 };
@@ -229,22 +229,23 @@ Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile*
   constexpr int32_t kBlockGenes = 256;
   const int workers = std::max(1, w.threads);
   std::vector<SpillBlock> blocks(static_cast<size_t>(workers));
-  for (int32_t round = acc.gene_begin(); round < acc.gene_end();
-       round += kBlockGenes * workers) {
+  for (int32_t round = acc.gene_begin(); round < acc.gene_end(); round += kBlockGenes * workers) {
     ParallelFor(static_cast<size_t>(workers), workers, 1, [&](int, size_t i) {
       const int32_t lo = round + static_cast<int32_t>(i) * kBlockGenes;
       const int32_t hi = std::min(acc.gene_end(), lo + kBlockGenes);
-      if (lo < hi) EncodeBlock(w, acc, lo, hi, &blocks[i]);
-      else blocks[i].genes.clear();
+      if (lo < hi)
+        EncodeBlock(w, acc, lo, hi, &blocks[i]);
+      else
+        blocks[i].genes.clear();
     });
     for (const SpillBlock& b : blocks)
       for (size_t k = 0; k < b.genes.size(); ++k) {
         const size_t run_begin = k ? b.run_end[k - 1] : 0;
         const size_t rec_begin = k ? b.records_end[k - 1] : 0;
-        CC_RETURN_IF_ERROR(spill->AppendRun(
-            static_cast<uint32_t>(w.gene_at[b.genes[k]]), b.run.data() + run_begin,
-            static_cast<uint32_t>(b.run_end[k] - run_begin), b.records.data() + rec_begin,
-            b.records_end[k] - rec_begin));
+        CC_RETURN_IF_ERROR(
+            spill->AppendRun(static_cast<uint32_t>(w.gene_at[b.genes[k]]), b.run.data() + run_begin,
+                             static_cast<uint32_t>(b.run_end[k] - run_begin),
+                             b.records.data() + rec_begin, b.records_end[k] - rec_begin));
       }
   }
   return Status::Ok();

@@ -127,11 +127,11 @@ Result<DatasetPlan::ColumnValues> ValuesOf(const File& file, const Column& col,
       const auto name = [&](int32_t c) {
         return c < 0 ? std::string("NA") : Quote(ids.labels[static_cast<size_t>(c)]);
       };
-      return Status::InvalidArgument(
-          "value " + Quote(out.values[static_cast<size_t>(v)]) + " of obs column " +
-          Quote(col.name) + " comes with two ids in " + Quote(id_column) + ": " +
-          name(id_of[static_cast<size_t>(v)]) + " and " + name(id) +
-          "; a CELLxGENE pair gives each label one id");
+      return Status::InvalidArgument("value " + Quote(out.values[static_cast<size_t>(v)]) +
+                                     " of obs column " + Quote(col.name) +
+                                     " comes with two ids in " + Quote(id_column) + ": " +
+                                     name(id_of[static_cast<size_t>(v)]) + " and " + name(id) +
+                                     "; a CELLxGENE pair gives each label one id");
     }
   }
   return out;

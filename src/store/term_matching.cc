@@ -55,8 +55,8 @@ Result<std::vector<ontology::TermMap>> LoadMaps(const std::vector<OntologyFile>&
   std::vector<ontology::TermMap> maps;
   for (const auto& f : files) {
     NoteActivity("reading the term map " + Quote(f.path));
-    auto map = f.bytes.empty() ? ontology::LoadTermMap(f.path)
-                               : ontology::ParseTermMap(f.bytes, f.path);
+    auto map =
+        f.bytes.empty() ? ontology::LoadTermMap(f.path) : ontology::ParseTermMap(f.bytes, f.path);
     if (!map.ok()) return map.status();
     maps.push_back(std::move(map).value());
   }
@@ -95,11 +95,16 @@ std::map<std::string, StoreColumn> CollectColumns(const std::vector<DatasetPlan>
 
 const char* KindName(ontology::MatchKind k) {
   switch (k) {
-    case ontology::MatchKind::kId: return "id";
-    case ontology::MatchKind::kLabel: return "label";
-    case ontology::MatchKind::kSynonym: return "synonym";
-    case ontology::MatchKind::kReplaced: return "replaced deprecated id";
-    case ontology::MatchKind::kNone: break;
+    case ontology::MatchKind::kId:
+      return "id";
+    case ontology::MatchKind::kLabel:
+      return "label";
+    case ontology::MatchKind::kSynonym:
+      return "synonym";
+    case ontology::MatchKind::kReplaced:
+      return "replaced deprecated id";
+    case ontology::MatchKind::kNone:
+      break;
   }
   return "none";
 }
@@ -116,11 +121,13 @@ std::string DescribeBinding(const ontology::TermMap& map, const ontology::Column
     else
       plain.push_back(col.values[v]);
   }
-  std::string out = "column " + Quote(col.column) + ": " + map.name +
-                    (map.version.empty() ? "" : " " + map.version) + " backs it" +
-                    (col.pair_ids.empty() ? "" : " (the ids of " + Quote(col.column + "_ontology_term_id") + ")") +
-                    ": " + std::to_string(b.matched) + " of " +
-                    std::to_string(col.values.size()) + " values match (";
+  std::string out =
+      "column " + Quote(col.column) + ": " + map.name +
+      (map.version.empty() ? "" : " " + map.version) + " backs it" +
+      (col.pair_ids.empty() ? ""
+                            : " (the ids of " + Quote(col.column + "_ontology_term_id") + ")") +
+      ": " + std::to_string(b.matched) + " of " + std::to_string(col.values.size()) +
+      " values match (";
   bool first = true;
   for (const auto& [kind, n] : by_kind) {
     out += (first ? "" : ", ") + std::to_string(n) + " by " + kind;
@@ -131,7 +138,8 @@ std::string DescribeBinding(const ontology::TermMap& map, const ontology::Column
     std::sort(plain.begin(), plain.end());
     out += "; " + std::to_string(plain.size()) + " match nothing and stay plain values: " +
            QuoteList(std::vector<std::string>(
-               plain.begin(), plain.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(plain.size(), 20))));
+               plain.begin(),
+               plain.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(plain.size(), 20))));
     if (plain.size() > 20) out += " and " + std::to_string(plain.size() - 20) + " more";
   }
   return out;
@@ -144,10 +152,9 @@ void NoteReplacements(const ontology::TermMap& map, const ontology::ColumnValues
     const auto& m = b.matches[v];
     if (m.kind != ontology::MatchKind::kReplaced) continue;
     const std::string& old_id = map.ids[static_cast<size_t>(m.deprecated)];
-    const std::string named = col.values[v] == old_id
-                                  ? Quote(old_id) + " is deprecated"
-                                  : Quote(col.values[v]) + " names " + Quote(old_id) +
-                                        ", which is deprecated";
+    const std::string named = col.values[v] == old_id ? Quote(old_id) + " is deprecated"
+                                                      : Quote(col.values[v]) + " names " +
+                                                            Quote(old_id) + ", which is deprecated";
     callbacks.note("column " + Quote(col.column) + ": " + named + ": read as its replacement " +
                    Quote(map.ids[static_cast<size_t>(m.term)]) + " (" +
                    map.labels[static_cast<size_t>(m.term)] + ")");

@@ -13,8 +13,8 @@ namespace cellcube::ontology {
 namespace {
 
 // Terms by id with their labels and ancestors (ids), in the embedded form.
-StoreOntologies Tree(const std::vector<std::tuple<std::string, std::string,
-                                                  std::vector<std::string>>>& terms) {
+StoreOntologies Tree(
+    const std::vector<std::tuple<std::string, std::string, std::vector<std::string>>>& terms) {
   StoreOntologies o;
   o.ontologies.push_back({"CL", "v1"});
   std::map<std::string, int32_t> index;
