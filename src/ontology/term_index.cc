@@ -85,9 +85,15 @@ TermIndex::Shown TermIndex::Rows(const std::vector<std::pair<int32_t, int64_t>>&
   }
   std::sort(cand.begin(), cand.end());
   cand.erase(std::unique(cand.begin(), cand.end()), cand.end());
-  auto place = [&](int32_t t) {
-    return static_cast<size_t>(std::lower_bound(cand.begin(), cand.end(), t) - cand.begin());
-  };
+  // A candidate's place by term number: one dense table (a few KB), filled for the
+  // candidates only.
+  std::vector<int32_t> place_of(static_cast<size_t>(o.n_terms()), -1);
+  for (size_t c = 0; c < cand.size(); ++c)
+    place_of[static_cast<size_t>(cand[c])] = static_cast<int32_t>(c);
+  // (A map that is not transitive may list an ancestor of an ancestor that is no
+  // candidate: it is passed over, never indexed with -1.)
+  auto place = [&](int32_t t) { return static_cast<size_t>(place_of[static_cast<size_t>(t)]); };
+  auto known = [&](int32_t t) { return place_of[static_cast<size_t>(t)] >= 0; };
   // Each term's subtree cells: a term's own cells count in it and once in each ancestor
   // (the map lists each ancestor once, however many paths lead there).
   std::vector<int64_t> cells(cand.size(), 0);
@@ -100,6 +106,7 @@ TermIndex::Shown TermIndex::Rows(const std::vector<std::pair<int32_t, int64_t>>&
   std::vector<uint8_t> shown(cand.size(), 1);
   for (size_t c = 0; c < cand.size(); ++c)
     for (int64_t k = anc_begin(cand[c]); k < anc_end(cand[c]); ++k) {
+      if (!known(anc(k))) continue;
       const size_t a = place(anc(k));
       if (cells[a] == cells[c]) shown[a] = 0;
     }
@@ -107,18 +114,27 @@ TermIndex::Shown TermIndex::Rows(const std::vector<std::pair<int32_t, int64_t>>&
   // (parent place, child) sorted by the parent, then the child's sibling order.
   std::vector<std::pair<size_t, int32_t>> edges;
   std::vector<int32_t> waiting(cand.size(), 0), up;
+  std::vector<uint8_t> in_up(cand.size(), 0), covered(cand.size(), 0);
   std::vector<int32_t> tops;
   for (size_t c = 0; c < cand.size(); ++c) {
     if (!shown[c]) continue;
     up.clear();
     for (int64_t k = anc_begin(cand[c]); k < anc_end(cand[c]); ++k)
-      if (shown[place(anc(k))]) up.push_back(anc(k));
+      if (known(anc(k)) && shown[place(anc(k))]) {
+        up.push_back(anc(k));
+        in_up[place(anc(k))] = 1;
+      }
+    // An ancestor of another shown ancestor is not a nearest one.
+    for (int32_t b : up)
+      for (int64_t k = anc_begin(b); k < anc_end(b); ++k)
+        if (known(anc(k)) && in_up[place(anc(k))]) covered[place(anc(k))] = 1;
     for (int32_t a : up) {
-      bool nearest = true;
-      for (int32_t b : up) nearest = nearest && !(b != a && InSubtree(b, a));
-      if (!nearest) continue;
-      edges.emplace_back(place(a), cand[c]);
-      ++waiting[c];
+      const size_t pa = place(a);
+      if (!covered[pa]) {
+        edges.emplace_back(pa, cand[c]);
+        ++waiting[c];
+      }
+      in_up[pa] = covered[pa] = 0;
     }
     if (waiting[c] == 0) tops.push_back(cand[c]);
   }
