@@ -196,11 +196,15 @@ Result<StoreSummary> BuildInto(StoreFileSource* existing, StoreData existing_met
     existing_meta = StoreData();  // its strings are in `meta` now
   }
   const bool match_terms = !options.ontologies.empty() || !existing_terms.empty();
+  std::vector<ontology::TermMap> term_maps;
+  if (match_terms) {
+    CC_ASSIGN_OR_RETURN(term_maps, LoadTermMaps(options.ontologies, existing_terms));
+  }
   CC_ASSIGN_OR_RETURN(std::vector<DatasetPlan> plans,
                       PlanAll(inputs, options, callbacks, &meta, match_terms));
   if (match_terms) {
     CC_ASSIGN_OR_RETURN(StoreOntologies terms,
-                        MatchTerms(options.ontologies, existing_terms, callbacks, &plans));
+                        MatchTerms(term_maps, existing_terms, callbacks, &plans));
     CC_RETURN_IF_ERROR(meta.AddOntology(terms));
   }
   CC_ASSIGN_OR_RETURN(auto spill, SpillFile::Create(out.dir()));

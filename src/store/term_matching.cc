@@ -51,7 +51,7 @@ std::vector<ontology::TermMap> MapsOfStore(const StoreOntologies& o) {
   return maps;
 }
 
-Result<std::vector<ontology::TermMap>> LoadMaps(const std::vector<OntologyFile>& files) {
+Result<std::vector<ontology::TermMap>> LoadFiles(const std::vector<OntologyFile>& files) {
   std::vector<ontology::TermMap> maps;
   for (const auto& f : files) {
     NoteActivity("reading the term map " + Quote(f.path));
@@ -182,13 +182,16 @@ void AddRenames(const StoreColumn& c, const ontology::TermMap& map, const ontolo
 
 }  // namespace
 
-Result<StoreOntologies> MatchTerms(const std::vector<OntologyFile>& files,
+Result<std::vector<ontology::TermMap>> LoadTermMaps(const std::vector<OntologyFile>& files,
+                                                    const StoreOntologies& existing) {
+  if (!files.empty()) return LoadFiles(files);
+  return MapsOfStore(existing);
+}
+
+Result<StoreOntologies> MatchTerms(const std::vector<ontology::TermMap>& maps,
                                    const StoreOntologies& existing, const BuildCallbacks& callbacks,
                                    std::vector<DatasetPlan>* plans) {
-  if (files.empty() && existing.empty()) return StoreOntologies();
-  CC_ASSIGN_OR_RETURN(std::vector<ontology::TermMap> maps,
-                      files.empty() ? Result<std::vector<ontology::TermMap>>(MapsOfStore(existing))
-                                    : LoadMaps(files));
+  if (maps.empty()) return StoreOntologies();
   std::vector<std::unique_ptr<ontology::Matcher>> matchers;
   std::vector<const ontology::Matcher*> all;
   for (const auto& m : maps) {

@@ -9,16 +9,22 @@
 
 #include "cellcube/status.h"
 #include "cellcube/store.h"
+#include "ontology/term_map.h"
 #include "store/dataset_plan.h"
 
 namespace cellcube {
 
-// `files`: the term maps given (build/add --ontology); `existing`: the store an add adds
-// to, whose embedded terms are matched against (by id and label) when no file is given,
-// and whose bound columns keep their ontology. Notes (what backs which column, values
+// The term maps to match against: the files given (build/add --ontology), read before
+// any input is planned so that a bad map fails at once; or, for an add given none, the
+// store's embedded terms as maps (ids and labels; synonyms are not embedded).
+Result<std::vector<ontology::TermMap>> LoadTermMaps(const std::vector<OntologyFile>& files,
+                                                    const StoreOntologies& existing);
+
+// `maps`: LoadTermMaps's; `existing`: the store an add adds to, whose bound columns keep
+// their ontology. Notes (what backs which column, values
 // that match nothing, deprecated ids replaced) go to callbacks.note. Returns the new
 // datasets' embedded terms (empty when nothing binds).
-Result<StoreOntologies> MatchTerms(const std::vector<OntologyFile>& files,
+Result<StoreOntologies> MatchTerms(const std::vector<ontology::TermMap>& maps,
                                    const StoreOntologies& existing, const BuildCallbacks& callbacks,
                                    std::vector<DatasetPlan>* plans);
 
