@@ -143,8 +143,18 @@ int Main(int argc, char** argv) {
     Status s = c.isolated ? RunIsolatedCommand(c, rest) : c.run(rest);
     if (s.ok()) return 0;
     std::cout.flush();
-    // Messages quote names read from files: keep them one printable line.
-    std::cerr << "cellcube: error: " << PrintableLine(s.message(), 2000) << "\n";
+    // Messages quote names read from files: keep them printable lines. A message listing
+    // several problems (a build's inputs) has one per line, each after "\n  ".
+    const std::string& message = s.message();
+    size_t at = 0;
+    for (bool first = true;; first = false) {
+      const size_t next = message.find("\n  ", at);
+      const std::string_view line(message.data() + at,
+                                  (next == std::string::npos ? message.size() : next) - at);
+      std::cerr << (first ? "cellcube: error: " : "  ") << PrintableLine(line, 2000) << "\n";
+      if (next == std::string::npos) break;
+      at = next + 3;
+    }
     return ExitCode(s);
   }
   std::cerr << "cellcube: error: unknown command '" << name << "'" << SuggestionSuffix(name, names)

@@ -85,7 +85,17 @@ struct Design {
   std::vector<uint8_t> kept[2];                    // per unit and side
   int64_t kept_count[2] = {0, 0};
   int64_t paired = 0;  // units kept on both sides
+  std::vector<std::string> lacking;  // datasets without the compared column: on neither side
 };
+
+// Whether a dataset has a column of its own (docs/DE.md): the store's columns, its
+// group-by columns and its donor column; a column it lacks is NA for all its cells, which
+// says nothing about which side they are on.
+bool DatasetHas(const DatasetRecord& d, const std::string& column) {
+  return column == "dataset" || column == "cell_type" ||
+         (column == "donor" && !d.donor_column.empty()) ||
+         std::find(d.groupby.begin(), d.groupby.end(), column) != d.groupby.end();
+}
 
 // `population`: the groups o.population selects, ascending.
 Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
@@ -127,7 +137,14 @@ Result<Design> Resolve(const QueryEngine& engine, const DeOptions& o,
   const auto& codes = m.codes[static_cast<size_t>(column)];
   std::map<std::pair<int32_t, int32_t>, int32_t> unit_index;
   std::vector<int64_t> unit_cells[2];
+  std::vector<int8_t> has(m.datasets.size(), -1);  // per dataset: has the column? (-1: not asked)
   for (int32_t g : population) {
+    const auto ds = static_cast<size_t>(m.codes[0][static_cast<size_t>(g)]);
+    if (has[ds] < 0) {
+      has[ds] = DatasetHas(m.datasets[ds], o.compare) ? 1 : 0;
+      if (!has[ds]) d.lacking.push_back(m.datasets[ds].name);
+    }
+    if (!has[ds]) continue;
     const auto flag = static_cast<size_t>(codes[static_cast<size_t>(g)] + 1);
     int32_t side = -1;
     if (flags1[flag])
@@ -522,6 +539,16 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
     return Status::InvalidArgument(Opt(n, "min-frac") +
                                    " must be a number from 0 to 1 (a fraction of cells)");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
+  if (!d.lacking.empty()) {
+    std::vector<std::string> shown(d.lacking.begin(),
+                                   d.lacking.begin() + static_cast<std::ptrdiff_t>(
+                                                           std::min<size_t>(d.lacking.size(), 10)));
+    result->notes.push_back(std::to_string(d.lacking.size()) +
+                            (d.lacking.size() == 1 ? " dataset has" : " datasets have") +
+                            " no column '" + o.compare + "' (" + QuoteList(shown) +
+                            (d.lacking.size() > 10 ? ", ..." : "") +
+                            "): their cells are on neither side");
+  }
   CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));
   result->test = test == Test::kCells          ? "cells"
                  : test == Test::kWilcoxon     ? "wilcoxon"

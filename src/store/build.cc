@@ -84,19 +84,63 @@ Status CheckNames(const StoreData& existing, const std::vector<DatasetInput>& in
   return Status::Ok();
 }
 
+// Every input's problem at once (docs/BUILD.md "Inputs that differ"): one alone as it
+// is; several as one error, a line each (the first 20, then a count).
+Status PlanningErrors(const std::vector<Status>& errors, size_t n_inputs) {
+  if (errors.size() == 1) return errors[0];
+  std::string message = std::to_string(errors.size()) + " of " + std::to_string(n_inputs) +
+                        " inputs cannot be built:";
+  for (size_t i = 0; i < errors.size() && i < 20; ++i) message += "\n  " + errors[i].message();
+  if (errors.size() > 20) message += "\n  and " + std::to_string(errors.size() - 20) + " more";
+  return Status::FromCode(errors[0].code(), message);
+}
+
+// A --groupby column some inputs lack is NA there, said once; one that no input has is
+// an error with suggestions (a typo, not a difference between files).
+Status NoteMissingGroupby(const std::vector<DatasetPlan>& plans, const BuildOptions& options,
+                          const BuildCallbacks& callbacks) {
+  for (const auto& name : options.groupby) {
+    std::vector<std::string> lacking;
+    for (const auto& plan : plans)
+      if (std::find(plan.missing_groupby.begin(), plan.missing_groupby.end(), name) !=
+          plan.missing_groupby.end())
+        lacking.push_back(plan.input.name);
+    if (lacking.empty()) continue;
+    if (lacking.size() == plans.size())
+      return Status::NotFound("no input has an obs column " + Quote(name) + " for --groupby" +
+                              SuggestionSuffix(name, plans[0].obs_columns));
+    if (!callbacks.note) continue;
+    std::vector<std::string> shown(lacking.begin(),
+                                   lacking.begin() + static_cast<std::ptrdiff_t>(
+                                                         std::min<size_t>(lacking.size(), 10)));
+    callbacks.note("--groupby column " + Quote(name) + " is missing from " +
+                   std::to_string(lacking.size()) + " of " + std::to_string(plans.size()) +
+                   " datasets (" + QuoteList(shown) + (lacking.size() > 10 ? ", ..." : "") +
+                   "): their cells are NA in it");
+  }
+  return Status::Ok();
+}
+
 // Plans every input before any is aggregated, so a bad file fails before hours of work
-// on the others; their genes join `meta`'s union in input order.
+// on the others, and every bad file in one run; their genes join `meta`'s union in input
+// order.
 Result<std::vector<DatasetPlan>> PlanAll(const std::vector<DatasetInput>& inputs,
                                          const BuildOptions& options,
                                          const BuildCallbacks& callbacks, MetaBuilder* meta,
                                          bool keep_values) {
   std::vector<DatasetPlan> plans;
+  std::vector<Status> errors;
   for (const auto& in : inputs) {
     NoteActivity("checking dataset " + Quote(in.name) + " (" + Quote(in.path) + ")");
     auto plan = PlanDataset(in, options, callbacks, meta, keep_values);
-    if (!plan.ok()) return NamingInput(plan.status(), in.path);
+    if (!plan.ok()) {
+      errors.push_back(NamingInput(plan.status(), in.path));
+      continue;
+    }
     plans.push_back(std::move(plan).value());
   }
+  if (!errors.empty()) return PlanningErrors(errors, inputs.size());
+  CC_RETURN_IF_ERROR(NoteMissingGroupby(plans, options, callbacks));
   return plans;
 }
 

@@ -151,9 +151,10 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
       if (name == "dataset" || name == "cell_type")
         return Status::InvalidArgument("--groupby column " + Quote(name) +
                                        " clashes with the store's own column of that name");
-      if (!Contains(obs_columns, name))
-        return Status::NotFound("no obs column " + Quote(name) + " for --groupby" +
-                                SuggestionSuffix(name, obs_columns));
+      if (!Contains(obs_columns, name)) {  // NA here; the build notes it once for all inputs
+        plan->missing_groupby.push_back(name);
+        continue;
+      }
       CC_ASSIGN_OR_RETURN(Column col, file.ReadObsColumn(name));
       plan->groupby.push_back(name);
       plan->columns.push_back(std::move(col));
@@ -305,6 +306,13 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
                                    " has no stored values: nothing to aggregate");
   CC_ASSIGN_OR_RETURN(auto obs, file.ObsInfo());
   CC_ASSIGN_OR_RETURN(plan.cell_type_column, ChooseCellType(obs.column_names, options));
+  plan.obs_columns = obs.column_names;
+  if (callbacks.note)
+    callbacks.note("dataset " + Quote(input.name) + ": cell types from obs " +
+                   Quote(plan.cell_type_column) +
+                   (options.cell_type.empty()
+                        ? " (the first default candidate it has; --cell-type COL picks another)"
+                        : ""));
   CC_ASSIGN_OR_RETURN(Column cell_type, file.ReadObsColumn(plan.cell_type_column));
   plan.columns.push_back(std::move(cell_type));
   CC_RETURN_IF_ERROR(ChooseGroupby(&plan, obs.column_names, options, callbacks));

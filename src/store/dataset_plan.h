@@ -33,6 +33,10 @@ struct DatasetPlan {
   struct stat source_stat {};  // the input as it was when planned, before it was opened
   int64_t n_obs = 0;
   std::vector<int32_t> gene_map;  // the matrix's genes -> the store's
+  // --groupby columns the input lacks: NA for its cells (docs/BUILD.md); and its obs
+  // columns, for suggestions when no input has one.
+  std::vector<std::string> missing_groupby;
+  std::vector<std::string> obs_columns;
 
   // For ontology matching (store/term_matching.h), kept after planning when the build
   // has term maps: per grouping column (cell type, then group-by, as `columns`), its
