@@ -82,7 +82,9 @@ def test_build_under_a_bound_below_the_store_size_is_identical(cellcube, wide, t
     # Under ASan the shadow memory and the quarantine are not the build's: the bound can
     # only be tested for its effect (several gene passes, the same bytes), not its RSS.
     sanitized = helpers.sanitized_build()
-    bound_mb = 280 if sanitized else 60
+    # 64 MiB: still below the 73 MiB store, with room for the data segment's variance
+    # (malloc arenas, thread stacks) that made 60 fail about one run in three.
+    bound_mb = 280 if sanitized else 64
     if not sanitized:
         assert store_mb > bound_mb, f"the store ({store_mb:.0f} MiB) must outgrow the bound"
     tight = tmp_path / "tight.h5ad"
