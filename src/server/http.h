@@ -54,7 +54,11 @@ struct HttpOptions {
   int port = 8080;
   int threads = 0;  // 0 = every core
   unsigned idle_timeout_seconds = 15;
-  size_t header_limit_bytes = 16 * 1024;
+  // libmicrohttpd's memory per connection, for the request line, headers and parsed
+  // arguments (thousands of where values take more for their parsed pairs than for their
+  // text): large enough that a long query string reaches the API, which refuses one
+  // over ApiLimits::max_query_string with a JSON 414 (beyond it, libmicrohttpd's page).
+  size_t header_limit_bytes = 512 * 1024;
   unsigned max_connections = 4096;
 };
 
