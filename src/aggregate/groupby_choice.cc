@@ -1,5 +1,6 @@
 #include "aggregate/groupby_choice.h"
 
+#include <cctype>
 #include <algorithm>
 #include <limits>
 
@@ -96,6 +97,28 @@ Result<int64_t> CountGroups(int64_t n_cells,
   return counts.back();
 }
 
+bool IsDesignColumn(const std::string& name) {
+  static const char* const kWords[] = {"donor",  "donors",    "individual", "patient", "subject",
+                                       "sample", "source",    "condition",  "disease", "tissue",
+                                       "stage",  "treatment", "sex"};
+  std::string word;
+  auto is_design = [&] {
+    for (const char* w : kWords)
+      if (word == w) return true;
+    return false;
+  };
+  for (size_t i = 0; i <= name.size(); ++i) {
+    const char c = i < name.size() ? name[i] : '\0';
+    if (std::isalnum(static_cast<unsigned char>(c))) {
+      word.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+      continue;
+    }
+    if (is_design()) return true;
+    word.clear();
+  }
+  return false;
+}
+
 Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<int32_t>& cell_type,
                                            const std::vector<GroupbyCandidate>& candidates) {
   GroupbyChoice out;
@@ -112,12 +135,15 @@ Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<in
       return Status::InvalidArgument("group-by candidate " + Quote(c.name) + " has no codes");
     kept.push_back(i);
   }
-  // The drop loop always drops the remaining column with the most values, the later in
-  // obs order on a tie: the last one in the order (values, obs position). So the columns
-  // left after each drop are a prefix of that order, and one pass counting the groups of
-  // every prefix gives every count the loop needs, exactly.
+  // The drop loop always drops the remaining column that comes last in the order
+  // (design column, values, obs position): other columns before the study's design, the
+  // widest first, the later in obs order on a tie. So the columns left after each drop
+  // are a prefix of that order, and one pass counting the groups of every prefix gives
+  // every count the loop needs, exactly.
   std::vector<size_t> order = kept;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const bool da = IsDesignColumn(candidates[a].name), db = IsDesignColumn(candidates[b].name);
+    if (da != db) return da;
     return candidates[a].n_values < candidates[b].n_values;
   });
   std::vector<const std::vector<int32_t>*> cols = {&cell_type};

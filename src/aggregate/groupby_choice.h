@@ -22,6 +22,12 @@ inline constexpr int64_t kGroupbyMinMeanCells = 5;
 // values, or more than half the cells. Such a column is never a default group-by.
 bool IsIdentifierLike(int64_t n_values, int64_t n_cells);
 
+// Whether a column names the study's design (docs/BUILD.md "Default --groupby"): one of
+// the words of its name (split at anything not a letter or digit, any case) is donor,
+// donors, individual, patient, subject, sample, source, condition, disease, tissue, stage,
+// sex or treatment. The default drops such columns last.
+bool IsDesignColumn(const std::string& name);
+
 // One obs column that could be grouped by.
 struct GroupbyCandidate {
   std::string name;
@@ -69,8 +75,9 @@ Result<std::vector<int64_t>> CountPrefixGroups(
 // every groupable one with 2 or more distinct values (fewer cannot split: skipped
 // silently) that is not IsIdentifierLike (left out); then, while the groups of the cell
 // type + the chosen columns average fewer than kGroupbyMinMeanCells cells (counted
-// exactly), drops the chosen column with the most distinct values (on a tie, the later
-// one in obs order) and counts again. May end with no column: cell type alone. All the
+// exactly), drops a chosen column and counts again: first the columns that are not
+// IsDesignColumn, then the design columns, each time the one with the most distinct
+// values (on a tie, the later one in obs order). May end with no column: cell type alone. All the
 // counts come from one CountPrefixGroups pass over the columns ordered by values.
 Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<int32_t>& cell_type,
                                            const std::vector<GroupbyCandidate>& candidates);

@@ -352,3 +352,35 @@ TEST(GroupbyExplicit, HonouredWithAWarningOnlyWhenGroupsAverageFewerThanFive) {
 
 }  // namespace
 }  // namespace cellcube::aggregate
+
+namespace cellcube::aggregate {
+namespace {
+
+TEST(GroupbyChoice, DesignColumnsAreNamedByAWordOfTheirName) {
+  for (const char* yes : {"patient", "Sample", "sample_id", "donor_id", "cancer_stage", "Sex",
+                          "tissue.general", "treatment-arm", "DiseaseState2 disease"})
+    EXPECT_TRUE(IsDesignColumn(yes)) << yes;
+  for (const char* no : {"IR_VJ_1_locus", "clonotype_orig", "batch", "leiden", "sexy", "stages",
+                         "subsample", ""})
+    EXPECT_FALSE(IsDesignColumn(no)) << no;
+}
+
+TEST(GroupbyChoice, TheDesignIsDroppedLast) {
+  // 40 cells, one cell type: 'locus' (4 values) and 'patient' (8 values) together give
+  // 32 groups; either alone gives few enough. The wider 'patient' stays: design.
+  const int64_t n = 40;
+  std::vector<int32_t> cell_type(n, 0), locus(n), patient(n);
+  for (int64_t i = 0; i < n; ++i) {
+    locus[static_cast<size_t>(i)] = static_cast<int32_t>(i % 4);
+    patient[static_cast<size_t>(i)] = static_cast<int32_t>((i / 4) % 8);
+  }
+  const std::vector<GroupbyCandidate> candidates = {{"patient", &patient, 8, true},
+                                                    {"locus", &locus, 4, true}};
+  auto choice = ChooseDefaultGroupby(n, cell_type, candidates);
+  ASSERT_TRUE(choice.ok()) << choice.status().message();
+  ASSERT_EQ(choice->chosen, std::vector<size_t>{0});
+  EXPECT_EQ(choice->left_out.at(0).name, "locus");
+}
+
+}  // namespace
+}  // namespace cellcube::aggregate

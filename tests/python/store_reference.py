@@ -123,6 +123,18 @@ def count_groups(obs: pd.DataFrame, columns: list) -> int:
     return len(set(zip(*labels))) if labels else min(len(obs), 1)
 
 
+DESIGN_WORDS = {"donor", "donors", "individual", "patient", "subject", "sample", "source",
+                "condition", "disease", "tissue", "stage", "treatment", "sex"}
+
+
+def is_design_column(name) -> bool:
+    """docs/BUILD.md: a word of the name (split at non-alphanumerics, any case) names the
+    study's design."""
+    import re
+
+    return any(w.lower() in DESIGN_WORDS for w in re.split(r"[^A-Za-z0-9]+", str(name)) if w)
+
+
 def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
     """SPEC §10's default --groupby: of the other categorical (or boolean) obs columns
     with 2 or more distinct values, leave out the identifier-like ones (more than 200
@@ -154,8 +166,10 @@ def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
         n_values[str(name)] = n
     n_groups = count_groups(obs, [cell_type_col] + chosen)
     while chosen and n_cells < AUTO_GROUPBY_MIN_MEAN_CELLS * n_groups:
-        most = max(n_values[c] for c in chosen)
-        widest = [c for c in chosen if n_values[c] == most][-1]
+        # Columns naming the study's design go last (docs/BUILD.md).
+        pool = [c for c in chosen if not is_design_column(c)] or chosen
+        most = max(n_values[c] for c in pool)
+        widest = [c for c in pool if n_values[c] == most][-1]
         dropped.append((widest, n_groups))
         chosen.remove(widest)
         n_groups = count_groups(obs, [cell_type_col] + chosen)

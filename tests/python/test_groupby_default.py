@@ -104,14 +104,15 @@ def _codes(s):
 
 
 def documented_choice(obs, cell_type, *, max_values=200, half_cells=True, min_values=2,
-                      drop=True, later_first=True, numeric=False):
+                      drop=True, later_first=True, numeric=False, design_last=True):
     """docs/BUILD.md's "Default --groupby", computed here with pandas/numpy from the obs
     anndata reads (the keyword arguments give the plausible wrong variants of the rule):
     candidates are the categorical and boolean columns other than the cell-type column
     with at least 2 distinct present values; identifier-like ones (more than 200 values,
     or 2 × values > cells) are left out; while cells < 5 × groups of cell type + the rest
-    (distinct combinations of codes, missing a value of its own), the column with the
-    most values is dropped, the later in obs order on a tie. The rest keep obs order."""
+    (distinct combinations of codes, missing a value of its own), a column is dropped:
+    those naming the study's design (patient, sample, source, ...) last, otherwise the
+    one with the most values, the later in obs order on a tie. The rest keep obs order."""
     n = len(obs)
     left_out, dropped, rank = [], [], {}
     for pos, c in enumerate(obs.columns):
@@ -134,7 +135,8 @@ def documented_choice(obs, cell_type, *, max_values=200, half_cells=True, min_va
 
     chosen = [c for c in obs.columns if c in rank]
     while drop and chosen and n < 5 * groups(chosen):
-        widest = max(chosen, key=lambda c: rank[c])
+        pool = [c for c in chosen if not (design_last and sr.is_design_column(c))] or chosen
+        widest = max(pool, key=lambda c: rank[c])
         chosen.remove(widest)
         dropped.append(widest)
     return {"chosen": chosen, "left_out": left_out, "dropped": dropped, "n_groups": groups(chosen)}
@@ -181,6 +183,7 @@ def test_the_file_needs_the_rule(cellcube, default_build, obs, want):
         "one-value columns kept": dict(min_values=1),
         "numeric columns as candidates": dict(numeric=True),
         "old default (2..200 values, no drop)": dict(half_cells=False, drop=False),
+        "design columns dropped like the others": dict(design_last=False),
     }
     for what, kw in variants.items():
         v = documented_choice(obs, CELL_TYPE, **kw)
