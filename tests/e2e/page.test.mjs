@@ -439,6 +439,29 @@ describe("web page", () => {
     assert.deepEqual(page.errors, []);
   });
 
+  test("Compare: the direction and minimum-fraction controls filter the table, through the URL", async () => {
+    const ct = meta.columns.find((c) => c.name === "cell_type").values[0].value;
+    const page = await openPage(`?plot=de&compare=cell_type&group1=${encodeURIComponent(ct)}&group2=rest&test=cells`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.inputValue("#cmp-direction"), "both");
+    await page.selectOption("#cmp-direction", "up");
+    await page.waitForURL((u) => new URL(u).searchParams.get("direction") === "up");
+    assert.equal(await settled(page), "ready");
+    await page.selectOption("#cmp-min-frac", "0.1");
+    await page.waitForURL((u) => new URL(u).searchParams.get("min_frac") === "0.1");
+    assert.equal(await settled(page), "ready");
+    const want = await api(base, "/api/v1/de", [["compare", "cell_type"], ["group1", ct], ["test", "cells"], ["direction", "up"], ["min_frac", "0.1"]]);
+    assert.ok(want.rows.length > 0 && want.rows.every((r) => r.logfc > 0 && r.frac1 >= 0.1));
+    const shown = await page.locator(".de-table tr.de-row td:first-child").allTextContents();
+    assert.deepEqual(shown, want.rows.slice(0, shown.length).map((r) => r.symbol || r.gene));
+    assert.equal(shown.length, Math.min(60, want.rows.length));
+    await page.reload();
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.inputValue("#cmp-direction"), "up");
+    assert.equal(await page.inputValue("#cmp-min-frac"), "0.1");
+    assert.deepEqual(page.errors, []);
+  });
+
   test("groups with fewer than 10 cells get a dashed ring, and their tooltip says so", async () => {
     // A split fine enough to have small groups, found from the API (nothing hard-coded).
     let by = null, rows = null;

@@ -56,6 +56,13 @@ function syncControls() {
   for (const b of $("color").children) b.setAttribute("aria-checked", String(b.dataset.value === state.color));
   $("color-ctl").classList.toggle("disabled", ["bars", "violin", "de"].includes(state.plot));
   $("cmp-test").value = state.test;
+  $("cmp-direction").value = state.direction;
+  $("cmp-min-frac").value = String(state.minFrac);
+  // A fraction from a link that the menu lacks is offered as it is.
+  if ($("cmp-min-frac").value !== String(state.minFrac)) {
+    $("cmp-min-frac").append(el("option", { value: String(state.minFrac) }, `in ≥ ${state.minFrac * 100}% of cells`));
+    $("cmp-min-frac").value = String(state.minFrac);
+  }
   $("compare-ctl").hidden = state.plot !== "de";
   if (meta) {
     const cols = meta.columns.map((c) => c.name);
@@ -103,11 +110,15 @@ $("cmp-g1").addEventListener("change", (e) => {
 });
 $("cmp-g2").addEventListener("change", (e) => update({ compare: $("cmp-col").value, group2: [e.target.value] }));
 $("cmp-test").addEventListener("change", (e) => update({ test: e.target.value }));
+$("cmp-direction").addEventListener("change", (e) => update({ direction: e.target.value }));
+$("cmp-min-frac").addEventListener("change", (e) => update({ minFrac: Number(e.target.value) }));
 
 function dePairs(s, format) {
   const pairs = [["compare", s.compare || s.by[0] || "cell_type"], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
     ...populationPairs(s)];
   if (s.test !== "auto") pairs.push(["test", s.test]);
+  if (s.direction !== "both") pairs.push(["direction", s.direction]);
+  if (s.minFrac) pairs.push(["min_frac", String(s.minFrac)]);
   if (format) pairs.push(["format", format]);
   return pairs;
 }

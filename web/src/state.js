@@ -13,6 +13,9 @@ export const COLORS = ["mean", "scaled"];
 export const GENE_ORDERS = ["typed", "name", "cluster"];
 // The Compare view's test (docs/DE.md): auto picks donors or cells; wilcoxon only when asked.
 export const TESTS = ["auto", "cells", "donors", "wilcoxon"];
+// The Compare view's filters (docs/DE.md): which direction of change, and the least
+// fraction of expressing cells (a side's, as the API's min_frac).
+export const DIRECTIONS = ["both", "up", "down"];
 // Row orders: "name", "cluster", or "expr:GENE" (descending mean of that gene).
 
 export const DEFAULTS = Object.freeze({
@@ -28,12 +31,19 @@ export const DEFAULTS = Object.freeze({
   group1: [],
   group2: ["rest"],
   test: "auto",
+  direction: "both",
+  minFrac: 0,
   rollup: [], // ontology-backed columns whose terms stand for their subtrees (docs/ONTOLOGY.md)
   expand: null, // the tree's open rows (term ids); null = the top rows
 });
 
 const list = (s) => (s ? s.split(",").map((x) => x.trim()).filter(Boolean) : []);
 const oneOf = (v, allowed, def) => (allowed.includes(v) ? v : def);
+// A fraction from 0 to 1; anything else the default, 0.
+const fraction = (v) => {
+  const x = Number(v);
+  return v != null && v !== "" && Number.isFinite(x) && x >= 0 && x <= 1 ? x : 0;
+};
 
 export function parseState(search) {
   const q = new URLSearchParams(search);
@@ -56,6 +66,8 @@ export function parseState(search) {
     group1: q.getAll("group1"),
     group2: q.getAll("group2").length ? q.getAll("group2") : ["rest"],
     test: oneOf(q.get("test"), TESTS, DEFAULTS.test),
+    direction: oneOf(q.get("direction"), DIRECTIONS, DEFAULTS.direction),
+    minFrac: fraction(q.get("min_frac")),
     rollup: dedupe(list(q.get("rollup"))),
     expand: q.has("expand") ? list(q.get("expand")) : null,
   };
@@ -96,6 +108,8 @@ export function stateToSearch(s) {
     for (const v of s.group2) pairs.push(["group2", v]);
   }
   if (s.test !== DEFAULTS.test) pairs.push(["test", s.test]);
+  if (s.direction !== DEFAULTS.direction) pairs.push(["direction", s.direction]);
+  if (s.minFrac) pairs.push(["min_frac", String(s.minFrac)]);
   if (s.rollup.length) pairs.push(["rollup", s.rollup.join(",")]);
   if (s.rollup.length && s.expand) pairs.push(["expand", s.expand.join(",")]);
   return "?" + toQueryString(pairs);

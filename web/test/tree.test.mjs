@@ -92,3 +92,13 @@ test("filters offer the terms above two or more values, with their values", () =
   ]);
   assert.deepEqual(subtypeGroups(meta, "sex"), []);
 });
+
+test("the Compare view's direction and minimum fraction survive the URL round trip", () => {
+  const s = { ...DEFAULTS, plot: "de", compare: "cell_type", group1: ["NK cell"], direction: "up", minFrac: 0.1 };
+  const search = stateToSearch(s);
+  assert.match(search, /direction=up&min_frac=0\.1/);
+  assert.deepEqual(parseState(search), s);
+  assert.equal(parseState("?min_frac=2").minFrac, 0);  // outside [0, 1]: the default
+  assert.equal(parseState("?direction=sideways").direction, "both");
+  assert.doesNotMatch(stateToSearch(DEFAULTS), /direction|min_frac/);
+});
