@@ -54,6 +54,17 @@ for p in "${PACKAGES[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
+# One line saying why, per purpose asked (the make target's), then what is missing.
+for purpose in "$@"; do
+  case $purpose in
+    build)  why="compiling cellcube needs the HDF5 C library, the HTTP server, compression libraries, pybind11 and the build tools" ;;
+    test)   why="the tests compare every number with anndata/h5py/numpy/scipy/pandas and drive the page in chromium" ;;
+    bench)  why="the benchmarks time the seed discussion's approaches (Redis, Flask) and the server under wrk" ;;
+    fuzz)   why="fuzzing needs clang-14's libFuzzer and sanitizer runtimes" ;;
+    format) why="make format runs clang-format" ;;
+  esac
+  echo "cellcube: $purpose: $why" >&2
+done
 echo "Installing missing Debian packages ($*): ${missing[*]}" >&2
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
