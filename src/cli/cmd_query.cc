@@ -9,6 +9,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"
+#include "util/text.h"
 
 namespace cellcube::cli {
 
@@ -188,6 +189,27 @@ Result<Query> ParseQuery(const std::vector<std::string>& argv, const std::string
   return q;
 }
 
+// The genes some selected dataset did not measure (its cells are not counted for them),
+// one line each, as the page marks them with '*' and the API lists not_measured_in.
+void NoteNotMeasured(const StoreReader& store, const QueryResult& result) {
+  if (result.rows.empty()) return;
+  for (size_t g = 0; g < result.gene_indices.size(); ++g) {
+    std::vector<std::string> missing;
+    for (int32_t d : result.datasets)
+      if (!store.Measured(d, result.gene_indices[g]))
+        missing.push_back(store.meta().datasets[static_cast<size_t>(d)].name);
+    if (missing.empty()) continue;
+    const std::string& name = result.symbols[g].empty() ? result.genes[g] : result.symbols[g];
+    std::vector<std::string> shown(missing.begin(),
+                                   missing.begin() + static_cast<std::ptrdiff_t>(
+                                                         std::min<size_t>(missing.size(), 10)));
+    std::cerr << "cellcube: " << name << " was not measured in " << missing.size()
+              << (missing.size() == 1 ? " selected dataset (" : " selected datasets (")
+              << QuoteList(shown) << (missing.size() > 10 ? ", ..." : "")
+              << "): their cells are not counted for it\n";
+  }
+}
+
 Status Finish(const QueryResult& result) {
   for (const auto& note : result.notes) std::cerr << "cellcube: " << note << "\n";
   std::cout.flush();
@@ -277,6 +299,7 @@ Status Answer(const std::vector<std::string>& argv, const std::string& command, 
     std::cout << print.json(result);
   else
     print.table(result);
+  NoteNotMeasured(engine->store(), result);
   return Finish(result);
 }
 

@@ -259,6 +259,29 @@ class Reference:
                 f"transforms ({listed}): their values are on different scales, pooled and "
                 f"compared anyway\n")
 
+    def not_measured_note(self, genes, where=None, datasets=None):
+        """What `cellcube query` prints on stderr before the notes of an answer with rows:
+        per gene answered (in order), the selected datasets (those holding selected cells,
+        in store order) that did not measure it, named by the gene's symbol (else id)."""
+        selected = [ds for ds in self.datasets
+                    if (not datasets or ds.name in datasets) and self._selected(ds, where).any()]
+        out = ""
+        for g in self.resolve(genes):
+            missing = [f"'{ds.name}'" for ds in selected if g not in ds.gene_col]
+            if not missing:
+                continue
+            sym = self.store_symbols[self.store_genes.index(g)] or g
+            what = "dataset" if len(missing) == 1 else "datasets"
+            out += (f"cellcube: {sym} was not measured in {len(missing)} selected {what} "
+                    f"({', '.join(missing[:10])}{', ...' if len(missing) > 10 else ''}): "
+                    f"their cells are not counted for it\n")
+        return out
+
+    def cli_note(self, genes, where=None, datasets=None):
+        """All a non-empty `cellcube query` prints on stderr: not_measured_note, then
+        scale_note."""
+        return self.not_measured_note(genes, where, datasets) + self.scale_note(where, datasets)
+
     def selects_cells(self, where=None, datasets=None):
         """Whether the datasets and where filters leave any cell at all."""
         return any(self._selected(ds, where).any() for ds in self.datasets

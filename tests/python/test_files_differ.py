@@ -120,3 +120,23 @@ def test_de_leaves_datasets_without_the_compared_column_on_neither_side(mixed):
     assert len(df) > 0
     assert set(df["n_cells1"]) == {tumor}
     assert set(df["n_cells2"]) == {rest}
+
+
+def test_query_says_which_selected_datasets_did_not_measure_a_gene(mixed):
+    store, _ = mixed
+    wu_genes = set(anndata.read_h5ad(WU, backed="r").var_names)
+    s3_genes = set(anndata.read_h5ad(SCHEMA3, backed="r").var_names)
+    only_wu = sorted(wu_genes - s3_genes)[0]
+    both = sorted(wu_genes & s3_genes)
+    proc = run_ok([str(helpers.cellcube_path()), "query", str(store), "--genes", only_wu,
+                   "--by", "dataset", "--format", "csv"])
+    assert (f"cellcube: {only_wu} was not measured in 1 selected dataset ('s3'): their cells are "
+            "not counted for it") in proc.stderr.splitlines(), proc.stderr
+    # Only the datasets selected count; a gene both measured gets no such line.
+    proc = run_ok([str(helpers.cellcube_path()), "query", str(store), "--genes", only_wu,
+                   "--datasets", "wu", "--format", "csv"])
+    assert "not measured" not in proc.stderr, proc.stderr
+    if both:
+        proc = run_ok([str(helpers.cellcube_path()), "query", str(store), "--genes", both[0],
+                       "--format", "csv"])
+        assert "not measured" not in proc.stderr, proc.stderr

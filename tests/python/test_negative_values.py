@@ -68,7 +68,10 @@ def query_csv(cellcube, store, *args):
 
 
 def stderr_notes(err):
-    return [line[len("cellcube: "):] for line in err.splitlines() if line.startswith("cellcube: ")]
+    """The answer's notes as the CLI prints them (without its lines on genes a selected
+    dataset did not measure, which JSON gives as genes[].not_measured_in)."""
+    return [line[len("cellcube: "):] for line in err.splitlines()
+            if line.startswith("cellcube: ") and " was not measured in " not in line]
 
 
 def check_against_cells(got, want, by):
@@ -338,6 +341,15 @@ def test_http_answers_match_the_cli(cellcube, mixed, tmp_path):
         srv.stop()
     assert objects["notes"] == compact["notes"] == stderr_notes(err)
     assert objects["notes"], objects
+    # The CLI's line per gene some selected dataset did not measure is JSON's not_measured_in.
+    lines = {ln.split(" was not measured in ")[0][len("cellcube: "):]: ln
+             for ln in err.splitlines() if " was not measured in " in ln}
+    for g in objects["genes"]:
+        name = g["symbol"] or g["id"]
+        if g["not_measured_in"]:
+            assert all(f"'{d}'" in lines[name] for d in g["not_measured_in"]), (name, lines)
+        else:
+            assert name not in lines, (name, lines)
     got = pd.DataFrame(objects["rows"])
     assert list(got.mean_expr.isna()) == list(want.mean_expr.isna())
     mean_expr = compact["columns"].index("mean_expr") - compact["columns"].index("gene") - 1

@@ -81,7 +81,7 @@ QUERIES = [
 def test_csv_matches_numpy(setup, qid, genes, by, where, datasets, metrics):
     cellcube, store, ref = setup
     want = ref.expected(genes, by, where, datasets, metrics)
-    why = (ref.scale_note(where, datasets) if want
+    why = (ref.cli_note(genes, where, datasets) if want
            else NOT_MEASURED if ref.selects_cells(where, datasets) else NO_CELLS)
     header, rows = run_csv(cellcube, store, *qr.query_args(genes, by, where, datasets, metrics), why=why)
     problems = qr.compare_rows(header, rows, want, by, metrics or qr.DEFAULT_METRICS)
@@ -105,7 +105,7 @@ def test_queries_cover_what_they_claim(setup):
 
 def test_split_order_is_label_order_na_last(setup):
     cellcube, store, ref = setup
-    _h, rows = run_csv(cellcube, store, "--genes", "G020", "--by", "stage", why=ref.scale_note())
+    _h, rows = run_csv(cellcube, store, "--genes", "G020", "--by", "stage", why=ref.cli_note(["G020"]))
     got = [r["stage"] for r in rows]
     assert got == ref.order["stage"] + ["NA"], got
 
@@ -113,14 +113,14 @@ def test_split_order_is_label_order_na_last(setup):
 def test_gene_order_is_request_order_and_deduplicated(setup):
     cellcube, store, ref = setup
     _h, rows = run_csv(cellcube, store, "--genes", "G020,g011,G020,sym20,G011", "--by", "dataset",
-                       why=ref.scale_note())
+                       why=ref.cli_note(["G020", "g011", "G020", "sym20", "G011"]))
     for ds in ["lung,a", "blood", "gut"]:  # each measured both genes
         assert [r["gene"] for r in rows if r["dataset"] == ds] == ["G020", "G011"], rows
 
 
 def test_symbol_of_several_ids_answers_each(setup):
     cellcube, store, ref = setup
-    _h, rows = run_csv(cellcube, store, "--genes", "dup", why=ref.scale_note())
+    _h, rows = run_csv(cellcube, store, "--genes", "dup", why=ref.cli_note(["dup"]))
     assert [r["gene"] for r in rows] == ["G003", "G007"]
 
 
@@ -128,7 +128,7 @@ def test_where_splits_at_first_equals_and_inline_option(setup):
     cellcube, store, ref = setup
     want = ref.expected(["G010"], ["dataset"], {"condition": ["x=y"]}, None, ALL)
     header, rows = run_csv(cellcube, store, "--genes=G010", "--by=dataset", "--where=condition=x=y",
-                           "--metrics", ",".join(ALL), why=ref.scale_note({"condition": ["x=y"]}))
+                           "--metrics", ",".join(ALL), why=ref.cli_note(["G010"], {"condition": ["x=y"]}))
     assert not qr.compare_rows(header, rows, want, ["dataset"], ALL)
     assert rows and all(r["dataset"] == "lung,a" for r in rows)
 
@@ -148,7 +148,7 @@ def test_csv_quoting_is_rfc4180(setup):
 def test_json_matches_csv(setup):
     cellcube, store, ref = setup
     args = qr.query_args(["G000", "G005", "G081"], ["cell_type", "dataset"], None, None, ALL)
-    header, rows = run_csv(cellcube, store, *args, why=ref.scale_note())
+    header, rows = run_csv(cellcube, store, *args, why=ref.cli_note(["G000", "G005", "G081"]))
     got = helpers.run_json([cellcube, "query", store, *args, "--format", "json"])
     assert isinstance(got, list) and len(got) == len(rows)
     saw_null = False
@@ -179,7 +179,7 @@ def test_table_format(setup):
     cellcube, store, ref = setup
     proc = helpers.run([cellcube, "query", store, "--genes", "G000,G081", "--by", "cell_type",
                         "--metrics", ",".join(ALL)])
-    assert proc.returncode == 0 and proc.stderr == ref.scale_note(), helpers.describe(proc)
+    assert proc.returncode == 0 and proc.stderr == ref.cli_note(["G000", "G081"]), helpers.describe(proc)
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["cell_type", "gene", "symbol"] + ALL
     want = ref.expected(["G000", "G081"], ["cell_type"], metrics=ALL)
