@@ -77,6 +77,10 @@ std::string Hdf5ErrorDetail() {
   ErrorWalk w;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, CollectError, &w);
   if (w.os_errno > 0) return std::strerror(w.os_errno);
+  // HDF5's deflate filter says "inflate() failed": say what it means, in the words
+  // cellcube's own chunk reader and `inspect --check` use.
+  if (w.innermost.find("inflate() failed") != std::string::npos)
+    return "a chunk does not inflate (damaged gzip data)";
   return w.innermost;
 }
 
