@@ -259,7 +259,12 @@ Result<DataFrameInfo> ReadDataFrameInfo(hid_t file, const std::string& path) {
   }
   for (const auto& name : info.column_names)
     if (GetNodeKind(group.get(), name) == NodeKind::kMissing)
-      return Status::Corrupt("'" + path + "' lists column '" + name + "' that is not stored");
+      // Zeroed or overwritten bytes in a group's index make its members vanish: name the
+      // object that cannot be read, and how to look.
+      return Status::Corrupt("the file looks damaged: '" + path + "' lists column '" + name +
+                             "', but the object '" + path + "/" + name +
+                             "' cannot be read (overwritten or zeroed bytes?); 'h5dump -n' on "
+                             "the file lists what HDF5 can still find");
   CC_ASSIGN_OR_RETURN(Handle index, OpenDataset(group.get(), info.index_name));
   info.n_rows = DatasetSize(index.get());
   return info;

@@ -298,3 +298,18 @@ def pd_categorical(rng, n):
     import pandas as pd
 
     return pd.Categorical(rng.choice(["a", "b", "c"], size=n))
+
+
+def test_a_listed_column_that_cannot_be_read_says_the_file_looks_damaged(tmp_path):
+    """A column obs lists (column-order) but HDF5 cannot find, as zeroed bytes in the
+    group's index leave it: the error says the file looks damaged and names the object."""
+    path = tmp_path / "vanished.h5ad"
+    write_base(path)
+    with h5py.File(path, "r+") as f:
+        obs = f["obs"]
+        order = [c.decode() if isinstance(c, bytes) else c for c in obs.attrs["column-order"]]
+        victim = order[0]
+        del obs[victim]  # what a damaged index shows: listed, not there
+    proc = helpers.run([str(helpers.cellcube_path()), "build", "-o", str(tmp_path / "s.h5ad"),
+                        "--quiet", str(path)])
+    helpers.assert_error(proc, mentions=["looks damaged", f"'obs/{victim}'", "h5dump"])
