@@ -2,8 +2,7 @@
 """Differential expression latency (issue 12) on a store, and the user's alternative.
 
 For each scenario, `cellcube-bench-query --de-compare ...` times RunDe in process
-over every gene: the first run (which checks the entries of every gene it reads, SPEC
-§10) and the p50 of the next runs. For the one-dataset scenario, the same answer
+over every gene: the first run (which checks the entries of every gene it reads, docs/SCALING.md) and the p50 of the next runs. For the one-dataset scenario, the same answer
 computed from the dataset's cells with numpy/scipy: anndata reads the file, the store's
 transform (cp10k_log1p) is applied, each (donor, side)'s mean per gene is an indicator
 -matrix product, and scipy.stats.ttest_rel runs over every gene at once.

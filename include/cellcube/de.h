@@ -1,4 +1,4 @@
-// Differential expression and marker genes (SPEC §9): which genes differ between two
+// Differential expression and marker genes (docs/DE.md): which genes differ between two
 // sides of a population, tested per cell (Welch's t) or per donor (pseudobulk: paired
 // or Welch on the donors' means), from the store's statistics alone.
 //
@@ -53,19 +53,19 @@ struct DeResult {
   std::string test;  // "cells", "donors-paired", "donors-unpaired" or "wilcoxon"
   std::vector<std::string> notes;
   std::vector<std::string> gene_ids, symbols;  // per store gene index used by rows
-  std::vector<DeRow> rows;                     // in SPEC §9's order, filtered
+  std::vector<DeRow> rows;                     // in docs/DE.md's order, filtered
 };
 
-// A store's donor column by SPEC §9's names: the first of donor, donor_id, individual,
+// A store's donor column by docs/DE.md's names: the first of donor, donor_id, individual,
 // patient, subject among its columns; "" when none. (DeOptions::donor overrides it.)
 std::string DefaultDonorColumn(const StoreData& meta);
 
-// The output columns of `de` (SPEC §9), in order.
+// The output columns of `de` (docs/DE.md), in order.
 const std::vector<std::string>& DeColumnNames();
 
 Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& options);
 
-// Marker genes (SPEC §9): for each value of `column` present in the population (NA
+// Marker genes (docs/DE.md): for each value of `column` present in the population (NA
 // excepted), in label order, `de --compare column --group1 VALUE --group2 rest`; of its
 // genes with logfc > 0 and padj <= max_padj, the top N by logfc, then effect, then the
 // store's gene order.

@@ -1,9 +1,9 @@
 // The query engine: answers "for these genes, over the cell groups these filters
 // select, split by these columns: n_cells, nnz, frac, sum, mean, mean_expr, var, std"
-// from a store (SPEC §2), by summing the additive statistics of the selected groups
+// from a store (docs/QUERY.md), by summing the additive statistics of the selected groups
 // per (split, gene) in float64 and deriving the metrics from the sums.
 //
-// Semantics (SPEC §2, §5; docs/QUERY.md):
+// Semantics (docs/QUERY.md, docs/BUILD.md; docs/QUERY.md):
 //   - genes: store gene ids or symbols, case-insensitively. A name equal to some gene
 //     id (ignoring case) means those ids; otherwise every gene whose symbol matches.
 //     A gene named twice (or by id and by symbol) is answered once, at its first place.
@@ -66,7 +66,7 @@ enum class Metric : uint8_t {
 const char* MetricName(Metric m);
 // Whether a metric is computed from histograms (a store of format 3 built with them).
 inline bool MetricNeedsHistograms(Metric m) { return m >= Metric::kMedian; }
-// Every metric, in SPEC §2's order.
+// Every metric, in docs/QUERY.md's order.
 const std::vector<Metric>& AllMetrics();
 // n_cells, frac, mean.
 const std::vector<Metric>& DefaultMetrics();

@@ -1,7 +1,7 @@
-// Building and changing stores on disk (SPEC §5, §10): build from .h5ad files, add,
+// Building and changing stores on disk (docs/BUILD.md, docs/SCALING.md): build from .h5ad files, add,
 // remove and merge; the data model they write is store_data.h's.
 //
-// They work in bounded memory (SPEC §10): they stream entries gene by gene from their
+// They work in bounded memory (docs/SCALING.md): they stream entries gene by gene from their
 // parts (datasets aggregated into a temporary file beside the output, existing stores
 // read through small windows) into a store written beside its target and renamed over
 // it; only the metadata (groups, genes, datasets) is held whole.
@@ -32,7 +32,7 @@ struct StoreSummary {
   int64_t entries = 0;
 };
 
-// The default bound on a command's memory (SPEC §10).
+// The default bound on a command's memory (docs/SCALING.md).
 inline constexpr uint64_t kDefaultMemoryLimit = uint64_t{2} << 30;
 
 // The histograms' default upper edge: ln(10001), the largest cp10k_log1p value
@@ -41,7 +41,7 @@ inline constexpr double kDefaultHistMax = 9.210440366976517;
 
 // ---- building from .h5ad files ----
 
-// SPEC §5's defaults, in order: the cell-type columns build looks for in obs, and the
+// docs/BUILD.md's defaults, in order: the cell-type columns build looks for in obs, and the
 // gene-symbol columns in the matrix's var (the first present is used).
 const std::vector<std::string>& DefaultCellTypeColumns();
 const std::vector<std::string>& DefaultGeneSymbolColumns();
@@ -60,17 +60,17 @@ struct OntologyFile {
 };
 
 struct BuildOptions {
-  // Cell-type column candidates: each dataset uses the first it has (SPEC §5); empty =
-  // the first of SPEC §5's list that exists.
+  // Cell-type column candidates: each dataset uses the first it has (docs/BUILD.md); empty =
+  // the first of docs/BUILD.md's list that exists.
   std::vector<std::string> cell_type;
   std::vector<std::string> groupby;  // used when groupby_given
   bool groupby_given = false;        // else: every other categorical/boolean column, 2-200 values
   std::string matrix = "auto";
   std::string transform = "auto";
-  // Gene-symbol column candidates, as cell_type; empty = the first of SPEC §5's list that
+  // Gene-symbol column candidates, as cell_type; empty = the first of docs/BUILD.md's list that
   // exists, or none.
   std::vector<std::string> gene_symbols;
-  // Donor column candidates (SPEC §9): each dataset groups by the first it has, stored as
+  // Donor column candidates (docs/DE.md): each dataset groups by the first it has, stored as
   // one grouping column named "donor"; empty = none.
   std::vector<std::string> donor;
   int64_t max_groups = 10000;

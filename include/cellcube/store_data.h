@@ -1,4 +1,4 @@
-// The aggregate store's data model (SPEC §2, §4; docs/FORMAT.md): per cell group and
+// The aggregate store's data model (docs/QUERY.md, docs/FORMAT.md; docs/FORMAT.md): per cell group and
 // gene, the statistics nnz, sum and m2 (the sum of squared deviations from the group's
 // mean), with the groups' metadata (columns, labels, cell counts), the genes, and where
 // each dataset came from. StoreData is the in-memory form, for small stores and tests

@@ -64,7 +64,7 @@ struct CellContext {
 
 // One slot: the statistics of one (group, gene). The squares are taken about the
 // slot's first value (`shift`), so that m2 of a group whose values barely differ is
-// not lost to cancellation: Σ(v − shift)² is small where Σv² would be huge (SPEC §4).
+// not lost to cancellation: Σ(v − shift)² is small where Σv² would be huge (docs/FORMAT.md).
 struct SlotStats {
   double sum = 0;         // Σv over the stored values
   double shifted_sq = 0;  // Σ(v − shift)² over the stored values

@@ -1,4 +1,4 @@
-// The default --groupby of `cellcube build` (SPEC §10) and the warning for an explicit
+// The default --groupby of `cellcube build` (docs/SCALING.md) and the warning for an explicit
 // one: which obs columns split a dataset's cells into groups that still mean something.
 // Pure computation over per-cell codes; no I/O, no HDF5.
 #pragma once
@@ -70,7 +70,7 @@ Result<int64_t> CountGroups(int64_t n_cells, const std::vector<const std::vector
 Result<std::vector<int64_t>> CountPrefixGroups(
     int64_t n_cells, const std::vector<const std::vector<int32_t>*>& codes);
 
-// The default --groupby of one dataset (SPEC §10): of the candidates (the obs columns
+// The default --groupby of one dataset (docs/SCALING.md): of the candidates (the obs columns
 // in obs order, the cell-type column and the store's own column names excluded), takes
 // every groupable one with 2 or more distinct values (fewer cannot split: skipped
 // silently) that is not IsIdentifierLike (left out); then, while the groups of the cell

@@ -1,4 +1,4 @@
-// The value transforms of SPEC §2, applied to each cell's values before aggregation.
+// The value transforms of docs/QUERY.md, applied to each cell's values before aggregation.
 #pragma once
 
 #include <cmath>

@@ -1,4 +1,4 @@
-// `cellcube de` and `cellcube markers` (SPEC §9): differential expression between two
+// `cellcube de` and `cellcube markers` (docs/DE.md): differential expression between two
 // sides of a population, and marker genes of every value of a column.
 #include <chrono>
 #include <cmath>

@@ -65,7 +65,7 @@ std::string OptWith(OptionNames names, const std::string& flag, const std::strin
   return Opt(names, flag) + (names == OptionNames::kFlags ? " " : "=") + value;
 }
 
-// The donor column: the one asked for, else the first of SPEC §9's names; -1 = none.
+// The donor column: the one asked for, else the first of docs/DE.md's names; -1 = none.
 Result<int32_t> DonorColumn(const QueryEngine& engine, const std::string& asked) {
   if (!asked.empty()) return engine.ColumnIndex(asked);
   const std::string name = DefaultDonorColumn(engine.store().meta());
@@ -439,7 +439,7 @@ Status CheckWilcoxon(const QueryEngine& engine, const DeOptions& o, const Design
   return Status::Ok();
 }
 
-// SPEC §9's --test auto, and the note that says which test ran and why.
+// docs/DE.md's --test auto, and the note that says which test ran and why.
 Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Design& d,
                         std::vector<std::string>* notes) {
   const std::string min = std::to_string(o.testing.min_cells);
@@ -489,7 +489,7 @@ Result<Test> ChooseTest(const QueryEngine& engine, const DeOptions& o, const Des
   return Test::kDonorsUnpaired;
 }
 
-// SPEC §9's order: padj ascending, then |logfc| descending (empty last), then genes.
+// docs/DE.md's order: padj ascending, then |logfc| descending (empty last), then genes.
 void Order(DeScratch& scratch, std::vector<DeRow>* rows) {
   using Key = OrderKey;
   auto finite = [](double v) {

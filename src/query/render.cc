@@ -31,7 +31,7 @@ void AppendDouble(std::string* out, double v) {
   out->append(buf, end);
 }
 
-// The same for float32: half the bytes of float64's digits, and within SPEC §2's
+// The same for float32: half the bytes of float64's digits, and within docs/QUERY.md's
 // tolerances (relative rounding 6e-8).
 void AppendFloat32(std::string* out, float v) {
   char buf[32];

@@ -252,7 +252,7 @@ Status ParseComparison(const Request& req, const ApiLimits& limits, Options* o) 
   return Status::Ok();
 }
 
-// SPEC §9's answers: CSV byte for byte the CLI's, or its JSON with the time taken.
+// docs/DE.md's answers: CSV byte for byte the CLI's, or its JSON with the time taken.
 template <typename Answer>
 Response DeAnswer(const Request& req, std::chrono::steady_clock::time_point t0,
                   const Result<Answer>& answer, std::string (*csv)(const Answer&),

@@ -1,4 +1,4 @@
-// gzip for HTTP answers (SPEC §6): each answer and asset is compressed once, and the
+// gzip for HTTP answers (docs/API.md): each answer and asset is compressed once, and the
 // compressed form is kept beside the plain one (ResponseCache, the asset table).
 #pragma once
 

@@ -1,6 +1,6 @@
 // The store operations: build and add (plan every input, aggregate one dataset at a
 // time into a spill file, stream the entries into the store), remove and merge
-// (existing stores streamed through windows). SPEC §10: bounded memory, deterministic.
+// (existing stores streamed through windows). docs/SCALING.md: bounded memory, deterministic.
 #include <sys/resource.h>
 
 #include <algorithm>

@@ -13,7 +13,7 @@
 
 namespace cellcube {
 
-// How a dataset's aggregation spends the memory bound (SPEC §10).
+// How a dataset's aggregation spends the memory bound (docs/SCALING.md).
 struct MemoryPlan {
   int slots = 1;             // blocks held at once (read ahead or being added)
   int64_t block_values = 0;  // values per block: ~16 bytes each while held

@@ -56,7 +56,7 @@ bool Contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-// The first of `candidates` (an option's comma list, SPEC §5) that `columns` has;
+// The first of `candidates` (an option's comma list, docs/BUILD.md) that `columns` has;
 // NotFound naming the option, with suggestions, when none is there.
 Result<std::string> FirstGiven(const std::vector<std::string>& candidates,
                                const std::vector<std::string>& columns, const std::string& where,
@@ -137,7 +137,7 @@ Result<DatasetPlan::ColumnValues> ValuesOf(const File& file, const Column& col,
   return out;
 }
 
-// The group-by columns of one dataset (SPEC §5, §10; aggregate/groupby_choice.h): an
+// The group-by columns of one dataset (docs/BUILD.md, docs/SCALING.md; aggregate/groupby_choice.h): an
 // explicit --groupby as given, with a warning note when its groups average fewer than 5
 // cells; else the default, with a note naming the columns it left out or dropped.
 Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
@@ -200,7 +200,7 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   return Status::Ok();
 }
 
-// build --donor (SPEC §9): the first candidate the dataset has joins its grouping as the
+// build --donor (docs/DE.md): the first candidate the dataset has joins its grouping as the
 // store column "donor" (replacing any group-by column of either name); none: a note.
 Status ChooseDonor(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
                    const BuildOptions& options, const BuildCallbacks& callbacks) {

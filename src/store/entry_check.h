@@ -1,4 +1,4 @@
-// Checking a StoreReader's entries where they are read (SPEC §10): the search that
+// Checking a StoreReader's entries where they are read (docs/SCALING.md): the search that
 // finds a dataset's entries within a gene, and the check of a span of entries against
 // EntryFault's rules. Shared by the checks on the mapping (reader.cc) and on entries
 // copied out of the file (entry_copy.cc), so both find and check the same entries.

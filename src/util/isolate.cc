@@ -669,7 +669,7 @@ Result<uint64_t> ParseMemoryLimit(const std::string& given, const std::string& s
 Result<uint64_t> DefaultMemoryLimit() {
   if (const char* env = std::getenv("CELLCUBE_MEMORY_LIMIT"); env && *env)
     return ParseMemoryLimit(env, "CELLCUBE_MEMORY_LIMIT");
-  return uint64_t{2} << 30;  // SPEC §10: 2 GB by default
+  return uint64_t{2} << 30;  // docs/SCALING.md: 2 GB by default
 }
 
 }  // namespace cellcube

@@ -1,7 +1,7 @@
 // Runs work that reads untrusted files in a forked child process, so that a crash or a
 // runaway allocation inside a library cellcube cannot fix (libhdf5 on damaged metadata,
 // docs/RELIABILITY.md) becomes one clear error instead of killing the caller, and so
-// that the work runs under a memory limit (SPEC §10).
+// that the work runs under a memory limit (docs/SCALING.md).
 #pragma once
 
 #include <cstdint>
@@ -84,7 +84,7 @@ uint64_t MemoryLimitInForce();
 Result<uint64_t> ParseMemoryLimit(const std::string& text, const std::string& source);
 
 // The memory limit when the command line gives none: CELLCUBE_MEMORY_LIMIT if set, else
-// 2 GiB (SPEC §10). Usage error for a malformed variable.
+// 2 GiB (docs/SCALING.md). Usage error for a malformed variable.
 Result<uint64_t> DefaultMemoryLimit();
 
 }  // namespace cellcube

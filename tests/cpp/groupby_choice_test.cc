@@ -243,7 +243,7 @@ TEST(GroupbyDefault, MissingIsAValueOfItsOwnInEveryColumn) {
             "type only (2 groups, 5.0 cells on average)");
 }
 
-// The rule as SPEC §10 words it, re-counting with SetCount after every drop.
+// The rule as docs/SCALING.md words it, re-counting with SetCount after every drop.
 std::pair<std::vector<size_t>, std::vector<std::pair<size_t, int64_t>>> NaiveChoice(
     size_t n_cells, const Codes& ct, const std::vector<GroupbyCandidate>& cands) {
   std::vector<size_t> chosen;

@@ -599,7 +599,7 @@ class DamagedStore : public ::testing::Test {
     bytes_ = ReadAll(good_);
   }
   // Writes `bytes` to a new file and expects a Corrupt error that mentions `mention`:
-  // from Open (metadata, arrays, indptr), or else (damaged entries, SPEC §10) from a
+  // from Open (metadata, arrays, indptr), or else (damaged entries, docs/SCALING.md) from a
   // query that reads every gene and from CheckAllGenes.
   void ExpectRefused(const std::string& bytes, const std::string& mention) {
     std::string path = dir_.File("bad" + std::to_string(n_++) + ".h5ad");
@@ -739,7 +739,7 @@ TEST_F(DamagedStore, NotAStore) {
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 }
 
-// Reads of one dataset among many (SPEC §10): only that dataset's entries in each gene
+// Reads of one dataset among many (docs/SCALING.md): only that dataset's entries in each gene
 // are checked; the first read of many genes copies them out of the file (EntryCopy),
 // later ones read the mapping. Every path answers as brute force does.
 class OneDatasetReads : public ::testing::Test {

@@ -1,4 +1,4 @@
-"""Inputs and an independent float64 reference for the query tests (SPEC §2, §5, §7).
+"""Inputs and an independent float64 reference for the query tests (docs/QUERY.md, docs/BUILD.md).
 
 ``write_inputs(dir)`` writes three seeded datasets with anndata's write_h5ad:
 
@@ -403,7 +403,7 @@ def parse_csv(text):
 
 
 def value_problems(m, got, want):
-    """'' if `got` (str from CSV, '' = missing) is `want` within SPEC §2's tolerance."""
+    """'' if `got` (str from CSV, '' = missing) is `want` within docs/QUERY.md's tolerance."""
     if want is None:
         return "" if got == "" else f"{m}: got {got!r}, want missing"
     if got == "":

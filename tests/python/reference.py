@@ -10,7 +10,7 @@ of stored values, which matrices exist) both are computed and must agree, so a
 mistake in this module shows up as a failing self-check rather than as a wrong
 expectation.
 
-Conventions shared with the C++ side (see the test brief / SPEC §2-§3):
+Conventions shared with the C++ side (see the test brief / docs/QUERY.md, docs/READER.md):
 
 * nnz counts values != 0 (NaN counts, explicit stored zeros do not).
 * row_wsum[i] = sum_j v[i, j] * (j + 1); all sums in float64.

@@ -1,4 +1,4 @@
-"""Independent reference for cellcube stores (SPEC §2, §4; docs/FORMAT.md).
+"""Independent reference for cellcube stores (docs/QUERY.md, docs/FORMAT.md; docs/FORMAT.md).
 
 * ``expected_dataset(path, ...)`` computes, with anndata + numpy in float64,
   what a store must hold for one input file: the chosen matrix, transform,
@@ -10,7 +10,7 @@
 * ``compare_dataset`` / ``digest`` / ``compare_digests`` turn the two into lists
   of human-readable problems (empty = agreement).
 
-Nothing about the inputs is hard-coded: the rules below are SPEC §2/§5's, the
+Nothing about the inputs is hard-coded: the rules below are docs/QUERY.md/§5's, the
 data are read back from the files.
 """
 
@@ -37,7 +37,7 @@ CELL_TYPE_CANDIDATES = ["cell_type", "celltype", "cell_ontology_class", "CellTyp
                         "cell_type_ontology_term_id", "leiden", "louvain"]
 SYMBOL_CANDIDATES = ["feature_name", "gene_symbols", "gene_symbol", "gene_name", "symbol"]
 AUTO_GROUPBY_MIN, AUTO_GROUPBY_MAX = 2, 200
-AUTO_GROUPBY_MIN_MEAN_CELLS = 5  # SPEC §10: default groups average at least this many cells
+AUTO_GROUPBY_MIN_MEAN_CELLS = 5  # docs/SCALING.md: default groups average at least this many cells
 TRANSFORM_SAMPLE = 10000
 DATASET_COLUMNS = ["source", "source_size", "source_mtime", "n_cells", "n_genes", "n_groups",
                    "matrix", "transform", "cell_type_column", "groupby", "gene_symbols_column"]
@@ -136,7 +136,7 @@ def is_design_column(name) -> bool:
 
 
 def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
-    """SPEC §10's default --groupby: of the other categorical (or boolean) obs columns
+    """docs/SCALING.md's default --groupby: of the other categorical (or boolean) obs columns
     with 2 or more distinct values, leave out the identifier-like ones (more than 200
     values, or more than half the cells); then, while the groups of cell type + the
     columns average fewer than 5 cells, drop the column with the most values (the later
@@ -178,7 +178,7 @@ def default_groupby_choice(obs: pd.DataFrame, cell_type_col: str) -> dict:
 
 
 def default_groupby(obs: pd.DataFrame, cell_type_col: str) -> list:
-    """The columns SPEC §10's default --groupby takes (default_groupby_choice)."""
+    """The columns docs/SCALING.md's default --groupby takes (default_groupby_choice)."""
     return default_groupby_choice(obs, cell_type_col)["chosen"]
 
 

@@ -1,4 +1,4 @@
-"""SPEC §2's accuracy where floating point is hardest (issue 11): var and std of
+"""docs/QUERY.md's accuracy where floating point is hardest (issue 11): var and std of
 roll-ups over thousands of groups whose values share one large mean and differ by
 tiny amounts, and values of mixed sign under `--transform none`. Every number is
 compared against numpy in float64 on the same cells: relative error <= 1e-5 for sum
@@ -109,7 +109,7 @@ def test_rollup_of_thousands_of_groups_with_equal_large_means(cellcube, flat_sto
 
 def test_sumsq_would_not_have_kept_the_digits(flat_store):
     """The premise of the test above: with Σv² in float64, var of the pooled FLAT cells
-    is off by far more than SPEC §2 allows."""
+    is off by far more than docs/QUERY.md allows."""
     _store, _obs, X, _genes = flat_store
     v = X[:, 0]
     n = len(v)

@@ -1,5 +1,5 @@
 """`cellcube build`, `add`, `remove`, `merge` and `info` against an independent
-float64 reference (SPEC §2, §4, §5; docs/FORMAT.md).
+float64 reference (docs/QUERY.md, docs/FORMAT.md, docs/BUILD.md; docs/FORMAT.md).
 
 Inputs come from gen_studies.py (four seeded anndata files whose gene sets
 overlap partially: CSR/CSC/dense; int32, float32-integer, uint16 and
@@ -198,7 +198,7 @@ def test_build_matches_reference(cellcube, studies, full_store, tmp_path, case):
     exps = _expected_for_case(studies, case)
     view = sr.StoreView(out)
     fail_with(check_store_against(view, exps), f"store of case {case!r} disagrees with the reference", proc)
-    # the transform auto chose is printed (SPEC §2)
+    # the transform auto chose is printed (docs/QUERY.md)
     if "--transform" not in opts:
         for e in exps:
             lines = [ln for ln in proc.stderr.splitlines() if e.name in ln and e.record["transform"] in ln]
@@ -218,7 +218,7 @@ def test_reference_covers_the_contract(studies):
     union = set().union(*cols)
     assert all(c != union for c in cols), "every dataset should lack some gene"
     alpha = exps["alpha"]
-    # SPEC §10: the default leaves out the 250-value column and drops `site` (with it,
+    # docs/SCALING.md: the default leaves out the 250-value column and drops `site` (with it,
     # alpha's 1200 cells fall into 320 groups of 3.75 cells), so "defaults" checks both.
     assert alpha.record["groupby"].split(",") == ["stage", "is_doublet", "treated"]
     choice = sr.default_groupby_choice(sr._read(studies["alpha"]).obs, "cell_type")
@@ -259,7 +259,7 @@ def test_build_negative_values(cellcube, tmp_path):
 
 def test_near_constant_group_var_and_std(cellcube, tmp_path):
     """var = (sumsq - sum^2/n)/(n-1) nearly cancels when a group's cells carry nearly
-    the same value: the store's float64 sums keep var and std within SPEC §2's
+    the same value: the store's float64 sums keep var and std within docs/QUERY.md's
     tolerance of numpy's float64 (float32 sums gave var < 0 -> 0 and std 0 here)."""
     values = {"pair": [5.0, 5.001], "trio": [7.25, 7.2501, 7.2502], "same": [3.3] * 40,
               "wide": [0.0, 1.0, 8.0, 2.5]}
@@ -904,7 +904,7 @@ def test_build_max_groups_exceeded(cellcube, tmp_path):
     obs = sr._read(p).obs
     most = max(["cell_type", "patient", "sex"], key=lambda c: obs[c].nunique())
     assert most == "patient"
-    # explicit: on these 80 cells the default (SPEC §10) would drop patient itself
+    # explicit: on these 80 cells the default (docs/SCALING.md) would drop patient itself
     assert_build_fails(cellcube, tmp_path, [p], ["--max-groups", "2", "--groupby", "patient,sex"],
                        mentions=[most])
 
@@ -918,7 +918,7 @@ def test_build_unknown_cell_type_column(cellcube, studies, tmp_path):
 
 
 def test_build_cell_type_and_symbol_candidates_per_file(cellcube, studies, trio, tmp_path):
-    """SPEC §5: a comma list to --cell-type / --gene-symbols is a list of candidates;
+    """docs/BUILD.md: a comma list to --cell-type / --gene-symbols is a list of candidates;
     each file uses the first it has, and info records each dataset's choice. alpha,
     beta and gamma name both columns differently, so one command builds them, with the
     same statistics as the default build (which finds the same columns)."""
@@ -1001,7 +1001,7 @@ def test_build_log1p_of_negative(cellcube, tmp_path, value):
 
 
 def test_failed_build_stderr_is_one_line_without_quiet(cellcube, tmp_path):
-    """SPEC §5: every error is one line on stderr -- also without --quiet,
+    """docs/BUILD.md: every error is one line on stderr -- also without --quiet,
     where a build prints the transform auto chose before failing."""
     path, cell, gene = _file_with_bad_value(tmp_path, "nan_noisy", np.nan, "dense")
     assert_build_fails(cellcube, tmp_path, [path], quiet=False, mentions=["nan_noisy", cell, gene])

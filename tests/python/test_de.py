@@ -1,4 +1,4 @@
-"""Differential expression (SPEC §9, issue 12) against scipy on the same cells.
+"""Differential expression (docs/DE.md, issue 12) against scipy on the same cells.
 
 Two studies whose donor labels repeat (D1..D6 in both), each donor with cells of every
 cell type; half the donors of each study are diseased. Values are written as they are
@@ -257,7 +257,7 @@ def test_unpaired_donor_test_and_the_contrast_with_cells(cellcube, de_store):
 def test_order_filters_and_json(cellcube, de_store):
     store, _ = de_store
     got, _ = de(cellcube, store, "--compare", "cell_type", "--group1", "T")
-    # SPEC §9's order, rebuilt here: padj ascending, then |logfc| descending (empty last),
+    # docs/DE.md's order, rebuilt here: padj ascending, then |logfc| descending (empty last),
     # then the store's gene order. ZERO has no padj, so "empty last" is exercised too.
     import h5py
 
@@ -303,7 +303,7 @@ def test_bad_input(cellcube, de_store):
 
 
 def test_http_de_and_markers(cellcube, de_store, tmp_path):
-    """GET /api/v1/de and /api/v1/markers: CSV byte for byte the CLI's, JSON in SPEC §9's
+    """GET /api/v1/de and /api/v1/markers: CSV byte for byte the CLI's, JSON in docs/DE.md's
     shape, bad input a 4xx with a JSON error."""
     from test_server import Server, get
 
@@ -472,7 +472,7 @@ def test_one_selection_for_counts_queries_and_de(cellcube, tmp_path):
 
 def test_mixed_transforms_are_compared_with_a_note(cellcube, tmp_path):
     """Datasets aggregated with different transforms are compared anyway, with a note
-    (SPEC §9); the numbers are still those of the stored values."""
+    (docs/DE.md); the numbers are still those of the stored values."""
     import anndata
 
     rng = np.random.default_rng(5)

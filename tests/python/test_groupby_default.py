@@ -1,4 +1,4 @@
-"""The default --groupby of `cellcube build` (SPEC §10) on a real file, against pandas.
+"""The default --groupby of `cellcube build` (docs/SCALING.md) on a real file, against pandas.
 
 The default leaves out identifier-like columns (more distinct values than 200, or than
 half the dataset's cells), then, while the groups of cell type + the remaining columns

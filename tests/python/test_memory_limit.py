@@ -1,4 +1,4 @@
-"""SPEC §10: one setting bounds a command's memory (`--memory-limit SIZE`, by default
+"""docs/SCALING.md: one setting bounds a command's memory (`--memory-limit SIZE`, by default
 $CELLCUBE_MEMORY_LIMIT, else 2G), and a command that runs out of memory says so in one
 line: "out of memory ...", how much it used, the limit, and the setting that gives it
 more; never that an input is damaged, and no file is left behind."""

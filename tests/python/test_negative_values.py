@@ -75,7 +75,7 @@ def stderr_notes(err):
 
 
 def check_against_cells(got, want, by):
-    """The additive metrics equal numpy's on the cells (SPEC accuracy: 1e-5 relative)."""
+    """The additive metrics equal numpy's on the cells (docs/QUERY.md accuracy: 1e-5 relative)."""
     merged = want.merge(got.rename(columns={by: "label"}), on=["label", "gene"],
                         suffixes=("_want", ""))
     assert len(merged) == len(want) == len(got), (len(merged), len(want), len(got))

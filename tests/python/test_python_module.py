@@ -1,4 +1,4 @@
-"""The Python module (SPEC §7): `import cellcube` from <build>/python, whose
+"""The Python module (docs/QUERY.md): `import cellcube` from <build>/python, whose
 Store.query DataFrame equals the CLI's CSV for the same query.
 
 The module runs in a subprocess with PYTHONPATH=<build>/python (exactly how a user
@@ -373,7 +373,7 @@ def test_damaged_files_raise_instead_of_crashing(setup):
 
 
 def test_de_and_markers_equal_the_cli(setup, tmp_path):
-    """s.de(...) / s.markers(...) (SPEC §9): their CSV text is byte for byte the CLI's, and
+    """s.de(...) / s.markers(...) (docs/DE.md): their CSV text is byte for byte the CLI's, and
     their DataFrames hold the same numbers (NaN where the CSV is empty)."""
     import pandas as pd
 

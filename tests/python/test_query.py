@@ -1,4 +1,4 @@
-"""`cellcube query` against an independent float64 numpy computation (SPEC §2, §5).
+"""`cellcube query` against an independent float64 numpy computation (docs/QUERY.md, docs/BUILD.md).
 
 The store is built from three anndata-written datasets (query_reference.py) with
 missing values, genes absent from some datasets, all-zero genes and cells, and

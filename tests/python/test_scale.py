@@ -1,4 +1,4 @@
-"""SPEC §10 at test scale: bounded memory, deterministic builds, temporary files that
+"""docs/SCALING.md at test scale: bounded memory, deterministic builds, temporary files that
 never outlive a run, and many inputs without running out of file descriptors.
 
 The inputs are small enough for the suite, yet the memory test's store is larger than

@@ -901,7 +901,7 @@ def test_static_index_and_assets(server):
 
 
 def test_gzip_when_asked_compressed_once_with_its_own_etag(server, names):
-    """SPEC §6: answers and assets go out gzip-compressed when Accept-Encoding allows it,
+    """docs/API.md: answers and assets go out gzip-compressed when Accept-Encoding allows it,
     with Vary: Accept-Encoding and an ETag per encoding; the compressed bytes inflate to
     exactly the plain ones; q=0 refuses gzip; errors stay plain."""
     import gzip as gz
@@ -982,7 +982,7 @@ def test_where_in_url_form_on_the_command_line_gets_a_hint(cc, store):
 
 @pytest.mark.parametrize("column", ["patient", "subject", "donor_id"])
 def test_meta_finds_every_donor_column_name_of_spec_9(cc, work, column):
-    """The page's per-donor error bars and `de` find the donor column by SPEC §9's names,
+    """The page's per-donor error bars and `de` find the donor column by docs/DE.md's names,
     patient and subject included: one rule (DefaultDonorColumn) for both."""
     import anndata
 

@@ -1,6 +1,6 @@
 """Damaged and re-saved stores (issues 4 and 11): a truncated store, flipped bytes in
 the metadata, indptr, offsets pointing outside the file are refused at open with one
-clear error line (exit 1). Entries are checked where they are read (SPEC §10): a query
+clear error line (exit 1). Entries are checked where they are read (docs/SCALING.md): a query
 that reads a damaged entry refuses, one that does not may answer, and nothing ever
 crashes or reads out of bounds (this suite also runs under ASan + UBSan). A store
 another tool re-saved compressed or with other types, and a format-1 store, still open
@@ -273,7 +273,7 @@ def test_flipped_bytes_in_the_arrays(setup):
 
 
 def test_damage_is_found_where_it_is_read(setup):
-    """SPEC §10: a damaged entry refuses the queries that read its gene, with one line
+    """docs/SCALING.md: a damaged entry refuses the queries that read its gene, with one line
     naming the store, the entry and the gene; queries of other genes answer exactly as
     before (nothing else read it); `info --check` finds it; the open costs no entry
     checks."""
@@ -521,7 +521,7 @@ def test_not_a_store(setup):
     helpers.assert_error(query(cellcube, d, QUERIES[0]), code=1)
 
 
-# --- Reads of one dataset among many (SPEC §10) -------------------------------------
+# --- Reads of one dataset among many (docs/SCALING.md) -------------------------------------
 # A read of a few datasets checks only their entries in each gene (found by one search
 # that the check and the scan share), and a first read of many genes copies them out of
 # the file. Nine datasets of 1,200 genes: a one-dataset `de` is such a first read.

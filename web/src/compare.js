@@ -1,4 +1,4 @@
-// The Compare view (SPEC §9): differential expression between two sides of the selected
+// The Compare view (docs/DE.md): differential expression between two sides of the selected
 // cells, as a volcano plot (one <circle> per gene with a padj: x = logfc, y = -log10
 // padj; padj = 0 is drawn on the top edge, beyond the scale) beside the ranked table.
 // Clicking a gene (circle or row) adds it to the gene list.

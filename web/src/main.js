@@ -211,7 +211,7 @@ async function refresh() {
     if (!answer) return showMessage("nogenes", "No gene to plot", "None of the genes typed above is in this store: pick one of the suggested names.");
     let donor = null;
     const dc = meta.donor_column;
-    // A donor is a (dataset, donor) pair (SPEC §9): donor labels repeat across studies.
+    // A donor is a (dataset, donor) pair (docs/DE.md): donor labels repeat across studies.
     const extra = s.by.includes("dataset") ? [dc] : ["dataset", dc];
     if (s.plot === "bars" && dc && !s.by.includes(dc) && answer.rows.length && s.by.length + extra.length <= 4) {
       const a = await get("/api/v1/query", queryPairs(s, list, [...s.by, ...extra], ["n_cells", "mean"]), signal);
@@ -349,7 +349,7 @@ function draw(s, answer, list, donor, dist) {
 }
 
 // A row label of a one-column split offers the markers of that group: the Compare view
-// of that value against the rest (SPEC §9).
+// of that value against the rest (docs/DE.md).
 // In the ontology's tree, a parent row's label collapses and expands its children.
 function offerMarkers(chart, model, s) {
   if (s.by.length !== 1 || s.plot === "bars") return;

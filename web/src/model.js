@@ -82,7 +82,7 @@ export function buildModel(answer, state, donor) {
 
 // Per-donor means of each (group, gene), from a query split additionally by dataset and
 // the donor column: a donor is a (dataset, donor) pair, since labels repeat across
-// studies, and cells without a donor (NA) belong to none (SPEC §9). The error bar is the
+// studies, and cells without a donor (NA) belong to none (docs/DE.md). The error bar is the
 // standard error of those means: sd(donor means) / sqrt(k).
 function hasDonorValues({ answer, column }) {
   return answer.rows.some((r) => r.n_cells > 0 && r[column] != null && r[column] !== "NA");
