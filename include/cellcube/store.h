@@ -1,5 +1,5 @@
-// Building and changing stores on disk (docs/BUILD.md, docs/SCALING.md): build from .h5ad files, add,
-// remove and merge; the data model they write is store_data.h's.
+// Building and changing stores on disk (docs/BUILD.md, docs/SCALING.md): build from .h5ad files,
+// add, remove and merge; the data model they write is store_data.h's.
 //
 // They work in bounded memory (docs/SCALING.md): they stream entries gene by gene from their
 // parts (datasets aggregated into a temporary file beside the output, existing stores

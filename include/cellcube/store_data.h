@@ -1,10 +1,10 @@
-// The aggregate store's data model (docs/QUERY.md, docs/FORMAT.md; docs/FORMAT.md): per cell group and
-// gene, the statistics nnz, sum and m2 (the sum of squared deviations from the group's
-// mean), with the groups' metadata (columns, labels, cell counts), the genes, and where
-// each dataset came from. StoreData is the in-memory form, for small stores and tests
-// (WriteStore, LoadStore); StoreMetadata is what a store holds besides its entries
-// (ReadStoreMetadata); a store's entries are read in place by StoreReader
-// (store_reader.h). Building and changing stores on disk is store.h's.
+// The aggregate store's data model (docs/QUERY.md, docs/FORMAT.md; docs/FORMAT.md): per cell group
+// and gene, the statistics nnz, sum and m2 (the sum of squared deviations from the group's mean),
+// with the groups' metadata (columns, labels, cell counts), the genes, and where each dataset came
+// from. StoreData is the in-memory form, for small stores and tests (WriteStore, LoadStore);
+// StoreMetadata is what a store holds besides its entries (ReadStoreMetadata); a store's entries
+// are read in place by StoreReader (store_reader.h). Building and changing stores on disk is
+// store.h's.
 //
 // Ownership: plain values owning their data, except MeasuredBits::View and
 // StringList::FixedWidth, which borrow memory (a store's mapping) that must outlive them.

@@ -1,7 +1,7 @@
 #include "aggregate/groupby_choice.h"
 
-#include <cctype>
 #include <algorithm>
+#include <cctype>
 #include <limits>
 
 namespace cellcube::aggregate {

@@ -84,7 +84,7 @@ struct Design {
   std::vector<int32_t> unit_of_group;              // per group: into units, or -1
   std::vector<uint8_t> kept[2];                    // per unit and side
   int64_t kept_count[2] = {0, 0};
-  int64_t paired = 0;  // units kept on both sides
+  int64_t paired = 0;                // units kept on both sides
   std::vector<std::string> lacking;  // datasets without the compared column: on neither side
 };
 
@@ -540,9 +540,9 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
                                    " must be a number from 0 to 1 (a fraction of cells)");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   if (!d.lacking.empty()) {
-    std::vector<std::string> shown(d.lacking.begin(),
-                                   d.lacking.begin() + static_cast<std::ptrdiff_t>(
-                                                           std::min<size_t>(d.lacking.size(), 10)));
+    std::vector<std::string> shown(
+        d.lacking.begin(),
+        d.lacking.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(d.lacking.size(), 10)));
     result->notes.push_back(std::to_string(d.lacking.size()) +
                             (d.lacking.size() == 1 ? " dataset has" : " datasets have") +
                             " no column '" + o.compare + "' (" + QuoteList(shown) +

@@ -137,9 +137,9 @@ Result<DatasetPlan::ColumnValues> ValuesOf(const File& file, const Column& col,
   return out;
 }
 
-// The group-by columns of one dataset (docs/BUILD.md, docs/SCALING.md; aggregate/groupby_choice.h): an
-// explicit --groupby as given, with a warning note when its groups average fewer than 5
-// cells; else the default, with a note naming the columns it left out or dropped.
+// The group-by columns of one dataset (docs/BUILD.md, docs/SCALING.md; aggregate/groupby_choice.h):
+// an explicit --groupby as given, with a warning note when its groups average fewer than 5 cells;
+// else the default, with a note naming the columns it left out or dropped.
 Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_columns,
                      const BuildOptions& options, const BuildCallbacks& callbacks) {
   const File& file = *plan->file;

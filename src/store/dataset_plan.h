@@ -55,10 +55,10 @@ struct DatasetPlan {
 // The id column of a CELLxGENE pair: "COL_ontology_term_id" for a column COL.
 std::string PairIdColumn(const std::string& column);
 
-// Opens and checks `input`, decides its columns (docs/BUILD.md, docs/SCALING.md), matrix, transform and
-// symbols, and adds its genes to `meta`'s union; notes go to `callbacks.note`. The file
-// is closed again before returning.
-// With `keep_values`, the plan keeps its columns' values (and pairs' ids) for matching.
+// Opens and checks `input`, decides its columns (docs/BUILD.md, docs/SCALING.md), matrix, transform
+// and symbols, and adds its genes to `meta`'s union; notes go to `callbacks.note`. The file is
+// closed again before returning. With `keep_values`, the plan keeps its columns' values (and pairs'
+// ids) for matching.
 Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& options,
                                 const BuildCallbacks& callbacks, MetaBuilder* meta,
                                 bool keep_values);
