@@ -54,6 +54,29 @@ std::map<std::string, Entry> EntriesOf(const StoreOntologies& o,
   return out;
 }
 
+// `used` and every ancestor of theirs, following the ancestor maps transitively: the
+// published maps are closed (an ancestor's ancestors are the term's too), but a map that
+// is not still embeds a closed set, each term with its whole ancestor list.
+std::vector<int32_t> WithAncestors(const TermMap& m, const std::vector<int32_t>& used) {
+  std::vector<uint8_t> seen(static_cast<size_t>(m.size()), 0);
+  std::vector<int32_t> out;
+  for (int32_t t : used)
+    if (!seen[static_cast<size_t>(t)]) {
+      seen[static_cast<size_t>(t)] = 1;
+      out.push_back(t);
+    }
+  for (size_t next = 0; next < out.size(); ++next) {
+    const auto i = static_cast<size_t>(out[next]);
+    for (int64_t k = m.ancestor_begin[i]; k < m.ancestor_begin[i + 1]; ++k) {
+      const int32_t a = m.ancestors[static_cast<size_t>(k)];
+      if (seen[static_cast<size_t>(a)]) continue;
+      seen[static_cast<size_t>(a)] = 1;
+      out.push_back(a);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 StoreOntologies Embed(const std::vector<UsedTerms>& used) {
@@ -75,12 +98,7 @@ StoreOntologies Embed(const std::vector<UsedTerms>& used) {
             m.ids[static_cast<size_t>(m.ancestors[static_cast<size_t>(k)])],
             m.ancestor_distance[static_cast<size_t>(k)]);
     };
-    for (int32_t t : u.terms) {
-      add(t);
-      const auto i = static_cast<size_t>(t);
-      for (int64_t k = m.ancestor_begin[i]; k < m.ancestor_begin[i + 1]; ++k)
-        add(m.ancestors[static_cast<size_t>(k)]);
-    }
+    for (int32_t t : WithAncestors(m, u.terms)) add(t);
   }
   return Lay(std::move(ontologies), terms, std::move(columns));
 }

@@ -20,8 +20,10 @@ struct UsedTerms {
   std::vector<std::string> columns;  // the columns it backs
 };
 
-// The embedded form: per map with a column, its name and version; the terms and every
-// ancestor of theirs, ascending by id, with their labels and ancestor maps.
+// The embedded form: per map with a column or a used term, its name and version; the
+// terms and every ancestor of theirs, ascending by id, with their labels and ancestor
+// maps (ancestors as indices into the embedded terms, ascending, with the file's
+// distances).
 StoreOntologies Embed(const std::vector<UsedTerms>& used);
 
 // The union of two stores' terms: ontologies by name (a's version kept; a different

@@ -18,7 +18,11 @@ std::string Lower(std::string_view s) {
 }  // namespace
 
 Matcher::Matcher(const TermMap& map) : map_(&map) {
-  std::unordered_set<std::string> any_label;
+  // Sized up front: MONDO's 32k terms and 100k synonyms otherwise rehash a dozen times.
+  const auto n = static_cast<size_t>(map.size());
+  std::unordered_set<std::string> any_label(2 * n);
+  by_id_.reserve(n);
+  by_label_.reserve(n);
   for (int32_t t = 0; t < map.size(); ++t) {
     const auto i = static_cast<size_t>(t);
     by_id_.emplace(Lower(map.ids[i]), t);
@@ -27,16 +31,16 @@ Matcher::Matcher(const TermMap& map) : map_(&map) {
     if (!map.deprecated[i]) by_label_.emplace(label, t);
   }
   // A synonym counts when exactly one live term has it and it is nobody's label.
-  std::unordered_map<std::string, int32_t> owner;  // -2: shared by several live terms
+  std::unordered_map<std::string, int32_t> owner(2 * map.synonyms.size());  // -2: shared
   for (int32_t t = 0; t < map.size(); ++t) {
     const auto i = static_cast<size_t>(t);
     if (map.deprecated[i]) continue;
     for (int64_t k = map.synonym_begin[i]; k < map.synonym_begin[i + 1]; ++k) {
-      const std::string syn = Lower(map.synonyms[static_cast<size_t>(k)]);
-      auto [it, fresh] = owner.emplace(syn, t);
+      auto [it, fresh] = owner.emplace(Lower(map.synonyms[static_cast<size_t>(k)]), t);
       if (!fresh && it->second != t) it->second = -2;
     }
   }
+  by_synonym_.reserve(owner.size());
   for (const auto& [syn, t] : owner)
     if (t >= 0 && !any_label.count(syn) && syn != "na") by_synonym_.emplace(syn, t);
 }
@@ -67,16 +71,18 @@ Binding BindColumn(const std::vector<const Matcher*>& matchers, const ColumnValu
   for (size_t i = 0; i < matchers.size(); ++i) {
     Binding b;
     b.matcher = static_cast<int32_t>(i);
-    int64_t score = 0;  // a pair: its ids this map knows; else the values matched
+    // A pair's score: its ids this map has (live, or deprecated with a live replacement);
+    // a label or synonym that happens to equal an id value does not make it this map's.
+    int64_t score = 0;
     for (size_t v = 0; v < column.values.size(); ++v) {
       const Match m = matchers[i]->Find(pair ? column.pair_ids[v] : column.values[v]);
       b.matched += m.term >= 0;
+      score += pair ? (m.kind == MatchKind::kId || m.kind == MatchKind::kReplaced) : m.term >= 0;
       b.matches.push_back(m);
     }
-    score = b.matched;
     const bool qualifies =
         pair ? score > 0 : (score >= 2 && 2 * score >= static_cast<int64_t>(column.values.size()));
-    if (qualifies && score > best_score) {
+    if (qualifies && score > best_score) {  // strictly more: the first given wins a tie
       best = std::move(b);
       best_score = score;
     }

@@ -58,9 +58,10 @@ struct Binding {
 };
 
 // Binds `column` to the one ontology that backs it, if any: with pair_ids, the
-// ontology most of the pair's ids match (by id); else one where at least half (and at
-// least 2) of the distinct values match, the one with the most matches if several (the
-// first given on a tie). In a pair the id decides each value's match.
+// ontology most of the pair's ids match (by id, or as a deprecated id with a live
+// replacement; at least one); else one where at least half (and at least 2) of the
+// distinct values match, the one with the most matches if several. The first given wins
+// a tie. In a pair the id decides each value's match (Find(pair_ids[i])).
 Binding BindColumn(const std::vector<const Matcher*>& matchers, const ColumnValues& column);
 
 }  // namespace cellcube::ontology

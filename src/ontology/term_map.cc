@@ -1,7 +1,8 @@
 // Reading a term map in one streaming pass: the file's bytes are inflated chunk by chunk
-// by a std::streambuf (zstd, gzip or none) and fed to nlohmann's SAX parser, which hands
-// each key and value to TermMapReader; only the fields matching and embedding need are
-// kept (docs/ONTOLOGY.md "Term maps").
+// (zstd, gzip or none; Inflater) and fed through an input iterator (ChunkIterator) to
+// nlohmann's SAX parser, which hands each key and value to TermMapReader; only the fields
+// matching and embedding need are kept (docs/ONTOLOGY.md "Term maps"). At most one 64 KiB
+// chunk of compressed and one of inflated bytes are held at a time.
 #include "ontology/term_map.h"
 
 #include <zlib.h>
@@ -11,11 +12,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <istream>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <streambuf>
 #include <unordered_map>
 
 #include "ontology/ancestor_list.h"
@@ -64,11 +62,11 @@ class MemorySource : public Source {
 
 enum class Codec { kPlain, kGzip, kZstd };
 
-// A read-only stream of the inflated bytes. A failure ends the stream early and is kept
-// in error() (the parser then reports the JSON as cut short; the error says why).
-class InflatingBuf : public std::streambuf {
+// The inflated bytes, chunk by chunk. A failure ends them early and is kept in error()
+// (the parser then reports the JSON as cut short; the error says why).
+class Inflater {
  public:
-  InflatingBuf(std::unique_ptr<Source> source, Codec codec, std::string first)
+  Inflater(std::unique_ptr<Source> source, Codec codec, std::string first)
       : source_(std::move(source)), codec_(codec), in_(std::move(first)), out_(kChunk, '\0') {
     in_at_ = 0;
     if (codec_ == Codec::kGzip) {
@@ -79,20 +77,15 @@ class InflatingBuf : public std::streambuf {
       if (!zstd_) error_ = "zstd cannot start";
     }
   }
-  ~InflatingBuf() override {
+  ~Inflater() {
     if (codec_ == Codec::kGzip) inflateEnd(&z_);
     if (zstd_) ZSTD_freeDStream(zstd_);
   }
+  Inflater(const Inflater&) = delete;
+  Inflater& operator=(const Inflater&) = delete;
   const std::string& error() const { return error_; }
-
- protected:
-  int_type underflow() override {
-    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
-    const size_t n = Fill();
-    if (n == 0) return traits_type::eof();
-    setg(out_.data(), out_.data(), out_.data() + n);
-    return traits_type::to_int_type(*gptr());
-  }
+  // The next chunk; empty at the end (or on an error).
+  std::string_view Next() { return {out_.data(), Fill()}; }
 
  private:
   // More compressed input when what is held is used up; false at the end (or an error).
@@ -146,8 +139,20 @@ class InflatingBuf : public std::streambuf {
       const size_t n = out_.size() - z_.avail_out;
       more_out_ = z_.avail_out == 0;
       if (rc == Z_STREAM_END) {
-        done_ = true;
-        return n;
+        // A gzip file may hold several members (concatenated files), read as one
+        // stream as `gzip -d` does; the stream ends with the input.
+        // (A read error is kept in error_ and ends the stream at the next Fill.)
+        more_out_ = false;
+        if (!Refill()) {
+          done_ = true;
+          return n;
+        }
+        if (inflateReset(&z_) != Z_OK) {
+          error_ = "zlib cannot restart";
+          return 0;
+        }
+        if (n > 0) return n;
+        continue;
       }
       if (rc != Z_OK && rc != Z_BUF_ERROR) {
         error_ = "the gzip data does not inflate (damaged)";
@@ -188,6 +193,43 @@ class InflatingBuf : public std::streambuf {
   std::string error_;
 };
 
+// The inflated bytes as an input iterator, which nlohmann's parser reads through a
+// pointer compare and increment per byte (about half the cost of an std::istream's
+// per-byte calls); the end is the default-constructed iterator.
+class ChunkIterator {
+ public:
+  using iterator_category = std::input_iterator_tag;
+  using value_type = char;
+  using difference_type = std::ptrdiff_t;
+  using pointer = const char*;
+  using reference = const char&;
+
+  ChunkIterator() = default;
+  explicit ChunkIterator(Inflater* inflater) : inflater_(inflater) { NextChunk(); }
+  reference operator*() const { return *at_; }
+  ChunkIterator& operator++() {
+    if (++at_ == end_) NextChunk();
+    return *this;
+  }
+  ChunkIterator operator++(int) {
+    ChunkIterator before = *this;
+    ++*this;
+    return before;
+  }
+  bool operator==(const ChunkIterator& other) const { return at_ == other.at_; }
+
+ private:
+  void NextChunk() {
+    const std::string_view chunk = inflater_->Next();
+    at_ = chunk.empty() ? nullptr : chunk.data();  // nullptr: the end
+    end_ = at_ == nullptr ? nullptr : chunk.data() + chunk.size();
+  }
+
+  Inflater* inflater_ = nullptr;
+  const char* at_ = nullptr;
+  const char* end_ = nullptr;
+};
+
 Codec CodecOf(std::string_view head) {
   if (head.size() >= 4 && static_cast<unsigned char>(head[0]) == 0x28 &&
       static_cast<unsigned char>(head[1]) == 0xB5 && static_cast<unsigned char>(head[2]) == 0x2F &&
@@ -200,10 +242,13 @@ Codec CodecOf(std::string_view head) {
 }
 
 // The SAX handler: {id: {"label": s, "deprecated": b, "replaced_by": s, "synonyms": [s],
-// "ancestors": {id: n}, anything else skipped}}.
+// "ancestors": {id: n}, anything else skipped}}. The kept fields are type-checked where
+// they arrive (null allowed for all but the label), so a file of another shape is named
+// as such instead of yielding terms with silently missing parts.
 class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
  public:
   struct Raw {
+    std::string id;
     std::string label;
     bool has_label = false;
     bool deprecated = false;
@@ -211,35 +256,44 @@ class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
     std::vector<std::pair<std::string, int32_t>> ancestors;
     std::vector<std::string> synonyms;
   };
-  std::map<std::string, Raw> terms;
+  std::vector<Raw> terms;  // as the file lists them
   std::string error;
 
-  bool null() override { return Scalar(); }
+  bool null() override { return Value(Kind::kNull); }
   bool boolean(bool v) override {
+    if (!Value(Kind::kBool)) return false;
     if (depth_ == 2 && field_ == "deprecated") current_->deprecated = v;
-    return Scalar();
+    return true;
   }
-  bool number_integer(number_integer_t v) override { return Number(static_cast<double>(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return Number(static_cast<double>(v)); }
-  bool number_float(number_float_t v, const string_t&) override { return Number(v); }
+  bool number_integer(number_integer_t v) override {
+    if (!Value(Kind::kInt)) return false;
+    return depth_ == 3 && in_ancestors_ ? Ancestor(v < 0 ? -1.0 : static_cast<double>(v)) : true;
+  }
+  bool number_unsigned(number_unsigned_t v) override {
+    if (!Value(Kind::kInt)) return false;
+    return depth_ == 3 && in_ancestors_ ? Ancestor(static_cast<double>(v)) : true;
+  }
+  bool number_float(number_float_t, const string_t&) override { return Value(Kind::kFloat); }
   bool string(string_t& v) override {
+    if (!Value(Kind::kString)) return false;
+    // nlohmann's json_sax: "It is safe to move the passed string value".
     if (depth_ == 2 && field_ == "label") {
-      current_->label = v;
+      current_->label = std::move(v);
       current_->has_label = true;
     } else if (depth_ == 2 && field_ == "replaced_by") {
-      current_->replaced_by = v;
+      current_->replaced_by = std::move(v);
     } else if (depth_ == 3 && in_synonyms_) {
-      current_->synonyms.push_back(v);
+      current_->synonyms.push_back(std::move(v));
     }
-    return Scalar();
+    return true;
   }
-  bool binary(binary_t&) override { return Scalar(); }
+  bool binary(binary_t&) override { return Value(Kind::kOther); }
   bool start_object(std::size_t) override {
-    if (depth_ == 0 && started_) return Fail("more than one JSON value");
-    started_ = true;
+    if (!Value(Kind::kObject)) return false;
     if (depth_ == 1) {
-      if (!pending_term_) return Fail("a term is not an object");
-      current_ = &terms[id_];
+      terms.emplace_back();  // current_ stays valid: the next emplace is the next term's
+      terms.back().id = id_;
+      current_ = &terms.back();
     }
     in_ancestors_ = depth_ == 2 && field_ == "ancestors";
     ++depth_;
@@ -248,14 +302,11 @@ class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
   bool end_object() override {
     --depth_;
     if (depth_ == 2) in_ancestors_ = false;
-    if (depth_ == 1) {
-      if (!current_->has_label) return Fail("term '" + id_ + "' has no label");
-      pending_term_ = false;
-    }
+    if (depth_ == 1 && !current_->has_label) return FailTerm("has no label");
     return true;
   }
   bool start_array(std::size_t) override {
-    if (depth_ <= 1) return Fail("a term map is one JSON object of terms");
+    if (!Value(Kind::kArray)) return false;
     in_synonyms_ = depth_ == 2 && field_ == "synonyms";
     ++depth_;
     return true;
@@ -267,13 +318,11 @@ class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
   }
   bool key(string_t& k) override {
     if (depth_ == 1) {
-      id_ = k;
-      pending_term_ = true;
-      if (terms.count(k)) return Fail("term '" + k + "' appears twice");
+      id_ = std::move(k);  // safe, as in string()
     } else if (depth_ == 2) {
       field_ = k;
     } else if (depth_ == 3 && in_ancestors_) {
-      ancestor_ = k;
+      ancestor_ = std::move(k);  // safe, as in string()
     }
     return true;
   }
@@ -285,6 +334,8 @@ class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
   }
 
  private:
+  enum class Kind { kNull, kBool, kInt, kFloat, kString, kObject, kArray, kOther };
+
   static std::string ShortWhat(const char* what) {
     std::string s = what;
     const auto colon = s.rfind(": ");
@@ -294,21 +345,50 @@ class TermMapReader : public nlohmann::json_sax<nlohmann::json> {
     if (error.empty()) error = why;
     return false;
   }
-  bool Scalar() {
-    if (depth_ == 0) return Fail("a term map is one JSON object of terms");
-    if (depth_ == 1) return Fail("term '" + id_ + "' is not an object");
+  // The message is built only on failure: the checks run for every value.
+  bool FailTerm(const char* why) { return Fail("term '" + id_ + "' " + why); }
+  // Whether a value of kind `k` may stand where the parser is (depth_ containers open).
+  bool Value(Kind k) {
+    switch (depth_) {
+      case 0:
+        return k == Kind::kObject || Fail("a term map is one JSON object of terms");
+      case 1:
+        return k == Kind::kObject || FailTerm("is not an object");
+      case 2:
+        return FieldValue(k);
+      case 3:
+        if (in_ancestors_ && k != Kind::kInt)
+          return FailTerm("has an ancestor distance that is not a whole number");
+        if (in_synonyms_ && k != Kind::kString)
+          return FailTerm("has a synonym that is not a string");
+        return true;
+      default:
+        return true;  // inside a field nobody keeps
+    }
+  }
+  // A kept field's value: its expected type, or null for the optional ones.
+  bool FieldValue(Kind k) {
+    const bool null = k == Kind::kNull;
+    if (field_ == "label" && k != Kind::kString)
+      return FailTerm("has a label that is not a string");
+    if (field_ == "deprecated" && k != Kind::kBool && !null)
+      return FailTerm("has a 'deprecated' that is not true or false");
+    if (field_ == "replaced_by" && k != Kind::kString && !null)
+      return FailTerm("has a 'replaced_by' that is not a term id");
+    if (field_ == "ancestors" && k != Kind::kObject && !null)
+      return FailTerm("has 'ancestors' that are not an object of id: distance");
+    if (field_ == "synonyms" && k != Kind::kArray && !null)
+      return FailTerm("has 'synonyms' that are not a list of strings");
     return true;
   }
-  bool Number(double v) {
-    if (depth_ == 3 && in_ancestors_) {
-      if (!(v >= 0 && v < 1e9)) return Fail("term '" + id_ + "' has a bad ancestor distance");
-      current_->ancestors.emplace_back(ancestor_, static_cast<int32_t>(v));
-    }
-    return Scalar();
+  bool Ancestor(double distance) {
+    if (!(distance >= 0 && distance < 1e9)) return FailTerm("has a bad ancestor distance");
+    current_->ancestors.emplace_back(std::move(ancestor_), static_cast<int32_t>(distance));
+    return true;
   }
 
   int depth_ = 0;
-  bool started_ = false, pending_term_ = false, in_ancestors_ = false, in_synonyms_ = false;
+  bool in_ancestors_ = false, in_synonyms_ = false;
   std::string id_, field_, ancestor_;
   Raw* current_ = nullptr;
 };
@@ -318,14 +398,16 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-// "CL-ontology-v2026-03-26.json.zst" -> "v2026-03-26": from "-v" to the next '.'.
+// "CL-ontology-v2026-03-26.json.zst" -> "v2026-03-26": from a "-v" followed by a digit
+// to the next '.' (a digit, so that "my-vocabulary.json" has no version "vocabulary").
 std::string VersionOf(const std::string& path) {
   const std::string base = BaseName(path);
-  const auto at = base.find("-v");
-  if (at == std::string::npos) return "";
-  const auto end = base.find('.', at);
-  if (end == std::string::npos || end == at + 2) return "";
-  return base.substr(at + 1, end - at - 1);
+  for (auto at = base.find("-v"); at != std::string::npos; at = base.find("-v", at + 1)) {
+    if (at + 2 >= base.size() || base[at + 2] < '0' || base[at + 2] > '9') continue;
+    const auto end = base.find('.', at);
+    return end == std::string::npos ? "" : base.substr(at + 1, end - at - 1);
+  }
+  return "";
 }
 
 // The prefix most ids share ("CL" of "CL:0000084").
@@ -339,17 +421,29 @@ std::string NameOf(const std::vector<std::string>& ids) {
   return best;
 }
 
-TermMap Assemble(std::map<std::string, TermMapReader::Raw>&& raw, const std::string& source) {
+// The terms ascending by id, ancestors and replaced_by resolved to indices (ids not in
+// the map dropped, or -1). An id given twice is an error (the message, without the file).
+Result<TermMap> Assemble(std::vector<TermMapReader::Raw>&& raw, const std::string& source) {
+  std::vector<int32_t> order(raw.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int32_t>(i);
+  std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) {
+    return raw[static_cast<size_t>(x)].id < raw[static_cast<size_t>(y)].id;
+  });
   TermMap m;
   m.source = source;
   m.version = VersionOf(source);
-  std::unordered_map<std::string, int32_t> index;
-  for (const auto& [id, t] : raw) {  // std::map: ascending ids
-    index.emplace(id, static_cast<int32_t>(m.ids.size()));
-    m.ids.push_back(id);
+  m.ids.reserve(raw.size());  // no reallocation: `index` views these strings
+  std::unordered_map<std::string_view, int32_t> index(raw.size() * 2);
+  for (int32_t r : order) {
+    std::string& id = raw[static_cast<size_t>(r)].id;
+    if (!m.ids.empty() && m.ids.back() == id)
+      return Status::InvalidArgument("term '" + id + "' appears twice");
+    m.ids.push_back(std::move(id));
+    index.emplace(m.ids.back(), static_cast<int32_t>(m.ids.size() - 1));
   }
-  std::vector<int32_t> anc;
-  for (auto& [id, t] : raw) {
+  for (int32_t r : order) {
+    TermMapReader::Raw& t = raw[static_cast<size_t>(r)];
+    const auto self = static_cast<int32_t>(m.labels.size());
     m.labels.push_back(std::move(t.label));
     m.deprecated.push_back(t.deprecated ? 1 : 0);
     auto rb = index.find(t.replaced_by);
@@ -357,10 +451,10 @@ TermMap Assemble(std::map<std::string, TermMapReader::Raw>&& raw, const std::str
     std::vector<std::pair<int32_t, int32_t>> ancestors;
     for (const auto& [a, d] : t.ancestors) {
       auto it = index.find(a);
-      if (it != index.end() && it->first != id) ancestors.emplace_back(it->second, d);
+      if (it != index.end() && it->second != self) ancestors.emplace_back(it->second, d);
     }
     AppendAncestors(std::move(ancestors), &m.ancestors, &m.ancestor_distance, &m.ancestor_begin);
-    for (auto& s : t.synonyms) m.synonyms.push_back(std::move(s));
+    for (auto& syn : t.synonyms) m.synonyms.push_back(std::move(syn));
     m.synonym_begin.push_back(static_cast<int64_t>(m.synonyms.size()));
   }
   m.name = NameOf(m.ids);
@@ -372,12 +466,12 @@ Result<TermMap> Parse(std::unique_ptr<Source> source, const std::string& name) {
   const long got = source->Read(head.data(), head.size());
   if (got < 0) return Status::IoError("cannot read the term map '" + name + "'");
   head.resize(static_cast<size_t>(got));
-  InflatingBuf buf(std::move(source), CodecOf(head), head);
-  std::istream in(&buf);
+  Inflater inflater(std::move(source), CodecOf(head), head);
   TermMapReader reader;
-  const bool ok = nlohmann::json::sax_parse(in, &reader, nlohmann::json::input_format_t::json,
+  const bool ok = nlohmann::json::sax_parse(ChunkIterator(&inflater), ChunkIterator(), &reader,
+                                            nlohmann::json::input_format_t::json,
                                             /*strict=*/true);
-  const std::string why = !buf.error().empty() ? buf.error() : reader.error;
+  const std::string why = !inflater.error().empty() ? inflater.error() : reader.error;
   if (!ok || !why.empty())
     return Status::InvalidArgument("'" + name + "' is not an ontology term map: " +
                                    (why.empty() ? std::string("bad JSON") : why) +
@@ -385,7 +479,11 @@ Result<TermMap> Parse(std::unique_ptr<Source> source, const std::string& name) {
                                    ".zst)");
   if (reader.terms.empty())
     return Status::InvalidArgument("'" + name + "' is not an ontology term map: it has no terms");
-  return Assemble(std::move(reader.terms), name);
+  auto map = Assemble(std::move(reader.terms), name);
+  if (!map.ok())
+    return Status::InvalidArgument("'" + name +
+                                   "' is not an ontology term map: " + map.status().message());
+  return map;
 }
 
 }  // namespace

@@ -7,8 +7,9 @@
 //
 // Ownership: plain values. Thread safety: const values may be shared between threads.
 // Errors: one line naming the file: NotFound (no such file), InvalidArgument (not a term
-// map: bad compression, bad JSON, a term without a label, an ancestor or replaced_by
-// that is not a string/int as expected).
+// map: bad compression, bad JSON, a term without a label, or a kept field of the wrong
+// type: label a string; deprecated true/false; replaced_by an id; ancestors an object of
+// id: whole distance; synonyms a list of strings; null stands for absent but in label).
 #pragma once
 
 #include <cstdint>
