@@ -9,7 +9,7 @@
 #include "cli/args.h"
 #include "cli/commands.h"
 #include "cli/table.h"
-#include "ontology/term_index.h"
+#include "ontology/term_tree_json.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
@@ -108,16 +108,7 @@ json OntologyJson(const StoreData& s) {
                        {"ontology", source.name},
                        {"version", source.version.empty() ? json(nullptr) : json(source.version)}});
   }
-  const ontology::TermIndex index(o);
-  json terms = json::array();
-  for (int32_t t = 0; t < o.n_terms(); ++t) {
-    json parents = json::array();
-    for (int32_t p : index.Parents(t)) parents.push_back(o.term_ids[static_cast<size_t>(p)]);
-    terms.push_back({{"id", o.term_ids[static_cast<size_t>(t)]},
-                     {"label", o.term_labels[static_cast<size_t>(t)]},
-                     {"parents", parents}});
-  }
-  return {{"columns", columns}, {"terms", terms}};
+  return {{"columns", columns}, {"terms", ontology::TermTreeJson(o)}};
 }
 
 json InfoJson(const StoreData& s, const InfoFacts& f) {

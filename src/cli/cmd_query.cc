@@ -200,13 +200,9 @@ void NoteNotMeasured(const StoreReader& store, const QueryResult& result) {
         missing.push_back(store.meta().datasets[static_cast<size_t>(d)].name);
     if (missing.empty()) continue;
     const std::string& name = result.symbols[g].empty() ? result.genes[g] : result.symbols[g];
-    std::vector<std::string> shown(
-        missing.begin(),
-        missing.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(missing.size(), 10)));
     std::cerr << "cellcube: " << name << " was not measured in " << missing.size()
               << (missing.size() == 1 ? " selected dataset (" : " selected datasets (")
-              << QuoteList(shown) << (missing.size() > 10 ? ", ..." : "")
-              << "): their cells are not counted for it\n";
+              << QuoteList(missing, 10) << "): their cells are not counted for it\n";
   }
 }
 

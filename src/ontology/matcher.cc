@@ -5,17 +5,9 @@
 
 #include <unordered_set>
 
+#include "util/text.h"
+
 namespace cellcube::ontology {
-namespace {
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
-}  // namespace
 
 Matcher::Matcher(const TermMap& map) : map_(&map) {
   // Sized up front: MONDO's 32k terms and 100k synonyms otherwise rehash a dozen times.
@@ -25,8 +17,8 @@ Matcher::Matcher(const TermMap& map) : map_(&map) {
   by_label_.reserve(n);
   for (int32_t t = 0; t < map.size(); ++t) {
     const auto i = static_cast<size_t>(t);
-    by_id_.emplace(Lower(map.ids[i]), t);
-    const std::string label = Lower(map.labels[i]);
+    by_id_.emplace(ToLower(map.ids[i]), t);
+    const std::string label = ToLower(map.labels[i]);
     any_label.insert(label);
     if (!map.deprecated[i]) by_label_.emplace(label, t);
   }
@@ -36,7 +28,7 @@ Matcher::Matcher(const TermMap& map) : map_(&map) {
     const auto i = static_cast<size_t>(t);
     if (map.deprecated[i]) continue;
     for (int64_t k = map.synonym_begin[i]; k < map.synonym_begin[i + 1]; ++k) {
-      auto [it, fresh] = owner.emplace(Lower(map.synonyms[static_cast<size_t>(k)]), t);
+      auto [it, fresh] = owner.emplace(ToLower(map.synonyms[static_cast<size_t>(k)]), t);
       if (!fresh && it->second != t) it->second = -2;
     }
   }
@@ -48,7 +40,7 @@ Matcher::Matcher(const TermMap& map) : map_(&map) {
 Match Matcher::Find(std::string_view value) const {
   Match m;
   if (value.empty() || value == "NA") return m;
-  const std::string key = Lower(value);
+  const std::string key = ToLower(value);
   if (auto it = by_id_.find(key); it != by_id_.end()) {
     const auto t = static_cast<size_t>(it->second);
     if (!map_->deprecated[t]) return {it->second, MatchKind::kId, -1};

@@ -3,14 +3,15 @@
 #include <algorithm>
 #include <numeric>
 
+#include "util/text.h"
+
 namespace cellcube::ontology {
 namespace {
 
 std::string Key(int32_t ontology, std::string_view value, bool lower) {
   std::string key = std::to_string(ontology);
   key.push_back('\x1f');
-  for (char c : value)
-    key.push_back(lower && c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  for (char c : value) key.push_back(lower ? AsciiLower(c) : c);
   return key;
 }
 

@@ -540,13 +540,9 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
                                    " must be a number from 0 to 1 (a fraction of cells)");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   if (!d.lacking.empty()) {
-    std::vector<std::string> shown(
-        d.lacking.begin(),
-        d.lacking.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(d.lacking.size(), 10)));
     result->notes.push_back(std::to_string(d.lacking.size()) +
                             (d.lacking.size() == 1 ? " dataset has" : " datasets have") +
-                            " no column '" + o.compare + "' (" + QuoteList(shown) +
-                            (d.lacking.size() > 10 ? ", ..." : "") +
+                            " no column '" + o.compare + "' (" + QuoteList(d.lacking, 10) +
                             "): their cells are on neither side");
   }
   CC_ASSIGN_OR_RETURN(const Test test, ChooseTest(engine, o, d, &result->notes));

@@ -181,17 +181,36 @@ uint64_t NumberSplits(const StoreData& m, const std::vector<int32_t>& by, RunScr
   return n_splits;
 }
 
+// The genes answered, in order, with their ids and symbols.
+void FillGenes(const StoreReader& s, const std::vector<int32_t>& genes, QueryResult* result) {
+  result->gene_indices = genes;
+  for (int32_t g : genes) {
+    result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
+    result->symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
+  }
+}
+
+// The rows of the (split, gene)s with cells, split-major, from statistics per split x
+// gene (and their histograms, when `bins` is given).
+void FillRows(const std::vector<Aggregate>& agg, const std::vector<Bins>* bins, size_t n_splits,
+              size_t n_genes, QueryResult* result) {
+  result->rows.reserve(n_splits * n_genes);
+  for (size_t sp = 0; sp < n_splits; ++sp)
+    for (size_t gi = 0; gi < n_genes; ++gi) {
+      const Aggregate& a = agg[sp * n_genes + gi];
+      if (a.n_cells <= 0) continue;
+      result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
+      if (bins) result->bins.push_back((*bins)[sp * n_genes + gi]);
+    }
+}
+
 // The answer from the roll-up t.agg (split-major): genes, split labels, and the rows of
 // (split, gene)s with cells.
 void FillResult(const StoreReader& s, const query::Terms& terms, const std::vector<int32_t>& genes,
                 const std::vector<int32_t>& by, uint64_t n_splits, const RunScratch& t,
                 QueryResult* result) {
   const StoreData& m = s.meta();
-  result->gene_indices = genes;
-  for (int32_t g : genes) {
-    result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
-    result->symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
-  }
+  FillGenes(s, genes, result);
   result->n_splits = static_cast<int64_t>(n_splits);
   result->split_labels.reserve(n_splits * by.size());
   static const std::string kNA = "NA";
@@ -201,24 +220,11 @@ void FillResult(const StoreReader& s, const query::Terms& terms, const std::vect
       const int32_t code = m.codes[static_cast<size_t>(c)][g];
       result->split_labels.push_back(
           code < 0 ? kNA : m.labels[static_cast<size_t>(c)][static_cast<size_t>(code)]);
-      if (!terms) continue;
-      const int32_t term = terms.TermOf(c, code);
-      result->split_terms.push_back(term < 0 ? std::string()
-                                             : m.ontology.term_ids[static_cast<size_t>(term)]);
+      if (terms) result->split_terms.push_back(terms.IdOf(m, c, code));
     }
   }
-  const size_t n_genes = genes.size();
-  result->rows.reserve(n_splits * n_genes);
-  for (size_t sp = 0; sp < n_splits; ++sp)
-    for (size_t gi = 0; gi < n_genes; ++gi) {
-      const Aggregate& a = t.agg[sp * n_genes + gi];
-      if (a.n_cells <= 0) continue;
-      result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
-      if (!t.bins.empty()) result->bins.push_back(t.bins[sp * n_genes + gi]);
-    }
+  FillRows(t.agg, t.bins.empty() ? nullptr : &t.bins, n_splits, genes.size(), result);
 }
-
-}  // namespace
 
 // A rolled-up answer (docs/ONTOLOGY.md "Roll-up"): the base splits' roll-up in t.agg
 // combined into the output splits, which replace the plain ones in the result.
@@ -228,24 +234,13 @@ void FillRolled(const StoreReader& s, const std::vector<int32_t>& genes, bool m2
   const bool bins = !t.bins.empty();
   CombineSplits(r, genes.size(), t.agg, bins ? &t.bins : nullptr, m2, &t.rolled_agg,
                 bins ? &t.rolled_bins : nullptr);
-  result->gene_indices = genes;
-  for (int32_t g : genes) {
-    result->genes.emplace_back(s.gene_ids()[static_cast<size_t>(g)]);
-    result->symbols.emplace_back(s.gene_symbols()[static_cast<size_t>(g)]);
-  }
+  FillGenes(s, genes, result);
   result->n_splits = r.n_out;
   result->split_labels = r.labels;
   result->split_terms = r.term_ids;
   result->split_depth = r.depth;
-  const size_t n_genes = genes.size();
-  result->rows.reserve(static_cast<size_t>(r.n_out) * n_genes);
-  for (size_t sp = 0; sp < static_cast<size_t>(r.n_out); ++sp)
-    for (size_t gi = 0; gi < n_genes; ++gi) {
-      const Aggregate& a = t.rolled_agg[sp * n_genes + gi];
-      if (a.n_cells <= 0) continue;
-      result->rows.push_back({static_cast<int32_t>(sp), static_cast<int32_t>(gi), a});
-      if (bins) result->bins.push_back(t.rolled_bins[sp * n_genes + gi]);
-    }
+  FillRows(t.rolled_agg, bins ? &t.rolled_bins : nullptr, static_cast<size_t>(r.n_out),
+           genes.size(), result);
 }
 
 // The roll-up's plan for this selection and these splits, made or reused (RunScratch).
@@ -261,6 +256,8 @@ void PlanRolled(const StoreData& meta, const query::Terms& terms, const std::vec
   t.rolled_flags = rolled;
   t.rolled_valid = true;
 }
+
+}  // namespace
 
 // Resolve the genes and split columns, select the groups, number their splits, roll
 // up, and lay out the answer.

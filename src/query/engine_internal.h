@@ -69,7 +69,6 @@ struct Terms {
   std::unique_ptr<const ontology::TermIndex> index;  // null without ontologies
   std::vector<int32_t> column_ontology;
   std::vector<std::vector<int32_t>> value_term;
-  std::vector<std::vector<std::string>> value_term_id;  // per column, per label: id or ""
 
   explicit operator bool() const { return index != nullptr; }
   bool Backed(int32_t column) const {
@@ -79,6 +78,12 @@ struct Terms {
     return code < 0 || !Backed(column)
                ? -1
                : value_term[static_cast<size_t>(column)][static_cast<size_t>(code)];
+  }
+  // The term id of a column's label `code`: "" for a plain value, NA or an unbacked column.
+  const std::string& IdOf(const StoreData& meta, int32_t column, int32_t code) const {
+    static const std::string kNone;
+    const int32_t term = TermOf(column, code);
+    return term < 0 ? kNone : meta.ontology.term_ids[static_cast<size_t>(term)];
   }
   // A value of a backed column as a term: its id or label, any case; -1.
   int32_t Find(int32_t column, const std::string& value) const {

@@ -27,10 +27,6 @@ ColumnRows RowsOf(const StoreData& m, const Terms& terms, int32_t column, bool r
     out.depth.push_back(depth);
     return static_cast<int32_t>(out.label.size() - 1);
   };
-  auto term_id = [&](size_t code) -> const std::string& {
-    static const std::string kNone;
-    return terms.Backed(column) ? terms.value_term_id[c][code] : kNone;
-  };
   if (rolled) {
     const Terms::Rolled r = terms.Roll(m, column, selected);
     const StoreOntologies& o = m.ontology;
@@ -59,7 +55,9 @@ ColumnRows RowsOf(const StoreData& m, const Terms& terms, int32_t column, bool r
           add_row(m.labels[c][static_cast<size_t>(code)], "", 0));
   } else {
     for (size_t l = 0; l < m.labels[c].size(); ++l)
-      if (present[l + 1]) out.of_code[l + 1].push_back(add_row(m.labels[c][l], term_id(l), 0));
+      if (present[l + 1])
+        out.of_code[l + 1].push_back(
+            add_row(m.labels[c][l], terms.IdOf(m, column, static_cast<int32_t>(l)), 0));
   }
   if (present[0]) out.of_code[0].push_back(add_row("NA", "", 0));
   return out;

@@ -16,7 +16,6 @@ Terms Terms::Of(const StoreData& meta) {
   t.index = std::make_unique<const ontology::TermIndex>(o);
   t.column_ontology.assign(meta.columns.size(), -1);
   t.value_term.resize(meta.columns.size());
-  t.value_term_id.resize(meta.columns.size());
   for (size_t k = 0; k < o.columns.size(); ++k)
     for (size_t c = 0; c < meta.columns.size(); ++c)
       if (meta.columns[c] == o.columns[k]) t.column_ontology[c] = o.column_ontology[k];
@@ -25,7 +24,6 @@ Terms Terms::Of(const StoreData& meta) {
     for (const auto& label : meta.labels[c]) {
       const int32_t term = ont < 0 ? -1 : t.index->FindLabel(ont, label);
       t.value_term[c].push_back(term);
-      t.value_term_id[c].push_back(term < 0 ? "" : o.term_ids[static_cast<size_t>(term)]);
     }
   }
   return t;
@@ -66,9 +64,7 @@ Terms::Rolled Terms::Roll(const StoreData& meta, int32_t column,
 bool QueryEngine::IsBacked(int32_t column) const { return impl_->terms.Backed(column); }
 
 const std::string& QueryEngine::TermId(int32_t column, int32_t code) const {
-  static const std::string kNone;
-  if (code < 0 || !impl_->terms.Backed(column)) return kNone;
-  return impl_->terms.value_term_id[static_cast<size_t>(column)][static_cast<size_t>(code)];
+  return impl_->terms.IdOf(store_->meta(), column, code);
 }
 
 std::string QueryEngine::TermIdOf(int32_t column, const std::string& label) const {

@@ -5,7 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cellcube/de.h"
-#include "ontology/term_index.h"
+#include "ontology/term_tree_json.h"
 #include "util/text.h"
 
 namespace cellcube::server {
@@ -82,23 +82,6 @@ json OntologiesJson(const StoreData& m) {
   return ontologies;
 }
 
-json TermsJson(const StoreData& m) {
-  const StoreOntologies& o = m.ontology;
-  const ontology::TermIndex index(o);
-  json terms = json::array();
-  for (int32_t t = 0; t < o.n_terms(); ++t) {
-    json parents = json::array();
-    for (int32_t p : index.Parents(t)) parents.push_back(o.term_ids[static_cast<size_t>(p)]);
-    terms.push_back(
-        {{"id", o.term_ids[static_cast<size_t>(t)]},
-         {"label", o.term_labels[static_cast<size_t>(t)]},
-         {"ontology",
-          o.ontologies[static_cast<size_t>(o.term_ontology[static_cast<size_t>(t)])].name},
-         {"parents", parents}});
-  }
-  return terms;
-}
-
 }  // namespace
 
 Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(engine)) {
@@ -135,7 +118,7 @@ Catalog::Catalog(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(
                     {"datasets", datasets},
                     {"columns", ColumnsJson(*engine_, CellsPerValue(m), false)},
                     {"ontologies", OntologiesJson(m)},
-                    {"terms", TermsJson(m)},
+                    {"terms", ontology::TermTreeJson(m.ontology)},
                     {"metrics", metrics},
                     {"histograms", histograms},
                     {"has_donor", !donor.empty()},

@@ -110,13 +110,9 @@ Status NoteMissingGroupby(const std::vector<DatasetPlan>& plans, const BuildOpti
       return Status::NotFound("no input has an obs column " + Quote(name) + " for --groupby" +
                               SuggestionSuffix(name, plans[0].obs_columns));
     if (!callbacks.note) continue;
-    std::vector<std::string> shown(
-        lacking.begin(),
-        lacking.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(lacking.size(), 10)));
     callbacks.note("--groupby column " + Quote(name) + " is missing from " +
                    std::to_string(lacking.size()) + " of " + std::to_string(plans.size()) +
-                   " datasets (" + QuoteList(shown) + (lacking.size() > 10 ? ", ..." : "") +
-                   "): their cells are NA in it");
+                   " datasets (" + QuoteList(lacking, 10) + "): their cells are NA in it");
   }
   return Status::Ok();
 }

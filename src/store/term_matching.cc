@@ -32,7 +32,6 @@ std::vector<ontology::TermMap> MapsOfStore(const StoreOntologies& o) {
     m.labels.push_back(o.term_labels[static_cast<size_t>(t)]);
     m.deprecated.push_back(0);
     m.replaced_by.push_back(-1);
-    m.synonym_begin.push_back(0);
   }
   for (int32_t t = 0; t < o.n_terms(); ++t) {
     auto& m = maps[static_cast<size_t>(o.term_ontology[static_cast<size_t>(t)])];
@@ -46,8 +45,7 @@ std::vector<ontology::TermMap> MapsOfStore(const StoreOntologies& o) {
     }
     m.ancestor_begin.push_back(static_cast<int64_t>(m.ancestors.size()));
   }
-  for (auto& m : maps)  // local indices follow id order, so each term's stay ascending
-    m.synonym_begin.assign(m.ids.size() + 1, 0);
+  for (auto& m : maps) m.synonym_begin.assign(m.ids.size() + 1, 0);  // no synonyms embedded
   return maps;
 }
 
@@ -136,11 +134,8 @@ std::string DescribeBinding(const ontology::TermMap& map, const ontology::Column
   out += ")";
   if (!plain.empty()) {
     std::sort(plain.begin(), plain.end());
-    out += "; " + std::to_string(plain.size()) + " match nothing and stay plain values: " +
-           QuoteList(std::vector<std::string>(
-               plain.begin(),
-               plain.begin() + static_cast<std::ptrdiff_t>(std::min<size_t>(plain.size(), 20))));
-    if (plain.size() > 20) out += " and " + std::to_string(plain.size() - 20) + " more";
+    out += "; " + std::to_string(plain.size()) +
+           " match nothing and stay plain values: " + QuoteList(plain, 20);
   }
   return out;
 }
