@@ -2,7 +2,9 @@
 // the figure as one self-contained SVG (chart + legend + a caption line) or as a PNG
 // rasterised from that SVG on a canvas at twice the screen resolution.
 
-import { FONT_FAMILY } from "./plots.js";
+import { FONT_FAMILY, wrapText } from "./plots.js";
+
+const CAPTION_FONT = `13px ${FONT_FAMILY}`;
 
 const SVGNS = "http://www.w3.org/2000/svg";
 
@@ -17,12 +19,17 @@ export function saveBlob(blob, filename) {
   setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
+// The legend goes right of the chart, or under it when it says data-place="below".
 export function composeFigure(chart, legend, caption) {
   const cw = +chart.getAttribute("width"), ch = +chart.getAttribute("height");
   const lw = legend ? +legend.getAttribute("width") : 0, lh = legend ? +legend.getAttribute("height") : 0;
-  const top = caption ? 30 : 8, pad = 12;
-  const width = Math.ceil(pad + cw + (legend ? 16 + lw : 0) + pad);
-  const height = Math.ceil(top + Math.max(ch, lh) + pad);
+  const below = legend?.getAttribute("data-place") === "below";
+  const pad = 12;
+  const width = Math.ceil(pad + (below ? Math.max(cw, lw) : cw + (legend ? 16 + lw : 0)) + pad);
+  // The caption wraps to the figure's width: filters and datasets can make it long.
+  const lines = caption ? wrapText(caption, width - 2 * pad, CAPTION_FONT) : [];
+  const top = lines.length ? 12 + 18 * lines.length : 8;
+  const height = Math.ceil(top + (below ? ch + lh : Math.max(ch, lh)) + pad);
   const root = document.createElementNS(SVGNS, "svg");
   root.setAttribute("xmlns", SVGNS);
   root.setAttribute("width", width);
@@ -34,15 +41,16 @@ export function composeFigure(chart, legend, caption) {
   bg.setAttribute("height", height);
   bg.setAttribute("fill", "white");
   root.append(bg);
-  if (caption) {
+  lines.forEach((line, i) => {
     const t = document.createElementNS(SVGNS, "text");
     t.setAttribute("x", pad);
-    t.setAttribute("y", 20);
+    t.setAttribute("y", 20 + 18 * i);
     t.setAttribute("font-size", 13);
     t.setAttribute("fill", "#1f2430");
-    t.textContent = caption;
+    t.setAttribute("class", "caption");
+    t.textContent = line;
     root.append(t);
-  }
+  });
   const c = chart.cloneNode(true);
   c.setAttribute("x", pad);
   c.setAttribute("y", top);
@@ -51,8 +59,8 @@ export function composeFigure(chart, legend, caption) {
   root.append(c);
   if (legend) {
     const l = legend.cloneNode(true);
-    l.setAttribute("x", pad + cw + 16);
-    l.setAttribute("y", top);
+    l.setAttribute("x", below ? pad : pad + cw + 16);
+    l.setAttribute("y", below ? top + ch : top);
     root.append(l);
   }
   return root;

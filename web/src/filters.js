@@ -17,6 +17,13 @@ export function withCellsFirst(values) {
   return [...values.filter((v) => v.n > 0), ...values.filter((v) => !(v.n > 0))];
 }
 
+// The columns worth a filter and a split: those with at least two values holding cells
+// (NA counts as a value). A column whose cells all share one value, or are all NA,
+// cannot change a selection, so the sidebar and the Split-by menus leave it out.
+export function usefulColumns(meta) {
+  return meta.columns.filter((c) => c.name === "dataset" || c.values.filter((v) => v.n_cells > 0).length >= 2);
+}
+
 // The groups an ontology-backed column offers: each term above at least two of its
 // values' terms (from /api/v1/meta's term tree), with those values. Ancestors follow the
 // parents transitively.
@@ -42,7 +49,9 @@ export function subtypeGroups(meta, name) {
       under.get(a).push(String(v.value));
     }
   }
-  return [...under].filter(([, vs]) => vs.length >= 2).map(([id, vs]) => ({ id, label: terms.get(id).label, values: vs }));
+  // A group holding every valued cell of the column selects what no filter selects.
+  const valued = column.values.filter((v) => v.value !== "NA").length;
+  return [...under].filter(([, vs]) => vs.length >= 2 && vs.length < valued).map(([id, vs]) => ({ id, label: terms.get(id).label, values: vs }));
 }
 
 export class FilterPanel {
@@ -53,7 +62,7 @@ export class FilterPanel {
     this.onDatasets = onDatasets;
     this.ui = new Map();
     this.sections = new Map();
-    const columns = meta.columns.filter((c) => c.name !== "dataset");
+    const columns = usefulColumns(meta).filter((c) => c.name !== "dataset");
     this.order = ["dataset", ...columns.map((c) => c.name)];
     root.replaceChildren(
       el("div", { class: "side-head" }, el("span", {}, "Filters"), el("button", { class: "link", type: "button", id: "clear-filters", onclick: () => this.clearAll() }, "Clear all")),

@@ -2,7 +2,7 @@
 
 import { ALL_METRICS, ApiError, get, parseUnknownGene, populationPairs, queryPairs } from "./api.js";
 import { composeFigure, saveBlob, svgString, svgToPng } from "./export.js";
-import { FilterPanel, prettyColumn, subtypeGroups } from "./filters.js";
+import { FilterPanel, prettyColumn, subtypeGroups, usefulColumns } from "./filters.js";
 import { compareLabels, el, fmtInt } from "./format.js";
 import { GeneInput } from "./genes.js";
 import { buildModel, toggleExpand } from "./model.js";
@@ -64,8 +64,13 @@ function syncControls() {
     $("cmp-min-frac").value = String(state.minFrac);
   }
   $("compare-ctl").hidden = state.plot !== "de";
+  // Compare draws every gene of two sides: the split does nothing there, and the row of
+  // colour and orders gives its room to the plot.
+  $("split-ctl").classList.toggle("disabled", state.plot === "de");
+  $("order-row").hidden = state.plot === "de";
   if (meta) {
-    const cols = meta.columns.map((c) => c.name);
+    const cols = usefulColumns(meta).map((c) => c.name);
+    for (const c of state.by) if (!cols.includes(c)) cols.push(c);
     fillSelect($("by-1"), [["", "(none)"], ...cols.map((c) => [c, prettyColumn(c)])], state.by[0] ?? "");
     fillSelect($("by-2"), [["", "—"], ...cols.filter((c) => c !== state.by[0]).map((c) => [c, prettyColumn(c)])], state.by[1] ?? "");
     $("by-2").disabled = !state.by.length;
@@ -370,20 +375,26 @@ function offerMarkers(chart, model, s) {
   }
 }
 
+const DE_TABLE_PX = 470;
+
 function drawDe(s, answer) {
   if (!answer.rows.length) return showMessage("empty", "No gene to compare", "No gene was measured on both sides in the selected cells.");
   $("message").hidden = true;
   const area = $("plot-area");
   const room = { width: area.clientWidth - 32, height: area.clientHeight - 28 };
   const label = `${s.group1.join(", ")} vs ${s.group2[0] === "rest" ? "the rest" : s.group2.join(", ")}`;
-  const fig = volcano(answer, room, label);
+  // The volcano and the ranked table side by side, each the plot area's full height (the
+  // table scrolls on its own); below 900 px they stack and the table takes its rows' room.
+  const wide = room.width >= 900;
+  const fig = volcano(answer, { width: wide ? room.width - DE_TABLE_PX - 20 : room.width, height: wide ? room.height : Math.min(room.height, 560) }, label);
   const addGene = (g) => {
     if (!state.genes.some((x) => x.toLowerCase() === g.toLowerCase())) update({ genes: [...state.genes, g] }, { push: false });
   };
   const table = rankedTable(answer, addGene);
   const ran = el("div", { class: "de-test", "data-test": answer.test }, "Test: ", el("b", {}, testName(answer.test)),
     s.test === "auto" ? " (auto)" : "");
-  const box = el("div", { class: "figure de-figure" }, el("div", { class: "chart-box" }, fig.chart, fig.legend),
+  const box = el("div", { class: `figure de-figure${wide ? " de-wide" : ""}`, style: wide ? `height: ${room.height}px` : "" },
+    el("div", { class: "chart-box" }, fig.chart, fig.legend),
     el("div", { class: "de-side" }, ran, el("div", { class: "de-table-box" }, table)));
   $("chart").replaceChildren(box);
   fig.chart.addEventListener("pointermove", (e) => {
@@ -398,7 +409,7 @@ function drawDe(s, answer) {
     const d = fig.hitTest(e.clientX - r.left, e.clientY - r.top);
     if (d) addGene(d.symbol || d.gene);
   });
-  $("footnote").replaceChildren(el("div", {}, `Test: ${testName(answer.test)}. `, ...answer.notes.map((n) => el("div", {}, n))));
+  $("footnote").replaceChildren(...answer.notes.map((n) => el("div", { class: "note" }, n)));
   const tested = answer.rows.length, sig = answer.rows.filter((r) => r.padj != null && r.padj <= 0.05).length;
   $("summary").replaceChildren(el("b", {}, fmtInt(selectionCells ?? 0)), ` cells selected · ${fmtInt(tested)} genes tested, ${fmtInt(sig)} with padj ≤ 0.05`,
     answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${(answer.took_us / 1000).toFixed(1)} ms`) : "");

@@ -3,7 +3,7 @@
 // error bars of the bar chart, and the orders of rows and genes.
 
 import { splitColumns } from "./api.js";
-import { clusterOrder } from "./cluster.js";
+import { clusterTree, leafOrder } from "./cluster.js";
 import { compareLabels } from "./format.js";
 
 const SEP = "\u0001";
@@ -72,6 +72,7 @@ export function buildModel(answer, state, donor) {
   if (donor && !noDonors) attachDonors(data, rowMap, by, donor);
 
   const model = { by, genes, rows, data, twoLevel: by.length === 2, noDonors };
+  if (donor && !noDonors) model.donorCoverage = donorCoverage(rows, donor);
   // The ontology's tree (docs/ONTOLOGY.md): one rolled-up split column, rows in the
   // answer's pre-order, collapsed parents hiding their subtrees.
   model.tree = by.length === 1 && depths.length === 1 && (state.rollup || []).includes(by[0]);
@@ -104,6 +105,7 @@ function attachDonors(data, rowMap, by, { answer, column }) {
     d.donors = donors;
     d.seKind = "donors";
     d.k = k;
+    d.donorCells = donors.reduce((s, x) => s + x.n_cells, 0);
     if (k >= 2) {
       const m = donors.reduce((s, x) => s + x.mean, 0) / k;
       const sd = Math.sqrt(donors.reduce((s, x) => s + (x.mean - m) ** 2, 0) / (k - 1));
@@ -112,6 +114,31 @@ function attachDonors(data, rowMap, by, { answer, column }) {
       d.se = null;
     }
   }
+}
+
+// How many of the plotted cells the dots and error bars describe (cells with a donor),
+// of all the cells the bars average, and the datasets none of whose selected cells has
+// a donor. A group's cells are its largest count over the genes (a gene a dataset did
+// not measure counts fewer).
+function donorCoverage(rows, { answer, column }) {
+  let cells = 0, donorCells = 0;
+  for (const row of rows) {
+    let n = 0, k = 0;
+    for (const d of row.cells.values()) {
+      n = Math.max(n, d.n_cells ?? 0);
+      k = Math.max(k, d.donorCells ?? 0);
+    }
+    cells += n;
+    donorCells += k;
+  }
+  const withDonor = new Set(), seen = new Set();
+  for (const r of answer.rows) {
+    if (!r.n_cells || r.dataset == null) continue;
+    seen.add(r.dataset);
+    if (r[column] != null && r[column] !== "NA") withDonor.add(r.dataset);
+  }
+  const without = [...seen].filter((d) => !withDonor.has(d)).sort(compareLabels);
+  return { cells, donorCells, partial: donorCells < cells, without };
 }
 
 function findGene(model, name) {
@@ -137,12 +164,14 @@ function vectorOf(rows, genes) {
   });
 }
 
-function orderItems(items, how, model, labelOf) {
+// Items in the order `how` asks; clustered, onTree gets the dendrogram (leaves: items).
+function orderItems(items, how, model, labelOf, onTree) {
   const byName = (a, b) => compareLabels(labelOf(a), labelOf(b));
   if (how === "cluster" && items.length > 2) {
     const sorted = [...items].sort(byName);
-    const order = clusterOrder(sorted.map((it) => vectorOf(it.rows, model.genes)));
-    return order.map((i) => sorted[i]);
+    const tree = clusterTree(sorted.map((it) => vectorOf(it.rows, model.genes)));
+    onTree?.(mapLeaves(tree, (i) => sorted[i]));
+    return leafOrder(tree).map((i) => sorted[i]);
   }
   if (how.startsWith("expr:")) {
     const gene = findGene(model, how.slice(5));
@@ -155,9 +184,13 @@ function orderItems(items, how, model, labelOf) {
 }
 
 // Rows, kept together per value of the first split column when splitting by two.
+// Clustered rows of one split column leave their dendrogram in model.rowTree (leaves:
+// row keys), for the heatmap to draw.
 export function orderRows(model, how) {
+  model.rowTree = null;
   if (!model.twoLevel) {
-    return orderItems(model.rows.map((r) => ({ row: r, rows: [r] })), how, model, (it) => it.row.label).map((it) => it.row);
+    const keep = (tree) => (model.rowTree = mapLeaves(tree, (it) => it.row.key));
+    return orderItems(model.rows.map((r) => ({ row: r, rows: [r] })), how, model, (it) => it.row.label, keep).map((it) => it.row);
   }
   const blocks = new Map();
   for (const r of model.rows) {
@@ -172,12 +205,23 @@ export function orderRows(model, how) {
   return out;
 }
 
+// The same dendrogram with f(leaf) for each leaf.
+function mapLeaves(node, f) {
+  if (node.leaf != null) return { leaf: f(node.leaf) };
+  return { left: mapLeaves(node.left, f), right: mapLeaves(node.right, f), height: node.height };
+}
+
+// Genes in the order `how` asks; clustered, their dendrogram is model.geneTree (leaves:
+// gene ids).
 export function orderGenes(model, how) {
   const genes = model.genes;
+  model.geneTree = null;
   if (how === "name") return [...genes].sort((a, b) => compareLabels(a.symbol, b.symbol));
   if (how === "cluster" && genes.length > 2) {
     const vectors = genes.map((g) => model.rows.map((r) => r.cells.get(g.id)?.v ?? 0));
-    return clusterOrder(vectors).map((i) => genes[i]);
+    const tree = clusterTree(vectors);
+    model.geneTree = mapLeaves(tree, (i) => genes[i].id);
+    return leafOrder(tree).map((i) => genes[i]);
   }
   return genes;
 }

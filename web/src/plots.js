@@ -5,7 +5,7 @@
 
 import * as Plot from "@observablehq/plot";
 import { interpolateRgbBasis } from "d3";
-import { fmtNum } from "./format.js";
+import { fmtInt, fmtNum } from "./format.js";
 
 export const FONT_FAMILY =
   'Inter, "Segoe UI", -apple-system, BlinkMacSystemFont, Roboto, "Helvetica Neue", Lato, Arial, system-ui, sans-serif';
@@ -37,8 +37,12 @@ export function geneLabel(g) {
   return g.notMeasured.length ? `${g.symbol} *` : g.symbol;
 }
 
-// Sizes shared by the dot plot and the heatmap.
-function gridLayout(model, { colW, rowH }) {
+// The room a dendrogram takes beside (rows) or below (genes) the heatmap.
+const DENDRO_ROOM = 56;
+
+// Sizes shared by the dot plot and the heatmap; `dendrograms` leaves room for the
+// clustered orders' trees.
+function gridLayout(model, { colW, rowH, dendrograms = false }) {
   const rows = model.rowOrder, genes = model.geneOrder;
   const labelMax = 330;
   const rowLabels = new Map(rows.map((r) => [r.key, truncate(r.axisLabel ?? r.label, labelMax)]));
@@ -47,10 +51,12 @@ function gridLayout(model, { colW, rowH }) {
   const widest = Math.max(...[...geneLabels.values()].map((l) => textWidth(l)));
   const rotate = widest > colW - 4;
   const marginTop = rotate ? Math.ceil(widest) + 16 : 30;
+  const marginRight = 16 + (dendrograms && model.rowTree ? DENDRO_ROOM : 0);
+  const marginBottom = 12 + (dendrograms && model.geneTree ? DENDRO_ROOM : 0);
   return {
-    rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop,
-    width: marginLeft + genes.length * colW + 16,
-    height: marginTop + rows.length * rowH + 12,
+    rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop, marginRight, marginBottom,
+    width: marginLeft + genes.length * colW + marginRight,
+    height: marginTop + rows.length * rowH + marginBottom,
   };
 }
 
@@ -80,9 +86,9 @@ export function blockRules(model) {
 }
 
 function gridPlot(model, layout, marks, rowH) {
-  const { rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop, width, height } = layout;
+  const { rows, genes, rowLabels, geneLabels, rotate, marginLeft, marginTop, marginRight, marginBottom, width, height } = layout;
   return Plot.plot({
-    width, height, marginLeft, marginTop, marginRight: 16, marginBottom: 12,
+    width, height, marginLeft, marginTop, marginRight, marginBottom,
     style: { fontFamily: FONT_FAMILY, fontSize: "12px", color: INK, background: "white", overflow: "visible" },
     x: {
       type: "band", domain: genes.map((g) => g.id), axis: "top", label: null, padding: 0, tickSize: 0,
@@ -99,6 +105,39 @@ function gridPlot(model, layout, marks, rowH) {
       Plot.ruleY(blockRules(model), { y: "key", dy: -rowH / 2, stroke: "#b8bfce", strokeWidth: 1 }),
     ],
   });
+}
+
+// The clustered orders' dendrograms, drawn onto a heatmap: the rows' to the right of
+// the cells, the genes' below them; a merge sits at its height over the root's.
+function drawDendrograms(chart, model, layout) {
+  const sx = chart.scale("x"), sy = chart.scale("y");
+  const right = layout.width - layout.marginRight + 6, bottom = layout.height - layout.marginBottom + 6;
+  const depth = DENDRO_ROOM - 12;
+  if (model.rowTree) {
+    const at = (key) => sy.apply(key) + sy.bandwidth / 2;
+    chart.append(dendrogram(model.rowTree, at, (along, h) => [right + h * depth, along], "rows"));
+  }
+  if (model.geneTree) {
+    const at = (id) => sx.apply(id) + sx.bandwidth / 2;
+    chart.append(dendrogram(model.geneTree, at, (along, h) => [along, bottom + h * depth], "genes"));
+  }
+}
+
+// One dendrogram as a <path> of elbows: leaves at their band's centre (`at`), merges at
+// the mean of their children; `point(along, h)` places a position and a height in 0..1.
+function dendrogram(tree, at, point, which) {
+  const top = tree.height || 1;
+  const parts = [];
+  const place = (node) => {
+    if (node.leaf != null) return { along: at(node.leaf), h: 0 };
+    const a = place(node.left), b = place(node.right);
+    const h = node.height / top;
+    const [ax, ay] = point(a.along, a.h), [px, py] = point(a.along, h), [qx, qy] = point(b.along, h), [bx, by] = point(b.along, b.h);
+    parts.push(`M${ax},${ay}L${px},${py}L${qx},${qy}L${bx},${by}`);
+    return { along: (a.along + b.along) / 2, h };
+  };
+  place(tree);
+  return svg("path", { class: `dendrogram dendrogram-${which}`, d: parts.join(""), fill: "none", stroke: MUTED, "stroke-width": 1 });
 }
 
 function bandAt(scale, px) {
@@ -181,7 +220,7 @@ export function dotPlot(model, state, units, room) {
 export function heatmap(model, state, units, room) {
   const [, cmax] = colorDomain(model, state);
   const { rowH, colW } = cellSize(model, room, { max: 26, extraW: 10 });
-  const layout = gridLayout(model, { colW, rowH });
+  const layout = gridLayout(model, { colW, rowH, dendrograms: true });
   const chart = gridPlot(model, layout, [
     Plot.cell(model.data, {
       x: (d) => d.gene.id, y: (d) => d.row.key, fill: (d) => RAMP(d.v / cmax), inset: 0.5,
@@ -189,6 +228,7 @@ export function heatmap(model, state, units, room) {
     fewCellsMark(model, Math.min(colW, rowH) / 2 - 3),
   ], rowH);
   chart.classList.add("chart", "chart-heatmap");
+  drawDendrograms(chart, model, layout);
   const few = model.data.some((d) => d.n_cells < FEW_CELLS);
   const legend = makeLegend([colorLegend(state, cmax, units), ...(few ? [fewCellsLegend] : [])]);
   return { chart, legend, hitTest: gridHitTest(chart, model) };
@@ -224,8 +264,7 @@ export function barChart(model, state, units, room) {
     ],
   });
   chart.classList.add("chart", "chart-bars");
-  const donorMode = model.data.some((d) => d.seKind === "donors");
-  const legend = makeLegend([barLegend(donorMode, model.noDonors)]);
+  const legend = makeLegend([barLegend(model)]);
   return { chart, legend, hitTest: facetHitTest(chart, model) };
 }
 
@@ -270,10 +309,41 @@ export function makeLegend(parts) {
   return root;
 }
 
+// The legend's text column: 180 px of its 196, at the small size of its notes.
+const LEGEND_TEXT_PX = 180;
+const SMALL_FONT = `11px ${FONT_FAMILY}`;
+
+// Greedy word wrap to lines no wider than maxPx (a word wider than that gets a line).
+export function wrapText(text, maxPx = LEGEND_TEXT_PX, font = SMALL_FONT) {
+  const lines = [];
+  let line = "";
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && textWidth(next, font) > maxPx) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = next;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}
+
+// Muted, wrapped lines of a legend from y on (the baseline of the first); returns the
+// y below the last.
+export function notes(g, y, text) {
+  for (const line of wrapText(text)) {
+    g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, line));
+    y += 15;
+  }
+  return y;
+}
+
+// A legend part's title and its muted subtitle, wrapped; returns the height used.
 export function title(g, text, sub) {
   g.append(svg("text", { x: 0, y: 12, "font-weight": 600 }, text));
-  if (sub) g.append(svg("text", { x: 0, y: 28, fill: MUTED, "font-size": 11 }, sub));
-  return sub ? 38 : 22;
+  return sub ? notes(g, 28, sub) - 5 : 22;
 }
 
 function sizeLegend(maxR) {
@@ -312,21 +382,32 @@ function colorLegend(state, cmax, units) {
   };
 }
 
-function barLegend(donorMode, noDonors) {
+function barLegend(model) {
   return (g) => {
     let y = title(g, "Bars", "mean over all cells of the group");
-    const lines = donorMode
-      ? ["Error bar: standard error of", "the per-donor means (k ≥ 2)", "● one donor's mean"]
-      : noDonors
-        ? ["Error bar: standard error", "across cells (sd / √n): no", "cell here has a donor value"]
-        : ["Error bar: standard error", "across cells (sd / √n)"];
     g.append(svg("rect", { x: 0, y: y, width: 46, height: 12, fill: "#8b98dc" }));
     g.append(svg("line", { x1: 34, x2: 58, y1: y + 6, y2: y + 6, stroke: INK, "stroke-width": 1.2 }));
     y += 28;
-    for (const l of lines) {
-      g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, l));
-      y += 15;
-    }
+    y = notes(g, y, barErrorText(model));
     return y - 10;
   };
+}
+
+// What the error bars and dots of a bar chart describe, in the legend's words: the bar
+// is always every cell of the group; with donors, the dots and error bars cover only the
+// cells that have one, and the legend says how many those are when it is not all of them.
+export function barErrorText(model) {
+  const donorMode = model.data.some((d) => d.seKind === "donors");
+  if (!donorMode) {
+    return model.noDonors
+      ? "Error bar: standard error across cells (sd / √n): no cell here has a donor value."
+      : "Error bar: standard error across cells (sd / √n).";
+  }
+  let text = "Error bar: standard error of the per-donor means (k ≥ 2). ● one donor's mean.";
+  const c = model.donorCoverage;
+  if (c?.partial) {
+    text += ` Dots and error bars cover only the cells with a donor: ${fmtInt(c.donorCells)} of the ${fmtInt(c.cells)} cells the bars average`;
+    text += c.without.length ? ` (${c.without.join(", ")} ${c.without.length === 1 ? "has" : "have"} no donors).` : ".";
+  }
+  return text;
 }

@@ -25,6 +25,8 @@ export function tooltipContent(d, { plot, color, units }) {
     rows.push(d.seKind === "donors"
       ? [`SE across ${d.k} donor${d.k === 1 ? "" : "s"}`, d.se == null ? "— (needs 2)" : fmtNum(d.se)]
       : ["SE across cells", fmtNum(d.se)]);
+    // The dots and the error bar describe only the cells with a donor (docs/WEB.md).
+    if (d.seKind === "donors" && d.donorCells < d.n_cells) rows.push(["cells with a donor", `${fmtInt(d.donorCells)} of ${fmtInt(d.n_cells)}`]);
   }
   const table = el("table", { class: "tt-table" }, rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
   const out = [head, group, table, el("div", { class: "tt-units" }, `values: ${units}`)];

@@ -10,7 +10,7 @@ import { area, curveMonotoneX, scaleLinear } from "d3";
 import { rowStats, violinShapes } from "./distribution.js";
 import { fmtNum } from "./format.js";
 import {
-  blockBands, blockRules, FONT_FAMILY, geneLabel, INK, makeLegend, MUTED, svg, textWidth, title, truncate,
+  blockBands, blockRules, FONT_FAMILY, geneLabel, INK, makeLegend, MUTED, notes, svg, textWidth, title, truncate,
 } from "./plots.js";
 import { splitColumns } from "./api.js";
 import { splitKey } from "./model.js";
@@ -180,12 +180,7 @@ function violinLegend(g) {
   let y = title(g, "Violin", "expressing cells' density");
   const outline = area().curve(curveMonotoneX).x((p) => p[0]).y0((p) => y + 12 + p[1]).y1((p) => y + 12 - p[1]);
   g.append(svg("path", { d: outline([[0, 0], [12, 3], [30, 9], [48, 10], [70, 5], [96, 1.5], [120, 0]]), fill: FILL, "fill-opacity": 0.78, stroke: OUTLINE, "stroke-opacity": 0.55 }));
-  y += 32;
-  for (const l of ["width: share of the group's cells", "in each bin, one scale per gene"]) {
-    g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, l));
-    y += 15;
-  }
-  return y - 10;
+  return notes(g, y + 32, "width: share of the group's cells in each bin, one scale per gene") - 10;
 }
 
 function boxLegend(g) {
@@ -193,12 +188,7 @@ function boxLegend(g) {
   g.append(svg("line", { x1: 6, x2: 110, y1: y + 8, y2: y + 8, stroke: BOX, "stroke-width": 1.1 }));
   g.append(svg("rect", { x: 34, y: y + 4, width: 44, height: 8, fill: BOX, "fill-opacity": 0.82 }));
   g.append(svg("line", { x1: 54, x2: 54, y1: y + 2.5, y2: y + 13.5, stroke: "white", "stroke-width": 2 }));
-  y += 32;
-  for (const l of ["box: q25–q75, white line:", "median; whiskers: q05–q95"]) {
-    g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, l));
-    y += 15;
-  }
-  return y - 10;
+  return notes(g, y + 32, "box: q25–q75, white line: median; whiskers: q05–q95") - 10;
 }
 
 function zeroLegend(zeroR) {
@@ -209,8 +199,6 @@ function zeroLegend(zeroR) {
       g.append(svg("circle", { cx, cy: y + 8, r: 1.4 + (zeroR - 1.4) * Math.sqrt(f), fill: ZERO }));
       g.append(svg("text", { x: cx - zeroR - 3, y: y + 8, dy: "0.32em", "text-anchor": "end", fill: MUTED, "font-size": 10.5 }, sharePct(f)));
     });
-    y += 32;
-    g.append(svg("text", { x: 0, y, fill: MUTED, "font-size": 11 }, "at 0; label: their share"));
-    return y + 5;
+    return notes(g, y + 32, "at 0; label: their share") + 5 - 15;
   };
 }
