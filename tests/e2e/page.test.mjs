@@ -97,7 +97,7 @@ describe("web page", () => {
     assert.equal(await settled(page), "ready");
     assert.equal(await page.locator("svg.volcano circle").count(), withPadj);
     assert.ok((await page.locator(".de-table tbody tr").count()) >= Math.min(60, answer.rows.length));
-    assert.match(await page.textContent("#footnote"), /Test: /);
+    assert.match(await page.textContent(".de-test"), /Test: /);
     const first = answer.rows[0];
     await page.locator(".de-table tbody tr").first().click();
     await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "").split(",").includes(first.symbol || first.gene));
@@ -462,6 +462,125 @@ describe("web page", () => {
     assert.deepEqual(page.errors, []);
   });
 
+  test("Compare: volcano labels of the top genes of each side never overlap; the table fills the height; split and orders are off", async () => {
+    const ct = meta.columns.find((c) => c.name === "cell_type").values[0].value;
+    const answer = await api(base, "/api/v1/de", [["compare", "cell_type"], ["group1", ct], ["test", "cells"]]);
+    const sig = answer.rows.filter((r) => r.padj != null && r.padj <= 0.05);
+    const topUp = sig.find((r) => r.logfc > 0), topDown = sig.find((r) => r.logfc < 0);
+    assert.ok(topUp && topDown, "the test store has significant genes on both sides");
+    const page = await openPage(`?genes=${genes[0]}&plot=dot&by=cell_type`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.isVisible("#compare-ctl"), false, "no Compare row in the dot plot");
+    assert.equal(await page.isVisible("#order-row"), true);
+    await page.goto(`${base}/?plot=de&compare=cell_type&group1=${encodeURIComponent(ct)}&group2=rest&test=cells`);
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.isVisible("#order-row"), false, "colour and orders are hidden in Compare");
+    assert.match(await page.getAttribute("#split-ctl", "class"), /disabled/);
+    const labels = await page.locator("svg.volcano text.volcano-label").evaluateAll((ts) =>
+      ts.map((t) => { const r = t.getBoundingClientRect(); return { gene: t.textContent, x0: r.left, y0: r.top, x1: r.right, y1: r.bottom }; }));
+    const names = labels.map((l) => l.gene);
+    assert.ok(names.includes(topUp.symbol || topUp.gene), `${names} has the top up gene`);
+    assert.ok(names.includes(topDown.symbol || topDown.gene), `${names} has the top down gene`);
+    for (let i = 0; i < labels.length; i++) {
+      for (let j = i + 1; j < labels.length; j++) {
+        const a = labels[i], b = labels[j];
+        const overlap = a.x0 < b.x1 - 0.5 && b.x0 < a.x1 - 0.5 && a.y0 < b.y1 - 0.5 && b.y0 < a.y1 - 0.5;
+        assert.ok(!overlap, `labels ${a.gene} and ${b.gene} overlap`);
+      }
+    }
+    // The table: beside the volcano, at least 12 rows in view, scrolling on its own.
+    const box = await page.locator(".de-table-box").boundingBox();
+    const volcano = await page.locator("svg.volcano").boundingBox();
+    assert.ok(box.x >= volcano.x + volcano.width - 1, "the table is beside the volcano");
+    const rowH = (await page.locator(".de-table tr.de-row").first().boundingBox()).height;
+    assert.ok(box.height / rowH >= 12, `the table shows ${Math.floor(box.height / rowH)} rows`);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("Markers: a card per value with its top genes from the API; a gene adds to the list; the markers' dot plot; a CSV named after the view", async () => {
+    const answer = await api(base, "/api/v1/markers", [["column", "cell_type"], ["top", "5"]]);
+    const byValue = new Map();
+    for (const r of answer.rows) byValue.set(r.cell_type, [...(byValue.get(r.cell_type) ?? []), r.symbol || r.gene]);
+    assert.ok(byValue.size >= 2, "the test store has markers for two cell types");
+    const page = await openPage("?plot=markers&compare=cell_type");
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator(".mk-card").count(), byValue.size);
+    for (const [value, names] of byValue) {
+      const card = page.locator(`.mk-card[data-value="${value.replace(/"/g, '\\"')}"]`);
+      assert.deepEqual(await card.locator(".mk-gene").allTextContents(), names, value);
+    }
+    const [value, names] = [...byValue][0];
+    await page.locator(".mk-card").first().locator(".mk-gene").first().click();
+    await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "") === names[0]);
+    assert.match(await page.getAttribute(".mk-card >> nth=0 >> .mk-gene >> nth=0", "class"), /added/);
+    await page.locator(".mk-card").first().locator(".mk-all").click();
+    await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "").split(",").length === names.length);
+    assert.equal(value, [...byValue.keys()][0]);
+    const [download] = await Promise.all([page.waitForEvent("download"), page.click("#dl-csv")]);
+    assert.equal(download.suggestedFilename(), "markers_cell_type.csv");
+    const csv = fs.readFileSync(await download.path(), "utf8").trim().split(/\r?\n/);
+    assert.match(csv[0], /^cell_type,gene,symbol,/);
+    assert.equal(csv.length - 1, answer.rows.length);
+    // The marker dot plot: the top three of each card, each gene once, in card order.
+    const want = [];
+    for (const ns of byValue.values()) for (const n of ns.slice(0, 3)) if (!want.some((w) => w.toLowerCase() === n.toLowerCase())) want.push(n);
+    await page.click("#mk-plot");
+    await page.waitForURL((u) => new URL(u).searchParams.get("plot") === "dot");
+    assert.equal(await settled(page), "ready");
+    assert.deepEqual((new URL(page.url()).searchParams.get("genes") || "").split(","), want.slice(0, 60));
+    assert.equal(new URL(page.url()).searchParams.get("by"), "cell_type");
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("the clustered heatmap draws its dendrograms: one elbow per merge, leaves at the rows' and genes' centres", async () => {
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=heatmap&rows=cluster&cols=cluster`);
+    assert.equal(await settled(page), "ready");
+    const rows = Number(await page.getAttribute("body", "data-groups"));
+    const tree = async (which) => page.locator(`#chart path.dendrogram-${which}`).getAttribute("d");
+    const elbows = (d) => d.split("M").filter(Boolean).map((e) => e.split("L").map((p) => p.split(",").map(Number)));
+    const rowElbows = elbows(await tree("rows"));
+    assert.equal(rowElbows.length, rows - 1, "rows - 1 merges");
+    // Every row's centre (from the heatmap's cells) is the foot of an elbow at the leaves' edge.
+    const centres = await page.locator('#chart g[aria-label="cell"] rect').evaluateAll((rs) =>
+      [...new Set(rs.map((r) => +r.getAttribute("y") + +r.getAttribute("height") / 2))]);
+    assert.equal(centres.length, rows);
+    const feet = rowElbows.flatMap((e) => [e[0], e[3]]);
+    const minX = Math.min(...feet.map((p) => p[0]));
+    for (const y of centres) assert.ok(feet.some((p) => Math.abs(p[0] - minX) < 0.01 && Math.abs(p[1] - y) < 0.6), `row at ${y} is a leaf`);
+    assert.equal(elbows(await tree("genes")).length, genes.length - 1);
+    await page.selectOption("#rows", "name");
+    assert.equal(await settled(page), "ready");
+    assert.equal(await page.locator("#chart path.dendrogram-rows").count(), 0, "no row dendrogram unless clustered");
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("legends keep their text inside, and exported figures carry the filters, datasets, legend and a name that says what they show", async () => {
+    const ds = meta.datasets[0].name;
+    const page = await openPage(`?genes=${genes.join(",")}&by=cell_type&plot=heatmap&color=scaled&datasets=${ds}`);
+    assert.equal(await settled(page), "ready");
+    const inside = () => page.locator("svg.legend").evaluateAll((ls) => ls.every((l) => {
+      const box = l.getBoundingClientRect();
+      return [...l.querySelectorAll("text")].every((t) => t.getBoundingClientRect().right <= box.right + 0.5);
+    }));
+    assert.ok(await inside(), "the scaled legend's subtitle is not clipped");
+    const [svgDl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-svg")]);
+    assert.equal(svgDl.suggestedFilename(), `${genes.join("_")}_heatmap_by_cell_type.svg`);
+    const svg = fs.readFileSync(await svgDl.path(), "utf8");
+    const caption = [...svg.matchAll(/<text[^>]*class="caption"[^>]*>([^<]*)</g)].map((m) => m[1]).join(" ");
+    assert.match(caption, new RegExp(`datasets: ${ds}`));
+    assert.match(svg, /Scaled mean/);
+    const ct = meta.columns.find((c) => c.name === "cell_type").values[0].value;
+    await page.goto(`${base}/?plot=de&compare=cell_type&group1=${encodeURIComponent(ct)}&group2=rest&datasets=${ds}`);
+    assert.equal(await settled(page), "ready");
+    assert.ok(await inside());
+    const [deDl] = await Promise.all([page.waitForEvent("download"), page.click("#dl-svg")]);
+    assert.equal(deDl.suggestedFilename(), `de_cell_type_${ct.replace(/[^\w.-]+/g, "-")}_vs_rest.svg`);
+    const de = fs.readFileSync(await deDl.path(), "utf8");
+    assert.match(de, /higher on side 1/, "the volcano's legend is in the file");
+    assert.match([...de.matchAll(/<text[^>]*class="caption"[^>]*>([^<]*)</g)].map((m) => m[1]).join(" "), new RegExp(`datasets: ${ds}`));
+    assert.deepEqual(page.errors, []);
+  });
+
   test("groups with fewer than 10 cells get a dashed ring, and their tooltip says so", async () => {
     // A split fine enough to have small groups, found from the API (nothing hard-coded).
     let by = null, rows = null;
@@ -707,6 +826,76 @@ describe("web page with ontology terms", () => {
     const sum = (a) => a.rows.reduce((t, r) => t + r.n_cells, 0);
     assert.ok(sum(want) > sum(cd4), "the subtree holds more than one of its types");
     assert.equal(await page.getAttribute("body", "data-groups"), String(want.rows.length));
+    assert.deepEqual(page.errors, []);
+  });
+});
+
+// Datasets that differ: donors in only one of two datasets, a column with one value for
+// every cell ('assay') and one whose cells are all missing ('note').
+describe("web page on datasets that differ", () => {
+  let server, browser, dir;
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-differ-"));
+    execFileSync(BIN, ["synth", "-o", dir, "--datasets", "2", "--cells", "3000", "--genes", "300", "--seed", "3", "--quiet"], { stdio: "pipe" });
+    execFileSync("/usr/bin/python3", [path.join(ROOT, "tests/e2e/make_differing_inputs.py"), path.join(dir, "synth_01.h5ad"), path.join(dir, "synth_02.h5ad"), path.join(dir, "in")], { stdio: "pipe" });
+    const store = path.join(dir, "differ.h5ad");
+    execFileSync(BIN, ["build", "-o", store, "--quiet", "--groupby", "disease,sex,donor,assay,note",
+      path.join(dir, "in", "synth_01_differs.h5ad"), path.join(dir, "in", "synth_02_differs.h5ad")], { stdio: "pipe" });
+    server = await serveStore(store);
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const open = async (search) => {
+    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+    page.errors = [];
+    page.on("pageerror", (e) => page.errors.push(e.message));
+    await page.goto(`${server.base}/${search}`);
+    return page;
+  };
+
+  test("bars: the legend says the dots and error bars cover only the cells with a donor, how many, and which dataset has none", async () => {
+    const gene = (await api(server.base, "/api/v1/genes", [["q", "CD3E"], ["limit", "1"]])).genes[0].symbol;
+    const all = await api(server.base, "/api/v1/query", [["genes", gene], ["by", "cell_type"], ["metrics", "n_cells"]]);
+    const perDonor = await api(server.base, "/api/v1/query", [["genes", gene], ["by", "cell_type,dataset,donor"], ["metrics", "n_cells"]]);
+    const cells = all.rows.reduce((t, r) => t + r.n_cells, 0);
+    const donorCells = perDonor.rows.filter((r) => r.donor !== "NA").reduce((t, r) => t + r.n_cells, 0);
+    assert.ok(donorCells > 0 && donorCells < cells);
+    const page = await open(`?genes=${gene}&by=cell_type&plot=bars`);
+    assert.equal(await settled(page), "ready");
+    const legend = (await page.locator(".legend-box svg.legend text").allTextContents()).join(" ");
+    const fmt = (n) => n.toLocaleString("en-US");
+    assert.match(legend, new RegExp(`only the cells with a donor: ${fmt(donorCells)} of the ${fmt(cells)} cells the bars average`));
+    assert.match(legend, /synth_01_differs has no donors/);
+    // A bar holding cells of both datasets says so in its tooltip.
+    const mixed = all.rows.find((r) => {
+      const d = perDonor.rows.filter((x) => x.cell_type === r.cell_type && x.donor !== "NA").reduce((t, x) => t + x.n_cells, 0);
+      return d > 0 && d < r.n_cells;
+    });
+    assert.ok(mixed, "a cell type in both datasets");
+    const box = await page.locator("#chart svg.chart-bars").boundingBox();
+    const tick = page.locator('#chart g[aria-label="y-axis tick label"] text', { hasText: mixed.cell_type }).first();
+    const t = await tick.boundingBox();
+    await page.mouse.move(t.x + t.width + 30, t.y + t.height / 2);
+    await page.locator("#tooltip").waitFor({ state: "visible" });
+    assert.ok(box.width > 0);
+    assert.match(await page.textContent("#tooltip"), /cells with a donor/);
+    assert.deepEqual(page.errors, []);
+  });
+
+  test("the sidebar and the Split-by menus leave out a column with one value and one with only NA", async () => {
+    const meta = await api(server.base, "/api/v1/meta");
+    assert.ok(meta.columns.some((c) => c.name === "assay") && meta.columns.some((c) => c.name === "note"), "the store has both columns");
+    const page = await open("?genes=CD3E&by=cell_type&plot=dot");
+    await settled(page);
+    for (const c of ["assay", "note"]) {
+      assert.equal(await page.locator(`.sec[data-column="${c}"]`).count(), 0, `no filter for ${c}`);
+      assert.equal(await page.locator(`#by-1 option[value="${c}"]`).count(), 0, `no split by ${c}`);
+    }
+    for (const c of ["disease", "sex", "donor"]) assert.equal(await page.locator(`.sec[data-column="${c}"]`).count(), 1, c);
     assert.deepEqual(page.errors, []);
   });
 });

@@ -8,6 +8,7 @@ import { GeneInput } from "./genes.js";
 import { buildModel, toggleExpand } from "./model.js";
 import { deTooltip, rankedTable, volcano } from "./compare.js";
 import { MAX_VIOLIN_GENES } from "./distribution.js";
+import { MARKERS_SHOWN, markerCards } from "./markers.js";
 import { barChart, dotPlot, heatmap } from "./plots.js";
 import { parseState, stateToSearch, withWhere } from "./state.js";
 import { Tooltip, tooltipContent, violinTooltipContent } from "./tooltip.js";
@@ -63,11 +64,15 @@ function syncControls() {
     $("cmp-min-frac").append(el("option", { value: String(state.minFrac) }, `in ≥ ${state.minFrac * 100}% of cells`));
     $("cmp-min-frac").value = String(state.minFrac);
   }
-  $("compare-ctl").hidden = state.plot !== "de";
-  // Compare draws every gene of two sides: the split does nothing there, and the row of
-  // colour and orders gives its room to the plot.
-  $("split-ctl").classList.toggle("disabled", state.plot === "de");
-  $("order-row").hidden = state.plot === "de";
+  // Compare and Markers test every gene between groups of one column: the split does
+  // nothing there, and the row of colour and orders gives its room to the answer.
+  const testing = state.plot === "de" || state.plot === "markers";
+  $("compare-ctl").hidden = !testing;
+  $("cmp-label").textContent = state.plot === "markers" ? "Markers of each" : "Compare";
+  $("compare-ctl").querySelector(".cmp-sides").hidden = state.plot === "markers";
+  $("cmp-direction").hidden = state.plot === "markers";
+  $("split-ctl").classList.toggle("disabled", testing);
+  $("order-row").hidden = testing;
   if (meta) {
     const cols = usefulColumns(meta).map((c) => c.name);
     for (const c of state.by) if (!cols.includes(c)) cols.push(c);
@@ -77,7 +82,7 @@ function syncControls() {
     syncCompare(cols);
     // The ontology's tree: offered when the rows are one ontology-backed column.
     const first = meta.columns.find((c) => c.name === state.by[0]);
-    $("tree-ctl").hidden = !(first?.ontology && state.by.length === 1 && state.plot !== "de");
+    $("tree-ctl").hidden = !(first?.ontology && state.by.length === 1 && !testing);
     $("tree").checked = state.rollup.includes(state.by[0]);
     $("rows").disabled = !$("tree-ctl").hidden && $("tree").checked;
   }
@@ -87,11 +92,12 @@ function syncControls() {
   $("cols").value = state.cols;
   panel?.update(state);
   renderGeneMessage();
+  markAdded();
 }
 
 // The Compare controls: the column, side 1's value, side 2 ("the rest" or a value).
 function syncCompare(cols) {
-  const column = state.compare || state.by[0] || "cell_type";
+  const column = testedColumn(state);
   fillSelect($("cmp-col"), cols.map((c) => [c, prettyColumn(c)]), column);
   const values = meta.columns.find((c) => c.name === column)?.values.map((v) => v.value).filter((v) => v !== "NA") ?? [];
   // An ontology-backed column also offers its terms' subtrees ("T cell (and subtypes)"):
@@ -105,6 +111,8 @@ function syncCompare(cols) {
   fillSelect($("cmp-g2"), [["rest", "all the others"], ...values.filter((v) => v !== state.group1[0]).map((v) => [v, v])], g2);
 }
 $("cmp-col").addEventListener("change", (e) => update({ compare: e.target.value, group1: [], group2: ["rest"] }));
+// The column the Compare and Markers views test by.
+const testedColumn = (s) => s.compare || s.by[0] || "cell_type";
 $("cmp-g1").addEventListener("change", (e) => {
   const column = $("cmp-col").value;
   const sub = e.target.value.startsWith("sub:");
@@ -119,10 +127,19 @@ $("cmp-direction").addEventListener("change", (e) => update({ direction: e.targe
 $("cmp-min-frac").addEventListener("change", (e) => update({ minFrac: Number(e.target.value) }));
 
 function dePairs(s, format) {
-  const pairs = [["compare", s.compare || s.by[0] || "cell_type"], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
+  const pairs = [["compare", testedColumn(s)], ...s.group1.map((v) => ["group1", v]), ...s.group2.map((v) => ["group2", v]),
     ...populationPairs(s)];
   if (s.test !== "auto") pairs.push(["test", s.test]);
   if (s.direction !== "both") pairs.push(["direction", s.direction]);
+  if (s.minFrac) pairs.push(["min_frac", String(s.minFrac)]);
+  if (format) pairs.push(["format", format]);
+  return pairs;
+}
+
+// /api/v1/markers: each value of the tested column against the rest of the population.
+function markerPairs(s, format) {
+  const pairs = [["column", testedColumn(s)], ...populationPairs(s), ["top", String(MARKERS_SHOWN)]];
+  if (s.test !== "auto") pairs.push(["test", s.test]);
   if (s.minFrac) pairs.push(["min_frac", String(s.minFrac)]);
   if (format) pairs.push(["format", format]);
   return pairs;
@@ -207,6 +224,12 @@ async function refresh() {
       await counts.catch(() => {});
       if (signal.aborted) return;
       return drawDe(s, answer);
+    }
+    if (s.plot === "markers") {
+      const answer = await get("/api/v1/markers", markerPairs(s), signal);
+      await counts.catch(() => {});
+      if (signal.aborted) return;
+      return drawMarkers(s, answer);
     }
     if (!s.genes.length) {
       await counts;
@@ -420,6 +443,45 @@ function drawDe(s, answer) {
   document.body.dataset.groups = String(fig.points.length);
 }
 
+function drawMarkers(s, answer) {
+  const column = testedColumn(s);
+  if (!answer.rows.length) {
+    return showMessage("empty", "No marker genes",
+      `No ${prettyColumn(column)} of the selected cells has a gene higher than in the rest with padj ≤ 0.05. Widen the selection on the left, or pick another column.`);
+  }
+  $("message").hidden = true;
+  const addGenes = (names) => {
+    const have = new Set(state.genes.map((g) => g.toLowerCase()));
+    const fresh = names.filter((g) => !have.has(g.toLowerCase()));
+    if (fresh.length) update({ genes: [...state.genes, ...fresh] }, { push: false });
+  };
+  const { node, groups } = markerCards(answer, column, {
+    onGenes: addGenes,
+    onPlot: (names) => update({ plot: "dot", genes: names, by: [column], cols: "typed" }),
+  });
+  $("chart").replaceChildren(node);
+  markAdded();
+  // One note per group of values tested alike: folded, so that the cards keep the room.
+  $("footnote").replaceChildren(answer.notes.length
+    ? el("details", { class: "mk-notes" }, el("summary", {}, `How each value was tested (${answer.notes.length} note${answer.notes.length === 1 ? "" : "s"})`),
+      ...answer.notes.map((n) => el("div", { class: "note" }, n)))
+    : "");
+  const values = meta.columns.find((c) => c.name === column)?.values.length ?? groups.length;
+  $("summary").replaceChildren(el("b", {}, fmtInt(selectionCells ?? 0)), ` cells selected · markers of ${groups.length} of ${values} ${prettyColumn(column)} values`,
+    answer.took_us != null ? el("span", { class: "took" }, ` · answered in ${(answer.took_us / 1000).toFixed(1)} ms`) : "");
+  view = { state: s, genes: [], markers: true, test: answer.test };
+  $("dl-csv").disabled = false;
+  setStatus("ready");
+  document.body.dataset.rendered = stateToSearch(s);
+  document.body.dataset.groups = String(groups.length);
+}
+
+// The Markers view's genes already in the gene list are shown as added.
+function markAdded() {
+  const have = new Set(state.genes.map((g) => g.toLowerCase()));
+  for (const b of document.querySelectorAll(".mk-gene")) b.classList.toggle("added", have.has(b.dataset.gene.toLowerCase()));
+}
+
 // The test an /api/v1/de answer ran (its "test" field, docs/DE.md), in words.
 function testName(test) {
   return {
@@ -454,26 +516,30 @@ const PLOT_NAMES = { dot: "dotplot", heatmap: "heatmap", bars: "bars", violin: "
 function fileStem() {
   const clean = (x) => x.replace(/[^\w.-]+/g, "-");
   const s = view.state;
+  if (view.markers) return clean(`markers_${testedColumn(s)}${s.test !== "auto" ? `_${s.test}` : ""}`);
   if (view.de) {
     const g2 = s.group2[0] === "rest" ? "rest" : s.group2.join("+");
-    return clean(`de_${s.compare || s.by[0] || "cell_type"}_${s.group1.join("+")}_vs_${g2}${s.test !== "auto" ? `_${s.test}` : ""}`);
+    return clean(`de_${testedColumn(s)}_${s.group1.join("+")}_vs_${g2}${s.test !== "auto" ? `_${s.test}` : ""}`);
   }
   const g = view.genes.slice(0, 4).join("_") + (view.genes.length > 4 ? "_etc" : "");
   return clean(`${g || "cellcube"}_${PLOT_NAMES[s.plot] ?? s.plot}${s.by.length ? `_by_${s.by.join("_")}` : ""}`);
 }
 
+// The figure's caption: what it shows, the filters and datasets behind it, the store.
 function caption() {
   const s = view.state;
+  const parts = [];
   if (view.de) {
     const g2 = s.group2[0] === "rest" ? "the rest" : s.group2.join(" or ");
-    return [`${prettyColumn(s.compare || s.by[0] || "cell_type")}: ${s.group1.join(" or ")} against ${g2}`, `test: ${testName(view.test)}`, meta.store].join("  ·  ");
+    parts.push(`${prettyColumn(testedColumn(s))}: ${s.group1.join(" or ")} against ${g2}`, `test: ${testName(view.test)}`);
+  } else {
+    parts.push(s.plot === "violin" ? `violins of ${view.genes.join(", ")}` : view.genes.join(", "));
+    if (s.by.length) parts.push(`by ${s.by.map(prettyColumn).join(" · ")}`);
   }
-  const parts = [s.plot === "violin" ? `violins of ${view.genes.join(", ")}` : view.genes.join(", ")];
-  if (s.by.length) parts.push(`by ${s.by.map(prettyColumn).join(" · ")}`);
   const byCol = new Map();
   for (const [c, v] of s.where) byCol.set(c, [...(byCol.get(c) ?? []), v]);
   for (const [c, vs] of byCol) parts.push(`${prettyColumn(c)}: ${vs.join(" or ")}`);
-  if (s.datasets.length) parts.push(`datasets: ${s.datasets.join(", ")}`);
+  parts.push(s.datasets.length ? `datasets: ${s.datasets.join(", ")}` : "all datasets");
   parts.push(meta.store);
   return parts.join("  ·  ");
 }
@@ -483,7 +549,10 @@ async function download(kind) {
   const button = $(`dl-${kind}`);
   button.disabled = true;
   try {
-    if (kind === "csv" && view.de) {
+    if (kind === "csv" && view.markers) {
+      const text = await get("/api/v1/markers", markerPairs(view.state, "csv"), undefined, { as: "text", cached: false });
+      saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
+    } else if (kind === "csv" && view.de) {
       const text = await get("/api/v1/de", dePairs(view.state, "csv"), undefined, { as: "text", cached: false });
       saveBlob(new Blob([text], { type: "text/csv;charset=utf-8" }), `${fileStem()}.csv`);
     } else if (kind === "csv" && view.state.plot === "violin") {

@@ -3,12 +3,13 @@
 //     &datasets=lung_a,lung_b&color=scaled&rows=cluster&cols=name
 //   /?genes=CD3E,MS4A1&by=cell_type&plot=violin               (violins, up to six genes)
 //   /?plot=de&compare=cell_type&group1=B%20cell&group2=rest&test=wilcoxon   (the Compare view)
+//   /?plot=markers&compare=cell_type                     (the Markers view: each value's top genes)
 //   /?genes=CD3E&by=cell_type&rollup=cell_type&expand=CL:0000084   (the ontology's tree:
 //     rollup names the rolled-up columns, expand the term ids of the open rows; without
 //     expand, the top rows are open)
 // A pasted link therefore redraws the same plot; back/forward restore earlier states.
 
-export const PLOTS = ["dot", "heatmap", "bars", "violin", "de"];
+export const PLOTS = ["dot", "heatmap", "bars", "violin", "de", "markers"];
 export const COLORS = ["mean", "scaled"];
 export const GENE_ORDERS = ["typed", "name", "cluster"];
 // The Compare view's test (docs/DE.md): auto picks donors or cells; wilcoxon only when asked.
