@@ -4,10 +4,13 @@
 // metric's key) is rendered once and appended to each row.
 #include "cellcube/render.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "histogram/histogram.h"
@@ -18,26 +21,50 @@ namespace {
 
 // ---- numbers and strings ----
 
-void AppendInt(std::string* out, int64_t v) {
-  char buf[24];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, end);
-}
+// The most any Put* below writes: a double's shortest text is at most 24 characters.
+constexpr size_t kNumberMax = 32;
+
+// Put* write a number at p (with room for kNumberMax) and return the end: a query row's
+// numbers go into one buffer and reach the answer in one append (RowBuffer).
+char* PutInt(char* p, int64_t v) { return std::to_chars(p, p + kNumberMax, v).ptr; }
 
 // The shortest text that reads back as the same double ("0.5", "1e-05").
-void AppendDouble(std::string* out, double v) {
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, end);
-}
+char* PutDouble(char* p, double v) { return std::to_chars(p, p + kNumberMax, v).ptr; }
 
 // The same for float32: half the bytes of float64's digits, and within docs/QUERY.md's
 // tolerances (relative rounding 6e-8).
-void AppendFloat32(std::string* out, float v) {
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
-  out->append(buf, end);
+char* PutFloat32(char* p, float v) { return std::to_chars(p, p + kNumberMax, v).ptr; }
+
+char* PutText(char* p, std::string_view s) {
+  std::memcpy(p, s.data(), s.size());
+  return p + s.size();
 }
+
+void AppendInt(std::string* out, int64_t v) {
+  char buf[kNumberMax];
+  out->append(buf, PutInt(buf, v));
+}
+
+void AppendDouble(std::string* out, double v) {
+  char buf[kNumberMax];
+  out->append(buf, PutDouble(buf, v));
+}
+
+// One buffer per answer for the rows' numbers and keys, sized for the longest row once:
+// rendering allocates nothing per row.
+class RowBuffer {
+ public:
+  // `per_metric`: the most text beside a metric's number (its key).
+  RowBuffer(size_t n_metrics, size_t per_metric)
+      : buf_(8 + 2 * kNumberMax + n_metrics * (per_metric + kNumberMax), '\0') {}
+  char* begin() { return buf_.data(); }
+  void AppendTo(std::string* out, const char* end) {
+    out->append(buf_.data(), static_cast<size_t>(end - buf_.data()));
+  }
+
+ private:
+  std::string buf_;
+};
 
 // RFC 4180: quoted when it holds ',', '"', CR or LF.
 void AppendCsvField(std::string* out, const std::string& s) {
@@ -75,33 +102,22 @@ void AppendJsonStrings(std::string* out, const std::vector<std::string>& items) 
 
 // ---- query rows ----
 
-// Appends metric `m` of `row` as float64 text; false (nothing appended) when missing.
-bool AppendMetric(std::string* out, Metric m, const QueryResult& r, size_t i) {
+// Writes metric `m` of row `i` as float64 text, or `missing` when it has none.
+char* PutMetric(char* p, Metric m, const QueryResult& r, size_t i, std::string_view missing) {
   const double v = r.Value(i, m);
-  if (!std::isfinite(v)) return false;
-  if (MetricIsInteger(m))
-    AppendInt(out, static_cast<int64_t>(v));
-  else
-    AppendDouble(out, v);
-  return true;
+  if (!std::isfinite(v)) return PutText(p, missing);
+  return MetricIsInteger(m) ? PutInt(p, static_cast<int64_t>(v)) : PutDouble(p, v);
 }
 
 // The compact layout's form: null when missing (or not finite, as the objects layout),
 // float32 digits for the floats, float64's for a value beyond float32's range (JSON has
 // no infinity).
-void AppendCompactMetric(std::string* out, Metric m, const QueryResult& r, size_t i) {
+char* PutCompactMetric(char* p, Metric m, const QueryResult& r, size_t i) {
   const double v = r.Value(i, m);
-  if (!std::isfinite(v)) {
-    out->append("null");
-  } else if (MetricIsInteger(m)) {
-    AppendInt(out, static_cast<int64_t>(v));
-  } else {
-    const auto narrow = static_cast<float>(v);
-    if (std::isinf(narrow))
-      AppendDouble(out, v);
-    else
-      AppendFloat32(out, narrow);
-  }
+  if (!std::isfinite(v)) return PutText(p, "null");
+  if (MetricIsInteger(m)) return PutInt(p, static_cast<int64_t>(v));
+  const auto narrow = static_cast<float>(v);
+  return std::isinf(narrow) ? PutDouble(p, v) : PutFloat32(p, narrow);
 }
 
 // Per split, the text each of its rows starts with: its labels, each rendered by
@@ -161,15 +177,18 @@ void AppendCsvRows(const QueryResult& r, std::string* out) {
   const auto split_prefix = CsvSplitPrefixes(r);
   std::vector<std::string> gene_field(r.genes.size());
   for (size_t g = 0; g < r.genes.size(); ++g) AppendCsvField(&gene_field[g], r.genes[g]);
+  RowBuffer numbers(r.metrics.size(), 1);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out->append(split_prefix[static_cast<size_t>(row.split)]);
     out->append(gene_field[static_cast<size_t>(row.gene)]);
+    char* p = numbers.begin();
     for (Metric m : r.metrics) {
-      out->push_back(',');
-      AppendMetric(out, m, r, i);
+      *p++ = ',';
+      p = PutMetric(p, m, r, i, "");
     }
-    out->push_back('\n');
+    *p++ = '\n';
+    numbers.AppendTo(out, p);
   }
 }
 
@@ -182,18 +201,25 @@ void AppendJsonObjects(const QueryResult& r, std::string* out) {
     AppendJsonString(&gene_field[g], r.genes[g]);
   }
   std::vector<std::string> metric_key;
-  for (Metric m : r.metrics) metric_key.push_back(std::string(",\"") + MetricName(m) + "\":");
+  size_t longest_key = 0;
+  for (Metric m : r.metrics) {
+    metric_key.push_back(std::string(",\"") + MetricName(m) + "\":");
+    longest_key = std::max(longest_key, metric_key.back().size());
+  }
+  RowBuffer numbers(r.metrics.size(), longest_key);
   out->push_back('[');
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
     out->append(i ? ",\n{" : "\n{");
     out->append(split_prefix[static_cast<size_t>(row.split)]);
     out->append(gene_field[static_cast<size_t>(row.gene)]);
+    char* p = numbers.begin();
     for (size_t k = 0; k < r.metrics.size(); ++k) {
-      out->append(metric_key[k]);
-      if (!AppendMetric(out, r.metrics[k], r, i)) out->append("null");
+      p = PutText(p, metric_key[k]);
+      p = PutMetric(p, r.metrics[k], r, i, "null");
     }
-    out->push_back('}');
+    *p++ = '}';
+    numbers.AppendTo(out, p);
   }
   out->append(r.rows.empty() ? "]\n" : "\n]\n");
 }
@@ -252,17 +278,20 @@ void AppendCompactRows(const QueryResult& r, std::string* out) {
   out->push_back(']');
   AppendCompactTerms(r, out);
   out->append(",\"rows\":[");
+  RowBuffer numbers(r.metrics.size(), 1);
   for (size_t i = 0; i < r.rows.size(); ++i) {
     const auto& row = r.rows[i];
-    out->append(i ? ",[" : "[");
-    AppendInt(out, row.split);
-    out->push_back(',');
-    AppendInt(out, row.gene);
+    char* p = numbers.begin();
+    p = PutText(p, i ? ",[" : "[");
+    p = PutInt(p, row.split);
+    *p++ = ',';
+    p = PutInt(p, row.gene);
     for (Metric m : r.metrics) {
-      out->push_back(',');
-      AppendCompactMetric(out, m, r, i);
+      *p++ = ',';
+      p = PutCompactMetric(p, m, r, i);
     }
-    out->push_back(']');
+    *p++ = ']';
+    numbers.AppendTo(out, p);
   }
   out->push_back(']');
 }

@@ -58,7 +58,9 @@ struct HttpOptions {
   // arguments (thousands of where values take more for their parsed pairs than for their
   // text): large enough that a long query string reaches the API, which refuses one
   // over ApiLimits::max_query_string with a JSON 414 (beyond it, libmicrohttpd's page).
-  size_t header_limit_bytes = 512 * 1024;
+  // No larger: libmicrohttpd 0.9.75 zeroes the whole pool after each request on a
+  // keep-alive connection, so its size is paid per request (docs/RELIABILITY.md).
+  size_t header_limit_bytes = 384 * 1024;
   unsigned max_connections = 4096;
 };
 

@@ -138,7 +138,7 @@ HTTP_EXPECTED = {
     "query-where-3000-repeats": (414, "json"),             # 51 KB: JSON too, as every error
     "query-where-51-values": (400, "json"),                # over 50 where values
     "query-where-one-value-2000-commas": (400, "json"),    # one value that names nothing
-    "query-if-none-match-20KiB": (200, "json"),            # headers up to 512 KiB: not a tag, the answer
+    "query-if-none-match-20KiB": (200, "json"),            # headers up to 384 KiB: not a tag, the answer
     "query-if-none-match-garbage": (200, "json"),          # not a tag: the answer itself
     "query-invalid-utf8-by": (400, "json"),
     "query-unknown-parameter": (400, "json"),

@@ -254,7 +254,7 @@ def send_whole(server, path, params=(), head=b""):
 
 def assert_page(got, status):
     """libmicrohttpd's own "Request too big" answer with `status`: the request line or
-    headers passed its 512 KiB connection pool before cellcube saw the request."""
+    headers passed its 384 KiB connection pool before cellcube saw the request."""
     outcome, st, body = got
     assert outcome == "answered" and st == status and b"Request too big" in body, (outcome, st, body[:200])
 
@@ -271,7 +271,7 @@ def assert_json_error(got, status):
 
 
 def assert_dropped_unanswered(server, requests):
-    """Requests with more than about 8,000 parameters exhaust libmicrohttpd's 512 KiB pool
+    """Requests with more than about 6,000 parameters exhaust libmicrohttpd's 384 KiB pool
     while it splits the query string; it then never answers. Each of `requests` (path,
     params) must have its connection closed without a byte, no later than the request
     deadline (docs/RELIABILITY.md, known limits). libmicrohttpd drops such a connection
@@ -363,7 +363,7 @@ def test_many_parameters_get_json_answers(server):
 def test_hostile_headers(server, head):
     got = send_whole(server, "/api/v1/meta", head=head)
     outcome, status, body = got
-    if head.startswith(b"X-Pad"):  # past the 512 KiB header limit
+    if head.startswith(b"X-Pad"):  # past the 384 KiB header limit
         assert_page(got, 431)
     elif head.startswith(b"X-H0:") or head.startswith(b"Cookie") or head.startswith(b"X-Bad"):
         # headers (and a cookie) cellcube does not read, within the pool: the answer
