@@ -223,13 +223,16 @@ class PyStore {
   py::tuple markers_text(const std::string& column, const WhereList& where,
                          const std::vector<std::string>& datasets, int64_t top, double max_padj,
                          const std::string& test, const std::string& donor, int64_t min_cells,
-                         const std::string& format, const std::vector<std::string>& rollup) const {
+                         const std::string& format, const std::vector<std::string>& rollup,
+                         const std::string& direction, double min_frac) const {
     MarkersOptions o;
     o.column = column;
     o.population = MakePopulation(where, datasets, rollup);
     o.testing = {test, donor, min_cells, OptionNames::kParameters};
     o.top = top;
     o.max_padj = max_padj;
+    o.direction = direction;
+    o.min_frac = min_frac;
     return Text(
         [&]() -> Result<TextAndNotes> {
           CC_ASSIGN_OR_RETURN(MarkersResult r, RunMarkers(*engine_, o));
@@ -290,7 +293,8 @@ PYBIND11_MODULE(_cellcube, m) {
       .def("markers_text", &PyStore::markers_text, py::arg("column"), py::arg("where"),
            py::arg("datasets"), py::arg("top"), py::arg("max_padj"), py::arg("test"),
            py::arg("donor"), py::arg("min_cells"), py::arg("format"),
-           py::arg("rollup") = std::vector<std::string>());
+           py::arg("rollup") = std::vector<std::string>(), py::arg("direction") = "up",
+           py::arg("min_frac") = 0.0);
   m.def("open", &PyStore::Open, py::arg("path"));
   py::list metrics;
   for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));

@@ -67,14 +67,17 @@ Result<DeResult> RunDe(const QueryEngine& engine, const DeOptions& options);
 
 // Marker genes (docs/DE.md): for each value of `column` present in the population (NA
 // excepted), in label order, `de --compare column --group1 VALUE --group2 rest`; of its
-// genes with logfc > 0 and padj <= max_padj, the top N by logfc, then effect, then the
-// store's gene order.
+// genes that pass `de`'s filter for `direction` and `min_frac` (up: logfc > 0) with padj <=
+// max_padj, the top N by logfc (down: the most negative; both: |logfc|), then effect in
+// the same direction, then the store's gene order.
 struct MarkersOptions {
   std::string column = "cell_type";
   Population population;
   DeTest testing;
   int64_t top = 10;
   double max_padj = 0.05;
+  std::string direction = "up";  // up | down | both, as DeOptions::direction
+  double min_frac = 0;           // as DeOptions::min_frac, from 0 to 1
 };
 
 struct MarkersResult {

@@ -251,15 +251,17 @@ class Store:
     def markers(self, column: str = "cell_type", where: Optional[Mapping] = None,
                 datasets: Names = None, top: int = 10, max_padj: float = 0.05,
                 test: str = "auto", donor: Optional[str] = None, min_cells: int = 10,
-                rollup: Names = None):
+                rollup: Names = None, direction: str = "up", min_frac: float = 0.0):
         """Marker genes of each value of `column` (docs/DE.md), as a pandas DataFrame with the
         columns of `cellcube markers --format csv`, as de() gives them (attrs included).
         With `column` in `rollup` (docs/ONTOLOGY.md), one block per term a rolled-up query
-        shows."""
+        shows. direction "up" (default: higher in the value than in the rest), "down" or
+        "both", and min_frac, as `cellcube markers --direction/--min-frac`."""
         return _frame(*self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
                                             int(top), float(max_padj), test, donor or "",
                                             int(min_cells), "csv",
-                                            rollup=_names(rollup, "rollup")))
+                                            rollup=_names(rollup, "rollup"),
+                                            direction=direction, min_frac=float(min_frac)))
 
 
 class CellcubeWarning(UserWarning):

@@ -4,12 +4,17 @@
 #include <cctype>
 #include <limits>
 
+#include "util/text.h"
+
 namespace cellcube::aggregate {
 namespace {
 
 constexpr uint64_t kEmptySlot = std::numeric_limits<uint64_t>::max();
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
+// The indent of a note's wrapped continuation lines.
+const char* const kNoteIndent = "    ";
 
 // n / d rounded down to tenths ("1.3"); d > 0.
 std::string FormatMean(int64_t n, int64_t d) {
@@ -165,31 +170,32 @@ Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<in
 }
 
 std::string DescribeGroupbyChoice(const GroupbyChoice& choice,
-                                  const std::vector<GroupbyCandidate>& candidates,
-                                  int64_t n_cells) {
-  std::string identifiers, dropped;
+                                  const std::vector<GroupbyCandidate>& candidates, int64_t n_cells,
+                                  const std::string& lead) {
+  // A head line with the outcome, then one wrapped list per reason (util/text.h WrapList):
+  // wu2020 left out 5 columns and dropped 33, which made one line of 1,900 characters.
+  std::vector<std::string> chosen, identifiers, dropped;
+  for (size_t i : choice.chosen) chosen.push_back(Quote(candidates[i].name));
+  if (chosen.empty()) chosen.push_back("cell type only");
+  chosen.back() += " (" + GroupsText(n_cells, choice.n_groups) + ")";
   for (const auto& l : choice.left_out) {
-    if (l.reason == GroupbyLeftOut::Reason::kIdentifierLike) {
-      identifiers += (identifiers.empty() ? "" : ", ") + Quote(l.name) +
-                     " (identifier-like: " + std::to_string(l.n_values) + " distinct values in " +
-                     std::to_string(n_cells) + " cells)";
-    } else {
-      dropped += (dropped.empty() ? "" : ", ") + Quote(l.name) + " (groups would average " +
-                 FormatMean(n_cells, std::max<int64_t>(l.n_groups, 1)) + " cells)";
-    }
+    if (l.reason == GroupbyLeftOut::Reason::kIdentifierLike)
+      identifiers.push_back(Quote(l.name) + " (" + std::to_string(l.n_values) + ")");
+    else
+      dropped.push_back(Quote(l.name) + " (" +
+                        FormatMean(n_cells, std::max<int64_t>(l.n_groups, 1)) + ")");
   }
-  std::string text = "--groupby default";
-  if (!identifiers.empty()) text += " left out " + identifiers;
-  if (!dropped.empty()) text += std::string(identifiers.empty() ? "" : ",") + " dropped " + dropped;
-  text += choice.left_out.empty() ? ": " : "; ";
-  if (choice.chosen.empty()) {
-    text += "grouping by cell type only";
-  } else {
-    text += "grouping by ";
-    for (size_t k = 0; k < choice.chosen.size(); ++k)
-      text += (k ? ", " : "") + Quote(candidates[choice.chosen[k]].name);
-  }
-  return text + " (" + GroupsText(n_cells, choice.n_groups) + ")";
+  std::string text = WrapList(chosen, lead + "--groupby default: grouping by", kNoteIndent);
+  if (!identifiers.empty())
+    text += WrapList(
+        identifiers,
+        "  left out as identifier-like (distinct values in " + std::to_string(n_cells) + " cells):",
+        kNoteIndent);
+  if (!dropped.empty())
+    text += WrapList(dropped,
+                     "  dropped, in this order (cells per group with it still in):", kNoteIndent);
+  text.pop_back();  // WrapList ends every line with '\n'; a note is printed as a line
+  return text;
 }
 
 Result<std::string> SmallGroupsWarning(int64_t n_cells, const std::vector<int32_t>& cell_type,

@@ -82,12 +82,16 @@ Result<std::vector<int64_t>> CountPrefixGroups(
 Result<GroupbyChoice> ChooseDefaultGroupby(int64_t n_cells, const std::vector<int32_t>& cell_type,
                                            const std::vector<GroupbyCandidate>& candidates);
 
-// One line for the build's notes: "--groupby default left out 'clone_id'
-// (identifier-like: 150 distinct values in 200 cells), dropped 'cdr3' (groups would
-// average 1.3 cells); grouping by 'sample', 'patient' (40 groups, 5.0 cells on
-// average)". Averages are rounded down to tenths, so one below 5 never reads "5.0".
+// The build's note on the default (docs/BUILD.md "Default --groupby"): a head line
+// `lead` + "--groupby default: grouping by 'sample', 'patient' (40 groups, 5.0 cells on
+// average)", then, for what was left out, "  left out as identifier-like (distinct
+// values in 200 cells): 'clone_id' (150), ..." and "  dropped, in this order (cells per
+// group with it still in): 'cdr3' (1.3), ...", each list wrapped at 100 columns with
+// continuation lines indented by 4. Lines are joined by '\n' (none at the end).
+// Averages are rounded down to tenths, so one below 5 never reads "5.0".
 std::string DescribeGroupbyChoice(const GroupbyChoice& choice,
-                                  const std::vector<GroupbyCandidate>& candidates, int64_t n_cells);
+                                  const std::vector<GroupbyCandidate>& candidates, int64_t n_cells,
+                                  const std::string& lead = "");
 
 // For an explicit --groupby (`columns`, as given, with their codes; all are honoured):
 // "" when the groups of the cell type + the columns average kGroupbyMinMeanCells cells

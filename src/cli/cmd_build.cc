@@ -61,12 +61,20 @@ namespace cellcube::cli {
   "                        against the store's embedded terms (docs/ONTOLOGY.md)\n"              \
   "  --threads N           worker threads (default: every core)\n"                               \
   "  --quiet               no progress bar or notes (warnings still print)\n"                    \
-  "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n"          \
+  "  --no-direct-reads     read every chunk through libhdf5 (slower; for comparison)\n\n"        \
   "Datasets are named by file stem, or NAME=FILE.h5ad. A FOLDER stands for the .h5ad\n"          \
   "files directly in it, in name order.\n"
 
+// The options of build and add in their usage lines (README.md's synopsis has the same:
+// tests/python/test_cli_synopsis.py compares them).
+#define CC_BUILD_OPTIONS_USAGE                                                                  \
+  "         [--cell-type COL[,COL...]] [--groupby COL,...] [--matrix auto|X|raw|layers/NAME]\n" \
+  "         [--transform auto|none|log1p|cp10k_log1p] [--gene-symbols COL[,COL...]]\n"          \
+  "         [--donor COL[,COL...]] [--max-groups N] [--hist-max H | --no-histograms]\n"         \
+  "         [--ontology FILE]... [--threads N] [--quiet] [--no-direct-reads]\n\n"
+
 const char* const kBuildHelp =
-    "usage: cellcube build -o STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
+    "usage: cellcube build -o STORE [NAME=]FILE.h5ad|FOLDER...\n" CC_BUILD_OPTIONS_USAGE
     "Aggregates each .h5ad file's matrix into per-cell-group statistics (nnz, sum, m2\n"
     "and a 64-bin histogram per gene) and writes them as one store (itself a valid\n"
     ".h5ad), atomically.\n\n"
@@ -74,7 +82,7 @@ const char* const kBuildHelp =
     "exists)\n" CC_BUILD_OPTIONS_HELP;
 
 const char* const kAddHelp =
-    "usage: cellcube add STORE [options] [NAME=]FILE.h5ad|FOLDER...\n\n"
+    "usage: cellcube add STORE [NAME=]FILE.h5ad|FOLDER...\n" CC_BUILD_OPTIONS_USAGE
     "Adds datasets to an existing store without re-reading the others' files. Names must\n"
     "be new (remove a dataset first to rebuild it). The store is replaced "
     "atomically.\n\n" CC_BUILD_OPTIONS_HELP;
@@ -256,9 +264,10 @@ Status RunAdd(const std::vector<std::string>& argv) {
 }
 
 const char* const kRemoveHelp =
-    "usage: cellcube remove STORE DATASET...\n\n"
+    "usage: cellcube remove STORE DATASET... [--quiet]\n\n"
     "Removes datasets from a store (their groups, and genes no other dataset measured).\n"
-    "The store is replaced atomically.\n";
+    "The store is replaced atomically.\n\n"
+    "  --quiet   no progress bar or notes (warnings still print)\n";
 
 Status RunRemove(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"quiet", false}}));
@@ -275,10 +284,12 @@ Status RunRemove(const std::vector<std::string>& argv) {
 }
 
 const char* const kMergeHelp =
-    "usage: cellcube merge -o STORE STORE1 STORE2...\n\n"
+    "usage: cellcube merge -o STORE STORE1 STORE2... [--quiet]\n\n"
     "Combines stores with disjoint datasets (e.g. shards built on many machines) into one,\n"
     "without reading any .h5ad again, in bounded memory. The output is written "
-    "atomically.\n";
+    "atomically.\n\n"
+    "  -o, --output STORE   the store to write (replaced atomically if it exists)\n"
+    "  --quiet              no progress bar or notes (warnings still print)\n";
 
 Status RunMerge(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args,

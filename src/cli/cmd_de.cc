@@ -62,13 +62,30 @@ test ran and why.
 const char* const kMarkersHelp =
     R"(usage: cellcube markers STORE [--column COL] [--where COL=VALUE]... [--datasets D,...]
                         [--rollup COL]... [--top N] [--max-padj P]
+                        [--direction up|down|both] [--min-frac F]
                         [--test auto|donors|cells|wilcoxon] [--donor COL]
                         [--min-cells N] [--format table|csv|json]
 
 Marker genes of each value of a column (default cell_type) in the selected cells: for
 each value, 'cellcube de --compare COL --group1 VALUE --group2 rest', then of its genes
-with logfc > 0 and padj <= P (default 0.05), the N (default 10) with the largest logfc
-(then effect). Output: COL, then the columns of 'cellcube de'.
+in the --direction (default up: logfc > 0) with padj <= P (default 0.05), the N (default
+10) that differ most (largest logfc, then effect). Output: COL, then the columns of
+'cellcube de'.
+
+  --column COL       the column whose values get markers (default cell_type)
+  --where COL=VALUE  the population, as in 'cellcube query' (repeatable)
+  --datasets D,...   only these datasets (default: all)
+  --rollup COL       COL's ontology terms stand for their subtree (repeatable)
+  --top N            markers per value (default 10)
+  --max-padj P       keep genes with padj <= P (default 0.05)
+  --direction D      up (default): genes higher in the value than in the rest (logfc > 0,
+                     largest first); down: lower (logfc < 0, most negative first); both:
+                     either, by |logfc|
+  --min-frac F       keep genes expressed in at least F of the value's cells (up), the
+                     rest's (down) or either's (both), as 'cellcube de' (default 0)
+  --test, --donor, --min-cells   as 'cellcube de'
+  --format F         table (default), csv or json
+  -h, --help         show this help
 
 With --rollup COL (an ontology-backed column, docs/ONTOLOGY.md), the values are the
 terms a rolled-up 'cellcube query --by COL' shows: each term against the rest less its
@@ -211,6 +228,8 @@ Status RunMarkers(const std::vector<std::string>& argv) {
                                                     {"rollup", true, true},
                                                     {"top", true},
                                                     {"max-padj", true},
+                                                    {"direction", true},
+                                                    {"min-frac", true},
                                                     {"test", true},
                                                     {"donor", true},
                                                     {"min-cells", true},
@@ -223,6 +242,8 @@ Status RunMarkers(const std::vector<std::string>& argv) {
   o.column = args.GetOr("column", "cell_type");
   CC_ASSIGN_OR_RETURN(o.top, args.GetInt("top", 10, 0, int64_t{1} << 40));
   CC_ASSIGN_OR_RETURN(o.max_padj, NumberOf(args, "max-padj", 0.05));
+  o.direction = args.GetOr("direction", "up");
+  CC_ASSIGN_OR_RETURN(o.min_frac, NumberOf(args, "min-frac", 0));
   const std::string format = args.GetOr("format", "table");
   CC_RETURN_IF_ERROR(CheckFormat(format));
   return PrintAnswer<MarkersResult>(

@@ -12,7 +12,8 @@
 namespace cellcube::cli {
 
 const char* const kDemoHelp =
-    "usage: cellcube demo [--port 8080] [--dir demo-data] [--datasets 4] [--cells 30000]\n\n"
+    "usage: cellcube demo [--port 8080] [--host 127.0.0.1] [--dir demo-data] [--datasets 4]\n"
+    "                     [--cells 30000]\n\n"
     "Writes a synthetic atlas (DIR/h5ad/synth_*.h5ad: several datasets of tens of thousands\n"
     "of cells with real marker genes, tissues, a disease with cancer stages, donors), builds\n"
     "DIR/atlas.h5ad from it with the Cell Ontology, UBERON and MONDO terms its labels use\n"

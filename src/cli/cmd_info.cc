@@ -16,10 +16,10 @@ namespace cellcube::cli {
 
 const char* const kInfoHelp =
     "usage: cellcube info STORE [--json] [--check]\n\n"
-    "Shows a store's datasets (cells, groups, genes, transform, source, values above the\n"
-    "histograms' upper edge H), its columns with their values and cell counts, its\n"
-    "histograms' layout and its size on disk. Reads the metadata only, so it takes\n"
-    "milliseconds whatever the store's size.\n\n"
+    "Shows a store's datasets (cells, groups, genes, transform, values above the\n"
+    "histograms' upper edge H, columns used; then each one's source file), its columns\n"
+    "with their values and cell counts, its histograms' layout and its size on disk.\n"
+    "Reads the metadata only, so it takes milliseconds whatever the store's size.\n\n"
     "  --json    print as JSON\n"
     "  --check   also check every stored entry (reads the whole store; queries check the\n"
     "            entries they read, so this is for finding damage before a query does)\n";
@@ -83,18 +83,20 @@ std::string HistogramsText(const StoreData& s, const std::string& version) {
 json AboveJson(int64_t v) { return v < 0 ? json(nullptr) : json(v); }
 std::string AboveText(int64_t v) { return v < 0 ? "-" : WithThousands(v); }
 
-// "cell_type: CL v2026-03-26; tissue: UBERON v2026-04-01 (412 terms embedded)", or why
-// there are none (docs/ONTOLOGY.md).
+// "  ontologies: cell_type: CL v2026-03-26, tissue: UBERON v2026-04-01 (412 terms
+// embedded, ...)" wrapped at 100 columns, or why there are none (docs/ONTOLOGY.md).
 std::string OntologiesText(const StoreData& s) {
   const StoreOntologies& o = s.ontology;
-  if (o.empty()) return "none (built without --ontology)";
-  std::string out;
+  const std::string lead = "  ontologies:";
+  if (o.empty()) return lead + " none (built without --ontology)\n";
+  std::vector<std::string> items;
   for (size_t k = 0; k < o.columns.size(); ++k) {
     const auto& source = o.ontologies[static_cast<size_t>(o.column_ontology[k])];
-    out += (k ? "; " : "") + o.columns[k] + ": " + source.name +
-           (source.version.empty() ? "" : " " + source.version);
+    items.push_back(o.columns[k] + ": " + source.name +
+                    (source.version.empty() ? "" : " " + source.version));
   }
-  return out + " (" + WithThousands(o.n_terms()) + " terms embedded, with their ancestors)";
+  items.back() += " (" + WithThousands(o.n_terms()) + " terms embedded, with their ancestors)";
+  return WrapList(items, lead, "      ");
 }
 
 // The backed columns, their ontology and version, and the term tree (each embedded term
@@ -156,21 +158,30 @@ void PrintInfo(const StoreData& s, const InfoFacts& f) {
   std::printf("%s: cellcube store (format %s), %s on disk\n", f.path.c_str(), f.version.c_str(),
               FormatBytes(static_cast<uint64_t>(f.size)).c_str());
   std::printf(
-      "  %zu datasets, %s cells in %s groups, %s genes, %s stored (group, gene) entries, "
-      "%.1f bytes per entry\n",
+      "  %zu datasets, %s cells in %s groups, %s genes\n"
+      "  %s stored (group, gene) entries, %.1f bytes per entry\n",
       s.datasets.size(), WithThousands(f.cells).c_str(), WithThousands(s.n_groups()).c_str(),
       WithThousands(f.n_genes).c_str(), WithThousands(f.n_entries).c_str(), f.per_entry);
   std::printf("  histograms: %s\n", HistogramsText(s, f.version).c_str());
-  std::printf("  ontologies: %s\n\n", OntologiesText(s).c_str());
-  TextTable t({"dataset", "cells", "groups", "genes", "transform", "values < 0", "above H",
-               "matrix", "cell type column", "symbols column", "group-by", "source"});
-  for (const auto& d : s.datasets)
-    t.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups), WithThousands(d.n_genes),
-              d.transform, NegativeValuesText(d.negative_values),
-              AboveText(d.values_above_hist_max), d.matrix, d.cell_type_column,
-              d.gene_symbols_column.empty() ? "-" : d.gene_symbols_column,
-              d.groupby.empty() ? "-" : Join(d.groupby), d.source});
-  t.Print(std::cout, {1, 2, 3, 6});
+  std::cout << OntologiesText(s) << "\n";
+  // Two narrow tables and a list of sources rather than one table: with the columns
+  // used and the source path in it, every row was 250 characters wide.
+  TextTable sizes(
+      {"dataset", "cells", "groups", "genes", "transform", "values < 0", "above H", "matrix"});
+  TextTable used({"dataset", "cell type column", "symbols column", "group-by"});
+  for (const auto& d : s.datasets) {
+    sizes.AddRow({d.name, WithThousands(d.n_cells), WithThousands(d.n_groups),
+                  WithThousands(d.n_genes), d.transform, NegativeValuesText(d.negative_values),
+                  AboveText(d.values_above_hist_max), d.matrix});
+    used.AddRow({d.name, d.cell_type_column,
+                 d.gene_symbols_column.empty() ? "-" : d.gene_symbols_column,
+                 d.groupby.empty() ? "-" : Join(d.groupby)});
+  }
+  sizes.Print(std::cout, {1, 2, 3, 6});
+  std::cout << "\n";
+  used.Print(std::cout);
+  std::cout << "\nsources\n";
+  for (const auto& d : s.datasets) std::cout << "  " << d.name << ": " << d.source << "\n";
   std::cout << "\ncolumns\n";
   // One list per column, wrapped at 100 characters (a column's 12 values used to make
   // one line of hundreds).

@@ -20,7 +20,8 @@ const char* const kInspectHelp =
 
 Shows what an AnnData file holds: cells and genes; every matrix (X, raw/X, layers)
 with its encoding, value type, shape, stored values, chunking and compression; the
-obs and var columns with their kind and number of distinct values.
+obs and var columns with their kind and number of distinct values; the cell-type
+column build takes by default, and the categorical obs columns to choose one from.
 
   --json          print the description as JSON
   --column NAME   list the values of obs column NAME with their cell counts
@@ -171,7 +172,7 @@ void PrintGeneNames(const InspectedGenes& g, int64_t n_vars) {
             << (n_vars > static_cast<int64_t>(g.first_ids.size()) ? ", ..." : "") << "\n";
   if (g.symbol_column.empty())
     std::cout << "  symbols: none (no var column " << QuoteList(DefaultGeneSymbolColumns())
-              << "; build --gene-symbols COL names one)\n";
+              << ";\n           build --gene-symbols COL names one)\n";
   else
     std::cout << "  symbols: " << list(g.first_symbols) << ", ... (var column '" << g.symbol_column
               << "', build's default)\n";
@@ -271,6 +272,25 @@ void PrintMatrices(const File& file, const Inspection& in) {
               << "\n";
 }
 
+// Which obs column build takes as the cell type by default (docs/BUILD.md), and the
+// categorical ones to choose from with --cell-type: what a new user must decide first.
+void PrintCellTypeChoice(const std::vector<ColumnSummary>& obs) {
+  std::string chosen;
+  for (const auto& c : DefaultCellTypeColumns())
+    for (const auto& col : obs)
+      if (chosen.empty() && col.name == c) chosen = c;
+  std::vector<std::string> categorical;
+  for (const auto& col : obs)
+    if (col.kind == "categorical") categorical.push_back(col.name);
+  std::cout << "\ncell types\n"
+            << (chosen.empty()
+                    ? "  build's default: none of its default columns is in obs; "
+                      "build needs --cell-type COL\n"
+                    : "  build's default: obs '" + chosen + "' (--cell-type COL picks another)\n");
+  if (!categorical.empty())
+    std::cout << WrapList(categorical, "  categorical obs columns:", "    ");
+}
+
 void PrintText(const File& file, const std::string& path, const Inspection& in) {
   std::cout << path << "\n  " << file.layout() << ", " << FormatBytes(in.size_bytes) << "; "
             << WithThousands(file.n_obs()) << " cells (obs) x " << WithThousands(file.n_vars())
@@ -278,6 +298,7 @@ void PrintText(const File& file, const std::string& path, const Inspection& in) 
   PrintMatrices(file, in);
   PrintColumns("obs", in.obs_cols);
   PrintColumns("var", in.var_cols);
+  PrintCellTypeChoice(in.obs_cols);
   PrintGeneNames(in.genes, file.n_vars());
 }
 

@@ -512,14 +512,31 @@ void Order(DeScratch& scratch, std::vector<DeRow>* rows) {
   rows->swap(sorted);  // both stay the scratch's buffers
 }
 
-bool Keep(const DeOptions& o, const DeRow& r) {
-  if (o.direction == "up" && !(r.logfc > 0)) return false;
-  if (o.direction == "down" && !(r.logfc < 0)) return false;
-  if (o.min_frac > 0) {
-    const bool up = r.frac1 >= o.min_frac, down = r.frac2 >= o.min_frac;
-    if (o.direction == "up" ? !up : o.direction == "down" ? !down : !(up || down)) return false;
+// The output filter de and markers share (docs/DE.md): `direction` up keeps logfc > 0,
+// down logfc < 0, both every row; `min_frac` keeps genes expressed in at least that
+// fraction of side 1's cells (up), side 2's (down) or either's (both).
+bool PassesFilter(const std::string& direction, double min_frac, const DeRow& r) {
+  if (direction == "up" && !(r.logfc > 0)) return false;
+  if (direction == "down" && !(r.logfc < 0)) return false;
+  if (min_frac > 0) {
+    const bool up = r.frac1 >= min_frac, down = r.frac2 >= min_frac;
+    if (direction == "up" ? !up : direction == "down" ? !down : !(up || down)) return false;
   }
   return true;
+}
+
+bool Keep(const DeOptions& o, const DeRow& r) { return PassesFilter(o.direction, o.min_frac, r); }
+
+// The values PassesFilter accepts, checked before any work; errors name the options as
+// the caller spells them.
+Status CheckFilter(const std::string& direction, double min_frac, OptionNames n) {
+  if (direction != "up" && direction != "down" && direction != "both")
+    return Status::InvalidArgument(Opt(n, "direction") + " must be up, down or both, not '" +
+                                   direction + "'");
+  if (!(min_frac >= 0 && min_frac <= 1))
+    return Status::InvalidArgument(Opt(n, "min-frac") +
+                                   " must be a number from 0 to 1 (a fraction of cells)");
+  return Status::Ok();
 }
 
 // Every tested gene's row with its padj, in gene order, and the test and notes in
@@ -530,14 +547,9 @@ Status TestedRows(const QueryEngine& engine, const DeOptions& o,
                   std::vector<std::string>* scale_notes) {
   std::vector<DeRow>* rows = &scratch.rows;
   const OptionNames n = o.testing.names;
-  if (o.direction != "up" && o.direction != "down" && o.direction != "both")
-    return Status::InvalidArgument(Opt(n, "direction") + " must be up, down or both, not '" +
-                                   o.direction + "'");
+  CC_RETURN_IF_ERROR(CheckFilter(o.direction, o.min_frac, n));
   if (o.testing.min_cells < 0)
     return Status::InvalidArgument(Opt(n, "min-cells") + " must be 0 or more");
-  if (!(o.min_frac >= 0 && o.min_frac <= 1))
-    return Status::InvalidArgument(Opt(n, "min-frac") +
-                                   " must be a number from 0 to 1 (a fraction of cells)");
   CC_ASSIGN_OR_RETURN(Design d, Resolve(engine, o, population));
   if (!d.lacking.empty()) {
     result->notes.push_back(std::to_string(d.lacking.size()) +
@@ -603,18 +615,30 @@ std::string ValuesSaying(const std::string& column, const std::vector<std::strin
 
 namespace {
 
-// The markers of `value` among its tested `rows` (in gene order, padj set): logfc > 0 and
-// padj <= max_padj, by logfc, then effect, then gene; the first `top`.
+// +1 when a markers row ranks by how much higher side 1 is, -1 by how much lower
+// (docs/DE.md): down ranks every row by -logfc, both each by its own sign (|logfc|).
+double Orientation(const std::string& direction, const DeRow& r) {
+  if (direction == "down") return -1;
+  if (direction == "both") return r.logfc < 0 ? -1 : 1;
+  return 1;
+}
+
+// The markers of `value` among its tested `rows` (in gene order, padj set): the rows
+// PassesFilter keeps (up by default: logfc > 0) with padj <= max_padj, by logfc (up;
+// down: most negative first; both: |logfc|), then effect in the same direction, then
+// gene; the first `top`.
 void AppendMarkers(const QueryEngine& engine, const MarkersOptions& o, const std::string& value,
                    const std::vector<DeRow>& rows, MarkersResult* out) {
   std::vector<size_t> keep;
   for (size_t i = 0; i < rows.size(); ++i)
-    if (rows[i].logfc > 0 && rows[i].padj <= o.max_padj) keep.push_back(i);
+    if (PassesFilter(o.direction, o.min_frac, rows[i]) && rows[i].padj <= o.max_padj)
+      keep.push_back(i);
   std::stable_sort(keep.begin(), keep.end(), [&](size_t a, size_t b) {
     const DeRow &x = rows[a], &y = rows[b];
-    if (x.logfc != y.logfc) return x.logfc > y.logfc;
-    const double ex = std::isnan(x.effect) ? -INFINITY : x.effect;
-    const double ey = std::isnan(y.effect) ? -INFINITY : y.effect;
+    const double sx = Orientation(o.direction, x), sy = Orientation(o.direction, y);
+    if (sx * x.logfc != sy * y.logfc) return sx * x.logfc > sy * y.logfc;
+    const double ex = std::isnan(x.effect) ? -INFINITY : sx * x.effect;
+    const double ey = std::isnan(y.effect) ? -INFINITY : sy * y.effect;
     if (ex != ey) return ex > ey;
     return x.gene < y.gene;
   });
@@ -788,6 +812,7 @@ Result<MarkersResult> RunMarkers(const QueryEngine& engine, const MarkersOptions
   if (o.top < 0) return Status::InvalidArgument(Opt(n, "top") + " must be 0 or more");
   if (!(o.max_padj >= 0 && o.max_padj <= 1))
     return Status::InvalidArgument(Opt(n, "max-padj") + " must be a number from 0 to 1");
+  CC_RETURN_IF_ERROR(CheckFilter(o.direction, o.min_frac, n));
   CC_ASSIGN_OR_RETURN(const int32_t column, engine.ColumnIndex(o.column));
   // The population is selected once; each value's comparison splits it.
   CC_ASSIGN_OR_RETURN(const std::vector<int32_t> population, engine.SelectGroups(o.population));

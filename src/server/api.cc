@@ -301,8 +301,9 @@ Response HandleDe(const Snapshot& snap, const Request& req, const ApiLimits& lim
 
 Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits& limits) {
   const auto t0 = std::chrono::steady_clock::now();
-  if (Status s = CheckParams(req, {"column", "where", "datasets", "rollup", "top", "max_padj",
-                                   "test", "donor", "min_cells", "format"});
+  if (Status s =
+          CheckParams(req, {"column", "where", "datasets", "rollup", "top", "max_padj", "direction",
+                            "min_frac", "test", "donor", "min_cells", "format"});
       !s.ok())
     return ErrorFor(s);
   MarkersOptions o;
@@ -310,10 +311,13 @@ Response HandleMarkers(const Snapshot& snap, const Request& req, const ApiLimits
   o.column = Param(req, "column", "cell_type");
   auto top = CountParam(req, "top", 10);
   auto max_padj = NumberParam(req, "max_padj", 0.05);
-  for (const Status& s : {top.status(), max_padj.status()})
+  auto min_frac = NumberParam(req, "min_frac", 0);
+  for (const Status& s : {top.status(), max_padj.status(), min_frac.status()})
     if (!s.ok()) return ErrorFor(s);
   o.top = *top;
   o.max_padj = *max_padj;
+  o.direction = Param(req, "direction", "up");
+  o.min_frac = *min_frac;
   return DeAnswer<MarkersResult>(req, t0, RunMarkers(*snap.engine, o), &FormatMarkersCsv,
                                  &FormatMarkersJson, "cellcube-markers.csv");
 }

@@ -85,12 +85,19 @@ Status CheckNames(const StoreData& existing, const std::vector<DatasetInput>& in
 }
 
 // Every input's problem at once (docs/BUILD.md "Inputs that differ"): one alone as it
-// is; several as one error, a line each (the first 20, then a count).
+// is; several as one error, a line each (the first 20, then a count), an input's own
+// further lines indented under its first.
 Status PlanningErrors(const std::vector<Status>& errors, size_t n_inputs) {
   if (errors.size() == 1) return errors[0];
   std::string message = std::to_string(errors.size()) + " of " + std::to_string(n_inputs) +
                         " inputs cannot be built:";
-  for (size_t i = 0; i < errors.size() && i < 20; ++i) message += "\n  " + errors[i].message();
+  for (size_t i = 0; i < errors.size() && i < 20; ++i) {
+    // An error of several lines (its own after "\n  ") stays under its input's first line.
+    std::string lines = errors[i].message();
+    for (size_t at = 0; (at = lines.find('\n', at)) != std::string::npos; at += 3)
+      lines.insert(at + 1, "  ");
+    message += "\n  " + lines;
+  }
   if (errors.size() > 20) message += "\n  and " + std::to_string(errors.size() - 20) + " more";
   return Status::FromCode(errors[0].code(), message);
 }

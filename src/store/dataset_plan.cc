@@ -70,15 +70,39 @@ Result<std::string> FirstGiven(const std::vector<std::string>& candidates,
                           ") is in " + where + " (it has " + QuoteList(columns) + ")");
 }
 
+// The names quoted (the first `max`, then how many more), wrapped (util/text.h WrapList)
+// after `first`. Each line starts with "\n  ": the CLI prints such a message as one error
+// over several lines (src/cli/main.cc), as it does a build's inputs that cannot be built.
+std::string WrappedNames(const std::vector<std::string>& names, const std::string& first,
+                         size_t max = 100) {
+  std::vector<std::string> quoted;
+  for (size_t i = 0; i < names.size() && i < max; ++i) quoted.push_back(Quote(names[i]));
+  if (names.size() > max)
+    quoted.push_back("and " + std::to_string(names.size() - max) +
+                     " more ('cellcube inspect FILE' lists them all)");
+  std::string lines = WrapList(quoted, first, "      ", 98);  // 98 + the CLI's 2 = 100
+  lines.pop_back();  // the message goes on (or ends) without a newline
+  return "\n" + lines;
+}
+
+// The error of a file without any default cell-type column: every default and every obs
+// column, one wrapped list each (it used to be a line of 400 characters, which cut the
+// obs columns at 8).
+Status NoCellTypeColumn(const std::vector<std::string>& obs_columns) {
+  return Status::NotFound(
+      "no cell-type column; choose one of the obs columns with --cell-type COL" +
+      WrappedNames(DefaultCellTypeColumns(), "  obs has none of the defaults:") +
+      WrappedNames(obs_columns, "  obs has " + std::to_string(obs_columns.size()) +
+                                    (obs_columns.size() == 1 ? " column:" : " columns:")));
+}
+
 Result<std::string> ChooseCellType(const std::vector<std::string>& obs_columns,
                                    const BuildOptions& options) {
   if (!options.cell_type.empty())
     return FirstGiven(options.cell_type, obs_columns, "obs", "--cell-type");
   for (const auto& c : DefaultCellTypeColumns())
     if (Contains(obs_columns, c)) return c;
-  return Status::NotFound("no cell-type column (none of " + QuoteList(DefaultCellTypeColumns()) +
-                          " is in obs); choose one with --cell-type (obs has " +
-                          QuoteList(obs_columns) + ")");
+  return NoCellTypeColumn(obs_columns);
 }
 
 bool Groupable(const Column& col) {
@@ -192,7 +216,7 @@ Status ChooseGroupby(DatasetPlan* plan, const std::vector<std::string>& obs_colu
   CC_ASSIGN_OR_RETURN(aggregate::GroupbyChoice choice,
                       aggregate::ChooseDefaultGroupby(n_cells, plan->columns[0].codes, candidates));
   if (!choice.left_out.empty() && callbacks.note)
-    callbacks.note(dataset + aggregate::DescribeGroupbyChoice(choice, candidates, n_cells));
+    callbacks.note(aggregate::DescribeGroupbyChoice(choice, candidates, n_cells, dataset));
   for (size_t i : choice.chosen) {
     plan->groupby.push_back(candidates[i].name);
     plan->columns.push_back(std::move(kept[kept_of[i]]));
@@ -337,8 +361,8 @@ Result<DatasetPlan> PlanDataset(const DatasetInput& input, const BuildOptions& o
                      aggregate::TransformName(plan.transform) + " (auto: the first values of " +
                      plan.matrix.path +
                      (plan.transform == Transform::kNone
-                          ? " are not all non-negative integers)"
-                          : " are non-negative integers, i.e. counts)"));
+                          ? " are not all whole and >= 0: not counts)"
+                          : " are whole and >= 0: counts)"));
   } else {
     CC_ASSIGN_OR_RETURN(plan.transform, aggregate::ParseTransform(options.transform));
   }

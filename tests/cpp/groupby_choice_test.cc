@@ -184,8 +184,8 @@ TEST(GroupbyDefault, DropsTheWidestColumnUntilGroupsAverageFiveCells) {
   EXPECT_EQ(ch->left_out[1].n_groups, 120);  // cells i and i + 120 together
   EXPECT_EQ(ch->n_groups, 24);
   EXPECT_EQ(DescribeGroupbyChoice(*ch, cands, static_cast<int64_t>(n)),
-            "--groupby default dropped 'd' (groups would average 1.0 cells), 'c' (groups would "
-            "average 2.0 cells); grouping by 'a', 'b' (24 groups, 10.0 cells on average)");
+            "--groupby default: grouping by 'a', 'b' (24 groups, 10.0 cells on average)\n"
+            "  dropped, in this order (cells per group with it still in): 'd' (1.0), 'c' (2.0)");
 }
 
 TEST(GroupbyDefault, OnATieDropsTheLaterColumn) {
@@ -239,8 +239,8 @@ TEST(GroupbyDefault, MissingIsAValueOfItsOwnInEveryColumn) {
   EXPECT_TRUE(ch->chosen.empty());
   EXPECT_EQ(ch->n_groups, 2);
   EXPECT_EQ(DescribeGroupbyChoice(*ch, cands, 10),
-            "--groupby default dropped 'col' (groups would average 2.5 cells); grouping by cell "
-            "type only (2 groups, 5.0 cells on average)");
+            "--groupby default: grouping by cell type only (2 groups, 5.0 cells on average)\n"
+            "  dropped, in this order (cells per group with it still in): 'col' (2.5)");
 }
 
 // The rule as docs/SCALING.md words it, re-counting with SetCount after every drop.
@@ -317,15 +317,54 @@ TEST(GroupbyDescribe, TheNoteNamesWhatWasLeftOutAndDropped) {
                  {3, "cdr3", Reason::kDropped, 90, 150}};
   ch.n_groups = 40;
   EXPECT_EQ(DescribeGroupbyChoice(ch, cands, 200),
-            "--groupby default left out 'clone_id' (identifier-like: 150 distinct values in 200 "
-            "cells), dropped 'cdr3' (groups would average 1.3 cells); grouping by 'sample', "
-            "'patient' (40 groups, 5.0 cells on average)");
+            "--groupby default: grouping by 'sample', 'patient' (40 groups, 5.0 cells on "
+            "average)\n"
+            "  left out as identifier-like (distinct values in 200 cells): 'clone_id' (150)\n"
+            "  dropped, in this order (cells per group with it still in): 'cdr3' (1.3)");
   // Averages are rounded down: 499 cells in 100 groups are not "5.0".
   ch.left_out = {{3, "cdr3", Reason::kDropped, 90, 100}};
   ch.n_groups = 1;
   EXPECT_EQ(DescribeGroupbyChoice(ch, cands, 499),
-            "--groupby default dropped 'cdr3' (groups would average 4.9 cells); grouping by "
-            "'sample', 'patient' (1 group, 499.0 cells on average)");
+            "--groupby default: grouping by 'sample', 'patient' (1 group, 499.0 cells on "
+            "average)\n"
+            "  dropped, in this order (cells per group with it still in): 'cdr3' (4.9)");
+}
+
+TEST(GroupbyDescribe, LongListsWrapAtOneHundredColumnsAndKeepEveryName) {
+  // wu2020's shape: dozens of columns dropped; the note used to be one line of 1,900
+  // characters.
+  Codes unused;
+  std::vector<GroupbyCandidate> cands;
+  GroupbyChoice ch;
+  for (int k = 0; k < 40; ++k) {
+    const std::string name = "IR_VDJ_" + std::to_string(k) + "_cdr3_nt";
+    cands.push_back({name, &unused, 150, true});
+    ch.left_out.push_back({static_cast<size_t>(k), name,
+                           k < 5 ? Reason::kIdentifierLike : Reason::kDropped, 150, 200});
+  }
+  cands.push_back({"source", &unused, 8, true});
+  ch.chosen = {40};
+  ch.n_groups = 40;
+  const std::string lead = "dataset 'wu2020': ";
+  const std::string note = DescribeGroupbyChoice(ch, cands, 200, lead);
+  EXPECT_EQ(note.substr(0, note.find('\n')),
+            lead + "--groupby default: grouping by 'source' (40 groups, 5.0 cells on average)");
+  EXPECT_NE(note.back(), '\n');
+  size_t n_lines = 0, at = 0;
+  for (size_t next; at <= note.size(); at = next + 1, ++n_lines) {
+    next = note.find('\n', at);
+    if (next == std::string::npos) next = note.size();
+    EXPECT_LE(next - at, 100u) << note.substr(at, next - at);
+    if (n_lines > 0) {
+      EXPECT_EQ(note.compare(at, 2, "  "), 0);  // under the head line
+    }
+  }
+  EXPECT_GE(n_lines, 5u);
+  for (int k = 0; k < 40; ++k) {
+    const std::string item =
+        "'IR_VDJ_" + std::to_string(k) + "_cdr3_nt' (" + (k < 5 ? "150" : "1.0") + ")";
+    EXPECT_NE(note.find(item), std::string::npos) << item;
+  }
 }
 
 TEST(GroupbyExplicit, HonouredWithAWarningOnlyWhenGroupsAverageFewerThanFive) {
@@ -360,8 +399,8 @@ TEST(GroupbyChoice, DesignColumnsAreNamedByAWordOfTheirName) {
   for (const char* yes : {"patient", "Sample", "sample_id", "donor_id", "cancer_stage", "Sex",
                           "tissue.general", "treatment-arm", "DiseaseState2 disease"})
     EXPECT_TRUE(IsDesignColumn(yes)) << yes;
-  for (const char* no : {"IR_VJ_1_locus", "clonotype_orig", "batch", "leiden", "sexy", "stages",
-                         "subsample", ""})
+  for (const char* no :
+       {"IR_VJ_1_locus", "clonotype_orig", "batch", "leiden", "sexy", "stages", "subsample", ""})
     EXPECT_FALSE(IsDesignColumn(no)) << no;
 }
 

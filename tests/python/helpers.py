@@ -102,20 +102,26 @@ def run_json(args, timeout=180):
         pytest.fail(f"stdout is not valid JSON: {e}\n" + describe(proc), pytrace=False)
 
 
-def assert_error(proc, *, code=1, mentions=(), any_of=(), patterns=()):
+def assert_error(proc, *, code=1, mentions=(), any_of=(), patterns=(), continued=False):
     """The error contract: exit code `code` (never a signal), stderr exactly
     one line starting with 'cellcube: error: ', which contains every string in
     `mentions` and at least one of `any_of` (case-insensitive), and matches
     every regular expression in `patterns` (case-sensitive, searched in the
-    text after the prefix)."""
+    text after the prefix). With `continued`, the one error may go on over lines
+    indented by two spaces (the CLI's form for an error that lists things:
+    src/cli/main.cc), and `mentions`/`any_of` are looked for in all its lines."""
     info = describe(proc)
     assert proc.returncode >= 0, f"killed by signal {-proc.returncode}\n" + info
     assert proc.returncode == code, f"expected exit code {code}\n" + info
     lines = proc.stderr.splitlines()
-    assert len(lines) == 1, f"stderr must be exactly one line, got {len(lines)}\n" + info
+    if continued:
+        assert lines and all(ln.startswith("  ") for ln in lines[1:]), \
+            "an error's further lines must be indented\n" + info
+    else:
+        assert len(lines) == 1, f"stderr must be exactly one line, got {len(lines)}\n" + info
     line = lines[0]
     assert line.startswith(ERROR_PREFIX), f"stderr must start with {ERROR_PREFIX!r}\n" + info
-    low = line.lower()
+    low = "\n".join(lines).lower()
     for m in mentions:
         assert str(m).lower() in low, f"error message should mention {m!r}\n" + info
     if any_of:

@@ -742,6 +742,24 @@ def test_info_plain(cellcube, full_store):
     assert proc.stdout.strip() and not proc.stderr.strip(), helpers.describe(proc)
     for name in view.dataset_names:
         assert name in proc.stdout, f"plain info should list dataset {name!r}\n" + helpers.describe(proc)
+    # Issue 23: the datasets' tables fit in 120 columns (one table with the source path
+    # as its last column was 245 wide); the sources follow, one "dataset: path" a line,
+    # as info --json records them.
+    info = json.loads(run_ok([cellcube, "info", out, "--json"]).stdout)
+    head, sizes, used, rest = proc.stdout.split("\n\n", 3)
+    sources, _ = rest.split("\n\ncolumns\n", 1)
+    for table in (sizes, used):
+        lines = table.splitlines()
+        assert len(lines) == 2 + len(info["datasets"]), table
+        assert lines[0].split()[0] == "dataset" and "source" not in lines[0], table
+        assert [ln.split()[0] for ln in lines[2:]] == [d["name"] for d in info["datasets"]]
+        assert all(len(line) <= 120 for line in lines), table
+    assert all(len(line) <= 100 for line in head.splitlines()[1:]), head
+    for row, d in zip(used.splitlines()[2:], info["datasets"]):
+        assert row.split() == [d["name"], d["cell_type_column"], d["gene_symbols_column"] or "-",
+                               ",".join(d["groupby"]) or "-"], (row, d)
+    assert sources.splitlines() == ["sources"] + [f"  {d['name']}: {d['source']}"
+                                                  for d in info["datasets"]], sources
     # The columns section: wrapped at 100 characters, each value (the first 12 of a
     # column) with its cell count, as info --json counts them.
     listing = proc.stdout.split("\ncolumns\n", 1)[1]
@@ -952,7 +970,9 @@ def test_build_unknown_groupby_column(cellcube, studies, tmp_path):
 
 def test_build_no_cell_type_candidate(cellcube, tmp_path):
     p = _small_file(tmp_path / "nocelltype.h5ad", {"cluster": _cat(["a", "b"]), "sample": _cat(["s1", "s2"])})
-    assert_build_fails(cellcube, tmp_path, [p], any_of=["--cell-type", "cell type", "cell-type"])
+    # one error, its lists of the defaults and the obs columns on indented lines
+    assert_build_fails(cellcube, tmp_path, [p], any_of=["--cell-type", "cell type", "cell-type"],
+                       mentions=["'cluster', 'sample'", "'leiden', 'louvain'"], continued=True)
 
 
 def _file_with_bad_value(tmp_path, name, value, encoding, dtype=np.float32):

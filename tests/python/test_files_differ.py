@@ -87,10 +87,13 @@ def test_every_bad_input_is_reported_in_one_run(files, tmp_path):
     assert proc.returncode == 1, helpers.describe(proc)
     lines = proc.stderr.splitlines()
     assert lines[0] == "cellcube: error: 3 of 3 inputs cannot be built:", proc.stderr
-    assert len(lines) == 4
-    assert "has no matrix" in lines[1] and str(NO_X[0]) in lines[1]
-    assert "has no matrix" in lines[2] and str(NO_X[1]) in lines[2]
-    assert "no cell-type column" in lines[3] and str(WU) in lines[3]
+    # One entry per input; the cell-type error's own lists are indented under its entry.
+    entries = [ln for ln in lines[1:] if not ln.startswith("    ")]
+    assert len(entries) == 3 and all(ln.startswith("  ") for ln in lines[1:]), proc.stderr
+    assert "has no matrix" in entries[0] and str(NO_X[0]) in entries[0]
+    assert "has no matrix" in entries[1] and str(NO_X[1]) in entries[1]
+    assert "no cell-type column" in entries[2] and str(WU) in entries[2]
+    assert lines[-1].startswith("    ") and "'cluster_orig'" in proc.stderr
     assert not out.exists()
     # One bad input of several: its own error line, as before.
     proc = run([str(helpers.cellcube_path()), "build", "-o", str(out), "--quiet",

@@ -28,7 +28,7 @@ import gen_studies
 import helpers
 import reference
 import store_reference as sr
-from helpers import describe, run_ok
+from helpers import describe, run, run_ok
 
 warnings.filterwarnings("ignore")
 
@@ -94,7 +94,9 @@ def want(obs):
 @pytest.fixture(scope="module")
 def default_build(cellcube, scirpy, tmp_path_factory):
     out = tmp_path_factory.mktemp("default") / "store.h5ad"
-    proc = run_ok([cellcube, "build", "-o", out, "--cell-type", CELL_TYPE, f"{NAME}={scirpy}"])
+    # (a relative output: the summary line names it, and a user's paths are theirs to size)
+    proc = run_ok([cellcube, "build", "-o", out.name, "--cell-type", CELL_TYPE, f"{NAME}={scirpy}"],
+                  cwd=out.parent)
     return out, proc
 
 
@@ -142,16 +144,55 @@ def documented_choice(obs, cell_type, *, max_values=200, half_cells=True, min_va
     return {"chosen": chosen, "left_out": left_out, "dropped": dropped, "n_groups": groups(chosen)}
 
 
-def noted_choice(proc):
-    """(left out, dropped, chosen) as the build's one default --groupby note names them."""
+NOTE_WIDTH = 100  # docs/BUILD.md: the note's lines are at most this wide
+
+
+def default_note(proc, name=NAME):
+    """The build's default --groupby note of dataset `name` (docs/BUILD.md), parsed: a head
+    line "dataset 'N': --groupby default: grouping by 'a', 'b' (G groups, M cells on
+    average)", then indented wrapped lists "  left out as identifier-like (distinct values
+    in C cells): 'x' (k), ..." and "  dropped, in this order (cells per group with it
+    still in): 'y' (m), ...". Returns {"lines", "chosen", "groups" (text in the
+    parentheses), "n_cells", "identifier_like" [(name, k text)], "dropped" [(name, m
+    text)]}; asserts there is exactly one such note."""
     import re
 
-    lines = note_lines(proc, f"dataset '{NAME}': --groupby default left out ")
-    assert len(lines) == 1, describe(proc)
-    head, chosen = lines[0].rsplit("; grouping by ", 1)
-    return (re.findall(r"'([^']*)' \(identifier-like: ", head),
-            re.findall(r"'([^']*)' \(groups would average ", head),
-            re.findall(r"'([^']*)'", chosen.rsplit(" (", 1)[0]))
+    lines = proc.stderr.splitlines()
+    head = f"dataset '{name}': --groupby default: grouping by "
+    starts = [i for i, ln in enumerate(lines) if ln.startswith(head)]
+    assert len(starts) == 1, describe(proc)
+    i = starts[0] + 1
+    while i < len(lines) and lines[i].startswith("  "):
+        i += 1
+    note = lines[starts[0]:i]
+    sections, current = [], [note[0][len(head):]]
+    for ln in note[1:]:
+        if ln.startswith("    "):  # a wrapped list goes on
+            current.append(ln.strip())
+        else:
+            sections.append(" ".join(current))
+            current = [ln.strip()]
+    sections.append(" ".join(current))
+    chosen_text, groups = sections[0].rsplit(" (", 1)
+    out = {"lines": note, "groups": groups.rstrip(")"), "identifier_like": [], "dropped": [],
+           "n_cells": None,
+           "chosen": [] if chosen_text == "cell type only" else re.findall(r"'([^']*)'", chosen_text)}
+    item = re.compile(r"'([^']*)' \(([^)]*)\)")
+    for text in sections[1:]:
+        title, items = text.split(": ", 1)
+        if title.startswith("left out as identifier-like (distinct values in "):
+            out["n_cells"] = int(re.search(r"in (\d+) cells", title).group(1))
+            out["identifier_like"] = item.findall(items)
+        else:
+            assert title == "dropped, in this order (cells per group with it still in)", text
+            out["dropped"] = item.findall(items)
+    return out
+
+
+def noted_choice(proc):
+    """(left out, dropped, chosen) as the build's default --groupby note names them."""
+    n = default_note(proc)
+    return ([c for c, _ in n["identifier_like"]], [c for c, _ in n["dropped"]], n["chosen"])
 
 
 def test_the_file_needs_the_rule(cellcube, default_build, obs, want):
@@ -216,21 +257,51 @@ def test_default_columns_match_the_pandas_reference(default_build, obs, want):
 def test_default_note_names_what_was_left_out_and_dropped(default_build, obs, want):
     out, proc = default_build
     n = len(obs)
-    lines = note_lines(proc, f"dataset '{NAME}': --groupby default left out ")
-    assert len(lines) == 1, "one note should name what the default left out\n" + describe(proc)
-    line = lines[0]
-    for name, k in want["identifier_like"]:
-        assert f"'{name}' (identifier-like: {k} distinct values in {n} cells)" in line, (name, line)
-    for name, g in want["dropped"]:
-        assert f"'{name}' (groups would average {mean_text(n, g)} cells)" in line, (name, line)
-    # in the order they were left out, then dropped
-    named = [name for name, _ in want["identifier_like"] + want["dropped"]]
-    positions = [line.index(f"'{name}' (") for name in named]
-    assert positions == sorted(positions), line
-    chosen = ", ".join(f"'{c}'" for c in want["chosen"])
+    note = default_note(proc)
+    assert note["n_cells"] == n, note
+    assert note["identifier_like"] == [(name, str(k)) for name, k in want["identifier_like"]], note
+    # in the order they were dropped, each with its groups' average while it was still in
+    assert note["dropped"] == [(name, mean_text(n, g)) for name, g in want["dropped"]], note
     g = want["n_groups"]
-    assert line.endswith(f"; grouping by {chosen} ({g} groups, {mean_text(n, g)} cells on average)"), line
+    assert note["chosen"] == want["chosen"]
+    assert note["groups"] == f"{g} groups, {mean_text(n, g)} cells on average", note
     assert not note_lines(proc, "warning:"), describe(proc)
+
+
+def test_build_notes_are_no_wider_than_the_note_width(default_build, want):
+    """Issue 23: the note used to be one line of 1,900 characters on wu2020. Every line of
+    the build's stderr now fits, and the note keeps every fact (checked above) in a few
+    lines: a head line and a wrapped list per reason."""
+    _, proc = default_build
+    lines = proc.stderr.splitlines()
+    assert lines and all(len(ln) <= NOTE_WIDTH for ln in lines), \
+        "\n".join(f"{len(ln)}: {ln}" for ln in lines if len(ln) > NOTE_WIDTH)
+    note = default_note(proc)["lines"]
+    assert 3 <= len(note) <= 12, note
+    assert note[1].startswith("  left out as identifier-like ") and any(
+        ln.startswith("  dropped, in this order ") for ln in note), note
+    # every left-out and dropped column is named once in the note
+    text = "\n".join(note)
+    for name, _ in want["identifier_like"] + want["dropped"]:
+        assert text.count(f"'{name}' (") == 1, name
+
+
+def test_no_cell_type_column_is_one_error_over_narrow_lines(cellcube, scirpy, obs, tmp_path):
+    """The error names every default candidate and every obs column (wrapped, not cut at
+    8), as one error: the first line 'cellcube: error: ...', the rest indented under it."""
+    proc = run([cellcube, "build", "-o", tmp_path / "x.h5ad", "--quiet", scirpy])
+    assert proc.returncode == 1 and not (tmp_path / "x.h5ad").exists(), describe(proc)
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("cellcube: error: ") and "no cell-type column" in lines[0], lines
+    assert "--cell-type" in lines[0] and str(scirpy) in lines[0]
+    assert all(ln.startswith("  ") and len(ln) <= NOTE_WIDTH for ln in lines[1:]), lines
+    assert sum(ln.startswith("cellcube: error:") for ln in lines) == 1
+    text = " ".join(ln.strip() for ln in lines[1:])
+    defaults = ["cell_type", "celltype", "cell_ontology_class", "CellType",
+                "cell_type_ontology_term_id", "leiden", "louvain"]
+    assert "obs has none of the defaults: " + ", ".join(f"'{c}'" for c in defaults) in text, text
+    columns = ", ".join(f"'{c}'" for c in obs.columns)
+    assert f"obs has {len(obs.columns)} columns: {columns}" in text, text
 
 
 def test_quiet_prints_no_note(cellcube, scirpy, tmp_path):
@@ -317,13 +388,15 @@ def test_default_on_a_generated_file_against_the_reference(cellcube, tmp_path):
     assert cols == ["dataset", "cell_type"] + want["chosen"], describe(proc)
     expected = reference_groups(read_obs, ["cell_type"] + want["chosen"])
     assert groups == {("gen",) + k: v for k, v in expected.items()}
-    lines = note_lines(proc, "dataset 'gen': --groupby default left out 'clone' (identifier-like: ")
-    assert len(lines) == 1, describe(proc)
     g = want["n_groups"]
-    assert lines[0] == (f"dataset 'gen': --groupby default left out 'clone' (identifier-like: "
-                        f"{want['identifier_like'][0][1]} distinct values in {n} cells), dropped 'cdr3' "
-                        f"(groups would average {mean_text(n, want['dropped'][0][1])} cells); grouping by "
-                        f"'donor', 'flag' ({g} groups, {mean_text(n, g)} cells on average)")
+    lines = proc.stderr.splitlines()
+    head = lines.index(f"dataset 'gen': --groupby default: grouping by 'donor', 'flag' ({g} groups, "
+                       f"{mean_text(n, g)} cells on average)")
+    assert lines[head + 1:head + 3] == [
+        f"  left out as identifier-like (distinct values in {n} cells): 'clone' "
+        f"({want['identifier_like'][0][1]})",
+        f"  dropped, in this order (cells per group with it still in): 'cdr3' "
+        f"({mean_text(n, want['dropped'][0][1])})"], describe(proc)
 
 
 def test_no_note_when_the_default_leaves_nothing_out(cellcube, tmp_path):
