@@ -521,6 +521,16 @@ describe("web page", () => {
     const csv = fs.readFileSync(await download.path(), "utf8").trim().split(/\r?\n/);
     assert.match(csv[0], /^cell_type,gene,symbol,/);
     assert.equal(csv.length - 1, answer.rows.length);
+    // The minimum fraction applies to the markers too, through the URL.
+    await page.selectOption("#cmp-min-frac", "0.25");
+    await page.waitForURL((u) => new URL(u).searchParams.get("min_frac") === "0.25");
+    assert.equal(await settled(page), "ready");
+    const strict = await api(base, "/api/v1/markers", [["column", "cell_type"], ["top", "5"], ["min_frac", "0.25"]]);
+    assert.ok(strict.rows.every((r) => r.frac1 >= 0.25));
+    assert.equal(await page.locator(".mk-gene").count(), strict.rows.length);
+    await page.selectOption("#cmp-min-frac", "0");
+    await page.waitForURL((u) => !new URL(u).searchParams.has("min_frac"));
+    assert.equal(await settled(page), "ready");
     // The marker dot plot: the top three of each card, each gene once, in card order.
     const want = [];
     for (const ns of byValue.values()) for (const n of ns.slice(0, 3)) if (!want.some((w) => w.toLowerCase() === n.toLowerCase())) want.push(n);
