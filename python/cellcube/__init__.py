@@ -146,18 +146,13 @@ class Store:
         Values of ontology-backed columns are term labels; df.attrs["term_ids"] maps each
         backed by-column's labels to their term ids.
         """
-        import numpy as np
         import pandas as pd
 
         names, columns, notes, term_ids = self._s.query(
             *self._args(genes, by, where, datasets, metrics), rollup=_names(rollup, "rollup"))
         data = {}
         for name, col in zip(names, columns):
-            if isinstance(col, list):  # labels and gene ids: str objects
-                arr = np.empty(len(col), dtype=object)
-                arr[:] = col
-                col = arr
-            data[name] = col
+            data[name] = _object_column(col) if isinstance(col, list) else col  # labels, genes: str
         # A dict keeps the column order; passing columns= as well would make pandas
         # reindex (several times slower).
         frame = pd.DataFrame(data)
@@ -237,15 +232,15 @@ class Store:
                rollup: Names = None) -> str:
         """de() as CSV text, exactly as `cellcube de --format csv` prints it."""
         return self._de(compare, group1, group2, where, datasets, test, donor, min_cells,
-                        min_frac, direction, top, rollup)[0]
+                        min_frac, direction, top, rollup, fmt="csv")[0]
 
     def _de(self, compare, group1, group2, where, datasets, test, donor, min_cells, min_frac,
-            direction, top, rollup):
-        """(CSV text, notes, test) of a DE."""
+            direction, top, rollup, fmt="columns"):
+        """A DE's (names, columns, notes, test), or with fmt="csv" its (CSV text, notes, test)."""
         return self._s.de_text(compare, _names(group1, "group1"), _names(group2, "group2"),
                                _where(where), _names(datasets, "datasets"), test, donor or "",
                                int(min_cells), float(min_frac), direction,
-                               -1 if top is None else int(top), "csv",
+                               -1 if top is None else int(top), fmt,
                                rollup=_names(rollup, "rollup"))
 
     def markers(self, column: str = "cell_type", where: Optional[Mapping] = None,
@@ -259,7 +254,7 @@ class Store:
         "both", and min_frac, as `cellcube markers --direction/--min-frac`."""
         return _frame(*self._s.markers_text(column, _where(where), _names(datasets, "datasets"),
                                             int(top), float(max_padj), test, donor or "",
-                                            int(min_cells), "csv",
+                                            int(min_cells), "columns",
                                             rollup=_names(rollup, "rollup"),
                                             direction=direction, min_frac=float(min_frac)))
 
@@ -277,26 +272,33 @@ def _with_notes(frame, notes):
     return frame
 
 
-# DE and markers columns that count: integers, empty where there is no count (n_donors
-# under a test by cells), so pandas' nullable Int64 rather than float64.
-_COUNT_COLUMNS = ("n_cells1", "n_cells2", "n_donors1", "n_donors2")
+def _object_column(values):
+    """A list of str as a numpy object array (pandas keeps it as it is)."""
+    import numpy as np
+
+    arr = np.empty(len(values), dtype=object)
+    arr[:] = values
+    return arr
 
 
-def _frame(csv_text: str, notes, test):
-    """A DataFrame of a DE or markers CSV answer: empty numbers NaN (<NA> for the counts,
-    which are nullable Int64), labels and genes as str, a gene without a symbol "" (as
-    in Store.genes); the answer's notes in attrs["notes"] and the test that ran in
-    attrs["test"] ("cells", "donors-paired", "donors-unpaired"; markers: "mixed" when
-    the values' tests differ)."""
-    import io
-
+def _frame(names, columns, notes, test):
+    """A DataFrame of a DE or markers answer, built from its columns (no text parsed): the
+    columns of the CSV, labels, genes and symbols as str (a gene without a symbol ""),
+    the counts nullable Int64 (<NA> where the CSV is empty), the other numbers float64
+    (NaN where it is empty); the answer's notes in attrs["notes"] and the test that ran
+    in attrs["test"] ("cells", "donors-paired", "donors-unpaired", "wilcoxon"; markers:
+    "mixed" when the values' tests differ)."""
     import pandas as pd
 
-    frame = pd.read_csv(io.StringIO(csv_text), keep_default_na=False, na_values=[""],
-                        dtype={"gene": str, "symbol": str})
-    frame["symbol"] = frame["symbol"].fillna("")
-    for column in _COUNT_COLUMNS:
-        frame[column] = frame[column].astype("Int64")
+    data = {}
+    for name, col in zip(names, columns):
+        if isinstance(col, tuple):  # a count: (values, missing)
+            data[name] = pd.arrays.IntegerArray(col[0], col[1])
+        elif isinstance(col, list):
+            data[name] = _object_column(col)
+        else:
+            data[name] = col
+    frame = pd.DataFrame(data)
     frame.attrs["test"] = test
     return _with_notes(frame, notes)
 

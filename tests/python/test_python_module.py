@@ -447,3 +447,46 @@ def test_de_and_markers_equal_the_cli(setup, tmp_path):
         assert attrs["test"] == cli_json[key]["test"], (key, attrs, cli_json[key]["test"])
         assert attrs["notes"] == cli_json[key]["notes"], key
     assert len(errors) == 2 and "nope" in errors[0] and "both sides" in errors[1], errors
+
+
+def test_de_frames_come_from_columns_with_labels_as_str(setup, tmp_path):
+    """s.markers()/s.de() build their DataFrames from columns, not from parsed text: a
+    value that reads as a number (pbmc68k's louvain clusters "0", "1", ...) stays the
+    str the store holds, as in s.query(); every number equals the CLI's CSV."""
+    import io
+
+    import pandas as pd
+
+    cellcube, _store, build, _d = setup
+    pbmc = helpers.DATA_DIR / "anndata-0.6_pbmc68k-reduced_dense-gzip_legacy-raw.h5ad"
+    assert pbmc.is_file(), pbmc
+    store = tmp_path / "pbmc.h5ad"
+    helpers.run_ok([cellcube, "build", "-o", store, "--quiet", "--matrix", "X", "--cell-type", "louvain", pbmc])
+    cli = helpers.run_ok([cellcube, "markers", store, "--top", "4", "--test", "cells", "--format", "csv"]).stdout
+    want = pd.read_csv(io.StringIO(cli), keep_default_na=False, na_values=[""],
+                       dtype={"cell_type": str, "gene": str, "symbol": str})
+    out = tmp_path / "m.pkl"
+    proc = run_python(build, f"""
+        import pickle, cellcube
+        s = cellcube.open({str(store)!r})
+        frame = s.markers(top=4, test="cells")
+        labels = s.query(frame["gene"].iloc[0], by="cell_type")["cell_type"].tolist()
+        with open({str(out)!r}, "wb") as f:
+            pickle.dump((frame, labels), f)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    with open(out, "rb") as f:
+        frame, labels = pickle.load(f)
+    assert len(frame) == len(want) > 4
+    assert frame["cell_type"].dtype == object and all(isinstance(v, str) for v in frame["cell_type"])
+    assert set(frame["cell_type"]) <= set(labels), "the same labels as s.query() gives"
+    for column in ("gene", "symbol"):
+        assert frame[column].dtype == object
+    for column in ("n_cells1", "n_cells2", "n_donors1", "n_donors2"):
+        assert str(frame[column].dtype) == "Int64", column
+        assert list(frame[column].isna()) == list(want[column].isna()), column
+        want[column] = want[column].astype("Int64")
+    want["symbol"] = want["symbol"].fillna("")
+    for column in ("mean1", "logfc", "t", "pvalue", "padj"):
+        assert frame[column].dtype == np.float64, column
+    pd.testing.assert_frame_equal(frame, want)
