@@ -16,6 +16,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
+import { after, before } from "node:test";
 import { chromium } from "playwright-core";
 import { startStub } from "./stub-server.mjs";
 
@@ -151,6 +152,37 @@ export async function setup() {
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+// A describe block's own store. Before its tests, `make(dir)` builds the store in a
+// fresh temporary folder and returns its path; it is served and a browser started. The
+// fixture's `base` is the server's address and `open(search)` a 1280×800 page at that
+// URL, recording its script errors in `page.errors`; after the tests all is stopped and
+// the folder removed.
+export function ownStore(prefix, make) {
+  let server, browser, dir;
+  const fixture = {
+    base: null,
+    async open(search) {
+      const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 }, acceptDownloads: true })).newPage();
+      page.errors = [];
+      page.on("pageerror", (e) => page.errors.push(e.message));
+      await page.goto(`${fixture.base}/${search}`);
+      return page;
+    },
+  };
+  before(async () => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+    server = await serveStore(await make(dir));
+    fixture.base = server.base;
+    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return fixture;
 }
 
 export async function api(base, pathname, pairs = []) {

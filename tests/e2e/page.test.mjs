@@ -4,11 +4,9 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
-import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { chromium } from "playwright-core";
-import { api, BIN, BROWSER_ARGS, dotFingerprint, DOTS, pickGenes, ROOT, serveStore, settled, setup } from "./harness.mjs";
+import { api, BIN, dotFingerprint, DOTS, ownStore, pickGenes, ROOT, settled, setup } from "./harness.mjs";
 
 let env, base, genes, meta;
 
@@ -696,28 +694,18 @@ describe("web page", () => {
 
 // A store of scaled data (krumsiek11's X: values below 0), served on its own.
 describe("web page on scaled data", () => {
-  let server, browser, scaled;
-  before(async () => {
+  const server = ownStore("cellcube-e2e-scaled-", (dir) => {
     const file = path.join(ROOT, "..", "shared", "data", "h5ad", "anndata-0.7_krumsiek11_dense-f32.h5ad");
-    scaled = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-scaled-")), "scaled.h5ad");
+    const scaled = path.join(dir, "scaled.h5ad");
     execFileSync(BIN, ["build", "-o", scaled, "--quiet", `krumsiek11=${file}`], { stdio: "pipe" });
-    server = await serveStore(scaled);
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
-  });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    if (scaled) fs.rmSync(path.dirname(scaled), { recursive: true, force: true });
+    return scaled;
   });
 
   test("the footnote names the scaled dataset and the tooltip gives no mean in expressing cells", async () => {
     const answer = await api(server.base, "/api/v1/query", [["genes", "Gata1"], ["by", "cell_type"], ["metrics", "n_cells,nnz,mean_expr"]]);
     assert.ok(answer.rows.some((r) => r.nnz > 0), "Gata1 has cells above 0");
     assert.ok(answer.rows.every((r) => r.mean_expr === null), "the server leaves mean_expr empty");
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${server.base}/?genes=Gata1&by=cell_type&plot=dot`);
+    const page = await server.open("?genes=Gata1&by=cell_type&plot=dot");
     assert.equal(await settled(page), "ready");
     assert.match(await page.textContent("#footnote"), /dataset 'krumsiek11' holds values below 0/);
     const dots = page.locator(DOTS);
@@ -734,54 +722,37 @@ describe("web page on scaled data", () => {
     assert.ok(tips.every((t) => /mean in expressing—/.test(t)), tips.join("\n"));
     const why = tips.filter((t) => /mean in expressing— \(scaled data\)/.test(t) && /values below 0 \(scaled data\)/.test(t));
     assert.equal(why.length, answer.rows.filter((r) => r.nnz > 0).length, tips.join("\n"));
-    assert.deepEqual(errors, []);
+    assert.deepEqual(page.errors, []);
   });
 
   test("violins of scaled data: no histogram, said in the row and the footnote", async () => {
     const answer = await api(server.base, "/api/v1/distribution", [["genes", "Gata1"], ["by", "cell_type"]]);
     assert.ok(answer.rows.length > 0 && answer.rows.every((r) => r.zeros === null && r.bins === null));
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${server.base}/?genes=Gata1&by=cell_type&plot=violin`);
+    const page = await server.open("?genes=Gata1&by=cell_type&plot=violin");
     assert.equal(await settled(page), "ready");
     assert.equal(await page.locator("#chart path.violin").count(), 0);
     assert.equal(await page.locator("#chart circle.zeros").count(), 0);
     assert.equal(await page.locator("#chart .no-hist").count(), answer.rows.length);
     assert.match(await page.textContent("#footnote"), /krumsiek11/);
-    assert.deepEqual(errors, []);
+    assert.deepEqual(page.errors, []);
   });
 });
 
 // The ontology's tree (docs/ONTOLOGY.md, docs/WEB.md): a synthetic atlas with CELLxGENE
 // term id columns, built with the demo's term maps (data/ontology).
 describe("web page with ontology terms", () => {
-  let server, browser, dir;
-  const openTree = async (search) => {
-    const page = await browser.newPage();
-    page.errors = [];
-    page.on("pageerror", (e) => page.errors.push(e.message));
-    await page.goto(`${server.base}/${search}`);
-    return page;
-  };
-  // A label's own text (a row that toggles or opens markers also holds a <title>).
-  const tickLabels = (page) => page.locator('g[aria-label="y-axis tick label"] text').evaluateAll((ts) => ts.map((t) => t.firstChild.textContent));
-  const clean = (label) => label.replace(/[\u00a0▸▾ ]+/g, " ").trim();
-  before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-terms-"));
+  const server = ownStore("cellcube-e2e-terms-", (dir) => {
     execFileSync(BIN, ["synth", "-o", dir, "--datasets", "2", "--cells", "3000", "--genes", "400", "--term-ids", "--quiet"], { stdio: "pipe" });
     const store = path.join(dir, "terms.h5ad");
     const maps = ["CL-ontology-v2026-03-26", "UBERON-ontology-v2026-04-01", "MONDO-ontology-v2026-05-05"]
       .flatMap((m) => ["--ontology", path.join(ROOT, "data", "ontology", `${m}.subset.json.gz`)]);
     execFileSync(BIN, ["build", "-o", store, "--quiet", ...maps, path.join(dir, "synth_01.h5ad"), path.join(dir, "synth_02.h5ad")], { stdio: "pipe" });
-    server = await serveStore(store);
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+    return store;
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const openTree = (search) => server.open(search);
+  // A label's own text (a row that toggles or opens markers also holds a <title>).
+  const tickLabels = (page) => page.locator('g[aria-label="y-axis tick label"] text').evaluateAll((ts) => ts.map((t) => t.firstChild.textContent));
+  const clean = (label) => label.replace(/[\u00a0▸▾ ]+/g, " ").trim();
 
   test("the Tree switch rolls cell types up: indented rows in the API's order, collapse and expand in the URL", async () => {
     const page = await openTree("?genes=CD3E&by=cell_type&plot=dot");
@@ -843,29 +814,15 @@ describe("web page with ontology terms", () => {
 // Datasets that differ: donors in only one of two datasets, a column with one value for
 // every cell ('assay') and one whose cells are all missing ('note').
 describe("web page on datasets that differ", () => {
-  let server, browser, dir;
-  before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), "cellcube-e2e-differ-"));
+  const server = ownStore("cellcube-e2e-differ-", (dir) => {
     execFileSync(BIN, ["synth", "-o", dir, "--datasets", "2", "--cells", "3000", "--genes", "300", "--seed", "3", "--quiet"], { stdio: "pipe" });
     execFileSync("/usr/bin/python3", [path.join(ROOT, "tests/e2e/make_differing_inputs.py"), path.join(dir, "synth_01.h5ad"), path.join(dir, "synth_02.h5ad"), path.join(dir, "in")], { stdio: "pipe" });
     const store = path.join(dir, "differ.h5ad");
     execFileSync(BIN, ["build", "-o", store, "--quiet", "--groupby", "disease,sex,donor,assay,note",
       path.join(dir, "in", "synth_01_differs.h5ad"), path.join(dir, "in", "synth_02_differs.h5ad")], { stdio: "pipe" });
-    server = await serveStore(store);
-    browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", headless: true, args: BROWSER_ARGS });
+    return store;
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  });
-  const open = async (search) => {
-    const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
-    page.errors = [];
-    page.on("pageerror", (e) => page.errors.push(e.message));
-    await page.goto(`${server.base}/${search}`);
-    return page;
-  };
+  const open = (search) => server.open(search);
 
   test("bars: the legend says the dots and error bars cover only the cells with a donor, how many, and which dataset has none", async () => {
     const gene = (await api(server.base, "/api/v1/genes", [["q", "CD3E"], ["limit", "1"]])).genes[0].symbol;
