@@ -143,6 +143,9 @@ Status StoreEntries::Load(const h5ad::File& file, bool check_indptr) {
   CC_ASSIGN_OR_RETURN(a_.nnz, View(file, located.nnz));
   CC_ASSIGN_OR_RETURN(a_.sum, View(file, located.sum));
   CC_ASSIGN_OR_RETURN(a_.second, View(file, located.second));
+  if (located.has_entry_offsets()) {
+    CC_ASSIGN_OR_RETURN(offsets_, View(file, located.entry_offsets));
+  }
   CC_RETURN_IF_ERROR(LoadHistograms(file, located));
   const EntryArrayNames names = EntryArraysOf(version);
   CC_RETURN_IF_ERROR(CheckSamePattern(file, names.sum_indptr, located.indptr, a_.indptr));
@@ -170,6 +173,7 @@ Status StoreEntries::CheckGene(int64_t gene) const {
   // Unchecked, or damaged (checked again for the message: it is rare and cheap).
   const EntryRange all{a_.indptr.IntAt(gene), a_.indptr.IntAt(gene + 1)};
   Status s = check_range_(*this, gene, all, 0, r_.n_groups());
+  if (s.ok()) s = CheckEntryOffsets(gene);
   if (known == kUnchecked) verdict.store(s.ok() ? kGood : kDamaged, std::memory_order_release);
   return s;
 }
@@ -183,12 +187,46 @@ EntryRange StoreEntries::DatasetEntries(int64_t gene, int64_t dataset) const {
   if (first.empty()) return {};
   const int64_t begin = a_.indptr.IntAt(gene), n = a_.indptr.IntAt(gene + 1) - begin;
   const auto d = static_cast<size_t>(dataset);
+  if (offsets_.size > 0) {
+    // Format 3 says where: no search. Clamped into the gene, so that even a damaged
+    // offset reads inside it; the checks (CheckEntryOffsets, NeighbourFault) refuse it.
+    const int64_t n_datasets = r_.n_datasets();
+    const uint32_t* at = offsets_.As<uint32_t>() + gene * n_datasets + dataset;
+    const int64_t b = std::min<int64_t>(at[0], n);
+    const int64_t e = dataset + 1 < n_datasets ? std::min<int64_t>(at[1], n) : n;
+    return {begin + b, begin + std::max(b, e)};
+  }
   const int64_t last = r_.dataset_group_end()[d];
   const EntryRange local =
       a_.indices.type == ArrayType::kInt64
           ? entry_check::LocateGroups(a_.indices.As<int64_t>() + begin, n, first[d], last)
           : entry_check::LocateGroups(a_.indices.As<int32_t>() + begin, n, first[d], last);
   return {begin + local.begin, begin + local.end};
+}
+
+// A gene's entry_offsets against its entries, which CheckGene found ascending: each
+// dataset's offset is where its groups begin, the entry before it of an earlier group
+// and the one at it of that dataset's first group or later. A read of a few datasets
+// checks its ranges' neighbours instead (CheckDatasetEntries).
+Status StoreEntries::CheckEntryOffsets(int64_t gene) const {
+  const std::vector<int64_t>& first = r_.dataset_group_begin();
+  if (offsets_.size == 0 || first.empty()) return Status::Ok();
+  const int64_t begin = a_.indptr.IntAt(gene), n = a_.indptr.IntAt(gene + 1) - begin;
+  const int64_t n_datasets = r_.n_datasets();
+  const uint32_t* at = offsets_.As<uint32_t>() + gene * n_datasets;
+  for (int64_t d = 0; d < n_datasets; ++d) {
+    const int64_t o = at[d], group = first[static_cast<size_t>(d)];
+    const bool fits = o <= n && (d == 0 || o >= at[d - 1]) &&
+                      (o == 0 || a_.indices.IntAt(begin + o - 1) < group) &&
+                      (o == n || a_.indices.IntAt(begin + o) >= group);
+    if (!fits)
+      return Status::Corrupt("store '" + r_.path() +
+                             "' is damaged: raw.cellcube/entry_offsets of gene '" +
+                             std::string(r_.gene_ids()[static_cast<size_t>(gene)]) +
+                             "' in dataset '" + r_.meta().datasets[static_cast<size_t>(d)].name +
+                             "' does not match its entries (rebuild it)");
+  }
+  return Status::Ok();
 }
 
 bool StoreEntries::DatasetChecked(int64_t gene, int64_t dataset) const {

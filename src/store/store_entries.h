@@ -184,10 +184,10 @@ class StoreEntries {
   [[nodiscard]] Status CheckGene(int64_t gene) const;
   // Whether CheckGene found all of gene g's entries good.
   bool GeneChecked(int64_t gene) const;
-  // The entries of `gene` whose groups lie in dataset d's groups: two binary searches
-  // of the gene's groups, a pure function of the file, so the check and the read agree
-  // on the range even in a damaged gene. Empty when the datasets' groups are not
-  // consecutive.
+  // The entries of `gene` whose groups lie in dataset d's groups: from entry_offsets
+  // (format 3), else two binary searches of the gene's groups; a pure function of the
+  // file either way, so the check and the read agree on the range even in a damaged
+  // gene. Empty when the datasets' groups are not consecutive.
   EntryRange DatasetEntries(int64_t gene, int64_t dataset) const;
   // The entries of `genes` a read of `datasets` may touch, checked once each (on the
   // pool when they are many); the error is the first damaged gene in the order given.
@@ -244,6 +244,7 @@ class StoreEntries {
   bool DatasetChecked(int64_t gene, int64_t dataset) const;
   void MarkDatasetChecked(int64_t gene, int64_t dataset) const;
   Status CheckDatasetEntries(int64_t gene, int64_t dataset) const;
+  Status CheckEntryOffsets(int64_t gene) const;
   bool CopyPays(size_t n_genes_read, const std::vector<int32_t>& datasets) const;
   Result<std::shared_ptr<const EntryCopy>> CopyOf(const std::vector<int32_t>& datasets) const;
 
@@ -254,6 +255,7 @@ class StoreEntries {
   uint64_t file_size_ = 0;
   std::vector<std::vector<uint64_t>> owned_;  // arrays read into memory (8-byte aligned)
   EntryArrays a_;
+  ArrayView offsets_;  // entry_offsets, uint32[genes x datasets]; empty before format 3
   int64_t n_entries_ = 0;
   CheckRangeFn check_range_ = nullptr;
   // Per gene: 0 = entries not checked yet, 1 = good, 2 = damaged.

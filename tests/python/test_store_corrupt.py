@@ -619,3 +619,46 @@ def test_damage_in_one_dataset_is_refused_by_its_reads_only(nine):
         # Reads of another dataset do not touch it, and answer as before.
         for got, want in zip(other_reads(bad, other), good[other]):
             assert got.returncode == 0 and got.stdout == want.stdout, helpers.describe(got)
+
+
+def test_damaged_entry_offsets_are_refused_where_they_are_read(nine):
+    """docs/FORMAT.md: a read in place finds a dataset's entries in a gene from
+    raw.cellcube/entry_offsets, checked before use, so a wrong offset is refused, never
+    an answer that silently leaves entries out or takes another dataset's: whether the
+    read checks the whole gene (every dataset) or one dataset's range. A copied read
+    (every gene of one dataset) finds the entries by their groups and answers exactly
+    as from the intact store. Reads of other genes answer as before; `info --check`
+    finds it."""
+    cellcube, store, _alone, d = nine
+    gene, _k = first_entry_after_another_dataset(store, DATASET)
+    with h5py.File(store, "r") as f:
+        ids = [x.decode() if isinstance(x, bytes) else str(x) for x in f["var/_index"][:]]
+        names = [x.decode() for x in f["obs/dataset/categories"][:]]
+        table = f["raw.cellcube/entry_offsets"]
+        g, ds = ids.index(gene), names.index(DATASET)
+        width, n_datasets = table.dtype.itemsize, table.shape[1]
+        here, after = int(table[g, ds]), int(table[g, ds + 1])
+    assert after > here + 1, "the dataset has two or more entries in the gene"
+    other_gene = next(x for x in ids if x != gene)
+    good_other = query(cellcube, store, ["--genes", other_gene, "--datasets", DATASET])
+    assert good_other.returncode == 0 and good_other.stdout, helpers.describe(good_other)
+    good_de = de(cellcube, store, DATASET)
+    assert good_de.returncode == 0 and good_de.stdout, helpers.describe(good_de)
+    off = offsets(store)["raw.cellcube/entry_offsets"][0] + (g * n_datasets + ds) * width
+    data = store.read_bytes()
+    # One entry too late (the dataset's first entry left out), one too early (the
+    # dataset before it would lose its last entry to this one).
+    for i, value in enumerate((here + 1, here - 1)):
+        b = bytearray(data)
+        b[off:off + width] = struct.pack("<I", value)
+        bad = d / f"offsets-{i}.h5ad"
+        bad.write_bytes(bytes(b))
+        for proc in (query(cellcube, bad, ["--genes", gene]),                          # whole gene
+                     query(cellcube, bad, ["--genes", gene, "--datasets", DATASET])):  # in place
+            helpers.assert_error(proc, code=1, mentions=[str(bad)])
+            assert gene in proc.stderr, helpers.describe(proc)
+        copied = de(cellcube, bad, DATASET)
+        assert copied.returncode == 0 and copied.stdout == good_de.stdout, helpers.describe(copied)
+        again = query(cellcube, bad, ["--genes", other_gene, "--datasets", DATASET])
+        assert again.returncode == 0 and again.stdout == good_other.stdout, helpers.describe(again)
+        helpers.assert_error(helpers.run([cellcube, "info", bad, "--check"]), code=1, mentions=[gene])
