@@ -115,12 +115,13 @@ class PyStore {
  public:
   explicit PyStore(std::shared_ptr<const QueryEngine> engine) : engine_(std::move(engine)) {}
 
-  static std::shared_ptr<PyStore> Open(const std::string& path) {
+  static std::shared_ptr<PyStore> Open(const std::string& path, bool preload) {
     Result<std::shared_ptr<const QueryEngine>> engine = [&] {
       py::gil_scoped_release release;
       // Isolated: libhdf5 crashing on a damaged file must not take the interpreter down.
       StoreOpenOptions options;
       options.isolate = true;
+      options.preload = preload;
       return QueryEngine::Open(path, options);
     }();
     if (!engine.ok()) {
@@ -141,6 +142,11 @@ class PyStore {
   std::vector<std::string> gene_symbols() const { return meta_store().gene_symbols().ToVector(); }
   int64_t n_groups() const { return meta_store().n_groups(); }
   int64_t n_entries() const { return meta_store().n_entries(); }
+  // What open(..., preload=True) did: (done, bytes, bytes on 2 MB pages, why not).
+  py::tuple preload() const {
+    const PreloadReport& r = meta_store().preload();
+    return py::make_tuple(r.done, r.bytes, r.huge_bytes, r.why_not);
+  }
 
   std::vector<std::string> values(const std::string& column) const {
     auto c = engine_->ColumnIndex(column);
@@ -343,6 +349,7 @@ PYBIND11_MODULE(_cellcube, m) {
       .def_property_readonly("gene_symbols", &PyStore::gene_symbols)
       .def_property_readonly("n_groups", &PyStore::n_groups)
       .def_property_readonly("n_entries", &PyStore::n_entries)
+      .def_property_readonly("preload", &PyStore::preload)
       .def("values", &PyStore::values, py::arg("column"))
       .def("query", &PyStore::query, py::arg("genes"), py::arg("by"), py::arg("where"),
            py::arg("datasets"), py::arg("metrics"), py::arg("rollup") = std::vector<std::string>())
@@ -360,7 +367,7 @@ PYBIND11_MODULE(_cellcube, m) {
            py::arg("donor"), py::arg("min_cells"), py::arg("format"),
            py::arg("rollup") = std::vector<std::string>(), py::arg("direction") = "up",
            py::arg("min_frac") = 0.0);
-  m.def("open", &PyStore::Open, py::arg("path"));
+  m.def("open", &PyStore::Open, py::arg("path"), py::arg("preload") = false);
   py::list metrics;
   for (cellcube::Metric x : cellcube::AllMetrics()) metrics.append(cellcube::MetricName(x));
   m.attr("METRICS") = metrics;

@@ -42,6 +42,23 @@ class StoreEntries;  // the entry arrays and their checks (src/store/store_entri
 struct StoreOpenOptions {
   bool isolate = false;       // see "Isolation" above
   uint64_t memory_limit = 0;  // for the isolated child; 0 = MemoryLimitFor(file size)
+  // Copies the mapped entry and histogram arrays into one block of anonymous memory on
+  // 2 MB pages (transparent huge pages) when they take at most `preload_max` bytes (0:
+  // three quarters of the memory available): reads then take no page faults and few
+  // TLB misses (docs/BENCHMARKS.md). Otherwise the mapping is read, as without; the
+  // reader's preload() says which, and why.
+  bool preload = false;
+  uint64_t preload_max = 0;
+};
+
+// What StoreOpenOptions::preload did.
+struct PreloadReport {
+  bool asked = false;
+  bool done = false;
+  uint64_t bytes = 0;       // the arrays' bytes: copied when done
+  uint64_t huge_bytes = 0;  // of the copy, how much the kernel put on 2 MB pages
+  double seconds = 0;       // the copy's time
+  std::string why_not;      // asked and not done: why (one clause)
 };
 
 class StoreReader {
@@ -96,6 +113,8 @@ class StoreReader {
   // How many of the five entry arrays are read in place from the mapping (5 for a store
   // as cellcube writes it).
   int arrays_mapped() const;
+  // What the open's preload did (StoreOpenOptions::preload).
+  const PreloadReport& preload() const;
 
  private:
   struct Internals;  // the open: checks the file and fills in the members (reader.cc)

@@ -9,13 +9,14 @@
 #include "server/api.h"
 #include "server/http.h"
 #include "server/store_holder.h"
+#include "util/isolate.h"
 #include "util/text.h"
 
 namespace cellcube::cli {
 
 const char* const kServeHelp =
     "usage: cellcube serve STORE [--host 127.0.0.1] [--port 8080] [--threads N]\n"
-    "                      [--cache-mb N] [--quiet]\n\n"
+    "                      [--cache-mb N] [--preload] [--preload-max SIZE] [--quiet]\n\n"
     "Serves a store over HTTP/1.1: the web page at / and the JSON API of docs/API.md\n"
     "(/api/v1/query, /api/v1/meta, /api/v1/counts, /api/v1/genes, /healthz). A store\n"
     "file replaced on disk (e.g. by 'cellcube add') is picked up without a restart.\n"
@@ -25,13 +26,31 @@ const char* const kServeHelp =
     "  --threads N    server threads (default: every core)\n"
     "  --cache-mb N   memory for answers kept per store version, so a dot plot asked\n"
     "                 again is not computed again (default 64; 0 = none)\n"
+    "  --preload      copy the store's arrays into memory on 2 MB pages at start (and at\n"
+    "                 each reload): answers that read across the whole store, such as a\n"
+    "                 DE over every dataset, take fewer page faults and TLB misses. Used\n"
+    "                 when the arrays fit in --preload-max; else the file's mapping is\n"
+    "                 read, as without, and the start says why\n"
+    "  --preload-max SIZE  the most memory --preload may take: 8G, 512M, bytes (default:\n"
+    "                 three quarters of the memory available)\n"
     "  --quiet        print only errors\n";
+
+// What --preload did, in one line.
+std::string PreloadLine(const PreloadReport& r) {
+  if (!r.done) return "not preloaded: " + r.why_not + "; reading the file's mapping";
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, "%.1f", r.seconds);
+  return "preloaded " + FormatBytes(r.bytes) + " of arrays into memory in " + seconds + " s (" +
+         FormatBytes(r.huge_bytes) + " of it on 2 MB pages)";
+}
 
 Status RunServe(const std::vector<std::string>& argv) {
   CC_ASSIGN_OR_RETURN(Args args, Args::Parse(argv, {{"host", true},
                                                     {"port", true},
                                                     {"threads", true},
                                                     {"cache-mb", true},
+                                                    {"preload", false},
+                                                    {"preload-max", true},
                                                     {"quiet", false}}));
   if (args.positionals().size() != 1) return Status::Usage("serve needs exactly one STORE");
   server::HttpOptions options;
@@ -44,6 +63,12 @@ Status RunServe(const std::vector<std::string>& argv) {
   options.port = static_cast<int>(port);
   options.threads = static_cast<int>(threads);
   const bool quiet = args.Flag("quiet");
+  StoreOpenOptions open;
+  open.preload = args.Flag("preload");
+  if (auto max = args.Get("preload-max")) {
+    if (!open.preload) return Status::Usage("--preload-max needs --preload");
+    CC_ASSIGN_OR_RETURN(open.preload_max, ParseMemoryLimit(*max, "--preload-max"));
+  }
 
   // Signals go to the thread that waits for them, never to the server's threads.
   sigset_t signals;
@@ -54,7 +79,7 @@ Status RunServe(const std::vector<std::string>& argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  CC_ASSIGN_OR_RETURN(auto holder, server::StoreHolder::Open(args.positionals()[0]));
+  CC_ASSIGN_OR_RETURN(auto holder, server::StoreHolder::Open(args.positionals()[0], open));
   CC_ASSIGN_OR_RETURN(auto http,
                       server::HttpServer::Start(options, server::MakeApi(holder.get(), limits)));
   holder->StartWatching(500, [](const std::string& line) {
@@ -68,6 +93,7 @@ Status RunServe(const std::vector<std::string>& argv) {
                 args.positionals()[0].c_str(), static_cast<long long>(snap->store().n_datasets()),
                 WithThousands(cells).c_str(), WithThousands(snap->store().n_genes()).c_str(),
                 options.host == "0.0.0.0" ? "127.0.0.1" : options.host.c_str(), http->port());
+    if (open.preload) std::printf("  %s\n", PreloadLine(snap->store().preload()).c_str());
     std::fflush(stdout);
   }
   int sig = 0;

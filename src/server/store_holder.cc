@@ -15,9 +15,10 @@ std::string Identity(const struct stat& st) {
 }  // namespace
 
 Result<std::shared_ptr<const Snapshot>> StoreHolder::Load(const std::string& path,
-                                                          int64_t generation) {
+                                                          int64_t generation,
+                                                          const StoreOpenOptions& given) {
   // Isolated: a damaged replacement must not take the server down with libhdf5.
-  StoreOpenOptions options;
+  StoreOpenOptions options = given;
   options.isolate = true;
   CC_ASSIGN_OR_RETURN(auto engine, QueryEngine::Open(path, options));
   auto snapshot = std::make_shared<Snapshot>();
@@ -27,9 +28,11 @@ Result<std::shared_ptr<const Snapshot>> StoreHolder::Load(const std::string& pat
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
 
-Result<std::unique_ptr<StoreHolder>> StoreHolder::Open(const std::string& path) {
-  CC_ASSIGN_OR_RETURN(auto snapshot, Load(path, 1));
+Result<std::unique_ptr<StoreHolder>> StoreHolder::Open(const std::string& path,
+                                                       const StoreOpenOptions& options) {
+  CC_ASSIGN_OR_RETURN(auto snapshot, Load(path, 1, options));
   std::unique_ptr<StoreHolder> holder(new StoreHolder(path));
+  holder->options_ = options;
   holder->current_ = std::move(snapshot);
   holder->generation_ = 1;
   return holder;
@@ -62,7 +65,7 @@ bool StoreHolder::CheckNow() {
     return false;
   const std::string id = Identity(st);
   if (id == last_failed_) return false;
-  auto next = Load(path_, generation_ + 1);
+  auto next = Load(path_, generation_ + 1, options_);
   if (!next.ok()) {
     last_failed_ = id;
     if (log_)

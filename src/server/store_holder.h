@@ -26,9 +26,12 @@ struct Snapshot {
 
 class StoreHolder {
  public:
-  // Opens the store; fails like StoreReader::Open.
-  static Result<std::shared_ptr<const Snapshot>> Load(const std::string& path, int64_t generation);
-  static Result<std::unique_ptr<StoreHolder>> Open(const std::string& path);
+  // Opens the store, isolated, with `options`' preload (kept for every store file it
+  // loads later); fails like StoreReader::Open.
+  static Result<std::shared_ptr<const Snapshot>> Load(const std::string& path, int64_t generation,
+                                                      const StoreOpenOptions& options = {});
+  static Result<std::unique_ptr<StoreHolder>> Open(const std::string& path,
+                                                   const StoreOpenOptions& options = {});
   ~StoreHolder();
 
   std::shared_ptr<const Snapshot> Get() const;
@@ -45,6 +48,7 @@ class StoreHolder {
   explicit StoreHolder(std::string path) : path_(std::move(path)) {}
 
   std::string path_;
+  StoreOpenOptions options_;
   mutable std::mutex mu_;
   std::shared_ptr<const Snapshot> current_;
   std::atomic<int64_t> generation_{0};

@@ -125,11 +125,15 @@ bool SameFile(const struct stat& a, const StoreReader& r) {
 
 Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& path,
                                                              const StoreOpenOptions& options) {
-  const auto OpenInProcess = [](const std::string& file, bool hdf5_only = false) {
+  const auto OpenInProcess = [&options](const std::string& file, bool hdf5_only = false) {
     bool replaced = false;
     for (int attempt = 0;; ++attempt) {
       auto r = Internals::OpenOnce(file, hdf5_only, &replaced);
-      if (!replaced || attempt == 4) return r;
+      if (!replaced || attempt == 4) {
+        // Before the reader is shared: its arrays may still move (Preload).
+        if (r.ok() && !hdf5_only && options.preload) (*r)->entries_->Preload(options.preload_max);
+        return r;
+      }
     }
   };
   if (!options.isolate) return OpenInProcess(path);
@@ -157,6 +161,7 @@ Result<std::shared_ptr<const StoreReader>> StoreReader::Open(const std::string& 
 StoreReader::~StoreReader() = default;
 
 int StoreReader::arrays_mapped() const { return entries_->arrays_mapped(); }
+const PreloadReport& StoreReader::preload() const { return entries_->preload_report(); }
 int64_t StoreReader::n_entries() const { return entries_->n_entries(); }
 Status StoreReader::CheckAllGenes() const { return entries_->CheckAllGenes(); }
 

@@ -57,6 +57,7 @@ StoreEntries::StoreEntries(const StoreReader& reader)
     : r_(reader), copies_(std::make_unique<Copies>()) {}
 
 StoreEntries::~StoreEntries() {
+  if (preload_block_) ::munmap(preload_block_, preload_length_);
   if (map_) ::munmap(map_, map_bytes_);
   if (fd_ >= 0) ::close(fd_);
 }

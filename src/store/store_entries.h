@@ -222,6 +222,11 @@ class StoreEntries {
                                        const std::vector<int32_t>& datasets) const;
   // CheckGene for every gene (what `cellcube info --check` runs).
   [[nodiscard]] Status CheckAllGenes() const;
+  // StoreOpenOptions::preload, at open before any read (src/store/preload.cc): the mapped
+  // arrays copied into huge pages when they take at most `max_bytes` (0: three quarters
+  // of the memory available). Never fails: preload_report() says what it did.
+  void Preload(uint64_t max_bytes);
+  const PreloadReport& preload_report() const { return preload_; }
 
  private:
   struct Copies;  // the cache of copies (store_entries.cc)
@@ -270,6 +275,9 @@ class StoreEntries {
   mutable std::once_flag hist_bits_made_;
   mutable std::unique_ptr<std::atomic<uint64_t>[]> hist_good_;
   std::vector<uint8_t> flagged_;  // per dataset: values below 0, no histograms
+  PreloadReport preload_;
+  void* preload_block_ = nullptr;  // the copy (Preload), unmapped with the reader
+  uint64_t preload_length_ = 0;
 };
 
 // The entries of an open StoreReader.
