@@ -323,12 +323,8 @@ class PyStore {
   static py::tuple Text(F&& make, const std::string& format) {
     if (format != "csv" && format != "json")
       Raise(Status::InvalidArgument("format must be 'csv' or 'json', not '" + format + "'"));
-    Result<TextAndNotes> out = [&] {
-      py::gil_scoped_release release;
-      return make();
-    }();
-    if (!out.ok()) Raise(out.status());
-    return py::make_tuple(out->text, out->notes, out->test);
+    const TextAndNotes out = Released(std::forward<F>(make));
+    return py::make_tuple(out.text, out.notes, out.test);
   }
   const StoreReader& meta_store() const { return engine_->store(); }
   const StoreData& meta() const { return engine_->store().meta(); }

@@ -515,6 +515,11 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     // A gzip client gets the answer compressed; the cache keeps that form beside the plain one.
     const bool gzip = req.accepts_gzip;
     const std::string etag = TagFor(ETagFor(*snap, key), gzip);
+    // The tag of what is sent: the plain one when a gzip client gets it plain (its
+    // compression failed).
+    const auto tag = [&](bool sent_gzip) {
+      return sent_gzip == gzip ? etag : TagFor(ETagFor(*snap, key), sent_gzip);
+    };
     if (req.header_if_none_match == etag) {
       Response r;
       r.status = static_cast<int>(HttpStatus::kNotModified);
@@ -528,8 +533,7 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
       auto zipped =
           std::make_shared<CachedAnswer>(CachedAnswer{hit->plain, AnswerGzip(hit->plain.body)});
       cache->Insert(snap->generation, key, zipped);
-      return Represent(*zipped, !zipped->gzip.empty(),
-                       zipped->gzip.empty() ? TagFor(ETagFor(*snap, key), false) : etag);
+      return Represent(*zipped, !zipped->gzip.empty(), tag(!zipped->gzip.empty()));
     }
     Response r = Route(*snap, req, limits);
     if (r.status != 200) return r;  // an error: not kept (Error)
@@ -537,11 +541,11 @@ Handler MakeApi(const StoreHolder* holder, ApiLimits limits) {
     // a dot plot, and a plain client would pay it for nothing (docs/API.md).
     std::string zipped = gzip ? AnswerGzip(r.body) : std::string();
     const bool send_gzip = !zipped.empty();
-    const std::string& tag = send_gzip ? etag : (gzip ? TagFor(ETagFor(*snap, key), false) : etag);
-    if (cache->max_bytes() == 0) return Finish(std::move(r), std::move(zipped), send_gzip, tag);
+    if (cache->max_bytes() == 0)
+      return Finish(std::move(r), std::move(zipped), send_gzip, tag(send_gzip));
     auto answer = std::make_shared<CachedAnswer>(CachedAnswer{std::move(r), std::move(zipped)});
     // Browsers revalidate (no-cache) and get 304 while the store is unchanged.
-    Response out = Represent(*answer, send_gzip, tag);
+    Response out = Represent(*answer, send_gzip, tag(send_gzip));
     cache->Insert(snap->generation, key, std::move(answer));
     return out;
   };

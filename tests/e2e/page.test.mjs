@@ -507,13 +507,12 @@ describe("web page", () => {
       const card = page.locator(`.mk-card[data-value="${value.replace(/"/g, '\\"')}"]`);
       assert.deepEqual(await card.locator(".mk-gene").allTextContents(), names, value);
     }
-    const [value, names] = [...byValue][0];
+    const names = [...byValue.values()][0];
     await page.locator(".mk-card").first().locator(".mk-gene").first().click();
     await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "") === names[0]);
     assert.match(await page.getAttribute(".mk-card >> nth=0 >> .mk-gene >> nth=0", "class"), /added/);
     await page.locator(".mk-card").first().locator(".mk-all").click();
     await page.waitForURL((u) => (new URL(u).searchParams.get("genes") || "").split(",").length === names.length);
-    assert.equal(value, [...byValue.keys()][0]);
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#dl-csv")]);
     assert.equal(download.suggestedFilename(), "markers_cell_type.csv");
     const csv = fs.readFileSync(await download.path(), "utf8").trim().split(/\r?\n/);
@@ -843,12 +842,10 @@ describe("web page on datasets that differ", () => {
       return d > 0 && d < r.n_cells;
     });
     assert.ok(mixed, "a cell type in both datasets");
-    const box = await page.locator("#chart svg.chart-bars").boundingBox();
     const tick = page.locator('#chart g[aria-label="y-axis tick label"] text', { hasText: mixed.cell_type }).first();
     const t = await tick.boundingBox();
     await page.mouse.move(t.x + t.width + 30, t.y + t.height / 2);
     await page.locator("#tooltip").waitFor({ state: "visible" });
-    assert.ok(box.width > 0);
     assert.match(await page.textContent("#tooltip"), /cells with a donor/);
     assert.deepEqual(page.errors, []);
   });
