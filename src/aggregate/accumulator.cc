@@ -1,5 +1,6 @@
 #include "aggregate/accumulator.h"
 
+#include "aggregate/cell_transform.h"
 #include "histogram/record.h"
 
 #include <sys/mman.h>
@@ -40,41 +41,12 @@ inline void Update(SlotStats& s, double v) {
   s.shifted_sq += d * d;
 }
 
-// Transforms a cell's values, each distinct small count once: counts are mostly small
-// integers that repeat within a cell, and log1p dominates the cost of aggregating. With
-// a layout, the bin of each value above 0 too (the same memo).
-class CellTransform {
- public:
-  CellTransform(Transform t, double scale, const histogram::Layout* layout)
-      : t_(t), scale_(scale), layout_(layout) {
-    std::fill(std::begin(memo_), std::end(memo_), -1.0);
-  }
-  // The transformed value; *bin its bin when it is above 0 and there is a layout.
-  double operator()(double raw, int* bin) {
-    const int small = raw >= 0 && raw < kMemo ? static_cast<int>(raw) : -1;
-    if (small >= 0 && static_cast<double>(small) == raw) {
-      if (memo_[small] < 0) {
-        memo_[small] = ApplyTransform(t_, raw, scale_);
-        bins_[small] = BinOf(memo_[small]);
-      }
-      *bin = bins_[small];
-      return memo_[small];
-    }
-    const double v = ApplyTransform(t_, raw, scale_);
-    *bin = BinOf(v);
-    return v;
-  }
-
- private:
-  int BinOf(double v) const { return layout_ && v > 0 && v < kInf ? layout_->BinOf(v) : 0; }
-  static constexpr int kMemo = 64;
-  static constexpr double kInf = std::numeric_limits<double>::infinity();
-  Transform t_;
-  double scale_;
-  const histogram::Layout* layout_;
-  double memo_[kMemo];
-  int bins_[kMemo];
-};
+// The matrix's own index of accumulator gene `gene`, for an error message.
+int64_t MatrixGene(const CellContext& cells, int32_t gene) {
+  if (!cells.gene_rank) return gene;
+  const auto& rank = *cells.gene_rank;
+  return std::find(rank.begin(), rank.end(), gene) - rank.begin();
+}
 
 }  // namespace
 
@@ -119,6 +91,7 @@ Accumulator::Accumulator(int32_t n_groups, int32_t gene_begin, int32_t gene_end,
     : n_groups_(n_groups),
       gene_begin_(gene_begin),
       gene_end_(gene_end),
+      capacity_(gene_end - gene_begin),
       width_(RowWidth(gene_end - gene_begin)),
       slots_(AllocateSlots(BytesFor(n_groups, gene_end - gene_begin)),
              FreeSlots{BytesFor(n_groups, gene_end - gene_begin)}),
@@ -195,6 +168,10 @@ void Accumulator::AppendRecordOf(int32_t group, int32_t gene, std::vector<uint8_
     histogram::AppendSortedRecord(sorted, n, out);
     return;
   }
+  if (hist_kind_[static_cast<size_t>(group)] == HistKind::kCount8) {
+    histogram::AppendByteCountsRecord(HistSlot(group, gene), nnz, out);
+    return;
+  }
   histogram::Counts bins{};
   AddBinsOf(group, gene, &bins);
   histogram::AppendRecord(bins, nnz, out);
@@ -257,6 +234,33 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
   }
   if (negative) saw_negative_.store(true, std::memory_order_relaxed);
   if (above) above_max_.fetch_add(above, std::memory_order_relaxed);
+  return std::nullopt;
+}
+
+void Accumulator::Reset(int32_t gene_begin, int32_t gene_end) {
+  gene_begin_ = gene_begin;
+  gene_end_ = std::min(gene_end, gene_begin + capacity_);
+  // Only the slots of these genes: a tile of one gene among thousands of groups would
+  // otherwise clear every row's whole width each time.
+  const auto genes = static_cast<size_t>(gene_end_ - gene_begin_);
+  for (size_t g = 0; g < static_cast<size_t>(n_groups_); ++g) {
+    std::fill_n(&slots_[g * width_], genes, SlotStats{});
+    if (hist_) std::fill_n(hist_.get() + hist_row_[g], genes * hist_slot_[g], uint8_t{0});
+  }
+}
+
+std::optional<BadValue> Accumulator::AddPending(const PendingValue* values, size_t n,
+                                                const CellContext& cells) {
+  const int32_t* group_of_cell = cells.group_of_cell->data();
+  const bool binning = hist_ != nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    const PendingValue& p = values[i];
+    const int32_t group = group_of_cell[p.cell];
+    SlotStats& slot = slots_[static_cast<size_t>(group) * width_ + p.gene];
+    if (binning && p.v > 0 && !Bin(group, gene_begin_ + p.gene, slot.nnz, p.bin))
+      return BadValue{p.cell, MatrixGene(cells, gene_begin_ + p.gene), p.v, p.v, true};
+    Update(slot, p.v);
+  }
   return std::nullopt;
 }
 

@@ -85,6 +85,17 @@ inline double SlotM2(const SlotStats& s, int64_t n_cells) {
   return m2 < 0 ? 0 : m2;
 }
 
+// A transformed value waiting for its slot (aggregate/tiled_rows.h): its cell, its gene
+// as an offset from its tile's first gene, and its bin (when above 0 and binned).
+struct PendingValue {
+  double v;
+  uint32_t cell;
+  uint16_t gene;
+  uint8_t bin;
+  uint8_t unused;
+};
+static_assert(sizeof(PendingValue) == 16);
+
 class Accumulator {
  public:
   // Genes [gene_begin, gene_end) in the CellContext's gene coordinate; with `histograms`
@@ -110,6 +121,15 @@ class Accumulator {
   // Adds every value of a column block (majors are genes) in this range. Thread-safe for
   // blocks of distinct genes.
   std::optional<BadValue> AddColumns(const SparseBlock& block, const CellContext& cells);
+
+  // Empties the accumulator and makes it cover the genes [gene_begin, gene_end), no more
+  // genes than it was made for: one tile after another in the same memory.
+  void Reset(int32_t gene_begin, int32_t gene_end);
+  // Adds values of this range, already transformed, in their order (a tile's values:
+  // aggregate/tiled_rows.h); the same adds as AddRows of the values they came from.
+  // Returns the first duplicate value (the rest are then not added).
+  std::optional<BadValue> AddPending(const PendingValue* values, size_t n,
+                                     const CellContext& cells);
 
   // Whether some value added so far was below 0 after the transform (scaled data: the
   // store flags such a dataset, docs/FORMAT.md "Negative values").
@@ -177,7 +197,8 @@ class Accumulator {
   }
 
   int32_t n_groups_, gene_begin_, gene_end_;
-  size_t width_;  // slots per row: the genes rounded up to whole cache lines
+  int32_t capacity_;  // the genes it was made for
+  size_t width_;      // slots per row: the genes rounded up to whole cache lines
   std::unique_ptr<SlotStats[], FreeSlots> slots_;
   std::atomic<bool> saw_negative_{false};  // set by any worker; read after the pass
   // Histograms (absent without a HistogramSpec): per group its kind, slot bytes and

@@ -134,6 +134,40 @@ void AppendSortedRecord(const uint8_t* sorted, size_t n, std::vector<uint8_t>* o
   AppendRecord(bins, n, out);
 }
 
+void AppendByteCountsRecord(const uint8_t* counts, uint64_t nnz, std::vector<uint8_t>* out) {
+  static_assert(kBins == 64);
+  if (nnz == 0) return;
+  // The span from the first and last non-zero bytes, eight bins a word.
+  uint64_t words[8];
+  std::memcpy(words, counts, sizeof words);
+  int lo = 0, hi = kBins - 1;
+  int w = 0;
+  while (w < 8 && words[w] == 0) ++w;
+  if (w == 8) return;  // no bins: nnz was wrong, and AppendRecord would write nothing either
+  lo = w * 8 + __builtin_ctzll(words[w]) / 8;
+  w = 7;
+  while (words[w] == 0) --w;
+  hi = w * 8 + (63 - __builtin_clzll(words[w])) / 8;
+  size_t range = 2, cells = 0;
+  for (int b = lo; b <= hi; ++b) {
+    range += counts[b] < 0x80 ? 1 : 2;
+    cells += counts[b];
+  }
+  if (nnz <= range) {
+    size_t at = out->size();
+    out->resize(at + cells);  // nnz, when the counts add up to it as they must
+    uint8_t* p = out->data();
+    for (int b = lo; b <= hi; ++b) {
+      std::memset(p + at, b, counts[b]);
+      at += counts[b];
+    }
+    return;
+  }
+  out->push_back(static_cast<uint8_t>(kRangeTag | lo));
+  out->push_back(static_cast<uint8_t>(hi));
+  for (int b = lo; b <= hi; ++b) AppendVarint(counts[b], out);
+}
+
 size_t ReadRecord(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, const char** why) {
   if (nnz == 0) return 0;
   if (avail == 0) {

@@ -29,6 +29,10 @@ void AppendRecord(const Counts& bins, uint64_t nnz, std::vector<uint8_t>* out);
 // list form is copied as it is, without counting the bins (the build's small groups).
 void AppendSortedRecord(const uint8_t* sorted, size_t n, std::vector<uint8_t>* out);
 
+// The same record from 64 one-byte counts (the build's groups of 65 to 255 cells), which
+// add up to `nnz`, without widening them to Counts.
+void AppendByteCountsRecord(const uint8_t* counts, uint64_t nnz, std::vector<uint8_t>* out);
+
 // The record's length in bytes, as AppendRecord would write it.
 size_t RecordLength(const Counts& bins, uint64_t nnz);
 

@@ -27,7 +27,8 @@ Status BroadcastBlocks(const h5ad::MatrixStream& stream, int workers, BlockRing&
                        const std::function<Status(int, const SparseBlock&)>& consume);
 
 // Hands each block of `stream` once to one of `workers` threads (at most
-// ring.blocks.size()), in no fixed order.
+// ring.blocks.size()): whichever is free takes the next, so each worker sees its own
+// blocks in increasing order, and which blocks those are varies from run to run.
 Status ShareBlocks(const h5ad::MatrixStream& stream, int workers, BlockRing& ring,
                    const std::function<Status(int, const SparseBlock&)>& consume);
 

@@ -2,12 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <numeric>
 #include <optional>
 #include <unordered_map>
 
 #include "aggregate/accumulator.h"
 #include "aggregate/grouping.h"
+#include "aggregate/tiled_rows.h"
 #include "histogram/record.h"
 #include "util/isolate.h"
 #include "util/parallel.h"
@@ -35,6 +40,7 @@ MemoryPlan PlanMemory(uint64_t limit, int threads) {
 namespace {
 
 using aggregate::Accumulator;
+using aggregate::HistogramSpec;
 using aggregate::Transform;
 using h5ad::Column;
 using h5ad::File;
@@ -80,6 +86,7 @@ struct DatasetWork {
   bool saw_negative = false;  // some transformed value was below 0
   std::optional<aggregate::HistogramSpec> histograms;  // absent: --no-histograms
   int64_t above_max = 0;  // values binned above the histograms' upper edge
+  int passes = 0;         // passes over the matrix (more than one: a range of genes each)
 
   Status Bad(const aggregate::BadValue& bad) const {
     return Status::InvalidArgument(DescribeBad(plan, *file, bad));
@@ -195,15 +202,21 @@ struct SpillBlock {
   std::vector<size_t> records_end;  // per gene: the end of its records in `records`
   std::vector<SpillRecord> run;
   std::vector<uint8_t> records;
+  Status status;  // the first error met encoding it
+
+  void Clear() {
+    genes.clear();
+    run_end.clear();
+    records_end.clear();
+    run.clear();
+    records.clear();
+    status = Status::Ok();
+  }
 };
 
-void EncodeBlock(const DatasetWork& w, const Accumulator& acc, int32_t lo, int32_t hi,
+// Appends the stored slots of `acc` in genes [lo, hi) to `b`.
+void EncodeSlots(const DatasetWork& w, const Accumulator& acc, int32_t lo, int32_t hi,
                  SpillBlock* b) {
-  b->genes.clear();
-  b->run_end.clear();
-  b->records_end.clear();
-  b->run.clear();
-  b->records.clear();
   acc.ForEachStoredIn(lo, hi, [&](int32_t gene, int32_t group, const aggregate::SlotStats& s) {
     if (b->genes.empty() || b->genes.back() != gene) {
       if (!b->genes.empty()) {
@@ -216,39 +229,92 @@ void EncodeBlock(const DatasetWork& w, const Accumulator& acc, int32_t lo, int32
     b->run.push_back({group, s.nnz, s.sum, aggregate::SlotM2(s, n_cells)});
     acc.AppendRecordOf(group, gene, &b->records);
   });
-  if (!b->genes.empty()) {
-    b->run_end.push_back(b->run.size());
-    b->records_end.push_back(b->records.size());
-  }
 }
 
-// Writes the stored slots of `acc`, gene by gene, to the spill file. The runs are encoded
-// (statistics and histogram records) on every thread, a block of genes each, in rounds,
-// and appended in gene order: the file is the same whatever the number of threads.
-Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
-  constexpr int32_t kBlockGenes = 256;
-  const int workers = std::max(1, w.threads);
-  std::vector<SpillBlock> blocks(static_cast<size_t>(workers));
-  for (int32_t round = acc.gene_begin(); round < acc.gene_end(); round += kBlockGenes * workers) {
-    ParallelFor(static_cast<size_t>(workers), workers, 1, [&](int, size_t i) {
-      const int32_t lo = round + static_cast<int32_t>(i) * kBlockGenes;
-      const int32_t hi = std::min(acc.gene_end(), lo + kBlockGenes);
-      if (lo < hi)
-        EncodeBlock(w, acc, lo, hi, &blocks[i]);
-      else
-        blocks[i].genes.clear();
-    });
-    for (const SpillBlock& b : blocks)
-      for (size_t k = 0; k < b.genes.size(); ++k) {
-        const size_t run_begin = k ? b.run_end[k - 1] : 0;
-        const size_t rec_begin = k ? b.records_end[k - 1] : 0;
-        CC_RETURN_IF_ERROR(
-            spill->AppendRun(static_cast<uint32_t>(w.gene_at[b.genes[k]]), b.run.data() + run_begin,
-                             static_cast<uint32_t>(b.run_end[k] - run_begin),
-                             b.records.data() + rec_begin, b.records_end[k] - rec_begin));
-      }
+// Closes the last gene's run of `b`.
+void FinishBlock(SpillBlock* b) {
+  if (b->genes.empty() || b->run_end.size() == b->genes.size()) return;
+  b->run_end.push_back(b->run.size());
+  b->records_end.push_back(b->records.size());
+}
+
+// Appends an encoded block's runs to the spill file.
+Status AppendBlock(const DatasetWork& w, const SpillBlock& b, SpillFile* spill) {
+  CC_RETURN_IF_ERROR(b.status);
+  for (size_t k = 0; k < b.genes.size(); ++k) {
+    const size_t run_begin = k ? b.run_end[k - 1] : 0;
+    const size_t rec_begin = k ? b.records_end[k - 1] : 0;
+    CC_RETURN_IF_ERROR(
+        spill->AppendRun(static_cast<uint32_t>(w.gene_at[b.genes[k]]), b.run.data() + run_begin,
+                         static_cast<uint32_t>(b.run_end[k] - run_begin),
+                         b.records.data() + rec_begin, b.records_end[k] - rec_begin));
   }
   return Status::Ok();
+}
+
+// Writes genes [begin, end) to the spill file, gene by gene: encode(worker, lo, hi, b)
+// fills blocks of kBlockGenes genes (aligned to multiples of it) on every thread, and
+// each block is appended as soon as the blocks before it are, by the thread that
+// encoded it, while the others encode the next ones. The file is the same whatever
+// the number of threads.
+Status SpillInBlocks(
+    const DatasetWork& w, int32_t begin, int32_t end, SpillFile* spill,
+    const std::function<void(int worker, int32_t lo, int32_t hi, SpillBlock* b)>& encode) {
+  constexpr int32_t kBlockGenes = 256;  // a multiple of every tile (aggregate/tiled_rows.h)
+  if (begin >= end) return Status::Ok();
+  const int workers = std::max(1, w.threads);
+  const int32_t first = begin / kBlockGenes;
+  const auto n_blocks = static_cast<size_t>((end - 1) / kBlockGenes - first + 1);
+  std::vector<SpillBlock> blocks(static_cast<size_t>(workers));  // one per worker
+  std::mutex mu;
+  std::condition_variable turn_cv;
+  size_t turn = 0;  // the next block to append
+  Status status;    // the first error; later blocks are then skipped
+  // Workers take blocks in increasing order, so the block whose turn it is is always
+  // with a worker that waits for nothing: no deadlock, whatever the threads.
+  ParallelFor(n_blocks, workers, 1, [&](int worker, size_t i) {
+    const int32_t start = (first + static_cast<int32_t>(i)) * kBlockGenes;
+    SpillBlock& b = blocks[static_cast<size_t>(worker)];
+    b.Clear();
+    encode(worker, std::max(begin, start), std::min(end, start + kBlockGenes), &b);
+    FinishBlock(&b);
+    std::unique_lock<std::mutex> lock(mu);
+    turn_cv.wait(lock, [&] { return turn == i; });
+    if (status.ok()) status = AppendBlock(w, b, spill);
+    ++turn;
+    turn_cv.notify_all();
+  });
+  return status;
+}
+
+// Writes the stored slots of `acc`, gene by gene, to the spill file.
+Status SpillAccumulator(const DatasetWork& w, const Accumulator& acc, SpillFile* spill) {
+  return SpillInBlocks(
+      w, acc.gene_begin(), acc.gene_end(), spill,
+      [&](int, int32_t lo, int32_t hi, SpillBlock* b) { EncodeSlots(w, acc, lo, hi, b); });
+}
+
+// Accumulates the tiles of `tiles`, each in a small accumulator of the worker's, and
+// writes their stored slots to the spill file, gene by gene.
+Status SpillTiles(const DatasetWork& w, const aggregate::TiledRows& tiles, int32_t begin,
+                  int32_t end, SpillFile* spill) {
+  const HistogramSpec* histograms = w.histograms ? &*w.histograms : nullptr;
+  std::vector<std::unique_ptr<Accumulator>> accs(static_cast<size_t>(std::max(1, w.threads)));
+  return SpillInBlocks(w, begin, end, spill,
+                       [&](int worker, int32_t lo, int32_t hi, SpillBlock* b) {
+                         auto& acc = accs[static_cast<size_t>(worker)];
+                         if (!acc)
+                           acc = std::make_unique<Accumulator>(w.grouping.n_groups(), 0,
+                                                               tiles.tile_genes(), histograms);
+                         for (int32_t t = tiles.TileOf(lo); t <= tiles.TileOf(hi - 1); ++t) {
+                           if (auto bad = tiles.AccumulateTile(t, w.cells, acc.get())) {
+                             b->status = w.Bad(*bad);
+                             return;
+                           }
+                           const auto [tile_lo, tile_hi] = tiles.TileRange(t);
+                           EncodeSlots(w, *acc, tile_lo, tile_hi, b);
+                         }
+                       });
 }
 
 // How `spec` of --matrix names a matrix path.
@@ -339,11 +405,93 @@ int32_t GenesPerPass(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
   return static_cast<int32_t>(std::clamp<uint64_t>(fit, 8, std::max<int32_t>(8, n_genes)));
 }
 
+// The note for a dataset read more than once (docs/BUILD.md "Bounded memory").
+std::string PassesNote(const DatasetWork& w) {
+  return "dataset " + Quote(w.plan.input.name) + ": aggregated in " + std::to_string(w.passes) +
+         " passes over its matrix, a range of genes each, to stay within the memory limit; "
+         "with a larger --memory-limit it takes one";
+}
+
 // The note for a dataset with values above the histograms' upper edge.
 std::string AboveMaxNote(const DatasetWork& w, double hist_max) {
   return "dataset " + Quote(w.plan.input.name) + ": " + std::to_string(w.above_max) +
          " values above the histograms' upper edge " + FormatPythonFloat(hist_max) +
          " were counted in the top bin; build with --hist-max to widen it";
+}
+
+// Aggregates the matrix into full accumulators, in passes of as many genes as fit
+// `budget`.
+Status AccumulateInPasses(DatasetWork* w, int32_t n_genes, uint64_t budget, SpillFile* spill,
+                          ProgressCounter* progress) {
+  const int32_t per_pass = GenesPerPass(*w, n_genes, budget);
+  for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
+    ++w->passes;
+    const int32_t hi = std::min(n_genes, lo + per_pass);
+    Accumulator acc(w->grouping.n_groups(), lo, hi, w->histograms ? &*w->histograms : nullptr);
+    CC_RETURN_IF_ERROR(Accumulate(w, &acc, /*count_progress=*/hi >= n_genes, progress));
+    CC_RETURN_IF_ERROR(SpillAccumulator(*w, acc, spill));
+    w->saw_negative |= acc.saw_negative();
+    w->above_max += acc.above_max();
+  }
+  return Status::Ok();
+}
+
+// Whether the dataset's row blocks go through tiles (aggregate/tiled_rows.h): a sparse
+// matrix by rows whose full accumulator would be far larger than the caches. Smaller
+// ones stay in the caches as they are, and the tiles' second pass would only cost.
+bool UseTiles(const DatasetWork& w, int32_t n_genes) {
+  constexpr uint64_t kTilesAbove = uint64_t{16} << 20;
+  if (!w.stream->by_rows() || w.plan.matrix.encoding != h5ad::Encoding::kCsr) return false;
+  uint64_t bytes = Accumulator::BytesFor(w.grouping.n_groups(), n_genes);
+  if (w.histograms) bytes += Accumulator::HistogramBytesFor(w.grouping.n_cells, n_genes);
+  return bytes > kTilesAbove;
+}
+
+// Aggregates a matrix by rows tile by tile, in passes of as many genes as fit `budget`
+// with their pending values (planned from the average gene): a pass whose values
+// outgrow it is redone with half as many genes.
+Status AccumulateTiled(DatasetWork* w, int32_t n_genes, uint64_t budget, SpillFile* spill,
+                       ProgressCounter* progress) {
+  using aggregate::TiledRows;
+  const HistogramSpec* histograms = w->histograms ? &*w->histograms : nullptr;
+  const int32_t tile_genes = TiledRows::TileGenesFor(w->grouping.n_groups(), histograms);
+  const uint64_t max_values = budget / TiledRows::kBytesPerValue;
+  // An average gene's values and a quarter more, so that one pass usually does.
+  const uint64_t stored = static_cast<uint64_t>(std::max<int64_t>(1, w->plan.matrix.stored));
+  const uint64_t fit = max_values * static_cast<uint64_t>(n_genes) / (stored + stored / 4);
+  const auto planned = static_cast<int32_t>(std::clamp<uint64_t>(fit, 1, std::max(1, n_genes)));
+  int32_t per_pass = planned;
+  const std::string& name = w->plan.input.name;
+  bool counted = false;  // progress counts the cells once, in the last pass
+  for (int32_t lo = 0; lo < n_genes;) {
+    const int32_t hi = std::min(n_genes, lo + per_pass);
+    const bool count = hi >= n_genes && !counted;
+    counted |= count;
+    ++w->passes;
+    TiledRows tiles(lo, hi, tile_genes, w->threads, max_values,
+                    histograms ? &histograms->layout : nullptr);
+    // Each worker takes its blocks in increasing order: one lane each (tiled_rows.h).
+    CC_RETURN_IF_ERROR(
+        ShareBlocks(*w->stream, w->threads, *w->ring, [&](int worker, const SparseBlock& block) {
+          if (auto bad = tiles.Partition(block, w->cells, worker)) return w->Bad(*bad);
+          if (count) progress->Add(name, block.major_count);
+          return Status::Ok();
+        }));
+    if (tiles.overflowed()) {
+      if (per_pass == 1)
+        return Status::OutOfMemory("dataset " + Quote(name) +
+                                   ": one gene's values do not fit the memory limit; raise "
+                                   "--memory-limit");
+      per_pass /= 2;
+      continue;
+    }
+    CC_RETURN_IF_ERROR(SpillTiles(*w, tiles, lo, hi, spill));
+    w->saw_negative |= tiles.saw_negative();
+    w->above_max += tiles.above_max();
+    lo = hi;
+    per_pass = planned;  // the genes after a dense range are planned afresh
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -364,20 +512,14 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
   w.ring = ring;
   if (plan.transform == Transform::kCp10kLog1p && !w.stream->by_rows())
     CC_RETURN_IF_ERROR(RowTotals(&w));
-  const int32_t n_groups = w.grouping.n_groups();
   const auto n_genes = static_cast<int32_t>(plan.gene_map.size());
   if (options.histograms)
     w.histograms =
         aggregate::HistogramSpec{histogram::Layout(options.hist_max), &w.grouping.n_cells};
-  const int32_t per_pass = GenesPerPass(w, n_genes, memory.accumulator);
-  for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
-    const int32_t hi = std::min(n_genes, lo + per_pass);
-    Accumulator acc(n_groups, lo, hi, w.histograms ? &*w.histograms : nullptr);
-    CC_RETURN_IF_ERROR(Accumulate(&w, &acc, /*count_progress=*/hi >= n_genes, progress));
-    CC_RETURN_IF_ERROR(SpillAccumulator(w, acc, spill));
-    w.saw_negative |= acc.saw_negative();
-    w.above_max += acc.above_max();
-  }
+  CC_RETURN_IF_ERROR(UseTiles(w, n_genes)
+                         ? AccumulateTiled(&w, n_genes, memory.accumulator, spill, progress)
+                         : AccumulateInPasses(&w, n_genes, memory.accumulator, spill, progress));
+  if (w.passes > 1 && callbacks.note) callbacks.note(PassesNote(w));
   if (w.saw_negative && callbacks.note) callbacks.note(NegativeValuesWarning(w));
   if (w.histograms && !w.saw_negative && w.above_max > 0 && callbacks.note)
     callbacks.note(AboveMaxNote(w, options.hist_max));

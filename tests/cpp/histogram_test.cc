@@ -115,6 +115,27 @@ TEST(HistogramRecord, SortedBinsGiveTheSameBytes) {
   }
 }
 
+TEST(HistogramRecord, ByteCountsGiveTheSameBytes) {
+  std::mt19937 rng(12);
+  for (int trial = 0; trial < 3000; ++trial) {
+    // From a few cells (lists) to 255 in one bin (two-byte varints), spans anywhere.
+    const int cells = 1 + static_cast<int>(rng() % 255);
+    const int centre = static_cast<int>(rng() % 64), spread = static_cast<int>(rng() % 33);
+    uint8_t counts[64] = {};
+    Counts b{};
+    for (int c = 0; c < cells; ++c) {
+      const int bin =
+          std::clamp(centre + static_cast<int>(rng() % (2 * spread + 1)) - spread, 0, 63);
+      ++counts[bin];
+      ++b[static_cast<size_t>(bin)];
+    }
+    std::vector<uint8_t> want, got;
+    AppendRecord(b, static_cast<uint64_t>(cells), &want);
+    AppendByteCountsRecord(counts, static_cast<uint64_t>(cells), &got);
+    ASSERT_EQ(got, want) << cells << " cells around " << centre;
+  }
+}
+
 TEST(HistogramRecord, DamageIsRefusedAndAddsNothing) {
   Counts b{};
   b[3] = 1;

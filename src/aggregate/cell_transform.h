@@ -1,0 +1,51 @@
+// One cell's value transform with a memo of its small counts (internal to
+// src/aggregate): the accumulator and the tiled row pass transform alike, so that both
+// produce the same bits.
+#pragma once
+
+#include <algorithm>
+#include <iterator>
+#include <limits>
+
+#include "aggregate/transform.h"
+#include "histogram/histogram.h"
+
+namespace cellcube::aggregate {
+
+// Transforms a cell's values, each distinct small count once: counts are mostly small
+// integers that repeat within a cell, and log1p dominates the cost of aggregating. With
+// a layout, the bin of each value above 0 too (the same memo).
+class CellTransform {
+ public:
+  CellTransform(Transform t, double scale, const histogram::Layout* layout)
+      : t_(t), scale_(scale), layout_(layout) {
+    std::fill(std::begin(memo_), std::end(memo_), -1.0);
+  }
+  // The transformed value; *bin its bin when it is above 0 and there is a layout (else 0).
+  double operator()(double raw, int* bin) {
+    const int small = raw >= 0 && raw < kMemo ? static_cast<int>(raw) : -1;
+    if (small >= 0 && static_cast<double>(small) == raw) {
+      if (memo_[small] < 0) {
+        memo_[small] = ApplyTransform(t_, raw, scale_);
+        bins_[small] = BinOf(memo_[small]);
+      }
+      *bin = bins_[small];
+      return memo_[small];
+    }
+    const double v = ApplyTransform(t_, raw, scale_);
+    *bin = BinOf(v);
+    return v;
+  }
+
+ private:
+  int BinOf(double v) const { return layout_ && v > 0 && v < kInf ? layout_->BinOf(v) : 0; }
+  static constexpr int kMemo = 64;
+  static constexpr double kInf = std::numeric_limits<double>::infinity();
+  Transform t_;
+  double scale_;
+  const histogram::Layout* layout_;
+  double memo_[kMemo];
+  int bins_[kMemo];
+};
+
+}  // namespace cellcube::aggregate
