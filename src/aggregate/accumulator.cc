@@ -188,17 +188,7 @@ std::optional<BadValue> Accumulator::AddRows(const SparseBlock& block, const Cel
     const int64_t cell = block.major_begin + m;
     const int64_t lo = block.offsets[m], hi = block.offsets[m + 1];
     double scale = 0;
-    if (cells.transform == Transform::kCp10kLog1p) {
-      double total = 0;
-      for (int64_t k = lo; k < hi; ++k) total += block.values[k];
-      if (!std::isfinite(total)) {
-        // Name the value that broke the total, not the first one it would spoil.
-        for (int64_t k = lo; k < hi; ++k)
-          if (!std::isfinite(block.values[k]))
-            return BadValue{cell, block.minor[k], block.values[k], block.values[k]};
-      }
-      scale = Cp10kScale(total);
-    }
+    if (auto bad = RowScale(block, m, cells.transform, &scale)) return bad;
     const int32_t group = group_of_cell[cell];
     SlotStats* row = &slots_[static_cast<size_t>(group) * width_];
     CellTransform transform(cells.transform, scale, binning ? &layout_ : nullptr);

@@ -7,7 +7,12 @@
 #include <iterator>
 #include <limits>
 
+#include <cmath>
+#include <optional>
+
+#include "aggregate/accumulator.h"
 #include "aggregate/transform.h"
+#include "cellcube/sparse_block.h"
 #include "histogram/histogram.h"
 
 namespace cellcube::aggregate {
@@ -47,5 +52,23 @@ class CellTransform {
   double memo_[kMemo];
   int bins_[kMemo];
 };
+
+// Sets *scale to row m's cp10k scale (0 for the other transforms); a total that is not
+// finite returns the value that broke it, not the first value it would spoil.
+inline std::optional<BadValue> RowScale(const SparseBlock& block, int64_t m, Transform t,
+                                        double* scale) {
+  *scale = 0;
+  if (t != Transform::kCp10kLog1p) return std::nullopt;
+  const int64_t lo = block.offsets[m], hi = block.offsets[m + 1];
+  double total = 0;
+  for (int64_t k = lo; k < hi; ++k) total += block.values[k];
+  if (!std::isfinite(total)) {
+    for (int64_t k = lo; k < hi; ++k)
+      if (!std::isfinite(block.values[k]))
+        return BadValue{block.major_begin + m, block.minor[k], block.values[k], block.values[k]};
+  }
+  *scale = Cp10kScale(total);
+  return std::nullopt;
+}
 
 }  // namespace cellcube::aggregate

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <new>
 
 #include "aggregate/cell_transform.h"
@@ -15,27 +16,44 @@ namespace cellcube::aggregate {
 namespace {
 
 // Pending values are kept in chunks of one tile each, chained per tile; chunks are cut
-// from slabs mapped as needed (on huge pages: the first pass writes them once, front to
-// back per tile).
+// from slabs taken from the SlabPool as needed (4 KB pages: on this class of virtual
+// machine, asking for huge pages made fresh memory cost up to five times more to fault
+// in, as the kernel compacted memory to find them).
 constexpr uint32_t kChunkValues = 256;  // 4 KB
 constexpr uint32_t kMaxSlabShift = 13;  // slabs of at most 8,192 chunks: 32 MB
 constexpr uint32_t kNoChunk = std::numeric_limits<uint32_t>::max();
 constexpr uint64_t kTileBudget = uint64_t{512} << 10;  // half of this machine class's L2
 
-struct Unmap {
-  size_t bytes;
-  void operator()(PendingValue* p) const {
-    if (p) ::munmap(p, bytes);
-  }
-};
+}  // namespace
 
-std::unique_ptr<PendingValue[], Unmap> MapSlab(size_t bytes) {
+SlabPool::~SlabPool() { Release(); }
+
+void* SlabPool::Take(size_t bytes) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < free_.size(); ++i)
+      if (free_[i].second == bytes) {
+        void* p = free_[i].first;
+        free_[i] = free_.back();
+        free_.pop_back();
+        return p;
+      }
+  }
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  return {static_cast<PendingValue*>(p), Unmap{bytes}};
+  return p;
 }
 
-}  // namespace
+void SlabPool::Give(void* slab, size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  free_.emplace_back(slab, bytes);
+}
+
+void SlabPool::Release() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [p, bytes] : free_) ::munmap(p, bytes);
+  free_.clear();
+}
 
 // One worker's pending values. Appending to thousands of tiles at random would read
 // every destination line before writing it (and, in fresh pages, wait for the kernel's
@@ -50,10 +68,11 @@ struct TiledRows::Lane {
     uint32_t first = kNoChunk, last = kNoChunk;
     uint32_t fill = kChunkValues;  // values in the last chunk; full = none yet
   };
-  std::vector<std::unique_ptr<PendingValue[], Unmap>> slabs;
-  std::vector<uint32_t> next;   // per chunk: the tile's next chunk
-  std::vector<Bucket> buckets;  // per tile (only the tiles this worker owns)
-  std::vector<Line> staged;     // per tile: values not yet in a chunk
+  SlabPool* pool = nullptr;
+  std::vector<PendingValue*> slabs;  // taken from the pool, given back at the end
+  std::vector<uint32_t> next;        // per chunk: the tile's next chunk
+  std::vector<Bucket> buckets;       // per tile (only the tiles this worker owns)
+  std::vector<Line> staged;          // per tile: values not yet in a chunk
   std::vector<uint8_t> n_staged;
   uint32_t chunks = 0;
   int slab_shift = kMaxSlabShift;         // chunks per slab: a power of two
@@ -62,8 +81,12 @@ struct TiledRows::Lane {
   int64_t above = 0;
 
   PendingValue* Chunk(uint32_t c) const {
-    return slabs[c >> slab_shift].get() +
+    return slabs[c >> slab_shift] +
            static_cast<size_t>(c & ((1u << slab_shift) - 1)) * kChunkValues;
+  }
+  size_t SlabBytes() const { return sizeof(PendingValue) * kChunkValues << slab_shift; }
+  ~Lane() {
+    for (PendingValue* slab : slabs) pool->Give(slab, SlabBytes());
   }
   bool TakeRoom() {
     uint64_t left = room->load(std::memory_order_relaxed);
@@ -84,7 +107,7 @@ struct TiledRows::Lane {
       if (chunks == kNoChunk - 1 || !TakeRoom()) return false;
       const uint32_t c = chunks++;
       if ((c >> slab_shift) >= slabs.size())
-        slabs.push_back(MapSlab(sizeof(PendingValue) * kChunkValues << slab_shift));
+        slabs.push_back(static_cast<PendingValue*>(pool->Take(SlabBytes())));
       next.push_back(kNoChunk);
       (b.last == kNoChunk ? b.first : next[b.last]) = c;
       b.last = c;
@@ -99,7 +122,7 @@ struct TiledRows::Lane {
 };
 
 TiledRows::TiledRows(int32_t gene_begin, int32_t gene_end, int32_t tile_genes, int lanes,
-                     uint64_t max_values, const histogram::Layout* layout)
+                     uint64_t max_values, const histogram::Layout* layout, SlabPool* pool)
     : gene_begin_(gene_begin),
       gene_end_(gene_end),
       tile_genes_(tile_genes),
@@ -117,6 +140,7 @@ TiledRows::TiledRows(int32_t gene_begin, int32_t gene_end, int32_t tile_genes, i
   for (int l = 0; l < n_lanes; ++l) {
     auto lane = std::make_unique<Lane>();
     lane->slab_shift = slab_shift;
+    lane->pool = pool;
     lane->buckets.resize(static_cast<size_t>(n_tiles_));
     lane->staged.resize(static_cast<size_t>(n_tiles_));
     lane->n_staged.resize(static_cast<size_t>(n_tiles_));
@@ -152,17 +176,7 @@ std::optional<BadValue> TiledRows::Partition(const SparseBlock& block, const Cel
     const int64_t cell = block.major_begin + m;
     const int64_t lo = block.offsets[m], hi = block.offsets[m + 1];
     double scale = 0;
-    if (cells.transform == Transform::kCp10kLog1p) {
-      double total = 0;
-      for (int64_t k = lo; k < hi; ++k) total += block.values[k];
-      if (!std::isfinite(total)) {
-        // Name the value that broke the total, not the first one it would spoil.
-        for (int64_t k = lo; k < hi; ++k)
-          if (!std::isfinite(block.values[k]))
-            return BadValue{cell, block.minor[k], block.values[k], block.values[k]};
-      }
-      scale = Cp10kScale(total);
-    }
+    if (auto bad = RowScale(block, m, cells.transform, &scale)) return bad;
     CellTransform transform(cells.transform, scale, layout_);
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t gene = rank ? rank[block.minor[k]] : block.minor[k];

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -29,13 +30,36 @@
 
 namespace cellcube::aggregate {
 
+// Memory for pending values, kept from one pass and dataset to the next: fresh pages
+// cost a fault and the kernel's zeroing each, a third of a wide build's time when every
+// dataset mapped its own. Thread-safe.
+class SlabPool {
+ public:
+  SlabPool() = default;
+  ~SlabPool();
+  SlabPool(const SlabPool&) = delete;
+  SlabPool& operator=(const SlabPool&) = delete;
+  // A slab of `bytes`: one given back of that size, or fresh memory (throws
+  // std::bad_alloc when there is none).
+  void* Take(size_t bytes);
+  // Keeps `slab` (from Take) for the next Take.
+  void Give(void* slab, size_t bytes);
+  // Unmaps the slabs kept: before other work needs the memory.
+  void Release();
+
+ private:
+  std::mutex mu_;
+  std::vector<std::pair<void*, size_t>> free_;
+};
+
 class TiledRows {
  public:
   // The genes [gene_begin, gene_end) in tiles of `tile_genes` (a power of two:
   // TileGenesFor), for `lanes` partitioning threads, holding at most `max_values` pending values
-  // (beyond that: overflowed()); `layout` (may be null: no histograms) must outlive it.
+  // (beyond that: overflowed()), in slabs from `pool`; `layout` (may be null: no
+  // histograms) and `pool` must outlive it.
   TiledRows(int32_t gene_begin, int32_t gene_end, int32_t tile_genes, int lanes,
-            uint64_t max_values, const histogram::Layout* layout);
+            uint64_t max_values, const histogram::Layout* layout, SlabPool* pool);
   ~TiledRows();
   TiledRows(const TiledRows&) = delete;
   TiledRows& operator=(const TiledRows&) = delete;

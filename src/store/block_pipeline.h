@@ -6,16 +6,19 @@
 #include <functional>
 #include <vector>
 
+#include "aggregate/tiled_rows.h"
 #include "cellcube/h5ad.h"
 #include "cellcube/status.h"
 
 namespace cellcube {
 
 // The blocks a pipeline reads into, kept from one run to the next (datasets, gene
-// passes) so that their multi-megabyte buffers are allocated and faulted in once.
+// passes) so that their multi-megabyte buffers are allocated and faulted in once; and,
+// for the same reason, the slabs of tiled aggregation's pending values.
 struct BlockRing {
   explicit BlockRing(int n) : blocks(static_cast<size_t>(std::max(1, n))) {}
   std::vector<SparseBlock> blocks;
+  aggregate::SlabPool slabs;
 };
 
 // Hands every block of `stream`, in block order, to each of `workers` threads:

@@ -424,6 +424,7 @@ std::string AboveMaxNote(const DatasetWork& w, double hist_max) {
 Status AccumulateInPasses(DatasetWork* w, int32_t n_genes, uint64_t budget, SpillFile* spill,
                           ProgressCounter* progress) {
   const int32_t per_pass = GenesPerPass(*w, n_genes, budget);
+  w->ring->slabs.Release();  // the accumulator takes the memory they kept
   for (int32_t lo = 0; lo < n_genes; lo += per_pass) {
     ++w->passes;
     const int32_t hi = std::min(n_genes, lo + per_pass);
@@ -469,7 +470,7 @@ Status AccumulateTiled(DatasetWork* w, int32_t n_genes, uint64_t budget, SpillFi
     counted |= count;
     ++w->passes;
     TiledRows tiles(lo, hi, tile_genes, w->threads, max_values,
-                    histograms ? &histograms->layout : nullptr);
+                    histograms ? &histograms->layout : nullptr, &w->ring->slabs);
     // Each worker takes its blocks in increasing order: one lane each (tiled_rows.h).
     CC_RETURN_IF_ERROR(
         ShareBlocks(*w->stream, w->threads, *w->ring, [&](int worker, const SparseBlock& block) {

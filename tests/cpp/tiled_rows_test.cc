@@ -75,9 +75,10 @@ TEST(TiledRows, AddsTheSameBitsAsAddRows) {
   Accumulator want(n_groups, lo, hi, &spec);
   for (const SparseBlock& b : m.blocks) ASSERT_FALSE(want.AddRows(b, cells, 0, 1));
 
+  SlabPool pool;  // the second round reuses the first one's slabs, stale values and all
   for (int lanes : {1, 3}) {
     const int32_t tile_genes = 8;
-    TiledRows tiles(lo, hi, tile_genes, lanes, uint64_t{1} << 24, &spec.layout);
+    TiledRows tiles(lo, hi, tile_genes, lanes, uint64_t{1} << 24, &spec.layout, &pool);
     // Blocks dealt to lanes at random, each lane's in increasing order (ShareBlocks).
     for (const SparseBlock& b : m.blocks)
       ASSERT_FALSE(tiles.Partition(b, cells, static_cast<int>(rng() % lanes)));
@@ -115,7 +116,8 @@ TEST(TiledRows, SaysWhenThePendingValuesOutgrowTheirRoom) {
   std::vector<int32_t> group_of_cell(2000, 0);
   const CellContext cells{&group_of_cell, Transform::kNone, nullptr, nullptr};
   const Matrix m = RandomMatrix(2000, 200, 500, &rng);
-  TiledRows tiles(0, 200, 8, 2, 4096, nullptr);
+  SlabPool pool;
+  TiledRows tiles(0, 200, 8, 2, 4096, nullptr, &pool);
   for (size_t i = 0; i < m.blocks.size(); ++i)
     ASSERT_FALSE(tiles.Partition(m.blocks[i], cells, static_cast<int>(i % 2)));
   EXPECT_TRUE(tiles.overflowed());
@@ -131,7 +133,8 @@ TEST(TiledRows, NamesTheBadValueAndTheDuplicate) {
   bad.offsets = {0, 1, 2, 3};
   bad.minor = {4, 5, 6};
   bad.values = {1, -1, 2};  // log1p(-1) = -inf
-  TiledRows a(0, 10, 4, 1, 1 << 16, &spec.layout);
+  SlabPool pool;
+  TiledRows a(0, 10, 4, 1, 1 << 16, &spec.layout, &pool);
   auto v = a.Partition(bad, cells, 0);
   ASSERT_TRUE(v);
   EXPECT_EQ(v->cell, 1);
@@ -144,7 +147,7 @@ TEST(TiledRows, NamesTheBadValueAndTheDuplicate) {
   dup.offsets = {0, 2};
   dup.minor = {6, 6};
   dup.values = {1, 3};
-  TiledRows b(0, 10, 4, 1, 1 << 16, &spec.layout);
+  TiledRows b(0, 10, 4, 1, 1 << 16, &spec.layout, &pool);
   ASSERT_FALSE(b.Partition(dup, cells, 0));
   Accumulator acc(2, 0, 4, &spec);
   auto d = b.AccumulateTile(b.TileOf(6), cells, &acc);
