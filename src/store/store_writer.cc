@@ -2,7 +2,9 @@
 // from their parts into arrays created at their final size; atomically (temp_output.h).
 #include <algorithm>
 #include <climits>
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 
 #include "cellcube/h5ad_writer.h"
 #include "cellcube/store_data.h"
@@ -12,6 +14,7 @@
 #include "store/store_loader.h"
 #include "store/store_stream.h"
 #include "util/isolate.h"
+#include "util/parallel.h"
 #include "util/text.h"
 #include "util/version.h"
 
@@ -177,10 +180,11 @@ class RawWriter {
     return w_.CreateFixedArray(store_layout::kHistIndptr, ElemType::kInt64, meta_.n_genes() + 1);
   }
 
-  // Gene `gene`'s entries are buf's [begin, buf.size()) (groups checked): checks their
-  // records and adds the gene's rows of offsets.
-  Status AddGene(int64_t gene, const EntryBuffer& buf, size_t begin) {
-    const size_t n = buf.size() - begin;
+  // Gene `gene`'s entries are buf's [begin, end) (groups checked), the last of the
+  // buffer's records written so far: checks their records and adds the gene's rows of
+  // offsets.
+  Status AddGene(int64_t gene, const EntryBuffer& buf, size_t begin, size_t end) {
+    const size_t n = end - begin;
     const size_t row = entry_rows_.size();
     entry_rows_.resize(row + static_cast<size_t>(n_datasets_));
     EntryOffsetsOfGene(buf.group.data() + begin, n, starts_, entry_rows_.data() + row);
@@ -188,15 +192,14 @@ class RawWriter {
       if (buf.hist.empty()) return FlushRowsIfFull();
       return Status::Internal("histogram records for a store without histograms");
     }
-    for (size_t k = begin; k < buf.size(); ++k) {
+    for (size_t k = begin; k < end; ++k) {
       const int32_t d = meta_.codes[0][static_cast<size_t>(buf.group[k])];
       if (const char* fault = RecordFault(buf.RecordOf(k), buf.RecordLength(k), buf.nnz[k],
                                           not_binned_[static_cast<size_t>(d)]))
         return Status::Internal("entry " + std::to_string(k - begin) + " of gene " + "'" +
                                 meta_.gene_ids[static_cast<size_t>(gene)] + "': " + fault);
     }
-    // The gene's records are the buffer's last ones.
-    const uint64_t first = buf.RecordStart(begin), bytes = buf.hist.size() - first;
+    const uint64_t first = buf.RecordStart(begin), bytes = buf.RecordStart(end) - first;
     if (bytes > UINT32_MAX)
       return Status::InvalidArgument(
           "the histograms of gene '" + meta_.gene_ids[static_cast<size_t>(gene)] + "' take " +
@@ -207,7 +210,7 @@ class RawWriter {
       const uint32_t e = entry_rows_[row + d];
       hist_rows_[row + d] = static_cast<uint32_t>(e == 0 ? 0 : buf.hist_end[begin + e - 1] - first);
     }
-    hist_indptr_[static_cast<size_t>(gene) + 1] = hist_written_ + buf.hist.size();
+    hist_indptr_[static_cast<size_t>(gene) + 1] = hist_written_ + buf.RecordStart(end);
     return FlushRowsIfFull();
   }
 
@@ -373,19 +376,35 @@ Status WriteMetadata(Writer& w, const StoreData& s) {
 }
 
 constexpr uint64_t kArrayAlignment = 4096;
-constexpr size_t kFlushEntries = size_t{1} << 18;       // 8 MiB of entries per write
-constexpr size_t kFlushRecordBytes = size_t{16} << 20;  // and at most 16 MiB of records
+// A batch of whole genes' entries drawn from the parts, then written: two are in flight
+// (one drawn while the other is written), each half of the one buffer the writer once
+// had, so the memory is the same.
+constexpr size_t kBatchEntries = size_t{1} << 17;      // 4 MiB of entries per write
+constexpr size_t kBatchRecordBytes = size_t{8} << 20;  // and at most 8 MiB of records
 
-// Draws every gene's runs from the parts, in order, into the layers and raw.cellcube.
-Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
-                     LayerWriter& layers, RawWriter& raw,
-                     const std::function<void(int64_t, int64_t)>& progress) {
-  const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
-  std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
+// Whole genes' runs drawn from the parts: gene g's entries are buf's [start[g - first],
+// start[g - first + 1]), the last gene's up to buf.size().
+struct Batch {
   EntryBuffer buf;
-  buf.Reserve(kFlushEntries + kFlushEntries / 4);
-  for (int64_t gene = 0; gene < n_genes; ++gene) {
+  int64_t first = 0;          // the first gene
+  std::vector<size_t> start;  // per gene from `first`
+  void Clear(int64_t gene) {
+    buf.Clear();
+    first = gene;
+    start.clear();
+  }
+  size_t End(size_t i) const { return i + 1 < start.size() ? start[i + 1] : buf.size(); }
+};
+
+// Draws genes from `gene` on into `b` until it holds a batch's worth (or the last gene);
+// returns the gene after them. The parts are read front to back, once.
+Result<int64_t> DrawBatch(const std::vector<StreamedPart>& parts, int64_t gene, int64_t n_genes,
+                          int64_t n_groups, Batch* b) {
+  b->Clear(gene);
+  EntryBuffer& buf = b->buf;
+  for (; gene < n_genes; ++gene) {
     const size_t run_start = buf.size();
+    b->start.push_back(run_start);
     for (const StreamedPart& p : parts) {
       const int64_t next = p.source->next_gene();
       if (next < gene) return Status::Internal("a part's runs are not in gene order");
@@ -396,16 +415,133 @@ Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& par
       if (g < 0 || g >= n_groups || (k > run_start && g <= buf.group[k - 1]))
         return Status::Internal("streamed entries are not ascending groups within a gene");
     }
-    CC_RETURN_IF_ERROR(raw.AddGene(gene, buf, run_start));
-    indptr[static_cast<size_t>(gene) + 1] = layers.written() + static_cast<int64_t>(buf.size());
-    if (buf.size() >= kFlushEntries || buf.hist.size() >= kFlushRecordBytes) {
-      CC_RETURN_IF_ERROR(raw.WriteRecords(buf));
-      CC_RETURN_IF_ERROR(layers.Flush(&buf));
-    }
-    if (progress && (gene % 256 == 255 || gene + 1 == n_genes)) progress(gene + 1, n_genes);
+    if (buf.size() >= kBatchEntries || buf.hist.size() >= kBatchRecordBytes) return gene + 1;
   }
-  CC_RETURN_IF_ERROR(raw.WriteRecords(buf));
-  CC_RETURN_IF_ERROR(layers.Flush(&buf));
+  return gene;
+}
+
+// Writes a batch: each gene's rows of offsets, then its entries and records.
+Status WriteBatch(Batch* b, LayerWriter& layers, RawWriter& raw, std::vector<int64_t>* indptr) {
+  for (size_t i = 0; i < b->start.size(); ++i) {
+    const int64_t gene = b->first + static_cast<int64_t>(i);
+    CC_RETURN_IF_ERROR(raw.AddGene(gene, b->buf, b->start[i], b->End(i)));
+    (*indptr)[static_cast<size_t>(gene) + 1] = layers.written() + static_cast<int64_t>(b->End(i));
+  }
+  CC_RETURN_IF_ERROR(raw.WriteRecords(b->buf));
+  return layers.Flush(&b->buf);
+}
+
+// Batches handed from the thread drawing them to the thread writing them, at most two.
+class BatchQueue {
+ public:
+  // The drawer: an empty batch to fill, or null once the writer stopped.
+  Batch* TakeEmpty() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !empty_.empty() || stopped_; });
+    if (stopped_) return nullptr;
+    Batch* b = empty_.back();
+    empty_.pop_back();
+    return b;
+  }
+  void PutFull(Batch* b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    full_.push_back(b);
+    cv_.notify_all();
+  }
+  // The writer: the next full batch in order, or null when the drawer finished or failed.
+  Batch* TakeFull() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return !full_.empty() || drawn_; });
+    if (full_.empty()) return nullptr;
+    Batch* b = full_.front();
+    full_.erase(full_.begin());
+    return b;
+  }
+  void PutEmpty(Batch* b) {
+    std::lock_guard<std::mutex> lock(mu_);
+    empty_.push_back(b);
+    cv_.notify_all();
+  }
+  void FinishDrawing(Status s) {
+    std::lock_guard<std::mutex> lock(mu_);
+    drawn_ = true;
+    draw_status_ = std::move(s);
+    cv_.notify_all();
+  }
+  void StopWriting() {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped_ = true;
+    cv_.notify_all();
+  }
+  Status draw_status() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return draw_status_;
+  }
+  explicit BatchQueue(std::vector<Batch>* batches) {
+    for (Batch& b : *batches) empty_.push_back(&b);
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Batch*> empty_, full_;
+  bool drawn_ = false, stopped_ = false;
+  Status draw_status_;
+};
+
+// Draws every gene's runs from the parts, in order, into the layers and raw.cellcube:
+// one thread draws (reads the parts' runs, checks their order) while the caller writes
+// the batch before (checks the records, writes entries, records and offsets); alone when
+// no second thread can be had. The bytes are the same either way.
+Status StreamEntries(const StoreData& meta, const std::vector<StreamedPart>& parts,
+                     LayerWriter& layers, RawWriter& raw,
+                     const std::function<void(int64_t, int64_t)>& progress) {
+  const int64_t n_genes = meta.n_genes(), n_groups = meta.n_groups();
+  std::vector<int64_t> indptr(static_cast<size_t>(n_genes) + 1, 0);
+  std::vector<Batch> batches(2);
+  for (Batch& b : batches) b.buf.Reserve(kBatchEntries + kBatchEntries / 4);
+  auto write = [&](Batch* b) -> Status {
+    CC_RETURN_IF_ERROR(WriteBatch(b, layers, raw, &indptr));
+    if (progress) progress(b->first + static_cast<int64_t>(b->start.size()), n_genes);
+    return Status::Ok();
+  };
+  Status written;
+  BatchQueue queue(&batches);
+  const bool together = RunTogether(2, [&](int worker) {
+    if (worker == 1) {  // draws
+      Status s;
+      for (int64_t gene = 0; gene < n_genes && s.ok();) {
+        Batch* b = queue.TakeEmpty();
+        if (!b) break;  // the writer failed
+        Result<int64_t> next = DrawBatch(parts, gene, n_genes, n_groups, b);
+        if (!next.ok()) {
+          s = next.status();
+          break;
+        }
+        gene = *next;
+        queue.PutFull(b);
+      }
+      queue.FinishDrawing(std::move(s));
+      return;
+    }
+    while (Batch* b = queue.TakeFull()) {
+      written = write(b);
+      if (!written.ok()) {
+        queue.StopWriting();
+        return;
+      }
+      queue.PutEmpty(b);
+    }
+  });
+  if (together) {
+    CC_RETURN_IF_ERROR(written);
+    CC_RETURN_IF_ERROR(queue.draw_status());
+  } else {
+    for (int64_t gene = 0; gene < n_genes;) {
+      CC_ASSIGN_OR_RETURN(gene, DrawBatch(parts, gene, n_genes, n_groups, &batches[0]));
+      CC_RETURN_IF_ERROR(write(&batches[0]));
+    }
+  }
   CC_RETURN_IF_ERROR(raw.Finish());
   for (const StreamedPart& p : parts)
     if (p.source->next_gene() != kNoGene)
