@@ -71,7 +71,7 @@ struct TiledRows::Lane {
   SlabPool* pool = nullptr;
   std::vector<PendingValue*> slabs;  // taken from the pool, given back at the end
   std::vector<uint32_t> next;        // per chunk: the tile's next chunk
-  std::vector<Bucket> buckets;       // per tile (only the tiles this worker owns)
+  std::vector<Bucket> buckets;       // per tile
   std::vector<Line> staged;          // per tile: values not yet in a chunk
   std::vector<uint8_t> n_staged;
   uint32_t chunks = 0;

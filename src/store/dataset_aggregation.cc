@@ -438,14 +438,20 @@ Status AccumulateInPasses(DatasetWork* w, int32_t n_genes, uint64_t budget, Spil
 }
 
 // Whether the dataset's row blocks go through tiles (aggregate/tiled_rows.h): a sparse
-// matrix by rows whose full accumulator would be far larger than the caches. Smaller
-// ones stay in the caches as they are, and the tiles' second pass would only cost.
-bool UseTiles(const DatasetWork& w, int32_t n_genes) {
+// matrix by rows whose full accumulator would be far larger than the caches, unless its
+// pending values would take more passes over the file than the accumulator (many cells
+// in few groups: the values outnumber the slots). Smaller accumulators stay in the
+// caches as they are, and the tiles' second step would only cost.
+bool UseTiles(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
   constexpr uint64_t kTilesAbove = uint64_t{16} << 20;
   if (!w.stream->by_rows() || w.plan.matrix.encoding != h5ad::Encoding::kCsr) return false;
-  uint64_t bytes = Accumulator::BytesFor(w.grouping.n_groups(), n_genes);
-  if (w.histograms) bytes += Accumulator::HistogramBytesFor(w.grouping.n_cells, n_genes);
-  return bytes > kTilesAbove;
+  uint64_t slots = Accumulator::BytesFor(w.grouping.n_groups(), n_genes);
+  if (w.histograms) slots += Accumulator::HistogramBytesFor(w.grouping.n_cells, n_genes);
+  if (slots <= kTilesAbove) return false;
+  const auto stored = static_cast<uint64_t>(std::max<int64_t>(0, w.plan.matrix.stored));
+  const uint64_t pending = stored / 4 * 5 * aggregate::TiledRows::kBytesPerValue;
+  const uint64_t room = std::max<uint64_t>(1, budget);
+  return (pending + room - 1) / room <= (slots + room - 1) / room;
 }
 
 // Aggregates a matrix by rows tile by tile, in passes of as many genes as fit `budget`
@@ -517,7 +523,7 @@ Result<StoreData> AggregateDataset(const DatasetPlan& plan, const BuildOptions& 
   if (options.histograms)
     w.histograms =
         aggregate::HistogramSpec{histogram::Layout(options.hist_max), &w.grouping.n_cells};
-  CC_RETURN_IF_ERROR(UseTiles(w, n_genes)
+  CC_RETURN_IF_ERROR(UseTiles(w, n_genes, memory.accumulator)
                          ? AccumulateTiled(&w, n_genes, memory.accumulator, spill, progress)
                          : AccumulateInPasses(&w, n_genes, memory.accumulator, spill, progress));
   if (w.passes > 1 && callbacks.note) callbacks.note(PassesNote(w));

@@ -79,3 +79,34 @@ def test_threads_and_passes_give_the_same_bytes(cellcube, wide, tmp_path):
     note = [ln for ln in proc.stderr.splitlines() if "passes over its matrix" in ln]
     assert note and "dataset 'wide'" in note[0], proc.stderr
     assert digest(split) == digest(one), "several passes must give the same store"
+
+
+def write_many_cells_file(path):
+    """20,000 cells in 200 groups of about 100 cells, 4,000 genes, 400 values a cell:
+    an accumulator of 77 MB (statistics and 8-bit histogram counts) but 8 M stored
+    values, 160 MB as pending values."""
+    rng = np.random.default_rng(7)
+    n_cells, n_genes, per_cell = 20_000, 4_000, 400
+    cols = np.sort(np.argsort(rng.random((n_cells, n_genes)), axis=1)[:, :per_cell], axis=1)
+    x = sp.csr_matrix((1 + rng.geometric(0.5, n_cells * per_cell).astype(np.float32),
+                       cols.ravel(), np.arange(0, n_cells * per_cell + 1, per_cell)),
+                      shape=(n_cells, n_genes))
+    obs = pd.DataFrame({"cell_type": pd.Categorical([f"T{i % 20}" for i in range(n_cells)]),
+                        "donor": pd.Categorical([f"d{(i // 20) % 10}" for i in range(n_cells)])},
+                       index=[f"c{i}" for i in range(n_cells)])
+    ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=[f"G{j}" for j in range(n_genes)])).write_h5ad(path)
+    return path
+
+
+@pytest.mark.parametrize("limit, passes", [("192M", None), ("120M", 2)])
+def test_many_cells_in_few_groups_take_the_way_with_fewer_passes(cellcube, tmp_path, limit, passes):
+    """Under 192 MB the accumulator fits one pass and the pending values would need two;
+    under 120 MB, two against four: the build takes the accumulator, and says so."""
+    src = write_many_cells_file(tmp_path / "many.h5ad")
+    proc = run_ok([cellcube, "build", "-o", tmp_path / "s.h5ad", "--groupby", "donor",
+                   "--memory-limit", limit, f"many={src}"])
+    note = [ln for ln in proc.stderr.splitlines() if "passes over its matrix" in ln]
+    if passes is None:
+        assert not note, proc.stderr
+    else:
+        assert len(note) == 1 and f"aggregated in {passes} passes" in note[0], proc.stderr
