@@ -154,13 +154,22 @@ void AppendByteCountsRecord(const uint8_t* counts, uint64_t nnz, std::vector<uin
     cells += counts[b];
   }
   if (nnz <= range) {
-    size_t at = out->size();
-    out->resize(at + cells);  // nnz, when the counts add up to it as they must
-    uint8_t* p = out->data();
+    // Each bin's run written eight bytes at a time (most runs are 0 to 2 cells), into
+    // eight bytes of slack that are cut off again.
+    const size_t at = out->size();
+    out->resize(at + cells + 8);  // cells = nnz, when the counts add up to it as they must
+    uint8_t* p = out->data() + at;
     for (int b = lo; b <= hi; ++b) {
-      std::memset(p + at, b, counts[b]);
-      at += counts[b];
+      const uint8_t n = counts[b];
+      if (n <= 8) {
+        const uint64_t run = 0x0101010101010101ULL * static_cast<uint64_t>(b);
+        std::memcpy(p, &run, sizeof run);
+      } else {
+        std::memset(p, b, n);
+      }
+      p += n;
     }
+    out->resize(at + cells);
     return;
   }
   out->push_back(static_cast<uint8_t>(kRangeTag | lo));
