@@ -18,9 +18,47 @@ constexpr uint64_t kPage = 4096;
 struct RunHeader {
   uint32_t gene;
   uint32_t count;
+  uint64_t entry_bytes;  // the entries, encoded (EncodeEntry)
   uint64_t hist_bytes;
 };
-static_assert(sizeof(RunHeader) == 16);
+static_assert(sizeof(RunHeader) == 24);
+
+// An entry as spilled: its group as the step from the run's previous group (groups
+// ascend within a run) and nnz, both LEB128 (one byte each, mostly), then sum and m2 as
+// they are: 18 bytes where the fixed record took 24.
+constexpr size_t kMaxEntryBytes = 5 + 5 + 2 * sizeof(double);
+
+uint8_t* PutVarint(uint32_t v, uint8_t* p) {
+  while (v >= 0x80) {
+    *p++ = static_cast<uint8_t>(v | 0x80);
+    v >>= 7;
+  }
+  *p++ = static_cast<uint8_t>(v);
+  return p;
+}
+
+// Reads a varint of at most 5 bytes before `end`; null when cut short or too long.
+const uint8_t* GetVarint(const uint8_t* p, const uint8_t* end, uint32_t* v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 35 && p < end; shift += 7) {
+    const uint8_t byte = *p++;
+    x |= static_cast<uint64_t>(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) {
+      if (x > UINT32_MAX) return nullptr;
+      *v = static_cast<uint32_t>(x);
+      return p;
+    }
+  }
+  return nullptr;
+}
+
+uint8_t* EncodeEntry(const SpillRecord& r, int32_t previous, uint8_t* p) {
+  p = PutVarint(static_cast<uint32_t>(r.group - previous), p);
+  p = PutVarint(r.nnz, p);
+  std::memcpy(p, &r.sum, sizeof r.sum);
+  std::memcpy(p + sizeof r.sum, &r.m2, sizeof r.m2);
+  return p + 2 * sizeof(double);
+}
 
 Status SpillError(const std::string& what) {
   return Status::IoError(what +
@@ -47,15 +85,24 @@ SpillFile::~SpillFile() { ::close(fd_); }
 
 Status SpillFile::AppendRun(uint32_t gene, const SpillRecord* records, uint32_t count,
                             const uint8_t* hist, uint64_t hist_bytes) {
-  const RunHeader header{gene, count, hist_bytes};
-  const size_t bytes = sizeof header + size_t{count} * sizeof(SpillRecord) + hist_bytes;
-  if (buffer_.size() + bytes > kWriteBuffer) CC_RETURN_IF_ERROR(Flush());
-  const char* h = reinterpret_cast<const char*>(&header);
-  buffer_.insert(buffer_.end(), h, h + sizeof header);
-  const char* r = reinterpret_cast<const char*>(records);
-  buffer_.insert(buffer_.end(), r, r + size_t{count} * sizeof(SpillRecord));
-  const char* b = reinterpret_cast<const char*>(hist);
-  if (hist_bytes) buffer_.insert(buffer_.end(), b, b + hist_bytes);
+  const size_t most = sizeof(RunHeader) + size_t{count} * kMaxEntryBytes + hist_bytes;
+  if (used_ + most > kWriteBuffer) CC_RETURN_IF_ERROR(Flush());
+  // Sized once (or for the largest run): the bytes are written in place, not appended.
+  if (buffer_.size() < std::max(most, kWriteBuffer)) buffer_.resize(std::max(most, kWriteBuffer));
+  char* at = buffer_.data() + used_;
+  auto* entries = reinterpret_cast<uint8_t*>(at + sizeof(RunHeader));
+  uint8_t* p = entries;
+  int32_t previous = -1;  // the first group's step is group + 1
+  for (uint32_t k = 0; k < count; ++k) {
+    if (records[k].group <= previous)
+      return Status::Internal("a spilled run's groups are not ascending");
+    p = EncodeEntry(records[k], previous, p);
+    previous = records[k].group;
+  }
+  const RunHeader header{gene, count, static_cast<uint64_t>(p - entries), hist_bytes};
+  std::memcpy(at, &header, sizeof header);
+  if (hist_bytes) std::memcpy(p, hist, hist_bytes);
+  used_ = static_cast<size_t>(reinterpret_cast<char*>(p) - buffer_.data()) + hist_bytes;
   records_ += count;
   hist_bytes_ += hist_bytes;
   return Status::Ok();
@@ -63,7 +110,7 @@ Status SpillFile::AppendRun(uint32_t gene, const SpillRecord* records, uint32_t 
 
 Status SpillFile::Flush() {
   const char* p = buffer_.data();
-  size_t left = buffer_.size();
+  size_t left = used_;
   while (left > 0) {
     const ssize_t n = ::pwrite(fd_, p, left, static_cast<off_t>(written_));
     if (n < 0 && errno == EINTR) continue;
@@ -76,7 +123,7 @@ Status SpillFile::Flush() {
     left -= static_cast<size_t>(n);
     written_ += static_cast<uint64_t>(n);
   }
-  buffer_.clear();
+  used_ = 0;
   return Status::Ok();
 }
 
@@ -86,7 +133,7 @@ SpillSegment::SpillSegment(int fd, uint64_t begin, uint64_t end,
     : fd_(fd),
       end_(end),
       gene_map_(gene_map),
-      window_(std::max<size_t>(window_bytes, 64 * sizeof(SpillRecord))),
+      window_(std::max<size_t>(window_bytes, 64 * kMaxEntryBytes)),
       window_pos_(begin),
       cursor_(begin),
       released_((begin + kPage - 1) / kPage * kPage),
@@ -143,6 +190,7 @@ Status SpillSegment::ReadHeader() {
     return Status::Internal("spilled runs are not in the order of the store's genes");
   next_gene_ = gene;
   next_count_ = h.count;
+  next_entry_bytes_ = h.entry_bytes;
   next_hist_bytes_ = h.hist_bytes;
   return Status::Ok();
 }
@@ -176,21 +224,30 @@ Status SpillSegment::TakeRecords(size_t first, EntryBuffer* out) {
 
 Status SpillSegment::TakeRun(int64_t group_offset, EntryBuffer* out) {
   if (next_gene_ == kNoGene) return Status::Internal("no spilled run left to take");
+  if (next_entry_bytes_ > end_ - cursor_ ||
+      next_entry_bytes_ > size_t{next_count_} * kMaxEntryBytes)
+    return Status::Internal("the temporary file of entries is cut short");
+  const auto bytes = static_cast<size_t>(next_entry_bytes_);
+  CC_RETURN_IF_ERROR(Ensure(bytes));
+  const auto* p = reinterpret_cast<const uint8_t*>(window_.data() + (cursor_ - window_pos_));
+  const uint8_t* end = p + bytes;
   const size_t first = out->size();
-  uint32_t left = next_count_;
-  while (left > 0) {
-    const uint32_t room = static_cast<uint32_t>(window_.size() / sizeof(SpillRecord));
-    const uint32_t n = std::min(left, room);
-    CC_RETURN_IF_ERROR(Ensure(size_t{n} * sizeof(SpillRecord)));
-    const char* p = window_.data() + (cursor_ - window_pos_);
-    for (uint32_t i = 0; i < n; ++i) {
-      SpillRecord r;
-      std::memcpy(&r, p + size_t{i} * sizeof r, sizeof r);
-      out->Add(r.group + group_offset, r.nnz, r.sum, r.m2);
-    }
-    cursor_ += size_t{n} * sizeof(SpillRecord);
-    left -= n;
+  int64_t group = -1;
+  for (uint32_t k = 0; k < next_count_; ++k) {
+    uint32_t step = 0, nnz = 0;
+    p = GetVarint(p, end, &step);
+    if (p) p = GetVarint(p, end, &nnz);
+    if (!p || end - p < static_cast<ptrdiff_t>(2 * sizeof(double)) || step == 0)
+      return Status::Internal("the temporary file of entries is damaged");
+    group += step;
+    double sum, m2;
+    std::memcpy(&sum, p, sizeof sum);
+    std::memcpy(&m2, p + sizeof sum, sizeof m2);
+    p += 2 * sizeof(double);
+    out->Add(group + group_offset, nnz, sum, m2);
   }
+  if (p != end) return Status::Internal("the temporary file of entries is damaged");
+  cursor_ += bytes;
   CC_RETURN_IF_ERROR(TakeRecords(first, out));
   return ReadHeader();
 }

@@ -4,9 +4,9 @@
 // read back gene by gene, every dataset at once, through small windows.
 //
 // A run (the file's own format, read only by this process): a header (gene, entries,
-// bytes of histogram records), the entries' fixed-size SpillRecords, then their
-// histogram records (histogram/record.h) in entry order, each as long as its first byte
-// and nnz say.
+// their bytes, bytes of histogram records), the entries (group steps and nnz as
+// varints, sum and m2 as they are: spill.cc), then their histogram records
+// (histogram/record.h) in entry order, each as long as its first byte and nnz say.
 #pragma once
 
 #include <cstdint>
@@ -43,7 +43,7 @@ class SpillFile {
                                  const uint8_t* hist, uint64_t hist_bytes);
   // Writes out the buffer; offset() is then where the next run starts.
   [[nodiscard]] Status Flush();
-  uint64_t offset() const { return written_ + buffer_.size(); }
+  uint64_t offset() const { return written_ + used_; }
   // Entries appended so far, and bytes of their histogram records.
   uint64_t records() const { return records_; }
   uint64_t hist_bytes() const { return hist_bytes_; }
@@ -56,7 +56,8 @@ class SpillFile {
   uint64_t written_ = 0;
   uint64_t records_ = 0;
   uint64_t hist_bytes_ = 0;
-  std::vector<char> buffer_;
+  std::vector<char> buffer_;  // its first used_ bytes are not written yet
+  size_t used_ = 0;
 };
 
 // The runs of one dataset, [begin, end) of a flushed SpillFile, read through a window
@@ -90,6 +91,7 @@ class SpillSegment : public RunSource {
   uint64_t released_;  // file offset up to which pages were released
   int64_t next_gene_ = kNoGene;
   uint32_t next_count_ = 0;
+  uint64_t next_entry_bytes_ = 0;
   uint64_t next_hist_bytes_ = 0;
   bool drop_records_;
 };
