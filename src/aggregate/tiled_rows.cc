@@ -152,7 +152,7 @@ TiledRows::TiledRows(int32_t gene_begin, int32_t gene_end, int32_t tile_genes, i
 TiledRows::~TiledRows() = default;
 
 int32_t TiledRows::TileGenesFor(int32_t n_groups, const HistogramSpec* histograms) {
-  int32_t genes = Accumulator::kOwnerSpan;
+  int32_t genes = kMaxTileGenes;
   while (genes > 1) {
     uint64_t bytes = Accumulator::BytesFor(n_groups, genes);
     if (histograms) bytes += Accumulator::HistogramBytesFor(*histograms->n_cells, genes);

@@ -65,8 +65,9 @@ class TiledRows {
   TiledRows& operator=(const TiledRows&) = delete;
 
   // Genes per tile so that a tile's accumulator (statistics and histograms) for these
-  // groups fits in about half an L2 cache: a power of two from 1 to 64.
+  // groups fits in about half an L2 cache: a power of two from 1 to kMaxTileGenes.
   static int32_t TileGenesFor(int32_t n_groups, const HistogramSpec* histograms);
+  static constexpr int32_t kMaxTileGenes = 64;
   // Bytes per pending value, for planning memory.
   static constexpr uint64_t kBytesPerValue = sizeof(PendingValue);
 

@@ -1,25 +1,15 @@
 #include "histogram/record.h"
 
+#include "util/varint.h"
+
 namespace cellcube::histogram {
 namespace {
 
 constexpr uint8_t kRangeTag = 0x40;
 
-size_t VarintLength(uint64_t v) {
-  size_t n = 1;
-  while (v >= 0x80) {
-    v >>= 7;
-    ++n;
-  }
-  return n;
-}
-
 void AppendVarint(uint64_t v, std::vector<uint8_t>* out) {
-  while (v >= 0x80) {
-    out->push_back(static_cast<uint8_t>(v | 0x80));
-    v >>= 7;
-  }
-  out->push_back(static_cast<uint8_t>(v));
+  uint8_t bytes[10];
+  out->insert(out->end(), bytes, PutVarint(v, bytes));
 }
 
 // The non-empty bins' span [lo, hi]; lo > hi when all are empty.
@@ -70,16 +60,14 @@ size_t ReadRange(const uint8_t* p, size_t avail, uint64_t nnz, Counts* bins, con
   Counts read{};
   for (int b = lo; b <= hi; ++b) {
     uint64_t v = 0;
-    for (int shift = 0;; shift += 7) {
-      if (at >= avail || shift > 28) {
-        *why = shift > 28 ? "its histogram record has a count that is too large"
-                          : "its histogram record is cut short";
-        return 0;
-      }
-      const uint8_t byte = p[at++];
-      v |= static_cast<uint64_t>(byte & 0x7f) << shift;
-      if (!(byte & 0x80)) break;
+    const uint8_t* q = p + at;
+    const VarintRead got = GetVarint(&q, p + avail, 5, &v);  // a count below 2^35
+    if (got != VarintRead::kOk) {
+      *why = got == VarintRead::kTooLong ? "its histogram record has a count that is too large"
+                                         : "its histogram record is cut short";
+      return 0;
     }
+    at = static_cast<size_t>(q - p);
     if ((b == lo || b == hi) && v == 0) {
       *why = "its histogram record has an empty end bin";
       return 0;

@@ -260,7 +260,9 @@ Status AppendBlock(const DatasetWork& w, const SpillBlock& b, SpillFile* spill) 
 Status SpillInBlocks(
     const DatasetWork& w, int32_t begin, int32_t end, SpillFile* spill,
     const std::function<void(int worker, int32_t lo, int32_t hi, SpillBlock* b)>& encode) {
-  constexpr int32_t kBlockGenes = 256;  // a multiple of every tile (aggregate/tiled_rows.h)
+  constexpr int32_t kBlockGenes = 256;
+  // A block holds whole tiles (SpillTiles): tiles are powers of two up to the largest.
+  static_assert(kBlockGenes % aggregate::TiledRows::kMaxTileGenes == 0);
   if (begin >= end) return Status::Ok();
   const int workers = std::max(1, w.threads);
   const int32_t first = begin / kBlockGenes;
@@ -391,18 +393,32 @@ StoreData DatasetPart(const DatasetWork& w) {
   return s;
 }
 
+// Bytes of an accumulator of `genes` genes of the dataset's groups, histograms included.
+uint64_t AccumulatorBytes(const DatasetWork& w, int64_t genes) {
+  uint64_t bytes = Accumulator::BytesFor(w.grouping.n_groups(), genes);
+  if (w.histograms) bytes += Accumulator::HistogramBytesFor(w.grouping.n_cells, genes);
+  return bytes;
+}
+
 // Genes per pass so that the accumulator, its histograms included, fits `budget`.
 int32_t GenesPerPass(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
-  const int32_t n_groups = w.grouping.n_groups();
-  uint64_t per_gene = Accumulator::BytesFor(n_groups, 8) / 8;
   if (w.histograms) {
     // Each group's row of bins is rounded up to a cache line: at most 64 bytes a group.
-    const uint64_t rounding = uint64_t{64} * static_cast<uint64_t>(n_groups);
+    const uint64_t rounding = uint64_t{64} * static_cast<uint64_t>(w.grouping.n_groups());
     budget = budget > rounding ? budget - rounding : 0;
-    per_gene += Accumulator::HistogramBytesFor(w.grouping.n_cells, 8) / 8;
   }
+  const uint64_t per_gene = AccumulatorBytes(w, 8) / 8;
   const uint64_t fit = budget / std::max<uint64_t>(1, per_gene) / 8 * 8;  // whole cache lines
   return static_cast<int32_t>(std::clamp<uint64_t>(fit, 8, std::max<int32_t>(8, n_genes)));
+}
+
+// Genes per pass of tiled aggregation: as many as hold the pending values of average
+// genes, and a quarter more, in `budget` (a pass that meets denser genes is redone).
+int32_t TiledGenesPerPass(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
+  const auto stored = static_cast<uint64_t>(std::max<int64_t>(1, w.plan.matrix.stored));
+  const uint64_t pending = (stored + stored / 4) * aggregate::TiledRows::kBytesPerValue;
+  const uint64_t fit = budget / std::max<uint64_t>(1, pending / std::max(1, n_genes));
+  return static_cast<int32_t>(std::clamp<uint64_t>(fit, 1, std::max(1, n_genes)));
 }
 
 // The note for a dataset read more than once (docs/BUILD.md "Bounded memory").
@@ -445,13 +461,9 @@ Status AccumulateInPasses(DatasetWork* w, int32_t n_genes, uint64_t budget, Spil
 bool UseTiles(const DatasetWork& w, int32_t n_genes, uint64_t budget) {
   constexpr uint64_t kTilesAbove = uint64_t{16} << 20;
   if (!w.stream->by_rows() || w.plan.matrix.encoding != h5ad::Encoding::kCsr) return false;
-  uint64_t slots = Accumulator::BytesFor(w.grouping.n_groups(), n_genes);
-  if (w.histograms) slots += Accumulator::HistogramBytesFor(w.grouping.n_cells, n_genes);
-  if (slots <= kTilesAbove) return false;
-  const auto stored = static_cast<uint64_t>(std::max<int64_t>(0, w.plan.matrix.stored));
-  const uint64_t pending = stored / 4 * 5 * aggregate::TiledRows::kBytesPerValue;
-  const uint64_t room = std::max<uint64_t>(1, budget);
-  return (pending + room - 1) / room <= (slots + room - 1) / room;
+  if (AccumulatorBytes(w, n_genes) <= kTilesAbove) return false;
+  const auto passes = [n_genes](int32_t per_pass) { return (n_genes + per_pass - 1) / per_pass; };
+  return passes(TiledGenesPerPass(w, n_genes, budget)) <= passes(GenesPerPass(w, n_genes, budget));
 }
 
 // Aggregates a matrix by rows tile by tile, in passes of as many genes as fit `budget`
@@ -463,10 +475,7 @@ Status AccumulateTiled(DatasetWork* w, int32_t n_genes, uint64_t budget, SpillFi
   const HistogramSpec* histograms = w->histograms ? &*w->histograms : nullptr;
   const int32_t tile_genes = TiledRows::TileGenesFor(w->grouping.n_groups(), histograms);
   const uint64_t max_values = budget / TiledRows::kBytesPerValue;
-  // An average gene's values and a quarter more, so that one pass usually does.
-  const uint64_t stored = static_cast<uint64_t>(std::max<int64_t>(1, w->plan.matrix.stored));
-  const uint64_t fit = max_values * static_cast<uint64_t>(n_genes) / (stored + stored / 4);
-  const auto planned = static_cast<int32_t>(std::clamp<uint64_t>(fit, 1, std::max(1, n_genes)));
+  const int32_t planned = TiledGenesPerPass(*w, n_genes, budget);
   int32_t per_pass = planned;
   const std::string& name = w->plan.input.name;
   bool counted = false;  // progress counts the cells once, in the last pass

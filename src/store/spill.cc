@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "histogram/record.h"
+#include "util/varint.h"
 
 namespace cellcube {
 namespace {
@@ -27,30 +28,6 @@ static_assert(sizeof(RunHeader) == 24);
 // ascend within a run) and nnz, both LEB128 (one byte each, mostly), then sum and m2 as
 // they are: 18 bytes where the fixed record took 24.
 constexpr size_t kMaxEntryBytes = 5 + 5 + 2 * sizeof(double);
-
-uint8_t* PutVarint(uint32_t v, uint8_t* p) {
-  while (v >= 0x80) {
-    *p++ = static_cast<uint8_t>(v | 0x80);
-    v >>= 7;
-  }
-  *p++ = static_cast<uint8_t>(v);
-  return p;
-}
-
-// Reads a varint of at most 5 bytes before `end`; null when cut short or too long.
-const uint8_t* GetVarint(const uint8_t* p, const uint8_t* end, uint32_t* v) {
-  uint64_t x = 0;
-  for (int shift = 0; shift < 35 && p < end; shift += 7) {
-    const uint8_t byte = *p++;
-    x |= static_cast<uint64_t>(byte & 0x7f) << shift;
-    if (!(byte & 0x80)) {
-      if (x > UINT32_MAX) return nullptr;
-      *v = static_cast<uint32_t>(x);
-      return p;
-    }
-  }
-  return nullptr;
-}
 
 uint8_t* EncodeEntry(const SpillRecord& r, int32_t previous, uint8_t* p) {
   p = PutVarint(static_cast<uint32_t>(r.group - previous), p);
@@ -234,17 +211,17 @@ Status SpillSegment::TakeRun(int64_t group_offset, EntryBuffer* out) {
   const size_t first = out->size();
   int64_t group = -1;
   for (uint32_t k = 0; k < next_count_; ++k) {
-    uint32_t step = 0, nnz = 0;
-    p = GetVarint(p, end, &step);
-    if (p) p = GetVarint(p, end, &nnz);
-    if (!p || end - p < static_cast<ptrdiff_t>(2 * sizeof(double)) || step == 0)
+    uint64_t step = 0, nnz = 0;
+    if (GetVarint(&p, end, 5, &step) != VarintRead::kOk ||
+        GetVarint(&p, end, 5, &nnz) != VarintRead::kOk || step == 0 || nnz > UINT32_MAX ||
+        end - p < static_cast<ptrdiff_t>(2 * sizeof(double)))
       return Status::Internal("the temporary file of entries is damaged");
     group += step;
     double sum, m2;
     std::memcpy(&sum, p, sizeof sum);
     std::memcpy(&m2, p + sizeof sum, sizeof m2);
     p += 2 * sizeof(double);
-    out->Add(group + group_offset, nnz, sum, m2);
+    out->Add(group + group_offset, static_cast<uint32_t>(nnz), sum, m2);
   }
   if (p != end) return Status::Internal("the temporary file of entries is damaged");
   cursor_ += bytes;

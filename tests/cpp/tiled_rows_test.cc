@@ -98,13 +98,13 @@ TEST(TiledRows, AddsTheSameBitsAsAddRows) {
   }
 }
 
-TEST(TiledRows, TileGenesFitTheCacheAndNeverExceedAnOwnerSpan) {
+TEST(TiledRows, TileGenesArePowersOfTwoThatFitTheCache) {
   std::vector<int64_t> small(10, 100), many(500, 100);
   const HistogramSpec few_groups{histogram::Layout(9.0), &small};
   const HistogramSpec many_groups{histogram::Layout(9.0), &many};
-  EXPECT_EQ(TiledRows::TileGenesFor(10, &few_groups), 64);
+  EXPECT_EQ(TiledRows::TileGenesFor(10, &few_groups), TiledRows::kMaxTileGenes);
   const int32_t t = TiledRows::TileGenesFor(500, &many_groups);
-  EXPECT_LT(t, 64);
+  EXPECT_LT(t, TiledRows::kMaxTileGenes);
   EXPECT_EQ(t & (t - 1), 0) << "a power of two";
   EXPECT_LE(Accumulator::BytesFor(500, t) + Accumulator::HistogramBytesFor(many, t),
             uint64_t{512} << 10);
