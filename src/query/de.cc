@@ -218,18 +218,37 @@ enum class Test { kCells, kDonorsUnpaired, kDonorsPaired, kWilcoxon };
 
 double Mean(const Aggregate& a) { return a.sum / static_cast<double>(a.n_cells); }
 
+// Both sides' Welford passes at once, each over its values in order: the same bits as
+// one after the other, while the two chains of divisions overlap.
+void AddBoth(const std::vector<double>& a, const std::vector<double>& b, Moments* x, Moments* y) {
+  Moments p = *x, q = *y;  // in registers, not through memory
+  const size_t both = std::min(a.size(), b.size());
+  for (size_t i = 0; i < both; ++i) {
+    p.Add(a[i]);
+    q.Add(b[i]);
+  }
+  for (size_t i = both; i < a.size(); ++i) p.Add(a[i]);
+  for (size_t i = both; i < b.size(); ++i) q.Add(b[i]);
+  *x = p;
+  *y = q;
+}
+
 // Unpaired donors: Welch's test on the means of the donors kept on each side.
 // Split side * n_units + u holds donor u's aggregate on that side for this gene.
 void TestDonorsUnpaired(const Design& d, const QueryEngine::GeneSplits& splits, DeRow* row) {
   const size_t n_units = d.units.size();
-  Moments x[2];
+  thread_local std::vector<double> means[2];  // per side, in the order of the splits
+  means[0].clear();
+  means[1].clear();
   for (size_t i = 0; i < splits.n_active; ++i) {
     const auto sp = static_cast<size_t>(splits.active[i]);
     if (sp >= 2 * n_units) continue;  // the rest of a side
-    const size_t side = sp / n_units, u = sp % n_units;
+    const size_t side = sp >= n_units ? 1 : 0, u = sp - side * n_units;
     const Aggregate& a = splits.at[sp];
-    if (d.kept[side][u] && a.n_cells > 0) x[side].Add(Mean(a));  // its dataset measured the gene
+    if (d.kept[side][u] && a.n_cells > 0) means[side].push_back(Mean(a));  // it measured the gene
   }
+  Moments x[2];
+  AddBoth(means[0], means[1], &x[0], &x[1]);
   row->n_donors1 = static_cast<int64_t>(x[0].n);
   row->n_donors2 = static_cast<int64_t>(x[1].n);
   row->mean1 = x[0].n > 0 ? x[0].mean : kEmpty;
@@ -365,6 +384,30 @@ std::vector<int32_t> CandidateGenes(const QueryEngine& engine, const Design& d) 
   return genes;
 }
 
+// Each side's cells, nnz and sum over its splits, in their order: a donor's split is
+// side * units + unit, the rest of a side 2 * units + side. Both sides' sums stay in
+// registers, each adding 0 where the split is the other side's: the same bits as adding
+// to one side only (a sum that starts at +0 never becomes -0, so + 0 leaves it as is).
+void TallySides(const QueryEngine::GeneSplits& splits, size_t n_units, Aggregate side[2]) {
+  int64_t cells[2] = {0, 0}, nnz[2] = {0, 0};
+  double sum0 = 0, sum1 = 0;
+  for (size_t i = 0; i < splits.n_active; ++i) {
+    const auto sp = static_cast<size_t>(splits.active[i]);
+    const Aggregate& a = splits.at[sp];
+    const size_t to = sp >= 2 * n_units ? sp - 2 * n_units : (sp >= n_units ? 1 : 0);
+    cells[to] += a.n_cells;
+    nnz[to] += a.nnz;
+    sum0 += to == 0 ? a.sum : 0.0;
+    sum1 += to == 1 ? a.sum : 0.0;
+  }
+  side[0].n_cells = cells[0];
+  side[1].n_cells = cells[1];
+  side[0].nnz = nnz[0];
+  side[1].nnz = nnz[1];
+  side[0].sum = sum0;
+  side[1].sum = sum1;
+}
+
 // Every gene: its row when both sides have cells in datasets that measured it.
 Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScratch& scratch,
                     std::vector<DeRow>* rows) {
@@ -381,14 +424,7 @@ Status TestAllGenes(const QueryEngine& engine, const Design& d, Test test, DeScr
       side[0] = splits.at[0];
       side[1] = splits.at[1];
     } else {
-      for (size_t i = 0; i < splits.n_active; ++i) {
-        const auto sp = static_cast<size_t>(splits.active[i]);
-        const Aggregate& a = splits.at[sp];
-        Aggregate& to = side[sp >= 2 * n_units ? sp - 2 * n_units : sp / n_units];
-        to.n_cells += a.n_cells;
-        to.nnz += a.nnz;
-        to.sum += a.sum;
-      }
+      TallySides(splits, n_units, side);
     }
     if (side[0].n_cells <= 0 || side[1].n_cells <= 0) return;  // not tested
     DeRow& row = by_gene[gi];

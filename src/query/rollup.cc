@@ -154,8 +154,9 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
   scan.all_splits = t.all_splits.data();
   scan.sparse = sparse;
   scan.inverse_cells = impl_->inverse_cells.data();
-  scan.sums = query::PickSums(read, sparse);
-  scan.second = wants.m2 ? query::PickSecond(read) : nullptr;
+  const bool short_runs = query::ShortRuns(t.runs);
+  scan.sums = query::PickSums(read, sparse, short_runs);
+  scan.second = wants.m2 ? query::PickSecond(read, short_runs) : nullptr;
   scan.hist = wants.bins ? query::PickHist(read) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});

@@ -9,8 +9,26 @@
 namespace cellcube::query {
 namespace {
 
+// f(lo, hi) over the runs' entries of `gene`. Runs of a few entries each (kShort) are
+// found ahead of their scan, which touches two arrays' lines of each run first: the
+// cache misses of many short runs then overlap (EntryRead::ForEachShortRun).
+template <typename Index, bool kShort, typename A, typename B, typename F>
+void ForRuns(const EntryRead& read, int64_t gene, const std::vector<GroupRange>& runs,
+             const A* a, const B* b, F&& f) {
+  if constexpr (kShort) {
+    const auto touch = [a, b](int64_t lo, int64_t hi) {
+      __builtin_prefetch(a + lo);
+      __builtin_prefetch(b + lo);
+      __builtin_prefetch(b + hi - 1);
+    };
+    read.ForEachShortRun<Index>(gene, runs, touch, f);
+  } else {
+    read.ForEachRun<Index>(gene, runs, f);
+  }
+}
+
 // Pass 1: nnz and sum per split.
-template <typename Index, typename Nnz, typename Sum>
+template <typename Index, typename Nnz, typename Sum, bool kShort>
 void ScanSums(const StoreReader&, const EntryRead& read, int64_t gene,
               const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
               Acc* acc) {
@@ -18,7 +36,7 @@ void ScanSums(const StoreReader&, const EntryRead& read, int64_t gene,
   const auto* idx = a.indices.As<Index>();
   const auto* nnz = a.nnz.As<Nnz>();
   const auto* sum = a.sum.As<Sum>();
-  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
+  ForRuns<Index, kShort>(read, gene, runs, nnz, sum, [&](int64_t lo, int64_t hi) {
     // Consecutive entries mostly share a split (groups are sorted by cell type first):
     // sum in registers and write to the split's accumulator when the split changes,
     // instead of a read-modify-write through memory per entry.
@@ -49,7 +67,7 @@ void ScanSums(const StoreReader&, const EntryRead& read, int64_t gene,
 
 // Pass 1 for roll-ups into many splits (a DE's donors), where consecutive entries
 // rarely share one: added straight into each entry's split, without a branch.
-template <typename Index, typename Nnz, typename Sum>
+template <typename Index, typename Nnz, typename Sum, bool kShort>
 void ScanSumsScattered(const StoreReader&, const EntryRead& read, int64_t gene,
                        const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
                        Acc* acc) {
@@ -57,7 +75,7 @@ void ScanSumsScattered(const StoreReader&, const EntryRead& read, int64_t gene,
   const auto* idx = a.indices.As<Index>();
   const auto* nnz = a.nnz.As<Nnz>();
   const auto* sum = a.sum.As<Sum>();
-  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
+  ForRuns<Index, kShort>(read, gene, runs, nnz, sum, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const int32_t split = split_of[static_cast<int64_t>(idx[k]) - base];
       if (split < 0) continue;  // a group outside the selection
@@ -71,7 +89,7 @@ void ScanSumsScattered(const StoreReader&, const EntryRead& read, int64_t gene,
 // Pass 2, with the splits' means known: per entry of group g (n cells, sum, m2),
 // m2 + (sum − n·mean)²/n, all terms non-negative (Chan et al.'s pairwise combination in
 // its two-pass form); format 1's sumsq is turned into m2 first.
-template <typename Index, typename Sum, typename Second>
+template <typename Index, typename Sum, typename Second, bool kShort>
 void ScanSecondMoment(const StoreReader& s, const EntryRead& read, int64_t gene,
                       const std::vector<GroupRange>& runs, int64_t base, const int32_t* split_of,
                       const double* mean, const double* inverse_cells, SecondAcc* acc) {
@@ -81,7 +99,7 @@ void ScanSecondMoment(const StoreReader& s, const EntryRead& read, int64_t gene,
   const auto* second = a.second.As<Second>();
   const bool sumsq = s.second_moment_is_sumsq();
   const auto& n_cells = s.meta().n_cells;
-  read.ForEachRun<Index>(gene, runs, [&](int64_t lo, int64_t hi) {
+  ForRuns<Index, kShort>(read, gene, runs, sum, second, [&](int64_t lo, int64_t hi) {
     for (int64_t k = lo; k < hi; ++k) {
       const auto group = static_cast<int64_t>(idx[k]);
       const int32_t split = split_of[group - base];
@@ -117,12 +135,26 @@ void ScanHist(const EntryRead& read, int64_t gene, const std::vector<GroupRange>
       });
 }
 
+// Per contributing dataset, whether it measured `gene` is bit gene % 64 of its word.
+const uint64_t* MeasuredWords(const GeneScan& q, int64_t gene, ScanBuffers* b) {
+  const int64_t block = gene / 64;
+  if (block != b->measured_block) {
+    const MeasuredBits& bits = q.store->measured();
+    b->measured_words.resize(q.n_contributing);
+    for (size_t j = 0; j < q.n_contributing; ++j)
+      b->measured_words[j] = bits.row(q.contributing[j])[block];
+    b->measured_block = block;
+  }
+  return b->measured_words.data();
+}
+
 // This gene's active splits (QueryEngine::GeneSplits), their n_cells (the cells of the
 // datasets that measured the gene) and zeroed accumulators.
 std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, int64_t gene,
                                                  ScanBuffers* b) {
-  const StoreReader& s = *q.store;
   std::vector<Aggregate>& agg = b->gene;
+  const uint64_t* measured = MeasuredWords(q, gene, b);
+  const int bit = static_cast<int>(gene % 64);
   if (!q.sparse) {
     for (size_t sp = 0; sp < q.n_splits; ++sp) {
       agg[sp] = Aggregate{};
@@ -130,7 +162,7 @@ std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, i
       b->acc[sp] = Acc{0, 0};
     }
     for (size_t j = 0; j < q.n_contributing; ++j) {
-      if (s.Measured(q.contributing[j], gene)) continue;
+      if ((measured[j] >> bit) & 1) continue;
       for (int64_t k = q.pairs_begin[j]; k < q.pairs_begin[j + 1]; ++k)
         agg[static_cast<size_t>(q.pair_split[k])].n_cells -= q.pair_cells[k];
     }
@@ -139,7 +171,7 @@ std::pair<const int32_t*, size_t> ActivateSplits(const GeneScan& q, size_t gi, i
   b->active.clear();
   const auto stamp = static_cast<uint32_t>(gi + 1);
   for (size_t j = 0; j < q.n_contributing; ++j) {
-    if (!s.Measured(q.contributing[j], gene)) continue;
+    if (!((measured[j] >> bit) & 1)) continue;
     for (int64_t k = q.pairs_begin[j]; k < q.pairs_begin[j + 1]; ++k) {
       const auto sp = static_cast<size_t>(q.pair_split[k]);
       if (b->stamp[sp] != stamp) {
@@ -182,6 +214,7 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
   gene.assign(n_splits, Aggregate{});
   b->acc.assign(n_splits, Acc{0, 0});
   b->stamp.assign(n_splits, 0);
+  b->measured_block = -1;  // the buffers may last have served other datasets
   if (q.hist) b->bins.assign(n_splits, Bins{});
   if (q.second) {
     b->mean.assign(n_splits, 0);
@@ -217,10 +250,14 @@ void ScanGenes(const GeneScan& q, const std::vector<int32_t>& genes, size_t begi
 
 }  // namespace
 
-SumsFn PickSums(const EntryRead& read, bool scattered) {
-  return VisitEntryTypes(read.arrays(), [scattered](auto index, auto nnz, auto sum, auto) {
-    return scattered ? &ScanSumsScattered<decltype(index), decltype(nnz), decltype(sum)>
-                     : &ScanSums<decltype(index), decltype(nnz), decltype(sum)>;
+SumsFn PickSums(const EntryRead& read, bool scattered, bool short_runs) {
+  return VisitEntryTypes(read.arrays(), [=](auto index, auto nnz, auto sum, auto) -> SumsFn {
+    using I = decltype(index);
+    using N = decltype(nnz);
+    using S = decltype(sum);
+    if (scattered)
+      return short_runs ? &ScanSumsScattered<I, N, S, true> : &ScanSumsScattered<I, N, S, false>;
+    return short_runs ? &ScanSums<I, N, S, true> : &ScanSums<I, N, S, false>;
   });
 }
 HistFn PickHist(const EntryRead& read) {
@@ -228,10 +265,23 @@ HistFn PickHist(const EntryRead& read) {
     return &ScanHist<decltype(index), decltype(nnz)>;
   });
 }
-SecondFn PickSecond(const EntryRead& read) {
-  return VisitEntryTypes(read.arrays(), [](auto index, auto, auto sum, auto second) {
-    return &ScanSecondMoment<decltype(index), decltype(sum), decltype(second)>;
+SecondFn PickSecond(const EntryRead& read, bool short_runs) {
+  return VisitEntryTypes(read.arrays(), [=](auto index, auto, auto sum, auto second) -> SecondFn {
+    using I = decltype(index);
+    using S = decltype(sum);
+    using M = decltype(second);
+    return short_runs ? &ScanSecondMoment<I, S, M, true> : &ScanSecondMoment<I, S, M, false>;
   });
+}
+
+bool ShortRuns(const std::vector<GroupRange>& runs) {
+  // Past 16 groups a run's entries fill lines that the hardware's own prefetching
+  // streams well, and a scan in order reads them faster (docs/QUERY.md).
+  constexpr int64_t kMinRuns = 8, kMaxGroupsPerRun = 16;
+  int64_t spanned = 0;
+  for (const GroupRange& run : runs) spanned += run.end - run.begin;
+  const auto n = static_cast<int64_t>(runs.size());
+  return n >= kMinRuns && spanned <= kMaxGroupsPerRun * n;
 }
 
 void ScanAllGenes(const GeneScan& q, const std::vector<int32_t>& genes,

@@ -39,6 +39,11 @@ struct ScanBuffers {
   std::vector<int32_t> active;  // this gene's splits (sparse roll-ups)
   std::vector<uint32_t> stamp;  // per split: 1 + the gene it was last activated for
   std::vector<Bins> bins;       // per split: this gene's histogram, when asked for
+  // Per contributing dataset, the word of its measured bits that holds the genes of
+  // block `measured_block` (64 genes): a gene's tests then read this array, not a line
+  // of every dataset's row.
+  std::vector<uint64_t> measured_words;
+  int64_t measured_block = -1;
 };
 
 using SumsFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
@@ -50,9 +55,14 @@ using SecondFn = void (*)(const StoreReader&, const EntryRead&, int64_t,
 using HistFn = void (*)(const EntryRead&, int64_t, const std::vector<GroupRange>&, int64_t,
                         const int32_t*, Bins*);
 
-// The kernels for the entry types of `read`: sums scattered (many splits) or in runs.
-SumsFn PickSums(const EntryRead& read, bool scattered);
-SecondFn PickSecond(const EntryRead& read);
+// The kernels for the entry types of `read`: sums scattered (many splits) or in runs;
+// with `short_runs`, for runs of a few entries each (ShortRuns).
+SumsFn PickSums(const EntryRead& read, bool scattered, bool short_runs);
+SecondFn PickSecond(const EntryRead& read, bool short_runs);
+
+// Whether `runs` are many and each spans a few groups (one cell type in each of many
+// datasets): their entries are then found and loaded some runs ahead of their scan.
+bool ShortRuns(const std::vector<GroupRange>& runs);
 HistFn PickHist(const EntryRead& read);
 
 // Everything the per-gene scans of one query share (read-only while they run).

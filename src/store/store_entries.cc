@@ -186,23 +186,24 @@ bool StoreEntries::GeneChecked(int64_t gene) const {
 EntryRange StoreEntries::DatasetEntries(int64_t gene, int64_t dataset) const {
   const std::vector<int64_t>& first = r_.dataset_group_begin();
   if (first.empty()) return {};
+  if (offsets_.size > 0) return OffsetsOf(gene).Of(dataset);  // format 3 says where
   const int64_t begin = a_.indptr.IntAt(gene), n = a_.indptr.IntAt(gene + 1) - begin;
   const auto d = static_cast<size_t>(dataset);
-  if (offsets_.size > 0) {
-    // Format 3 says where: no search. Clamped into the gene, so that even a damaged
-    // offset reads inside it; the checks (CheckEntryOffsets, NeighbourFault) refuse it.
-    const int64_t n_datasets = r_.n_datasets();
-    const uint32_t* at = offsets_.As<uint32_t>() + gene * n_datasets + dataset;
-    const int64_t b = std::min<int64_t>(at[0], n);
-    const int64_t e = dataset + 1 < n_datasets ? std::min<int64_t>(at[1], n) : n;
-    return {begin + b, begin + std::max(b, e)};
-  }
   const int64_t last = r_.dataset_group_end()[d];
   const EntryRange local =
       a_.indices.type == ArrayType::kInt64
           ? entry_check::LocateGroups(a_.indices.As<int64_t>() + begin, n, first[d], last)
           : entry_check::LocateGroups(a_.indices.As<int32_t>() + begin, n, first[d], last);
   return {begin + local.begin, begin + local.end};
+}
+
+OffsetRow StoreEntries::OffsetsOf(int64_t gene) const {
+  OffsetRow row;
+  row.begin = a_.indptr.IntAt(gene);
+  row.n = a_.indptr.IntAt(gene + 1) - row.begin;
+  row.n_datasets = r_.n_datasets();
+  row.at = offsets_.As<uint32_t>() + gene * row.n_datasets;
+  return row;
 }
 
 // A gene's entry_offsets against its entries, which CheckGene found ascending: each

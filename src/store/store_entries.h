@@ -78,6 +78,20 @@ struct EntryRange {
   int64_t begin = 0, end = 0;
 };
 
+// One gene's entry_offsets (format 3), for the DatasetEntries of many datasets in a row:
+// the same ranges, without looking the gene up again per dataset.
+struct OffsetRow {
+  int64_t begin = 0, n = 0, n_datasets = 0;
+  const uint32_t* at = nullptr;
+  EntryRange Of(int64_t dataset) const {
+    // Clamped into the gene, so that even a damaged offset reads inside it; the checks
+    // (CheckEntryOffsets, NeighbourFault) refuse it.
+    const int64_t b = std::min<int64_t>(at[dataset], n);
+    const int64_t e = dataset + 1 < n_datasets ? std::min<int64_t>(at[dataset + 1], n) : n;
+    return {begin + b, begin + std::max(b, e)};
+  }
+};
+
 // A run of groups [begin, end) a read scans, all of one dataset (-1: not known).
 struct GroupRun {
   int64_t begin;
@@ -132,6 +146,15 @@ class EntryRead {
   // that did not measure the gene hold none of its entries and are skipped.
   template <typename Index, typename F>
   void ForEachRun(int64_t gene, const std::vector<GroupRun>& runs, F&& f) const;
+  // The same ranges, for runs of a few entries each in many datasets (one cell type in
+  // each): each run's range is found from entry_offsets, and touch(lo, hi) is called
+  // some runs ahead of f(lo, hi), for the scan to start loading the lines it will read
+  // there, so that the cache misses of the runs overlap instead of following one
+  // another (docs/QUERY.md). Runs without an entry may be skipped. Without offsets
+  // (before format 3) or in a copy, as ForEachRun.
+  template <typename Index, typename Touch, typename F>
+  void ForEachShortRun(int64_t gene, const std::vector<GroupRun>& runs, Touch&& touch,
+                       F&& f) const;
 
   // The same runs, for a read prepared with histograms: f(lo, hi, p, end) with p the
   // record of entry lo (histogram/record.h), the records of lo + 1, ... following it up
@@ -143,6 +166,9 @@ class EntryRead {
 
  private:
   friend class StoreEntries;
+  template <typename Index, typename Touch, typename F>
+  void SearchRunsAhead(int64_t gene, const std::vector<GroupRun>& runs,
+                       const OffsetRow& row, Touch&& touch, F&& f) const;
   // The first entry of dataset d in `gene` (of the read's arrays) and where its records
   // start and end.
   template <typename Index>
@@ -189,6 +215,11 @@ class StoreEntries {
   // file either way, so the check and the read agree on the range even in a damaged
   // gene. Empty when the datasets' groups are not consecutive.
   EntryRange DatasetEntries(int64_t gene, int64_t dataset) const;
+  // Whether the store has entry_offsets and datasets of consecutive groups (OffsetsOf).
+  bool has_entry_offsets() const {
+    return offsets_.size > 0 && !r_.dataset_group_begin().empty();
+  }
+  OffsetRow OffsetsOf(int64_t gene) const;
   // The entries of `genes` a read of `datasets` may touch, checked once each (on the
   // pool when they are many); the error is the first damaged gene in the order given.
   // When the datasets are few (at most 4, and an eighth of the store's) and each
@@ -320,6 +351,18 @@ int64_t Gallop(const Index* idx, int64_t from, int64_t end, Index target) {
   return std::lower_bound(idx + lo, idx + hi, target) - idx;
 }
 
+// The same, for a target likely among the first few entries (a short run's end): the
+// first eight are compared at once (no branch to mispredict; vectorised), and only a
+// target past them is galloped to.
+template <typename Index>
+int64_t SearchNear(const Index* idx, int64_t from, int64_t end, Index target) {
+  constexpr int64_t kNear = 8;
+  if (end - from < kNear) return Gallop(idx, from, end, target);
+  int64_t below = 0;  // idx ascends, so the entries below target come first
+  for (int64_t k = 0; k < kNear; ++k) below += idx[from + k] < target ? 1 : 0;
+  return below < kNear ? from + below : Gallop(idx, from + kNear, end, target);
+}
+
 }  // namespace entry_read
 
 template <typename Index, typename F>
@@ -347,6 +390,57 @@ void EntryRead::ForEachRun(int64_t gene, const std::vector<GroupRun>& runs, F&& 
     if (run.end < n_groups) hi = Gallop(idx, lo, gene_end, static_cast<Index>(run.end));
     f(lo, hi);
     from = hi;
+  }
+}
+
+template <typename Index, typename Touch, typename F>
+void EntryRead::ForEachShortRun(int64_t gene, const std::vector<GroupRun>& runs, Touch&& touch,
+                                F&& f) const {
+  // A copy has an indptr of its own, which the store's offsets do not index.
+  if (copy_ || !entries_->has_entry_offsets()) return ForEachRun<Index>(gene, runs, f);
+  // The offsets were checked with the gene, or are the range a dataset's check covered.
+  const OffsetRow row = entries_->OffsetsOf(gene);
+  SearchRunsAhead<Index>(gene, runs, row, touch, f);
+}
+
+// Three steps per run, each a few runs ahead of the next so that the loads it starts
+// have arrived when they are needed: locate the run's dataset range and load its first
+// groups; search the run's entries there and touch them; f.
+template <typename Index, typename Touch, typename F>
+void EntryRead::SearchRunsAhead(int64_t gene, const std::vector<GroupRun>& runs,
+                                const OffsetRow& row, Touch&& touch, F&& f) const {
+  using entry_read::SearchNear;
+  const StoreReader& s = entries_->reader();
+  const auto* idx = arrays_.indices.As<Index>();
+  constexpr size_t kAhead = 16, kRing = 64;  // kRing > 2 * kAhead, a power of two
+  EntryRange ring[kRing];                    // per run: its dataset's range, then its own
+  // In a gene checked whole, a dataset that did not measure it has no entry there (the
+  // rules refuse one), and its range is empty without a test.
+  const bool whole = entries_->GeneChecked(gene);
+  const size_t n = runs.size();
+  for (size_t i = 0; i < n + 2 * kAhead; ++i) {
+    if (i < n) {
+      const int32_t d = runs[i].dataset;
+      const EntryRange r = whole || s.Measured(d, gene) ? row.Of(d) : EntryRange{};
+      ring[i % kRing] = r;
+      if (r.begin < r.end) {  // the lines a short run's search reads
+        __builtin_prefetch(idx + r.begin);
+        __builtin_prefetch(idx + std::min(r.begin + 16, r.end - 1));
+      }
+    }
+    if (i >= kAhead && i - kAhead < n) {
+      EntryRange& r = ring[(i - kAhead) % kRing];
+      if (r.begin < r.end) {
+        const GroupRun& run = runs[i - kAhead];
+        const int64_t lo = SearchNear(idx, r.begin, r.end, static_cast<Index>(run.begin));
+        r = {lo, SearchNear(idx, lo, r.end, static_cast<Index>(run.end))};
+        if (r.begin < r.end) touch(r.begin, r.end);
+      }
+    }
+    if (i >= 2 * kAhead) {
+      const EntryRange r = ring[(i - 2 * kAhead) % kRing];
+      if (r.begin < r.end) f(r.begin, r.end);
+    }
   }
 }
 
