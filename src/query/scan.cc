@@ -13,8 +13,8 @@ namespace {
 // found ahead of their scan, which touches two arrays' lines of each run first: the
 // cache misses of many short runs then overlap (EntryRead::ForEachShortRun).
 template <typename Index, bool kShort, typename A, typename B, typename F>
-void ForRuns(const EntryRead& read, int64_t gene, const std::vector<GroupRange>& runs,
-             const A* a, const B* b, F&& f) {
+void ForRuns(const EntryRead& read, int64_t gene, const std::vector<GroupRange>& runs, const A* a,
+             const B* b, F&& f) {
   if constexpr (kShort) {
     const auto touch = [a, b](int64_t lo, int64_t hi) {
       __builtin_prefetch(a + lo);

@@ -153,8 +153,7 @@ class EntryRead {
   // another (docs/QUERY.md). Runs without an entry may be skipped. Without offsets
   // (before format 3) or in a copy, as ForEachRun.
   template <typename Index, typename Touch, typename F>
-  void ForEachShortRun(int64_t gene, const std::vector<GroupRun>& runs, Touch&& touch,
-                       F&& f) const;
+  void ForEachShortRun(int64_t gene, const std::vector<GroupRun>& runs, Touch&& touch, F&& f) const;
 
   // The same runs, for a read prepared with histograms: f(lo, hi, p, end) with p the
   // record of entry lo (histogram/record.h), the records of lo + 1, ... following it up
@@ -167,8 +166,8 @@ class EntryRead {
  private:
   friend class StoreEntries;
   template <typename Index, typename Touch, typename F>
-  void SearchRunsAhead(int64_t gene, const std::vector<GroupRun>& runs,
-                       const OffsetRow& row, Touch&& touch, F&& f) const;
+  void SearchRunsAhead(int64_t gene, const std::vector<GroupRun>& runs, const OffsetRow& row,
+                       Touch&& touch, F&& f) const;
   // The first entry of dataset d in `gene` (of the read's arrays) and where its records
   // start and end.
   template <typename Index>
@@ -216,9 +215,7 @@ class StoreEntries {
   // gene. Empty when the datasets' groups are not consecutive.
   EntryRange DatasetEntries(int64_t gene, int64_t dataset) const;
   // Whether the store has entry_offsets and datasets of consecutive groups (OffsetsOf).
-  bool has_entry_offsets() const {
-    return offsets_.size > 0 && !r_.dataset_group_begin().empty();
-  }
+  bool has_entry_offsets() const { return offsets_.size > 0 && !r_.dataset_group_begin().empty(); }
   OffsetRow OffsetsOf(int64_t gene) const;
   // The entries of `genes` a read of `datasets` may touch, checked once each (on the
   // pool when they are many); the error is the first damaged gene in the order given.

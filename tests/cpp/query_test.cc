@@ -739,6 +739,76 @@ TEST_F(DamagedStore, NotAStore) {
   EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
 }
 
+// Short runs (a few groups in each of many datasets, as a DE of one cell type across an
+// atlas reads): ForEachShortRun, which finds each run from entry_offsets and hands it out
+// some runs after touching it, gives the same ranges in the same order as ForEachRun,
+// for genes checked whole and for genes checked dataset by dataset, and each range holds
+// exactly the run's entries.
+TEST(Query, ShortRunsGiveTheSameRangesAsRunsInOrder) {
+  TempDir dir;
+  Spec spec;
+  spec.n_datasets = 40;
+  spec.n_genes = 60;
+  spec.groups_per_dataset = 5;
+  spec.seed = 17;
+  const StoreData s = RandomStore(spec);
+  ASSERT_TRUE(WriteStore(s, dir.File("short.h5ad")).ok());
+  auto opened = StoreReader::Open(dir.File("short.h5ad"));
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  const StoreReader& reader = **opened;
+  const StoreEntries& entries = EntriesOf(reader);
+  ASSERT_TRUE(entries.has_entry_offsets());
+  using Ranges = std::vector<std::pair<int64_t, int64_t>>;
+  // Runs of 1-2 groups in every dataset, or in a few (checked dataset by dataset).
+  auto runs_of = [&](const std::vector<int32_t>& datasets) {
+    std::vector<GroupRun> runs;
+    for (int32_t d : datasets) {
+      const int64_t first = static_cast<int64_t>(d) * spec.groups_per_dataset + 1 + d % 3;
+      runs.push_back({first, first + 1 + d % 2, d});
+    }
+    return runs;
+  };
+  std::vector<int32_t> all, few = {3, 17, 29};
+  for (int32_t d = 0; d < spec.n_datasets; ++d) all.push_back(d);
+  for (const auto& datasets : {few, all}) {
+    const std::vector<GroupRun> runs = runs_of(datasets);
+    std::vector<int32_t> genes;
+    for (int32_t g = 0; g < (datasets.size() < 4 ? 3 : spec.n_genes); ++g) genes.push_back(g);
+    auto read = entries.PrepareRead(genes, datasets);
+    ASSERT_TRUE(read.ok()) << read.status().message();
+    ASSERT_FALSE(read->copy());
+    int64_t nonempty = 0;
+    for (int32_t g : genes) {
+      EXPECT_EQ(entries.GeneChecked(g), datasets.size() > 4) << "gene " << g;
+      Ranges plain, ahead;
+      read->ForEachRun<int32_t>(g, runs, [&](int64_t lo, int64_t hi) {
+        if (lo < hi) plain.emplace_back(lo, hi);
+      });
+      int64_t touched = 0;
+      read->ForEachShortRun<int32_t>(
+          g, runs, [&](int64_t, int64_t) { ++touched; },
+          [&](int64_t lo, int64_t hi) { ahead.emplace_back(lo, hi); });
+      EXPECT_EQ(ahead, plain) << "gene " << g;
+      EXPECT_EQ(touched, static_cast<int64_t>(ahead.size())) << "gene " << g;
+      // Brute force: the entries of each run's groups, from the store's own arrays.
+      Ranges want;
+      for (const GroupRun& run : runs) {
+        int64_t lo = -1, hi = -1;
+        for (int64_t k = s.indptr[g]; k < s.indptr[g + 1]; ++k)
+          if (s.group[static_cast<size_t>(k)] >= run.begin &&
+              s.group[static_cast<size_t>(k)] < run.end) {
+            if (lo < 0) lo = k;
+            hi = k + 1;
+          }
+        if (lo >= 0) want.emplace_back(lo, hi);
+      }
+      EXPECT_EQ(ahead, want) << "gene " << g;
+      nonempty += static_cast<int64_t>(want.size());
+    }
+    EXPECT_GT(nonempty, static_cast<int64_t>(genes.size())) << "runs with entries to compare";
+  }
+}
+
 // Reads of one dataset among many (docs/SCALING.md): only that dataset's entries in each gene
 // are checked; the first read of many genes copies them out of the file (EntryCopy),
 // later ones read the mapping. Every path answers as brute force does.
