@@ -50,6 +50,7 @@ struct RollUpScratch {
   std::vector<int32_t> selected_contributing;  // per selected group: its dataset's index
   std::vector<int64_t> selected_cells;         // per selected group: its cells
   bool sparse = false;                         // PlanPairs' verdict
+  bool short_runs = false;                     // query::ShortRuns(runs)
 
   // What the plan above was made for: PlanRuns and PlanPairs depend on nothing else (the
   // scratch belongs to one engine, so to one store), so the next roll-up of the same

@@ -129,6 +129,7 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
     t.planned_n_splits = -1;  // no plan until this one is whole
     CC_RETURN_IF_ERROR(PlanRuns(s, groups, split_of_group, n_splits, t));
     t.sparse = PlanPairs(split_of_group, n_splits, t);
+    t.short_runs = query::ShortRuns(t.runs);
     t.planned_groups = groups;
     t.planned_splits = split_of_group;
     t.planned_n_splits = n_splits;
@@ -154,9 +155,8 @@ Status QueryEngine::RollUpInto(Scratch& scratch, const std::vector<int32_t>& gen
   scan.all_splits = t.all_splits.data();
   scan.sparse = sparse;
   scan.inverse_cells = impl_->inverse_cells.data();
-  const bool short_runs = query::ShortRuns(t.runs);
-  scan.sums = query::PickSums(read, sparse, short_runs);
-  scan.second = wants.m2 ? query::PickSecond(read, short_runs) : nullptr;
+  scan.sums = query::PickSums(read, sparse, t.short_runs);
+  scan.second = wants.m2 ? query::PickSecond(read, t.short_runs) : nullptr;
   scan.hist = wants.bins ? query::PickHist(read) : nullptr;
   scan.visit = visit;
   if (out) out->assign(static_cast<size_t>(n_splits) * genes.size(), Aggregate{});

@@ -20,6 +20,7 @@
 #include "cellcube/render.h"
 #include "cellcube/store_data.h"
 #include "cellcube/store_reader.h"
+#include "query/scan.h"
 #include "store/store_entries.h"
 
 namespace cellcube {
@@ -269,6 +270,32 @@ TEST(Query, MatchesBruteForce) {
   }
 }
 
+// Many datasets of a few groups each: every query of Cases() over all of them reads
+// short runs (query::ShortRuns: the scan's loads started some runs ahead, sums and the
+// second moment alike), and still matches brute force.
+TEST(Query, ShortRunsMatchBruteForce) {
+  TempDir dir;
+  Spec spec;
+  spec.n_datasets = 12;
+  spec.groups_per_dataset = 6;
+  spec.seed = 9;
+  StoreData s = RandomStore(spec);
+  auto engine = OpenEngine(s, dir.File("short.h5ad"));
+  ASSERT_TRUE(engine);
+  std::vector<GroupRun> whole_datasets;
+  for (int32_t d = 0; d < spec.n_datasets; ++d)
+    whole_datasets.push_back(
+        {int64_t{d} * spec.groups_per_dataset, int64_t{d + 1} * spec.groups_per_dataset, d});
+  ASSERT_TRUE(query::ShortRuns(whole_datasets)) << "the store's runs must count as short";
+  int k = 0;
+  for (const Case& c : Cases()) {
+    auto r = engine->Run(ToQuery(s, c));
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    ExpectSame(*r, BruteForce(s, c.genes, c.by, c.where, c.datasets),
+               "short-run case " + std::to_string(k++));
+  }
+}
+
 // The roll-up's plan is kept for the next roll-up of the same selection: the same
 // selection with other genes, and the same selection in another store of the same
 // shape (other cells per group), alternating on one thread, all match brute force.
@@ -306,16 +333,21 @@ TEST(Query, RepeatedSelectionsReuseOnlyTheirOwnPlan) {
 // active list holds exactly the splits with cells of a dataset that measured the gene.
 TEST(Query, RollUpIntoManySplitsVisitsOnlyActiveOnes) {
   TempDir dir;
-  for (bool interleave : {false, true}) {
+  for (int variant : {0, 1, 2}) {  // 3 datasets; 12 of short runs; interleaved groups
+    const bool interleave = variant == 2;
     Spec spec;
     spec.interleave = interleave;
     spec.seed = interleave ? 11 : 5;
+    if (variant == 1) {
+      spec.n_datasets = 12;
+      spec.groups_per_dataset = 6;
+    }
     StoreData s = RandomStore(spec);
     if (interleave) {
       ExpectInterleavedRefused(s, dir.File("i.h5ad"));
       continue;
     }
-    auto engine = OpenEngine(s, dir.File(interleave ? "i.h5ad" : "c.h5ad"));
+    auto engine = OpenEngine(s, dir.File("c" + std::to_string(variant) + ".h5ad"));
     ASSERT_TRUE(engine);
     // Every other group; pairs of them share a split, and split ids skip (some splits
     // never hold a group).
